@@ -26,7 +26,10 @@ export class AgentError extends Error {
     message: string,
     options: { cause?: unknown; details?: Record<string, unknown> } = {},
   ) {
-    super(`${message} (${code})`, options.cause === undefined ? undefined : { cause: options.cause });
+    super(
+      `${message} (${code})`,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.code = code;
     this.details = options.details;
   }
