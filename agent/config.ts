@@ -1,0 +1,203 @@
+/**
+ * The agent's configuration: one zod schema that is also its documentation (DESIGN §8). Units
+ * are in the names (`…Ms`, `…Seconds`, `…Bytes`), every number has a range and a default, and a
+ * bad file is refused with every problem listed at once (zigbee2mqtt does the same).
+ *
+ * Example (`pos-agent init-dev` writes one):
+ * ```json
+ * { "deviceId": "store-0042-lane-3", "dataDir": "/var/lib/pos-agent", "keysDir": "/etc/pos-agent/keys",
+ *   "pinPad": { "path": "/dev/serial/by-id/usb-…" },
+ *   "broker": { "url": "mqtts://broker.example:8883" } }
+ * ```
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { AgentError } from '../common/agent-error.js';
+
+const devicePath = z
+  .string()
+  .refine(
+    (p) => p.startsWith('/') || /^tcp:\/\/[^:/]+:\d{1,5}$/.test(p) || /^mock:\/\/[\w.-]+$/.test(p),
+    {
+      message:
+        'must be a serial device path (/dev/ttyUSB0, /dev/serial/by-id/…), tcp://host:port, or mock://name',
+    },
+  );
+
+/** The PIN pad on the framed serial link (DESIGN §3.1, §3.2). */
+const PinPadConfig = z
+  .object({
+    /** Where the PIN pad is: `/dev/…` (serial), `tcp://host:port` (ser2net, simulator) or `mock://name`. */
+    path: devicePath,
+    /** Serial line speed in baud; ignored for tcp:// and mock://. Default 9600. */
+    baudRate: z.number().int().min(1200).max(921600).default(9600),
+    /** How long to wait for ACK after a frame, in ms (DESIGN §3.1). Default 1000. */
+    ackTimeoutMs: z.number().int().min(50).max(60_000).default(1000),
+    /** Longest gap between two bytes of one frame, in ms; a longer gap NAKs the frame. Default 500. */
+    interByteTimeoutMs: z.number().int().min(10).max(10_000).default(500),
+    /** Transmissions of one frame before EOT and failure. Default 3. */
+    maxTransmissions: z.number().int().min(1).max(10).default(3),
+    /** How long to wait for the pad's reply to a request, in ms. Default 5000. */
+    responseTimeoutMs: z.number().int().min(100).max(120_000).default(5000),
+    /** How long the customer has to present a card, in seconds. Default 60. */
+    cardReadTimeoutSeconds: z.number().int().min(5).max(300).default(60),
+  })
+  .strict();
+
+/** What the card boundary may keep and accept (DESIGN §2). */
+const CardConfig = z
+  .object({
+    /** Keep the cardholder name from track 1. Default false (PCI DSS 4.0.1 req. 3.2: keep only what is needed). */
+    allowCardholderName: z.boolean().default(false),
+    /** Accept a swipe of a chip card (service code 2xx/6xx) as fallback. Default false. */
+    allowFallbackSwipe: z.boolean().default(false),
+  })
+  .strict();
+
+/** The MQTT broker that links the agent with the cloud core (DESIGN §5). */
+const BrokerConfig = z
+  .object({
+    /** Broker URL: `mqtts://host:8883`, or `mqtt://…` for a development setup. */
+    url: z
+      .string()
+      .regex(/^mqtts?:\/\/[^/\s]+(:\d{1,5})?\/?$/, 'must be mqtt://host:port or mqtts://host:port'),
+    /** Topic prefix `{p}` of DESIGN §5. Default `pos/v1`. */
+    topicPrefix: z
+      .string()
+      .regex(/^[\w-]+(\/[\w-]+)*$/, 'must be topic levels of letters, digits, - and _, e.g. pos/v1')
+      .default('pos/v1'),
+    /** MQTT keep-alive in seconds (MQTT 3.1.1 §3.1.2.10). Default 30. */
+    keepaliveSeconds: z.number().int().min(5).max(1200).default(30),
+    /** Wait between reconnect attempts, in ms. Default 1000. */
+    reconnectPeriodMs: z.number().int().min(100).max(300_000).default(1000),
+  })
+  .strict();
+
+/** The store-and-forward sync with the cloud core (DESIGN §5). */
+const SyncConfig = z
+  .object({
+    /** Largest MQTT payload in bytes; AWS IoT Core's limit is 128 KiB. Default 131072. */
+    maxMessageBytes: z.number().int().min(2048).max(268_435_455).default(131_072),
+    /** Batches awaiting the cloud's acknowledgement at once. Default 16. */
+    maxInFlightBatches: z.number().int().min(1).max(1000).default(16),
+    /** Time to wait for a batch's acknowledgement before sending it again, in ms. Default 10000. */
+    ackTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
+  })
+  .strict();
+
+/** The local API for the POS app (DESIGN §6). */
+const ApiConfig = z
+  .object({
+    /** Address to listen on; loopback only. Default 127.0.0.1. */
+    host: z.enum(['127.0.0.1', '::1', 'localhost']).default('127.0.0.1'),
+    /** TCP port; 0 picks a free one (tests). Default 7420. */
+    port: z.number().int().min(0).max(65_535).default(7420),
+  })
+  .strict();
+
+/** Logging (DESIGN §8). */
+const LogConfig = z
+  .object({
+    /** Lowest level written. Default info. */
+    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    /** Write JSON lines to this file instead of standard output. */
+    file: z.string().optional(),
+  })
+  .strict();
+
+/** The whole configuration file. */
+export const AgentConfigSchema = z
+  .object({
+    /** Device id: also the MQTT client id and the `{d}` of every topic. */
+    deviceId: z
+      .string()
+      .regex(
+        /^[a-z0-9][a-z0-9-]{2,63}$/,
+        'must be 3–64 characters of a–z, 0–9 and -, e.g. store-0042-lane-3',
+      ),
+    /** Directory of the SQLite database (created, mode 0700). */
+    dataDir: z.string().min(1),
+    /** Directory of the key files (see agent/keys.ts). */
+    keysDir: z.string().min(1),
+    pinPad: PinPadConfig,
+    card: CardConfig.default({ allowCardholderName: false, allowFallbackSwipe: false }),
+    broker: BrokerConfig,
+    sync: SyncConfig.default({
+      maxMessageBytes: 131_072,
+      maxInFlightBatches: 16,
+      ackTimeoutMs: 10_000,
+    }),
+    api: ApiConfig.default({ host: '127.0.0.1', port: 7420 }),
+    log: LogConfig.default({ level: 'info' }),
+  })
+  .strict();
+
+/** A parsed, defaulted configuration. */
+export type AgentConfig = z.infer<typeof AgentConfigSchema>;
+/** The configuration as written in a file (defaults may be left out). */
+export type AgentConfigInput = z.input<typeof AgentConfigSchema>;
+
+/**
+ * Validates a configuration object.
+ *
+ * @param input — the parsed JSON of the config file.
+ * @param source — where it came from, for the message (a file path).
+ * @throws AgentError POS501 listing every problem as `path: what is wrong`, numbered.
+ */
+export function parseConfig(input: unknown, source = 'config'): AgentConfig {
+  const result = AgentConfigSchema.safeParse(input);
+  if (result.success) {
+    const config = result.data;
+    // Relative directories are relative to the config file, so a config can travel with its keys.
+    if (source !== 'config') {
+      const base = path.dirname(path.resolve(source));
+      config.dataDir = path.resolve(base, config.dataDir);
+      config.keysDir = path.resolve(base, config.keysDir);
+      if (config.log.file !== undefined) config.log.file = path.resolve(base, config.log.file);
+    }
+    return config;
+  }
+  const problems = result.error.issues.map((issue, i) => {
+    const where = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
+    return `  ${i + 1}. ${where}: ${issue.message}`;
+  });
+  throw new AgentError(
+    'POS501',
+    `${source} has ${problems.length} problem${problems.length === 1 ? '' : 's'}; fix them and start again:\n${problems.join('\n')}\n`,
+    {
+      details: {
+        problems: result.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+      },
+    },
+  );
+}
+
+/**
+ * Reads and validates a JSON config file.
+ *
+ * @throws AgentError POS501 when the file is missing, not JSON, or fails the schema.
+ */
+export function loadConfig(file: string): AgentConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (cause) {
+    throw new AgentError(
+      'POS501',
+      `cannot read config file ${file}: ${(cause as Error).message}; create it with "pos-agent init-dev --dir DIR" or pass --config with the right path`,
+      { cause },
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new AgentError(
+      'POS501',
+      `config file ${file} is not valid JSON: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+  return parseConfig(json, file);
+}

@@ -1,0 +1,31 @@
+/**
+ * Error codes of the agent's own areas (DESIGN §8): `POS4xx` local API, `POS5xx` config,
+ * keys and provisioning. Every code is listed once here so that none is reused.
+ */
+export const AGENT_ERRORS = {
+  /** The request body or query failed validation; the message lists every problem. */
+  POS400: 'bad_request',
+  /** Missing or wrong bearer token. */
+  POS401: 'unauthorized',
+  /** No payment with that id. */
+  POS404: 'payment_not_found',
+  /** The idempotency key was used before with other parameters. */
+  POS409: 'idempotency_conflict',
+  /** The PIN pad is busy with another payment. */
+  POS410: 'terminal_busy',
+  /** The card could not be read or was refused at the card boundary; names the reason. */
+  POS420: 'card_read_failed',
+  /** The PIN pad is not connected. */
+  POS430: 'pin_pad_unavailable',
+  /** Unexpected failure inside the agent; details are in the log under the request id. */
+  POS499: 'internal_error',
+  /** The config file is missing, not JSON, or fails the schema; every problem is listed. */
+  POS501: 'bad_config',
+  /** A key file is missing, unreadable or of the wrong length. */
+  POS502: 'bad_key_file',
+  /** The data or keys directory cannot be created or written. */
+  POS503: 'bad_directory',
+} as const;
+
+/** One of the codes above. */
+export type AgentErrorCode = keyof typeof AGENT_ERRORS;

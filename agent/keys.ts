@@ -1,0 +1,210 @@
+/**
+ * The key files of a terminal (DESIGN §2, §5). Each file holds one key as base64 text and is
+ * written with mode 0600 in a 0700 directory:
+ *
+ * | file                 | bytes | what |
+ * |----------------------|-------|------|
+ * | `device-signing.key` | 64    | the device's Ed25519 secret key (signs uplinks) |
+ * | `token.key`          | 32    | the tenant's token key (HMAC-SHA-256 of the PAN, PCI DSS 4.0.1 req. 3.5.1.1) |
+ * | `vault.pub`          | 32    | the cloud vault's X25519 public key (card data is sealed to it) |
+ * | `cloud-signing.pub`  | 32    | the cloud core's Ed25519 public key (pinned; verifies downlinks) |
+ * | `api.token`          | ≥ 32 chars | the bearer token of the local API |
+ *
+ * Key material never appears in logs or error messages: errors name the file and the problem.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import nacl from 'tweetnacl';
+import { AgentError } from '../common/agent-error.js';
+
+/** The keys the agent runs with. */
+export interface TerminalKeys {
+  /** Ed25519 secret key, 64 bytes (tweetnacl layout: seed ‖ public key). */
+  deviceSecretKey: Uint8Array;
+  /** Ed25519 public key, 32 bytes. */
+  devicePublicKey: Uint8Array;
+  /** Tenant token key, 32 bytes. */
+  tokenKey: Uint8Array;
+  /** Vault X25519 public key, 32 bytes. */
+  vaultPublicKey: Uint8Array;
+  /** Cloud core Ed25519 public key, 32 bytes. */
+  cloudPublicKey: Uint8Array;
+  /** Bearer token of the local API. */
+  apiToken: string;
+}
+
+/** The cloud side's secret keys, which only the simulator holds (a real terminal never has them). */
+export interface CloudSideKeys {
+  /** Vault X25519 secret key, 32 bytes (opens sealed card data). */
+  vaultSecretKey: Uint8Array;
+  /** Cloud core Ed25519 secret key, 64 bytes (signs downlinks). */
+  cloudSecretKey: Uint8Array;
+}
+
+const FILES = {
+  deviceSecretKey: { file: 'device-signing.key', bytes: 64 },
+  tokenKey: { file: 'token.key', bytes: 32 },
+  vaultPublicKey: { file: 'vault.pub', bytes: 32 },
+  cloudPublicKey: { file: 'cloud-signing.pub', bytes: 32 },
+} as const;
+
+/**
+ * Reads the key files of `dir`.
+ *
+ * @throws AgentError POS502 listing every missing, unreadable or wrong-length file, with the fix.
+ */
+export function loadTerminalKeys(dir: string): TerminalKeys {
+  const problems: string[] = [];
+  const read = (name: keyof typeof FILES): Uint8Array => {
+    const { file, bytes } = FILES[name];
+    const full = path.join(dir, file);
+    try {
+      const key = new Uint8Array(Buffer.from(readFileSync(full, 'utf8').trim(), 'base64'));
+      if (key.length !== bytes)
+        problems.push(`${full}: holds ${key.length} bytes, expected ${bytes} (base64 text)`);
+      return key;
+    } catch (cause) {
+      problems.push(`${full}: cannot read (${(cause as NodeJS.ErrnoException).code ?? 'error'})`);
+      return new Uint8Array(bytes);
+    }
+  };
+  const deviceSecretKey = read('deviceSecretKey');
+  const tokenKey = read('tokenKey');
+  const vaultPublicKey = read('vaultPublicKey');
+  const cloudPublicKey = read('cloudPublicKey');
+  let apiToken = '';
+  const tokenFile = path.join(dir, 'api.token');
+  try {
+    apiToken = readFileSync(tokenFile, 'utf8').trim();
+    if (apiToken.length < 32)
+      problems.push(`${tokenFile}: the token is shorter than 32 characters`);
+  } catch (cause) {
+    problems.push(
+      `${tokenFile}: cannot read (${(cause as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+  }
+  if (problems.length > 0) {
+    throw new AgentError(
+      'POS502',
+      `the keys directory ${dir} has ${problems.length} problem(s):\n${problems.map((p, i) => `  ${i + 1}. ${p}`).join('\n')}\n` +
+        'Fix: provision the terminal again, or for a development setup run "pos-agent init-dev --dir DIR".',
+    );
+  }
+  return {
+    deviceSecretKey,
+    devicePublicKey: deviceSecretKey.slice(32),
+    tokenKey,
+    vaultPublicKey,
+    cloudPublicKey,
+    apiToken,
+  };
+}
+
+/** Creates `dir` with mode 0700 (and parents), or tightens an existing one. */
+export function ensurePrivateDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
+  } catch (cause) {
+    throw new AgentError('POS503', `cannot create directory ${dir}: ${(cause as Error).message}`, {
+      cause,
+    });
+  }
+}
+
+function writeKey(file: string, content: string): void {
+  writeFileSync(file, `${content}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+}
+
+/**
+ * Generates a complete development key set: the terminal's files in `dir`, and the cloud side's
+ * secret keys returned (for the simulator). For the demo and `pos-agent init-dev`; production
+ * terminals are provisioned with the real cloud's public keys.
+ *
+ * @throws AgentError POS503 when `dir` cannot be written; refuses to overwrite an existing
+ *   `device-signing.key` (POS503) so a provisioned terminal is never clobbered by accident.
+ */
+export function generateDevelopmentKeys(dir: string): {
+  terminal: TerminalKeys;
+  cloud: CloudSideKeys;
+} {
+  ensurePrivateDir(dir);
+  if (existsSync(path.join(dir, FILES.deviceSecretKey.file))) {
+    throw new AgentError('POS503', `${dir} already holds a device key; choose an empty directory`);
+  }
+  const device = nacl.sign.keyPair();
+  const cloud = nacl.sign.keyPair();
+  const vault = nacl.box.keyPair();
+  const tokenKey = new Uint8Array(randomBytes(32));
+  const apiToken = randomBytes(32).toString('base64url');
+  const b64 = (k: Uint8Array): string => Buffer.from(k).toString('base64');
+  writeKey(path.join(dir, FILES.deviceSecretKey.file), b64(device.secretKey));
+  writeKey(path.join(dir, FILES.tokenKey.file), b64(tokenKey));
+  writeKey(path.join(dir, FILES.vaultPublicKey.file), b64(vault.publicKey));
+  writeKey(path.join(dir, FILES.cloudPublicKey.file), b64(cloud.publicKey));
+  writeKey(path.join(dir, 'api.token'), apiToken);
+  return {
+    terminal: {
+      deviceSecretKey: device.secretKey,
+      devicePublicKey: device.publicKey,
+      tokenKey,
+      vaultPublicKey: vault.publicKey,
+      cloudPublicKey: cloud.publicKey,
+      apiToken,
+    },
+    cloud: { vaultSecretKey: vault.secretKey, cloudSecretKey: cloud.secretKey },
+  };
+}
+
+/**
+ * Writes the cloud side's secret keys for a development simulator (`sim cloud --keys DIR`).
+ * Never part of a terminal's keys directory.
+ */
+export function writeCloudSideKeys(
+  dir: string,
+  keys: CloudSideKeys & { devicePublicKeys: Record<string, Uint8Array> },
+): void {
+  ensurePrivateDir(dir);
+  const b64 = (k: Uint8Array): string => Buffer.from(k).toString('base64');
+  writeKey(path.join(dir, 'vault.key'), b64(keys.vaultSecretKey));
+  writeKey(path.join(dir, 'cloud-signing.key'), b64(keys.cloudSecretKey));
+  writeKey(
+    path.join(dir, 'devices.json'),
+    JSON.stringify(
+      Object.fromEntries(Object.entries(keys.devicePublicKeys).map(([id, k]) => [id, b64(k)])),
+    ),
+  );
+}
+
+/**
+ * Reads what {@link writeCloudSideKeys} wrote.
+ *
+ * @throws AgentError POS502 when a file is missing or malformed.
+ */
+export function loadCloudSideKeys(
+  dir: string,
+): CloudSideKeys & { devicePublicKeys: Map<string, Uint8Array> } {
+  try {
+    const key = (f: string): Uint8Array =>
+      new Uint8Array(Buffer.from(readFileSync(path.join(dir, f), 'utf8').trim(), 'base64'));
+    const devices = JSON.parse(readFileSync(path.join(dir, 'devices.json'), 'utf8')) as Record<
+      string,
+      string
+    >;
+    return {
+      vaultSecretKey: key('vault.key'),
+      cloudSecretKey: key('cloud-signing.key'),
+      devicePublicKeys: new Map(
+        Object.entries(devices).map(([id, k]) => [id, new Uint8Array(Buffer.from(k, 'base64'))]),
+      ),
+    };
+  } catch (cause) {
+    throw new AgentError(
+      'POS502',
+      `cannot read the simulator's cloud keys in ${dir}: ${(cause as Error).message}; run "pos-agent init-dev" first`,
+      { cause },
+    );
+  }
+}

@@ -1,0 +1,82 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { AgentError } from '../../common/agent-error.js';
+import { loadConfig, parseConfig } from '../../agent/config.js';
+
+const good = {
+  deviceId: 'store-0042-lane-3',
+  dataDir: 'data',
+  keysDir: 'keys',
+  pinPad: { path: '/dev/ttyUSB0' },
+  broker: { url: 'mqtt://127.0.0.1:1883' },
+};
+
+describe('config', () => {
+  it('fills in the documented defaults', () => {
+    const config = parseConfig(good);
+    expect(config.pinPad).toMatchObject({
+      ackTimeoutMs: 1000,
+      interByteTimeoutMs: 500,
+      maxTransmissions: 3,
+    });
+    expect(config.sync).toEqual({
+      maxMessageBytes: 131_072,
+      maxInFlightBatches: 16,
+      ackTimeoutMs: 10_000,
+    });
+    expect(config.broker.topicPrefix).toBe('pos/v1');
+    expect(config.api.host).toBe('127.0.0.1');
+  });
+
+  it('refuses a bad config listing every problem at once', () => {
+    const bad = {
+      ...good,
+      deviceId: 'Store 42',
+      pinPad: { path: 'COM3', ackTimeoutMs: 5 },
+      broker: { url: 'http://example' },
+      api: { host: '0.0.0.0' },
+      pinpad: {},
+    };
+    let error: unknown;
+    try {
+      parseConfig(bad, 'bad.json');
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(AgentError);
+    const agentError = error as AgentError;
+    expect(agentError.code).toBe('POS501');
+    expect(agentError.message).toContain('bad.json has 6 problems');
+    for (const where of [
+      'deviceId',
+      'pinPad.path',
+      'pinPad.ackTimeoutMs',
+      'broker.url',
+      'api.host',
+      '(top level)',
+    ]) {
+      expect(agentError.message).toContain(where);
+    }
+  });
+
+  it('resolves relative directories against the config file', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pos-config-'));
+    const file = path.join(dir, 'config.json');
+    writeFileSync(file, JSON.stringify(good));
+    const config = loadConfig(file);
+    expect(config.dataDir).toBe(path.join(dir, 'data'));
+    expect(config.keysDir).toBe(path.join(dir, 'keys'));
+  });
+
+  it('names a file that is not JSON', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pos-config-'));
+    const file = path.join(dir, 'config.json');
+    writeFileSync(file, '{ deviceId: ');
+    expect(() => loadConfig(file)).toThrow(/is not valid JSON.*POS501/s);
+    expect(() => loadConfig(path.join(dir, 'missing.json'))).toThrow(
+      /cannot read config file.*POS501/s,
+    );
+  });
+});
