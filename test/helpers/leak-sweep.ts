@@ -1,0 +1,48 @@
+/**
+ * The leak sweep of DESIGN §2: scans what left the card boundary (database and WAL files, logs,
+ * MQTT payloads, API responses) for the test PANs and for any Luhn-valid run of 13–19 digits.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { findPanShapedRuns } from '../../common/luhn-scan.js';
+import { TEST_PANS } from './test-pans.js';
+
+/** One place where card data was found. */
+export interface Leak {
+  /** Where: a file path or a label such as `mqtt pos/v1/dev/up/records`. */
+  source: string;
+  /** What was found, masked to first 6 / last 4 so that the test output itself does not leak. */
+  found: string;
+}
+
+/** A named blob of bytes or text to scan. */
+export interface SweepItem {
+  source: string;
+  content: Buffer | string;
+}
+
+/** Reads the files that exist among `paths` (a database's `-wal` may be gone after a checkpoint). */
+export function filesToSweep(paths: string[]): SweepItem[] {
+  return paths.filter((p) => existsSync(p)).map((p) => ({ source: p, content: readFileSync(p) }));
+}
+
+/**
+ * Scans every item. Binary content is read as latin1 so that every ASCII digit byte stays a digit
+ * character; UTF-16 or BCD encodings are out of scope because the agent writes neither.
+ */
+export function sweepForPans(items: SweepItem[]): Leak[] {
+  const leaks: Leak[] = [];
+  const mask = (pan: string): string => `${pan.slice(0, 6)}…${pan.slice(-4)}`;
+  for (const item of items) {
+    const text = typeof item.content === 'string' ? item.content : item.content.toString('latin1');
+    for (const pan of TEST_PANS) {
+      if (text.includes(pan)) leaks.push({ source: item.source, found: `test PAN ${mask(pan)}` });
+    }
+    for (const run of findPanShapedRuns(text)) {
+      leaks.push({
+        source: item.source,
+        found: `Luhn-valid run ${mask(run)} (${run.length} digits)`,
+      });
+    }
+  }
+  return leaks;
+}
