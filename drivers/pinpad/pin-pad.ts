@@ -1,0 +1,483 @@
+/**
+ * The PIN pad device (DESIGN §3 layer 4): typed async methods and events over the reference
+ * message set (messages.ts, DESIGN §3.2), the STX/ETX/LRC link (serial-link.ts, §3.1) and a
+ * {@link Transport}. Card data from message 21 goes straight into the {@link CardBoundary};
+ * callers only ever see a {@link CardToken}.
+ *
+ * ```
+ *  host                         pad
+ *   20 read card ───────────►          (ACK)
+ *            ◄────────────── 21 / 22 / 29            → CardBoundary → CardToken
+ *   30 PIN      ───────────►
+ *            ◄────────────── 31 / 39
+ *   40 cancel   ───────────►  (any time; the pending 20/30 ends as 'canceled')
+ *            ◄────────────── 41
+ *            ◄────────────── 90 event (unsolicited, any time)
+ * ```
+ *
+ * Operations run one at a time (a second call waits for the first), except `cancel()`, which is
+ * sent at once. A message that arrives out of turn (a late reply after a timeout, a duplicate
+ * after a lost ACK) is reported as a `'warning'` and ignored; card data in it is wiped.
+ */
+import type { Buffer } from 'node:buffer';
+import { EventEmitter } from 'node:events';
+import { isAgentError, type AgentError } from '../../common/agent-error.js';
+import { systemClock, type Clock, type TimerHandle } from '../../common/clock.js';
+import type { CardBoundary } from '../boundary/card-boundary.js';
+import type { CardReadFailure, CardToken, EntryMode } from '../boundary/card-token.js';
+import { driverError } from '../errors.js';
+import type { LinkStats } from '../link/serial-link.js';
+import { SerialLink } from '../link/serial-link.js';
+import type { LinkTimings } from '../link/link-machine.js';
+import type { Transport } from '../transport/transport.js';
+import {
+  decodeMessage,
+  encodeMessage,
+  isHostMessage,
+  type EntryModeCode,
+  type HostMessage,
+  type PadEvent,
+  type PadMessage,
+  type PinFailure,
+  type ResultOutcome,
+} from './messages.js';
+
+/** Connection state reported by the `'state'` event. */
+export type PinPadState = 'connected' | 'disconnected';
+
+/** Options of {@link PinPad.open} (docs/internal-contracts.md). */
+export interface PinPadOptions {
+  /** The transport to the pad; the PinPad opens, reopens and closes it. */
+  transport: Transport;
+  /** Tokenizes card data from message 21/22. */
+  boundary: CardBoundary;
+  /** Link timings (DESIGN §3.1 defaults: ack 1000 ms, 3 transmissions, inter-byte 500 ms). */
+  link?: Partial<LinkTimings>;
+  /** @default systemClock */
+  clock?: Clock;
+  /** How long to wait for a reply to 00/40, and beyond the pad's own timeout for 20/30. ms, ≥ 1, default: 5000 */
+  responseTimeoutMs?: number;
+  /** How long to wait for 51 after 50 (the pad answers when the card is removed). ms, default: 30000 */
+  resultTimeoutMs?: number;
+  /**
+   * Reopen the transport after a disconnect, with exponential backoff from `initialDelayMs`
+   * (default 500 ms) doubling to `maxDelayMs` (default 30000 ms). `false` turns it off.
+   */
+  reconnect?: { initialDelayMs?: number; maxDelayMs?: number } | false;
+}
+
+/** Status of the pad (message 01). */
+export interface PinPadStatus {
+  model: string;
+  serial: string;
+  firmware: string;
+  /** e.g. `['MSR', 'ICC', 'CTLS', 'PIN', 'SRED']`. */
+  capabilities: string[];
+}
+
+/** Request of {@link PinPad.readCard}. */
+export interface ReadCardRequest {
+  /** Integer minor units of `currency`. */
+  amountMinor: number;
+  /** ISO 4217 alpha-3, e.g. `EUR`. */
+  currency: string;
+  /** How long the customer has to present a card, 1–300 s. */
+  timeoutSeconds: number;
+  /** Allowed entry: S swipe, C chip, T tap. */
+  entryModes: EntryModeCode[];
+}
+
+/** Result of {@link PinPad.readCard}. */
+export type ReadCardResult = { ok: true; card: CardToken } | { ok: false; reason: CardReadFailure };
+
+/** Request of {@link PinPad.requestPin}. */
+export interface PinRequest {
+  amountMinor: number;
+  currency: string;
+  timeoutSeconds: number;
+}
+
+/** An encrypted PIN block as the pad produced it (ISO 9564 format 0 or 4 under DUKPT). */
+export interface EncryptedPinBlock {
+  format: 0 | 4;
+  ksnHex: string;
+  pinBlockHex: string;
+}
+
+/** Result of {@link PinPad.requestPin}. */
+export type PinResult =
+  { ok: true; pinBlock: EncryptedPinBlock } | { ok: false; reason: PinFailure };
+
+type PinPadEvents = {
+  /** Connection state changed. */
+  state: [state: PinPadState];
+  /** Unsolicited device event (message 90). */
+  'device-event': [event: PadEvent];
+  /** A problem that did not fail a call: out-of-turn or malformed message (POS121), bad frame (POS110). */
+  warning: [warning: AgentError];
+};
+
+interface Waiter {
+  accepts: ReadonlySet<PadMessage['id']>;
+  /** For 20/30: what the pending operation becomes when the pad answers 41 only. */
+  onCanceled?: PadMessage;
+  resolve: (message: PadMessage) => void;
+  reject: (error: Error) => void;
+  timer: TimerHandle | undefined;
+  request: HostMessage['id'];
+}
+
+const ENTRY_MODE: Record<EntryModeCode, EntryMode> = { S: 'swipe', C: 'chip', T: 'contactless' };
+
+/**
+ * A PIN pad speaking the reference message set (DESIGN §3.2).
+ *
+ * Errors of every method: `POS102` while disconnected or when the connection drops during the
+ * call, `POS111` when the pad does not ACK, `POS120` when it does not answer in time,
+ * `POS122` for an invalid request.
+ */
+export class PinPad extends EventEmitter<PinPadEvents> {
+  readonly #transport: Transport;
+  readonly #boundary: CardBoundary;
+  readonly #clock: Clock;
+  readonly #timings: Partial<LinkTimings>;
+  readonly #responseTimeoutMs: number;
+  readonly #resultTimeoutMs: number;
+  readonly #reconnect: { initialDelayMs: number; maxDelayMs: number } | false;
+  #link: SerialLink | undefined;
+  #state: PinPadState = 'disconnected';
+  #waiters: Waiter[] = [];
+  #chain: Promise<unknown> = Promise.resolve();
+  #closed = false;
+  #reconnectTimer: TimerHandle | undefined;
+  #reconnectDelayMs = 0;
+  readonly #onData = (chunk: Buffer): void => {
+    this.#link?.receive(chunk);
+    chunk.fill(0);
+  };
+  readonly #onClose = (error?: Error): void => this.#disconnected(error);
+
+  private constructor(opts: PinPadOptions) {
+    super();
+    this.#transport = opts.transport;
+    this.#boundary = opts.boundary;
+    this.#clock = opts.clock ?? systemClock;
+    this.#timings = opts.link ?? {};
+    this.#responseTimeoutMs = opts.responseTimeoutMs ?? 5000;
+    this.#resultTimeoutMs = opts.resultTimeoutMs ?? 30_000;
+    this.#reconnect =
+      opts.reconnect === false
+        ? false
+        : {
+            initialDelayMs: opts.reconnect?.initialDelayMs ?? 500,
+            maxDelayMs: opts.reconnect?.maxDelayMs ?? 30_000,
+          };
+  }
+
+  /**
+   * Opens the transport and returns a connected pad.
+   * @throws AgentError `POS101` when the transport cannot be opened.
+   */
+  static async open(opts: PinPadOptions): Promise<PinPad> {
+    const pad = new PinPad(opts);
+    await pad.#connect();
+    return pad;
+  }
+
+  /** Current connection state. */
+  get state(): PinPadState {
+    return this.#state;
+  }
+
+  /** Link counters of the current connection (zeros while disconnected). */
+  get linkStats(): LinkStats {
+    return (
+      this.#link?.stats ?? {
+        framesSent: 0,
+        framesReceived: 0,
+        retransmissions: 0,
+        badFramesReceived: 0,
+        bytesDiscarded: 0,
+        failures: 0,
+      }
+    );
+  }
+
+  /** Asks for the pad's status (00 → 01). */
+  async status(): Promise<PinPadStatus> {
+    const reply = await this.#serialize(() =>
+      this.#exchange({ id: '00' }, ['01'], this.#responseTimeoutMs),
+    );
+    if (reply.id !== '01') throw this.#unexpected(reply.id, '00');
+    const { model, serial, firmware, capabilities } = reply;
+    return { model, serial, firmware, capabilities };
+  }
+
+  /** Shows two lines of at most 32 printable ASCII characters (10; done when the pad ACKs). */
+  async display(line1: string, line2: string): Promise<void> {
+    await this.#serialize(() => this.#sendOnly({ id: '10', line1, line2 }));
+  }
+
+  /**
+   * Asks for a card (20) and tokenizes it (21 → CardBoundary; 22 → SRED pass-through).
+   * Waits `timeoutSeconds` plus `responseTimeoutMs`. Card failures (29 and the boundary's own
+   * verdicts) resolve as `{ ok: false, reason }`; transport and protocol problems throw.
+   */
+  async readCard(req: ReadCardRequest): Promise<ReadCardResult> {
+    const reply = await this.#serialize(() =>
+      this.#exchange(
+        { id: '20', ...req },
+        ['21', '22', '29'],
+        req.timeoutSeconds * 1000 + this.#responseTimeoutMs,
+        { id: '29', reason: 'canceled' },
+      ),
+    );
+    switch (reply.id) {
+      case '21': {
+        const result = this.#boundary.tokenize({
+          entryMode: ENTRY_MODE[reply.entryMode],
+          track1: reply.track1,
+          track2: reply.track2,
+          emvTlv: reply.emvTlv,
+        });
+        return result.ok ? result : { ok: false, reason: result.reason };
+      }
+      case '22': {
+        const result = this.#boundary.tokenizeSred({
+          ...reply,
+          entryMode: ENTRY_MODE[reply.entryMode],
+        });
+        return result.ok ? result : { ok: false, reason: result.reason };
+      }
+      case '29':
+        return { ok: false, reason: reply.reason };
+      default:
+        throw this.#unexpected(reply.id, '20');
+    }
+  }
+
+  /** Asks for the PIN of the card just read (30 → 31 encrypted PIN block, or 39). */
+  async requestPin(req: PinRequest): Promise<PinResult> {
+    const reply = await this.#serialize(() =>
+      this.#exchange(
+        { id: '30', ...req },
+        ['31', '39'],
+        req.timeoutSeconds * 1000 + this.#responseTimeoutMs,
+        { id: '39', reason: 'canceled' },
+      ),
+    );
+    if (reply.id === '31')
+      return {
+        ok: true,
+        pinBlock: { format: reply.format, ksnHex: reply.ksnHex, pinBlockHex: reply.pinBlockHex },
+      };
+    if (reply.id === '39') return { ok: false, reason: reply.reason };
+    throw this.#unexpected(reply.id, '30');
+  }
+
+  /** Cancels the current operation (40 → 41), at once; a pending readCard/requestPin ends as `canceled`. */
+  async cancel(): Promise<void> {
+    await this.#exchange({ id: '40' }, ['41'], this.#responseTimeoutMs);
+  }
+
+  /** Shows the outcome (50 → 51 once shown and the card removed; waits `resultTimeoutMs`). */
+  async showResult(outcome: ResultOutcome, text: string): Promise<void> {
+    await this.#serialize(() =>
+      this.#exchange({ id: '50', outcome, text }, ['51'], this.#resultTimeoutMs),
+    );
+  }
+
+  /** Closes the transport and stops reconnecting; pending calls reject with `POS102`. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#reconnectTimer !== undefined) this.#clock.clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    this.#failAll(driverError('POS102', `PIN pad ${this.#transport.path} was closed by the agent`));
+    this.#transport.off('close', this.#onClose);
+    this.#transport.off('data', this.#onData);
+    await this.#transport.close();
+    this.#setState('disconnected');
+  }
+
+  async #connect(): Promise<void> {
+    await this.#transport.open();
+    const link = new SerialLink((bytes) => this.#transport.write(bytes), {
+      timings: this.#timings,
+      clock: this.#clock,
+    });
+    link.on('frame', (payload) => this.#onFrame(payload));
+    link.on('bad-frame', (reason) =>
+      this.emit(
+        'warning',
+        driverError('POS110', `Bad frame from the PIN pad (${reason}); NAK sent`, {
+          details: { reason },
+        }),
+      ),
+    );
+    this.#link = link;
+    this.#transport.on('data', this.#onData);
+    this.#transport.on('close', this.#onClose);
+    this.#reconnectDelayMs = 0;
+    this.#setState('connected');
+  }
+
+  #disconnected(error?: Error): void {
+    this.#transport.off('data', this.#onData);
+    this.#transport.off('close', this.#onClose);
+    const reason = error ?? driverError('POS102', `PIN pad ${this.#transport.path} disconnected`);
+    this.#failAll(reason);
+    this.#setState('disconnected');
+    this.#scheduleReconnect();
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#closed || this.#reconnect === false || this.#reconnectTimer !== undefined) return;
+    const { initialDelayMs, maxDelayMs } = this.#reconnect;
+    this.#reconnectDelayMs = Math.min(
+      maxDelayMs,
+      this.#reconnectDelayMs === 0 ? initialDelayMs : this.#reconnectDelayMs * 2,
+    );
+    this.#reconnectTimer = this.#clock.setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      if (this.#closed) return;
+      this.#connect().catch((error: unknown) => {
+        if (isAgentError(error)) this.emit('warning', error);
+        this.#scheduleReconnect();
+      });
+    }, this.#reconnectDelayMs);
+  }
+
+  #failAll(error: Error): void {
+    this.#link?.shutdown(error);
+    this.#link = undefined;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) {
+      if (w.timer !== undefined) this.#clock.clearTimeout(w.timer);
+      w.reject(error);
+    }
+  }
+
+  #setState(state: PinPadState): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.emit('state', state);
+  }
+
+  #serialize<T>(operation: () => Promise<T>): Promise<T> {
+    const run = this.#chain.then(operation, operation);
+    this.#chain = run.catch(() => undefined);
+    return run;
+  }
+
+  #requireLink(): SerialLink {
+    if (this.#link === undefined || this.#state !== 'connected')
+      throw driverError(
+        'POS102',
+        `PIN pad ${this.#transport.path} is disconnected: check its cable and power; the agent reconnects on its own`,
+      );
+    return this.#link;
+  }
+
+  async #sendOnly(message: HostMessage): Promise<void> {
+    const link = this.#requireLink();
+    await link.send(encodeMessage(message));
+  }
+
+  /** Registers the waiter before sending, so a reply in the same chunk as the ACK is not lost. */
+  #exchange(
+    message: HostMessage,
+    accepts: PadMessage['id'][],
+    timeoutMs: number,
+    onCanceled?: PadMessage,
+  ): Promise<PadMessage> {
+    let link: SerialLink;
+    let payload: Buffer;
+    try {
+      link = this.#requireLink();
+      payload = encodeMessage(message);
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+    return new Promise<PadMessage>((resolve, reject) => {
+      const waiter: Waiter = {
+        accepts: new Set(accepts),
+        resolve,
+        reject,
+        timer: undefined,
+        request: message.id,
+        ...(onCanceled === undefined ? {} : { onCanceled }),
+      };
+      waiter.timer = this.#clock.setTimeout(() => {
+        this.#remove(waiter);
+        reject(
+          driverError(
+            'POS120',
+            `PIN pad ${this.#transport.path} did not answer message ${message.id} within ${timeoutMs} ms: check that it is powered and idle, or raise responseTimeoutMs`,
+            { details: { request: message.id, timeoutMs } },
+          ),
+        );
+      }, timeoutMs);
+      this.#waiters.push(waiter);
+      link.send(payload).catch((error: unknown) => {
+        if (this.#remove(waiter)) reject(error as Error);
+      });
+    });
+  }
+
+  #remove(waiter: Waiter): boolean {
+    const i = this.#waiters.indexOf(waiter);
+    if (i < 0) return false;
+    this.#waiters.splice(i, 1);
+    if (waiter.timer !== undefined) this.#clock.clearTimeout(waiter.timer);
+    return true;
+  }
+
+  #onFrame(payload: Buffer): void {
+    let message;
+    try {
+      message = decodeMessage(payload);
+    } catch (error) {
+      if (isAgentError(error)) this.emit('warning', error);
+      return;
+    } finally {
+      payload.fill(0);
+    }
+    if (isHostMessage(message)) {
+      this.emit('warning', this.#unexpected(message.id));
+      return;
+    }
+    if (message.id === '90') {
+      this.emit('device-event', message.event);
+      return;
+    }
+    const waiter = this.#waiters.find((w) => w.accepts.has(message.id));
+    if (waiter !== undefined) {
+      this.#remove(waiter);
+      waiter.resolve(message);
+      if (message.id === '41')
+        for (const other of [...this.#waiters])
+          if (other.onCanceled !== undefined) {
+            this.#remove(other);
+            other.resolve(other.onCanceled);
+          }
+      return;
+    }
+    if (message.id === '21') {
+      message.track1.fill(0);
+      message.track2.fill(0);
+      message.emvTlv.fill(0);
+    }
+    this.emit('warning', this.#unexpected(message.id));
+  }
+
+  #unexpected(id: string, request?: string): AgentError {
+    return driverError(
+      'POS121',
+      request === undefined
+        ? `PIN pad message ${id} arrived out of turn (late reply or duplicate after a lost ACK); ignored`
+        : `PIN pad answered ${id} to request ${request}`,
+      { details: { id } },
+    );
+  }
+}
