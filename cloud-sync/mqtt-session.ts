@@ -1,0 +1,359 @@
+/**
+ * The MQTT session: the only file of the project that imports `mqtt` (DESIGN §1).
+ *
+ * A thin, honest wrapper over MQTT.js:
+ * - MQTT 3.1.1 by default (`protocolVersion: 4`), so it works on aedes, Mosquitto, Azure IoT Hub
+ *   and AWS IoT Core alike.
+ * - Persistent session (`clean: false`, MQTT 3.1.1 §3.1.2.4): the broker keeps the subscriptions
+ *   and the QoS 1 messages for the device while it is away. We still subscribe again on every
+ *   CONNACK, because a broker restart without persistence (or `sessionPresent = 0`) loses them.
+ * - QoS 1 everywhere (at least once, MQTT 3.1.1 §4.3.2): {@link MqttSession.publish} resolves on
+ *   PUBACK. A PUBACK only means the broker took the message; the sync worker waits for the cloud's
+ *   own acknowledgement (DESIGN §5).
+ * - No offline queue: DESIGN §5 forbids relying on the MQTT.js offline store (in memory, replayed
+ *   one at a time, silently lossy past 65,535 messages). `publish` refuses with POS302 while not
+ *   connected instead of queueing, and a publish still waiting for its PUBACK when the connection
+ *   closes is rejected (POS302); the caller (the SQLite outbox) owns the retry. MQTT.js may still
+ *   resend its in-flight PUBLISH with DUP=1 after a reconnect (MQTT 3.1.1 §4.4); the cloud dedupes.
+ * - Last will (MQTT 3.1.1 §3.1.2.5): given as a value or as a function evaluated before every
+ *   (re)connect, so a signed retained `offline` status carries a fresh timestamp.
+ */
+import { EventEmitter } from 'node:events';
+import mqtt from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import type { AgentError } from '../common/agent-error.js';
+import { syncError } from './errors.js';
+
+/** A last-will message (MQTT 3.1.1 §3.1.2.5–3.1.2.7). */
+export interface MqttWill {
+  topic: string;
+  payload: Buffer | string;
+  /** Default 1. */
+  qos?: 0 | 1;
+  /** Default true: the status topic is retained (DESIGN §5). */
+  retain?: boolean;
+}
+
+/** TLS material for `mqtts://` brokers (AWS IoT Core uses X.509 client certificates). */
+export interface MqttTlsOptions {
+  /** PEM CA bundle that signed the broker's certificate. */
+  ca?: string | Buffer | (string | Buffer)[];
+  /** PEM client certificate. */
+  cert?: string | Buffer;
+  /** PEM private key of the client certificate. */
+  key?: string | Buffer;
+  /** Default true; false only for tests against a self-signed broker. */
+  rejectUnauthorized?: boolean;
+  /** Server name for SNI when connecting by IP. */
+  servername?: string;
+}
+
+/** Options of {@link MqttSession}. Units in the names. */
+export interface MqttSessionOptions {
+  /** Broker URL: `mqtt://host:port` or `mqtts://host:port`. */
+  url: string;
+  /** Client id; the device id for agents (DESIGN §5). */
+  clientId: string;
+  /** Persistent session when false (the default, MQTT 3.1.1 §3.1.2.4). */
+  clean?: boolean;
+  /** 4 = MQTT 3.1.1 (default), 5 = MQTT 5.0. */
+  protocolVersion?: 4 | 5;
+  /** Keep-alive in seconds (MQTT 3.1.1 §3.1.2.10); default 30, AWS IoT Core allows 30–1200. */
+  keepaliveSeconds?: number;
+  /** Delay between reconnect attempts in ms; default 1000; 0 disables reconnection. */
+  reconnectPeriodMs?: number;
+  /** Time to wait for CONNACK in ms; default 10000. */
+  connectTimeoutMs?: number;
+  /** Last will; a function is evaluated before every connect attempt. See also `setWill()`. */
+  will?: MqttWill | (() => MqttWill);
+  username?: string;
+  password?: string | Buffer;
+  /** TLS options passed through for `mqtts://` URLs. */
+  tls?: MqttTlsOptions;
+}
+
+/** Events of {@link MqttSession}. */
+export interface MqttSessionEvents {
+  /** CONNACK received; `sessionPresent` per MQTT 3.1.1 §3.2.2.2. Subscriptions are already re-sent. */
+  connect: [info: { sessionPresent: boolean }];
+  /** The connection closed or a connect attempt failed; reconnection follows unless `end()` was called. */
+  disconnect: [info: { error?: Error }];
+  /** A PUBLISH from the broker. */
+  message: [topic: string, payload: Buffer];
+  /** A connection-level error (POS301) or a failed re-subscribe (POS303); reconnection continues. */
+  error: [error: AgentError];
+}
+
+/**
+ * One MQTT connection with its subscriptions, reconnecting in the background.
+ *
+ * Lifecycle: `new MqttSession(options)` → (`setWill()`, `subscribe()`, listeners) → `connect()`
+ * starts connecting and returns at once; `whenConnected()` waits for a CONNACK; `end()` closes for
+ * good. Errors are `error` events; the session has a default no-op listener so an unhandled one
+ * never crashes the process.
+ */
+export class MqttSession extends EventEmitter<MqttSessionEvents> {
+  readonly url: string;
+  readonly clientId: string;
+  #options: MqttSessionOptions;
+  #will: MqttWill | (() => MqttWill) | undefined;
+  #client: MqttClient | undefined;
+  #subscriptions = new Set<string>();
+  #ended = false;
+  #pending = new Set<(error: AgentError) => void>();
+  #lastError: Error | undefined;
+
+  /** @throws nothing; connecting starts with {@link MqttSession.connect}. */
+  constructor(options: MqttSessionOptions) {
+    super();
+    this.url = options.url;
+    this.clientId = options.clientId;
+    this.#options = options;
+    this.#will = options.will;
+    this.on('error', () => undefined);
+  }
+
+  /**
+   * Sets the last will used from the next CONNECT on (the sync worker sets a signed retained
+   * `offline` status here). A function is evaluated before every connect attempt.
+   */
+  setWill(will: MqttWill | (() => MqttWill) | undefined): void {
+    this.#will = will;
+    if (this.#client !== undefined) {
+      const fresh = this.#willPacket();
+      if (fresh === undefined) delete this.#client.options.will;
+      else this.#client.options.will = fresh;
+    }
+  }
+
+  #willPacket(): IClientOptions['will'] {
+    if (this.#will === undefined) return undefined;
+    const will = typeof this.#will === 'function' ? this.#will() : this.#will;
+    return {
+      topic: will.topic,
+      payload: typeof will.payload === 'string' ? Buffer.from(will.payload) : will.payload,
+      qos: will.qos ?? 1,
+      retain: will.retain ?? true,
+    };
+  }
+
+  /**
+   * Starts connecting in the background (idempotent) and returns at once.
+   *
+   * @throws AgentError POS305 after `end()`.
+   */
+  connect(): void {
+    if (this.#ended) throw this.#closedError();
+    if (this.#client !== undefined) return;
+    const options = this.#options;
+    const url = this.url;
+    const mqttOptions: IClientOptions = {
+      clientId: options.clientId,
+      clean: options.clean ?? false,
+      protocolVersion: options.protocolVersion ?? 4,
+      keepalive: options.keepaliveSeconds ?? 30,
+      reconnectPeriod: options.reconnectPeriodMs ?? 1000,
+      connectTimeout: options.connectTimeoutMs ?? 10_000,
+      // We subscribe ourselves on every CONNACK; MQTT.js's own resubscribe would double it.
+      resubscribe: false,
+      // Never queue while offline (DESIGN §5); publish() also checks `connected` first.
+      queueQoSZero: false,
+    };
+    if (options.username !== undefined) mqttOptions.username = options.username;
+    if (options.password !== undefined) mqttOptions.password = options.password;
+    const tls = options.tls;
+    if (tls?.ca !== undefined) mqttOptions.ca = tls.ca as string | Buffer | string[] | Buffer[];
+    if (tls?.cert !== undefined) mqttOptions.cert = tls.cert;
+    if (tls?.key !== undefined) mqttOptions.key = tls.key;
+    if (tls?.rejectUnauthorized !== undefined)
+      mqttOptions.rejectUnauthorized = tls.rejectUnauthorized;
+    if (tls?.servername !== undefined) mqttOptions.servername = tls.servername;
+    const will = this.#willPacket();
+    if (will !== undefined) mqttOptions.will = will;
+    const client = mqtt.connect(url, mqttOptions);
+    this.#client = client;
+    client.on('reconnect', () => {
+      // The will is fixed in CONNECT; refresh it so the retained offline status is current.
+      const fresh = this.#willPacket();
+      if (fresh !== undefined) client.options.will = fresh;
+    });
+    client.on('connect', (connack) => {
+      this.#lastError = undefined;
+      const sessionPresent = connack.sessionPresent;
+      if (this.#subscriptions.size === 0) {
+        this.emit('connect', { sessionPresent });
+        return;
+      }
+      client.subscribe([...this.#subscriptions], { qos: 1 }, (error, granted) => {
+        const refused = granted?.filter((g) => g.qos === 128).map((g) => g.topic) ?? [];
+        if (error || refused.length > 0) {
+          this.emit(
+            'error',
+            syncError(
+              'POS303',
+              `Re-subscribing ${refused.length > 0 ? refused.join(', ') : [...this.#subscriptions].join(', ')} failed on ${url}: check that the broker's ACL allows client id ${this.clientId}`,
+              { cause: error ?? undefined },
+            ),
+          );
+        }
+        this.emit('connect', { sessionPresent });
+      });
+    });
+    client.on('close', () => {
+      const error = syncError(
+        'POS302',
+        `Connection to ${url} closed before the broker acknowledged the publish (no PUBACK); the outbox will resend it`,
+      );
+      for (const reject of this.#pending) reject(error);
+      this.#pending.clear();
+      this.emit('disconnect', this.#lastError === undefined ? {} : { error: this.#lastError });
+    });
+    client.on('error', (cause) => {
+      this.#lastError = cause;
+      this.emit(
+        'error',
+        syncError(
+          'POS301',
+          `MQTT broker ${url} refused or failed the connection (${cause.message}): check the URL, that the broker runs, the TLS files and the credentials; reconnecting every ${mqttOptions.reconnectPeriod} ms`,
+          { cause },
+        ),
+      );
+    });
+    client.on('message', (topic, payload) => this.emit('message', topic, payload));
+  }
+
+  /** True between CONNACK and the close of the connection. */
+  get connected(): boolean {
+    return this.#client?.connected === true && !this.#ended;
+  }
+
+  /**
+   * Resolves at the next (or current) CONNACK.
+   *
+   * @param timeoutMs — default 10000.
+   * @throws AgentError POS301 when not connected within `timeoutMs`; POS305 after `end()`.
+   */
+  whenConnected(timeoutMs = 10_000): Promise<void> {
+    if (this.#ended) return Promise.reject(this.#closedError());
+    if (this.connected) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const onConnect = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.off('connect', onConnect);
+        reject(
+          syncError(
+            'POS301',
+            `MQTT broker ${this.url} not reachable within ${timeoutMs} ms${this.#lastError ? ` (${this.#lastError.message})` : ''}: check that the broker runs and the URL, TLS files and credentials`,
+            { cause: this.#lastError },
+          ),
+        );
+      }, timeoutMs);
+      this.once('connect', onConnect);
+    });
+  }
+
+  /**
+   * Publishes with QoS 1 (default) and resolves when the broker's PUBACK arrives
+   * (MQTT 3.1.1 §3.4 / §4.3.2). Never queues.
+   *
+   * @throws AgentError POS302 when not connected, when the connection closes before the PUBACK,
+   *   or when the broker refuses; POS305 after `end()`.
+   */
+  publish(
+    topic: string,
+    payload: Buffer | string,
+    options: { qos?: 0 | 1; retain?: boolean } = {},
+  ): Promise<void> {
+    if (this.#ended) return Promise.reject(this.#closedError());
+    const client = this.#client;
+    if (client === undefined || !client.connected) {
+      return Promise.reject(
+        syncError(
+          'POS302',
+          `Not connected to ${this.url}: the message for ${topic} was not queued; retry after reconnect (the outbox keeps it)`,
+        ),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const fail = (error: AgentError): void => {
+        if (settled) return;
+        settled = true;
+        this.#pending.delete(fail);
+        reject(error);
+      };
+      this.#pending.add(fail);
+      client.publish(
+        topic,
+        payload,
+        { qos: options.qos ?? 1, retain: options.retain ?? false },
+        (error) => {
+          if (error) {
+            fail(
+              syncError(
+                'POS302',
+                `Publish to ${topic} failed on ${this.url} (${error.message}); the outbox will resend it`,
+                { cause: error },
+              ),
+            );
+            return;
+          }
+          if (settled) return;
+          settled = true;
+          this.#pending.delete(fail);
+          resolve();
+        },
+      );
+    });
+  }
+
+  /**
+   * Adds topic filters (QoS 1) to the session; they are subscribed now when connected and again
+   * on every CONNACK.
+   *
+   * @throws AgentError POS303 when the broker refuses a filter (SUBACK 0x80, MQTT 3.1.1 §3.9.3).
+   */
+  async subscribe(filters: string | readonly string[]): Promise<void> {
+    if (this.#ended) throw this.#closedError();
+    const list = typeof filters === 'string' ? [filters] : [...filters];
+    for (const filter of list) this.#subscriptions.add(filter);
+    const client = this.#client;
+    if (client === undefined || !client.connected) return;
+    await new Promise<void>((resolve, reject) => {
+      client.subscribe(list, { qos: 1 }, (error, granted) => {
+        const refused = granted?.filter((g) => g.qos === 128).map((g) => g.topic) ?? [];
+        if (error || refused.length > 0) {
+          reject(
+            syncError(
+              'POS303',
+              `Subscribing ${refused.length > 0 ? refused.join(', ') : list.join(', ')} failed on ${this.url}${error ? ` (${error.message})` : ''}: check the broker's ACL for client id ${this.clientId}`,
+              { cause: error ?? undefined },
+            ),
+          );
+        } else resolve();
+      });
+    });
+  }
+
+  /**
+   * Closes the session for good. `force` drops the connection without DISCONNECT, so the broker
+   * publishes the last will (used by tests and by a crash-like shutdown).
+   */
+  async end(options: { force?: boolean } = {}): Promise<void> {
+    if (this.#ended) return;
+    this.#ended = true;
+    const client = this.#client;
+    if (client === undefined) return;
+    await new Promise<void>((resolve) => client.end(options.force ?? false, {}, () => resolve()));
+  }
+
+  #closedError(): AgentError {
+    return syncError(
+      'POS305',
+      `MQTT session ${this.clientId} on ${this.url} was ended: create a new session`,
+    );
+  }
+}

@@ -1,0 +1,399 @@
+/**
+ * The wire contract between the agent and the cloud core (DESIGN §5), as zod schemas: the single
+ * definition used by the agent's sync worker, by the simulator's cloud core, and by the generated
+ * JSON Schema (contract-json-schema.ts).
+ *
+ * ```
+ *  {p}/{d}/up/records     agent → cloud   RecordsBatch   { batch, records: OutboxRecord[] }
+ *  {p}/{d}/up/auth        agent → cloud   AuthRequest    { key, payment, card, sealed?, sred?, pinBlock? }
+ *  {p}/{d}/status         agent → cloud   Status         retained; the last will says offline
+ *  {p}/{d}/down/acks      cloud → agent   Acks           { batch, results: AckResult[] }
+ *  {p}/{d}/down/auth      cloud → agent   AuthResponse   { key, outcome, authCode?, declineCode? }
+ *  {p}/{d}/down/commands  cloud → agent   Command        { id, issuedAt, expiresAt, command }
+ * ```
+ * Every payload travels inside a signed envelope (envelope.ts).
+ *
+ * Strictness (decided here, DESIGN is silent):
+ * - **Uplinks are strict** (`z.strictObject`): an unknown key is refused. The agent validates
+ *   every record with these schemas before it signs it, so a field carried along by an object
+ *   spread (a raw PAN, a track, a PIN block in clear) can never reach a payload (DESIGN §2).
+ * - **Downlinks strip unknown keys** (`z.object`): a newer cloud core may add optional fields
+ *   without stalling the queues of agents already in the field; the signature already proves the
+ *   sender, and stripped keys never reach the agent's code. Unknown *command types* are still
+ *   refused (discriminated union), because an agent must not act on a command it does not know.
+ */
+import { z } from 'zod';
+import { syncError } from './errors.js';
+
+/** Default topic prefix `{p}` (DESIGN §5). */
+export const DEFAULT_TOPIC_PREFIX = 'pos/v1';
+
+/**
+ * A device id: also the MQTT client id and one topic level, so no `/`, `+`, `#`, and short
+ * enough for every broker (MQTT 3.1.1 §3.1.3.1 only guarantees 23 bytes; aedes and Mosquitto
+ * are configured for more, AWS IoT Core allows 128).
+ */
+export const DeviceIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'device id: 1–128 of A–Z a–z 0–9 . _ : -');
+
+/** The topic names of one device (DESIGN §5 table). */
+export interface DeviceTopics {
+  /** `{p}/{d}/up/records` — batches of outbox records. */
+  readonly records: string;
+  /** `{p}/{d}/up/auth` — online authorization requests. */
+  readonly auth: string;
+  /** `{p}/{d}/status` — retained online/offline status; the last will. */
+  readonly status: string;
+  /** `{p}/{d}/down/acks` — the cloud's acknowledgements of batches. */
+  readonly acks: string;
+  /** `{p}/{d}/down/auth` — authorization responses. */
+  readonly authResponse: string;
+  /** `{p}/{d}/down/commands` — cloud commands. */
+  readonly commands: string;
+}
+
+function checkPrefix(prefix: string): void {
+  if (
+    prefix.length === 0 ||
+    /[+#\0]/.test(prefix) ||
+    prefix.startsWith('/') ||
+    prefix.endsWith('/')
+  ) {
+    throw syncError(
+      'POS304',
+      `Topic prefix "${prefix}" is not valid: use non-empty levels without + # or a leading/trailing /, e.g. "${DEFAULT_TOPIC_PREFIX}"`,
+    );
+  }
+}
+
+function checkDeviceId(deviceId: string): void {
+  if (!DeviceIdSchema.safeParse(deviceId).success) {
+    throw syncError(
+      'POS304',
+      `Device id "${deviceId.slice(0, 140)}" is not valid: it is the MQTT client id and one topic level, so use 1–128 characters of A–Z a–z 0–9 . _ : - starting with a letter or digit`,
+    );
+  }
+}
+
+/**
+ * The topics of one device (DESIGN §5).
+ *
+ * @param prefix — `{p}`, default `pos/v1`.
+ * @param deviceId — `{d}`, also the MQTT client id.
+ * @throws AgentError POS304 when the prefix or device id is not a valid topic level.
+ */
+export function topics(prefix: string = DEFAULT_TOPIC_PREFIX, deviceId: string): DeviceTopics {
+  checkPrefix(prefix);
+  checkDeviceId(deviceId);
+  const base = `${prefix}/${deviceId}`;
+  return {
+    records: `${base}/up/records`,
+    auth: `${base}/up/auth`,
+    status: `${base}/status`,
+    acks: `${base}/down/acks`,
+    authResponse: `${base}/down/auth`,
+    commands: `${base}/down/commands`,
+  };
+}
+
+/** The cloud core's subscriptions: the uplink topics of every device (`+` wildcard, MQTT 3.1.1 §4.7.1.3). */
+export function cloudTopicFilters(prefix: string = DEFAULT_TOPIC_PREFIX): {
+  records: string;
+  auth: string;
+  status: string;
+} {
+  checkPrefix(prefix);
+  return {
+    records: `${prefix}/+/up/records`,
+    auth: `${prefix}/+/up/auth`,
+    status: `${prefix}/+/status`,
+  };
+}
+
+/** Which topic of {@link DeviceTopics} a concrete topic name is. */
+export type TopicKind = keyof DeviceTopics;
+
+/**
+ * Splits a concrete topic name into device id and kind, or `undefined` when it is not one of
+ * the topics of {@link topics} under `prefix`.
+ */
+export function parseTopic(
+  prefix: string,
+  topic: string,
+): { deviceId: string; kind: TopicKind } | undefined {
+  if (!topic.startsWith(`${prefix}/`)) return undefined;
+  const rest = topic.slice(prefix.length + 1).split('/');
+  const deviceId = rest[0];
+  if (deviceId === undefined || !DeviceIdSchema.safeParse(deviceId).success) return undefined;
+  const tail = rest.slice(1).join('/');
+  const kinds: Record<string, TopicKind> = {
+    'up/records': 'records',
+    'up/auth': 'auth',
+    status: 'status',
+    'down/acks': 'acks',
+    'down/auth': 'authResponse',
+    'down/commands': 'commands',
+  };
+  const kind = kinds[tail];
+  return kind === undefined ? undefined : { deviceId, kind };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building blocks
+
+/** ISO 8601 UTC date-time text (`2026-11-21T09:54:21.000Z`; an offset is accepted). */
+export const IsoDateTimeSchema = z.iso.datetime({ offset: true });
+
+/**
+ * An idempotency key: from the POS app's `Idempotency-Key` header or a UUIDv7 made by the agent
+ * (DESIGN §4). 1–255 visible ASCII characters.
+ */
+export const IdempotencyKeySchema = z
+  .string()
+  .regex(/^[\x21-\x7E]{1,255}$/, 'idempotency key: 1–255 visible ASCII characters');
+
+/** Lower- or upper-case hex with an even number of digits. */
+const evenHex = (min: number, max: number): z.ZodString =>
+  z
+    .string()
+    .min(min)
+    .max(max)
+    .regex(/^(?:[0-9A-Fa-f]{2})+$/, 'hex with an even number of digits');
+
+/** A DUKPT key serial number: 10 bytes (TDES DUKPT, ANSI X9.24-1) or 12 bytes (AES DUKPT, X9.24-3). */
+export const KsnHexSchema = z
+  .string()
+  .regex(/^(?:[0-9A-Fa-f]{20}|[0-9A-Fa-f]{24})$/, 'KSN: 20 or 24 hex digits');
+
+/** Money: integer minor units of an ISO 4217 alpha currency (DESIGN §4; no floats). */
+export const PaymentSchema = z.strictObject({
+  /** Payment id in the agent's store. */
+  id: z.string().min(1).max(64),
+  /** Integer minor units of `currency`, > 0. */
+  amountMinor: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+  /** ISO 4217 alphabetic code, e.g. `EUR`. */
+  currency: z.string().regex(/^[A-Z]{3}$/, 'ISO 4217 alpha code, 3 upper-case letters'),
+  /** The POS app's reference (order number), free text. */
+  reference: z.string().max(128).optional(),
+  /** When the payment was created, ISO 8601 UTC. */
+  createdAt: IsoDateTimeSchema,
+});
+/** {@link PaymentSchema}. */
+export type WirePayment = z.infer<typeof PaymentSchema>;
+
+/** Card brands of the BIN table (DESIGN §2 step 3). */
+export const CardBrandSchema = z.enum([
+  'visa',
+  'mastercard',
+  'amex',
+  'discover',
+  'jcb',
+  'diners',
+  'unionpay',
+  'unknown',
+]);
+
+/** Entry modes (DESIGN §2 step 3). */
+export const EntryModeSchema = z.enum(['swipe', 'chip', 'contactless', 'manual']);
+
+/**
+ * What may be shown of a card: the token and the displayable fields (DESIGN §2). Strict: no
+ * other key (PAN, track, CVV) can pass.
+ */
+export const WireCardSchema = z.strictObject({
+  /** `tok_` + RFC 4648 base32, lower case, no padding, of HMAC-SHA-256(tokenKey, PAN)[0..20). */
+  token: z.string().regex(/^tok_[a-z2-7]+$/, 'tok_ + lower-case base32'),
+  brand: CardBrandSchema,
+  /** First 6 digits (BIN), PCI DSS 3.4.1 allows them to be shown. */
+  first6: z.string().regex(/^\d{6}$/, '6 digits'),
+  /** Last 4 digits. */
+  last4: z.string().regex(/^\d{4}$/, '4 digits'),
+  /** 1–12. */
+  expiryMonth: z.number().int().min(1).max(12),
+  /** Four digits, e.g. 2028. */
+  expiryYear: z.number().int().min(2000).max(2099),
+  entryMode: EntryModeSchema,
+  /** Only when the config allows it (ISO/IEC 7813 name field: 2–26 characters). */
+  cardholderName: z.string().min(1).max(26).optional(),
+});
+/** {@link WireCardSchema}. */
+export type WireCard = z.infer<typeof WireCardSchema>;
+
+/** `ephemeralPublicKey(32) ‖ nonce(24) ‖ nacl.box ciphertext` in base64 (DESIGN §2 step 4). */
+export const SealedSchema = z.base64().min(96).max(8192);
+
+/** Reader-encrypted card data (SRED / P2PE), passed through unopened (DESIGN §2). */
+export const SredSchema = z.strictObject({
+  ksnHex: KsnHexSchema,
+  ciphertextHex: evenHex(2, 8192),
+});
+
+/**
+ * An encrypted PIN block from the PIN pad: ISO 9564-1 format 0 (8 bytes, TDES DUKPT) or
+ * format 4 (16 bytes, AES DUKPT), with its KSN (DESIGN §2, §3.2 message 31).
+ */
+export const PinBlockSchema = z.strictObject({
+  format: z.union([z.literal(0), z.literal(4)]),
+  ksnHex: KsnHexSchema,
+  pinBlockHex: z
+    .string()
+    .regex(/^(?:[0-9A-Fa-f]{16}|[0-9A-Fa-f]{32})$/, 'PIN block: 16 or 32 hex digits'),
+});
+
+// ---------------------------------------------------------------------------------------------
+// Uplinks
+
+/**
+ * One outbox record (DESIGN §4 transactional outbox, §5 `up/records`).
+ *
+ * - `key`: the payment's idempotency key; the cloud dedupes by it.
+ * - `seq`: per-device sequence number, integer ≥ 1, strictly increasing in a batch.
+ * - `type`: `payment` (authorize/store) or `void`.
+ * - `at`: when the record was written, ISO 8601 UTC.
+ * - `chain`: the event's hash in the store's hash chain, 64 lower-case hex (SHA-256).
+ */
+export const OutboxRecordSchema = z.strictObject({
+  key: IdempotencyKeySchema,
+  seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  type: z.enum(['payment', 'void']),
+  at: IsoDateTimeSchema,
+  payment: PaymentSchema,
+  card: WireCardSchema,
+  sealed: SealedSchema.optional(),
+  sred: SredSchema.optional(),
+  pinBlock: PinBlockSchema.optional(),
+  chain: z.string().regex(/^[0-9a-f]{64}$/, 'SHA-256 as 64 lower-case hex digits'),
+});
+/** {@link OutboxRecordSchema}; the record type of {@link OutboxSource} (sync-worker.ts). */
+export type OutboxRecord = z.infer<typeof OutboxRecordSchema>;
+
+/** A batch id: a UUID (the agent makes UUIDv7) or any 1–64 visible ASCII characters. */
+export const BatchIdSchema = z
+  .string()
+  .regex(/^[\x21-\x7E]{1,64}$/, 'batch id: 1–64 visible ASCII characters');
+
+/** `up/records`: a batch of records in strictly increasing `seq` order (DESIGN §5). */
+export const RecordsBatchSchema = z
+  .strictObject({
+    batch: BatchIdSchema,
+    records: z.array(OutboxRecordSchema).min(1),
+  })
+  .refine((b) => b.records.every((r, i) => i === 0 || r.seq > (b.records[i - 1]?.seq ?? 0)), {
+    message: 'records must be in strictly increasing seq order',
+    path: ['records'],
+  });
+/** {@link RecordsBatchSchema}. */
+export type RecordsBatch = z.infer<typeof RecordsBatchSchema>;
+
+/** `up/auth`: an online authorization request for one payment (DESIGN §5). */
+export const AuthRequestSchema = z.strictObject({
+  key: IdempotencyKeySchema,
+  payment: PaymentSchema,
+  card: WireCardSchema,
+  sealed: SealedSchema.optional(),
+  sred: SredSchema.optional(),
+  pinBlock: PinBlockSchema.optional(),
+});
+/** {@link AuthRequestSchema}. */
+export type AuthRequest = z.infer<typeof AuthRequestSchema>;
+
+/** `status` (retained): link state and queue stats; the last will carries `offline` (DESIGN §5). */
+export const StatusSchema = z.strictObject({
+  state: z.enum(['online', 'offline']),
+  at: IsoDateTimeSchema,
+  /** Agent version (semver text). */
+  version: z.string().min(1).max(64),
+  queue: z.strictObject({
+    /** Records not yet acknowledged (pending + in flight). */
+    depth: z.number().int().min(0),
+    /** When the oldest unacknowledged record was written, or null when the queue is empty. */
+    oldestAt: IsoDateTimeSchema.nullable(),
+    /** Records in `dead`. */
+    dead: z.number().int().min(0),
+  }),
+});
+/** {@link StatusSchema}. */
+export type Status = z.infer<typeof StatusSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// Downlinks
+
+/** Authorization outcome of the issuer/acquirer as relayed by the cloud core. */
+export const OutcomeSchema = z.enum(['approved', 'declined']);
+
+/**
+ * One record's acknowledgement. DESIGN §5 defines `{ key, status, code?, reason? }`; our
+ * extension adds `outcome`, `authCode`, `declineCode` so the cloud's authorization result of a
+ * stored payment reaches the agent (and, for `duplicate`, the ORIGINAL outcome).
+ * - `accepted`: first time the cloud sees the key; applied.
+ * - `duplicate`: already applied earlier; nothing done again.
+ * - `rejected`: refused for good (the agent moves the record to `dead` with `code`/`reason`).
+ */
+export const AckResultSchema = z.object({
+  key: IdempotencyKeySchema,
+  status: z.enum(['accepted', 'duplicate', 'rejected']),
+  code: z.string().max(64).optional(),
+  reason: z.string().max(512).optional(),
+  outcome: OutcomeSchema.optional(),
+  authCode: z.string().max(12).optional(),
+  declineCode: z.string().max(8).optional(),
+});
+/** {@link AckResultSchema}. */
+export type AckResult = z.infer<typeof AckResultSchema>;
+
+/** `down/acks`: the results of one batch (DESIGN §5). */
+export const AcksSchema = z.object({
+  batch: BatchIdSchema,
+  results: z.array(AckResultSchema),
+});
+/** {@link AcksSchema}. */
+export type Acks = z.infer<typeof AcksSchema>;
+
+/** `down/auth`: the answer to an {@link AuthRequest} (DESIGN §5). */
+export const AuthResponseSchema = z.object({
+  key: IdempotencyKeySchema,
+  outcome: OutcomeSchema,
+  authCode: z.string().max(12).optional(),
+  declineCode: z.string().max(8).optional(),
+});
+/** {@link AuthResponseSchema}. */
+export type AuthResponse = z.infer<typeof AuthResponseSchema>;
+
+/** Log levels a `set_log_level` command may set (pino's names). */
+export const LogLevelSchema = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']);
+
+/** The command itself: a discriminated union on `type`; an unknown type is refused. */
+export const CommandBodySchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('set_log_level'), level: LogLevelSchema }),
+  z.object({ type: z.literal('request_diagnostics') }),
+]);
+/** {@link CommandBodySchema}. */
+export type CommandBody = z.infer<typeof CommandBodySchema>;
+
+/** `down/commands`: a command with a unique id and an expiry (DESIGN §5: replayed or expired → refused). */
+export const CommandSchema = z
+  .object({
+    id: z.string().regex(/^[\x21-\x7E]{1,64}$/, 'command id: 1–64 visible ASCII characters'),
+    issuedAt: IsoDateTimeSchema,
+    expiresAt: IsoDateTimeSchema,
+    command: CommandBodySchema,
+  })
+  .refine((c) => Date.parse(c.expiresAt) > Date.parse(c.issuedAt), {
+    message: 'expiresAt must be after issuedAt',
+    path: ['expiresAt'],
+  });
+/** {@link CommandSchema}. */
+export type Command = z.infer<typeof CommandSchema>;
+
+/** Every message schema of the contract, by name (used for the generated description). */
+export const WIRE_SCHEMAS = {
+  RecordsBatch: RecordsBatchSchema,
+  OutboxRecord: OutboxRecordSchema,
+  AuthRequest: AuthRequestSchema,
+  Status: StatusSchema,
+  Acks: AcksSchema,
+  AckResult: AckResultSchema,
+  AuthResponse: AuthResponseSchema,
+  Command: CommandSchema,
+} as const;
