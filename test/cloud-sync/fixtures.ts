@@ -1,0 +1,179 @@
+/**
+ * Test fixtures for cloud-sync: wire records, a Map-based in-memory {@link OutboxSource} that
+ * checks the worker's use of it (store-forward's SQLite outbox is tested by its own suite), a
+ * manual clock, and a poll helper.
+ */
+import { createHash } from 'node:crypto';
+import nacl from 'tweetnacl';
+import type { Clock, TimerHandle } from '../../common/clock.js';
+import type { AckResult, OutboxRecord } from '../../cloud-sync/schemas.js';
+import type { OutboxSource } from '../../cloud-sync/sync-worker.js';
+
+/** A valid wire record; `seq` also drives the key and amount. */
+export function makeRecord(seq: number, overrides: Partial<OutboxRecord> = {}): OutboxRecord {
+  const key = `0190f3a2-0000-7000-8000-${seq.toString().padStart(12, '0')}`;
+  return {
+    key,
+    seq,
+    type: 'payment',
+    at: '2026-11-21T09:54:21.000Z',
+    payment: {
+      id: `pay_${seq}`,
+      amountMinor: 1000 + seq * 100,
+      currency: 'EUR',
+      reference: `order-${seq}`,
+      createdAt: '2026-11-21T09:54:20.000Z',
+    },
+    card: {
+      token: 'tok_abcdefghijklmnopqrstuvwxyz234567abcdefgh',
+      brand: 'visa',
+      first6: '411111',
+      last4: '1111',
+      expiryMonth: 12,
+      expiryYear: 2028,
+      entryMode: 'chip',
+    },
+    sealed: Buffer.alloc(120, seq % 256).toString('base64'),
+    chain: createHash('sha256').update(String(seq)).digest('hex'),
+    ...overrides,
+  };
+}
+
+type State = 'pending' | 'in_flight' | 'acked' | 'dead';
+
+/** In-memory outbox; records every misuse in `violations` so tests can assert there are none. */
+export class MemoryOutbox implements OutboxSource {
+  readonly rows = new Map<
+    string,
+    { record: OutboxRecord; state: State; batchId?: string; result?: AckResult; applied: number }
+  >();
+  readonly violations: string[] = [];
+  /** Distinct batch ids with records in flight, sampled at every markInFlight. */
+  maxInFlightBatchesSeen = 0;
+
+  constructor(records: OutboxRecord[] = []) {
+    for (const record of records) this.add(record);
+  }
+
+  add(record: OutboxRecord): void {
+    this.rows.set(record.key, { record, state: 'pending', applied: 0 });
+  }
+
+  nextPending(limit: number): OutboxRecord[] {
+    return [...this.rows.values()]
+      .filter((r) => r.state === 'pending')
+      .sort((a, b) => a.record.seq - b.record.seq)
+      .slice(0, limit)
+      .map((r) => r.record);
+  }
+
+  markInFlight(keys: string[], batchId: string): void {
+    for (const key of keys) {
+      const row = this.rows.get(key);
+      if (row?.state !== 'pending') this.violations.push(`markInFlight ${key} in ${row?.state}`);
+      else {
+        row.state = 'in_flight';
+        row.batchId = batchId;
+      }
+    }
+    const batches = new Set(
+      [...this.rows.values()].filter((r) => r.state === 'in_flight').map((r) => r.batchId),
+    );
+    this.maxInFlightBatchesSeen = Math.max(this.maxInFlightBatchesSeen, batches.size);
+  }
+
+  applyAcks(results: AckResult[]): void {
+    for (const result of results) {
+      const row = this.rows.get(result.key);
+      if (row === undefined) {
+        this.violations.push(`ack for unknown key ${result.key}`);
+        continue;
+      }
+      row.applied += 1;
+      if (row.state === 'acked' || row.state === 'dead') {
+        this.violations.push(`ack applied twice for ${result.key}`);
+      }
+      row.state = result.status === 'rejected' ? 'dead' : 'acked';
+      row.result = result;
+    }
+  }
+
+  queueStats(): { depth: number; oldestAt: string | null; dead: number } {
+    const open = [...this.rows.values()].filter(
+      (r) => r.state === 'pending' || r.state === 'in_flight',
+    );
+    return {
+      depth: open.length,
+      oldestAt: open.length === 0 ? null : (open[0]?.record.at ?? null),
+      dead: [...this.rows.values()].filter((r) => r.state === 'dead').length,
+    };
+  }
+
+  count(state: State): number {
+    return [...this.rows.values()].filter((r) => r.state === state).length;
+  }
+}
+
+/** A clock that only moves when told (STYLE habit 2). */
+export class ManualClock implements Clock {
+  #now: number;
+  #timers = new Map<number, { at: number; callback: () => void }>();
+  #next = 1;
+
+  constructor(start = Date.parse('2026-11-21T09:54:21.000Z')) {
+    this.#now = start;
+  }
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimeout(callback: () => void, delayMs: number): TimerHandle {
+    const id = this.#next++;
+    this.#timers.set(id, { at: this.#now + Math.max(0, delayMs), callback });
+    return id as unknown as TimerHandle;
+  }
+
+  clearTimeout(handle: TimerHandle): void {
+    this.#timers.delete(handle as unknown as number);
+  }
+
+  /** Moves time forward, firing due timers in order. */
+  advance(ms: number): void {
+    const target = this.#now + ms;
+    for (;;) {
+      let due: [number, { at: number; callback: () => void }] | undefined;
+      for (const entry of this.#timers) {
+        if (entry[1].at <= target && (due === undefined || entry[1].at < due[1].at)) due = entry;
+      }
+      if (due === undefined) break;
+      this.#timers.delete(due[0]);
+      this.#now = due[1].at;
+      due[1].callback();
+    }
+    this.#now = target;
+  }
+
+  /** Delays of pending timers from now, ascending. */
+  pending(): number[] {
+    return [...this.#timers.values()].map((t) => t.at - this.#now).sort((a, b) => a - b);
+  }
+}
+
+/** Polls `condition` every 10 ms until true; throws with `what` after `timeoutMs`. */
+export async function waitFor(
+  condition: () => boolean,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** A fresh Ed25519 key pair. */
+export function signingKeys(): nacl.SignKeyPair {
+  return nacl.sign.keyPair();
+}
