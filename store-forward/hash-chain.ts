@@ -1,0 +1,131 @@
+/**
+ * The hash chain of the event log (DESIGN §4: "each row carries prev_hash and
+ * hash = SHA-256(prev_hash ‖ canonical row), so a gap or an edit is detectable").
+ *
+ * ```
+ * event 1: prev_hash = 00…00 (32 zero bytes)   hash₁ = SHA-256(00…00 ‖ row₁)
+ * event 2: prev_hash = hash₁                   hash₂ = SHA-256(hash₁ ‖ row₂)
+ * event n: prev_hash = hashₙ₋₁                 hashₙ = SHA-256(hashₙ₋₁ ‖ rowₙ)
+ * ```
+ *
+ * One chain covers every event of the device, in `seq` order. The hash of a payment's
+ * `payment_stored` event travels to the cloud as the outbox record's `chain`, which anchors the
+ * chain outside the terminal: a local rewrite of history cannot also rewrite what the cloud holds.
+ */
+import { createHash } from 'node:crypto';
+import { storeError } from './errors.js';
+
+/** `prev_hash` of the first event: 32 zero bytes. */
+export const GENESIS_HASH: Buffer = Buffer.alloc(32);
+
+/** A JSON value the canonical encoding accepts: no floats, no `undefined` inside arrays. */
+export type CanonicalValue =
+  | string
+  | number
+  | boolean
+  | null
+  | readonly CanonicalValue[]
+  | { readonly [key: string]: CanonicalValue | undefined };
+
+/**
+ * Canonical JSON text of `value`: RFC 8785 (JCS) restricted to safe integers.
+ *
+ * - objects: members sorted by key in UTF-16 code unit order, members whose value is `undefined`
+ *   left out (so `{ a: undefined }` and `{}` encode the same — the optional-property convention);
+ * - arrays: in order; `undefined` in an array is refused;
+ * - strings: as `JSON.stringify` writes them (ECMA-262 QuoteJSONString);
+ * - numbers: safe integers only (`Number.isSafeInteger`), written in decimal — money is integer
+ *   minor units (DESIGN §4: "No floats anywhere");
+ * - no whitespace anywhere.
+ *
+ * @throws AgentError POS222 for a float, NaN, ±Infinity, unsafe integer, bigint, function,
+ *   symbol, `undefined` in an array, or a non-plain object (Date, Buffer, Map…).
+ */
+export function canonicalJson(value: unknown): string {
+  return encode(value, '$');
+}
+
+function encode(value: unknown, path: string): string {
+  if (value === null) return 'null';
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value);
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'number':
+      if (!Number.isSafeInteger(value)) {
+        throw storeError(
+          'POS222',
+          `${path} is ${String(value)}, but canonical JSON holds safe integers only; ` +
+            'fix: keep money and counts as integers (minor units, milliseconds)',
+        );
+      }
+      return String(value);
+    case 'object': {
+      if (Array.isArray(value)) {
+        return `[${value
+          .map((item: unknown, i) => {
+            if (item === undefined) {
+              throw storeError('POS222', `${path}[${i}] is undefined; fix: use null`);
+            }
+            return encode(item, `${path}[${i}]`);
+          })
+          .join(',')}]`;
+      }
+      const proto: unknown = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) {
+        throw storeError(
+          'POS222',
+          `${path} is not a plain object; fix: convert it to strings and integers first`,
+        );
+      }
+      const record = value as Record<string, unknown>;
+      const members = Object.keys(record)
+        .filter((key) => record[key] !== undefined)
+        .sort()
+        .map((key) => `${JSON.stringify(key)}:${encode(record[key], `${path}.${key}`)}`);
+      return `{${members.join(',')}}`;
+    }
+    default:
+      throw storeError(
+        'POS222',
+        `${path} has type ${typeof value}, which JSON cannot hold; fix: use a string or integer`,
+      );
+  }
+}
+
+/** The columns of one `events` row that the hash covers (everything except the two hashes). */
+export interface ChainedRow {
+  /** Position in the chain, 1, 2, 3, … without gaps. */
+  seq: number;
+  /** The payment the event belongs to (`pay_…`). */
+  paymentId: string;
+  /** The event type, one of `EVENT_TYPES`. */
+  type: string;
+  /** ISO 8601 UTC instant, e.g. `2026-11-21T09:54:21.000Z`. */
+  at: string;
+  /** The stored `data` column: canonical JSON text ({@link canonicalJson}) of an object. */
+  data: string;
+}
+
+/**
+ * The canonical row bytes: the UTF-8 bytes of the JSON array text
+ * `[seq,"payment_id","type","at","data"]` exactly as `JSON.stringify([seq, paymentId, type, at,
+ * data])` writes it — no whitespace, `seq` as a decimal integer, the four others as JSON strings
+ * (ECMA-262 QuoteJSONString: `"` and `\` escaped, U+0000–U+001F as `\b \t \n \f \r` or
+ * `\u00xx` with lower-case hex, lone surrogates as `\udxxx`, everything else verbatim).
+ * `data` is embedded as a string holding the stored canonical JSON text, not re-parsed, so the
+ * bytes a verifier hashes are the bytes in the column.
+ */
+export function canonicalRowBytes(row: ChainedRow): Buffer {
+  return Buffer.from(JSON.stringify([row.seq, row.paymentId, row.type, row.at, row.data]), 'utf8');
+}
+
+/**
+ * `hash = SHA-256(prev_hash ‖ canonical row bytes)` (FIPS 180-4), 32 bytes.
+ *
+ * @param prevHash — the previous event's hash, or {@link GENESIS_HASH} for `seq` 1; 32 bytes.
+ */
+export function eventHash(prevHash: Uint8Array, row: ChainedRow): Buffer {
+  return createHash('sha256').update(prevHash).update(canonicalRowBytes(row)).digest();
+}

@@ -1,0 +1,303 @@
+/**
+ * The types of store-and-forward and the enumerations they share with the schema.
+ *
+ * The SQL `CHECK` constraints in `migrations.ts` are the truth (DESIGN §4); the constants here
+ * mirror them, and `test/store-forward/schema.test.ts` proves each list matches what SQLite
+ * accepts. Timestamps are ISO 8601 UTC text with milliseconds, `YYYY-MM-DDTHH:MM:SS.sssZ`
+ * (`Date.prototype.toISOString`), in the database and in these types alike.
+ */
+
+/**
+ * Payment states. This version writes `stored`, `forwarded`, `approved`, `declined` and
+ * `confirmed`; the others are reserved for the payment state machine (card read, PIN, online
+ * authorization) so that adding it needs no table rebuild.
+ */
+export const PAYMENT_STATES = [
+  'awaiting_card',
+  'card_read',
+  'awaiting_pin',
+  'authorizing',
+  'approved',
+  'declined',
+  'stored',
+  'forwarded',
+  'confirmed',
+  'reversed',
+  'canceled',
+  'failed',
+] as const;
+/** One of {@link PAYMENT_STATES}. */
+export type PaymentState = (typeof PAYMENT_STATES)[number];
+
+/**
+ * Event types of the append-only log. Written by this version: `payment_stored`, `forwarded`,
+ * `cloud_approved`, `cloud_declined`, `confirmed`, `dead_lettered`, `requeued`; the rest are
+ * reserved for the payment state machine.
+ */
+export const EVENT_TYPES = [
+  'payment_started',
+  'card_read',
+  'pin_requested',
+  'authorization_requested',
+  'approved',
+  'declined',
+  'payment_stored',
+  'forwarded',
+  'cloud_approved',
+  'cloud_declined',
+  'confirmed',
+  'dead_lettered',
+  'requeued',
+  'canceled',
+  'failed',
+  'reversed',
+] as const;
+/** One of {@link EVENT_TYPES}. */
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/**
+ * The payment state an event moves its payment to; `null`: the event records something about the
+ * payment's outbox record and leaves the state alone. `payment_stored` and `payment_started`
+ * create the payment. This one table drives both the write path and `checkProjection()`.
+ */
+export const EVENT_TARGET_STATE: Readonly<Record<EventType, PaymentState | null>> = {
+  payment_started: 'awaiting_card',
+  card_read: 'card_read',
+  pin_requested: 'awaiting_pin',
+  authorization_requested: 'authorizing',
+  approved: 'approved',
+  declined: 'declined',
+  payment_stored: 'stored',
+  forwarded: 'forwarded',
+  cloud_approved: 'approved',
+  cloud_declined: 'declined',
+  confirmed: 'confirmed',
+  dead_lettered: null,
+  requeued: null,
+  canceled: 'canceled',
+  failed: 'failed',
+  reversed: 'reversed',
+};
+
+/**
+ * Allowed payment state changes `[from, to]`, the mirror of the `payment_transitions` table that
+ * the `payments_legal_transition` trigger enforces. Only the changes this version makes are
+ * listed; the payment state machine adds its own in a later migration.
+ * `confirmed` means the cloud acknowledged the record without an outcome; the outcome may follow.
+ */
+export const PAYMENT_TRANSITIONS: readonly (readonly [PaymentState, PaymentState])[] = [
+  ['stored', 'forwarded'],
+  ['stored', 'approved'],
+  ['stored', 'declined'],
+  ['stored', 'confirmed'],
+  ['forwarded', 'approved'],
+  ['forwarded', 'declined'],
+  ['forwarded', 'confirmed'],
+  ['confirmed', 'approved'],
+  ['confirmed', 'declined'],
+];
+
+/** Card brands (DESIGN §2 step 3; drivers' `CardBrand`). */
+export const CARD_BRANDS = [
+  'visa',
+  'mastercard',
+  'amex',
+  'discover',
+  'jcb',
+  'diners',
+  'unionpay',
+  'unknown',
+] as const;
+/** One of {@link CARD_BRANDS}. */
+export type CardBrand = (typeof CARD_BRANDS)[number];
+
+/** How the card was presented (drivers' `EntryMode`). */
+export const ENTRY_MODES = ['swipe', 'chip', 'contactless', 'manual'] as const;
+/** One of {@link ENTRY_MODES}. */
+export type EntryMode = (typeof ENTRY_MODES)[number];
+
+/** Outbox record states: `pending → in_flight → acked`, or `dead` with a reason (DESIGN §4). */
+export const OUTBOX_STATES = ['pending', 'in_flight', 'acked', 'dead'] as const;
+/** One of {@link OUTBOX_STATES}. */
+export type OutboxState = (typeof OUTBOX_STATES)[number];
+
+/**
+ * The card as the store keeps it: the token and what may be shown (DESIGN §2 step 3).
+ * Never a PAN: the store cannot even hold one (the schema refuses a token that is not
+ * `tok_` + 32 base32 characters, and digit columns are 6 and 4 long).
+ */
+export interface PaymentCard {
+  /** `tok_` + 32 lower-case RFC 4648 base32 characters (HMAC-SHA-256 of the PAN, DESIGN §2). */
+  token: string;
+  brand: CardBrand;
+  /** First 6 digits (the BIN). */
+  first6: string;
+  /** Last 4 digits. */
+  last4: string;
+  /** 1–12. */
+  expiryMonth: number;
+  /** Four digits, 2000–2099. */
+  expiryYear: number;
+  entryMode: EntryMode;
+  /** 2–26 characters without digits (ISO/IEC 7813 track 1 name), only when config allows it. */
+  cardholderName?: string;
+}
+
+/** Reader-encrypted card data passed through unopened (SRED / P2PE, DESIGN §2). */
+export interface SredData {
+  /** DUKPT key serial number, 20 (TDES) or 24 (AES) hex digits; stored upper-case. */
+  ksnHex: string;
+  /** The reader's ciphertext, an even number of hex digits (16–8192); stored upper-case. */
+  ciphertextHex: string;
+}
+
+/**
+ * Input of `PaymentStore.createPayment`. Optional fields also accept an explicit `undefined`
+ * (zod-inferred objects carry it under `exactOptionalPropertyTypes`).
+ */
+export interface NewPayment {
+  /** The POS app's `Idempotency-Key`, or a UUIDv7 the agent made: 1–255 printable ASCII, no space. */
+  idempotencyKey: string;
+  /** amountMinor — integer minor units of the ISO 4217 currency, 1 … 2^53−1. */
+  amountMinor: number;
+  /** ISO 4217 alphabetic code, three upper-case letters, e.g. `EUR`. */
+  currency: string;
+  /** The POS app's own reference, 1–128 characters; refused if it holds a PAN-shaped run. */
+  reference?: string | undefined;
+  /** The card boundary's `CardToken` fields (not `sealed`/`sred`, which are passed apart). */
+  card: Omit<PaymentCard, 'cardholderName'> & { cardholderName?: string | undefined };
+  /**
+   * base64 of ephemeralPublicKey(32) ‖ nonce(24) ‖ nacl.box ciphertext (DESIGN §2 step 4),
+   * 96–8192 characters (the wire's limit).
+   */
+  sealed?: string | undefined;
+  sred?: SredData | undefined;
+}
+
+/** A payment as the `payments` projection holds it. */
+export interface Payment {
+  /** `pay_` + UUIDv7. */
+  id: string;
+  idempotencyKey: string;
+  /** amountMinor — integer minor units of `currency`. */
+  amountMinor: number;
+  /** ISO 4217 alphabetic code. */
+  currency: string;
+  reference?: string;
+  state: PaymentState;
+  /**
+   * The card. Required: every payment of this version is created with its card. The schema
+   * already allows a card-less row for the reserved states before a card read (`awaiting_card`);
+   * when the payment state machine creates such rows, this becomes optional.
+   */
+  card: PaymentCard;
+  /** Issuer authorization code, only in `approved`, `confirmed`, `reversed`. */
+  authCode?: string;
+  /** Issuer or cloud decline code, only in `declined`. */
+  declineCode?: string;
+  /** Human-readable reason of a decline, 1–500 characters. */
+  reason?: string;
+  /** ISO 8601 UTC. */
+  createdAt: string;
+  /** ISO 8601 UTC of the payment's latest event. */
+  updatedAt: string;
+  /** ISO 8601 UTC by which a stored payment must have reached the cloud (DESIGN §4). */
+  forwardingDeadlineAt?: string;
+}
+
+/**
+ * One outbox record shaped for the wire (DESIGN §5 `up/records`); cloud-sync's zod schema is the
+ * contract, this mirrors it. `type` is `'payment'` in this version.
+ */
+export interface OutboxRecord {
+  /** The idempotency key of the payment; the cloud dedupes by it. */
+  key: string;
+  /** Per-device order, 1, 2, 3, …; the cloud applies a payment's records in this order. */
+  seq: number;
+  type: 'payment';
+  /** ISO 8601 UTC when the record was queued. */
+  at: string;
+  payment: {
+    id: string;
+    /** amountMinor — integer minor units of `currency`. */
+    amountMinor: number;
+    currency: string;
+    reference?: string;
+    createdAt: string;
+  };
+  card: Omit<PaymentCard, 'cardholderName'>;
+  sealed?: string;
+  sred?: SredData;
+  /** Lower-case hex of the hash of the payment's `payment_stored` event (64 characters). */
+  chain: string;
+}
+
+/**
+ * One result of the cloud's acknowledgement (DESIGN §5 `down/acks`, plus the outcome);
+ * structurally the same as cloud-sync's zod-inferred ack result.
+ */
+export interface AckResult {
+  key: string;
+  status: 'accepted' | 'duplicate' | 'rejected';
+  /** The cloud's code for a rejection. */
+  code?: string | undefined;
+  /** The cloud's reason text; PAN-shaped runs are redacted before it is stored. */
+  reason?: string | undefined;
+  /** Authorization outcome; absent: the payment becomes `confirmed`. */
+  outcome?: 'approved' | 'declined' | undefined;
+  /** 1–16 letters and digits. */
+  authCode?: string | undefined;
+  /** 1–32 of letters, digits, `_ . -`. */
+  declineCode?: string | undefined;
+}
+
+/**
+ * What `applyAcks` did with one {@link AckResult}:
+ * - `acked`: the record is acked, its sealed data deleted, the payment moved to `paymentState`;
+ * - `dead_lettered`: the record is `dead` (rejected, or an acceptance that could not be applied —
+ *   `detail` says why);
+ * - `already`: the record was already final (`acked`, or `dead` for a rejection); nothing changed;
+ * - `unknown_key`: no outbox record has this key; nothing changed;
+ * - `invalid`: the result itself is malformed (`detail`); nothing changed.
+ */
+export interface AppliedAck {
+  key: string;
+  action: 'acked' | 'dead_lettered' | 'already' | 'unknown_key' | 'invalid';
+  paymentId?: string;
+  paymentState?: PaymentState;
+  outboxState?: OutboxState;
+  detail?: string;
+}
+
+/** One row of the event log. */
+export interface StoredEvent {
+  seq: number;
+  paymentId: string;
+  type: EventType;
+  /** ISO 8601 UTC. */
+  at: string;
+  /** The parsed canonical JSON `data` object. */
+  data: Record<string, unknown>;
+  /** Lower-case hex, 64 characters. */
+  prevHash: string;
+  /** Lower-case hex, 64 characters. */
+  hash: string;
+}
+
+/** Queue figures for `pos-agent queue`, the status topic and `GET /v1/status`. */
+export interface QueueStats {
+  /** pending + in_flight: records not yet acknowledged and not dead. */
+  depth: number;
+  pending: number;
+  inFlight: number;
+  dead: number;
+  acked: number;
+  /** ISO 8601 UTC `at` of the oldest pending or in-flight record, or `null`. */
+  oldestAt: string | null;
+}
+
+/** Result of `verifyChain()`: problems are card-data-free sentences ending in `(POS220)`. */
+export type ChainReport = { ok: true; events: number } | { ok: false; problems: string[] };
+
+/** Result of `checkProjection()`: problems are sentences ending in `(POS221)`. */
+export type ProjectionReport = { ok: true; payments: number } | { ok: false; problems: string[] };

@@ -1,0 +1,992 @@
+/**
+ * `PaymentStore`: payments, their event log, the transactional outbox and the sealed card data
+ * in one SQLite file (DESIGN §4; the interface of docs/internal-contracts.md).
+ *
+ * ```
+ * createPayment ──► payments (projection) ◄── applyEvent(events) ── checkProjection()
+ *        │                ▲
+ *        ├──► events (append-only, hash chain) ───────────────────── verifyChain()
+ *        ├──► outbox: pending ─markInFlight─► in_flight ─applyAcks─► acked (sealed row deleted)
+ *        │             ▲   └──────────────────────┬──applyAcks(rejected)──► dead
+ *        │             └── releaseInFlight / retryDead ◄──────────────────────┘
+ *        └──► sealed_cards (until the cloud acknowledges, PCI DSS 4.0.1 req. 3.3.1)
+ * ```
+ *
+ * Every method is synchronous on purpose (better-sqlite3): each write runs in one
+ * `BEGIN IMMEDIATE` transaction that commits with `synchronous=FULL` before the method returns,
+ * so once `createPayment` returns, the payment survives a power cut (the API answers the POS
+ * app only after that). Every payment state change goes through one internal function that
+ * appends the event and writes what {@link applyEvent} makes of it, in the same transaction.
+ */
+import Database from 'better-sqlite3';
+import { v7 as uuidv7 } from 'uuid';
+import { AgentError, isAgentError } from '../common/agent-error.js';
+import { isoAt, systemClock, type Clock } from '../common/clock.js';
+import { openDatabase, type SqliteDatabase } from './database.js';
+import { storeError, type StoreErrorCode } from './errors.js';
+import { GENESIS_HASH, canonicalJson, eventHash } from './hash-chain.js';
+import {
+  PAYMENT_STATES,
+  type AckResult,
+  type AppliedAck,
+  type ChainReport,
+  type EventType,
+  type NewPayment,
+  type OutboxRecord,
+  type OutboxState,
+  type Payment,
+  type PaymentCard,
+  type PaymentState,
+  type ProjectionReport,
+  type QueueStats,
+  type StoredEvent,
+} from './model.js';
+import { applyEvent } from './projection.js';
+import { checkInteger, checkNewPayment, safeReason } from './validate.js';
+
+export type {
+  AckResult,
+  AppliedAck,
+  CardBrand,
+  ChainReport,
+  EntryMode,
+  EventType,
+  NewPayment,
+  OutboxRecord,
+  OutboxState,
+  Payment,
+  PaymentCard,
+  PaymentState,
+  ProjectionReport,
+  QueueStats,
+  SredData,
+  StoredEvent,
+} from './model.js';
+
+/** Options of {@link PaymentStore.open}. */
+export interface PaymentStoreOptions {
+  /** Path of the SQLite file; its directory must exist. In-memory databases are refused (POS205). */
+  path: string;
+  /** Source of timestamps; default: the system clock. */
+  clock?: Clock;
+  /**
+   * How long a stored payment may wait to reach the cloud; it is written to each payment's
+   * `forwardingDeadlineAt`. > 0 and ≤ 8760 (one year), default: 72 hours.
+   */
+  forwardingDeadlineHours?: number;
+  /** How long a locked database is waited for; ≥ 0, default: 5000 ms. */
+  busyTimeoutMs?: number;
+}
+
+/** Row of `payments`. */
+interface PaymentRow {
+  id: string;
+  idempotency_key: string;
+  amount_minor: number;
+  currency: string;
+  reference: string | null;
+  state: PaymentState;
+  card_token: string | null;
+  card_first6: string | null;
+  card_brand: string | null;
+  card_last4: string | null;
+  card_expiry_month: number | null;
+  card_expiry_year: number | null;
+  card_entry_mode: string | null;
+  cardholder_name: string | null;
+  auth_code: string | null;
+  decline_code: string | null;
+  reason: string | null;
+  created_at: string;
+  updated_at: string;
+  forwarding_deadline_at: string | null;
+}
+
+/** Row of `outbox`. */
+interface OutboxRow {
+  key: string;
+  seq: number;
+  payment_id: string;
+  event_seq: number;
+  type: 'payment' | 'void';
+  state: OutboxState;
+  batch_id: string | null;
+  attempts: number;
+  ack_status: string | null;
+  dead_reason: string | null;
+  created_at: string;
+  updated_at: string;
+  acked_at: string | null;
+}
+
+/** Row of `events`. */
+interface EventRow {
+  seq: number;
+  payment_id: string;
+  type: EventType;
+  at: string;
+  data: string;
+  prev_hash: Buffer;
+  hash: Buffer;
+}
+
+/** Row of the `nextPending` join. */
+interface PendingRow {
+  key: string;
+  seq: number;
+  at: string;
+  id: string;
+  amount_minor: number;
+  currency: string;
+  reference: string | null;
+  payment_created_at: string;
+  card_token: string | null;
+  card_brand: string | null;
+  card_first6: string | null;
+  card_last4: string | null;
+  card_expiry_month: number | null;
+  card_expiry_year: number | null;
+  card_entry_mode: string | null;
+  sealed: string | null;
+  sred_ksn: string | null;
+  sred_ciphertext: string | null;
+  chain: Buffer;
+}
+
+const MAX_PROBLEMS = 100;
+const PAGE = 500;
+
+const SQL = {
+  paymentById: 'SELECT * FROM payments WHERE id = ?',
+  paymentByKey: 'SELECT * FROM payments WHERE idempotency_key = ?',
+  listPayments: 'SELECT * FROM payments ORDER BY created_at DESC, id DESC LIMIT ?',
+  listPaymentsByState:
+    'SELECT * FROM payments WHERE state = ? ORDER BY created_at DESC, id DESC LIMIT ?',
+  paymentsPage: 'SELECT * FROM payments WHERE id > ? ORDER BY id LIMIT ?',
+  insertPayment: `INSERT INTO payments (id, idempotency_key, amount_minor, currency, reference, state,
+      card_token, card_first6, card_brand, card_last4, card_expiry_month, card_expiry_year,
+      card_entry_mode, cardholder_name, auth_code, decline_code, reason, created_at, updated_at,
+      forwarding_deadline_at)
+    VALUES (@id, @idempotency_key, @amount_minor, @currency, @reference, @state,
+      @card_token, @card_first6, @card_brand, @card_last4, @card_expiry_month, @card_expiry_year,
+      @card_entry_mode, @cardholder_name, @auth_code, @decline_code, @reason, @created_at,
+      @updated_at, @forwarding_deadline_at)`,
+  updatePayment: `UPDATE payments SET state = @state, card_token = @card_token,
+      card_first6 = @card_first6, card_brand = @card_brand, card_last4 = @card_last4,
+      card_expiry_month = @card_expiry_month, card_expiry_year = @card_expiry_year,
+      card_entry_mode = @card_entry_mode, cardholder_name = @cardholder_name,
+      auth_code = @auth_code, decline_code = @decline_code, reason = @reason,
+      updated_at = @updated_at, forwarding_deadline_at = @forwarding_deadline_at
+    WHERE id = @id`,
+  chainHead: 'SELECT seq, hash FROM chain_head WHERE id = 1',
+  insertEvent: `INSERT INTO events (seq, payment_id, type, at, data, prev_hash, hash)
+    VALUES (@seq, @payment_id, @type, @at, @data, @prev_hash, @hash)`,
+  eventsOfPayment: 'SELECT * FROM events WHERE payment_id = ? ORDER BY seq',
+  eventsOfPaymentRange:
+    'SELECT * FROM events WHERE payment_id >= ? AND payment_id <= ? ORDER BY payment_id, seq',
+  allEvents: 'SELECT * FROM events ORDER BY seq',
+  nextOutboxSeq: 'SELECT coalesce(max(seq), 0) + 1 AS seq FROM outbox',
+  insertOutbox: `INSERT INTO outbox (key, seq, payment_id, event_seq, type, state, attempts,
+      created_at, updated_at)
+    VALUES (@key, @seq, @payment_id, @event_seq, 'payment', 'pending', 0, @at, @at)`,
+  insertSealed: `INSERT INTO sealed_cards (payment_id, sealed, sred_ksn, sred_ciphertext, created_at)
+    VALUES (@payment_id, @sealed, @sred_ksn, @sred_ciphertext, @created_at)`,
+  outboxByKey: 'SELECT * FROM outbox WHERE key = ?',
+  deadOutbox: "SELECT * FROM outbox WHERE state = 'dead' ORDER BY seq",
+  nextPending: `SELECT o.key, o.seq, o.created_at AS at, p.id, p.amount_minor, p.currency,
+      p.reference, p.created_at AS payment_created_at, p.card_token, p.card_brand, p.card_first6,
+      p.card_last4, p.card_expiry_month, p.card_expiry_year, p.card_entry_mode,
+      s.sealed, s.sred_ksn, s.sred_ciphertext, e.hash AS chain
+    FROM outbox o
+      JOIN payments p ON p.id = o.payment_id
+      JOIN events e ON e.seq = o.event_seq
+      LEFT JOIN sealed_cards s ON s.payment_id = o.payment_id
+    WHERE o.state = 'pending' AND o.type = 'payment'
+    ORDER BY o.seq LIMIT ?`,
+  setInFlight: `UPDATE outbox SET state = 'in_flight', attempts = attempts + 1, batch_id = ?,
+      updated_at = ? WHERE key = ?`,
+  setAcked: `UPDATE outbox SET state = 'acked', ack_status = ?, acked_at = ?, updated_at = ?,
+      dead_reason = NULL WHERE key = ?`,
+  setDead: "UPDATE outbox SET state = 'dead', dead_reason = ?, updated_at = ? WHERE key = ?",
+  setPending: `UPDATE outbox SET state = 'pending', dead_reason = NULL, batch_id = NULL,
+      updated_at = ? WHERE key = ?`,
+  releaseInFlight: `UPDATE outbox SET state = 'pending', batch_id = NULL, updated_at = ?
+    WHERE state = 'in_flight'`,
+  countByState: 'SELECT state, count(*) AS n FROM outbox GROUP BY state',
+  oldestQueued: `SELECT min(created_at) AS at FROM outbox WHERE state IN ('pending', 'in_flight')`,
+} as const;
+
+type Statements = { [K in keyof typeof SQL]: Database.Statement };
+
+/**
+ * The payment store (DESIGN §4). Open with {@link PaymentStore.open}; one instance per database
+ * file per process; not for use after {@link PaymentStore.close} (POS206).
+ *
+ * Errors: every method throws only `AgentError`s with POS2xx codes — the ones named on each
+ * method, plus POS206 after `close()`, and POS207 when SQLite cannot write (disk full, I/O error,
+ * database locked past `busyTimeoutMs`); a write that fails changes nothing.
+ */
+export class PaymentStore {
+  readonly #db: SqliteDatabase;
+  readonly #clock: Clock;
+  readonly #deadlineMs: number;
+  readonly #stmts: Statements;
+  readonly #tx: Database.Transaction<(fn: () => unknown) => unknown>;
+  /** Path of the database file. */
+  readonly path: string;
+
+  private constructor(db: SqliteDatabase, path: string, clock: Clock, deadlineMs: number) {
+    this.#db = db;
+    this.path = path;
+    this.#clock = clock;
+    this.#deadlineMs = deadlineMs;
+    this.#stmts = Object.fromEntries(
+      Object.entries(SQL).map(([name, sql]) => [name, db.prepare(sql)]),
+    ) as Statements;
+    this.#tx = db.transaction((fn: () => unknown) => fn());
+  }
+
+  /**
+   * Opens (creating if needed) the store: pragmas WAL + synchronous=FULL + foreign_keys +
+   * secure_delete, then every pending migration in one transaction.
+   *
+   * @throws AgentError POS201 cannot open the file (names path and fix), POS202 a migration
+   *   failed, POS203 the database is newer than this agent, POS204 not a pos-agent database,
+   *   POS205 a pragma did not take (or an in-memory path), POS213 an option out of range.
+   */
+  static open(opts: PaymentStoreOptions): PaymentStore {
+    const hours = opts.forwardingDeadlineHours ?? 72;
+    if (typeof hours !== 'number' || !Number.isFinite(hours) || hours <= 0 || hours > 8760) {
+      throw storeError(
+        'POS213',
+        `forwardingDeadlineHours is ${String(hours)}; it must be > 0 and ≤ 8760 (hours)`,
+      );
+    }
+    const db = openDatabase(
+      opts.path,
+      opts.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: opts.busyTimeoutMs },
+    );
+    return new PaymentStore(
+      db,
+      opts.path,
+      opts.clock ?? systemClock,
+      Math.round(hours * 3_600_000),
+    );
+  }
+
+  /** Closes the database (checkpointing the WAL). Calling it twice is harmless. */
+  close(): void {
+    if (this.#db.open) this.#db.close();
+  }
+
+  /**
+   * Stores a payment for forwarding: in ONE transaction the `payments` row (state `stored`, a
+   * `forwardingDeadlineAt`), its `payment_stored` event (hash chain), its `pending` outbox row
+   * (keyed by the idempotency key, next `seq`) and, when given, its `sealed_cards` row.
+   *
+   * Same `idempotencyKey` + same amount, currency, reference and card token →
+   * `{ created: false, payment: <the original> }`, nothing written (DESIGN §4).
+   *
+   * @param input — see {@link NewPayment}; `amountMinor` in integer minor units of `currency`.
+   * @returns the payment as stored, and whether this call created it.
+   * @throws AgentError POS210 the key was used with other parameters (message names the field,
+   *   never card values; the local API answers 409); POS213 a field out of its rules;
+   *   POS214 PAN-shaped text in `reference`, `idempotencyKey` or `cardholderName`.
+   */
+  createPayment(input: NewPayment): { payment: Payment; created: boolean } {
+    const checked = checkNewPayment(input);
+    return this.#write(() => {
+      const existing = this.#stmts.paymentByKey.get(checked.idempotencyKey) as
+        PaymentRow | undefined;
+      if (existing !== undefined) {
+        const original = toPayment(existing);
+        assertSameParameters(original, checked);
+        return { payment: original, created: false };
+      }
+      const nowMs = this.#clock.now();
+      const at = isoAt(nowMs);
+      const id = `pay_${uuidv7({ msecs: nowMs })}`;
+      const payment = this.#record(id, 'payment_stored', at, {
+        id,
+        idempotencyKey: checked.idempotencyKey,
+        amountMinor: checked.amountMinor,
+        currency: checked.currency,
+        reference: checked.reference,
+        card: { ...checked.card },
+        forwardingDeadlineAt: isoAt(nowMs + this.#deadlineMs),
+      });
+      const eventSeq = (this.#stmts.chainHead.get() as { seq: number }).seq;
+      const { seq } = this.#stmts.nextOutboxSeq.get() as { seq: number };
+      this.#stmts.insertOutbox.run({
+        key: checked.idempotencyKey,
+        seq,
+        payment_id: id,
+        event_seq: eventSeq,
+        at,
+      });
+      if (checked.sealed !== undefined || checked.sred !== undefined) {
+        this.#stmts.insertSealed.run({
+          payment_id: id,
+          sealed: checked.sealed ?? null,
+          sred_ksn: checked.sred?.ksnHex ?? null,
+          sred_ciphertext: checked.sred?.ciphertextHex ?? null,
+          created_at: at,
+        });
+      }
+      return { payment, created: true };
+    });
+  }
+
+  /** The payment with this id (`pay_…`), or `undefined`. */
+  getPayment(id: string): Payment | undefined {
+    const row = this.#read(() => this.#stmts.paymentById.get(id)) as PaymentRow | undefined;
+    return row === undefined ? undefined : toPayment(row);
+  }
+
+  /**
+   * The payment with this id.
+   *
+   * @throws AgentError POS211 when there is none (the local API answers 404).
+   */
+  requirePayment(id: string): Payment {
+    const payment = this.getPayment(id);
+    if (payment === undefined) {
+      throw storeError(
+        'POS211',
+        `payment ${JSON.stringify(id.slice(0, 64))} not found; fix: use the id returned by POST /v1/payments, or look it up by its idempotency key`,
+        { details: { paymentId: id } },
+      );
+    }
+    return payment;
+  }
+
+  /** The payment created with this idempotency key, or `undefined`. */
+  getPaymentByKey(idempotencyKey: string): Payment | undefined {
+    const row = this.#read(() => this.#stmts.paymentByKey.get(idempotencyKey)) as
+      PaymentRow | undefined;
+    return row === undefined ? undefined : toPayment(row);
+  }
+
+  /**
+   * Payments, newest first.
+   *
+   * @param filter.state — only payments in this state.
+   * @param filter.limit — 1–1000, default: 100.
+   * @throws AgentError POS213 unknown state or limit out of range.
+   */
+  listPayments(
+    filter: { state?: PaymentState | undefined; limit?: number | undefined } = {},
+  ): Payment[] {
+    const limit = checkInteger('limit', filter.limit ?? 100, 1, 1000);
+    const state = filter.state;
+    if (state !== undefined && !(PAYMENT_STATES as readonly string[]).includes(state)) {
+      throw storeError(
+        'POS213',
+        `state is not one of ${PAYMENT_STATES.join(', ')}; fix: send one of them`,
+      );
+    }
+    const rows = this.#read(() =>
+      state === undefined
+        ? this.#stmts.listPayments.all(limit)
+        : this.#stmts.listPaymentsByState.all(state, limit),
+    ) as PaymentRow[];
+    return rows.map(toPayment);
+  }
+
+  /** The events of one payment in `seq` order (empty for an unknown id). */
+  listEvents(paymentId: string): StoredEvent[] {
+    const rows = this.#read(() => this.#stmts.eventsOfPayment.all(paymentId)) as EventRow[];
+    return rows.map((row) => ({
+      seq: row.seq,
+      paymentId: row.payment_id,
+      type: row.type,
+      at: row.at,
+      data: JSON.parse(row.data) as Record<string, unknown>,
+      prevHash: row.prev_hash.toString('hex'),
+      hash: row.hash.toString('hex'),
+    }));
+  }
+
+  /**
+   * Up to `limit` pending outbox records in `seq` order, shaped for the wire (DESIGN §5).
+   * Reading changes nothing; call {@link markInFlight} once they are published.
+   *
+   * @param limit — 1–10000.
+   * @throws AgentError POS213 limit out of range; POS221 a stored payment without a card.
+   */
+  nextPending(limit: number): OutboxRecord[] {
+    checkInteger('limit', limit, 1, 10_000);
+    const rows = this.#read(() => this.#stmts.nextPending.all(limit)) as PendingRow[];
+    return rows.map(toOutboxRecord);
+  }
+
+  /**
+   * Marks records as published in batch `batchId`: `pending` or `in_flight` (a resend) →
+   * `in_flight`, `attempts + 1`. The first time, the payment goes `stored → forwarded` with a
+   * `forwarded` event. Records already `acked` or `dead` are left alone (an ack may overtake
+   * the publish). One transaction.
+   *
+   * @param batchId — 1–128 characters, the batch id of the `up/records` message.
+   * @throws AgentError POS215 a key that has no outbox record (nothing is changed);
+   *   POS213 batchId out of its rules.
+   */
+  markInFlight(keys: readonly string[], batchId: string): void {
+    if (typeof batchId !== 'string' || batchId.length < 1 || batchId.length > 128) {
+      throw storeError('POS213', 'batchId must be 1–128 characters; fix: send the batch id');
+    }
+    this.#write(() => {
+      const at = this.#now();
+      for (const key of keys) {
+        const row = this.#outboxRow(key);
+        if (row.state !== 'pending' && row.state !== 'in_flight') continue;
+        this.#stmts.setInFlight.run(batchId, at, key);
+        const payment = this.#stmts.paymentById.get(row.payment_id) as PaymentRow;
+        if (row.type === 'payment' && payment.state === 'stored') {
+          this.#record(row.payment_id, 'forwarded', at, { key, batchId });
+        }
+      }
+    });
+  }
+
+  /**
+   * Applies the cloud's acknowledgements, in one transaction (each result in its own savepoint):
+   *
+   * - `accepted`/`duplicate` → outbox `acked`, the sealed card data deleted (a trigger does it,
+   *   PCI DSS 4.0.1 req. 3.3.1), the payment → `approved` (`cloud_approved` event, `authCode`),
+   *   `declined` (`cloud_declined`, `declineCode`, `reason`) or, without an `outcome`,
+   *   `confirmed` (`confirmed` event). If that cannot be applied (an illegal state change, a
+   *   malformed code) the record goes to `dead` with the reason instead — never lost silently.
+   * - `rejected` → outbox `dead` with `code: reason` (PAN-shaped runs redacted, ≤ 500
+   *   characters) and a `dead_lettered` event.
+   * - a key already `acked` (or already `dead`, for a rejection) → `already`, nothing changes:
+   *   a second acknowledgement is harmless.
+   * - an unknown key → `unknown_key`; a malformed result → `invalid`; neither throws.
+   *
+   * @returns one {@link AppliedAck} per result, in order.
+   */
+  applyAcks(results: readonly AckResult[]): AppliedAck[] {
+    return this.#write(() => {
+      const at = this.#now();
+      return results.map((result) => this.#applyAck(result, at));
+    });
+  }
+
+  /**
+   * Start-up: every `in_flight` record back to `pending` (its batch was never acknowledged by a
+   * running agent; the cloud dedupes a resend by key).
+   *
+   * @returns how many records were released.
+   */
+  releaseInFlight(): number {
+    return this.#write(() => this.#stmts.releaseInFlight.run(this.#now()).changes);
+  }
+
+  /**
+   * For the field tech: `dead` records back to `pending`, each with a `requeued` event. Records
+   * in another state are skipped.
+   *
+   * @param keys — the records to retry; default: every dead record.
+   * @returns how many records were requeued.
+   * @throws AgentError POS215 a key that has no outbox record (nothing is changed).
+   */
+  retryDead(keys?: readonly string[]): number {
+    return this.#write(() => {
+      const at = this.#now();
+      const rows =
+        keys === undefined
+          ? (this.#stmts.deadOutbox.all() as OutboxRow[])
+          : keys.map((key) => this.#outboxRow(key));
+      let requeued = 0;
+      for (const row of rows) {
+        if (row.state !== 'dead') continue;
+        this.#stmts.setPending.run(at, row.key);
+        this.#record(row.payment_id, 'requeued', at, { key: row.key });
+        requeued++;
+      }
+      return requeued;
+    });
+  }
+
+  /** Outbox counts per state and the `at` of the oldest record still to deliver. */
+  queueStats(): QueueStats {
+    return this.#read(() => {
+      const counts: Record<OutboxState, number> = { pending: 0, in_flight: 0, acked: 0, dead: 0 };
+      for (const row of this.#stmts.countByState.all() as { state: OutboxState; n: number }[]) {
+        counts[row.state] = row.n;
+      }
+      const oldest = this.#stmts.oldestQueued.get() as { at: string | null };
+      return {
+        depth: counts.pending + counts.in_flight,
+        pending: counts.pending,
+        inFlight: counts.in_flight,
+        dead: counts.dead,
+        acked: counts.acked,
+        oldestAt: oldest.at,
+      };
+    });
+  }
+
+  /**
+   * Recomputes every event hash in `seq` order and compares: detects an edited row (its hash no
+   * longer matches its content), a missing row (a gap in `seq`, or a `prev_hash` that does not
+   * match), and a truncated tail (`chain_head` is ahead of the last event). Streams the log, so
+   * memory stays flat. Someone who rewrites every later hash and the head is not detectable
+   * locally; the cloud holds each payment's `chain` hash for that.
+   *
+   * @returns `{ ok: true, events }` or `{ ok: false, problems }` (at most 100 sentences, POS220).
+   */
+  verifyChain(): ChainReport {
+    return this.#read(() => {
+      const problems: string[] = [];
+      const note = (text: string) => {
+        problems.push(`${text} (POS220)`);
+      };
+      const head = this.#stmts.chainHead.get() as { seq: number; hash: Buffer } | undefined;
+      let expectedSeq = 1;
+      let prev: Buffer = GENESIS_HASH;
+      let events = 0;
+      for (const row of this.#stmts.allEvents.iterate() as IterableIterator<EventRow>) {
+        events++;
+        if (row.seq !== expectedSeq) {
+          note(
+            row.seq > expectedSeq
+              ? `events ${expectedSeq}–${row.seq - 1} are missing before event ${row.seq}`
+              : `event ${row.seq} is out of order after event ${expectedSeq - 1}`,
+          );
+        }
+        if (!Buffer.from(row.prev_hash).equals(prev)) {
+          note(`event ${row.seq}: prev_hash is not the hash of the event before it`);
+        }
+        const recomputed = eventHash(row.prev_hash, {
+          seq: row.seq,
+          paymentId: row.payment_id,
+          type: row.type,
+          at: row.at,
+          data: row.data,
+        });
+        if (!recomputed.equals(row.hash)) {
+          note(
+            `event ${row.seq} (${row.type} of ${row.payment_id}): stored hash differs from the ` +
+              'SHA-256 of its content, the row was edited',
+          );
+        }
+        prev = Buffer.from(row.hash);
+        expectedSeq = row.seq + 1;
+      }
+      if (head === undefined) {
+        if (events > 0) note(`chain_head is missing while ${events} events exist`);
+      } else if (head.seq !== expectedSeq - 1 || !Buffer.from(head.hash).equals(prev)) {
+        note(
+          `chain_head names event ${head.seq}, but the log ends at event ${expectedSeq - 1}: ` +
+            'events at the end are missing or were replaced',
+        );
+      }
+      if (problems.length === 0) return { ok: true, events };
+      return { ok: false, problems: capped(problems) };
+    });
+  }
+
+  /**
+   * Folds each payment's events with {@link applyEvent} and compares the result with its
+   * `payments` row, field by field; pages through payments 500 at a time.
+   *
+   * @returns `{ ok: true, payments }` or `{ ok: false, problems }` (at most 100 sentences naming
+   *   the payment and the fields that differ, POS221).
+   */
+  checkProjection(): ProjectionReport {
+    return this.#read(() => {
+      const problems: string[] = [];
+      let payments = 0;
+      let after = '';
+      for (;;) {
+        const page = this.#stmts.paymentsPage.all(after, PAGE) as PaymentRow[];
+        const first = page[0];
+        const last = page[page.length - 1];
+        if (first === undefined || last === undefined) break;
+        const byPayment = new Map<string, EventRow[]>();
+        for (const row of this.#stmts.eventsOfPaymentRange.all(first.id, last.id) as EventRow[]) {
+          const list = byPayment.get(row.payment_id) ?? [];
+          list.push(row);
+          byPayment.set(row.payment_id, list);
+        }
+        for (const row of page) {
+          payments++;
+          const problem = projectionProblem(row, byPayment.get(row.id) ?? []);
+          if (problem !== undefined) problems.push(`${problem} (POS221)`);
+        }
+        after = last.id;
+      }
+      if (problems.length === 0) return { ok: true, payments };
+      return { ok: false, problems: capped(problems) };
+    });
+  }
+
+  /**
+   * THE payment state change: folds the event into the payment with {@link applyEvent}, writes
+   * the projection row (insert for a creating event), and appends the event to the hash chain.
+   * Runs inside the caller's transaction.
+   */
+  #record(paymentId: string, type: EventType, at: string, data: Record<string, unknown>): Payment {
+    const dataText = canonicalJson(data);
+    const parsed = JSON.parse(dataText) as Record<string, unknown>;
+    const row = this.#stmts.paymentById.get(paymentId) as PaymentRow | undefined;
+    const next = applyEvent(row === undefined ? undefined : toPayment(row), {
+      type,
+      at,
+      data: parsed,
+    });
+    if (row === undefined) this.#stmts.insertPayment.run(toRow(next));
+    else this.#stmts.updatePayment.run(toRow(next));
+    const head = this.#stmts.chainHead.get() as { seq: number; hash: Buffer } | undefined;
+    const seq = (head?.seq ?? 0) + 1;
+    const prevHash = head?.hash ?? GENESIS_HASH;
+    this.#stmts.insertEvent.run({
+      seq,
+      payment_id: paymentId,
+      type,
+      at,
+      data: dataText,
+      prev_hash: prevHash,
+      hash: eventHash(prevHash, { seq, paymentId, type, at, data: dataText }),
+    });
+    return next;
+  }
+
+  #applyAck(result: AckResult, at: string): AppliedAck {
+    const key = typeof result.key === 'string' ? result.key : String(result.key);
+    const problem = ackProblem(result);
+    if (problem !== undefined) return { key, action: 'invalid', detail: problem };
+    const row = this.#stmts.outboxByKey.get(key) as OutboxRow | undefined;
+    if (row === undefined) return { key, action: 'unknown_key' };
+    const paymentId = row.payment_id;
+    if (row.state === 'acked' || (row.state === 'dead' && result.status === 'rejected')) {
+      return { key, action: 'already', paymentId, outboxState: row.state };
+    }
+    if (result.status === 'rejected') {
+      const text = [result.code, result.reason].filter((part) => part !== undefined).join(': ');
+      const reason = safeReason(text === '' ? 'rejected by the cloud without a reason' : text);
+      this.#deadLetter(row, reason, at, result.code);
+      return { key, action: 'dead_lettered', paymentId, outboxState: 'dead', detail: reason };
+    }
+    try {
+      return this.#tx(() => {
+        const type: EventType =
+          result.outcome === 'approved'
+            ? 'cloud_approved'
+            : result.outcome === 'declined'
+              ? 'cloud_declined'
+              : 'confirmed';
+        const payment = this.#record(paymentId, type, at, {
+          key,
+          status: result.status,
+          authCode: result.authCode,
+          declineCode: result.declineCode,
+          reason: result.reason === undefined ? undefined : safeReason(result.reason),
+        });
+        this.#stmts.setAcked.run(result.status, at, at, key);
+        return {
+          key,
+          action: 'acked',
+          paymentId,
+          paymentState: payment.state,
+          outboxState: 'acked',
+        } satisfies AppliedAck;
+      }) as AppliedAck;
+    } catch (error) {
+      const agentError = toAgentError(error);
+      if (!isAgentError(agentError, 'POS212') && !isAgentError(agentError, 'POS213')) {
+        throw agentError;
+      }
+      const reason = safeReason(
+        `cloud ${result.status}${result.outcome === undefined ? '' : ` (${result.outcome})`} ` +
+          `could not be applied: ${agentError.reason}`,
+      );
+      if (row.state === 'dead') {
+        return { key, action: 'already', paymentId, outboxState: 'dead', detail: reason };
+      }
+      this.#deadLetter(row, reason, at, agentError.code);
+      return { key, action: 'dead_lettered', paymentId, outboxState: 'dead', detail: reason };
+    }
+  }
+
+  #deadLetter(row: OutboxRow, reason: string, at: string, code: string | undefined): void {
+    this.#stmts.setDead.run(reason, at, row.key);
+    this.#record(row.payment_id, 'dead_lettered', at, { key: row.key, reason, code });
+  }
+
+  #outboxRow(key: string): OutboxRow {
+    const row = this.#stmts.outboxByKey.get(key) as OutboxRow | undefined;
+    if (row === undefined) {
+      throw storeError(
+        'POS215',
+        `no outbox record has key ${JSON.stringify(String(key).slice(0, 64))}; nothing was changed; ` +
+          'fix: use keys from nextPending() or `pos-agent queue`',
+        { details: { key } },
+      );
+    }
+    return row;
+  }
+
+  #now(): string {
+    return isoAt(this.#clock.now());
+  }
+
+  #live(): void {
+    if (!this.#db.open) {
+      throw storeError(
+        'POS206',
+        `the payment store at ${this.path} is closed; fix: open a new PaymentStore`,
+      );
+    }
+  }
+
+  #write<T>(fn: () => T): T {
+    this.#live();
+    try {
+      return this.#tx.immediate(fn) as T;
+    } catch (error) {
+      throw toAgentError(error);
+    }
+  }
+
+  #read<T>(fn: () => T): T {
+    this.#live();
+    try {
+      return this.#tx.deferred(fn) as T;
+    } catch (error) {
+      throw toAgentError(error);
+    }
+  }
+}
+
+/** Maps a SQLite error to a POS2xx `AgentError`; other `AgentError`s pass through. */
+function toAgentError(error: unknown): AgentError {
+  if (error instanceof AgentError) return error;
+  if (error instanceof Database.SqliteError) {
+    const raised = /\((POS2\d\d)\)$/.exec(error.message)?.[1] as StoreErrorCode | undefined;
+    if (raised !== undefined) {
+      return storeError(raised, `the schema refused the change: ${error.message.slice(0, -9)}`, {
+        cause: error,
+      });
+    }
+    if (error.code.startsWith('SQLITE_CONSTRAINT')) {
+      return storeError(
+        'POS213',
+        `the schema refused a value: ${error.message}; fix: send values within the documented rules`,
+        { cause: error, details: { sqlite: error.code } },
+      );
+    }
+    return storeError(
+      'POS207',
+      `SQLite could not complete the write (${error.code}: ${error.message}); nothing was changed; ` +
+        'fix: free disk space, check the storage for I/O errors, or stop the other program holding the database',
+      { cause: error, details: { sqlite: error.code } },
+    );
+  }
+  throw error;
+}
+
+function assertSameParameters(original: Payment, input: NewPayment): void {
+  const key = input.idempotencyKey;
+  const conflict = (field: string, what: string): never => {
+    throw storeError(
+      'POS210',
+      `Idempotency-Key ${JSON.stringify(key)} was already used for payment ${original.id} ` +
+        `with another ${field} (${what}); fix: send a new Idempotency-Key for a new payment, ` +
+        'or repeat the original request unchanged',
+      { details: { field, paymentId: original.id, idempotencyKey: key } },
+    );
+  };
+  if (original.amountMinor !== input.amountMinor) {
+    conflict('amountMinor', `first ${original.amountMinor}, now ${input.amountMinor}`);
+  }
+  if (original.currency !== input.currency) {
+    conflict('currency', `first ${original.currency}, now ${input.currency}`);
+  }
+  if (original.reference !== input.reference) {
+    conflict(
+      'reference',
+      `first ${JSON.stringify(original.reference ?? null)}, now ${JSON.stringify(input.reference ?? null)}`,
+    );
+  }
+  if (original.card.token !== input.card.token) {
+    conflict('card', 'another card was presented: the card token differs');
+  }
+}
+
+function ackProblem(result: AckResult): string | undefined {
+  if (typeof result !== 'object' || result === null) return 'the result is not an object';
+  if (typeof result.key !== 'string' || result.key.length < 1 || result.key.length > 255) {
+    return 'key must be 1–255 characters';
+  }
+  if (!['accepted', 'duplicate', 'rejected'].includes(result.status)) {
+    return 'status must be accepted, duplicate or rejected';
+  }
+  if (result.outcome !== undefined && !['approved', 'declined'].includes(result.outcome)) {
+    return 'outcome must be approved or declined';
+  }
+  for (const field of ['code', 'reason', 'authCode', 'declineCode'] as const) {
+    const value = result[field];
+    if (value !== undefined && typeof value !== 'string') return `${field} must be text`;
+  }
+  return undefined;
+}
+
+function capped(problems: string[]): string[] {
+  if (problems.length <= MAX_PROBLEMS) return problems;
+  return [
+    ...problems.slice(0, MAX_PROBLEMS),
+    `… and ${problems.length - MAX_PROBLEMS} more problems`,
+  ];
+}
+
+const PAYMENT_FIELDS = [
+  'id',
+  'idempotencyKey',
+  'amountMinor',
+  'currency',
+  'reference',
+  'state',
+  'card',
+  'authCode',
+  'declineCode',
+  'reason',
+  'createdAt',
+  'updatedAt',
+  'forwardingDeadlineAt',
+] as const satisfies readonly (keyof Payment)[];
+
+function projectionProblem(row: PaymentRow, events: readonly EventRow[]): string | undefined {
+  if (events.length === 0) return `payment ${row.id} has no events`;
+  let projected: Payment | undefined;
+  for (const event of events) {
+    try {
+      projected = applyEvent(projected, {
+        type: event.type,
+        at: event.at,
+        data: JSON.parse(event.data) as Record<string, unknown>,
+      });
+    } catch (error) {
+      if (!isAgentError(error)) throw error;
+      return `payment ${row.id}: event ${event.seq} (${event.type}) cannot be applied: ${error.reason}`;
+    }
+  }
+  if (projected === undefined) return `payment ${row.id} has no creating event`;
+  const stored = toPayment(row);
+  const differing = PAYMENT_FIELDS.filter(
+    (field) => canonicalJson(stored[field] ?? null) !== canonicalJson(projected[field] ?? null),
+  );
+  if (differing.length === 0) return undefined;
+  const states =
+    stored.state === projected.state
+      ? ''
+      : ` (state is ${stored.state} in payments, ${projected.state} by its events)`;
+  return `payment ${row.id}: ${differing.join(', ')} differ from its events${states}`;
+}
+
+function toPayment(row: PaymentRow): Payment {
+  const card = cardOf(row);
+  if (card === undefined) {
+    throw storeError(
+      'POS221',
+      `payment ${row.id} (${row.state}) has no card, which this version never writes; ` +
+        'fix: run the agent version that wrote it',
+    );
+  }
+  if (row.cardholder_name !== null) card.cardholderName = row.cardholder_name;
+  const payment: Payment = {
+    id: row.id,
+    idempotencyKey: row.idempotency_key,
+    amountMinor: row.amount_minor,
+    currency: row.currency,
+    state: row.state,
+    card,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+  if (row.reference !== null) payment.reference = row.reference;
+  if (row.auth_code !== null) payment.authCode = row.auth_code;
+  if (row.decline_code !== null) payment.declineCode = row.decline_code;
+  if (row.reason !== null) payment.reason = row.reason;
+  if (row.forwarding_deadline_at !== null) {
+    payment.forwardingDeadlineAt = row.forwarding_deadline_at;
+  }
+  return payment;
+}
+
+/** The card columns of a row (the schema guarantees all or none are NULL). */
+function cardOf(row: {
+  card_token: string | null;
+  card_brand: string | null;
+  card_first6: string | null;
+  card_last4: string | null;
+  card_expiry_month: number | null;
+  card_expiry_year: number | null;
+  card_entry_mode: string | null;
+}): PaymentCard | undefined {
+  if (row.card_token === null) return undefined;
+  return {
+    token: row.card_token,
+    brand: row.card_brand as PaymentCard['brand'],
+    first6: row.card_first6 as string,
+    last4: row.card_last4 as string,
+    expiryMonth: row.card_expiry_month as number,
+    expiryYear: row.card_expiry_year as number,
+    entryMode: row.card_entry_mode as PaymentCard['entryMode'],
+  };
+}
+
+function toRow(payment: Payment): PaymentRow {
+  return {
+    id: payment.id,
+    idempotency_key: payment.idempotencyKey,
+    amount_minor: payment.amountMinor,
+    currency: payment.currency,
+    reference: payment.reference ?? null,
+    state: payment.state,
+    card_token: payment.card.token,
+    card_first6: payment.card.first6,
+    card_brand: payment.card.brand,
+    card_last4: payment.card.last4,
+    card_expiry_month: payment.card.expiryMonth,
+    card_expiry_year: payment.card.expiryYear,
+    card_entry_mode: payment.card.entryMode,
+    cardholder_name: payment.card.cardholderName ?? null,
+    auth_code: payment.authCode ?? null,
+    decline_code: payment.declineCode ?? null,
+    reason: payment.reason ?? null,
+    created_at: payment.createdAt,
+    updated_at: payment.updatedAt,
+    forwarding_deadline_at: payment.forwardingDeadlineAt ?? null,
+  };
+}
+
+function toOutboxRecord(row: PendingRow): OutboxRecord {
+  const card = cardOf(row);
+  if (card === undefined) {
+    throw storeError(
+      'POS221',
+      `outbox record ${row.seq} belongs to payment ${row.id}, which has no card; fix: run checkProjection() and report`,
+    );
+  }
+  const record: OutboxRecord = {
+    key: row.key,
+    seq: row.seq,
+    type: 'payment',
+    at: row.at,
+    payment: {
+      id: row.id,
+      amountMinor: row.amount_minor,
+      currency: row.currency,
+      createdAt: row.payment_created_at,
+    },
+    card,
+    chain: row.chain.toString('hex'),
+  };
+  if (row.reference !== null) record.payment.reference = row.reference;
+  if (row.sealed !== null) record.sealed = row.sealed;
+  if (row.sred_ksn !== null && row.sred_ciphertext !== null) {
+    record.sred = { ksnHex: row.sred_ksn, ciphertextHex: row.sred_ciphertext };
+  }
+  return record;
+}

@@ -1,0 +1,112 @@
+/**
+ * Helpers of the store-forward tests: a fresh temporary directory and database file per test
+ * (STYLE habit 4), a clock the test moves by hand, and valid inputs to vary one field at a time.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Clock, TimerHandle } from '../../common/clock.js';
+import type { NewPayment } from '../../store-forward/model.js';
+import { PaymentStore } from '../../store-forward/payment-store.js';
+
+/** A clock that only moves when the test says so; every `now()` also advances 1 ms. */
+export class ManualClock implements Clock {
+  #now: number;
+  constructor(startIso = '2026-11-21T09:00:00.000Z') {
+    this.#now = Date.parse(startIso);
+  }
+  now(): number {
+    this.#now += 1;
+    return this.#now;
+  }
+  advance(ms: number): void {
+    this.#now += ms;
+  }
+  setTimeout(): TimerHandle {
+    throw new Error('the store sets no timers');
+  }
+  clearTimeout(): void {}
+}
+
+/** A fresh temporary directory, removed by the returned `cleanup`. */
+export function tempDir(): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'pos-sf-'));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A store on a fresh file; `close()` closes it and removes the directory. */
+export function freshStore(opts: { clock?: Clock; forwardingDeadlineHours?: number } = {}): {
+  store: PaymentStore;
+  path: string;
+  dir: string;
+  clock: Clock;
+  close: () => void;
+} {
+  const { dir, cleanup } = tempDir();
+  const path = join(dir, 'agent.db');
+  const clock = opts.clock ?? new ManualClock();
+  const store = PaymentStore.open({
+    path,
+    clock,
+    ...(opts.forwardingDeadlineHours === undefined
+      ? {}
+      : { forwardingDeadlineHours: opts.forwardingDeadlineHours }),
+  });
+  return {
+    store,
+    path,
+    dir,
+    clock,
+    close: () => {
+      store.close();
+      cleanup();
+    },
+  };
+}
+
+/** A second, plain connection on the store's file: what "SQLite itself rejects" is tested with. */
+export function rawConnection(path: string): Database.Database {
+  const db = new Database(path);
+  db.pragma('foreign_keys = ON');
+  return db;
+}
+
+const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
+
+/** A syntactically valid token: `tok_` + 32 base32 letters derived from `seed`. */
+export function tokenFor(seed: number): string {
+  let text = '';
+  let x = (seed * 2654435761 + 12345) >>> 0;
+  for (let i = 0; i < 32; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    text += BASE32[(x >>> 16) % 32];
+  }
+  return `tok_${text}`;
+}
+
+/** A valid sealed blob: base64 of 72+ bytes (the store never opens it). */
+export function sealedBlob(seed = 1, bytes = 120): string {
+  return Buffer.alloc(bytes, seed % 256).toString('base64');
+}
+
+/** A valid `NewPayment`; `overrides` replace top-level fields. */
+export function newPayment(key: string, overrides: Partial<NewPayment> = {}): NewPayment {
+  return {
+    idempotencyKey: key,
+    amountMinor: 1050,
+    currency: 'EUR',
+    reference: 'order-17',
+    card: {
+      token: tokenFor(1),
+      brand: 'visa',
+      first6: '411111',
+      last4: '1111',
+      expiryMonth: 12,
+      expiryYear: 2030,
+      entryMode: 'chip',
+    },
+    sealed: sealedBlob(),
+    ...overrides,
+  };
+}

@@ -1,0 +1,412 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { isAgentError } from '../../common/agent-error.js';
+import { freshStore, newPayment, rawConnection, tokenFor } from './helpers.js';
+
+type Fixture = ReturnType<typeof freshStore>;
+let fx: Fixture | undefined;
+function setup(opts: Parameters<typeof freshStore>[0] = {}): Fixture {
+  fx = freshStore(opts);
+  return fx;
+}
+afterEach(() => {
+  fx?.close();
+  fx = undefined;
+});
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (error) {
+    return isAgentError(error) ? error.code : `not an AgentError: ${String(error)}`;
+  }
+  return undefined;
+}
+
+function countRows(path: string, sql: string, ...params: unknown[]): number {
+  const raw = rawConnection(path);
+  try {
+    return (raw.prepare(sql).get(...params) as { n: number }).n;
+  } finally {
+    raw.close();
+  }
+}
+
+describe('PaymentStore.createPayment', () => {
+  it('stores a payment in state stored with its event, pending outbox row and sealed row', () => {
+    const { store, path } = setup();
+    const { payment, created } = store.createPayment(newPayment('key-1'));
+    expect(created).toBe(true);
+    expect(payment).toMatchObject({
+      idempotencyKey: 'key-1',
+      amountMinor: 1050,
+      currency: 'EUR',
+      reference: 'order-17',
+      state: 'stored',
+      card: { brand: 'visa', first6: '411111', last4: '1111', entryMode: 'chip' },
+    });
+    expect(payment.id).toMatch(
+      /^pay_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/,
+    );
+    expect(store.getPayment(payment.id)).toEqual(payment);
+    expect(store.getPaymentByKey('key-1')).toEqual(payment);
+    expect(store.listEvents(payment.id).map((e) => e.type)).toEqual(['payment_stored']);
+    expect(countRows(path, "SELECT count(*) AS n FROM outbox WHERE state = 'pending'")).toBe(1);
+    expect(countRows(path, 'SELECT count(*) AS n FROM sealed_cards')).toBe(1);
+  });
+
+  it('records the forwarding deadline from the injected clock', () => {
+    const { store } = setup({ forwardingDeadlineHours: 24 });
+    const { payment } = store.createPayment(newPayment('key-1'));
+    expect(Date.parse(payment.forwardingDeadlineAt ?? '') - Date.parse(payment.createdAt)).toBe(
+      24 * 3_600_000,
+    );
+    expect(payment.createdAt.startsWith('2026-11-21T09:00:00.')).toBe(true);
+  });
+
+  it('same key and same parameters returns the original payment and writes nothing more', () => {
+    const { store, path } = setup();
+    const first = store.createPayment(newPayment('key-1'));
+    const again = store.createPayment(newPayment('key-1', { sealed: undefined }));
+    expect(again).toEqual({ payment: first.payment, created: false });
+    expect(countRows(path, 'SELECT count(*) AS n FROM outbox')).toBe(1);
+    expect(countRows(path, 'SELECT count(*) AS n FROM events')).toBe(1);
+    expect(countRows(path, 'SELECT count(*) AS n FROM payments')).toBe(1);
+  });
+
+  it.each([
+    ['amountMinor', { amountMinor: 1051 }],
+    ['currency', { currency: 'USD' }],
+    ['reference', { reference: 'order-18' }],
+  ] as const)('same key with another %s is POS210 naming the field', (field, change) => {
+    const { store, path } = setup();
+    store.createPayment(newPayment('key-1'));
+    let error: unknown;
+    try {
+      store.createPayment(newPayment('key-1', change));
+    } catch (e) {
+      error = e;
+    }
+    expect(isAgentError(error, 'POS210')).toBe(true);
+    expect((error as Error).message).toContain(field);
+    expect((error as { details: { field: string } }).details.field).toBe(field);
+    expect(countRows(path, 'SELECT count(*) AS n FROM outbox')).toBe(1);
+  });
+
+  it('same key with another card is POS210 without card values in the message', () => {
+    const { store } = setup();
+    store.createPayment(newPayment('key-1'));
+    const other = { ...newPayment('key-1').card, token: tokenFor(2) };
+    let error: unknown;
+    try {
+      store.createPayment(newPayment('key-1', { card: other }));
+    } catch (e) {
+      error = e;
+    }
+    expect(isAgentError(error, 'POS210')).toBe(true);
+    const message = (error as Error).message;
+    expect(message).toContain('card token differs');
+    expect(message).not.toContain(tokenFor(1));
+    expect(message).not.toContain(tokenFor(2));
+  });
+
+  it.each([
+    ['zero amount', { amountMinor: 0 }],
+    ['negative amount', { amountMinor: -5 }],
+    ['fractional amount', { amountMinor: 10.5 }],
+    ['unsafe amount', { amountMinor: 2 ** 53 }],
+    ['lower-case currency', { currency: 'eur' }],
+    ['empty key', { idempotencyKey: '' }],
+    ['key with a space', { idempotencyKey: 'a b' }],
+    ['short sealed blob', { sealed: 'AAAA' }],
+    ['reference too long', { reference: 'x'.repeat(129) }],
+  ])('refuses %s with POS213 before SQLite sees it', (_name, change) => {
+    const { store } = setup();
+    expect(codeOf(() => store.createPayment(newPayment('key-1', change)))).toBe('POS213');
+    expect(store.queueStats().depth).toBe(0);
+  });
+
+  it('refuses a card that is not a token and first 6 / last 4 of the wrong length (POS213)', () => {
+    const { store } = setup();
+    const card = newPayment('k').card;
+    for (const bad of [
+      { ...card, token: '4111111111111111' },
+      { ...card, first6: '41111' },
+      { ...card, last4: '11111' },
+      { ...card, expiryMonth: 13 },
+    ]) {
+      expect(codeOf(() => store.createPayment(newPayment('key-1', { card: bad })))).toBe('POS213');
+    }
+  });
+
+  it('refuses a reference holding a PAN (POS214) without echoing it', () => {
+    const { store } = setup();
+    let error: unknown;
+    try {
+      store.createPayment(newPayment('key-1', { reference: 'order 4111111111111111' }));
+    } catch (e) {
+      error = e;
+    }
+    expect(isAgentError(error, 'POS214')).toBe(true);
+    expect((error as Error).message).not.toContain('4111111111111111');
+    expect(store.queueStats().depth).toBe(0);
+  });
+
+  it('upper-cases SRED hex and hands it out with the record', () => {
+    const { store } = setup();
+    store.createPayment(
+      newPayment('key-1', {
+        sealed: undefined,
+        sred: { ksnHex: 'ffff9876543210e00001', ciphertextHex: 'a1b2c3d4e5f60718' },
+      }),
+    );
+    const [record] = store.nextPending(10);
+    expect(record?.sred).toEqual({
+      ksnHex: 'FFFF9876543210E00001',
+      ciphertextHex: 'A1B2C3D4E5F60718',
+    });
+    expect(record?.sealed).toBeUndefined();
+  });
+});
+
+describe('PaymentStore outbox', () => {
+  it('nextPending returns wire-shaped records in seq order with the chain hash', () => {
+    const { store } = setup();
+    const a = store.createPayment(newPayment('key-a')).payment;
+    const b = store.createPayment(newPayment('key-b', { reference: undefined })).payment;
+    const records = store.nextPending(10);
+    expect(records.map((r) => r.key)).toEqual(['key-a', 'key-b']);
+    expect(records.map((r) => r.seq)).toEqual([1, 2]);
+    const [first, second] = records;
+    expect(first).toEqual({
+      key: 'key-a',
+      seq: 1,
+      type: 'payment',
+      at: a.createdAt,
+      payment: {
+        id: a.id,
+        amountMinor: 1050,
+        currency: 'EUR',
+        reference: 'order-17',
+        createdAt: a.createdAt,
+      },
+      card: {
+        token: tokenFor(1),
+        brand: 'visa',
+        first6: '411111',
+        last4: '1111',
+        expiryMonth: 12,
+        expiryYear: 2030,
+        entryMode: 'chip',
+      },
+      sealed: newPayment('x').sealed,
+      chain: store.listEvents(a.id)[0]?.hash,
+    });
+    expect(first?.chain).toMatch(/^[0-9a-f]{64}$/);
+    expect(second?.payment).not.toHaveProperty('reference');
+    expect(second?.payment.id).toBe(b.id);
+    expect(store.nextPending(1)).toHaveLength(1);
+  });
+
+  it('markInFlight moves pending records to in_flight and the payment to forwarded once', () => {
+    const { store, path } = setup();
+    const { payment } = store.createPayment(newPayment('key-1'));
+    store.markInFlight(['key-1'], 'batch-1');
+    expect(store.nextPending(10)).toEqual([]);
+    expect(store.getPayment(payment.id)?.state).toBe('forwarded');
+    store.markInFlight(['key-1'], 'batch-2');
+    expect(store.listEvents(payment.id).map((e) => e.type)).toEqual([
+      'payment_stored',
+      'forwarded',
+    ]);
+    const raw = rawConnection(path);
+    expect(raw.prepare('SELECT state, attempts, batch_id FROM outbox').get()).toEqual({
+      state: 'in_flight',
+      attempts: 2,
+      batch_id: 'batch-2',
+    });
+    raw.close();
+    expect(store.queueStats()).toMatchObject({ depth: 1, inFlight: 1, pending: 0 });
+  });
+
+  it('markInFlight with an unknown key is POS215 and changes nothing', () => {
+    const { store } = setup();
+    store.createPayment(newPayment('key-1'));
+    expect(codeOf(() => store.markInFlight(['key-1', 'nope'], 'b'))).toBe('POS215');
+    expect(store.nextPending(10)).toHaveLength(1);
+    expect(store.getPaymentByKey('key-1')?.state).toBe('stored');
+  });
+
+  it('applyAcks accepted+approved acks the record, deletes the sealed row, approves the payment', () => {
+    const { store, path } = setup();
+    const { payment } = store.createPayment(newPayment('key-1'));
+    store.markInFlight(['key-1'], 'batch-1');
+    const applied = store.applyAcks([
+      { key: 'key-1', status: 'accepted', outcome: 'approved', authCode: 'A1B2C3' },
+    ]);
+    expect(applied).toEqual([
+      {
+        key: 'key-1',
+        action: 'acked',
+        paymentId: payment.id,
+        paymentState: 'approved',
+        outboxState: 'acked',
+      },
+    ]);
+    expect(store.getPayment(payment.id)).toMatchObject({ state: 'approved', authCode: 'A1B2C3' });
+    expect(countRows(path, 'SELECT count(*) AS n FROM sealed_cards')).toBe(0);
+    expect(store.queueStats()).toMatchObject({ depth: 0, acked: 1, oldestAt: null });
+  });
+
+  it('applyAcks twice produces one outcome event and reports already', () => {
+    const { store } = setup();
+    const { payment } = store.createPayment(newPayment('key-1'));
+    store.markInFlight(['key-1'], 'b');
+    const ack = {
+      key: 'key-1',
+      status: 'accepted',
+      outcome: 'declined',
+      declineCode: '51',
+    } as const;
+    store.applyAcks([ack]);
+    const second = store.applyAcks([ack, { ...ack, status: 'duplicate' }]);
+    expect(second.map((a) => a.action)).toEqual(['already', 'already']);
+    const types = store.listEvents(payment.id).map((e) => e.type);
+    expect(types.filter((t) => t === 'cloud_declined')).toHaveLength(1);
+    expect(store.getPayment(payment.id)).toMatchObject({ state: 'declined', declineCode: '51' });
+  });
+
+  it('an ack without outcome confirms the payment; duplicate counts as accepted', () => {
+    const { store } = setup();
+    const { payment } = store.createPayment(newPayment('key-1'));
+    expect(store.applyAcks([{ key: 'key-1', status: 'duplicate' }])[0]?.action).toBe('acked');
+    expect(store.getPayment(payment.id)?.state).toBe('confirmed');
+  });
+
+  it('an unknown key is reported, not thrown, and the other results still apply', () => {
+    const { store } = setup();
+    store.createPayment(newPayment('key-1'));
+    const applied = store.applyAcks([
+      { key: 'ghost', status: 'accepted' },
+      { key: 'key-1', status: 'accepted', outcome: 'approved' },
+    ]);
+    expect(applied.map((a) => a.action)).toEqual(['unknown_key', 'acked']);
+  });
+
+  it('rejected goes to dead with the reason, retryDead brings it back to pending', () => {
+    const { store, path } = setup();
+    const { payment } = store.createPayment(newPayment('key-1'));
+    store.markInFlight(['key-1'], 'b');
+    const [applied] = store.applyAcks([
+      { key: 'key-1', status: 'rejected', code: 'E_SCHEMA', reason: 'bad terminal id' },
+    ]);
+    expect(applied).toMatchObject({ action: 'dead_lettered', detail: 'E_SCHEMA: bad terminal id' });
+    expect(store.queueStats()).toMatchObject({ dead: 1, depth: 0 });
+    const raw = rawConnection(path);
+    expect(raw.prepare('SELECT state, dead_reason FROM outbox').get()).toEqual({
+      state: 'dead',
+      dead_reason: 'E_SCHEMA: bad terminal id',
+    });
+    expect(countRows(path, 'SELECT count(*) AS n FROM sealed_cards')).toBe(1);
+    raw.close();
+    expect(store.applyAcks([{ key: 'key-1', status: 'rejected' }])[0]?.action).toBe('already');
+
+    expect(store.retryDead()).toBe(1);
+    expect(store.nextPending(10).map((r) => r.key)).toEqual(['key-1']);
+    expect(store.queueStats()).toMatchObject({ dead: 0, pending: 1 });
+    expect(store.listEvents(payment.id).map((e) => e.type)).toEqual([
+      'payment_stored',
+      'forwarded',
+      'dead_lettered',
+      'requeued',
+    ]);
+    expect(store.retryDead(['key-1'])).toBe(0);
+    expect(codeOf(() => store.retryDead(['ghost']))).toBe('POS215');
+  });
+
+  it('a PAN-shaped run in a cloud reason is redacted before it is stored', () => {
+    const { store } = setup();
+    store.createPayment(newPayment('key-1'));
+    const [applied] = store.applyAcks([
+      { key: 'key-1', status: 'rejected', reason: 'card 4111111111111111 refused' },
+    ]);
+    expect(applied?.detail).toBe('card [redacted] refused');
+  });
+
+  it('an acceptance that cannot be applied dead-letters the record with the reason', () => {
+    const { store } = setup();
+    const { payment } = store.createPayment(newPayment('key-1'));
+    const [applied] = store.applyAcks([
+      { key: 'key-1', status: 'accepted', outcome: 'approved', authCode: 'not valid!' },
+    ]);
+    expect(applied?.action).toBe('dead_lettered');
+    expect(applied?.detail).toContain('could not be applied');
+    expect(store.getPayment(payment.id)?.state).toBe('stored');
+    expect(store.queueStats().dead).toBe(1);
+    expect(store.checkProjection()).toEqual({ ok: true, payments: 1 });
+    expect(store.verifyChain().ok).toBe(true);
+  });
+
+  it('releaseInFlight puts in-flight records back to pending (start-up)', () => {
+    const { store } = setup();
+    store.createPayment(newPayment('key-1'));
+    store.createPayment(newPayment('key-2'));
+    store.createPayment(newPayment('key-3'));
+    store.markInFlight(['key-1', 'key-2'], 'b');
+    expect(store.nextPending(10).map((r) => r.key)).toEqual(['key-3']);
+    expect(store.releaseInFlight()).toBe(2);
+    expect(store.nextPending(10).map((r) => r.key)).toEqual(['key-1', 'key-2', 'key-3']);
+    expect(store.releaseInFlight()).toBe(0);
+    expect(store.getPaymentByKey('key-1')?.state).toBe('forwarded');
+  });
+
+  it('queueStats.oldestAt is the at of the oldest undelivered record', () => {
+    const { store } = setup();
+    const first = store.createPayment(newPayment('key-1')).payment;
+    store.createPayment(newPayment('key-2'));
+    expect(store.queueStats()).toEqual({
+      depth: 2,
+      pending: 2,
+      inFlight: 0,
+      dead: 0,
+      acked: 0,
+      oldestAt: first.createdAt,
+    });
+    store.applyAcks([{ key: 'key-1', status: 'accepted' }]);
+    expect(store.queueStats().oldestAt).not.toBe(first.createdAt);
+  });
+});
+
+describe('PaymentStore reads and lifecycle', () => {
+  it('listPayments filters by state, newest first, with a limit', () => {
+    const { store } = setup();
+    for (const key of ['a', 'b', 'c']) store.createPayment(newPayment(key));
+    store.markInFlight(['b'], 'x');
+    expect(store.listPayments().map((p) => p.idempotencyKey)).toEqual(['c', 'b', 'a']);
+    expect(store.listPayments({ state: 'forwarded' }).map((p) => p.idempotencyKey)).toEqual(['b']);
+    expect(store.listPayments({ limit: 1 })).toHaveLength(1);
+    expect(codeOf(() => store.listPayments({ limit: 0 }))).toBe('POS213');
+  });
+
+  it('requirePayment throws POS211 for an unknown id; getPayment returns undefined', () => {
+    const { store } = setup();
+    expect(store.getPayment('pay_nope')).toBeUndefined();
+    expect(codeOf(() => store.requirePayment('pay_nope'))).toBe('POS211');
+  });
+
+  it('keeps everything across close and re-open', () => {
+    const { store, path, clock } = setup();
+    const { payment } = store.createPayment(newPayment('key-1'));
+    store.close();
+    expect(codeOf(() => store.getPayment(payment.id))).toBe('POS206');
+    const reopened = (
+      store.constructor as typeof import('../../store-forward/payment-store.js').PaymentStore
+    ).open({ path, clock });
+    try {
+      expect(reopened.getPayment(payment.id)).toEqual(payment);
+      expect(reopened.nextPending(5)).toHaveLength(1);
+      expect(reopened.verifyChain()).toEqual({ ok: true, events: 1 });
+    } finally {
+      reopened.close();
+    }
+  });
+});
