@@ -128,9 +128,13 @@ export class MockTransport extends EventEmitter<TransportEvents> implements Tran
     });
     const binding = port.port;
     if (binding === undefined) throw driverError('POS101', `Cannot open ${this.path}: no port`);
-    this.#port = port;
-    this.#disconnect = undefined;
+    let attaching = true;
+    let refused = false;
     const endpoint = new MockEndpoint(binding, () => {
+      if (attaching) {
+        refused = true;
+        return;
+      }
       this.#disconnect = driverError(
         'POS102',
         `Simulated device ${this.path} was unplugged; the agent reopens it`,
@@ -143,6 +147,20 @@ export class MockTransport extends EventEmitter<TransportEvents> implements Tran
       await write(buffer);
       endpoint.deliver(buffer);
     };
+    peer.attach(endpoint);
+    attaching = false;
+    if (refused) {
+      // The device closed the connection while being attached: it is not there (unplugged).
+      endpoint.ended();
+      await new Promise<void>((resolve) => port.close(() => resolve()));
+      throw driverError(
+        'POS101',
+        `Cannot open ${this.path}: the simulated device is unplugged. Plug it back in (pad.replug())`,
+        { details: { path: this.path } },
+      );
+    }
+    this.#port = port;
+    this.#disconnect = undefined;
     port.on('data', (chunk: Buffer) => this.emit('data', chunk));
     port.on('error', () => undefined);
     port.once('close', () => {
@@ -154,7 +172,6 @@ export class MockTransport extends EventEmitter<TransportEvents> implements Tran
       if (error === undefined) this.emit('close');
       else this.emit('close', error);
     });
-    peer.attach(endpoint);
   }
 
   /** Writes bytes towards the peer. Throws `POS102` when not open. */

@@ -1,0 +1,430 @@
+/**
+ * The virtual PIN pad (DESIGN §7): speaks the STX/ETX/LRC link (DESIGN §3.1) and the reference
+ * message set (§3.2) over any {@link ByteEndpoint} — in-process `mock://`, `tcp://`, or a real
+ * pseudo-terminal through socat (see pad-server.ts). It reuses the drivers' framing, link
+ * machine and message codec, so both sides share one codec.
+ *
+ * Default behaviours:
+ * - 00 → 01 status; 10 → shows the lines (no reply); 50 → 51;
+ * - 20 → 21 with the next card queued by {@link VirtualPinPad.presentCard} (or the `autoPresent`
+ *   card); with none it waits up to `timeoutSeconds` for one, then answers 29 `timeout`;
+ * - 30 → 31 with a random "encrypted" PIN block and KSN (or the configured `pinResult`);
+ * - 40 → 29/39 `canceled` for a pending read/PIN, then 41.
+ *
+ * Per-test overrides ({@link VirtualPinPad.override}) replace the answer to one message id.
+ * Named fault switches ({@link PadFault}): bad LRC, dropped ACK, slow reply, garbage bytes,
+ * unplug/replug, card errors, PIN cancel.
+ */
+import { Buffer } from 'node:buffer';
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { systemClock, type Clock, type TimerHandle } from '../common/clock.js';
+import type { LinkTimings } from '../drivers/link/link-machine.js';
+import { SerialLink } from '../drivers/link/serial-link.js';
+import {
+  decodeMessage,
+  encodeMessage,
+  isHostMessage,
+  type EntryModeCode,
+  type HostMessage,
+  type PadEvent,
+  type PadMessage,
+  type PadReadFailure,
+  type PinFailure,
+} from '../drivers/pinpad/messages.js';
+import type { ByteEndpoint, MockPeer } from '../drivers/transport/transport.js';
+import {
+  buildEmvTlv,
+  buildTrack1,
+  buildTrack2,
+  findTestCard,
+  type TestCard,
+} from './test-cards.js';
+
+/** How a card is presented (queued by {@link VirtualPinPad.presentCard}). */
+export interface CardPresentation {
+  /** S swipe (tracks 1 and 2), C chip / T tap (EMV TLV). @default 'C' */
+  entryMode?: EntryModeCode;
+  /** `YYMM`. @default '3012' */
+  expiry?: string;
+  /** @default '101' for a swipe, '201' for chip/tap */
+  serviceCode?: string;
+  /** Track 1 / 5F20 name. @default 'TEST/CARDHOLDER' */
+  name?: string;
+  /** Answer 22 (SRED: masked PAN + random ciphertext) instead of 21. @default false */
+  sred?: boolean;
+}
+
+interface QueuedCard extends CardPresentation {
+  pan: string;
+}
+
+/** Named fault switches (DESIGN §7). One-shot unless noted. */
+export type PadFault =
+  /** The next frame the pad sends has a wrong LRC (its retransmission is correct). */
+  | { kind: 'bad-lrc' }
+  /** The pad does not ACK the next host frame; the host's retransmission is ACKed, not re-run. */
+  | { kind: 'drop-ack' }
+  /** Every reply waits `delayMs` first (persistent until {@link VirtualPinPad.clearFaults}). */
+  | { kind: 'slow-reply'; delayMs: number }
+  /** `bytes` (default: 5 random printable bytes) go out before the next frame. */
+  | { kind: 'garbage'; bytes?: Uint8Array }
+  /** Closes the connection now and refuses new ones until {@link VirtualPinPad.replug}. */
+  | { kind: 'unplug' }
+  /** The next read card answers 29 with `reason`. */
+  | { kind: 'card-error'; reason: PadReadFailure }
+  /** The next PIN entry answers 39 `canceled`. */
+  | { kind: 'pin-cancel' };
+
+/** A per-test answer for a message id: the replies to send (none: `[]`). */
+export type PadOverride = (message: HostMessage, pad: VirtualPinPad) => PadMessage[] | PadMessage;
+
+/** Options of {@link VirtualPinPad}. */
+export interface VirtualPinPadOptions {
+  /** @default systemClock */
+  clock?: Clock;
+  /** Link timings of the pad's side. */
+  link?: Partial<LinkTimings>;
+  /** Status fields (message 01). */
+  model?: string;
+  serial?: string;
+  firmware?: string;
+  /** @default ['MSR','ICC','CTLS','PIN','SRED'] */
+  capabilities?: string[];
+  /** A card (test card name or PAN) answered to every read when the queue is empty. @default none */
+  autoPresent?: string | (CardPresentation & { card: string });
+  /** Answer to 30. @default 'ok' (31 with a random PIN block) */
+  pinResult?: 'ok' | PinFailure;
+}
+
+type PadEvents = {
+  /** A host connected (open of mock://, TCP accept, pty opened). */
+  attached: [];
+  /** The connection ended. */
+  detached: [];
+  /** A host message was received and handled. */
+  message: [message: HostMessage];
+};
+
+/** One chunk of the raw byte trace. */
+export interface TraceEntry {
+  direction: 'host-to-pad' | 'pad-to-host';
+  bytes: Buffer;
+}
+
+/** The virtual PIN pad; a {@link MockPeer}, so it can be registered under `mock://name`. */
+export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
+  /** Every host message received, in order (decoded). */
+  readonly received: HostMessage[] = [];
+  /** Raw bytes in both directions, for recorded-trace assertions. */
+  readonly trace: TraceEntry[] = [];
+  /** The two lines last shown by message 10. */
+  display: [string, string] = ['', ''];
+  /** The last result shown by message 50. */
+  lastResult: { outcome: string; text: string } | undefined;
+
+  readonly #clock: Clock;
+  readonly #timings: Partial<LinkTimings>;
+  readonly #status: { model: string; serial: string; firmware: string; capabilities: string[] };
+  readonly #autoPresent: QueuedCard | undefined;
+  readonly #cards: QueuedCard[] = [];
+  readonly #overrides = new Map<HostMessage['id'], PadOverride>();
+  readonly #faults: PadFault[] = [];
+  readonly #timers = new Set<TimerHandle>();
+  #pinResult: 'ok' | PinFailure;
+  #endpoint: ByteEndpoint | undefined;
+  #link: SerialLink | undefined;
+  #unplugged = false;
+  #pendingRead: { timer: TimerHandle; request: Extract<HostMessage, { id: '20' }> } | undefined;
+  #ackDropped: 'no' | 'armed' | { duplicateOf: Buffer } = 'no';
+
+  /** See {@link VirtualPinPadOptions}. */
+  constructor(options: VirtualPinPadOptions = {}) {
+    super();
+    this.#clock = options.clock ?? systemClock;
+    this.#timings = options.link ?? {};
+    this.#status = {
+      model: options.model ?? 'VPP-100',
+      serial: options.serial ?? 'SIM0000001',
+      firmware: options.firmware ?? '1.0.0',
+      capabilities: options.capabilities ?? ['MSR', 'ICC', 'CTLS', 'PIN', 'SRED'],
+    };
+    this.#pinResult = options.pinResult ?? 'ok';
+    const auto = options.autoPresent;
+    if (auto !== undefined)
+      this.#autoPresent =
+        typeof auto === 'string' ? this.#queued(auto, {}) : this.#queued(auto.card, auto);
+  }
+
+  /** True while a host is connected. */
+  get connected(): boolean {
+    return this.#endpoint !== undefined;
+  }
+
+  /** Cards queued by {@link presentCard} and not read yet. */
+  get queuedCards(): number {
+    return this.#cards.length;
+  }
+
+  /** MockPeer: a host connected. Refused (closed at once) while unplugged. */
+  attach(endpoint: ByteEndpoint): void {
+    if (this.#unplugged) {
+      endpoint.close();
+      return;
+    }
+    this.#endpoint?.close();
+    this.#endpoint = endpoint;
+    const link = new SerialLink((bytes) => this.#write(bytes), {
+      clock: this.#clock,
+      timings: this.#timings,
+      outgoingFilter: (bytes, what) => this.#filter(bytes, what),
+    });
+    this.#link = link;
+    link.on('frame', (payload) => this.#onFrame(payload));
+    endpoint.onReceive((bytes) => {
+      this.trace.push({ direction: 'host-to-pad', bytes: Buffer.from(bytes) });
+      link.receive(bytes);
+    });
+    endpoint.onClose(() => {
+      if (this.#endpoint !== endpoint) return;
+      this.#endpoint = undefined;
+      this.#link = undefined;
+      link.shutdown();
+      this.#pendingRead = undefined;
+      for (const t of this.#timers) this.#clock.clearTimeout(t);
+      this.#timers.clear();
+      this.emit('detached');
+    });
+    this.emit('attached');
+  }
+
+  /**
+   * Queues a card for the next read (answers a pending read at once).
+   * @param panOrCard — a test card name (`'visa'`), a PAN, or a {@link TestCard}.
+   */
+  presentCard(panOrCard: string | TestCard, presentation: CardPresentation = {}): void {
+    const pan = typeof panOrCard === 'string' ? panOrCard : panOrCard.pan;
+    this.#cards.push(this.#queued(pan, presentation));
+    const pending = this.#pendingRead;
+    if (pending !== undefined) {
+      this.#clock.clearTimeout(pending.timer);
+      this.#timers.delete(pending.timer);
+      this.#pendingRead = undefined;
+      this.#reply(this.#cardReply(pending.request));
+    }
+  }
+
+  /** Replaces the answer to `id` (or restores the default with `undefined`). */
+  override(id: HostMessage['id'], handler: PadOverride | undefined): void {
+    if (handler === undefined) this.#overrides.delete(id);
+    else this.#overrides.set(id, handler);
+  }
+
+  /** Sets the answer to message 30. */
+  setPinResult(result: 'ok' | PinFailure): void {
+    this.#pinResult = result;
+  }
+
+  /** Switches a fault on (see {@link PadFault}). */
+  injectFault(fault: PadFault): void {
+    if (fault.kind === 'unplug') {
+      this.#unplugged = true;
+      this.#endpoint?.close();
+      return;
+    }
+    this.#faults.push(fault);
+  }
+
+  /** Switches every fault off (not the unplugged state: see {@link replug}). */
+  clearFaults(): void {
+    this.#faults.length = 0;
+  }
+
+  /** Plugs the pad back in: the host's next open (reconnect) succeeds. */
+  replug(): void {
+    this.#unplugged = false;
+  }
+
+  /** Sends an unsolicited event (message 90). */
+  sendEvent(event: PadEvent): void {
+    this.#reply([{ id: '90', event }]);
+  }
+
+  /** Sends any pad message now (for protocol tests: out-of-turn replies, duplicates). */
+  sendRaw(message: PadMessage): Promise<void> {
+    return this.#link?.send(encodeMessage(message)) ?? Promise.resolve();
+  }
+
+  #queued(panOrName: string, p: CardPresentation): QueuedCard {
+    const pan = findTestCard(panOrName)?.pan ?? panOrName;
+    return { ...p, pan };
+  }
+
+  #takeFault<K extends PadFault['kind']>(kind: K): Extract<PadFault, { kind: K }> | undefined {
+    const i = this.#faults.findIndex((f) => f.kind === kind);
+    if (i < 0) return undefined;
+    const [fault] = this.#faults.splice(i, 1);
+    return fault as Extract<PadFault, { kind: K }>;
+  }
+
+  #write(bytes: Buffer): void {
+    const endpoint = this.#endpoint;
+    if (endpoint === undefined) return;
+    this.trace.push({ direction: 'pad-to-host', bytes: Buffer.from(bytes) });
+    endpoint.send(bytes);
+  }
+
+  #filter(bytes: Buffer, what: 'frame' | 'ack' | 'nak' | 'eot'): Buffer | null {
+    if (what === 'ack' && this.#takeFault('drop-ack') !== undefined) {
+      this.#ackDropped = 'armed';
+      return null;
+    }
+    if (what !== 'frame') return bytes;
+    const garbage = this.#takeFault('garbage');
+    if (garbage !== undefined)
+      this.#write(Buffer.from(garbage.bytes ?? randomBytes(5).map((b) => 0x41 + (b % 26))));
+    if (this.#takeFault('bad-lrc') !== undefined) {
+      const bad = Buffer.from(bytes);
+      bad[bad.length - 1] = (bad[bad.length - 1] ?? 0) ^ 0x5a;
+      return bad;
+    }
+    return bytes;
+  }
+
+  #onFrame(payload: Buffer): void {
+    const dropped = this.#ackDropped;
+    if (dropped === 'armed') this.#ackDropped = { duplicateOf: Buffer.from(payload) };
+    else if (dropped !== 'no') {
+      this.#ackDropped = 'no';
+      // The retransmission of a frame whose ACK we dropped: already handled once.
+      if (dropped.duplicateOf.equals(payload)) return;
+    }
+    let message;
+    try {
+      message = decodeMessage(payload);
+    } catch {
+      return;
+    }
+    if (!isHostMessage(message)) return;
+    this.received.push(message);
+    const override = this.#overrides.get(message.id);
+    if (override !== undefined) {
+      const replies = override(message, this);
+      this.#reply(Array.isArray(replies) ? replies : [replies]);
+    } else this.#reply(this.#defaultReply(message));
+    this.emit('message', message);
+  }
+
+  #defaultReply(message: HostMessage): PadMessage[] {
+    switch (message.id) {
+      case '00':
+        return [{ id: '01', ...this.#status }];
+      case '10':
+        this.display = [message.line1, message.line2];
+        return [];
+      case '20':
+        return this.#cardReply(message);
+      case '30': {
+        const result = this.#takeFault('pin-cancel') !== undefined ? 'canceled' : this.#pinResult;
+        if (result !== 'ok') return [{ id: '39', reason: result }];
+        return [
+          {
+            id: '31',
+            format: 0,
+            ksnHex: randomBytes(10).toString('hex').toUpperCase(),
+            pinBlockHex: randomBytes(8).toString('hex').toUpperCase(),
+          },
+        ];
+      }
+      case '40': {
+        const replies: PadMessage[] = [];
+        const pending = this.#pendingRead;
+        if (pending !== undefined) {
+          this.#clock.clearTimeout(pending.timer);
+          this.#timers.delete(pending.timer);
+          this.#pendingRead = undefined;
+          replies.push({ id: '29', reason: 'canceled' });
+        }
+        replies.push({ id: '41' });
+        return replies;
+      }
+      case '50':
+        this.lastResult = { outcome: message.outcome, text: message.text };
+        return [{ id: '51' }];
+    }
+  }
+
+  #cardReply(request: Extract<HostMessage, { id: '20' }>): PadMessage[] {
+    const error = this.#takeFault('card-error');
+    if (error !== undefined) return [{ id: '29', reason: error.reason }];
+    const card = this.#cards.shift() ?? this.#autoPresent;
+    if (card === undefined) {
+      const timer = this.#clock.setTimeout(() => {
+        this.#timers.delete(timer);
+        this.#pendingRead = undefined;
+        this.#reply([{ id: '29', reason: 'timeout' }]);
+      }, request.timeoutSeconds * 1000);
+      this.#timers.add(timer);
+      this.#pendingRead = { timer, request };
+      return [];
+    }
+    const mode = card.entryMode ?? 'C';
+    const expiry = card.expiry ?? '3012';
+    if (card.sred === true)
+      return [
+        {
+          id: '22',
+          entryMode: mode,
+          maskedPan: `${card.pan.slice(0, 6)}${'*'.repeat(card.pan.length - 10)}${card.pan.slice(-4)}`,
+          expiry,
+          ksnHex: randomBytes(10).toString('hex').toUpperCase(),
+          ciphertextHex: randomBytes(48).toString('hex').toUpperCase(),
+        },
+      ];
+    if (mode === 'S') {
+      const track = { expiry, serviceCode: card.serviceCode ?? '101' };
+      return [
+        {
+          id: '21',
+          entryMode: 'S',
+          track1: buildTrack1(card.pan, card.name ?? 'TEST/CARDHOLDER', track),
+          track2: buildTrack2(card.pan, track),
+          emvTlv: Buffer.alloc(0),
+        },
+      ];
+    }
+    return [
+      {
+        id: '21',
+        entryMode: mode,
+        track1: Buffer.alloc(0),
+        track2: Buffer.alloc(0),
+        emvTlv: buildEmvTlv(card.pan, {
+          expiry,
+          serviceCode: card.serviceCode ?? '201',
+          amountMinor: request.amountMinor,
+          cardholderName: card.name ?? 'TEST/CARDHOLDER',
+        }),
+      },
+    ];
+  }
+
+  #reply(messages: PadMessage[]): void {
+    if (messages.length === 0) return;
+    const send = (): void => {
+      const link = this.#link;
+      if (link === undefined) return;
+      for (const m of messages) link.send(encodeMessage(m)).catch(() => undefined);
+    };
+    const slow = this.#faults.find((f) => f.kind === 'slow-reply');
+    if (slow === undefined) {
+      send();
+      return;
+    }
+    const timer = this.#clock.setTimeout(() => {
+      this.#timers.delete(timer);
+      send();
+    }, slow.delayMs);
+    this.#timers.add(timer);
+  }
+}
