@@ -1,0 +1,197 @@
+/**
+ * The cloud core simulator against the embedded broker: decisions from sealed card data (sealed
+ * with the drivers' real sealing code), dedupe with the original outcome, refusals, and the PCI
+ * rule that it never logs a PAN.
+ */
+import nacl from 'tweetnacl';
+import { afterEach, describe, expect, it } from 'vitest';
+import { keyId, openEnvelope, signBody, signEnvelope } from '../../cloud-sync/envelope.js';
+import { MqttSession } from '../../cloud-sync/mqtt-session.js';
+import { type Acks, AcksSchema, type OutboxRecord, topics } from '../../cloud-sync/schemas.js';
+import {
+  buildSealedPlaintext,
+  openSealedCard,
+  sealToVault,
+} from '../../drivers/boundary/sealed-card.js';
+import { EmbeddedBroker } from '../../simulator/broker.js';
+import { CloudCore } from '../../simulator/cloud-core.js';
+import { makeRecord, waitFor } from '../cloud-sync/fixtures.js';
+import { sweepForPans } from '../helpers/leak-sweep.js';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+});
+
+const vault = nacl.box.keyPair();
+function sealed(pan: string): string {
+  const plaintext = buildSealedPlaintext({ pan: Buffer.from(pan), expiryYY: 28, expiryMM: 12 });
+  return sealToVault(plaintext, vault.publicKey);
+}
+
+/** A record with sealed data the vault can open (PAN 4111 1111 1111 1111). */
+function sealedRecord(seq: number, overrides: Partial<OutboxRecord> = {}): OutboxRecord {
+  return makeRecord(seq, { sealed: sealed('4111111111111111'), ...overrides });
+}
+
+async function setup() {
+  const broker = await EmbeddedBroker.start();
+  cleanups.push(() => broker.stop());
+  const cloudKeys = nacl.sign.keyPair();
+  const logLines: string[] = [];
+  const log = (fields: object, message: string): void => {
+    logLines.push(`${message} ${JSON.stringify(fields)}`);
+  };
+  const cloud = await CloudCore.start({
+    brokerUrl: broker.url,
+    signer: { secretKey: cloudKeys.secretKey },
+    openSealed: (s) => openSealedCard(s, vault.secretKey),
+    logger: { debug: log, info: log, warn: log, error: log },
+  });
+  cleanups.push(() => cloud.stop());
+  const device = nacl.sign.keyPair();
+  const deviceId = 'store-1.lane-1';
+  cloud.registerDevice(deviceId, device.publicKey);
+  const t = topics('pos/v1', deviceId);
+  const acks: Acks[] = [];
+  const raw: Buffer[] = [];
+  const agent = new MqttSession({ url: broker.url, clientId: deviceId, clean: true });
+  cleanups.push(() => agent.end());
+  agent.on('message', (_topic, payload) => {
+    raw.push(payload);
+    acks.push(
+      openEnvelope(
+        payload,
+        { keys: new Map([[keyId(cloudKeys.publicKey), cloudKeys.publicKey]]) },
+        AcksSchema,
+      ),
+    );
+  });
+  await agent.subscribe(t.acks);
+  agent.connect();
+  await agent.whenConnected();
+  const send = async (batch: string, records: OutboxRecord[], key = device.secretKey) => {
+    await agent.publish(t.records, signEnvelope({ batch, records }, { secretKey: key }));
+  };
+  return { broker, cloud, device, deviceId, t, acks, raw, agent, send, logLines };
+}
+
+describe('CloudCore simulator', () => {
+  it('approves, declines the declined test card (05) and amounts ending in 51, and acks signed', async () => {
+    const { cloud, acks, send, logLines, raw } = await setup();
+    const good = makeRecord(1, { sealed: sealed('4111111111111111') });
+    const declinedCard = makeRecord(2, {
+      sealed: sealed('4000000000000002'),
+      card: { ...makeRecord(2).card, first6: '400000', last4: '0002' },
+    });
+    const poor = makeRecord(3, {
+      sealed: sealed('5555555555554444'),
+      payment: { ...makeRecord(3).payment, amountMinor: 2051 },
+    });
+    await send('b1', [good, declinedCard, poor]);
+    await waitFor(() => acks.length === 1, 'the ack');
+    expect(acks[0]).toEqual({
+      batch: 'b1',
+      results: [
+        { key: good.key, status: 'accepted', outcome: 'approved', authCode: expect.stringMatching(/^[0-9A-F]{6}$/) },
+        { key: declinedCard.key, status: 'accepted', outcome: 'declined', declineCode: '05' },
+        { key: poor.key, status: 'accepted', outcome: 'declined', declineCode: '51' },
+      ],
+    });
+    expect(cloud.counters()).toMatchObject({ batches: 1, records: 3, accepted: 3, approved: 1, declined: 2 });
+    // PCI: no PAN in the logs nor in the acks, though the cloud core opened all three.
+    expect(logLines.length).toBeGreaterThan(0);
+    expect(sweepForPans([...logLines.map((l, i) => ({ source: `log ${i}`, content: l })), ...raw.map((r, i) => ({ source: `ack ${i}`, content: r }))])).toEqual([]);
+  });
+
+  it('without sealed data, the declined card is matched by first 6 and last 4', async () => {
+    const { acks, send } = await setup();
+    const record = makeRecord(1, { card: { ...makeRecord(1).card, first6: '400000', last4: '0002' } });
+    delete record.sealed;
+    await send('b1', [record]);
+    await waitFor(() => acks.length === 1, 'the ack');
+    expect(acks[0]?.results[0]).toMatchObject({ outcome: 'declined', declineCode: '05' });
+  });
+
+  it('dedupes by idempotency key: a second arrival is duplicate with the ORIGINAL outcome', async () => {
+    const { cloud, acks, send } = await setup();
+    const declined = sealedRecord(1, { payment: { ...makeRecord(1).payment, amountMinor: 151 } });
+    await send('b1', [declined]);
+    await send('b1', [declined]);
+    await send('b2', [declined, sealedRecord(2)]);
+    await waitFor(() => acks.length === 3, 'three acks');
+    expect(acks.map((a) => a.results[0]?.status)).toEqual(['accepted', 'duplicate', 'duplicate']);
+    for (const a of acks) expect(a.results[0]).toMatchObject({ outcome: 'declined', declineCode: '51' });
+    expect(acks[2]?.results[1]).toMatchObject({ status: 'accepted', outcome: 'approved' });
+    const entry = cloud.records().get(declined.key);
+    expect(entry).toMatchObject({ count: 3, status: 'accepted', outcome: 'declined' });
+    expect(cloud.counters()).toMatchObject({ accepted: 2, duplicates: 2 });
+    expect(cloud.keys()).toEqual([declined.key, makeRecord(2).key]);
+  });
+
+  it('refuses unsigned, unregistered and other-device signatures, without acking', async () => {
+    const { cloud, acks, agent, t, send } = await setup();
+    const refused: string[] = [];
+    cloud.on('refused', ({ error }) => refused.push(error.code));
+    const intruder = nacl.sign.keyPair();
+    await send('b1', [makeRecord(1)], intruder.secretKey); // unknown key id
+    const otherDevice = nacl.sign.keyPair();
+    cloud.registerDevice('store-1.lane-2', otherDevice.publicKey);
+    await send('b2', [makeRecord(2)], otherDevice.secretKey); // lane-2 signing for lane-1
+    await agent.publish(t.records, 'plain text');
+    await waitFor(() => refused.length === 3, 'three refusals');
+    expect(refused).toEqual(['POS312', 'POS312', 'POS310']);
+    expect(acks).toEqual([]);
+    expect(cloud.counters().refused).toBe(3);
+    expect(cloud.records().size).toBe(0);
+  });
+
+  it('a signed batch that fails the schema gets its keys rejected, so they go dead', async () => {
+    const { cloud, acks, agent, t, device } = await setup();
+    const body = JSON.stringify({ batch: 'b9', records: [{ ...makeRecord(1), seq: 0 }] });
+    await agent.publish(t.records, signBody(body, { secretKey: device.secretKey }));
+    await waitFor(() => acks.length === 1, 'the rejection');
+    expect(acks[0]?.results[0]).toMatchObject({ key: makeRecord(1).key, status: 'rejected', code: 'POS313' });
+    expect(cloud.counters().rejected).toBe(1);
+  });
+
+  it('rejects a record whose sealed data cannot be opened with the vault key', async () => {
+    const { acks, send } = await setup();
+    const otherVault = nacl.box.keyPair();
+    const plaintext = buildSealedPlaintext({ pan: Buffer.from('4111111111111111'), expiryYY: 28, expiryMM: 1 });
+    await send('b1', [makeRecord(1, { sealed: sealToVault(plaintext, otherVault.publicKey) })]);
+    await waitFor(() => acks.length === 1, 'the ack');
+    expect(acks[0]?.results[0]).toMatchObject({ status: 'rejected', code: 'sealed_unreadable' });
+  });
+
+  it('fault switches: drop the next N, delay, duplicate, reorder within a window', async () => {
+    const { cloud, acks, send } = await setup();
+    cloud.setFaults({ dropAcks: 2 });
+    await send('d1', [makeRecord(1)]);
+    await send('d2', [makeRecord(2)]);
+    await send('d3', [makeRecord(3)]);
+    await waitFor(() => acks.length === 1, 'the third ack');
+    expect(acks.map((a) => a.batch)).toEqual(['d3']);
+    expect(cloud.counters().acksDropped).toBe(2);
+
+    cloud.setFaults({ duplicateAcks: true });
+    await send('x1', [makeRecord(4)]);
+    await waitFor(() => acks.length === 3, 'the duplicated ack');
+    expect(acks.slice(1).map((a) => a.batch)).toEqual(['x1', 'x1']);
+
+    cloud.clearFaults();
+    cloud.setFaults({ reorderWindow: 3, reorderFlushMs: 5000 });
+    await send('r1', [makeRecord(5)]);
+    await send('r2', [makeRecord(6)]);
+    await send('r3', [makeRecord(7)]);
+    await waitFor(() => acks.length === 6, 'the reordered acks');
+    expect(acks.slice(3).map((a) => a.batch)).toEqual(['r3', 'r2', 'r1']);
+
+    cloud.clearFaults();
+    cloud.setFaults({ ackDelayMs: 300 });
+    const t0 = Date.now();
+    await send('l1', [makeRecord(8)]);
+    await waitFor(() => acks.length === 7, 'the late ack');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(280);
+  });
+});
