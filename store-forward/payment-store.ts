@@ -881,7 +881,8 @@ function projectionProblem(row: PaymentRow, events: readonly EventRow[]): string
     stored.state === projected.state
       ? ''
       : ` (state is ${stored.state} in payments, ${projected.state} by its events)`;
-  return `payment ${row.id}: ${differing.join(', ')} differ from its events${states}`;
+  const verb = differing.length === 1 ? 'differs' : 'differ';
+  return `payment ${row.id}: ${differing.join(', ')} ${verb} from its events${states}`;
 }
 
 function toPayment(row: PaymentRow): Payment {

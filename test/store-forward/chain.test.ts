@@ -1,0 +1,199 @@
+/**
+ * The hash chain and the projection check: tampering is done the way an attacker or a careless
+ * script would, through a plain connection with the protecting trigger dropped.
+ */
+import { createHash } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { isAgentError } from '../../common/agent-error.js';
+import {
+  GENESIS_HASH,
+  canonicalJson,
+  canonicalRowBytes,
+  eventHash,
+} from '../../store-forward/hash-chain.js';
+import { freshStore, newPayment, rawConnection } from './helpers.js';
+
+let fx: ReturnType<typeof freshStore> | undefined;
+afterEach(() => {
+  fx?.close();
+  fx = undefined;
+});
+
+/** Three payments: one approved, one forwarded, one stored → events 1…6. */
+function populated() {
+  fx = freshStore();
+  const { store } = fx;
+  const a = store.createPayment(newPayment('key-a')).payment; // 1
+  const b = store.createPayment(newPayment('key-b')).payment; // 2
+  store.markInFlight(['key-a', 'key-b'], 'batch-1'); // 3, 4
+  store.applyAcks([{ key: 'key-a', status: 'accepted', outcome: 'approved', authCode: 'OK1234' }]); // 5
+  const c = store.createPayment(newPayment('key-c')).payment; // 6
+  return { ...fx, a, b, c };
+}
+
+function tamper(path: string, sql: string, trigger?: string): void {
+  const raw = rawConnection(path);
+  raw.pragma('foreign_keys = OFF');
+  try {
+    if (trigger !== undefined) raw.exec(`DROP TRIGGER ${trigger}`);
+    raw.exec(sql);
+  } finally {
+    raw.close();
+  }
+}
+
+describe('canonical encoding', () => {
+  it('sorts keys, drops undefined members, writes no whitespace', () => {
+    expect(canonicalJson({ b: 1, a: { d: [true, null, 'x'], c: undefined }, A: 'é"' })).toBe(
+      '{"A":"é\\"","a":{"d":[true,null,"x"]},"b":1}',
+    );
+  });
+
+  it.each([
+    ['a float', { amount: 10.5 }],
+    ['NaN', { n: Number.NaN }],
+    ['an unsafe integer', { n: 2 ** 53 }],
+    ['a Date', { at: new Date(0) }],
+    ['undefined in an array', { list: [undefined] }],
+    ['a bigint', { n: 1n }],
+  ])('refuses %s with POS222', (_name, value) => {
+    let code: string | undefined;
+    try {
+      canonicalJson(value);
+    } catch (error) {
+      code = isAgentError(error) ? error.code : 'other';
+    }
+    expect(code).toBe('POS222');
+  });
+
+  it('hashes SHA-256(prev_hash ‖ UTF-8 of [seq,"payment_id","type","at","data"]) as documented', () => {
+    const row = {
+      seq: 1,
+      paymentId: 'pay_x',
+      type: 'payment_stored',
+      at: '2026-11-21T09:00:00.000Z',
+      data: '{"a":1}',
+    };
+    const text = '[1,"pay_x","payment_stored","2026-11-21T09:00:00.000Z","{\\"a\\":1}"]';
+    expect(canonicalRowBytes(row).toString('utf8')).toBe(text);
+    const expected = createHash('sha256')
+      .update(Buffer.concat([Buffer.alloc(32), Buffer.from(text, 'utf8')]))
+      .digest('hex');
+    expect(eventHash(GENESIS_HASH, row).toString('hex')).toBe(expected);
+  });
+});
+
+describe('verifyChain', () => {
+  it('accepts an untouched log; the first prev_hash is 32 zero bytes and each links to the last', () => {
+    const { store, a, b } = populated();
+    expect(store.verifyChain()).toEqual({ ok: true, events: 6 });
+    const eventsA = store.listEvents(a.id);
+    const eventsB = store.listEvents(b.id);
+    expect(eventsA[0]?.prevHash).toBe('0'.repeat(64));
+    expect(eventsB[0]?.prevHash).toBe(eventsA[0]?.hash);
+  });
+
+  it('detects an edited event (trigger dropped, amount changed in data)', () => {
+    const { store, path } = populated();
+    tamper(
+      path,
+      'UPDATE events SET data = replace(data, \'"amountMinor":1050\', \'"amountMinor":1\') WHERE seq = 2',
+      'events_no_update',
+    );
+    const report = store.verifyChain();
+    expect(report.ok).toBe(false);
+    expect(report.ok ? [] : report.problems).toEqual([
+      expect.stringMatching(
+        /^event 2 \(payment_stored of pay_.*\): stored hash differs .* edited \(POS220\)$/,
+      ),
+    ]);
+  });
+
+  it('detects an edited event whose hash was recomputed too, at the next event', () => {
+    const { store, path } = populated();
+    const raw = rawConnection(path);
+    const row = raw.prepare('SELECT * FROM events WHERE seq = 3').get() as {
+      payment_id: string;
+      type: string;
+      at: string;
+      prev_hash: Buffer;
+    };
+    raw.close();
+    const forged = eventHash(row.prev_hash, {
+      seq: 3,
+      paymentId: row.payment_id,
+      type: row.type,
+      at: '2026-01-01T00:00:00.000Z',
+      data: '{}',
+    });
+    tamper(
+      path,
+      `UPDATE events SET at = '2026-01-01T00:00:00.000Z', data = '{}', hash = x'${forged.toString('hex')}' WHERE seq = 3`,
+      'events_no_update',
+    );
+    const report = store.verifyChain();
+    expect(report.ok ? [] : report.problems).toEqual([
+      'event 4: prev_hash is not the hash of the event before it (POS220)',
+    ]);
+  });
+
+  it('detects a deleted event in the middle', () => {
+    const { store, path } = populated();
+    tamper(path, 'DELETE FROM events WHERE seq = 4', 'events_no_delete');
+    const report = store.verifyChain();
+    expect(report.ok ? [] : report.problems).toEqual([
+      'events 4–4 are missing before event 5 (POS220)',
+      'event 5: prev_hash is not the hash of the event before it (POS220)',
+    ]);
+  });
+
+  it('detects a deleted last event through the chain head', () => {
+    const { store, path } = populated();
+    tamper(path, 'DELETE FROM events WHERE seq = 6', 'events_no_delete');
+    const report = store.verifyChain();
+    expect(report.ok ? [] : report.problems).toEqual([
+      expect.stringMatching(/^chain_head names event 6, but the log ends at event 5/),
+    ]);
+  });
+
+  it('keeps working after a detected problem: new events still chain to the head', () => {
+    const { store } = populated();
+    store.createPayment(newPayment('key-d'));
+    expect(store.verifyChain()).toEqual({ ok: true, events: 7 });
+  });
+});
+
+describe('checkProjection', () => {
+  it('accepts a projection built by the store', () => {
+    const { store } = populated();
+    expect(store.checkProjection()).toEqual({ ok: true, payments: 3 });
+  });
+
+  it('detects a payments row whose state was edited behind the events', () => {
+    const { store, path, c } = populated();
+    tamper(
+      path,
+      `UPDATE payments SET state = 'approved' WHERE id = '${c.id}'`,
+      'payments_legal_transition',
+    );
+    const report = store.checkProjection();
+    expect(report.ok ? [] : report.problems).toEqual([
+      `payment ${c.id}: state differs from its events (state is approved in payments, stored by its events) (POS221)`,
+    ]);
+  });
+
+  it('detects an edited auth code and an edited amount', () => {
+    const { store, path, a, b } = populated();
+    tamper(path, `UPDATE payments SET auth_code = 'FORGED' WHERE id = '${a.id}'`);
+    tamper(
+      path,
+      `UPDATE payments SET amount_minor = 1 WHERE id = '${b.id}'`,
+      'payments_identity_immutable',
+    );
+    const report = store.checkProjection();
+    const problems = report.ok ? [] : report.problems;
+    expect(problems).toHaveLength(2);
+    expect(problems.find((p) => p.includes(a.id))).toContain('authCode');
+    expect(problems.find((p) => p.includes(b.id))).toContain('amountMinor');
+  });
+});
