@@ -475,7 +475,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
         backoffFactor: positive('backoffFactor', options.backoffFactor ?? 2, 1, ''),
         maxBackoffMs: positive(
           'maxBackoffMs',
-          options.maxBackoffMs ?? 300_000,
+          options.maxBackoffMs ?? Math.max(300_000, ackTimeoutMs),
           ackTimeoutMs,
           ' ms',
         ),

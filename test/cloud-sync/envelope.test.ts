@@ -30,13 +30,20 @@ describe('signed envelopes', () => {
 
   it('signs and opens', () => {
     const bytes = signEnvelope(batch, { secretKey: device.secretKey }, RecordsBatchSchema);
-    const outer = JSON.parse(bytes.toString()) as { v: number; kid: string; body: string; sig: string };
+    const outer = JSON.parse(bytes.toString()) as {
+      v: number;
+      kid: string;
+      body: string;
+      sig: string;
+    };
     expect(outer.v).toBe(1);
     expect(outer.kid).toBe(keyId(device.publicKey));
     expect(typeof outer.body).toBe('string');
     expect(Buffer.from(outer.sig, 'base64')).toHaveLength(64);
     expect(openEnvelope(bytes, { keys }, RecordsBatchSchema)).toEqual(batch);
-    expect(openEnvelope(bytes.toString(), { keys: (kid) => keys.get(kid) }, RecordsBatchSchema)).toEqual(batch);
+    expect(
+      openEnvelope(bytes.toString(), { keys: (kid) => keys.get(kid) }, RecordsBatchSchema),
+    ).toEqual(batch);
   });
 
   it('refuses a tampered body (POS311)', () => {
@@ -45,11 +52,16 @@ describe('signed envelopes', () => {
     };
     outer.body = outer.body.replace('"amountMinor":1100', '"amountMinor":1');
     expect(outer.body).toContain('"amountMinor":1,');
-    expect(codeOf(() => openEnvelope(JSON.stringify(outer), { keys }, RecordsBatchSchema))).toBe('POS311');
+    expect(codeOf(() => openEnvelope(JSON.stringify(outer), { keys }, RecordsBatchSchema))).toBe(
+      'POS311',
+    );
   });
 
   it('refuses a signature by another key under the pinned key id (POS311)', () => {
-    const forged = signEnvelope(batch, { kid: keyId(device.publicKey), secretKey: other.secretKey });
+    const forged = signEnvelope(batch, {
+      kid: keyId(device.publicKey),
+      secretKey: other.secretKey,
+    });
     expect(codeOf(() => openEnvelope(forged, { keys }, RecordsBatchSchema))).toBe('POS311');
   });
 
@@ -63,13 +75,18 @@ describe('signed envelopes', () => {
     expect(codeOf(() => openEnvelope('{"v":2}', { keys }, RecordsBatchSchema))).toBe('POS310');
     // A signed body that is not JSON text.
     const body = 'not json {';
-    const sig = Buffer.from(nacl.sign.detached(Buffer.from(body), device.secretKey)).toString('base64');
+    const sig = Buffer.from(nacl.sign.detached(Buffer.from(body), device.secretKey)).toString(
+      'base64',
+    );
     const envelope = JSON.stringify({ v: 1, kid: keyId(device.publicKey), body, sig });
     expect(codeOf(() => openEnvelope(envelope, { keys }, RecordsBatchSchema))).toBe('POS310');
   });
 
   it('lists the zod issues of a body that fails the schema (POS313)', () => {
-    const bytes = signEnvelope({ batch: 'b', results: [{ key: 'k', status: 'ok' }] }, { secretKey: device.secretKey });
+    const bytes = signEnvelope(
+      { batch: 'b', results: [{ key: 'k', status: 'ok' }] },
+      { secretKey: device.secretKey },
+    );
     let error: unknown;
     try {
       openEnvelope(bytes, { keys }, AcksSchema);
@@ -96,9 +113,9 @@ describe('signed envelopes', () => {
 
   it('refuses a payload over maxBytes before parsing (POS314)', () => {
     const bytes = signEnvelope(batch, { secretKey: device.secretKey });
-    expect(codeOf(() => openEnvelope(bytes, { keys, maxBytes: bytes.length - 1 }, RecordsBatchSchema))).toBe(
-      'POS314',
-    );
+    expect(
+      codeOf(() => openEnvelope(bytes, { keys, maxBytes: bytes.length - 1 }, RecordsBatchSchema)),
+    ).toBe('POS314');
   });
 
   it('round-trips any JSON value, and any single-byte change breaks it', () => {
@@ -109,11 +126,34 @@ describe('signed envelopes', () => {
         expect(opened).toEqual(JSON.parse(JSON.stringify(value)));
         const outer = JSON.parse(bytes.toString()) as { body: string };
         const i = at % outer.body.length;
-        const flipped = outer.body.slice(0, i) + (outer.body[i] === 'a' ? 'b' : 'a') + outer.body.slice(i + 1);
+        const flipped =
+          outer.body.slice(0, i) + (outer.body[i] === 'a' ? 'b' : 'a') + outer.body.slice(i + 1);
         outer.body = flipped;
-        expect(codeOf(() => openEnvelope(JSON.stringify(outer), { keys }, z.unknown()))).toBe('POS311');
+        expect(codeOf(() => openEnvelope(JSON.stringify(outer), { keys }, z.unknown()))).toBe(
+          'POS311',
+        );
       }),
       { numRuns: 40 },
     );
+  });
+});
+
+describe('Ed25519 compatibility with tweetnacl (DESIGN §5 names nacl.sign.detached)', () => {
+  it('signatures are the same bytes as nacl.sign.detached and verify both ways', () => {
+    const body = JSON.stringify(batch);
+    const outer = JSON.parse(signEnvelope(batch, { secretKey: device.secretKey }).toString()) as {
+      body: string;
+      sig: string;
+    };
+    expect(outer.body).toBe(body);
+    const naclSig = nacl.sign.detached(Buffer.from(body), device.secretKey);
+    expect(Buffer.from(outer.sig, 'base64')).toEqual(Buffer.from(naclSig));
+    expect(
+      nacl.sign.detached.verify(
+        Buffer.from(body),
+        Buffer.from(outer.sig, 'base64'),
+        device.publicKey,
+      ),
+    ).toBe(true);
   });
 });

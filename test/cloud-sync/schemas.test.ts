@@ -39,7 +39,10 @@ describe('topics', () => {
   });
 
   it('parses topics back', () => {
-    expect(parseTopic('pos/v1', 'pos/v1/d1/up/records')).toEqual({ deviceId: 'd1', kind: 'records' });
+    expect(parseTopic('pos/v1', 'pos/v1/d1/up/records')).toEqual({
+      deviceId: 'd1',
+      kind: 'records',
+    });
     expect(parseTopic('pos/v1', 'pos/v1/d1/down/auth')).toEqual({
       deviceId: 'd1',
       kind: 'authResponse',
@@ -58,16 +61,26 @@ describe('wire schemas', () => {
     });
     expect(OutboxRecordSchema.safeParse(withPin).success).toBe(true);
     expect(
-      RecordsBatchSchema.safeParse({ batch: 'b1', records: [makeRecord(1), makeRecord(2)] }).success,
+      RecordsBatchSchema.safeParse({ batch: 'b1', records: [makeRecord(1), makeRecord(2)] })
+        .success,
     ).toBe(true);
   });
 
   it.each([
     ['a PAN smuggled as an extra key', { ...makeRecord(1), pan: '4111111111111111' }],
-    ['a PAN inside card', { ...makeRecord(1), card: { ...makeRecord(1).card, pan: '4111111111111111' } }],
-    ['a float amount', { ...makeRecord(1), payment: { ...makeRecord(1).payment, amountMinor: 10.5 } }],
+    [
+      'a PAN inside card',
+      { ...makeRecord(1), card: { ...makeRecord(1).card, pan: '4111111111111111' } },
+    ],
+    [
+      'a float amount',
+      { ...makeRecord(1), payment: { ...makeRecord(1).payment, amountMinor: 10.5 } },
+    ],
     ['a zero amount', { ...makeRecord(1), payment: { ...makeRecord(1).payment, amountMinor: 0 } }],
-    ['a lower-case currency', { ...makeRecord(1), payment: { ...makeRecord(1).payment, currency: 'eur' } }],
+    [
+      'a lower-case currency',
+      { ...makeRecord(1), payment: { ...makeRecord(1).payment, currency: 'eur' } },
+    ],
     ['seq 0', { ...makeRecord(1), seq: 0 }],
     ['a bad token', { ...makeRecord(1), card: { ...makeRecord(1).card, token: 'tok_ABC' } }],
     ['first6 of 5 digits', { ...makeRecord(1), card: { ...makeRecord(1).card, first6: '41111' } }],
@@ -75,7 +88,13 @@ describe('wire schemas', () => {
     ['a bad chain', { ...makeRecord(1), chain: 'xyz' }],
     ['an unknown type', { ...makeRecord(1), type: 'refund' }],
     ['sealed that is not base64', { ...makeRecord(1), sealed: '!!!' }],
-    ['a PIN block of odd size', { ...makeRecord(1), pinBlock: { format: 0, ksnHex: 'FFFF9876543210E00001', pinBlockHex: '0123' } }],
+    [
+      'a PIN block of odd size',
+      {
+        ...makeRecord(1),
+        pinBlock: { format: 0, ksnHex: 'FFFF9876543210E00001', pinBlockHex: '0123' },
+      },
+    ],
   ])('refuses a record with %s', (_name, record) => {
     expect(OutboxRecordSchema.safeParse(record).success).toBe(false);
   });
@@ -99,7 +118,9 @@ describe('wire schemas', () => {
         futureField: 1,
       }),
     ).not.toHaveProperty('futureField'); // downlinks strip unknown keys
-    expect(AcksSchema.safeParse({ batch: 'b1', results: [{ key: 'k', status: 'ok' }] }).success).toBe(false);
+    expect(
+      AcksSchema.safeParse({ batch: 'b1', results: [{ key: 'k', status: 'ok' }] }).success,
+    ).toBe(false);
     const { key, payment, card, sealed } = makeRecord(1);
     expect(AuthRequestSchema.safeParse({ key, payment, card, sealed }).success).toBe(true);
     expect(AuthResponseSchema.safeParse({ key, outcome: 'maybe' }).success).toBe(false);
@@ -121,12 +142,12 @@ describe('wire schemas', () => {
       command: { type: 'set_log_level', level: 'debug' },
     };
     expect(CommandSchema.safeParse(command).success).toBe(true);
-    expect(
-      CommandSchema.safeParse({ ...command, command: { type: 'reboot' } }).success,
-    ).toBe(false); // unknown command types are refused
-    expect(
-      CommandSchema.safeParse({ ...command, expiresAt: command.issuedAt }).success,
-    ).toBe(false);
+    expect(CommandSchema.safeParse({ ...command, command: { type: 'reboot' } }).success).toBe(
+      false,
+    ); // unknown command types are refused
+    expect(CommandSchema.safeParse({ ...command, expiresAt: command.issuedAt }).success).toBe(
+      false,
+    );
   });
 });
 

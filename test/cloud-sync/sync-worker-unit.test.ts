@@ -24,12 +24,16 @@ describe('resendDelayMs (exponential backoff with jitter)', () => {
     expect(resendDelayMs(1, policy, () => 0.5)).toBe(1100);
     expect(resendDelayMs(3, policy, () => 0.999999)).toBe(4800);
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 40 }), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), (attempt, r) => {
-        const delay = resendDelayMs(attempt, policy, () => r);
-        const base = Math.min(30_000, 1000 * 2 ** (attempt - 1));
-        expect(delay).toBeGreaterThanOrEqual(base);
-        expect(delay).toBeLessThanOrEqual(Math.round(base * 1.2));
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 40 }),
+        fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+        (attempt, r) => {
+          const delay = resendDelayMs(attempt, policy, () => r);
+          const base = Math.min(30_000, 1000 * 2 ** (attempt - 1));
+          expect(delay).toBeGreaterThanOrEqual(base);
+          expect(delay).toBeLessThanOrEqual(Math.round(base * 1.2));
+        },
+      ),
     );
   });
 });
@@ -47,12 +51,18 @@ describe('packBatch', () => {
               payment: { ...makeRecord(i + 1).payment, reference: references[i] ?? '' },
             }),
           );
-          const packed = packBatch(records, { batchId: 'b-1', signer: { secretKey: device.secretKey }, maxMessageBytes });
+          const packed = packBatch(records, {
+            batchId: 'b-1',
+            signer: { secretKey: device.secretKey },
+            maxMessageBytes,
+          });
           expect(packed.refused).toEqual([]);
           expect(packed.records.length).toBeGreaterThan(0);
           expect(packed.payload.length).toBeLessThanOrEqual(maxMessageBytes);
           const opened = openEnvelope(packed.payload, { keys }, RecordsBatchSchema);
-          expect(opened.records.map((r) => r.seq)).toEqual(records.slice(0, opened.records.length).map((r) => r.seq));
+          expect(opened.records.map((r) => r.seq)).toEqual(
+            records.slice(0, opened.records.length).map((r) => r.seq),
+          );
           if (opened.records.length < count) {
             // The next record would not have fitted.
             const more = packBatch(records.slice(0, opened.records.length + 1), {
@@ -84,8 +94,16 @@ describe('packBatch', () => {
   });
 
   it('strips keys outside the contract instead of sending them', () => {
-    const record = { ...makeRecord(1), state: 'pending', card: { ...makeRecord(1).card, pan: '4111111111111111' } };
-    const packed = packBatch([record], { batchId: 'b', signer: { secretKey: device.secretKey }, maxMessageBytes: 8192 });
+    const record = {
+      ...makeRecord(1),
+      state: 'pending',
+      card: { ...makeRecord(1).card, pan: '4111111111111111' },
+    };
+    const packed = packBatch([record], {
+      batchId: 'b',
+      signer: { secretKey: device.secretKey },
+      maxMessageBytes: 8192,
+    });
     expect(packed.stripped.sort()).toEqual(['card.pan', 'state']);
     expect(packed.payload.toString()).not.toContain('4111111111111111');
     expect(packed.records).toHaveLength(1);
@@ -116,6 +134,8 @@ describe('CommandGuard', () => {
     expect(codeOf(() => guard.accept(c1))).toBe('POS321');
     clock.advance(10_000);
     expect(codeOf(() => guard.accept(c1))).toBe('POS320');
-    expect(codeOf(() => guard.accept(command('c2', clock.now() + 120_000, 300_000)))).toBe('POS322');
+    expect(codeOf(() => guard.accept(command('c2', clock.now() + 120_000, 300_000)))).toBe(
+      'POS322',
+    );
   });
 });

@@ -93,20 +93,38 @@ describe('CloudCore simulator', () => {
     expect(acks[0]).toEqual({
       batch: 'b1',
       results: [
-        { key: good.key, status: 'accepted', outcome: 'approved', authCode: expect.stringMatching(/^[0-9A-F]{6}$/) },
+        {
+          key: good.key,
+          status: 'accepted',
+          outcome: 'approved',
+          authCode: expect.stringMatching(/^[0-9A-F]{6}$/),
+        },
         { key: declinedCard.key, status: 'accepted', outcome: 'declined', declineCode: '05' },
         { key: poor.key, status: 'accepted', outcome: 'declined', declineCode: '51' },
       ],
     });
-    expect(cloud.counters()).toMatchObject({ batches: 1, records: 3, accepted: 3, approved: 1, declined: 2 });
+    expect(cloud.counters()).toMatchObject({
+      batches: 1,
+      records: 3,
+      accepted: 3,
+      approved: 1,
+      declined: 2,
+    });
     // PCI: no PAN in the logs nor in the acks, though the cloud core opened all three.
     expect(logLines.length).toBeGreaterThan(0);
-    expect(sweepForPans([...logLines.map((l, i) => ({ source: `log ${i}`, content: l })), ...raw.map((r, i) => ({ source: `ack ${i}`, content: r }))])).toEqual([]);
+    expect(
+      sweepForPans([
+        ...logLines.map((l, i) => ({ source: `log ${i}`, content: l })),
+        ...raw.map((r, i) => ({ source: `ack ${i}`, content: r })),
+      ]),
+    ).toEqual([]);
   });
 
   it('without sealed data, the declined card is matched by first 6 and last 4', async () => {
     const { acks, send } = await setup();
-    const record = makeRecord(1, { card: { ...makeRecord(1).card, first6: '400000', last4: '0002' } });
+    const record = makeRecord(1, {
+      card: { ...makeRecord(1).card, first6: '400000', last4: '0002' },
+    });
     delete record.sealed;
     await send('b1', [record]);
     await waitFor(() => acks.length === 1, 'the ack');
@@ -121,7 +139,8 @@ describe('CloudCore simulator', () => {
     await send('b2', [declined, sealedRecord(2)]);
     await waitFor(() => acks.length === 3, 'three acks');
     expect(acks.map((a) => a.results[0]?.status)).toEqual(['accepted', 'duplicate', 'duplicate']);
-    for (const a of acks) expect(a.results[0]).toMatchObject({ outcome: 'declined', declineCode: '51' });
+    for (const a of acks)
+      expect(a.results[0]).toMatchObject({ outcome: 'declined', declineCode: '51' });
     expect(acks[2]?.results[1]).toMatchObject({ status: 'accepted', outcome: 'approved' });
     const entry = cloud.records().get(declined.key);
     expect(entry).toMatchObject({ count: 3, status: 'accepted', outcome: 'declined' });
@@ -151,14 +170,22 @@ describe('CloudCore simulator', () => {
     const body = JSON.stringify({ batch: 'b9', records: [{ ...makeRecord(1), seq: 0 }] });
     await agent.publish(t.records, signBody(body, { secretKey: device.secretKey }));
     await waitFor(() => acks.length === 1, 'the rejection');
-    expect(acks[0]?.results[0]).toMatchObject({ key: makeRecord(1).key, status: 'rejected', code: 'POS313' });
+    expect(acks[0]?.results[0]).toMatchObject({
+      key: makeRecord(1).key,
+      status: 'rejected',
+      code: 'POS313',
+    });
     expect(cloud.counters().rejected).toBe(1);
   });
 
   it('rejects a record whose sealed data cannot be opened with the vault key', async () => {
     const { acks, send } = await setup();
     const otherVault = nacl.box.keyPair();
-    const plaintext = buildSealedPlaintext({ pan: Buffer.from('4111111111111111'), expiryYY: 28, expiryMM: 1 });
+    const plaintext = buildSealedPlaintext({
+      pan: Buffer.from('4111111111111111'),
+      expiryYY: 28,
+      expiryMM: 1,
+    });
     await send('b1', [makeRecord(1, { sealed: sealToVault(plaintext, otherVault.publicKey) })]);
     await waitFor(() => acks.length === 1, 'the ack');
     expect(acks[0]?.results[0]).toMatchObject({ status: 'rejected', code: 'sealed_unreadable' });
