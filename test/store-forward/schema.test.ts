@@ -305,9 +305,9 @@ describe('outbox and sealed_cards', () => {
       { sealed: null, sred_ksn: 'F'.repeat(18), sred_ciphertext: 'AB'.repeat(8) },
     ],
     ['a KSN without ciphertext', { sealed: null, sred_ksn: 'F'.repeat(20), sred_ciphertext: null }],
-  ])('sealed_cards refuses %s', (_name, overrides) => {
+  ])('sealed_cards refuses %s', (_name, overrides: Record<string, unknown>) => {
     const id = insertPayment();
-    const row = {
+    const row: Record<string, unknown> = {
       payment_id: id,
       sealed: Buffer.alloc(80).toString('base64'),
       sred_ksn: null,
