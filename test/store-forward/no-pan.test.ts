@@ -136,14 +136,12 @@ describe('no PAN reaches the database files', () => {
     ).toThrow(/POS214/);
     fx.store.markInFlight(keys.slice(0, 20), 'batch-1');
     fx.store.applyAcks([
-      ...keys
-        .slice(0, 10)
-        .map((key) => ({
-          key,
-          status: 'accepted' as const,
-          outcome: 'approved' as const,
-          authCode: 'A1B2C3',
-        })),
+      ...keys.slice(0, 10).map((key) => ({
+        key,
+        status: 'accepted' as const,
+        outcome: 'approved' as const,
+        authCode: 'A1B2C3',
+      })),
       ...keys.slice(10, 15).map((key) => ({
         key,
         status: 'rejected' as const,
