@@ -97,7 +97,7 @@ export function hasSocat(): boolean {
 
 /**
  * Serves the pad on a real pseudo-terminal: a TCP server plus
- * `socat -d -d pty,raw,echo=0,link=<dir>/pad,wait-slave tcp:127.0.0.1:<port>`.
+ * `socat -d -d pty,raw,echo=0,link=<dir>/pad,wait-slave,pty-interval=0.02 tcp:127.0.0.1:<port>`.
  * socat exits when the agent closes the pty; it is started again so the agent can reopen
  * (replug). Resolves with the pty path once the link exists.
  * @throws Error when socat is not installed (names the package to install), or when the pty
@@ -121,7 +121,12 @@ export async function servePty(
   const start = (): void => {
     const c = spawn(
       'socat',
-      ['-d', '-d', `pty,raw,echo=0,link=${path},wait-slave`, `tcp:127.0.0.1:${tcp.port}`],
+      [
+        '-d',
+        '-d',
+        `pty,raw,echo=0,link=${path},wait-slave,pty-interval=0.02`,
+        `tcp:127.0.0.1:${tcp.port}`,
+      ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     child = c;

@@ -17,7 +17,12 @@ const tokenKey = Buffer.alloc(32, 7);
 const vault = nacl.box.keyPair();
 
 function boundary(opts: Partial<ConstructorParameters<typeof CardBoundary>[0]> = {}): CardBoundary {
-  return new CardBoundary({ tokenKey, vaultPublicKey: vault.publicKey, clock: new FakeClock(), ...opts });
+  return new CardBoundary({
+    tokenKey,
+    vaultPublicKey: vault.publicKey,
+    clock: new FakeClock(),
+    ...opts,
+  });
 }
 
 /** A Luhn-valid PAN of `length` digits starting with `prefix`. */
@@ -35,8 +40,13 @@ describe('Luhn and track parsing', () => {
   });
 
   it('parses track 2 with and without sentinels, and track 1 format B', () => {
-    const withSentinels = parseTrack2(buildTrack2('4111111111111111', { expiry: '2812', serviceCode: '201' }));
-    expect(withSentinels).toMatchObject({ ok: true, track: { expiryYY: 28, expiryMM: 12, serviceCode: 201 } });
+    const withSentinels = parseTrack2(
+      buildTrack2('4111111111111111', { expiry: '2812', serviceCode: '201' }),
+    );
+    expect(withSentinels).toMatchObject({
+      ok: true,
+      track: { expiryYY: 28, expiryMM: 12, serviceCode: 201 },
+    });
     if (withSentinels.ok) expect(withSentinels.track.pan).toEqual(ascii('4111111111111111'));
     expect(parseTrack2(buildTrack2('4111111111111111', { sentinels: false })).ok).toBe(true);
     const t1 = parseTrack1(buildTrack1('4111111111111111', 'DOE/JANE'));
@@ -77,9 +87,12 @@ describe('BIN table', () => {
     expect(brandOfPan(ascii(withLuhn(prefix, length)))).toBe(brand);
   });
 
-  it.each(['2220', '2721', '3527', '3590', '306', '643', '60', '1'])('unknown for prefix %s', (prefix) => {
-    expect(brandOfPan(ascii(withLuhn(prefix, 16)))).toBe('unknown');
-  });
+  it.each(['2220', '2721', '3527', '3590', '306', '643', '60', '1'])(
+    'unknown for prefix %s',
+    (prefix) => {
+      expect(brandOfPan(ascii(withLuhn(prefix, 16)))).toBe('unknown');
+    },
+  );
 
   it('covers every row of the table', () => {
     expect(new Set(BIN_TABLE.map((r) => r.brand))).toEqual(
@@ -94,7 +107,10 @@ describe('BIN table', () => {
 
 describe('CardBoundary', () => {
   it('tokenizes a swipe: token = tok_ + base32(HMAC-SHA-256(key, PAN)[0..20])', () => {
-    const result = boundary().tokenize({ entryMode: 'swipe', track2: buildTrack2('4111111111111111') });
+    const result = boundary().tokenize({
+      entryMode: 'swipe',
+      track2: buildTrack2('4111111111111111'),
+    });
     expect(result.ok).toBe(true);
     if (!result.ok) return;
     const expected = `tok_${base32Lower(createHmac('sha256', tokenKey).update('4111111111111111').digest().subarray(0, 20))}`;
@@ -125,7 +141,10 @@ describe('CardBoundary', () => {
   });
 
   it('seals PAN, expiry and track 2 so that only the vault secret key opens them', () => {
-    const result = boundary().tokenize({ entryMode: 'swipe', track2: buildTrack2('378282246310005', { expiry: '2905' }) });
+    const result = boundary().tokenize({
+      entryMode: 'swipe',
+      track2: buildTrack2('378282246310005', { expiry: '2905' }),
+    });
     if (!result.ok) throw new Error(result.reason);
     const sealed = result.card.sealed ?? '';
     expect(findPanShapedRuns(sealed)).toEqual([]);
@@ -146,14 +165,23 @@ describe('CardBoundary', () => {
   });
 
   it('uses a fresh ephemeral key per card (two seals of one card differ)', () => {
-    const one = boundary().tokenize({ entryMode: 'swipe', track2: buildTrack2('4111111111111111') });
-    const two = boundary().tokenize({ entryMode: 'swipe', track2: buildTrack2('4111111111111111') });
+    const one = boundary().tokenize({
+      entryMode: 'swipe',
+      track2: buildTrack2('4111111111111111'),
+    });
+    const two = boundary().tokenize({
+      entryMode: 'swipe',
+      track2: buildTrack2('4111111111111111'),
+    });
     if (!one.ok || !two.ok) throw new Error('read failed');
     expect(one.card.sealed?.slice(0, 43)).not.toBe(two.card.sealed?.slice(0, 43));
   });
 
   it('seals the EMV allow-list and drops vendor-private tags for a chip read', () => {
-    const result = boundary().tokenize({ entryMode: 'chip', emvTlv: buildEmvTlv('6011111111111117') });
+    const result = boundary().tokenize({
+      entryMode: 'chip',
+      emvTlv: buildEmvTlv('6011111111111117'),
+    });
     if (!result.ok) throw new Error(result.reason);
     const opened = openSealedCard(result.card.sealed ?? '', vault.secretKey);
     expect(opened.panDigits).toBe('6011111111111117');
@@ -171,7 +199,10 @@ describe('CardBoundary', () => {
     for (const b of [track1, track2, emvTlv]) expect(b.every((x) => x === 0)).toBe(true);
 
     const bad = buildTrack2('4111111111111112');
-    expect(boundary().tokenize({ entryMode: 'swipe', track2: bad })).toMatchObject({ ok: false, reason: 'invalid_pan' });
+    expect(boundary().tokenize({ entryMode: 'swipe', track2: bad })).toMatchObject({
+      ok: false,
+      reason: 'invalid_pan',
+    });
     expect(bad.every((x) => x === 0)).toBe(true);
   });
 
@@ -180,9 +211,15 @@ describe('CardBoundary', () => {
     const refused = boundary().tokenize({ entryMode: 'swipe', track2: read() });
     expect(refused).toMatchObject({ ok: false, reason: 'chip_required' });
     if (!refused.ok) expect(refused.error.code).toBe('POS133');
-    expect(boundary({ allowFallbackSwipe: true }).tokenize({ entryMode: 'swipe', track2: read() }).ok).toBe(true);
-    expect(boundary().tokenize({ entryMode: 'swipe', track2: buildTrack2('4111111111111111', { serviceCode: '601' }) }))
-      .toMatchObject({ ok: false, reason: 'chip_required' });
+    expect(
+      boundary({ allowFallbackSwipe: true }).tokenize({ entryMode: 'swipe', track2: read() }).ok,
+    ).toBe(true);
+    expect(
+      boundary().tokenize({
+        entryMode: 'swipe',
+        track2: buildTrack2('4111111111111111', { serviceCode: '601' }),
+      }),
+    ).toMatchObject({ ok: false, reason: 'chip_required' });
   });
 
   it('refuses invalid PANs (Luhn, length) with POS130 and no card data in the message', () => {
@@ -193,15 +230,27 @@ describe('CardBoundary', () => {
       expect(['invalid_pan', 'bad_read']).toContain(result.reason);
       expect(result.error.message).not.toContain(pan);
     }
-    const luhn = boundary().tokenize({ entryMode: 'swipe', track2: buildTrack2('4111111111111112') });
+    const luhn = boundary().tokenize({
+      entryMode: 'swipe',
+      track2: buildTrack2('4111111111111112'),
+    });
     expect(luhn).toMatchObject({ ok: false, reason: 'invalid_pan', error: { code: 'POS130' } });
   });
 
   it('refuses an expired card (POS131) and accepts it through its last month', () => {
     // FakeClock starts at 2026-11-21.
-    expect(boundary().tokenize({ entryMode: 'swipe', track2: buildTrack2('4111111111111111', { expiry: '2610' }) }))
-      .toMatchObject({ ok: false, reason: 'expired', error: { code: 'POS131' } });
-    expect(boundary().tokenize({ entryMode: 'swipe', track2: buildTrack2('4111111111111111', { expiry: '2611' }) }).ok).toBe(true);
+    expect(
+      boundary().tokenize({
+        entryMode: 'swipe',
+        track2: buildTrack2('4111111111111111', { expiry: '2610' }),
+      }),
+    ).toMatchObject({ ok: false, reason: 'expired', error: { code: 'POS131' } });
+    expect(
+      boundary().tokenize({
+        entryMode: 'swipe',
+        track2: buildTrack2('4111111111111111', { expiry: '2611' }),
+      }).ok,
+    ).toBe(true);
   });
 
   it('keeps the cardholder name only when allowed', () => {
@@ -236,11 +285,18 @@ describe('CardBoundary', () => {
     expect(a.card.sealed).toBeUndefined();
     expect(a.card.token).toMatch(/^tok_[a-z2-7]{32}$/);
     expect(a.card.token).not.toBe(b.card.token);
-    expect(boundary().tokenizeSred({ ...read, ciphertextHex: 'XYZ' })).toMatchObject({ ok: false, reason: 'bad_read' });
+    expect(boundary().tokenizeSred({ ...read, ciphertextHex: 'XYZ' })).toMatchObject({
+      ok: false,
+      reason: 'bad_read',
+    });
   });
 
   it('refuses keys of the wrong size with POS135', () => {
-    expect(() => new CardBoundary({ tokenKey: Buffer.alloc(8), vaultPublicKey: vault.publicKey })).toThrow(/POS135/);
-    expect(() => new CardBoundary({ tokenKey, vaultPublicKey: Buffer.alloc(31) })).toThrow(/POS135/);
+    expect(
+      () => new CardBoundary({ tokenKey: Buffer.alloc(8), vaultPublicKey: vault.publicKey }),
+    ).toThrow(/POS135/);
+    expect(() => new CardBoundary({ tokenKey, vaultPublicKey: Buffer.alloc(31) })).toThrow(
+      /POS135/,
+    );
   });
 });

@@ -82,7 +82,7 @@ describe('FrameDecoder', () => {
 
   it('reports a bad LRC as bad-frame lrc', () => {
     const frame = encodeFrame(ascii('00'));
-    frame[frame.length - 1] ^= 0xff;
+    frame.writeUInt8(frame.readUInt8(frame.length - 1) ^ 0xff, frame.length - 1);
     expect(new FrameDecoder().push(frame, 0)).toEqual([{ kind: 'bad-frame', reason: 'lrc' }]);
   });
 
@@ -149,7 +149,9 @@ describe('FrameDecoder', () => {
 
   it('decodes a frame split into single bytes', () => {
     const decoder = new FrameDecoder();
-    const out = [...Buffer.from(STATUS_REPLY_FRAME)].flatMap((b, i) => decoder.push(Buffer.of(b), i));
+    const out = [...Buffer.from(STATUS_REPLY_FRAME)].flatMap((b, i) =>
+      decoder.push(Buffer.of(b), i),
+    );
     expect(out).toEqual([{ kind: 'frame', payload: ascii('01\x1cM\x1cS\x1cF\x1cPIN') }]);
   });
 
@@ -169,7 +171,8 @@ describe('FrameDecoder', () => {
             inputBytes += bytes.length;
             const out = decoder.push(bytes, now);
             outputs += out.length;
-            for (const o of out) if (o.kind === 'frame') expect(o.payload.length).toBeLessThanOrEqual(1024);
+            for (const o of out)
+              if (o.kind === 'frame') expect(o.payload.length).toBeLessThanOrEqual(1024);
             outputs += decoder.expire(now + 1000).length;
           }
           // Output is bounded by input: the decoder cannot spin on its own.

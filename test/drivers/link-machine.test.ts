@@ -59,7 +59,7 @@ describe('LinkMachine (pure)', () => {
     expect(good).toContainEqual({ type: 'write', what: 'ack', bytes: Buffer.of(ACK) });
     expect(good).toContainEqual({ type: 'deliver', payload: ascii('41') });
     const corrupt = encodeFrame(ascii('41'));
-    corrupt[corrupt.length - 1] ^= 1;
+    corrupt.writeUInt8(corrupt.readUInt8(corrupt.length - 1) ^ 1, corrupt.length - 1);
     const bad = m.handle({ type: 'bytes', bytes: corrupt, nowMs: 1 });
     expect(bad).toContainEqual({ type: 'write', what: 'nak', bytes: Buffer.of(NAK) });
     expect(bad).toContainEqual({ type: 'bad-frame', reason: 'lrc' });
@@ -98,7 +98,10 @@ describe('SerialLink over a fake clock', () => {
   it('retransmits on timeout, then sends EOT and rejects with POS111 "ACK timeout"', async () => {
     const clock = new FakeClock();
     const peer = recorder();
-    const link = new SerialLink(peer.write, { clock, timings: { ackTimeoutMs: 1000, maxTransmissions: 3 } });
+    const link = new SerialLink(peer.write, {
+      clock,
+      timings: { ackTimeoutMs: 1000, maxTransmissions: 3 },
+    });
     const sent = link.send(ascii('00'));
     const failure = sent.catch((e: unknown) => e);
     await flush();
@@ -119,7 +122,10 @@ describe('SerialLink over a fake clock', () => {
     ]);
     const error = await failure;
     expect(isAgentError(error, 'POS111')).toBe(true);
-    expect((error as { details: unknown }).details).toEqual({ reason: 'ACK timeout', transmissions: 3 });
+    expect((error as { details: unknown }).details).toEqual({
+      reason: 'ACK timeout',
+      transmissions: 3,
+    });
     expect(link.stats.retransmissions).toBe(2);
   });
 

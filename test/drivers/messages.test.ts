@@ -19,12 +19,25 @@ describe('PIN pad messages (DESIGN §3.2)', () => {
   it.each<PinPadMessage>([
     { id: '00' },
     { id: '10', line1: 'EUR 12.50', line2: 'Insert or tap card' },
-    { id: '20', amountMinor: 1250, currency: 'EUR', timeoutSeconds: 30, entryModes: ['S', 'C', 'T'] },
+    {
+      id: '20',
+      amountMinor: 1250,
+      currency: 'EUR',
+      timeoutSeconds: 30,
+      entryModes: ['S', 'C', 'T'],
+    },
     { id: '30', amountMinor: 1250, currency: 'EUR', timeoutSeconds: 30 },
     { id: '40' },
     { id: '50', outcome: 'stored', text: 'Offline - payment stored' },
     { id: '01', model: 'VPP', serial: 'S1', firmware: '1.0', capabilities: ['MSR', 'PIN'] },
-    { id: '22', entryMode: 'C', maskedPan: '411111******1111', expiry: '3012', ksnHex: 'AB01', ciphertextHex: 'CD02' },
+    {
+      id: '22',
+      entryMode: 'C',
+      maskedPan: '411111******1111',
+      expiry: '3012',
+      ksnHex: 'AB01',
+      ciphertextHex: 'CD02',
+    },
     { id: '29', reason: 'chip_required' },
     { id: '31', format: 4, ksnHex: 'FFFF01', pinBlockHex: '0123456789ABCDEF' },
     { id: '39', reason: 'bypassed' },
@@ -36,9 +49,15 @@ describe('PIN pad messages (DESIGN §3.2)', () => {
   });
 
   it('encodes fields separated by FS', () => {
-    expect(encodeMessage({ id: '20', amountMinor: 5, currency: 'USD', timeoutSeconds: 9, entryModes: ['C'] })).toEqual(
-      ascii('20\x1c5\x1cUSD\x1c9\x1cC'),
-    );
+    expect(
+      encodeMessage({
+        id: '20',
+        amountMinor: 5,
+        currency: 'USD',
+        timeoutSeconds: 9,
+        entryModes: ['C'],
+      }),
+    ).toEqual(ascii('20\x1c5\x1cUSD\x1c9\x1cC'));
   });
 
   it('keeps the tracks and EMV data of message 21 as Buffers', () => {
@@ -79,10 +98,34 @@ describe('PIN pad messages (DESIGN §3.2)', () => {
   });
 
   it('refuses invalid host requests with POS122', () => {
-    expect(codeOf(() => encodeMessage({ id: '20', amountMinor: 1.5, currency: 'EUR', timeoutSeconds: 30, entryModes: ['C'] }))).toBe('POS122');
-    expect(codeOf(() => encodeMessage({ id: '20', amountMinor: 1, currency: 'eur', timeoutSeconds: 30, entryModes: ['C'] }))).toBe('POS122');
-    expect(codeOf(() => encodeMessage({ id: '30', amountMinor: 1, currency: 'EUR', timeoutSeconds: 0 }))).toBe('POS122');
+    expect(
+      codeOf(() =>
+        encodeMessage({
+          id: '20',
+          amountMinor: 1.5,
+          currency: 'EUR',
+          timeoutSeconds: 30,
+          entryModes: ['C'],
+        }),
+      ),
+    ).toBe('POS122');
+    expect(
+      codeOf(() =>
+        encodeMessage({
+          id: '20',
+          amountMinor: 1,
+          currency: 'eur',
+          timeoutSeconds: 30,
+          entryModes: ['C'],
+        }),
+      ),
+    ).toBe('POS122');
+    expect(
+      codeOf(() => encodeMessage({ id: '30', amountMinor: 1, currency: 'EUR', timeoutSeconds: 0 })),
+    ).toBe('POS122');
     expect(codeOf(() => encodeMessage({ id: '10', line1: 'é', line2: '' }))).toBe('POS122');
-    expect(codeOf(() => encodeMessage({ id: '10', line1: 'x'.repeat(33), line2: '' }))).toBe('POS122');
+    expect(codeOf(() => encodeMessage({ id: '10', line1: 'x'.repeat(33), line2: '' }))).toBe(
+      'POS122',
+    );
   });
 });

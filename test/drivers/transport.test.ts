@@ -1,12 +1,34 @@
 import { Buffer } from 'node:buffer';
-import { once } from 'node:events';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import {
   createTransport,
   registerMockPeer,
   type ByteEndpoint,
+  type Transport,
 } from '../../drivers/transport/transport.js';
+
+/** The next 'data' chunk of a transport. */
+function nextData(transport: Transport): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const listener = (chunk: Buffer): void => {
+      transport.off('data', listener);
+      resolve(chunk);
+    };
+    transport.on('data', listener);
+  });
+}
+
+/** The next 'close' of a transport: its error, or undefined for a requested close. */
+function nextClose(transport: Transport): Promise<(Error & { code?: string }) | undefined> {
+  return new Promise((resolve) => {
+    const listener = (error?: Error): void => {
+      transport.off('close', listener);
+      resolve(error);
+    };
+    transport.on('close', listener);
+  });
+}
 
 describe('createTransport', () => {
   it('refuses unknown paths with POS103', () => {
@@ -28,24 +50,23 @@ describe('createTransport', () => {
     const transport = createTransport('mock://transport-test');
     await transport.open();
     expect(transport.isOpen).toBe(true);
-    const data = once(transport, 'data');
+    const data = nextData(transport);
     await transport.write(Buffer.from('ping'));
-    expect((await data)[0]).toEqual(Buffer.from('pong'));
+    expect(await data).toEqual(Buffer.from('pong'));
     expect(state.received).toEqual([Buffer.from('ping')]);
 
-    const closed = once(transport, 'close');
+    const closed = nextClose(transport);
     state.endpoints[0]?.close();
-    const [error] = (await closed) as [Error & { code?: string }];
-    expect(error.code).toBe('POS102');
+    expect((await closed)?.code).toBe('POS102');
     expect(transport.isOpen).toBe(false);
     await expect(transport.write(Buffer.of(1))).rejects.toMatchObject({ code: 'POS102' });
 
     // replug: the same path opens again
     await transport.open();
     expect(state.endpoints).toHaveLength(2);
-    const requested = once(transport, 'close');
+    const requested = nextClose(transport);
     await transport.close();
-    expect((await requested)[0]).toBeUndefined();
+    expect(await requested).toBeUndefined();
     unregister();
   });
 
@@ -65,11 +86,11 @@ describe('createTransport', () => {
     const { port } = server.address() as net.AddressInfo;
     const transport = createTransport(`tcp://127.0.0.1:${port}`);
     await transport.open();
-    const data = once(transport, 'data');
-    const closed = once(transport, 'close');
+    const data = nextData(transport);
+    const closed = nextClose(transport);
     await transport.write(Buffer.from('abc'));
-    expect((await data)[0]).toEqual(Buffer.from('abc'));
-    expect(((await closed)[0] as { code: string }).code).toBe('POS102');
+    expect(await data).toEqual(Buffer.from('abc'));
+    expect((await closed)?.code).toBe('POS102');
     await new Promise<void>((resolve) => server.close(() => resolve()));
   });
 
@@ -78,10 +99,14 @@ describe('createTransport', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as net.AddressInfo;
     await new Promise<void>((resolve) => server.close(() => resolve()));
-    await expect(createTransport(`tcp://127.0.0.1:${port}`).open()).rejects.toMatchObject({ code: 'POS101' });
+    await expect(createTransport(`tcp://127.0.0.1:${port}`).open()).rejects.toMatchObject({
+      code: 'POS101',
+    });
   });
 
   it('a serial path that does not exist fails with POS101', async () => {
-    await expect(createTransport('/dev/does-not-exist-pos').open()).rejects.toMatchObject({ code: 'POS101' });
+    await expect(createTransport('/dev/does-not-exist-pos').open()).rejects.toMatchObject({
+      code: 'POS101',
+    });
   });
 });

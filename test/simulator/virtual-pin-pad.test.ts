@@ -7,7 +7,13 @@ import { CardBoundary } from '../../drivers/boundary/card-boundary.js';
 import { openSealedCard } from '../../drivers/boundary/sealed-card.js';
 import { PinPad, type PinPadOptions } from '../../drivers/pinpad/pin-pad.js';
 import { createTransport } from '../../drivers/transport/transport.js';
-import { hasSocat, serveMock, servePty, serveTcp, type PadServer } from '../../simulator/pad-server.js';
+import {
+  hasSocat,
+  serveMock,
+  servePty,
+  serveTcp,
+  type PadServer,
+} from '../../simulator/pad-server.js';
 import { TEST_PANS } from '../../simulator/test-cards.js';
 import { VirtualPinPad, type VirtualPinPadOptions } from '../../simulator/virtual-pin-pad.js';
 import { FakeClock } from '../fixtures/link-fake-clock.js';
@@ -20,7 +26,9 @@ import {
 
 const socat = hasSocat();
 if (!socat)
-  console.warn('virtual-pin-pad.test: socat is not installed; the pseudo-terminal tests are skipped (apt-get install socat)');
+  console.warn(
+    'virtual-pin-pad.test: socat is not installed; the pseudo-terminal tests are skipped (apt-get install socat)',
+  );
 
 const vault = nacl.box.keyPair();
 const tokenKey = Buffer.alloc(32, 3);
@@ -64,42 +72,68 @@ async function until(condition: () => boolean): Promise<void> {
 const bytesOf = (pad: VirtualPinPad, direction: 'host-to-pad' | 'pad-to-host'): number[] =>
   pad.trace.filter((t) => t.direction === direction).flatMap((t) => [...t.bytes]);
 
-describe.each<Kind>(['mock', 'tcp', 'pty'])('PinPad ⇄ virtual PIN pad over %s://', (kind) => {
-  it.skipIf(kind === 'pty' && !socat)('runs status, display, card read, PIN and result', async () => {
-    const { pad, pinPad } = await setup(kind);
-    expect(pinPad.state).toBe('connected');
-    expect(await pinPad.status()).toEqual({
-      model: 'VPP-100',
-      serial: 'SIM0000001',
-      firmware: '1.0.0',
-      capabilities: ['MSR', 'ICC', 'CTLS', 'PIN', 'SRED'],
-    });
-    await pinPad.display('EUR 12.50', 'Insert or tap card');
-    expect(pad.display).toEqual(['EUR 12.50', 'Insert or tap card']);
+describe.each<Kind>(['mock', 'tcp', 'pty'])('PinPad ⇄ virtual PIN pad, %s transport', (kind) => {
+  it.skipIf(kind === 'pty' && !socat)(
+    'runs status, display, card read, PIN and result',
+    async () => {
+      const { pad, pinPad } = await setup(kind);
+      expect(pinPad.state).toBe('connected');
+      expect(await pinPad.status()).toEqual({
+        model: 'VPP-100',
+        serial: 'SIM0000001',
+        firmware: '1.0.0',
+        capabilities: ['MSR', 'ICC', 'CTLS', 'PIN', 'SRED'],
+      });
+      await pinPad.display('EUR 12.50', 'Insert or tap card');
+      expect(pad.display).toEqual(['EUR 12.50', 'Insert or tap card']);
 
-    pad.presentCard('visa', { entryMode: 'C' });
-    const read = await pinPad.readCard({ amountMinor: 1250, currency: 'EUR', timeoutSeconds: 30, entryModes: ['S', 'C', 'T'] });
-    expect(read.ok).toBe(true);
-    if (!read.ok) return;
-    expect(read.card).toMatchObject({ brand: 'visa', first6: '411111', last4: '1111', entryMode: 'chip', expiryYear: 2030, expiryMonth: 12 });
-    expect(openSealedCard(read.card.sealed ?? '', vault.secretKey).panDigits).toBe('4111111111111111');
-    const json = JSON.stringify(read.card);
-    expect(findPanShapedRuns(json)).toEqual([]);
-    for (const pan of TEST_PANS) expect(json).not.toContain(pan);
+      pad.presentCard('visa', { entryMode: 'C' });
+      const read = await pinPad.readCard({
+        amountMinor: 1250,
+        currency: 'EUR',
+        timeoutSeconds: 30,
+        entryModes: ['S', 'C', 'T'],
+      });
+      expect(read.ok).toBe(true);
+      if (!read.ok) return;
+      expect(read.card).toMatchObject({
+        brand: 'visa',
+        first6: '411111',
+        last4: '1111',
+        entryMode: 'chip',
+        expiryYear: 2030,
+        expiryMonth: 12,
+      });
+      expect(openSealedCard(read.card.sealed ?? '', vault.secretKey).panDigits).toBe(
+        '4111111111111111',
+      );
+      const json = JSON.stringify(read.card);
+      expect(findPanShapedRuns(json)).toEqual([]);
+      for (const pan of TEST_PANS) expect(json).not.toContain(pan);
 
-    const pin = await pinPad.requestPin({ amountMinor: 1250, currency: 'EUR', timeoutSeconds: 30 });
-    expect(pin).toMatchObject({ ok: true, pinBlock: { format: 0 } });
-    if (pin.ok) expect(pin.pinBlock.pinBlockHex).toMatch(/^[0-9A-F]{16}$/);
+      const pin = await pinPad.requestPin({
+        amountMinor: 1250,
+        currency: 'EUR',
+        timeoutSeconds: 30,
+      });
+      expect(pin).toMatchObject({ ok: true, pinBlock: { format: 0 } });
+      if (pin.ok) expect(pin.pinBlock.pinBlockHex).toMatch(/^[0-9A-F]{16}$/);
 
-    await pinPad.showResult('approved', 'Approved');
-    expect(pad.lastResult).toEqual({ outcome: 'approved', text: 'Approved' });
-    expect(pad.received.map((m) => m.id)).toEqual(['00', '10', '20', '30', '50']);
-  });
+      await pinPad.showResult('approved', 'Approved');
+      expect(pad.lastResult).toEqual({ outcome: 'approved', text: 'Approved' });
+      expect(pad.received.map((m) => m.id)).toEqual(['00', '10', '20', '30', '50']);
+    },
+  );
 });
 
 describe('PinPad ⇄ virtual PIN pad: recorded traces (mock://)', () => {
   it('status exchange: exactly the recorded bytes reach each side', async () => {
-    const { pad, pinPad } = await setup('mock', { model: 'M', serial: 'S', firmware: 'F', capabilities: ['PIN'] });
+    const { pad, pinPad } = await setup('mock', {
+      model: 'M',
+      serial: 'S',
+      firmware: 'F',
+      capabilities: ['PIN'],
+    });
     await pinPad.status();
     await until(() => bytesOf(pad, 'host-to-pad').length >= STATUS_EXCHANGE_HOST_TO_PAD.length);
     expect(bytesOf(pad, 'host-to-pad')).toEqual(STATUS_EXCHANGE_HOST_TO_PAD);
@@ -116,7 +150,12 @@ describe('PinPad ⇄ virtual PIN pad: recorded traces (mock://)', () => {
 });
 
 describe('PinPad ⇄ virtual PIN pad: behaviours and faults (mock://)', () => {
-  const readReq = { amountMinor: 500, currency: 'EUR', timeoutSeconds: 30, entryModes: ['S', 'C', 'T'] as ('S' | 'C' | 'T')[] };
+  const readReq = {
+    amountMinor: 500,
+    currency: 'EUR',
+    timeoutSeconds: 30,
+    entryModes: ['S', 'C', 'T'] as ('S' | 'C' | 'T')[],
+  };
 
   it('bad LRC: the host NAKs, the pad resends, the call succeeds', async () => {
     const { pad, pinPad } = await setup('mock');
@@ -158,9 +197,13 @@ describe('PinPad ⇄ virtual PIN pad: behaviours and faults (mock://)', () => {
     pad.injectFault({ kind: 'card-error', reason: 'bad_read' });
     expect(await pinPad.readCard(readReq)).toEqual({ ok: false, reason: 'bad_read' });
     pad.injectFault({ kind: 'pin-cancel' });
-    expect(await pinPad.requestPin({ amountMinor: 1, currency: 'EUR', timeoutSeconds: 10 })).toEqual({ ok: false, reason: 'canceled' });
+    expect(
+      await pinPad.requestPin({ amountMinor: 1, currency: 'EUR', timeoutSeconds: 10 }),
+    ).toEqual({ ok: false, reason: 'canceled' });
     pad.setPinResult('bypassed');
-    expect(await pinPad.requestPin({ amountMinor: 1, currency: 'EUR', timeoutSeconds: 10 })).toEqual({ ok: false, reason: 'bypassed' });
+    expect(
+      await pinPad.requestPin({ amountMinor: 1, currency: 'EUR', timeoutSeconds: 10 }),
+    ).toEqual({ ok: false, reason: 'bypassed' });
   });
 
   it('a swiped chip card (service code 201) is refused as chip_required', async () => {
@@ -174,9 +217,15 @@ describe('PinPad ⇄ virtual PIN pad: behaviours and faults (mock://)', () => {
     pad.presentCard('amex', { entryMode: 'S' });
     pad.presentCard('jcb', { entryMode: 'T', sred: true });
     const swipe = await pinPad.readCard(readReq);
-    expect(swipe).toMatchObject({ ok: true, card: { brand: 'amex', entryMode: 'swipe', last4: '0005' } });
+    expect(swipe).toMatchObject({
+      ok: true,
+      card: { brand: 'amex', entryMode: 'swipe', last4: '0005' },
+    });
     const sred = await pinPad.readCard(readReq);
-    expect(sred).toMatchObject({ ok: true, card: { brand: 'jcb', entryMode: 'contactless', first6: '353011' } });
+    expect(sred).toMatchObject({
+      ok: true,
+      card: { brand: 'jcb', entryMode: 'contactless', first6: '353011' },
+    });
     if (sred.ok) {
       expect(sred.card.sred?.ksnHex).toMatch(/^[0-9A-F]{20}$/);
       expect(sred.card.sealed).toBeUndefined();
@@ -214,7 +263,13 @@ describe('PinPad ⇄ virtual PIN pad: behaviours and faults (mock://)', () => {
 
   it('per-test override replaces the default answer', async () => {
     const { pad, pinPad } = await setup('mock');
-    pad.override('00', () => ({ id: '01', model: 'OVR', serial: '1', firmware: '2', capabilities: [] }));
+    pad.override('00', () => ({
+      id: '01',
+      model: 'OVR',
+      serial: '1',
+      firmware: '2',
+      capabilities: [],
+    }));
     expect(await pinPad.status()).toMatchObject({ model: 'OVR', capabilities: [] });
   });
 
@@ -230,7 +285,11 @@ describe('PinPad ⇄ virtual PIN pad: behaviours and faults (mock://)', () => {
   });
 
   it('unplug rejects the pending call with POS102; replug reconnects with backoff', async () => {
-    const { pad, pinPad } = await setup('mock', {}, { reconnect: { initialDelayMs: 5, maxDelayMs: 20 } });
+    const { pad, pinPad } = await setup(
+      'mock',
+      {},
+      { reconnect: { initialDelayMs: 5, maxDelayMs: 20 } },
+    );
     const states: string[] = [];
     pinPad.on('state', (s) => states.push(s));
     const pending = pinPad.readCard(readReq);
@@ -261,8 +320,17 @@ describe('PinPad ⇄ virtual PIN pad: behaviours and faults (mock://)', () => {
 
 describe('PinPad ⇄ virtual PIN pad over tcp://: disconnect', () => {
   it('a pad-side close is a disconnect (POS102) and the pad reconnects', async () => {
-    const { pad, pinPad } = await setup('tcp', {}, { reconnect: { initialDelayMs: 5, maxDelayMs: 20 } });
-    const pending = pinPad.readCard({ amountMinor: 1, currency: 'EUR', timeoutSeconds: 30, entryModes: ['C'] });
+    const { pad, pinPad } = await setup(
+      'tcp',
+      {},
+      { reconnect: { initialDelayMs: 5, maxDelayMs: 20 } },
+    );
+    const pending = pinPad.readCard({
+      amountMinor: 1,
+      currency: 'EUR',
+      timeoutSeconds: 30,
+      entryModes: ['C'],
+    });
     await once(pad, 'message');
     pad.injectFault({ kind: 'unplug' });
     await expect(pending).rejects.toMatchObject({ code: 'POS102' });
