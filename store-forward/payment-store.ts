@@ -462,13 +462,21 @@ export class PaymentStore {
    *   a second acknowledgement is harmless.
    * - an unknown key → `unknown_key`; a malformed result → `invalid`; neither throws.
    *
+   * When a record was acked, the WAL is then checkpointed and truncated: `secure_delete` zeroes
+   * the deleted sealed data in the database file, but the WAL would keep the frames that wrote
+   * it until they are overwritten (PCI DSS 4.0.1 req. 3.3.1 — not recoverable after
+   * authorization). If a reader holds the WAL, the checkpoint is skipped and the next one, or
+   * `close()`, does it.
+   *
    * @returns one {@link AppliedAck} per result, in order.
    */
   applyAcks(results: readonly AckResult[]): AppliedAck[] {
-    return this.#write(() => {
+    const applied = this.#write(() => {
       const at = this.#now();
       return results.map((result) => this.#applyAck(result, at));
     });
+    if (applied.some((a) => a.action === 'acked')) this.#purgeWal();
+    return applied;
   }
 
   /**
@@ -725,6 +733,14 @@ export class PaymentStore {
       );
     }
     return row;
+  }
+
+  #purgeWal(): void {
+    try {
+      this.#db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch (error) {
+      throw toAgentError(error);
+    }
   }
 
   #now(): string {

@@ -93,6 +93,7 @@ describe('no PAN reaches the database files', () => {
     const tokenKey = Buffer.alloc(32, 9);
     const vault = nacl.box.keyPair();
     const keys: string[] = [];
+    const sealedByKey = new Map<string, string>();
     for (const [i, [pan, brand]] of TEST_PANS.entries()) {
       for (let n = 0; n < 5; n++) {
         const key = `018f3a2c-0000-7000-8000-${String(i * 10 + n).padStart(12, '0')}`;
@@ -112,7 +113,7 @@ describe('no PAN reaches the database files', () => {
             entryMode: 'chip',
             cardholderName: 'DOE/JANE',
           },
-          sealed: seal(pan, vault.publicKey),
+          sealed: sealedByKey.set(key, seal(pan, vault.publicKey)).get(key),
         });
       }
     }
@@ -150,7 +151,15 @@ describe('no PAN reaches the database files', () => {
       })),
     ]);
 
+    const ackedSealed = keys.slice(0, 10).map((key) => sealedByKey.get(key) as string);
+    const unackedSealed = keys.slice(10).map((key) => sealedByKey.get(key) as string);
     const open = sweep(fx.dir);
+    // Sealed card data of acknowledged payments is gone from the files, not only from the table.
+    const raw = new Database(fx.path, { readonly: true });
+    expect(raw.prepare('SELECT count(*) AS n FROM sealed_cards').get()).toEqual({ n: 30 });
+    raw.close();
+    for (const blob of ackedSealed) expect(open.text.includes(blob)).toBe(false);
+    for (const blob of unackedSealed) expect(open.text.includes(blob)).toBe(true);
     expect(open.files).toContain('agent.db-wal');
     // The sweep reads the right bytes: the stored tokens and first 6 digits are there.
     expect(open.text).toContain(tokenOf('5555555555554444', tokenKey));
