@@ -164,13 +164,15 @@ function migrate(db: SqliteDatabase, path: string, migrations: readonly Migratio
       { details: { path, userVersion: current, latest } },
     );
   }
-  const pending = migrations.filter((m) => m.version > current);
-  if (pending.length === 0) return;
+  if (current === latest) return;
 
   let running: Migration | undefined;
   try {
     db.transaction(() => {
-      for (const migration of pending) {
+      // Read again under the write lock: another process (e.g. `pos-agent queue` started at the
+      // same moment) may have migrated between the first read and BEGIN IMMEDIATE.
+      const locked = db.pragma('user_version', { simple: true }) as number;
+      for (const migration of migrations.filter((m) => m.version > locked)) {
         running = migration;
         db.exec(migration.sql);
       }

@@ -213,7 +213,11 @@ const SQL = {
   releaseInFlight: `UPDATE outbox SET state = 'pending', batch_id = NULL, updated_at = ?
     WHERE state = 'in_flight'`,
   countByState: 'SELECT state, count(*) AS n FROM outbox GROUP BY state',
-  oldestQueued: `SELECT min(created_at) AS at FROM outbox WHERE state IN ('pending', 'in_flight')`,
+  // The first record of each undelivered state by seq (index outbox_by_state), not a scan.
+  oldestQueued: `SELECT min(at) AS at FROM (
+      SELECT * FROM (SELECT created_at AS at FROM outbox WHERE state = 'pending' ORDER BY seq LIMIT 1)
+      UNION ALL
+      SELECT * FROM (SELECT created_at AS at FROM outbox WHERE state = 'in_flight' ORDER BY seq LIMIT 1))`,
 } as const;
 
 type Statements = { [K in keyof typeof SQL]: Database.Statement };
@@ -436,7 +440,7 @@ export class PaymentStore {
     }
     this.#write(() => {
       const at = this.#now();
-      for (const key of keys) {
+      for (const key of new Set(keys)) {
         const row = this.#outboxRow(key);
         if (row.state !== 'pending' && row.state !== 'in_flight') continue;
         this.#stmts.setInFlight.run(batchId, at, key);
@@ -515,7 +519,10 @@ export class PaymentStore {
     });
   }
 
-  /** Outbox counts per state and the `at` of the oldest record still to deliver. */
+  /**
+   * Outbox counts per state and `oldestAt`: the `at` of the first record, in `seq` order, that
+   * is still to deliver (`pending` or `in_flight`); `null` when there is none.
+   */
   queueStats(): QueueStats {
     return this.#read(() => {
       const counts: Record<OutboxState, number> = { pending: 0, in_flight: 0, acked: 0, dead: 0 };
@@ -719,7 +726,11 @@ export class PaymentStore {
 
   #deadLetter(row: OutboxRow, reason: string, at: string, code: string | undefined): void {
     this.#stmts.setDead.run(reason, at, row.key);
-    this.#record(row.payment_id, 'dead_lettered', at, { key: row.key, reason, code });
+    this.#record(row.payment_id, 'dead_lettered', at, {
+      key: row.key,
+      reason,
+      code: code === undefined ? undefined : safeReason(code).slice(0, 64),
+    });
   }
 
   #outboxRow(key: string): OutboxRow {
