@@ -1,0 +1,183 @@
+/**
+ * The composition root (DESIGN §1): wires the PIN pad (drivers), the store (store-forward), the
+ * MQTT sync (cloud-sync) and the local API into one running agent.
+ *
+ * Start-up order, and why:
+ * 1. store — open, migrate, verify the hash chain, put `in_flight` records back to `pending`
+ *    (a crash between publish and acknowledgement must resend, never lose; the cloud dedupes).
+ * 2. MQTT session and sync worker — start draining what is stored, even if the PIN pad is gone.
+ * 3. PIN pad — open; a missing pad is reported in `/v1/status`, reopened with backoff, and does
+ *    not stop the agent (payments answer POS430 meanwhile).
+ * 4. local API — last, so the POS app only gets answers from a complete agent.
+ */
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { type Clock, systemClock } from '../common/clock.js';
+import { CardBoundary } from '../drivers/boundary/card-boundary.js';
+import { PinPad } from '../drivers/pinpad/pin-pad.js';
+import { createTransport } from '../drivers/transport/transport.js';
+import { keyId } from '../cloud-sync/envelope.js';
+import { MqttSession } from '../cloud-sync/mqtt-session.js';
+import { SyncWorker } from '../cloud-sync/sync-worker.js';
+import { PaymentStore } from '../store-forward/payment-store.js';
+import { buildApi, type AgentStatus } from './api.js';
+import type { AgentConfig } from './config.js';
+import { ensurePrivateDir, type TerminalKeys } from './keys.js';
+import type { Logger } from './logger.js';
+import { PaymentService } from './payment-service.js';
+import path from 'node:path';
+
+/** The agent's version, from package.json, reported in status messages. */
+export const AGENT_VERSION: string = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  }
+).version;
+
+/** A running agent. */
+export interface RunningAgent {
+  /** Base URL of the local API, e.g. `http://127.0.0.1:7420`. */
+  apiUrl: string;
+  /** The bearer token of the local API. */
+  apiToken: string;
+  store: PaymentStore;
+  payments: PaymentService;
+  worker: SyncWorker;
+  /** What `GET /v1/status` answers. */
+  status(): AgentStatus;
+  /** Stops the API, the PIN pad, the sync and closes the database, in that order. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the agent.
+ *
+ * @param config — validated configuration ({@link AgentConfig}).
+ * @param keys — the terminal's keys ({@link TerminalKeys}).
+ * @throws AgentError POS2xx when the database cannot be opened or fails its checks,
+ *   POS503 when the data directory cannot be created. A missing PIN pad or broker is not an error
+ *   at start-up: both are retried and shown in the status.
+ */
+export async function startAgent(options: {
+  config: AgentConfig;
+  keys: TerminalKeys;
+  logger: Logger;
+  clock?: Clock;
+}): Promise<RunningAgent> {
+  const { config, keys, logger } = options;
+  const clock = options.clock ?? systemClock;
+  ensurePrivateDir(config.dataDir);
+
+  const store = PaymentStore.open({ path: path.join(config.dataDir, 'agent.db'), clock });
+  const chain = store.verifyChain();
+  if (!chain.ok) {
+    logger.error(
+      { problems: chain.problems },
+      'the event hash chain does not verify; run "pos-agent verify"',
+    );
+  }
+  const released = store.releaseInFlight();
+  if (released > 0)
+    logger.info({ released }, 'records in flight at the last stop will be sent again');
+
+  const session = new MqttSession({
+    url: config.broker.url,
+    clientId: config.deviceId,
+    keepaliveSeconds: config.broker.keepaliveSeconds,
+    reconnectPeriodMs: config.broker.reconnectPeriodMs,
+  });
+  const worker = new SyncWorker({
+    session,
+    source: store,
+    deviceId: config.deviceId,
+    topicPrefix: config.broker.topicPrefix,
+    signer: { kid: keyId(keys.devicePublicKey), secretKey: keys.deviceSecretKey },
+    cloudPublicKeys: new Map([[keyId(keys.cloudPublicKey), keys.cloudPublicKey]]),
+    maxMessageBytes: config.sync.maxMessageBytes,
+    maxInFlightBatches: config.sync.maxInFlightBatches,
+    ackTimeoutMs: config.sync.ackTimeoutMs,
+    version: AGENT_VERSION,
+    clock,
+  });
+  worker.on('acked', (results) => {
+    for (const r of results)
+      logger.info(
+        { idempotencyKey: r.key, status: r.status, outcome: r.outcome },
+        'cloud acknowledged',
+      );
+  });
+  session.connect();
+  worker.start();
+
+  const boundary = new CardBoundary({
+    tokenKey: keys.tokenKey,
+    vaultPublicKey: keys.vaultPublicKey,
+    allowCardholderName: config.card.allowCardholderName,
+    allowFallbackSwipe: config.card.allowFallbackSwipe,
+  });
+  let pinPad: PinPad | undefined;
+  let pinPadState = 'connecting';
+  try {
+    pinPad = await PinPad.open({
+      transport: createTransport(config.pinPad.path, { baudRate: config.pinPad.baudRate }),
+      boundary,
+      link: {
+        ackTimeoutMs: config.pinPad.ackTimeoutMs,
+        interByteTimeoutMs: config.pinPad.interByteTimeoutMs,
+        maxTransmissions: config.pinPad.maxTransmissions,
+      },
+      responseTimeoutMs: config.pinPad.responseTimeoutMs,
+      clock,
+    });
+    pinPadState = 'connected';
+    pinPad.on('state', (state: string) => {
+      pinPadState = state;
+      logger.info({ device: 'pinPad', state }, 'PIN pad state');
+    });
+  } catch (error) {
+    pinPadState = 'disconnected';
+    logger.error({ err: error, path: config.pinPad.path }, 'cannot open the PIN pad');
+  }
+
+  const payments = new PaymentService({
+    store,
+    pinPad: () => (pinPadState === 'connected' ? pinPad : undefined),
+    notifySync: () => worker.notify(),
+    logger,
+    cardReadTimeoutSeconds: config.pinPad.cardReadTimeoutSeconds,
+  });
+
+  const status = (): AgentStatus => ({
+    deviceId: config.deviceId,
+    version: AGENT_VERSION,
+    devices: [{ name: 'pinPad', path: config.pinPad.path, state: pinPadState }],
+    link: { state: session.connected ? 'online' : 'offline', broker: config.broker.url },
+    queue: store.queueStats(),
+  });
+
+  const api = buildApi({ apiToken: keys.apiToken, payments, store, status, logger });
+  await api.listen({ host: config.api.host, port: config.api.port });
+  const address = api.server.address() as AddressInfo;
+  const apiUrl = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  logger.info(
+    { apiUrl, deviceId: config.deviceId, kid: keyId(keys.devicePublicKey) },
+    'agent started',
+  );
+
+  return {
+    apiUrl,
+    apiToken: keys.apiToken,
+    store,
+    payments,
+    worker,
+    status,
+    async stop() {
+      await api.close();
+      await pinPad?.close().catch(() => undefined);
+      await worker.stop();
+      await session.end();
+      store.close();
+      logger.info('agent stopped');
+    },
+  };
+}

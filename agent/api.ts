@@ -1,0 +1,213 @@
+/**
+ * The local API for the POS app (DESIGN §6): HTTP with JSON on loopback, bearer token from the
+ * keys directory, errors as `{ error: { code, message } }`.
+ *
+ * | route | answer |
+ * |-------|--------|
+ * | `POST /v1/payments` (`Idempotency-Key` header) `{ amount, currency, reference? }` | 201 new, 200 retry of a known key |
+ * | `GET /v1/payments/:id` | the payment |
+ * | `GET /v1/payments?state=…&idempotencyKey=…` | `{ payments: [...] }` |
+ * | `GET /v1/status` | devices, link state, queue |
+ *
+ * Responses carry the card token, brand, first 6 and last 4 only (PCI DSS 4.0.1 req. 3.4.1).
+ */
+import { timingSafeEqual, createHash } from 'node:crypto';
+import Fastify, { type FastifyReply } from 'fastify';
+import { z } from 'zod';
+import { AgentError } from '../common/agent-error.js';
+import type { Payment, PaymentStore } from '../store-forward/payment-store.js';
+import type { Logger } from './logger.js';
+import type { PaymentService } from './payment-service.js';
+
+/** What `GET /v1/status` reports; the agent fills it in. */
+export interface AgentStatus {
+  deviceId: string;
+  version: string;
+  /** Each device's state, e.g. `{ name: 'pinPad', path, state: 'connected' }`. */
+  devices: Array<{ name: string; path: string; state: string }>;
+  /** The MQTT link: `online` when connected to the broker. */
+  link: { state: 'online' | 'offline'; broker: string };
+  /** Outbox: records not yet acknowledged, dead records, age of the oldest. */
+  queue: { depth: number; inFlight: number; dead: number; acked: number; oldestAt: string | null };
+}
+
+const PaymentBody = z
+  .object({
+    amount: z
+      .number()
+      .int('amount must be an integer count of minor units, e.g. 1250 for 12.50')
+      .positive('amount must be greater than 0')
+      .max(99_999_999_999),
+    currency: z
+      .string()
+      .regex(/^[A-Z]{3}$/, 'currency must be an ISO 4217 code in upper case, e.g. EUR'),
+    reference: z.string().min(1).max(64).optional(),
+  })
+  .strict();
+
+const ListQuery = z
+  .object({
+    state: z.string().optional(),
+    idempotencyKey: z.string().optional(),
+    limit: z.coerce.number().int().min(1).max(1000).default(100),
+  })
+  .strict();
+
+const IdempotencyKey = z
+  .string()
+  .regex(
+    /^[\x21-\x7e]{8,128}$/,
+    'Idempotency-Key must be 8–128 printable ASCII characters without spaces (a UUID works)',
+  );
+
+/** HTTP status for an error code; unknown codes are 500. */
+const STATUS_BY_CODE: Record<string, number> = {
+  POS400: 400,
+  POS401: 401,
+  POS404: 404,
+  POS409: 409,
+  POS210: 409,
+  POS410: 409,
+  POS420: 422,
+  POS430: 503,
+  POS211: 404,
+};
+
+/**
+ * The JSON shape of a payment for the POS app: amounts in minor units, times in ISO 8601 UTC.
+ */
+export function toApiPayment(payment: Payment): Record<string, unknown> {
+  return {
+    id: payment.id,
+    idempotencyKey: payment.idempotencyKey,
+    state: payment.state,
+    amount: payment.amountMinor,
+    currency: payment.currency,
+    reference: payment.reference ?? null,
+    card: {
+      token: payment.card.token,
+      brand: payment.card.brand,
+      first6: payment.card.first6,
+      last4: payment.card.last4,
+      expiryMonth: payment.card.expiryMonth,
+      expiryYear: payment.card.expiryYear,
+      entryMode: payment.card.entryMode,
+    },
+    authCode: payment.authCode ?? null,
+    declineCode: payment.declineCode ?? null,
+    createdAt: payment.createdAt,
+    updatedAt: payment.updatedAt,
+  };
+}
+
+/**
+ * Builds the API server (not yet listening).
+ *
+ * @param deps.apiToken — the bearer token; compared in constant time.
+ * @param deps.status — fills in `GET /v1/status`.
+ */
+export function buildApi(deps: {
+  apiToken: string;
+  payments: PaymentService;
+  store: PaymentStore;
+  status: () => AgentStatus;
+  logger: Logger;
+}) {
+  const app = Fastify({
+    loggerInstance: deps.logger.child({ component: 'api' }),
+    disableRequestLogging: true,
+    bodyLimit: 16_384,
+  });
+  const expected = createHash('sha256').update(deps.apiToken).digest();
+
+  const fail = (reply: FastifyReply, error: AgentError): FastifyReply =>
+    reply.code(STATUS_BY_CODE[error.code] ?? 500).send({
+      error: {
+        code: error.code,
+        message: error.reason,
+        ...(error.details ? { details: error.details } : {}),
+      },
+    });
+
+  app.addHook('onRequest', async (request, reply) => {
+    const header = request.headers.authorization ?? '';
+    const match = /^Bearer (.+)$/.exec(header);
+    const given = createHash('sha256')
+      .update(match?.[1] ?? '')
+      .digest();
+    if (match === null || !timingSafeEqual(given, expected)) {
+      return fail(
+        reply,
+        new AgentError(
+          'POS401',
+          'missing or wrong bearer token; send "Authorization: Bearer <token from api.token>"',
+        ),
+      );
+    }
+    return undefined;
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    if (error instanceof AgentError) return fail(reply, error);
+    const status = (error as { statusCode?: number }).statusCode;
+    if (status !== undefined && status >= 400 && status < 500) {
+      return fail(reply, new AgentError('POS400', `bad request: ${(error as Error).message}`));
+    }
+    request.log.error({ err: error }, 'unexpected error');
+    return fail(
+      reply,
+      new AgentError('POS499', `internal error (request ${request.id}); see the agent log`),
+    );
+  });
+
+  app.post('/v1/payments', async (request, reply) => {
+    const body = PaymentBody.safeParse(request.body);
+    if (!body.success) throw badRequest(body.error);
+    const keyHeader = request.headers['idempotency-key'];
+    let idempotencyKey: string | undefined;
+    if (keyHeader !== undefined) {
+      const key = IdempotencyKey.safeParse(keyHeader);
+      if (!key.success) throw badRequest(key.error);
+      idempotencyKey = key.data;
+    }
+    const { payment, created } = await deps.payments.takePayment({
+      amountMinor: body.data.amount,
+      currency: body.data.currency,
+      reference: body.data.reference,
+      idempotencyKey,
+    });
+    return reply.code(created ? 201 : 200).send(toApiPayment(payment));
+  });
+
+  app.get('/v1/payments/:id', async (request) => {
+    const { id } = request.params as { id: string };
+    const payment = deps.store.getPayment(id);
+    if (payment === undefined) throw new AgentError('POS404', `no payment with id ${id}`);
+    return toApiPayment(payment);
+  });
+
+  app.get('/v1/payments', async (request) => {
+    const query = ListQuery.safeParse(request.query);
+    if (!query.success) throw badRequest(query.error);
+    if (query.data.idempotencyKey !== undefined) {
+      const payment = deps.store.getPaymentByKey(query.data.idempotencyKey);
+      return { payments: payment === undefined ? [] : [toApiPayment(payment)] };
+    }
+    const payments = deps.store.listPayments({
+      ...(query.data.state !== undefined ? { state: query.data.state as Payment['state'] } : {}),
+      limit: query.data.limit,
+    });
+    return { payments: payments.map(toApiPayment) };
+  });
+
+  app.get('/v1/status', async () => deps.status());
+
+  return app;
+}
+
+function badRequest(error: z.ZodError): AgentError {
+  const problems = error.issues.map(
+    (i) => `${i.path.length > 0 ? i.path.join('.') : 'body'}: ${i.message}`,
+  );
+  return new AgentError('POS400', `bad request: ${problems.join('; ')}`, { details: { problems } });
+}

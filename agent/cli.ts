@@ -1,0 +1,151 @@
+#!/usr/bin/env node
+/**
+ * `pos-agent`: the command line of the agent, for field techs and developers (DESIGN §1, §7).
+ *
+ * | command | what |
+ * |---------|------|
+ * | `pos-agent demo` | the whole path on the built-in simulator; exit 0 only if nothing was lost |
+ * | `pos-agent run --config FILE` | the agent as a service |
+ * | `pos-agent init-dev --dir DIR` | a development config and key set (and the simulator's cloud keys) |
+ * | `pos-agent sim pinpad --listen tcp://127.0.0.1:7421` | a virtual PIN pad on TCP (and a pty with `--pty`) |
+ * | `pos-agent sim broker --port 1883` | the embedded MQTT broker |
+ * | `pos-agent sim cloud --broker URL --keys DIR` | the cloud core simulator |
+ *
+ * Errors print as `error POSxxx: message` and exit with status 2 for bad usage or config, 1 for
+ * a failed run.
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { isAgentError } from '../common/agent-error.js';
+import { AGENT_VERSION } from './agent.js';
+
+const program = new Command()
+  .name('pos-agent')
+  .description('POS edge agent: PIN pads and card readers, store-and-forward, MQTT sync')
+  .version(AGENT_VERSION)
+  .showHelpAfterError();
+
+const positiveInt = (value: string): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+};
+
+program
+  .command('demo')
+  .description(
+    'run the whole path on the built-in simulator: PIN pad, broker, cloud core, an outage',
+  )
+  .option('--payments <n>', 'payments before the outage', positiveInt, 6)
+  .option('--outage-payments <n>', 'payments taken while the broker is down', positiveInt, 3)
+  .option('--data-dir <dir>', 'data directory (default: a fresh temporary one)')
+  .option(
+    '--transport <kind>',
+    'how the virtual PIN pad is connected: auto, pty, tcp or mock',
+    'auto',
+  )
+  .action(
+    async (options: {
+      payments: number;
+      outagePayments: number;
+      dataDir?: string;
+      transport: string;
+    }) => {
+      const { runDemo } = await import('./demo.js');
+      const ok = await runDemo({
+        payments: options.payments,
+        outagePayments: options.outagePayments,
+        dataDir: options.dataDir,
+        transport: parseTransport(options.transport),
+        out: process.stdout,
+      });
+      process.exitCode = ok ? 0 : 1;
+    },
+  );
+
+program
+  .command('run')
+  .description('run the agent as a service')
+  .requiredOption('--config <file>', 'config file (JSON)')
+  .action(async (options: { config: string }) => {
+    const { runService } = await import('./service.js');
+    await runService(options.config);
+  });
+
+program
+  .command('init-dev')
+  .description(
+    'write a development config, terminal keys and the simulator cloud keys into a directory',
+  )
+  .requiredOption('--dir <dir>', 'directory to create')
+  .option('--device-id <id>', 'device id', 'dev-terminal-1')
+  .option('--pinpad <path>', 'PIN pad path', 'tcp://127.0.0.1:7421')
+  .option('--broker <url>', 'broker URL', 'mqtt://127.0.0.1:1883')
+  .option('--api-port <port>', 'local API port', positiveInt, 7420)
+  .action(
+    async (options: {
+      dir: string;
+      deviceId: string;
+      pinpad: string;
+      broker: string;
+      apiPort: number;
+    }) => {
+      const { initDev } = await import('./service.js');
+      initDev(options, process.stdout);
+    },
+  );
+
+const sim = program
+  .command('sim')
+  .description('the simulator: virtual PIN pad, broker, cloud core');
+
+sim
+  .command('pinpad')
+  .description(
+    'serve a virtual PIN pad; cards are presented automatically (test Visa) unless --card is given',
+  )
+  .option('--listen <url>', 'tcp://host:port to listen on', 'tcp://127.0.0.1:7421')
+  .option('--pty <dir>', 'also expose it as a pseudo-terminal (socat) at DIR/pad')
+  .option(
+    '--card <name>',
+    'test card presented for every read (see simulator/test-cards.ts)',
+    'visa',
+  )
+  .action(async (options: { listen: string; pty?: string; card: string }) => {
+    const { simPinPad } = await import('./sim-commands.js');
+    await simPinPad(options, process.stdout);
+  });
+
+sim
+  .command('broker')
+  .description('run the embedded MQTT 3.1.1 broker (aedes) on loopback')
+  .option('--port <port>', 'TCP port', positiveInt, 1883)
+  .action(async (options: { port: number }) => {
+    const { simBroker } = await import('./sim-commands.js');
+    await simBroker(options, process.stdout);
+  });
+
+sim
+  .command('cloud')
+  .description('run the cloud core simulator against a broker')
+  .requiredOption('--keys <dir>', 'the simulator keys directory written by init-dev (DIR/cloud)')
+  .option('--broker <url>', 'broker URL', 'mqtt://127.0.0.1:1883')
+  .option('--topic-prefix <prefix>', 'topic prefix', 'pos/v1')
+  .action(async (options: { keys: string; broker: string; topicPrefix: string }) => {
+    const { simCloud } = await import('./sim-commands.js');
+    await simCloud(options, process.stdout);
+  });
+
+function parseTransport(value: string): 'auto' | 'pty' | 'tcp' | 'mock' {
+  if (value === 'auto' || value === 'pty' || value === 'tcp' || value === 'mock') return value;
+  throw new InvalidArgumentError(`--transport must be auto, pty, tcp or mock, not "${value}"`);
+}
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  if (isAgentError(error)) {
+    process.stderr.write(`error ${error.code}: ${error.reason}\n`);
+    process.exitCode = error.code.startsWith('POS5') ? 2 : 1;
+  } else {
+    process.stderr.write(`error: ${(error as Error).stack ?? String(error)}\n`);
+    process.exitCode = 1;
+  }
+});

@@ -1,0 +1,84 @@
+/**
+ * `pos-agent run` and `pos-agent init-dev`.
+ */
+import { existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { AgentError } from '../common/agent-error.js';
+import { startAgent } from './agent.js';
+import { loadConfig, type AgentConfigInput } from './config.js';
+import {
+  ensurePrivateDir,
+  generateDevelopmentKeys,
+  loadTerminalKeys,
+  writeCloudSideKeys,
+} from './keys.js';
+import { createLogger } from './logger.js';
+
+/**
+ * Runs the agent until SIGINT or SIGTERM.
+ *
+ * @throws AgentError POS501 (config), POS502 (keys), POS2xx (database) before anything starts.
+ */
+export async function runService(configFile: string): Promise<void> {
+  const config = loadConfig(configFile);
+  const keys = loadTerminalKeys(config.keysDir);
+  const logger = createLogger({ level: config.log.level, file: config.log.file });
+  const agent = await startAgent({ config, keys, logger });
+  process.stderr.write(`pos-agent ${config.deviceId}: local API on ${agent.apiUrl}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await agent.stop();
+}
+
+/**
+ * Writes a development setup into `dir`: `config.json`, `keys/` (the terminal's keys), `cloud/`
+ * (the simulator's secret keys and the device's public key), `data/`. Prints how to start the
+ * pieces.
+ *
+ * @throws AgentError POS503 when `dir` already holds a config.
+ */
+export function initDev(
+  options: { dir: string; deviceId: string; pinpad: string; broker: string; apiPort: number },
+  out: NodeJS.WritableStream,
+): void {
+  const dir = path.resolve(options.dir);
+  const configFile = path.join(dir, 'config.json');
+  if (existsSync(configFile)) {
+    throw new AgentError(
+      'POS503',
+      `${configFile} exists already; choose another --dir or delete it`,
+    );
+  }
+  ensurePrivateDir(dir);
+  const { terminal, cloud } = generateDevelopmentKeys(path.join(dir, 'keys'));
+  writeCloudSideKeys(path.join(dir, 'cloud'), {
+    ...cloud,
+    devicePublicKeys: { [options.deviceId]: terminal.devicePublicKey },
+  });
+  const config: AgentConfigInput = {
+    deviceId: options.deviceId,
+    dataDir: 'data',
+    keysDir: 'keys',
+    pinPad: { path: options.pinpad },
+    broker: { url: options.broker },
+    api: { host: '127.0.0.1', port: options.apiPort },
+    log: { level: 'info', file: 'agent.log' },
+  };
+  writeFileSync(configFile, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  out.write(
+    [
+      `wrote ${configFile}, ${path.join(dir, 'keys')}/ and ${path.join(dir, 'cloud')}/`,
+      'start, each in its own terminal:',
+      `  pos-agent sim broker --port ${new URL(options.broker).port || 1883}`,
+      `  pos-agent sim cloud --broker ${options.broker} --keys ${path.join(dir, 'cloud')}`,
+      `  pos-agent sim pinpad --listen ${options.pinpad}`,
+      `  pos-agent run --config ${configFile}`,
+      `then: curl -H "Authorization: Bearer $(cat ${path.join(dir, 'keys', 'api.token')})" -H 'Content-Type: application/json' \\`,
+      `        -d '{"amount":1250,"currency":"EUR"}' http://127.0.0.1:${options.apiPort}/v1/payments`,
+      '',
+    ].join('\n'),
+  );
+}
