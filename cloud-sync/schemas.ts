@@ -336,8 +336,8 @@ export const AckResultSchema = z.object({
   code: z.string().max(64).optional(),
   reason: z.string().max(512).optional(),
   outcome: OutcomeSchema.optional(),
-  authCode: z.string().max(12).optional(),
-  declineCode: z.string().max(8).optional(),
+  authCode: z.string().max(16).optional(),
+  declineCode: z.string().max(32).optional(),
 });
 /** {@link AckResultSchema}. */
 export type AckResult = z.infer<typeof AckResultSchema>;
@@ -354,8 +354,8 @@ export type Acks = z.infer<typeof AcksSchema>;
 export const AuthResponseSchema = z.object({
   key: IdempotencyKeySchema,
   outcome: OutcomeSchema,
-  authCode: z.string().max(12).optional(),
-  declineCode: z.string().max(8).optional(),
+  authCode: z.string().max(16).optional(),
+  declineCode: z.string().max(32).optional(),
 });
 /** {@link AuthResponseSchema}. */
 export type AuthResponse = z.infer<typeof AuthResponseSchema>;
