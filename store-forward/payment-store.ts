@@ -552,10 +552,8 @@ export class PaymentStore {
    */
   verifyChain(): ChainReport {
     return this.#read(() => {
-      const problems: string[] = [];
-      const note = (text: string) => {
-        problems.push(`${text} (POS220)`);
-      };
+      const problems = new Problems();
+      const note = (text: string) => problems.add(`${text} (POS220)`);
       const head = this.#stmts.chainHead.get() as { seq: number; hash: Buffer } | undefined;
       let expectedSeq = 1;
       let prev: Buffer = GENESIS_HASH;
@@ -596,8 +594,8 @@ export class PaymentStore {
             'events at the end are missing or were replaced',
         );
       }
-      if (problems.length === 0) return { ok: true, events };
-      return { ok: false, problems: capped(problems) };
+      if (problems.empty) return { ok: true, events };
+      return { ok: false, problems: problems.list() };
     });
   }
 
@@ -610,7 +608,7 @@ export class PaymentStore {
    */
   checkProjection(): ProjectionReport {
     return this.#read(() => {
-      const problems: string[] = [];
+      const problems = new Problems();
       let payments = 0;
       let after = '';
       for (;;) {
@@ -627,12 +625,12 @@ export class PaymentStore {
         for (const row of page) {
           payments++;
           const problem = projectionProblem(row, byPayment.get(row.id) ?? []);
-          if (problem !== undefined) problems.push(`${problem} (POS221)`);
+          if (problem !== undefined) problems.add(`${problem} (POS221)`);
         }
         after = last.id;
       }
-      if (problems.length === 0) return { ok: true, payments };
-      return { ok: false, problems: capped(problems) };
+      if (problems.empty) return { ok: true, payments };
+      return { ok: false, problems: problems.list() };
     });
   }
 
@@ -859,12 +857,20 @@ function ackProblem(result: AckResult): string | undefined {
   return undefined;
 }
 
-function capped(problems: string[]): string[] {
-  if (problems.length <= MAX_PROBLEMS) return problems;
-  return [
-    ...problems.slice(0, MAX_PROBLEMS),
-    `… and ${problems.length - MAX_PROBLEMS} more problems`,
-  ];
+/** Collects at most {@link MAX_PROBLEMS} sentences and counts the rest, so memory stays flat. */
+class Problems {
+  readonly #list: string[] = [];
+  #more = 0;
+  add(text: string): void {
+    if (this.#list.length < MAX_PROBLEMS) this.#list.push(text);
+    else this.#more++;
+  }
+  get empty(): boolean {
+    return this.#list.length === 0;
+  }
+  list(): string[] {
+    return this.#more === 0 ? this.#list : [...this.#list, `… and ${this.#more} more problems`];
+  }
 }
 
 const PAYMENT_FIELDS = [
@@ -899,7 +905,13 @@ function projectionProblem(row: PaymentRow, events: readonly EventRow[]): string
     }
   }
   if (projected === undefined) return `payment ${row.id} has no creating event`;
-  const stored = toPayment(row);
+  let stored: Payment;
+  try {
+    stored = toPayment(row);
+  } catch (error) {
+    if (!isAgentError(error)) throw error;
+    return `payment ${row.id}: the row cannot be read: ${error.reason}`;
+  }
   const differing = PAYMENT_FIELDS.filter(
     (field) => canonicalJson(stored[field] ?? null) !== canonicalJson(projected[field] ?? null),
   );

@@ -156,6 +156,16 @@ describe('verifyChain', () => {
     ]);
   });
 
+  it('reports at most 100 problems and counts the rest', () => {
+    fx = freshStore();
+    for (let i = 0; i < 120; i++) fx.store.createPayment(newPayment(`key-${i}`));
+    tamper(fx.path, "UPDATE events SET at = '2020-01-01T00:00:00.000Z'", 'events_no_update');
+    const report = fx.store.verifyChain();
+    const problems = report.ok ? [] : report.problems;
+    expect(problems).toHaveLength(101);
+    expect(problems[100]).toBe('… and 20 more problems');
+  });
+
   it('keeps working after a detected problem: new events still chain to the head', () => {
     const { store } = populated();
     store.createPayment(newPayment('key-d'));
