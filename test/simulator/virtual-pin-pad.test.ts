@@ -335,7 +335,34 @@ describe('PinPad ⇄ virtual PIN pad over tcp://: disconnect', () => {
     pad.injectFault({ kind: 'unplug' });
     await expect(pending).rejects.toMatchObject({ code: 'POS102' });
     pad.replug();
-    await until(() => pinPad.state === 'connected');
+    // pad.connected: a live (not refused) connection exists, so the old one was already closed.
+    await until(() => pad.connected && pinPad.state === 'connected');
     await expect(pinPad.status()).resolves.toMatchObject({ model: 'VPP-100' });
+  });
+});
+
+describe('PinPad ⇄ virtual PIN pad over a real pty (socat)', () => {
+  it.skipIf(!socat)('the pty path can be opened again after the agent closed it', async () => {
+    const pad = new VirtualPinPad();
+    const server = await servePty(pad);
+    cleanups.push(() => server.stop());
+    const boundary = new CardBoundary({ tokenKey, vaultPublicKey: vault.publicKey });
+    for (let round = 0; round < 2; round++) {
+      // socat starts again after each close; until it has, the link may still point at the old
+      // pty (open fails, or opens and drops at once), which the reconnect loop absorbs.
+      let pinPad: PinPad | undefined;
+      while (pinPad === undefined)
+        pinPad = await PinPad.open({
+          transport: createTransport(server.url),
+          boundary,
+          reconnect: { initialDelayMs: 10, maxDelayMs: 50 },
+        }).catch(() => new Promise<undefined>((resolve) => setTimeout(resolve, 20)));
+      const opened = pinPad;
+      await until(() => pad.connected && opened.state === 'connected');
+      await expect(opened.status()).resolves.toMatchObject({ model: 'VPP-100' });
+      await opened.close();
+      await until(() => !pad.connected);
+    }
+    expect(pad.received.map((m) => m.id)).toEqual(['00', '00']);
   });
 });
