@@ -356,7 +356,9 @@ describe('PinPad ⇄ virtual PIN pad over a real pty (socat)', () => {
           transport: createTransport(server.url),
           boundary,
           reconnect: { initialDelayMs: 10, maxDelayMs: 50 },
-        }).catch(() => new Promise<undefined>((resolve) => setTimeout(resolve, 20)));
+        }).catch(
+          () => new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 20)),
+        );
       const opened = pinPad;
       await until(() => pad.connected && opened.state === 'connected');
       await expect(opened.status()).resolves.toMatchObject({ model: 'VPP-100' });
