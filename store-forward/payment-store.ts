@@ -44,6 +44,7 @@ import {
 import { applyEvent } from './projection.js';
 import { checkInteger, checkNewPayment, safeReason } from './validate.js';
 
+/** The store's types, re-exported so callers import them with the store (they live in model.ts). */
 export type {
   AckResult,
   AppliedAck,
