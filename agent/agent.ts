@@ -27,12 +27,24 @@ import type { Logger } from './logger.js';
 import { PaymentService } from './payment-service.js';
 import path from 'node:path';
 
-/** The agent's version, from package.json, reported in status messages. */
-export const AGENT_VERSION: string = (
-  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-    version: string;
+/**
+ * The agent's version, from package.json, reported in status messages. The file is one folder
+ * up from the sources and two from the build (`dist/agent/`).
+ */
+export const AGENT_VERSION: string = (() => {
+  for (const relative of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(relative, import.meta.url), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === 'pos-edge-agent' && pkg.version !== undefined) return pkg.version;
+    } catch {
+      // try the next candidate
+    }
   }
-).version;
+  return '0.0.0-unknown';
+})();
 
 /** A running agent. */
 export interface RunningAgent {

@@ -12,7 +12,7 @@
  * Responses carry the card token, brand, first 6 and last 4 only (PCI DSS 4.0.1 req. 3.4.1).
  */
 import { timingSafeEqual, createHash } from 'node:crypto';
-import Fastify, { type FastifyReply } from 'fastify';
+import Fastify, { LogController, type FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { AgentError } from '../common/agent-error.js';
 import type { Payment, PaymentStore } from '../store-forward/payment-store.js';
@@ -115,7 +115,7 @@ export function buildApi(deps: {
 }) {
   const app = Fastify({
     loggerInstance: deps.logger.child({ component: 'api' }),
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 16_384,
   });
   const expected = createHash('sha256').update(deps.apiToken).digest();

@@ -251,7 +251,10 @@ export const PinBlockSchema = z.strictObject({
  * - `seq`: per-device sequence number, integer ≥ 1, strictly increasing in a batch.
  * - `type`: `payment` (authorize/store) or `void`.
  * - `at`: when the record was written, ISO 8601 UTC.
- * - `chain`: the event's hash in the store's hash chain, 64 lower-case hex (SHA-256).
+ * - `chain`: the event's hash in the store's hash chain: SHA-256 as 43 characters of unpadded
+ *   base64url (RFC 4648 §5). Not hex: a 64-digit hex string holds a Luhn-valid run of 13–19
+ *   decimal digits often enough that PAN scanners (ours, DESIGN §2, and a PCI DLP tool's) would
+ *   flag real traffic; base64url makes such a run vanishingly rare.
  */
 export const OutboxRecordSchema = z.strictObject({
   key: IdempotencyKeySchema,
@@ -263,7 +266,7 @@ export const OutboxRecordSchema = z.strictObject({
   sealed: SealedSchema.optional(),
   sred: SredSchema.optional(),
   pinBlock: PinBlockSchema.optional(),
-  chain: z.string().regex(/^[0-9a-f]{64}$/, 'SHA-256 as 64 lower-case hex digits'),
+  chain: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'SHA-256 as 43 characters of unpadded base64url'),
 });
 /** {@link OutboxRecordSchema}; the record type of {@link OutboxSource} (sync-worker.ts). */
 export type OutboxRecord = z.infer<typeof OutboxRecordSchema>;

@@ -228,7 +228,10 @@ export interface OutboxRecord {
   card: Omit<PaymentCard, 'cardholderName'>;
   sealed?: string;
   sred?: SredData;
-  /** Lower-case hex of the hash of the payment's `payment_stored` event (64 characters). */
+  /**
+   * Hash of the payment's `payment_stored` event as unpadded base64url (43 characters); not hex,
+   * whose digit runs can look like a PAN to a scanner (see cloud-sync's OutboxRecordSchema).
+   */
   chain: string;
 }
 

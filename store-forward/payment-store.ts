@@ -1022,7 +1022,7 @@ function toOutboxRecord(row: PendingRow): OutboxRecord {
       createdAt: row.payment_created_at,
     },
     card,
-    chain: row.chain.toString('hex'),
+    chain: row.chain.toString('base64url'),
   };
   if (row.reference !== null) record.payment.reference = row.reference;
   if (row.sealed !== null) record.sealed = row.sealed;

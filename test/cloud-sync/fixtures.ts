@@ -34,7 +34,7 @@ export function makeRecord(seq: number, overrides: Partial<OutboxRecord> = {}): 
       entryMode: 'chip',
     },
     sealed: Buffer.alloc(120, seq % 256).toString('base64'),
-    chain: createHash('sha256').update(String(seq)).digest('hex'),
+    chain: createHash('sha256').update(String(seq)).digest('base64url'),
     ...overrides,
   };
 }
