@@ -22,7 +22,7 @@ import { SyncWorker } from '../cloud-sync/sync-worker.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
 import { buildApi, type AgentStatus } from './api.js';
 import type { AgentConfig } from './config.js';
-import { ensurePrivateDir, type TerminalKeys } from './keys.js';
+import { brokerTls, ensurePrivateDir, type TerminalKeys } from './keys.js';
 import type { Logger } from './logger.js';
 import { PaymentService } from './payment-service.js';
 import path from 'node:path';
@@ -97,6 +97,7 @@ export async function startAgent(options: {
     clientId: config.deviceId,
     keepaliveSeconds: config.broker.keepaliveSeconds,
     reconnectPeriodMs: config.broker.reconnectPeriodMs,
+    ...brokerTls(config),
   });
   const worker = new SyncWorker({
     session,

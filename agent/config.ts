@@ -71,8 +71,44 @@ const BrokerConfig = z
     keepaliveSeconds: z.number().int().min(5).max(1200).default(30),
     /** Wait between reconnect attempts, in ms. Default 1000. */
     reconnectPeriodMs: z.number().int().min(100).max(300_000).default(1000),
+    /** PEM file of the CA that signed the broker's certificate (pinned; required for mqtts://). */
+    caFile: z.string().min(1).optional(),
+    /** PEM file of this terminal's client certificate (mutual TLS; required for mqtts://). */
+    certFile: z.string().min(1).optional(),
+    /** PEM file of the client certificate's private key, mode 0600 (required for mqtts://). */
+    keyFile: z.string().min(1).optional(),
+    /**
+     * A development setup: allows plaintext `mqtt://` to a broker that is not on loopback.
+     * Default false. Decision (issue 5): plaintext is refused unless this is true, except to a
+     * loopback broker (127.0.0.1, ::1, localhost) — those bytes never leave the machine (the
+     * simulator, or a local bridge broker that itself uses TLS upstream).
+     */
+    development: z.boolean().default(false),
   })
-  .strict();
+  .strict()
+  .superRefine((broker, ctx) => {
+    const url = /^(mqtts?):\/\/(\[[^\]]+\]|[^:/\s]+)/.exec(broker.url);
+    if (url === null) return;
+    if (url[1] === 'mqtt') {
+      const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url[2] ?? '');
+      if (!loopback && !broker.development)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['url'],
+          message:
+            'plaintext mqtt:// to a remote broker is refused: use mqtts:// with caFile, certFile and keyFile, or set broker.development to true for a development setup',
+        });
+      return;
+    }
+    for (const field of ['caFile', 'certFile', 'keyFile'] as const) {
+      if (broker[field] === undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: [field],
+          message: `mqtts:// needs ${field} (PEM) for mutual TLS; run "pos-agent provision" to write it`,
+        });
+    }
+  });
 
 /** The store-and-forward sync with the cloud core (DESIGN §5). */
 const SyncConfig = z
@@ -154,6 +190,10 @@ export function parseConfig(input: unknown, source = 'config'): AgentConfig {
       const base = path.dirname(path.resolve(source));
       config.dataDir = path.resolve(base, config.dataDir);
       config.keysDir = path.resolve(base, config.keysDir);
+      for (const field of ['caFile', 'certFile', 'keyFile'] as const) {
+        const file = config.broker[field];
+        if (file !== undefined) config.broker[field] = path.resolve(base, file);
+      }
       if (config.log.file !== undefined) config.log.file = path.resolve(base, config.log.file);
     }
     return config;

@@ -12,8 +12,8 @@
  *
  * Key material never appears in logs or error messages: errors name the file and the problem.
  */
-import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import nacl from 'tweetnacl';
 import { AgentError } from '../common/agent-error.js';
@@ -204,6 +204,132 @@ export function loadCloudSideKeys(
     throw new AgentError(
       'POS502',
       `cannot read the simulator's cloud keys in ${dir}: ${(cause as Error).message}; run "pos-agent init-dev" first`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * The TLS options of the MQTT session for an `mqtts://` broker (mutual TLS, DESIGN §5): the
+ * pinned CA (the only one trusted: Node's default root store is replaced, not extended), the
+ * client certificate and its private key, read from the files named in `broker.caFile`,
+ * `certFile` and `keyFile`. Returns `{}` for `mqtt://` (allowed only for development or a
+ * loopback broker, see agent/config.ts).
+ *
+ * @throws AgentError POS502 naming each unreadable file (never its content).
+ */
+export function brokerTls(config: {
+  broker: {
+    url: string;
+    caFile?: string | undefined;
+    certFile?: string | undefined;
+    keyFile?: string | undefined;
+  };
+}): { tls?: { ca: Buffer; cert: Buffer; key: Buffer; rejectUnauthorized: true } } {
+  if (!config.broker.url.startsWith('mqtts://')) return {};
+  const problems: string[] = [];
+  const read = (field: 'caFile' | 'certFile' | 'keyFile'): Buffer => {
+    const file = config.broker[field];
+    if (file === undefined) {
+      problems.push(`broker.${field} is not set`);
+      return Buffer.alloc(0);
+    }
+    try {
+      return readFileSync(file);
+    } catch (cause) {
+      problems.push(
+        `${file} (broker.${field}): cannot read (${(cause as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
+      return Buffer.alloc(0);
+    }
+  };
+  const ca = read('caFile');
+  const cert = read('certFile');
+  const key = read('keyFile');
+  if (problems.length > 0) {
+    throw new AgentError(
+      'POS502',
+      `the broker's TLS files have ${problems.length} problem(s):\n${problems.map((p, i) => `  ${i + 1}. ${p}`).join('\n')}\n` +
+        'Fix: run "pos-agent provision" again with --ca, --cert and --key, or correct the paths in the config.',
+    );
+  }
+  return { tls: { ca, cert, key, rejectUnauthorized: true } };
+}
+
+/**
+ * Fingerprint of the device's Ed25519 public key for the cloud's device registry: the SHA-256
+ * of the 32 key bytes as colon-separated hex pairs (as `ssh-keygen -l` and certificate viewers
+ * show it). The first 16 hex digits are the envelope key id (cloud-sync/envelope.ts `keyId`).
+ */
+export function publicKeyFingerprint(publicKey: Uint8Array): string {
+  const hex = createHash('sha256').update(publicKey).digest('hex');
+  return `SHA256:${hex.match(/../g)?.join(':') ?? hex}`;
+}
+
+/** What {@link writeTerminalKeys} writes; keys as raw bytes. */
+export interface ProvisionedKeys {
+  deviceSecretKey: Uint8Array;
+  tokenKey: Uint8Array;
+  vaultPublicKey: Uint8Array;
+  cloudPublicKey: Uint8Array;
+  apiToken: string;
+}
+
+/** The key file names of a terminal, for provisioning and `pos-agent doctor`. */
+export const TERMINAL_KEY_FILES: readonly string[] = [
+  FILES.deviceSecretKey.file,
+  FILES.tokenKey.file,
+  FILES.vaultPublicKey.file,
+  FILES.cloudPublicKey.file,
+  'api.token',
+];
+
+/**
+ * Writes a terminal's key files into `dir` (created 0700; files 0600). With `force` false, an
+ * existing `device-signing.key` is never replaced.
+ *
+ * @throws AgentError POS503 when `dir` cannot be written or a device key exists without `force`.
+ */
+export function writeTerminalKeys(dir: string, keys: ProvisionedKeys, force = false): void {
+  ensurePrivateDir(dir);
+  if (!force && existsSync(path.join(dir, FILES.deviceSecretKey.file))) {
+    throw new AgentError(
+      'POS503',
+      `${dir} already holds a device key; pass --force to replace it (the cloud must then register the new public key)`,
+    );
+  }
+  const b64 = (k: Uint8Array): string => Buffer.from(k).toString('base64');
+  try {
+    writeKey(path.join(dir, FILES.deviceSecretKey.file), b64(keys.deviceSecretKey));
+    writeKey(path.join(dir, FILES.tokenKey.file), b64(keys.tokenKey));
+    writeKey(path.join(dir, FILES.vaultPublicKey.file), b64(keys.vaultPublicKey));
+    writeKey(path.join(dir, FILES.cloudPublicKey.file), b64(keys.cloudPublicKey));
+    writeKey(path.join(dir, 'api.token'), keys.apiToken);
+  } catch (cause) {
+    throw new AgentError(
+      'POS503',
+      `cannot write the key files in ${dir} (${(cause as NodeJS.ErrnoException).code ?? 'error'}): check the directory's owner and free space`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * Replaces the device signing key file (key rotation by cloud command): written to a temporary
+ * file 0600 and renamed over the old one, so a crash leaves either the old or the new key.
+ *
+ * @throws AgentError POS503 when the file cannot be written.
+ */
+export function replaceDeviceSigningKey(dir: string, secretKey: Uint8Array): void {
+  const target = path.join(dir, FILES.deviceSecretKey.file);
+  const temp = `${target}.new`;
+  try {
+    writeKey(temp, Buffer.from(secretKey).toString('base64'));
+    renameSync(temp, target);
+  } catch (cause) {
+    throw new AgentError(
+      'POS503',
+      `cannot replace ${target} (${(cause as NodeJS.ErrnoException).code ?? 'error'}): check the keys directory`,
       { cause },
     );
   }
