@@ -129,6 +129,11 @@ const ApiConfig = z
     host: z.enum(['127.0.0.1', '::1', 'localhost']).default('127.0.0.1'),
     /** TCP port; 0 picks a free one (tests). Default 7420. */
     port: z.number().int().min(0).max(65_535).default(7420),
+    /**
+     * Listen on this UNIX socket instead of TCP (created mode 0600, so only the POS app's user
+     * can connect). Optional; when set, `host` and `port` are ignored.
+     */
+    socketPath: z.string().min(1).optional(),
   })
   .strict();
 
@@ -152,6 +157,16 @@ export const AgentConfigSchema = z
         /^[a-z0-9][a-z0-9-]{2,63}$/,
         'must be 3–64 characters of a–z, 0–9 and -, e.g. store-0042-lane-3',
       ),
+    /** Tenant (merchant) id, as registered in the cloud; written by `pos-agent provision`. */
+    tenantId: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'must be 1–64 characters of a–z, 0–9 and -')
+      .optional(),
+    /** Store id within the tenant; written by `pos-agent provision`. */
+    storeId: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'must be 1–64 characters of a–z, 0–9 and -')
+      .optional(),
     /** Directory of the SQLite database (created, mode 0700). */
     dataDir: z.string().min(1),
     /** Directory of the key files (see agent/keys.ts). */

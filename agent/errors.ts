@@ -7,6 +7,10 @@ export const AGENT_ERRORS = {
   POS400: 'bad_request',
   /** Missing or wrong bearer token. */
   POS401: 'unauthorized',
+  /** Too many failed token attempts from this client; retry after the delay in the message. */
+  POS402: 'too_many_failed_attempts',
+  /** The request did not come from loopback or the UNIX socket. */
+  POS403: 'forbidden_address',
   /** No payment with that id. */
   POS404: 'payment_not_found',
   /** The idempotency key was used before with other parameters. */
@@ -25,6 +29,14 @@ export const AGENT_ERRORS = {
   POS502: 'bad_key_file',
   /** The data or keys directory cannot be created or written. */
   POS503: 'bad_directory',
+  /** `pos-agent provision` was given invalid values; every problem is listed with its fix. */
+  POS504: 'provisioning_invalid',
+  /** A provisioning step failed (openssl missing or failing, claim not answered). */
+  POS505: 'provisioning_failed',
+  /** `pos-agent doctor` found problems; each is listed with its fix. */
+  POS506: 'doctor_problems',
+  /** A verified cloud command could not be applied (bad arguments, cannot write its file). */
+  POS507: 'command_failed',
 } as const;
 
 /** One of the codes above. */
