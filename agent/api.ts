@@ -65,6 +65,7 @@ const STATUS_BY_CODE: Record<string, number> = {
   POS400: 400,
   POS401: 401,
   POS404: 404,
+  POS405: 404,
   POS409: 409,
   POS210: 409,
   POS410: 409,
@@ -159,6 +160,16 @@ export function buildApi(deps: {
       new AgentError('POS499', `internal error (request ${request.id}); see the agent log`),
     );
   });
+
+  app.setNotFoundHandler((request, reply) =>
+    fail(
+      reply,
+      new AgentError(
+        'POS405',
+        `no route ${request.method} ${request.url.split('?')[0]}; see the route table in agent/api.ts`,
+      ),
+    ),
+  );
 
   app.post('/v1/payments', async (request, reply) => {
     const body = PaymentBody.safeParse(request.body);

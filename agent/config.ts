@@ -215,7 +215,10 @@ export function parseConfig(input: unknown, source = 'config'): AgentConfig {
   }
   const problems = result.error.issues.map((issue, i) => {
     const where = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
-    return `  ${i + 1}. ${where}: ${issue.message}`;
+    const message = / received undefined$/.test(issue.message)
+      ? 'is required (see AgentConfigSchema in agent/config.ts for what it holds)'
+      : issue.message;
+    return `  ${i + 1}. ${where}: ${message}`;
   });
   throw new AgentError(
     'POS501',

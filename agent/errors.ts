@@ -13,6 +13,8 @@ export const AGENT_ERRORS = {
   POS403: 'forbidden_address',
   /** No payment with that id. */
   POS404: 'payment_not_found',
+  /** No such route in the local API. */
+  POS405: 'route_not_found',
   /** The idempotency key was used before with other parameters. */
   POS409: 'idempotency_conflict',
   /** The PIN pad is busy with another payment. */

@@ -61,6 +61,11 @@ describe('config', () => {
     }
   });
 
+  it('says a missing field is required instead of naming a JavaScript type', () => {
+    const { dataDir: _dataDir, ...withoutDataDir } = good;
+    expect(() => parseConfig(withoutDataDir)).toThrow(/dataDir: is required/);
+  });
+
   it('resolves relative directories against the config file', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'pos-config-'));
     const file = path.join(dir, 'config.json');
