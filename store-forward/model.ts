@@ -8,9 +8,8 @@
  */
 
 /**
- * Payment states. This version writes `stored`, `forwarded`, `approved`, `declined` and
- * `confirmed`; the others are reserved for the payment state machine (card read, PIN, online
- * authorization) so that adding it needs no table rebuild.
+ * Payment states, from creation to the end of life; `payment-machine.ts` says which event moves
+ * a payment from which state to which.
  */
 export const PAYMENT_STATES = [
   'awaiting_card',
@@ -30,9 +29,8 @@ export const PAYMENT_STATES = [
 export type PaymentState = (typeof PAYMENT_STATES)[number];
 
 /**
- * Event types of the append-only log. Written by this version: `payment_stored`, `forwarded`,
- * `cloud_approved`, `cloud_declined`, `confirmed`, `dead_lettered`, `requeued`; the rest are
- * reserved for the payment state machine.
+ * Event types of the append-only log (the `events.type` CHECK of migration 1). What each does to
+ * a payment's state is `payment-machine.ts`'s `transition`.
  */
 export const EVENT_TYPES = [
   'payment_started',
@@ -56,46 +54,60 @@ export const EVENT_TYPES = [
 export type EventType = (typeof EVENT_TYPES)[number];
 
 /**
- * The payment state an event moves its payment to; `null`: the event records something about the
- * payment's outbox record and leaves the state alone. `payment_stored` and `payment_started`
- * create the payment. This one table drives both the write path and `checkProjection()`.
- */
-export const EVENT_TARGET_STATE: Readonly<Record<EventType, PaymentState | null>> = {
-  payment_started: 'awaiting_card',
-  card_read: 'card_read',
-  pin_requested: 'awaiting_pin',
-  authorization_requested: 'authorizing',
-  approved: 'approved',
-  declined: 'declined',
-  payment_stored: 'stored',
-  forwarded: 'forwarded',
-  cloud_approved: 'approved',
-  cloud_declined: 'declined',
-  confirmed: 'confirmed',
-  dead_lettered: null,
-  requeued: null,
-  canceled: 'canceled',
-  failed: 'failed',
-  reversed: 'reversed',
-};
-
-/**
  * Allowed payment state changes `[from, to]`, the mirror of the `payment_transitions` table that
- * the `payments_legal_transition` trigger enforces. Only the changes this version makes are
- * listed; the payment state machine adds its own in a later migration.
- * `confirmed` means the cloud acknowledged the record without an outcome; the outcome may follow.
+ * the `payments_legal_transition` trigger enforces: migration 1's rows plus migration 2's, which
+ * are exactly what the payment state machine (`payment-machine.ts`) can do. `schema.test.ts`
+ * proves table, list and machine agree.
  */
 export const PAYMENT_TRANSITIONS: readonly (readonly [PaymentState, PaymentState])[] = [
-  ['stored', 'forwarded'],
-  ['stored', 'approved'],
-  ['stored', 'declined'],
-  ['stored', 'confirmed'],
-  ['forwarded', 'approved'],
-  ['forwarded', 'declined'],
-  ['forwarded', 'confirmed'],
+  ['approved', 'canceled'],
+  ['approved', 'reversed'],
+  ['authorizing', 'approved'],
+  ['authorizing', 'declined'],
+  ['authorizing', 'failed'],
+  ['authorizing', 'stored'],
+  ['awaiting_card', 'canceled'],
+  ['awaiting_card', 'card_read'],
+  ['awaiting_card', 'failed'],
+  ['awaiting_pin', 'authorizing'],
+  ['awaiting_pin', 'canceled'],
+  ['awaiting_pin', 'declined'],
+  ['awaiting_pin', 'failed'],
+  ['card_read', 'authorizing'],
+  ['card_read', 'awaiting_pin'],
+  ['card_read', 'canceled'],
+  ['card_read', 'declined'],
+  ['card_read', 'failed'],
+  ['card_read', 'stored'],
   ['confirmed', 'approved'],
+  ['confirmed', 'canceled'],
   ['confirmed', 'declined'],
+  ['confirmed', 'reversed'],
+  ['forwarded', 'approved'],
+  ['forwarded', 'canceled'],
+  ['forwarded', 'confirmed'],
+  ['forwarded', 'declined'],
+  ['forwarded', 'reversed'],
+  ['stored', 'approved'],
+  ['stored', 'canceled'],
+  ['stored', 'confirmed'],
+  ['stored', 'declined'],
+  ['stored', 'forwarded'],
+  ['stored', 'reversed'],
 ];
+
+/**
+ * What the POS app chooses per payment (DESIGN §4): `prefer_online` (default) authorizes online
+ * and falls back to the offline policy only when the cloud cannot be reached or does not answer
+ * in time; `require_online` never approves offline; `force_offline` approves under the offline
+ * policy without asking the cloud (e.g. a known-bad uplink).
+ */
+export const OFFLINE_MODES = ['prefer_online', 'require_online', 'force_offline'] as const;
+/** One of {@link OFFLINE_MODES}. */
+export type OfflineMode = (typeof OFFLINE_MODES)[number];
+
+/** How a payment was approved: by the cloud during the payment, or by the agent's offline policy. */
+export type Approval = 'online' | 'offline';
 
 /** Card brands (DESIGN §2 step 3; drivers' `CardBrand`). */
 export const CARD_BRANDS = [
@@ -186,16 +198,23 @@ export interface Payment {
   reference?: string;
   state: PaymentState;
   /**
-   * The card. Required: every payment of this version is created with its card. The schema
-   * already allows a card-less row for the reserved states before a card read (`awaiting_card`);
-   * when the payment state machine creates such rows, this becomes optional.
+   * The card; absent only before the card was read (`awaiting_card`, and a payment canceled or
+   * failed before that), which the schema enforces.
    */
-  card: PaymentCard;
+  card?: PaymentCard;
+  /** `online`/`offline` once approved (kept through forwarding, confirmation and reversal). */
+  approval?: Approval;
+  /** What the POS app asked for; absent for payments of the walking skeleton's path. */
+  offlineMode?: OfflineMode;
   /** Issuer authorization code, only in `approved`, `confirmed`, `reversed`. */
   authCode?: string;
-  /** Issuer or cloud decline code, only in `declined`. */
+  /**
+   * Issuer, cloud or local decline code, only in `declined`; local codes name the reason:
+   * `offline_amount_limit`, `offline_total_limit`, `offline_count_limit`, `online_pin_required`,
+   * `offline_not_allowed`, `authorization_timeout`, `authorization_interrupted`.
+   */
   declineCode?: string;
-  /** Human-readable reason of a decline, 1–500 characters. */
+  /** Human-readable reason of a decline, reversal, cancelation or failure, 1–500 characters. */
   reason?: string;
   /** ISO 8601 UTC. */
   createdAt: string;
@@ -207,14 +226,16 @@ export interface Payment {
 
 /**
  * One outbox record shaped for the wire (DESIGN §5 `up/records`); cloud-sync's zod schema is the
- * contract, this mirrors it. `type` is `'payment'` in this version.
+ * contract, this mirrors it. `type` is `'payment'`, or `'void'` for a payment the store did not
+ * take (canceled after approval, or declined locally after an ambiguous authorization timeout):
+ * the cloud must make sure nothing is charged for it.
  */
 export interface OutboxRecord {
   /** The idempotency key of the payment; the cloud dedupes by it. */
   key: string;
   /** Per-device order, 1, 2, 3, …; the cloud applies a payment's records in this order. */
   seq: number;
-  type: 'payment';
+  type: 'payment' | 'void';
   /** ISO 8601 UTC when the record was queued. */
   at: string;
   payment: {

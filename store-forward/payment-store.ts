@@ -26,7 +26,9 @@ import { openDatabase, type SqliteDatabase } from './database.js';
 import { storeError, type StoreErrorCode } from './errors.js';
 import { GENESIS_HASH, canonicalJson, eventHash } from './hash-chain.js';
 import {
+  OFFLINE_MODES,
   PAYMENT_STATES,
+  type OfflineMode,
   type AckResult,
   type AppliedAck,
   type ChainReport,
@@ -41,6 +43,12 @@ import {
   type QueueStats,
   type StoredEvent,
 } from './model.js';
+import {
+  decideOffline,
+  type OfflineDecision,
+  type OfflineExposure,
+  type OfflinePolicy,
+} from './offline-policy.js';
 import { applyEvent } from './projection.js';
 import { checkInteger, checkNewPayment, safeReason } from './validate.js';
 
@@ -101,6 +109,8 @@ interface PaymentRow {
   created_at: string;
   updated_at: string;
   forwarding_deadline_at: string | null;
+  approval: 'online' | 'offline' | null;
+  offline_mode: OfflineMode | null;
 }
 
 /** Row of `outbox`. */
@@ -135,6 +145,7 @@ interface EventRow {
 interface PendingRow {
   key: string;
   seq: number;
+  type: 'payment' | 'void';
   at: string;
   id: string;
   amount_minor: number;
@@ -155,6 +166,17 @@ interface PendingRow {
 }
 
 const MAX_PROBLEMS = 100;
+
+/** A syntactically valid card used only to run the shared input checks before a card exists. */
+const PLACEHOLDER_CARD: NewPayment['card'] = {
+  token: 'tok_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
+  brand: 'unknown',
+  first6: '000000',
+  last4: '0000',
+  expiryMonth: 1,
+  expiryYear: 2099,
+  entryMode: 'manual',
+};
 const PAGE = 500;
 
 const SQL = {
@@ -167,17 +189,18 @@ const SQL = {
   insertPayment: `INSERT INTO payments (id, idempotency_key, amount_minor, currency, reference, state,
       card_token, card_first6, card_brand, card_last4, card_expiry_month, card_expiry_year,
       card_entry_mode, cardholder_name, auth_code, decline_code, reason, created_at, updated_at,
-      forwarding_deadline_at)
+      forwarding_deadline_at, approval, offline_mode)
     VALUES (@id, @idempotency_key, @amount_minor, @currency, @reference, @state,
       @card_token, @card_first6, @card_brand, @card_last4, @card_expiry_month, @card_expiry_year,
       @card_entry_mode, @cardholder_name, @auth_code, @decline_code, @reason, @created_at,
-      @updated_at, @forwarding_deadline_at)`,
+      @updated_at, @forwarding_deadline_at, @approval, @offline_mode)`,
   updatePayment: `UPDATE payments SET state = @state, card_token = @card_token,
       card_first6 = @card_first6, card_brand = @card_brand, card_last4 = @card_last4,
       card_expiry_month = @card_expiry_month, card_expiry_year = @card_expiry_year,
       card_entry_mode = @card_entry_mode, cardholder_name = @cardholder_name,
       auth_code = @auth_code, decline_code = @decline_code, reason = @reason,
-      updated_at = @updated_at, forwarding_deadline_at = @forwarding_deadline_at
+      updated_at = @updated_at, forwarding_deadline_at = @forwarding_deadline_at,
+      approval = @approval
     WHERE id = @id`,
   chainHead: 'SELECT seq, hash FROM chain_head WHERE id = 1',
   insertEvent: `INSERT INTO events (seq, payment_id, type, at, data, prev_hash, hash)
@@ -189,12 +212,12 @@ const SQL = {
   nextOutboxSeq: 'SELECT coalesce(max(seq), 0) + 1 AS seq FROM outbox',
   insertOutbox: `INSERT INTO outbox (key, seq, payment_id, event_seq, type, state, attempts,
       created_at, updated_at)
-    VALUES (@key, @seq, @payment_id, @event_seq, 'payment', 'pending', 0, @at, @at)`,
+    VALUES (@key, @seq, @payment_id, @event_seq, @type, 'pending', 0, @at, @at)`,
   insertSealed: `INSERT INTO sealed_cards (payment_id, sealed, sred_ksn, sred_ciphertext, created_at)
     VALUES (@payment_id, @sealed, @sred_ksn, @sred_ciphertext, @created_at)`,
   outboxByKey: 'SELECT * FROM outbox WHERE key = ?',
   deadOutbox: "SELECT * FROM outbox WHERE state = 'dead' ORDER BY seq",
-  nextPending: `SELECT o.key, o.seq, o.created_at AS at, p.id, p.amount_minor, p.currency,
+  nextPending: `SELECT o.key, o.seq, o.type, o.created_at AS at, p.id, p.amount_minor, p.currency,
       p.reference, p.created_at AS payment_created_at, p.card_token, p.card_brand, p.card_first6,
       p.card_last4, p.card_expiry_month, p.card_expiry_year, p.card_entry_mode,
       s.sealed, s.sred_ksn, s.sred_ciphertext, e.hash AS chain
@@ -202,8 +225,19 @@ const SQL = {
       JOIN payments p ON p.id = o.payment_id
       JOIN events e ON e.seq = o.event_seq
       LEFT JOIN sealed_cards s ON s.payment_id = o.payment_id
-    WHERE o.state = 'pending' AND o.type = 'payment'
+    WHERE o.state = 'pending'
     ORDER BY o.seq LIMIT ?`,
+  deleteSealed: 'DELETE FROM sealed_cards WHERE payment_id = ?',
+  outboxOfPayment: 'SELECT * FROM outbox WHERE payment_id = ? ORDER BY seq',
+  paymentsInStates: `SELECT * FROM payments WHERE state IN ('awaiting_card', 'card_read',
+      'awaiting_pin', 'authorizing') ORDER BY created_at`,
+  offlineExposure: `SELECT currency, count(*) AS n, sum(amount_minor) AS total,
+      min(forwarding_deadline_at) AS deadline
+    FROM payments WHERE approval = 'offline' AND state IN ('stored', 'forwarded', 'confirmed')
+    GROUP BY currency`,
+  deadlineWarnings: `SELECT * FROM payments WHERE approval = 'offline'
+      AND state IN ('stored', 'forwarded', 'confirmed') AND forwarding_deadline_at <= ?
+    ORDER BY forwarding_deadline_at LIMIT 100`,
   setInFlight: `UPDATE outbox SET state = 'in_flight', attempts = attempts + 1, batch_id = ?,
       updated_at = ? WHERE key = ?`,
   setAcked: `UPDATE outbox SET state = 'acked', ack_status = ?, acked_at = ?, updated_at = ?,
@@ -327,6 +361,7 @@ export class PaymentStore {
         seq,
         payment_id: id,
         event_seq: eventSeq,
+        type: 'payment',
         at,
       });
       if (checked.sealed !== undefined || checked.sred !== undefined) {
@@ -340,6 +375,373 @@ export class PaymentStore {
       }
       return { payment, created: true };
     });
+  }
+
+  /**
+   * Starts a payment of the state machine (issue 3): in ONE transaction the `payments` row in
+   * `awaiting_card` (no card yet) and its `payment_started` event. The idempotency key is stored
+   * before the card is read, so a retry of the POS app finds the payment whatever happens next.
+   *
+   * Same key + same amount, currency and reference → `{ created: false, payment: <original> }`.
+   *
+   * @throws AgentError POS210 the key was used with other parameters; POS213 a field out of its
+   *   rules; POS214 PAN-shaped text in `reference` or the key.
+   */
+  startPayment(input: {
+    idempotencyKey: string;
+    amountMinor: number;
+    currency: string;
+    reference?: string | undefined;
+    offlineMode: OfflineMode;
+  }): { payment: Payment; created: boolean } {
+    const checked = checkNewPayment({ ...input, card: PLACEHOLDER_CARD });
+    if (!(OFFLINE_MODES as readonly string[]).includes(input.offlineMode)) {
+      throw storeError(
+        'POS213',
+        `offlineMode ${JSON.stringify(String(input.offlineMode).slice(0, 32))} is not one of ${OFFLINE_MODES.join(', ')}; fix: send one of them`,
+      );
+    }
+    return this.#write(() => {
+      const existing = this.#stmts.paymentByKey.get(checked.idempotencyKey) as
+        PaymentRow | undefined;
+      if (existing !== undefined) {
+        const original = toPayment(existing);
+        assertSameParameters(original, { ...checked, card: original.card ?? checked.card });
+        return { payment: original, created: false };
+      }
+      const nowMs = this.#clock.now();
+      const id = `pay_${uuidv7({ msecs: nowMs })}`;
+      const payment = this.#record(id, 'payment_started', isoAt(nowMs), {
+        id,
+        idempotencyKey: checked.idempotencyKey,
+        amountMinor: checked.amountMinor,
+        currency: checked.currency,
+        reference: checked.reference,
+        offlineMode: input.offlineMode,
+      });
+      return { payment, created: true };
+    });
+  }
+
+  /**
+   * The card boundary handed out a token: `awaiting_card → card_read`, with the sealed card data
+   * (or SRED data) kept in `sealed_cards` until the cloud no longer needs it.
+   *
+   * @throws AgentError POS211 unknown payment; POS212 not awaiting a card; POS213 a card field
+   *   out of its rules.
+   */
+  recordCardRead(
+    paymentId: string,
+    card: NewPayment['card'],
+    secret: { sealed?: string | undefined; sred?: NewPayment['sred'] } = {},
+  ): Payment {
+    const checked = checkNewPayment({
+      idempotencyKey: 'x',
+      amountMinor: 1,
+      currency: 'XXX',
+      card,
+      sealed: secret.sealed,
+      sred: secret.sred,
+    });
+    return this.#write(() => {
+      const at = this.#now();
+      const payment = this.#record(this.#requireId(paymentId), 'card_read', at, {
+        card: { ...checked.card },
+      });
+      if (checked.sealed !== undefined || checked.sred !== undefined) {
+        this.#stmts.insertSealed.run({
+          payment_id: paymentId,
+          sealed: checked.sealed ?? null,
+          sred_ksn: checked.sred?.ksnHex ?? null,
+          sred_ciphertext: checked.sred?.ciphertextHex ?? null,
+          created_at: at,
+        });
+      }
+      return payment;
+    });
+  }
+
+  /**
+   * A step of the payment that only changes its state: `pin_requested` (card_read →
+   * awaiting_pin), `authorization_requested` (→ authorizing), `failed` (the terminal part of the
+   * payment ended without an outcome, `reason` says why).
+   *
+   * @throws AgentError POS211 unknown payment; POS212 the machine refuses the event.
+   */
+  recordStep(
+    paymentId: string,
+    type: 'pin_requested' | 'authorization_requested' | 'failed',
+    data: { reason?: string } = {},
+  ): Payment {
+    return this.#write(() =>
+      this.#record(this.#requireId(paymentId), type, this.#now(), {
+        reason: data.reason === undefined ? undefined : safeReason(data.reason),
+      }),
+    );
+  }
+
+  /**
+   * The cloud answered the online authorization: `authorizing → approved` (approval `online`)
+   * with a `payment` outbox record, so the cloud's ledger gets the record and its chain hash; or
+   * `→ declined` with the issuer's code. Either way the sealed card data is deleted now: the
+   * authorization is done (PCI DSS 4.0.1 req. 3.3.1).
+   *
+   * @throws AgentError POS211 unknown payment; POS212 not authorizing.
+   */
+  recordOnlineOutcome(
+    paymentId: string,
+    answer:
+      | { outcome: 'approved'; authCode?: string | undefined }
+      | { outcome: 'declined'; declineCode?: string | undefined },
+  ): Payment {
+    return this.#write(() => {
+      const at = this.#now();
+      const id = this.#requireId(paymentId);
+      let payment: Payment;
+      if (answer.outcome === 'approved') {
+        payment = this.#record(id, 'approved', at, { authCode: answer.authCode });
+        this.#queue(payment, 'payment', at);
+      } else {
+        payment = this.#record(id, 'declined', at, {
+          declineCode: answer.declineCode ?? 'declined',
+          reason: `declined by the issuer (code ${answer.declineCode ?? 'none'})`,
+          by: 'issuer',
+        });
+      }
+      this.#stmts.deleteSealed.run(id);
+      return payment;
+    });
+  }
+
+  /**
+   * Offline approval under `policy`, decided and written in ONE transaction, so two payments can
+   * never both take the last room under a cap: within the caps the payment goes to `stored`
+   * (approval `offline`, its forwarding deadline) with a `payment` outbox record; over a cap it is
+   * declined locally with the cap's code — and when `ambiguous` (the online request may have
+   * reached the cloud) a `void` record with the same idempotency key is queued, so the cloud
+   * cancels whatever it approved.
+   *
+   * @returns the payment and the policy's decision.
+   * @throws AgentError POS211 unknown payment; POS212 not in card_read/authorizing.
+   */
+  storeOffline(
+    paymentId: string,
+    policy: OfflinePolicy,
+    options: { ambiguous: boolean },
+  ): { payment: Payment; decision: OfflineDecision } {
+    return this.#write(() => {
+      const nowMs = this.#clock.now();
+      const at = isoAt(nowMs);
+      const id = this.#requireId(paymentId);
+      const current = toPayment(this.#stmts.paymentById.get(id) as PaymentRow);
+      const decision = decideOffline(
+        policy,
+        this.#exposure(),
+        current.amountMinor,
+        current.currency,
+      );
+      if (!decision.ok) {
+        const payment = this.#declineLocally(current, decision.code, decision.reason, at, {
+          voidRecord: options.ambiguous,
+        });
+        return { payment, decision };
+      }
+      const payment = this.#record(id, 'payment_stored', at, {
+        forwardingDeadlineAt: isoAt(nowMs + Math.round(policy.forwardingDeadlineHours * 3_600_000)),
+        ambiguous: options.ambiguous,
+      });
+      this.#queue(payment, 'payment', at);
+      return { payment, decision };
+    });
+  }
+
+  /**
+   * Declines a payment locally with a named `code` (`online_pin_required`,
+   * `offline_not_allowed`, `authorization_timeout`, …) and `reason`. With `voidRecord` (the
+   * online request may have reached the cloud) a `void` record with the payment's idempotency key
+   * is queued, so a charge the cloud made is undone. Sealed card data is deleted.
+   *
+   * @throws AgentError POS211 unknown payment; POS212 the machine refuses a decline here.
+   */
+  declineLocally(
+    paymentId: string,
+    code: string,
+    reason: string,
+    options: { voidRecord: boolean },
+  ): Payment {
+    return this.#write(() => {
+      const id = this.#requireId(paymentId);
+      const current = toPayment(this.#stmts.paymentById.get(id) as PaymentRow);
+      return this.#declineLocally(current, code, reason, this.#now(), options);
+    });
+  }
+
+  /**
+   * Cancels a payment for the POS app (`POST /v1/payments/:id/cancel`):
+   * - before authorization (awaiting_card, card_read, awaiting_pin) → `canceled`, nothing reaches
+   *   the cloud;
+   * - after an approval (stored, forwarded, approved, confirmed) → `canceled` and a `void`
+   *   record (key `<idempotency key>.void`) forwarded, so the cloud takes no money for it.
+   *
+   * @returns the payment and whether a void record was queued.
+   * @throws AgentError POS211 unknown payment; POS212 while authorizing (the outcome is on its
+   *   way: cancel after it) or after a final outcome.
+   */
+  cancelPayment(paymentId: string, reason: string): { payment: Payment; voided: boolean } {
+    return this.#write(() => {
+      const at = this.#now();
+      const id = this.#requireId(paymentId);
+      const before = toPayment(this.#stmts.paymentById.get(id) as PaymentRow);
+      const payment = this.#record(id, 'canceled', at, { reason: safeReason(reason) });
+      const approvedBefore = ['stored', 'forwarded', 'approved', 'confirmed'].includes(
+        before.state,
+      );
+      if (approvedBefore) this.#queue(payment, 'void', at);
+      else this.#stmts.deleteSealed.run(id);
+      return { payment, voided: approvedBefore };
+    });
+  }
+
+  /**
+   * Start-up recovery (issue 3 §7): every payment left in a non-final state by a crash is brought
+   * to a defined state, one transaction:
+   * - `awaiting_card`, `card_read`, `awaiting_pin` → `failed` ("interrupted before an outcome");
+   * - `authorizing` → the request may have reached the cloud, so it is treated like an ambiguous
+   *   timeout, on the safe side: `declined` with `authorization_interrupted` and a `void` record
+   *   with its idempotency key, so the cloud undoes anything it approved.
+   *
+   * @returns the payments changed, for the log and the POS app.
+   */
+  recoverInterrupted(): Payment[] {
+    return this.#write(() => {
+      const at = this.#now();
+      const rows = this.#stmts.paymentsInStates.all() as PaymentRow[];
+      return rows.map((row) => {
+        const current = toPayment(row);
+        if (current.state === 'authorizing') {
+          return this.#declineLocally(
+            current,
+            'authorization_interrupted',
+            'the agent stopped while the online authorization was under way; the cloud is told to void it',
+            at,
+            { voidRecord: true },
+          );
+        }
+        this.#stmts.deleteSealed.run(current.id);
+        return this.#record(current.id, 'failed', at, {
+          reason: `the agent stopped in ${current.state} before the payment had an outcome`,
+        });
+      });
+    });
+  }
+
+  /** Offline exposure: payments approved offline whose issuer outcome is not yet known. */
+  offlineExposure(): OfflineExposure {
+    return this.#read(() => this.#exposure());
+  }
+
+  /**
+   * Offline payments still to settle whose forwarding deadline is at or before `untilAt`
+   * (ISO 8601 UTC; pass now + the warning hours), earliest first, at most 100.
+   */
+  deadlineWarnings(untilAt: string): Payment[] {
+    return (this.#read(() => this.#stmts.deadlineWarnings.all(untilAt)) as PaymentRow[]).map(
+      toPayment,
+    );
+  }
+
+  /** Dead outbox records with their reasons, in `seq` order (for `pos-agent queue`). */
+  deadRecords(): {
+    key: string;
+    seq: number;
+    paymentId: string;
+    type: 'payment' | 'void';
+    reason: string;
+    attempts: number;
+    updatedAt: string;
+  }[] {
+    return (this.#read(() => this.#stmts.deadOutbox.all()) as OutboxRow[]).map((row) => ({
+      key: row.key,
+      seq: row.seq,
+      paymentId: row.payment_id,
+      type: row.type,
+      reason: row.dead_reason ?? '',
+      attempts: row.attempts,
+      updatedAt: row.updated_at,
+    }));
+  }
+
+  #exposure(): OfflineExposure {
+    const exposure: OfflineExposure = { count: 0, byCurrency: {}, earliestDeadlineAt: null };
+    for (const row of this.#stmts.offlineExposure.all() as {
+      currency: string;
+      n: number;
+      total: number;
+      deadline: string | null;
+    }[]) {
+      exposure.count += row.n;
+      exposure.byCurrency[row.currency] = { amountMinor: row.total, count: row.n };
+      if (
+        row.deadline !== null &&
+        (exposure.earliestDeadlineAt === null || row.deadline < exposure.earliestDeadlineAt)
+      ) {
+        exposure.earliestDeadlineAt = row.deadline;
+      }
+    }
+    return exposure;
+  }
+
+  #declineLocally(
+    current: Payment,
+    code: string,
+    reason: string,
+    at: string,
+    options: { voidRecord: boolean },
+  ): Payment {
+    const payment = this.#record(current.id, 'declined', at, {
+      declineCode: code,
+      reason: safeReason(reason),
+      by: 'agent',
+    });
+    if (options.voidRecord) this.#queue(payment, 'void', at);
+    else this.#stmts.deleteSealed.run(current.id);
+    return payment;
+  }
+
+  /** Queues the outbox record of `payment`'s latest event (inside the caller's transaction). */
+  #queue(payment: Payment, type: 'payment' | 'void', at: string): void {
+    const eventSeq = (this.#stmts.chainHead.get() as { seq: number }).seq;
+    const { seq } = this.#stmts.nextOutboxSeq.get() as { seq: number };
+    const hasPaymentRecord = (this.#stmts.outboxOfPayment.all(payment.id) as OutboxRow[]).some(
+      (row) => row.type === 'payment',
+    );
+    // A void of a payment the cloud already has a record of needs its own key; a void of a
+    // payment that never had one (declined after an ambiguous timeout) carries the payment's
+    // own key, so the cloud finds the authorization it may have made under it.
+    const key =
+      type === 'void' && hasPaymentRecord
+        ? `${payment.idempotencyKey}.void`
+        : payment.idempotencyKey;
+    this.#stmts.insertOutbox.run({
+      key,
+      seq,
+      payment_id: payment.id,
+      event_seq: eventSeq,
+      type,
+      at,
+    });
+  }
+
+  #requireId(paymentId: string): string {
+    const row = this.#stmts.paymentById.get(paymentId) as PaymentRow | undefined;
+    if (row === undefined) {
+      throw storeError(
+        'POS211',
+        `payment ${JSON.stringify(String(paymentId).slice(0, 64))} not found; fix: use the id returned by POST /v1/payments`,
+        { details: { paymentId } },
+      );
+    }
+    return row.id;
   }
 
   /** The payment with this id (`pay_…`), or `undefined`. */
@@ -684,14 +1086,21 @@ export class PaymentStore {
     }
     try {
       return this.#tx(() => {
+        // A void record's acknowledgement changes no state: the payment is already declined or
+        // canceled. What the cloud had done under the key (e.g. approved an authorization whose
+        // answer the agent never got) is kept in the event as the recorded difference.
         const type: EventType =
-          result.outcome === 'approved'
-            ? 'cloud_approved'
-            : result.outcome === 'declined'
-              ? 'cloud_declined'
-              : 'confirmed';
+          row.type === 'void'
+            ? 'confirmed'
+            : result.outcome === 'approved'
+              ? 'cloud_approved'
+              : result.outcome === 'declined'
+                ? 'cloud_declined'
+                : 'confirmed';
         const payment = this.#record(paymentId, type, at, {
           key,
+          record: row.type,
+          ...(row.type === 'void' ? { cloudOutcome: result.outcome ?? 'none' } : {}),
           status: result.status,
           authCode: result.authCode,
           declineCode: result.declineCode,
@@ -835,7 +1244,7 @@ function assertSameParameters(original: Payment, input: NewPayment): void {
       `first ${JSON.stringify(original.reference ?? null)}, now ${JSON.stringify(input.reference ?? null)}`,
     );
   }
-  if (original.card.token !== input.card.token) {
+  if (original.card?.token !== input.card.token) {
     conflict('card', 'another card was presented: the card token differs');
   }
 }
@@ -881,6 +1290,8 @@ const PAYMENT_FIELDS = [
   'currency',
   'reference',
   'state',
+  'approval',
+  'offlineMode',
   'card',
   'authCode',
   'declineCode',
@@ -927,24 +1338,19 @@ function projectionProblem(row: PaymentRow, events: readonly EventRow[]): string
 
 function toPayment(row: PaymentRow): Payment {
   const card = cardOf(row);
-  if (card === undefined) {
-    throw storeError(
-      'POS221',
-      `payment ${row.id} (${row.state}) has no card, which this version never writes; ` +
-        'fix: run the agent version that wrote it',
-    );
-  }
-  if (row.cardholder_name !== null) card.cardholderName = row.cardholder_name;
+  if (card !== undefined && row.cardholder_name !== null) card.cardholderName = row.cardholder_name;
   const payment: Payment = {
     id: row.id,
     idempotencyKey: row.idempotency_key,
     amountMinor: row.amount_minor,
     currency: row.currency,
     state: row.state,
-    card,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
+  if (card !== undefined) payment.card = card;
+  if (row.approval !== null) payment.approval = row.approval;
+  if (row.offline_mode !== null) payment.offlineMode = row.offline_mode;
   if (row.reference !== null) payment.reference = row.reference;
   if (row.auth_code !== null) payment.authCode = row.auth_code;
   if (row.decline_code !== null) payment.declineCode = row.decline_code;
@@ -985,20 +1391,22 @@ function toRow(payment: Payment): PaymentRow {
     currency: payment.currency,
     reference: payment.reference ?? null,
     state: payment.state,
-    card_token: payment.card.token,
-    card_first6: payment.card.first6,
-    card_brand: payment.card.brand,
-    card_last4: payment.card.last4,
-    card_expiry_month: payment.card.expiryMonth,
-    card_expiry_year: payment.card.expiryYear,
-    card_entry_mode: payment.card.entryMode,
-    cardholder_name: payment.card.cardholderName ?? null,
+    card_token: payment.card?.token ?? null,
+    card_first6: payment.card?.first6 ?? null,
+    card_brand: payment.card?.brand ?? null,
+    card_last4: payment.card?.last4 ?? null,
+    card_expiry_month: payment.card?.expiryMonth ?? null,
+    card_expiry_year: payment.card?.expiryYear ?? null,
+    card_entry_mode: payment.card?.entryMode ?? null,
+    cardholder_name: payment.card?.cardholderName ?? null,
     auth_code: payment.authCode ?? null,
     decline_code: payment.declineCode ?? null,
     reason: payment.reason ?? null,
     created_at: payment.createdAt,
     updated_at: payment.updatedAt,
     forwarding_deadline_at: payment.forwardingDeadlineAt ?? null,
+    approval: payment.approval ?? null,
+    offline_mode: payment.offlineMode ?? null,
   };
 }
 
@@ -1013,7 +1421,7 @@ function toOutboxRecord(row: PendingRow): OutboxRecord {
   const record: OutboxRecord = {
     key: row.key,
     seq: row.seq,
-    type: 'payment',
+    type: row.type,
     at: row.at,
     payment: {
       id: row.id,

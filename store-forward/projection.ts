@@ -8,13 +8,8 @@
  */
 import { isAgentError } from '../common/agent-error.js';
 import { storeError } from './errors.js';
-import {
-  EVENT_TARGET_STATE,
-  PAYMENT_TRANSITIONS,
-  type EventType,
-  type Payment,
-  type PaymentState,
-} from './model.js';
+import { OFFLINE_MODES, type EventType, type OfflineMode, type Payment } from './model.js';
+import { isRefusal, NO_PAYMENT, transition, type MachineState } from './payment-machine.js';
 import { checkCard, checkCurrency, checkIdempotencyKey, checkInteger } from './validate.js';
 
 /** An event as the fold sees it. */
@@ -26,71 +21,96 @@ export interface ProjectionEvent {
   data: Record<string, unknown>;
 }
 
-const LEGAL = new Set(PAYMENT_TRANSITIONS.map(([from, to]) => `${from}>${to}`));
-
-/** True when `from → to` is an allowed payment state change ({@link PAYMENT_TRANSITIONS}). */
-export function isLegalTransition(from: PaymentState, to: PaymentState): boolean {
-  return from === to || LEGAL.has(`${from}>${to}`);
+/** The machine state of a projected payment (or {@link NO_PAYMENT}). */
+export function machineStateOf(payment: Payment | undefined): MachineState {
+  if (payment === undefined) return NO_PAYMENT;
+  return { state: payment.state, approval: payment.approval ?? null };
 }
 
 /**
- * The payment after `event`.
+ * The payment after `event`: the state from the payment state machine (`transition`), the other
+ * fields from the event's `data`:
  *
- * - `payment_stored` creates the payment from its `data`
- *   (`{ id, idempotencyKey, amountMinor, currency, reference?, card, forwardingDeadlineAt }`)
- *   in state `stored`; `createdAt` = `updatedAt` = `event.at`.
- * - Every other event needs an existing payment, moves it to `EVENT_TARGET_STATE[type]` when that
- *   is not `null`, and sets `updatedAt` = `event.at`. `approved`/`cloud_approved` take
- *   `data.authCode`; `declined`/`cloud_declined` take `data.declineCode` and `data.reason`;
- *   outcome fields the new state may not carry are cleared (mirror of the schema's CHECKs).
+ * - `payment_started` creates the payment (`{ id, idempotencyKey, amountMinor, currency,
+ *   reference?, offlineMode }`) in `awaiting_card`, without a card.
+ * - `payment_stored` without a payment creates it already stored (the walking skeleton's path:
+ *   `data` also holds `card` and `forwardingDeadlineAt`); on a payment with a card it is the
+ *   offline approval (`forwardingDeadlineAt`).
+ * - `card_read` sets `card`. `approved`/`cloud_approved` take `authCode`;
+ *   `declined`/`cloud_declined` take `declineCode` and `reason`; `canceled`, `failed`, `reversed`
+ *   take `reason` (a reversal after an issuer decline names the decline code in it).
+ * - Fields the new state may not carry are cleared (mirror of the schema's CHECKs).
  *
- * @throws AgentError POS212 when the state change is not in {@link PAYMENT_TRANSITIONS}, or the
- *   event cannot start/continue a payment; POS221 when a `payment_stored` `data` is malformed.
+ * @throws AgentError POS212 when the machine refuses the event in the payment's state;
+ *   POS221 when a creating event's `data` is malformed.
  */
 export function applyEvent(current: Payment | undefined, event: ProjectionEvent): Payment {
-  if (event.type === 'payment_stored') {
-    if (current !== undefined) {
-      throw storeError(
-        'POS212',
-        `payment ${current.id} already exists; a second payment_stored event cannot create it again`,
-      );
-    }
-    return paymentFromStoredEvent(event);
-  }
-  if (current === undefined) {
+  const next = transition(machineStateOf(current), { type: event.type });
+  if (isRefusal(next)) {
+    const paymentId = current?.id;
     throw storeError(
       'POS212',
-      `a ${event.type} event needs an existing payment, and this version creates payments only ` +
-        'with payment_stored; fix: upgrade the agent that reads this database',
+      `${paymentId === undefined ? 'a new payment' : `payment ${paymentId}`}: ${next.reason}`,
+      { details: { ...next.details, ...(paymentId === undefined ? {} : { paymentId }) } },
     );
   }
-  const target = EVENT_TARGET_STATE[event.type];
-  const next: Payment = { ...current, updatedAt: event.at };
-  if (target !== null) {
-    if (!isLegalTransition(current.state, target)) {
-      throw storeError(
-        'POS212',
-        `payment ${current.id} cannot go from ${current.state} to ${target} (${event.type}); ` +
-          'fix: none needed for the payment itself — the record is kept for a field tech to inspect with `pos-agent queue`',
-        { details: { paymentId: current.id, from: current.state, to: target, event: event.type } },
-      );
-    }
-    next.state = target;
-  }
+  if (next.state === 'none') throw storeError('POS212', 'the machine returned no payment');
   const data = event.data;
-  if (event.type === 'approved' || event.type === 'cloud_approved') {
-    setOptional(next, 'authCode', data.authCode);
+  let payment: Payment;
+  if (current === undefined) {
+    payment = paymentFromCreatingEvent(event);
+  } else {
+    payment = { ...current, updatedAt: event.at };
   }
-  if (event.type === 'declined' || event.type === 'cloud_declined') {
-    setOptional(next, 'declineCode', data.declineCode);
-    setOptional(next, 'reason', data.reason);
+  payment.state = next.state;
+  if (next.approval === null) delete payment.approval;
+  else payment.approval = next.approval;
+  if (current !== undefined) {
+    switch (event.type) {
+      case 'card_read':
+        payment.card = readCard(data.card);
+        break;
+      case 'payment_stored':
+        if (typeof data.forwardingDeadlineAt === 'string') {
+          payment.forwardingDeadlineAt = data.forwardingDeadlineAt;
+        }
+        break;
+      case 'approved':
+      case 'cloud_approved':
+        if (payment.state !== current.state || typeof data.authCode === 'string') {
+          setOptional(payment, 'authCode', data.authCode ?? current.authCode);
+        }
+        break;
+      case 'declined':
+        setOptional(payment, 'declineCode', data.declineCode);
+        setOptional(payment, 'reason', data.reason);
+        break;
+      case 'cloud_declined':
+        if (payment.state === 'declined' && current.state !== 'declined') {
+          setOptional(payment, 'declineCode', data.declineCode);
+          setOptional(payment, 'reason', data.reason);
+        } else if (payment.state === 'reversed' && current.state !== 'reversed') {
+          const code = typeof data.declineCode === 'string' ? data.declineCode : 'unknown';
+          payment.reason =
+            typeof data.reason === 'string'
+              ? data.reason
+              : `the issuer declined the payment after it was approved offline (decline code ${code})`;
+        }
+        break;
+      case 'canceled':
+      case 'failed':
+      case 'reversed':
+        setOptional(payment, 'reason', data.reason);
+        break;
+      default:
+        break;
+    }
   }
-  if (!['approved', 'confirmed', 'reversed'].includes(next.state)) delete next.authCode;
-  if (next.state !== 'declined') {
-    delete next.declineCode;
-    delete next.reason;
-  }
-  return next;
+  if (!['approved', 'confirmed', 'reversed'].includes(payment.state)) delete payment.authCode;
+  if (payment.state !== 'declined') delete payment.declineCode;
+  if (!['declined', 'reversed', 'canceled', 'failed'].includes(payment.state))
+    delete payment.reason;
+  return payment;
 }
 
 function setOptional(
@@ -102,7 +122,16 @@ function setOptional(
   else delete target[field];
 }
 
-function paymentFromStoredEvent(event: ProjectionEvent): Payment {
+function readCard(value: unknown) {
+  try {
+    return checkCard(value);
+  } catch (cause) {
+    if (!isAgentError(cause)) throw cause;
+    throw storeError('POS221', `a card_read event's card is malformed: ${cause.reason}`, { cause });
+  }
+}
+
+function paymentFromCreatingEvent(event: ProjectionEvent): Payment {
   const d = event.data;
   try {
     if (typeof d.id !== 'string' || !d.id.startsWith('pay_')) {
@@ -113,19 +142,25 @@ function paymentFromStoredEvent(event: ProjectionEvent): Payment {
       idempotencyKey: checkIdempotencyKey(d.idempotencyKey),
       amountMinor: checkInteger('amountMinor', d.amountMinor, 1, Number.MAX_SAFE_INTEGER),
       currency: checkCurrency(d.currency),
-      state: 'stored',
-      card: checkCard(d.card),
+      state: 'awaiting_card',
       createdAt: event.at,
       updatedAt: event.at,
     };
+    if (event.type === 'payment_stored') payment.card = checkCard(d.card);
     if (typeof d.reference === 'string') payment.reference = d.reference;
     if (typeof d.forwardingDeadlineAt === 'string') {
       payment.forwardingDeadlineAt = d.forwardingDeadlineAt;
     }
+    if (d.offlineMode !== undefined) {
+      if (!(OFFLINE_MODES as readonly unknown[]).includes(d.offlineMode)) {
+        throw storeError('POS213', `offlineMode must be one of ${OFFLINE_MODES.join(', ')}`);
+      }
+      payment.offlineMode = d.offlineMode as OfflineMode;
+    }
     return payment;
   } catch (cause) {
     if (!isAgentError(cause)) throw cause;
-    throw storeError('POS221', `a payment_stored event's data is malformed: ${cause.reason}`, {
+    throw storeError('POS221', `a ${event.type} event's data is malformed: ${cause.reason}`, {
       cause,
     });
   }
