@@ -12,7 +12,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { type Clock, systemClock } from '../common/clock.js';
+import { type Clock, type TimerHandle, systemClock } from '../common/clock.js';
 import { CardBoundary } from '../drivers/boundary/card-boundary.js';
 import { PinPad } from '../drivers/pinpad/pin-pad.js';
 import { createTransport } from '../drivers/transport/transport.js';
@@ -128,29 +128,51 @@ export async function startAgent(options: {
     allowCardholderName: config.card.allowCardholderName,
     allowFallbackSwipe: config.card.allowFallbackSwipe,
   });
+  // A PIN pad that is absent at start-up (unplugged, ser2net not up yet) must not stop the agent:
+  // it keeps trying with backoff (0.5 s doubling to 30 s) and /v1/status shows "disconnected".
+  // Once open, the PinPad itself reconnects after a disconnect.
   let pinPad: PinPad | undefined;
   let pinPadState = 'connecting';
-  try {
-    pinPad = await PinPad.open({
-      transport: createTransport(config.pinPad.path, { baudRate: config.pinPad.baudRate }),
-      boundary,
-      link: {
-        ackTimeoutMs: config.pinPad.ackTimeoutMs,
-        interByteTimeoutMs: config.pinPad.interByteTimeoutMs,
-        maxTransmissions: config.pinPad.maxTransmissions,
-      },
-      responseTimeoutMs: config.pinPad.responseTimeoutMs,
-      clock,
-    });
-    pinPadState = 'connected';
-    pinPad.on('state', (state: string) => {
-      pinPadState = state;
-      logger.info({ device: 'pinPad', state }, 'PIN pad state');
-    });
-  } catch (error) {
-    pinPadState = 'disconnected';
-    logger.error({ err: error, path: config.pinPad.path }, 'cannot open the PIN pad');
-  }
+  let pinPadRetry: TimerHandle | undefined;
+  let stopping = false;
+  const openPinPad = async (attempt: number): Promise<void> => {
+    try {
+      const pad = await PinPad.open({
+        transport: createTransport(config.pinPad.path, { baudRate: config.pinPad.baudRate }),
+        boundary,
+        link: {
+          ackTimeoutMs: config.pinPad.ackTimeoutMs,
+          interByteTimeoutMs: config.pinPad.interByteTimeoutMs,
+          maxTransmissions: config.pinPad.maxTransmissions,
+        },
+        responseTimeoutMs: config.pinPad.responseTimeoutMs,
+        clock,
+      });
+      if (stopping) {
+        await pad.close().catch(() => undefined);
+        return;
+      }
+      pinPad = pad;
+      pinPadState = 'connected';
+      logger.info(
+        { device: 'pinPad', path: config.pinPad.path, state: 'connected' },
+        'PIN pad state',
+      );
+      pad.on('state', (state: string) => {
+        pinPadState = state;
+        logger.info({ device: 'pinPad', state }, 'PIN pad state');
+      });
+    } catch (error) {
+      pinPadState = 'disconnected';
+      const retryInMs = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
+      logger.error(
+        { err: error, path: config.pinPad.path, retryInMs },
+        'cannot open the PIN pad; will retry',
+      );
+      if (!stopping) pinPadRetry = clock.setTimeout(() => void openPinPad(attempt + 1), retryInMs);
+    }
+  };
+  await openPinPad(0);
 
   const payments = new PaymentService({
     store,
@@ -185,6 +207,8 @@ export async function startAgent(options: {
     worker,
     status,
     async stop() {
+      stopping = true;
+      if (pinPadRetry !== undefined) clock.clearTimeout(pinPadRetry);
       await api.close();
       await pinPad?.close().catch(() => undefined);
       await worker.stop();
