@@ -39,6 +39,22 @@ export const DRIVER_ERRORS = {
   POS134: 'sealed card cannot be opened',
   /** The card boundary was configured with a key of the wrong size. */
   POS135: 'card boundary misconfigured',
+  /** node-hid is not installed, or its native library (libusb/libudev/hidraw) cannot load. */
+  POS104: 'HID support unavailable',
+  /** A `hid://VID:PID[/serial]` path is malformed. */
+  POS105: 'bad hid:// path',
+  /** A vendor HID MSR input report is malformed (size, decode status, track length). */
+  POS140: 'bad HID MSR report',
+  /** Keyboard-wedge input cannot be turned into track text (unknown key code, overlong swipe, bad report). */
+  POS141: 'bad keyboard-wedge input',
+  /** A hex trace given to `pos-agent decode` is not hex, or the kind is unknown. */
+  POS142: 'bad trace input',
+  /** EMV BER-TLV is malformed (truncated tag, length or value; unsupported length form). */
+  POS143: 'bad EMV TLV',
+  /** A card reader is not connected (unplugged, not found) while a card read needs it. */
+  POS144: 'card reader disconnected',
+  /** A card reader configuration is invalid (kind/transport mismatch). */
+  POS145: 'card reader misconfigured',
 } as const;
 
 /** One of the codes of {@link DRIVER_ERRORS}. */
