@@ -406,7 +406,7 @@ export class PaymentStore {
         PaymentRow | undefined;
       if (existing !== undefined) {
         const original = toPayment(existing);
-        assertSameParameters(original, { ...checked, card: original.card ?? checked.card });
+        assertSameParameters(original, checked, { card: false });
         return { payment: original, created: false };
       }
       const nowMs = this.#clock.now();
@@ -1221,7 +1221,11 @@ function toAgentError(error: unknown): AgentError {
   throw error;
 }
 
-function assertSameParameters(original: Payment, input: NewPayment): void {
+function assertSameParameters(
+  original: Payment,
+  input: NewPayment,
+  compare: { card: boolean } = { card: true },
+): void {
   const key = input.idempotencyKey;
   const conflict = (field: string, what: string): never => {
     throw storeError(
@@ -1244,7 +1248,7 @@ function assertSameParameters(original: Payment, input: NewPayment): void {
       `first ${JSON.stringify(original.reference ?? null)}, now ${JSON.stringify(input.reference ?? null)}`,
     );
   }
-  if (original.card?.token !== input.card.token) {
+  if (compare.card && original.card?.token !== input.card.token) {
     conflict('card', 'another card was presented: the card token differs');
   }
 }
