@@ -137,6 +137,47 @@ const ApiConfig = z
   })
   .strict();
 
+const currencyAmounts = z.record(
+  z.string().regex(/^[A-Z]{3}$/, 'currency must be an ISO 4217 code in upper case, e.g. EUR'),
+  z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+);
+
+/**
+ * The offline policy (DESIGN §4, issue 3): when a payment may be approved without the cloud.
+ * A currency without a per-transaction limit is never approved offline.
+ */
+const OfflineConfig = z
+  .object({
+    /** Largest offline payment per currency, integer minor units, e.g. `{ "EUR": 5000 }` (50.00). Default EUR/USD/GBP 10000. */
+    perTransactionLimitMinor: currencyAmounts.default({ EUR: 10_000, USD: 10_000, GBP: 10_000 }),
+    /** Largest total stored offline per currency, minor units; a missing currency uses its per-transaction limit. Default EUR/USD/GBP 500000. */
+    totalLimitMinor: currencyAmounts.default({ EUR: 500_000, USD: 500_000, GBP: 500_000 }),
+    /** Most payments stored offline at once, all currencies. 0–100000, default 500. */
+    maxCount: z.number().int().min(0).max(100_000).default(500),
+    /** Hours a stored payment may wait to reach the cloud. 1–720, default 72. */
+    forwardingDeadlineHours: z.number().min(1).max(720).default(72),
+    /** Warn (status, log, `pos-agent queue`) this many hours before the deadline. 0–720, default 12. */
+    warningBeforeDeadlineHours: z.number().min(0).max(720).default(12),
+  })
+  .strict();
+
+/** Online authorization over MQTT (DESIGN §5) and PIN entry for it. */
+const AuthorizationConfig = z
+  .object({
+    /** How long to wait for `down/auth` before the outcome counts as unknown (ambiguous), ms. 500–120000, default 15000. */
+    timeoutMs: z.number().int().min(500).max(120_000).default(15_000),
+    /**
+     * Entry modes whose cards need online PIN (message 30/31/39). The reference card boundary
+     * does not expose the EMV CVM list (tag 8E), so the policy is set per entry mode by the
+     * acquirer's rules: e.g. `["chip"]` for chip cards whose CVM is online PIN. Such cards are
+     * never approved offline (`online_pin_required`). Default none.
+     */
+    onlinePinEntryModes: z.array(z.enum(['swipe', 'chip', 'contactless', 'manual'])).default([]),
+    /** How long the customer has to enter the PIN, seconds. 5–300, default 60. */
+    pinTimeoutSeconds: z.number().int().min(5).max(300).default(60),
+  })
+  .strict();
+
 /** Logging (DESIGN §8). */
 const LogConfig = z
   .object({
@@ -181,6 +222,18 @@ export const AgentConfigSchema = z
     }),
     api: ApiConfig.default({ host: '127.0.0.1', port: 7420 }),
     log: LogConfig.default({ level: 'info' }),
+    offline: OfflineConfig.default({
+      perTransactionLimitMinor: { EUR: 10_000, USD: 10_000, GBP: 10_000 },
+      totalLimitMinor: { EUR: 500_000, USD: 500_000, GBP: 500_000 },
+      maxCount: 500,
+      forwardingDeadlineHours: 72,
+      warningBeforeDeadlineHours: 12,
+    }),
+    authorization: AuthorizationConfig.default({
+      timeoutMs: 15_000,
+      onlinePinEntryModes: [],
+      pinTimeoutSeconds: 60,
+    }),
   })
   .strict();
 
