@@ -19,7 +19,7 @@ import {
   runProvision,
   type ProvisionOptions,
 } from '../../agent/commands/provision.js';
-import { loadConfig } from '../../agent/config.js';
+import { loadConfig, parseConfig } from '../../agent/config.js';
 import { brokerTls, loadTerminalKeys, publicKeyFingerprint } from '../../agent/keys.js';
 import { isAgentError } from '../../common/agent-error.js';
 import {
@@ -189,12 +189,8 @@ describe.skipIf(!hasOpenssl)('pos-agent provision', () => {
   });
 
   it('generates a client key and a CSR with CN = device id for the cloud to sign', () => {
-    const result = provision({
-      ...base,
-      certFile: undefined,
-      keyFile: undefined,
-      generateCsr: true,
-    } as ProvisionOptions);
+    const { certFile: _cert, keyFile: _key, ...withoutCert } = base;
+    const result = provision({ ...withoutCert, generateCsr: true });
     expect(result.csrFile).toBeDefined();
     const subject = execFileSync(
       'openssl',
@@ -242,5 +238,38 @@ describe.skipIf(!hasOpenssl)('pos-agent provision', () => {
     expect(prompts.join('')).toContain('PIN pad path [/dev/ttyUSB0]');
     const result = provision({ ...options, pinPad: 'tcp://127.0.0.1:7421' });
     expect(result.deviceId).toBe('lane-0001');
+  });
+});
+
+describe('broker transport security in the config', () => {
+  const config = (broker: Record<string, unknown>): unknown => ({
+    deviceId: 'lane-0001',
+    dataDir: '/tmp/x',
+    keysDir: '/tmp/y',
+    pinPad: { path: 'mock://pad' },
+    broker,
+  });
+
+  it('refuses plaintext mqtt:// to a remote broker unless the config says development', () => {
+    expect(() => parseConfig(config({ url: 'mqtt://broker.example:1883' }))).toThrow(
+      /plaintext mqtt:\/\/ to a remote broker is refused/,
+    );
+    expect(
+      parseConfig(config({ url: 'mqtt://broker.example:1883', development: true })).broker.url,
+    ).toBe('mqtt://broker.example:1883');
+    // Loopback never leaves the machine (simulator, local bridge): allowed.
+    expect(parseConfig(config({ url: 'mqtt://127.0.0.1:1883' })).broker.development).toBe(false);
+  });
+
+  it('requires the CA, client certificate and key for mqtts://, every missing one listed', () => {
+    let error: unknown;
+    try {
+      parseConfig(config({ url: 'mqtts://broker.example:8883' }));
+    } catch (e) {
+      error = e;
+    }
+    expect(isAgentError(error, 'POS501')).toBe(true);
+    for (const field of ['broker.caFile', 'broker.certFile', 'broker.keyFile'])
+      expect((error as Error).message).toContain(field);
   });
 });
