@@ -5,12 +5,14 @@
  *   '/dev/ttyUSB0', '/tmp/pad'  ──► SerialTransport  (serialport, 9600 8N1 by default)
  *   'tcp://127.0.0.1:4001'      ──► TcpTransport     (node:net; ser2net or the simulator)
  *   'mock://pad1'               ──► MockTransport    (@serialport/binding-mock; far end = MockPeer)
+ *   'hid://0801:0011[/serial]'  ──► HidTransport     (node-hid HIDAsync, loaded lazily; one report per chunk)
  * ```
  *
  * Only files in `drivers/transport/` import `serialport` (DESIGN §1).
  */
 import type { Buffer } from 'node:buffer';
 import { driverError } from '../errors.js';
+import { HidTransport } from './hid-transport.js';
 import { MockTransport } from './mock-transport.js';
 import { SerialTransport } from './serial-transport.js';
 import { TcpTransport } from './tcp-transport.js';
@@ -84,7 +86,8 @@ export { registerMockPeer } from './mock-transport.js';
  * - an absolute path (`/dev/ttyUSB0`, a socat pty link such as `/tmp/x/pad`) → serialport;
  * - `tcp://host:port` → a TCP socket (ser2net, the simulator's pad server);
  * - `mock://name` → an in-process @serialport/binding-mock port whose far end is the
- *   {@link MockPeer} registered under `name`.
+ *   {@link MockPeer} registered under `name`;
+ * - `hid://VID:PID[/serial]` → a USB HID device through node-hid (`POS105` when malformed).
  *
  * Throws `POS103` for any other path.
  */
@@ -92,9 +95,10 @@ export function createTransport(path: string, options: TransportOptions = {}): T
   if (path.startsWith('/')) return new SerialTransport(path, options.baudRate ?? 9600);
   if (path.startsWith('tcp://')) return new TcpTransport(path);
   if (path.startsWith('mock://')) return new MockTransport(path);
+  if (path.startsWith('hid://')) return new HidTransport(path);
   throw driverError(
     'POS103',
-    `Unsupported device path "${path}": use an absolute serial path (/dev/ttyUSB0), tcp://host:port or mock://name`,
+    `Unsupported device path "${path}": use an absolute serial path (/dev/ttyUSB0), tcp://host:port, hid://VID:PID[/serial] or mock://name`,
     { details: { path } },
   );
 }

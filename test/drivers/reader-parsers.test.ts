@@ -249,7 +249,7 @@ describe('decode (pos-agent decode)', () => {
       'frame 1: 11 payload bytes, LRC 0x3E ok',
       '  message 29 {"reason":"bad_read"}',
     ]);
-    const bad = [...CARD_READ_FAILED_FRAME];
+    const bad: number[] = [...CARD_READ_FAILED_FRAME];
     bad[bad.length - 1] = 0x00;
     const out = decodeTrace('link', Buffer.from(bad));
     expect(out.errors.map((e) => e.code)).toEqual(['POS110']);
