@@ -51,6 +51,8 @@ export interface DeviceTopics {
   readonly authResponse: string;
   /** `{p}/{d}/down/commands` — cloud commands. */
   readonly commands: string;
+  /** `{p}/{d}/up/command-results` — the result of each cloud command (issue 5). */
+  readonly commandResults: string;
 }
 
 function checkPrefix(prefix: string): void {
@@ -94,6 +96,7 @@ export function topics(prefix: string = DEFAULT_TOPIC_PREFIX, deviceId: string):
     acks: `${base}/down/acks`,
     authResponse: `${base}/down/auth`,
     commands: `${base}/down/commands`,
+    commandResults: `${base}/up/command-results`,
   };
 }
 
@@ -134,6 +137,7 @@ export function parseTopic(
     'down/acks': 'acks',
     'down/auth': 'authResponse',
     'down/commands': 'commands',
+    'up/command-results': 'commandResults',
   };
   const kind = kinds[tail];
   return kind === undefined ? undefined : { deviceId, kind };
@@ -370,6 +374,34 @@ export const LogLevelSchema = z.enum(['fatal', 'error', 'warn', 'info', 'debug',
 export const CommandBodySchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('set_log_level'), level: LogLevelSchema }),
   z.object({ type: z.literal('request_diagnostics') }),
+  /**
+   * Offline limits (DESIGN §4 offline policy) set by the cloud; stored by the agent in an
+   * overrides file that its config loading merges. Amounts in integer minor units per ISO 4217
+   * currency; an omitted field keeps the configured value.
+   */
+  z.object({
+    type: z.literal('set_offline_limits'),
+    limits: z
+      .strictObject({
+        perTransactionMinor: z
+          .record(z.string().regex(/^[A-Z]{3}$/), z.number().int().min(0))
+          .optional(),
+        totalMinor: z.record(z.string().regex(/^[A-Z]{3}$/), z.number().int().min(0)).optional(),
+        maxCount: z.number().int().min(0).max(1_000_000).optional(),
+        forwardingDeadlineHours: z
+          .number()
+          .int()
+          .min(1)
+          .max(24 * 30)
+          .optional(),
+      })
+      .refine((l) => Object.keys(l).length > 0, { message: 'at least one limit' }),
+  }),
+  /**
+   * Rotate the device signing key: the agent makes a new Ed25519 key pair, announces the new
+   * public key in the command result signed by the OLD key, then signs with the new one.
+   */
+  z.object({ type: z.literal('rotate_signing_key') }),
 ]);
 /** {@link CommandBodySchema}. */
 export type CommandBody = z.infer<typeof CommandBodySchema>;
@@ -389,6 +421,39 @@ export const CommandSchema = z
 /** {@link CommandSchema}. */
 export type Command = z.infer<typeof CommandSchema>;
 
+/**
+ * `up/command-results`: what the agent did with a cloud command (issue 5). Strict (an uplink).
+ * - `applied`: done; `data` holds the answer (diagnostics, the new public key of a rotation).
+ * - `refused`: verified but expired, replayed or not yet valid (`code` POS320–POS322).
+ * - `failed`: verified and fresh, but could not be applied (`code`, `reason`).
+ * `data` never holds card data: diagnostics are counts, states and times.
+ */
+export const CommandResultSchema = z.strictObject({
+  id: z.string().regex(/^[\x21-\x7E]{1,64}$/, 'command id: 1–64 visible ASCII characters'),
+  type: z.string().regex(/^[a-z_]{1,64}$/),
+  status: z.enum(['applied', 'refused', 'failed']),
+  at: IsoDateTimeSchema,
+  code: z
+    .string()
+    .regex(/^POS\d{3}$/)
+    .optional(),
+  reason: z.string().max(512).optional(),
+  data: z
+    .record(
+      z.string(),
+      z.union([
+        z.string().max(4096),
+        z.number(),
+        z.boolean(),
+        z.null(),
+        z.record(z.string(), z.unknown()),
+      ]),
+    )
+    .optional(),
+});
+/** {@link CommandResultSchema}. */
+export type CommandResult = z.infer<typeof CommandResultSchema>;
+
 /** Every message schema of the contract, by name (used for the generated description). */
 export const WIRE_SCHEMAS = {
   RecordsBatch: RecordsBatchSchema,
@@ -399,4 +464,5 @@ export const WIRE_SCHEMAS = {
   AckResult: AckResultSchema,
   AuthResponse: AuthResponseSchema,
   Command: CommandSchema,
+  CommandResult: CommandResultSchema,
 } as const;

@@ -24,6 +24,7 @@ describe('topics', () => {
       acks: 'pos/v1/store-12.lane-3/down/acks',
       authResponse: 'pos/v1/store-12.lane-3/down/auth',
       commands: 'pos/v1/store-12.lane-3/down/commands',
+      commandResults: 'pos/v1/store-12.lane-3/up/command-results',
     });
     expect(topics(undefined, 'd1').records).toBe('pos/v1/d1/up/records');
     expect(cloudTopicFilters('acme/pos').records).toBe('acme/pos/+/up/records');
@@ -162,6 +163,7 @@ describe('contract JSON Schema', () => {
         'AuthRequest',
         'AuthResponse',
         'Command',
+        'CommandResult',
         'Envelope',
         'OutboxRecord',
         'RecordsBatch',
