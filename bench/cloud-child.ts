@@ -1,0 +1,66 @@
+/**
+ * Child process of the drain benchmark: the cloud core simulator in its own process (a real
+ * cloud core is another machine; in the agent's process it would take CPU from the agent it is
+ * measuring). Started by bench/drain.ts with IPC; talks in {@link CloudChildMessage}s.
+ *
+ * Parent → child: `{ start: { brokerUrl, clientId, deviceId, devicePublicKey, cloudSecretKey,
+ * vaultSecretKey, openSealed } }` (keys base64), then `{ counters: true }`, then `{ stop: true }`.
+ * Child → parent: `{ started: true }`, `{ counters: CloudCoreCounters }`, `{ error: string }`.
+ */
+import { openSealedCard } from '../drivers/boundary/sealed-card.js';
+import { CloudCore, type CloudCoreCounters } from '../simulator/cloud-core.js';
+
+/** Messages between bench/drain.ts and this child. */
+export type CloudChildMessage =
+  | {
+      start: {
+        brokerUrl: string;
+        clientId: string;
+        deviceId: string;
+        devicePublicKey: string;
+        cloudSecretKey: string;
+        vaultSecretKey: string;
+        /** Open sealed card data with the vault key (the simulator's default behaviour). */
+        openSealed: boolean;
+      };
+    }
+  | { counters: true }
+  | { stop: true }
+  | { started: true }
+  | { counters: CloudCoreCounters }
+  | { error: string };
+
+const b64 = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'base64'));
+const send = (message: CloudChildMessage): void => {
+  process.send?.(message);
+};
+
+let core: CloudCore | undefined;
+
+process.on('message', (message: CloudChildMessage) => {
+  void (async () => {
+    try {
+      if ('start' in message) {
+        const s = message.start;
+        const vault = b64(s.vaultSecretKey);
+        core = await CloudCore.start({
+          brokerUrl: s.brokerUrl,
+          clientId: s.clientId,
+          signer: { secretKey: b64(s.cloudSecretKey) },
+          ...(s.openSealed
+            ? { openSealed: (sealed: string) => openSealedCard(sealed, vault) }
+            : {}),
+        });
+        core.registerDevice(s.deviceId, b64(s.devicePublicKey));
+        send({ started: true });
+      } else if ('counters' in message && message.counters === true) {
+        if (core !== undefined) send({ counters: core.counters() });
+      } else if ('stop' in message) {
+        await core?.stop();
+        process.disconnect();
+      }
+    } catch (error) {
+      send({ error: error instanceof Error ? error.message : String(error) });
+    }
+  })();
+});

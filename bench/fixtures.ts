@@ -1,0 +1,205 @@
+/**
+ * Fixtures of the benchmark: realistic payments (a real {@link CardToken} with sealed card data
+ * from the drivers' {@link CardBoundary}, fed a simulator test card), seeding of a store,
+ * temp directories, free ports and a Mosquitto child process.
+ *
+ * bench/ is a measurement tool outside the product layers of DESIGN §1: it may import every
+ * folder and, for the bare baselines, `better-sqlite3` and `mqtt` directly.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import nacl from 'tweetnacl';
+import { v7 as uuidv7 } from 'uuid';
+import { CardBoundary } from '../drivers/boundary/card-boundary.js';
+import type { CardToken } from '../drivers/boundary/card-token.js';
+import type { NewPayment } from '../store-forward/model.js';
+import { PaymentStore } from '../store-forward/payment-store.js';
+import { TEST_CARDS, buildTrack2 } from '../simulator/test-cards.js';
+
+/** Keys of one benchmark run: device signing, cloud signing, vault box, tenant token key. */
+export interface BenchKeys {
+  device: nacl.SignKeyPair;
+  cloud: nacl.SignKeyPair;
+  vault: nacl.BoxKeyPair;
+  tokenKey: Uint8Array;
+}
+
+/** Fresh random keys. */
+export function makeKeys(): BenchKeys {
+  return {
+    device: nacl.sign.keyPair(),
+    cloud: nacl.sign.keyPair(),
+    vault: nacl.box.keyPair(),
+    tokenKey: new Uint8Array(randomBytes(32)),
+  };
+}
+
+/**
+ * `count` card tokens (with `sealed`) made by the drivers' card boundary from swipes of the
+ * approving simulator test cards, round robin. tweetnacl's box costs about a millisecond, so
+ * seeding reuses a small pool of tokens rather than sealing once per payment; every token is a
+ * real one of realistic size.
+ */
+export function makeCardTokens(keys: BenchKeys, count: number): CardToken[] {
+  const boundary = new CardBoundary({
+    tokenKey: keys.tokenKey,
+    vaultPublicKey: keys.vault.publicKey,
+  });
+  const cards = TEST_CARDS.filter((c) => c.outcome === 'approve');
+  const tokens: CardToken[] = [];
+  for (let i = 0; i < count; i++) {
+    const card = cards[i % cards.length];
+    if (card === undefined) throw new Error('no approving test card');
+    const result = boundary.tokenize({ entryMode: 'swipe', track2: buildTrack2(card.pan) });
+    if (!result.ok) throw new Error(`card boundary refused a test card: ${result.reason}`);
+    tokens.push(result.card);
+  }
+  return tokens;
+}
+
+/** The `i`-th payment of a run: a UUIDv7 idempotency key, an amount that the cloud approves. */
+export function newPayment(i: number, token: CardToken): NewPayment {
+  const { sealed, sred: _sred, ...card } = token;
+  return {
+    idempotencyKey: uuidv7(),
+    amountMinor: 1000 + (i % 40), // never ends in 51 (the simulator's decline rule)
+    currency: 'EUR',
+    reference: `bench-${i}`,
+    card,
+    sealed,
+  };
+}
+
+/**
+ * Creates `count` payments through {@link PaymentStore.createPayment} in the database at
+ * `dbPath` (one synchronous=FULL transaction each, exactly as the agent stores them) and closes
+ * the store (which checkpoints the WAL into the main file, so the file alone can be copied).
+ *
+ * @returns the elapsed milliseconds.
+ */
+export function seedStore(dbPath: string, count: number, tokens: readonly CardToken[]): number {
+  const started = performance.now();
+  const store = PaymentStore.open({ path: dbPath });
+  try {
+    for (let i = 0; i < count; i++) {
+      const token = tokens[i % tokens.length];
+      if (token === undefined) throw new Error('no card tokens');
+      store.createPayment(newPayment(i, token));
+    }
+  } finally {
+    store.close();
+  }
+  return performance.now() - started;
+}
+
+/**
+ * A directory on a RAM file system (`/dev/shm`) when there is one, for template databases: there
+ * an fsync costs nothing, so seeding 100,000 payments through the real `createPayment` (one
+ * synchronous=FULL commit each) takes seconds instead of many minutes. Measurements never run
+ * there; templates are copied to the disk directory first. Falls back to `fallback`.
+ */
+export function templateDir(fallback: string): string {
+  const shm = '/dev/shm';
+  try {
+    if (existsSync(shm)) return mkdtempSync(path.join(shm, 'pos-bench-template-'));
+  } catch {
+    // not writable: use the disk
+  }
+  return mkdtempSync(path.join(fallback, 'pos-bench-template-'));
+}
+
+/** A fresh temp directory under `parent` (default the OS temp dir). */
+export function tempDir(prefix: string, parent = tmpdir()): string {
+  return mkdtempSync(path.join(parent, `pos-bench-${prefix}-`));
+}
+
+/** Removes a directory tree, ignoring errors. */
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** A TCP port that was free on 127.0.0.1 a moment ago. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** A broker the drain benchmark runs against. */
+export interface BenchBroker {
+  name: string;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Path of the Mosquitto binary ($MOSQUITTO or /usr/sbin/mosquitto), or null. */
+export function mosquittoBinary(): string | null {
+  for (const candidate of [process.env.MOSQUITTO, '/usr/sbin/mosquitto']) {
+    if (candidate !== undefined && candidate !== '' && existsSync(candidate)) return candidate;
+  }
+  return null;
+}
+
+/**
+ * Starts Mosquitto as a child process on a free loopback port (the same settings as the tests'
+ * helper: anonymous, no persistence, room for a device's window of batches).
+ *
+ * @throws Error when it does not accept connections within 5 s.
+ */
+export async function startMosquitto(binary: string): Promise<BenchBroker> {
+  const port = await freePort();
+  const dir = tempDir('mosquitto');
+  const conf = path.join(dir, 'mosquitto.conf');
+  writeFileSync(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      'allow_anonymous true',
+      'persistence false',
+      'max_queued_messages 10000',
+      'max_inflight_messages 100',
+      'log_dest none',
+      '',
+    ].join('\n'),
+  );
+  const child: ChildProcess = spawn(binary, ['-c', conf], { stdio: 'ignore' });
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`mosquitto exited with code ${child.exitCode}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (ok) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`mosquitto did not listen on ${port} within 5 s`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  return {
+    name: 'Mosquitto',
+    url: `mqtt://127.0.0.1:${port}`,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      removeDir(dir);
+    },
+  };
+}

@@ -1,0 +1,106 @@
+/**
+ * DESIGN §9 target 3 — memory flat in backlog size: the resident memory of an agent process
+ * holding N stored payments (default 100,000) against one holding none, each in a fresh child
+ * process (bench/memory-child.ts, `--expose-gc`) after `startAgent` and a first pass of the sync
+ * worker with the broker DOWN, so nothing drains. Idle and loaded runs alternate.
+ *
+ * The N payments are written once by the real `PaymentStore.createPayment` (one synchronous=FULL
+ * transaction each) into a template database on a RAM file system where an fsync is free
+ * (bench/fixtures.ts `templateDir`), then the file is copied into each loaded run's data
+ * directory on the disk.
+ */
+import { fork } from 'node:child_process';
+import { copyFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { freePort, tempDir, removeDir } from './fixtures.js';
+import type { MemoryChildReport, MemoryChildRequest } from './memory-child.js';
+import { median } from './stats.js';
+
+/** Runs one child and resolves its report. @throws Error when the child fails or exits early. */
+export async function runMemoryChild(request: MemoryChildRequest): Promise<MemoryChildReport> {
+  const child = fork(new URL('./memory-child.js', import.meta.url), [], {
+    execArgv: ['--expose-gc'],
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  const report = new Promise<MemoryChildReport>((resolve, reject) => {
+    child.once('message', (message: MemoryChildReport | { error: string }) => {
+      if ('error' in message) reject(new Error(`memory child: ${message.error}`));
+      else resolve(message);
+    });
+    child.once('exit', (code) => reject(new Error(`memory child exited with code ${code}`)));
+  });
+  child.send(request);
+  try {
+    return await report;
+  } finally {
+    if (child.exitCode === null) {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** Result of the memory benchmark. */
+export interface MemoryResult {
+  stored: number;
+  rounds: number;
+  settleMs: number;
+  idle: MemoryChildReport[];
+  loaded: MemoryChildReport[];
+  /** Medians of rss, bytes. */
+  idleRss: number;
+  loadedRss: number;
+}
+
+/**
+ * Alternates `rounds` idle and loaded child runs; `templatePath` is a closed store database
+ * holding `stored` pending payments.
+ *
+ * @throws Error when a child fails, the loaded agent does not see its backlog, or a worker was
+ *   online (then the broker was not down and the comparison is void).
+ */
+export async function benchMemory(options: {
+  parentDir: string;
+  templatePath: string;
+  stored: number;
+  rounds: number;
+  settleMs: number;
+}): Promise<MemoryResult> {
+  const idle: MemoryChildReport[] = [];
+  const loaded: MemoryChildReport[] = [];
+  for (let round = 0; round < options.rounds; round++) {
+    for (const withBacklog of [false, true]) {
+      const dir = tempDir('memory', options.parentDir);
+      try {
+        const dataDir = path.join(dir, 'data');
+        mkdirSync(dataDir, { mode: 0o700 });
+        if (withBacklog) copyFileSync(options.templatePath, path.join(dataDir, 'agent.db'));
+        const report = await runMemoryChild({
+          dataDir,
+          keysDir: path.join(dir, 'keys'),
+          brokerUrl: `mqtt://127.0.0.1:${await freePort()}`,
+          pinPadPath: `tcp://127.0.0.1:${await freePort()}`,
+          settleMs: options.settleMs,
+        });
+        if (report.online) throw new Error('the sync worker was online: the broker was not down');
+        const expected = withBacklog ? options.stored : 0;
+        if (report.depth !== expected)
+          throw new Error(`the agent saw ${report.depth} stored records, expected ${expected}`);
+        (withBacklog ? loaded : idle).push(report);
+      } finally {
+        removeDir(dir);
+      }
+    }
+  }
+  return {
+    stored: options.stored,
+    rounds: options.rounds,
+    settleMs: options.settleMs,
+    idle,
+    loaded,
+    idleRss: median(idle.map((r) => r.rss)),
+    loadedRss: median(loaded.map((r) => r.rss)),
+  };
+}
