@@ -42,18 +42,21 @@ export class CommandGuard {
       throw syncError(
         'POS320',
         `Command ${command.id} (${command.command.type}) expired at ${command.expiresAt}, now is ${new Date(now).toISOString()}: the cloud must issue it again; check the terminal clock if this repeats`,
+        { details: { id: command.id, type: command.command.type } },
       );
     }
     if (this.#seen.has(command.id)) {
       throw syncError(
         'POS321',
         `Command ${command.id} (${command.command.type}) was already received: a replay is refused; the cloud must use a new id for a new command`,
+        { details: { id: command.id, type: command.command.type } },
       );
     }
     if (issuedAt > now + this.#maxSkewMs) {
       throw syncError(
         'POS322',
         `Command ${command.id} is issued at ${command.issuedAt}, more than ${this.#maxSkewMs} ms ahead of the terminal clock ${new Date(now).toISOString()}: fix the terminal's time (NTP)`,
+        { details: { id: command.id, type: command.command.type } },
       );
     }
     this.#seen.set(command.id, expiresAt);

@@ -504,6 +504,17 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
     }));
   }
 
+  /**
+   * Replaces the key that signs uplinks from the next message on (device key rotation by cloud
+   * command, issue 5). Batches already in flight keep their old signature when resent, so the
+   * cloud accepts both key ids until those are acknowledged.
+   *
+   * @throws AgentError POS315 for a secret key that is not 64 bytes.
+   */
+  setSigner(signer: EnvelopeSigner): void {
+    this.#signer = { ...signer, kid: signerKeyId(signer) };
+  }
+
   /** Subscribes the downlinks and starts draining whenever the session is connected. Idempotent. */
   start(): void {
     if (this.#running) return;
