@@ -61,12 +61,11 @@ export async function runDecode(options: {
 }): Promise<number> {
   const { kind, out, err } = options;
   if (!isTraceKind(kind)) {
-    err.write(
-      `error POS142: unknown trace kind "${kind}": use one of ${TRACE_KINDS.join(', ')}\n`,
-    );
+    err.write(`error POS142: unknown trace kind "${kind}": use one of ${TRACE_KINDS.join(', ')}\n`);
     return 2;
   }
-  const fromStdin = options.hex.length === 0 || (options.hex.length === 1 && options.hex[0] === '-');
+  const fromStdin =
+    options.hex.length === 0 || (options.hex.length === 1 && options.hex[0] === '-');
   let text: Buffer | string;
   if (fromStdin) {
     if ('isTTY' in options.stdin && options.stdin.isTTY === true)

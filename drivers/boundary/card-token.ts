@@ -45,7 +45,9 @@ export interface CardToken {
  * - `no_start_sentinel` — track text without its `%`/`;` start and no recognisable format;
  * - `chip_required` — a swiped 2xx/6xx card while fallback swipe is off (POS133);
  * - `invalid_pan` — not 12–19 digits or Luhn fails (POS130);
- * - `expired` — the expiry month has passed (POS131).
+ * - `expired` — the expiry month has passed (POS131);
+ * - `reader_disconnected` — the card reader (or PIN pad) taking the card was unplugged during the
+ *   read (POS144); the payment fails safely and the POS app may start it again.
  */
 export type CardReadFailure =
   | 'timeout'
@@ -55,4 +57,5 @@ export type CardReadFailure =
   | 'card_removed'
   | 'no_start_sentinel'
   | 'invalid_pan'
-  | 'expired';
+  | 'expired'
+  | 'reader_disconnected';

@@ -97,7 +97,11 @@ function usbInfoFromSysfs(sysClassTtyDir: string, name: string): Partial<SerialP
   return {};
 }
 
-function scan(devDir: string, sysClassTtyDir: string, links: Map<string, string>): SerialPortEntry[] {
+function scan(
+  devDir: string,
+  sysClassTtyDir: string,
+  links: Map<string, string>,
+): SerialPortEntry[] {
   let names: string[];
   try {
     names = readdirSync(devDir);
