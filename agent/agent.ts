@@ -80,12 +80,35 @@ export async function startAgent(options: {
   const clock = options.clock ?? systemClock;
   ensurePrivateDir(config.dataDir);
 
-  const store = PaymentStore.open({ path: path.join(config.dataDir, 'agent.db'), clock });
+  const store = PaymentStore.open({
+    path: path.join(config.dataDir, 'agent.db'),
+    clock,
+    forwardingDeadlineHours: config.offline.forwardingDeadlineHours,
+  });
   const chain = store.verifyChain();
   if (!chain.ok) {
     logger.error(
       { problems: chain.problems },
       'the event hash chain does not verify; run "pos-agent verify"',
+    );
+  }
+  const projection = store.checkProjection();
+  if (!projection.ok) {
+    logger.error(
+      { problems: projection.problems },
+      'the payments table differs from its events; run "pos-agent verify"',
+    );
+  }
+  // Issue 3 §7: a crash mid-payment leaves no payment stuck; the POS app sees the outcome by key.
+  for (const payment of store.recoverInterrupted()) {
+    logger.warn(
+      {
+        paymentId: payment.id,
+        idempotencyKey: payment.idempotencyKey,
+        state: payment.state,
+        declineCode: payment.declineCode,
+      },
+      'payment interrupted by the last stop recovered to a final state',
     );
   }
   const released = store.releaseInFlight();
@@ -112,7 +135,11 @@ export async function startAgent(options: {
     version: AGENT_VERSION,
     clock,
   });
+  // Late outcomes (an issuer decline of an offline approval) become prompts once the payment
+  // service exists; acks may arrive while the PIN pad is still opening.
+  let noteAcked: (keys: string[]) => void = () => undefined;
   worker.on('acked', (results) => {
+    noteAcked(results.map((r) => r.key));
     for (const r of results)
       logger.info(
         { idempotencyKey: r.key, status: r.status, outcome: r.outcome },
@@ -180,7 +207,15 @@ export async function startAgent(options: {
     notifySync: () => worker.notify(),
     logger,
     cardReadTimeoutSeconds: config.pinPad.cardReadTimeoutSeconds,
+    online: {
+      online: () => worker.online,
+      authorize: (request, options) => worker.authorize(request, options),
+    },
+    policy: config.offline,
+    authorization: config.authorization,
+    now: () => clock.now(),
   });
+  noteAcked = (keys) => payments.noteAcked(keys);
 
   const status = (): AgentStatus => ({
     deviceId: config.deviceId,
@@ -188,6 +223,16 @@ export async function startAgent(options: {
     devices: [{ name: 'pinPad', path: config.pinPad.path, state: pinPadState }],
     link: { state: session.connected ? 'online' : 'offline', broker: config.broker.url },
     queue: store.queueStats(),
+    offline: {
+      exposure: store.offlineExposure(),
+      deadlineWarnings: store
+        .deadlineWarnings(
+          new Date(
+            clock.now() + config.offline.warningBeforeDeadlineHours * 3_600_000,
+          ).toISOString(),
+        )
+        .map((p) => ({ paymentId: p.id, forwardingDeadlineAt: p.forwardingDeadlineAt ?? null })),
+    },
   });
 
   const api = buildApi({ apiToken: keys.apiToken, payments, store, status, logger });

@@ -15,9 +15,10 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import Fastify, { LogController, type FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { AgentError } from '../common/agent-error.js';
-import type { Payment, PaymentStore } from '../store-forward/payment-store.js';
+import type { OfflineExposure, Payment, PaymentStore } from '../store-forward/payment-store.js';
 import type { Logger } from './logger.js';
 import type { PaymentService } from './payment-service.js';
+import { registerEventStream } from './sse.js';
 
 /** What `GET /v1/status` reports; the agent fills it in. */
 export interface AgentStatus {
@@ -29,6 +30,11 @@ export interface AgentStatus {
   link: { state: 'online' | 'offline'; broker: string };
   /** Outbox: records not yet acknowledged, dead records, age of the oldest. */
   queue: { depth: number; inFlight: number; dead: number; acked: number; oldestAt: string | null };
+  /** Offline exposure per currency and stored payments near their forwarding deadline. */
+  offline?: {
+    exposure: OfflineExposure;
+    deadlineWarnings: Array<{ paymentId: string; forwardingDeadlineAt: string | null }>;
+  };
 }
 
 const PaymentBody = z
@@ -42,6 +48,7 @@ const PaymentBody = z
       .string()
       .regex(/^[A-Z]{3}$/, 'currency must be an ISO 4217 code in upper case, e.g. EUR'),
     reference: z.string().min(1).max(64).optional(),
+    offline: z.enum(['prefer_online', 'require_online', 'force_offline']).optional(),
   })
   .strict();
 
@@ -72,6 +79,7 @@ const STATUS_BY_CODE: Record<string, number> = {
   POS420: 422,
   POS430: 503,
   POS211: 404,
+  POS212: 409,
 };
 
 /**
@@ -85,17 +93,25 @@ export function toApiPayment(payment: Payment): Record<string, unknown> {
     amount: payment.amountMinor,
     currency: payment.currency,
     reference: payment.reference ?? null,
-    card: {
-      token: payment.card.token,
-      brand: payment.card.brand,
-      first6: payment.card.first6,
-      last4: payment.card.last4,
-      expiryMonth: payment.card.expiryMonth,
-      expiryYear: payment.card.expiryYear,
-      entryMode: payment.card.entryMode,
-    },
+    card:
+      payment.card === undefined
+        ? null
+        : {
+            token: payment.card.token,
+            brand: payment.card.brand,
+            first6: payment.card.first6,
+            last4: payment.card.last4,
+            expiryMonth: payment.card.expiryMonth,
+            expiryYear: payment.card.expiryYear,
+            entryMode: payment.card.entryMode,
+          },
+    // Never a silent switch: the POS app always learns how the payment was approved.
+    approval: payment.approval ?? null,
+    offline: payment.offlineMode ?? null,
     authCode: payment.authCode ?? null,
     declineCode: payment.declineCode ?? null,
+    reason: payment.reason ?? null,
+    forwardingDeadlineAt: payment.forwardingDeadlineAt ?? null,
     createdAt: payment.createdAt,
     updatedAt: payment.updatedAt,
   };
@@ -186,6 +202,7 @@ export function buildApi(deps: {
       currency: body.data.currency,
       reference: body.data.reference,
       idempotencyKey,
+      offlineMode: body.data.offline,
     });
     return reply.code(created ? 201 : 200).send(toApiPayment(payment));
   });
@@ -212,6 +229,14 @@ export function buildApi(deps: {
   });
 
   app.get('/v1/status', async () => deps.status());
+
+  app.post('/v1/payments/:id/cancel', async (request) => {
+    const { id } = request.params as { id: string };
+    const { payment, voided } = await deps.payments.cancel(id);
+    return { ...toApiPayment(payment), voidForwarded: voided };
+  });
+
+  registerEventStream(app, deps.payments);
 
   return app;
 }

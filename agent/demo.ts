@@ -8,10 +8,13 @@
  *                                    └─ SQLite ─▶ sync worker ─MQTT─▶ aedes ─▶ cloud core simulator
  * ```
  *
- * It takes payments with the test cards, stops the broker (payments taken meanwhile are stored),
- * starts it again, waits until the cloud core has acknowledged everything, prints each payment's
- * story, and returns true only if nothing was lost or left unacknowledged and the cloud core
- * holds each idempotency key exactly once.
+ * It takes payments with the test cards — authorized online while the broker is up —, stops the
+ * broker (payments are then approved offline under the offline policy, one over the cap is
+ * declined locally, and one with the issuer-decline card is approved offline and reversed when
+ * the issuer declines it later), starts it again, waits until the cloud core has acknowledged
+ * everything, prints each payment's story with the terminal's prompts, and returns true only if
+ * nothing was lost or left unacknowledged, the cloud core holds each key once and charges
+ * exactly the payments the store took.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -64,12 +67,13 @@ const CURRENCIES = ['EUR', 'USD', 'GBP'];
 
 interface Taken {
   n: number;
+  answer: string;
   key: string;
   id: string;
   amount: number;
   currency: string;
   card: string;
-  phase: 'online' | 'outage';
+  phase: 'online' | 'outage' | 'over-cap';
   answeredMs: number;
   httpStatus: number;
 }
@@ -121,10 +125,21 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     broker: { url: broker.url, reconnectPeriodMs: 250 },
     sync: { ackTimeoutMs: 2000 },
     api: { port: 0 },
+    offline: {
+      perTransactionLimitMinor: { EUR: 5000, USD: 5000, GBP: 5000 },
+      totalLimitMinor: { EUR: 20_000, USD: 20_000, GBP: 20_000 },
+      maxCount: 50,
+    },
+    authorization: { timeoutMs: 5000 },
   });
   const agent = await startAgent({ config, keys: terminal, logger });
   const prompts: string[] = [];
-  agent.payments.on('prompt', (p: { text: string }) => prompts.push(p.text));
+  const promptsOf = new Map<string, string[]>();
+  agent.payments.on('prompt', (p: { text: string; paymentId?: string }) => {
+    prompts.push(p.text);
+    if (p.paymentId === undefined) return;
+    promptsOf.set(p.paymentId, [...(promptsOf.get(p.paymentId) ?? []), p.text]);
+  });
 
   out('pos-edge-agent demo: everything on the built-in simulator');
   out(`  data directory  ${dataDir}  (log: agent.log, database: agent.db)`);
@@ -150,11 +165,11 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
 
   const taken: Taken[] = [];
   const lost: string[] = [];
-  const takeOne = async (phase: Taken['phase']): Promise<void> => {
+  const takeOne = async (phase: Taken['phase'], forceCard?: string): Promise<void> => {
     const n = taken.length + lost.length + 1;
-    const cardName = CARD_ROTATION[(n - 1) % CARD_ROTATION.length] as string;
+    const cardName = forceCard ?? (CARD_ROTATION[(n - 1) % CARD_ROTATION.length] as string);
     const currency = CURRENCIES[(n - 1) % CURRENCIES.length] as string;
-    const amount = 500 + n * 125;
+    const amount = phase === 'over-cap' ? 7500 : 500 + n * 125;
     const key = `demo-${process.pid}-${n}`;
     const card = findTestCard(cardName);
     if (card === undefined) throw new Error(`unknown test card ${cardName}`);
@@ -167,7 +182,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
       key,
     );
     const answeredMs = performance.now() - started;
-    if (status !== 201) {
+    if (status !== 201 && status !== 200) {
       lost.push(key);
       out(
         `  #${n}  ${currency} ${(amount / 100).toFixed(2)}  answer ${status} ${JSON.stringify(json)}`,
@@ -184,11 +199,14 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
       phase,
       answeredMs,
       httpStatus: status,
+      answer: String(json.state),
     });
     const c = json.card as { brand: string; first6: string; last4: string; entryMode: string };
+    const approval = json.approval === null ? '' : ` (approval: ${String(json.approval)})`;
     out(
-      `  #${n}  ${currency} ${(amount / 100).toFixed(2).padStart(6)}  ${c.brand.padEnd(10)} ${c.first6}******${c.last4}  ${c.entryMode.padEnd(6)}  → ${String(json.state)} in ${answeredMs.toFixed(0)} ms`,
+      `  #${n}  ${currency} ${(amount / 100).toFixed(2).padStart(6)}  ${c.brand.padEnd(10)} ${c.first6}******${c.last4}  ${c.entryMode.padEnd(6)}  → ${String(json.state)}${approval}${json.declineCode === null ? '' : ` ${String(json.declineCode)}`} in ${answeredMs.toFixed(0)} ms`,
     );
+    out(`        terminal: ${(promptsOf.get(String(json.id)) ?? []).join(' › ')}`);
   };
 
   let ok = false;
@@ -222,11 +240,21 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     out();
 
     out(
-      `2. The broker goes down: ${options.outagePayments} payments are stored, the store keeps selling`,
+      `2. The broker goes down: ${options.outagePayments} payments are approved offline by policy, the store keeps selling`,
     );
     await broker.stop();
     await waitFor(() => agent.status().link.state === 'offline', 10_000);
     for (let i = 0; i < options.outagePayments; i++) await takeOne('outage');
+    out('   the issuer-decline test card, approved offline (the issuer will decline it later):');
+    await takeOne('outage', 'declined');
+    out('   a payment over the offline limit of 50.00 per payment is declined locally:');
+    await takeOne('over-cap', 'visa');
+    const exposure = agent.store.offlineExposure();
+    out(
+      `   offline exposure: ${Object.entries(exposure.byCurrency)
+        .map(([cur, e]) => `${cur} ${(e.amountMinor / 100).toFixed(2)} in ${e.count}`)
+        .join(', ')}`,
+    );
     const during = agent.status();
     out(
       `   link ${during.link.state}; stored and waiting: ${during.queue.depth}; oldest since ${during.queue.oldestAt ?? '-'}`,
@@ -238,7 +266,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     const drainStart = performance.now();
     await broker.start();
     const drained = await waitFor(
-      () => agent.store.queueStats().depth === 0 && cloudCore.keys().length >= taken.length,
+      () => agent.store.queueStats().depth === 0 && agent.store.offlineExposure().count === 0,
       options.drainTimeoutMs ?? 60_000,
     );
     out(
@@ -249,17 +277,20 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     out('4. What happened to each payment');
     for (const t of taken) {
       const payment = agent.store.getPayment(t.id);
+      const card = payment?.card;
       const events = agent.store.listEvents(t.id);
       const t0 = Date.parse(events[0]?.at ?? new Date().toISOString());
       const story = events.map((e) => `${e.type} +${Date.parse(e.at) - t0} ms`).join(' → ');
       const result =
         payment?.state === 'approved'
-          ? `approved, auth ${payment.authCode ?? '-'}`
+          ? `approved ${payment.approval ?? ''}, auth ${payment.authCode ?? '-'}`
           : payment?.state === 'declined'
             ? `declined, code ${payment.declineCode ?? '-'}${payment.reason !== undefined ? ` (${payment.reason})` : ''}`
-            : `${payment?.state ?? 'missing'}`;
+            : payment?.state === 'reversed'
+              ? `reversed: late issuer decline — ${payment.reason ?? ''}`
+              : `${payment?.state ?? 'missing'}`;
       out(
-        `  #${t.n} ${t.id} ${payment?.card.brand ?? '?'} ${payment?.card.first6 ?? ''}******${payment?.card.last4 ?? ''} ${t.currency} ${(t.amount / 100).toFixed(2)} [${t.phase}]`,
+        `  #${t.n} ${t.id} ${card?.brand ?? '?'} ${card?.first6 ?? ''}******${card?.last4 ?? ''} ${t.currency} ${(t.amount / 100).toFixed(2)} [${t.phase}, answered ${t.answer}]`,
       );
       out(`      ${story}`);
       out(`      → ${result}`);
@@ -270,17 +301,34 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     const states = taken.map((t) => agent.store.getPayment(t.id)?.state);
     const approved = states.filter((s) => s === 'approved').length;
     const declined = states.filter((s) => s === 'declined').length;
+    const reversed = states.filter((s) => s === 'reversed').length;
     const cloudKeys = new Set(cloudCore.keys());
-    const missingAtCloud = taken.filter((t) => !cloudKeys.has(t.key)).length;
+    // Every payment that the cloud had to learn about reached it: all but local declines.
+    const mustReach = taken.filter((t) => {
+      const p = agent.store.getPayment(t.id);
+      return !(p?.state === 'declined' && p.declineCode?.startsWith('offline_') === true);
+    });
+    const missingAtCloud = mustReach.filter((t) => !cloudKeys.has(t.key)).length;
+    // The cloud charges exactly the payments the store holds as approved.
+    const charged = new Set(cloudCore.charges());
+    const approvedKeys = taken
+      .filter((t) => agent.store.getPayment(t.id)?.state === 'approved')
+      .map((t) => t.key);
+    const chargesMatch =
+      charged.size === approvedKeys.length && approvedKeys.every((k) => charged.has(k));
+    const finalExposure = agent.store.offlineExposure();
     const chain = agent.store.verifyChain();
     const projection = agent.store.checkProjection();
     out('Summary');
     out(
-      `  taken ${taken.length} (${taken.filter((t) => t.phase === 'outage').length} during the outage), approved ${approved}, declined ${declined}`,
+      `  taken ${taken.length} (${taken.filter((t) => t.phase !== 'online').length} during the outage), approved ${approved}, declined ${declined}, reversed after a late issuer decline ${reversed}`,
+    );
+    out(
+      `  cloud charges ${charged.size} keys, the store holds ${approvedKeys.length} approved: ${chargesMatch ? 'one charge per approved payment' : 'MISMATCH'}; offline exposure now ${finalExposure.count}`,
     );
     out(`  outbox: ${stats.acked} acknowledged, ${stats.depth} waiting, ${stats.dead} dead`);
     out(
-      `  cloud core: ${cloudKeys.size} distinct idempotency keys, ${missingAtCloud} missing, ${cloudCore.counters().duplicates} duplicate deliveries absorbed`,
+      `  cloud core: ${cloudKeys.size} distinct idempotency keys, ${missingAtCloud} missing, ${cloudCore.counters().duplicates} duplicates answered with the original outcome`,
     );
     out(
       `  event hash chain: ${chain.ok ? `verified (${chain.events} events)` : `BROKEN: ${chain.problems.join('; ')}`}; projection: ${projection.ok ? 'matches the events' : 'DIFFERS'}`,
@@ -291,8 +339,11 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
       stats.depth === 0 &&
       stats.dead === 0 &&
       missingAtCloud === 0 &&
-      cloudKeys.size === taken.length &&
-      approved + declined === taken.length &&
+      cloudKeys.size === mustReach.length &&
+      approved + declined + reversed === taken.length &&
+      reversed >= 1 &&
+      chargesMatch &&
+      finalExposure.count === 0 &&
       chain.ok &&
       projection.ok;
     out(

@@ -1,23 +1,42 @@
 /**
- * The payment flow of the agent (DESIGN §4, §6), as far as the walking skeleton goes:
+ * The payment flow of the agent (DESIGN §4, §5, §6; issue 3): online first, offline only by
+ * explicit policy, nothing lost, nothing charged twice.
  *
  * ```
- * POS app ──POST /v1/payments──▶ PaymentService.takePayment
- *   1. idempotency: a known key with the same parameters returns the original payment
- *   2. PIN pad: "Insert or tap card" → read card → the card boundary hands out a CardToken
- *   3. store: payment + event + outbox row in ONE synchronous=FULL transaction
- *   4. answer the POS app: state `stored`;  5. wake the sync worker
- * later: the sync worker forwards it; the cloud's result is recorded as a new event
+ * POS app ──POST /v1/payments { offline: prefer_online | require_online | force_offline }──▶
+ *   1. store.startPayment           awaiting_card   (the idempotency key is durable from here)
+ *   2. pad: "present card" → card   card_read       (token + sealed data, committed)
+ *   3. online PIN if the card needs it (message 30 → 31 PIN block | 39 no PIN)   awaiting_pin
+ *   4. decide:
+ *      cloud reachable & mode ≠ force_offline → authorizing → up/auth … down/auth (timeoutMs)
+ *          approved → approved (approval: online) + outbox record
+ *          declined → declined (issuer code)
+ *          timeout / lost → AMBIGUOUS: prefer_online → offline policy (stored or declined over a
+ *                           cap, the key reaches the cloud either way); require_online or
+ *                           online-PIN card → declined `authorization_timeout` + void record
+ *      cloud unreachable: require_online → declined `offline_not_allowed`;
+ *                         online-PIN card → declined `online_pin_required`;
+ *                         otherwise (and force_offline) → offline policy:
+ *                           within caps → stored (approval: offline), else declined
+ *                           `offline_amount_limit` | `offline_total_limit` | `offline_count_limit`
+ *   5. answer the POS app after the commit; the terminal shows the result
  * ```
  *
- * One payment at a time per PIN pad: a second request while the pad is busy is refused with
- * POS410 rather than queued behind a customer who is still at the pad.
+ * Never a silent switch: the answer carries `approval: 'online' | 'offline'`, and every step is a
+ * prompt on `/v1/events`. One payment at a time per PIN pad (POS410 otherwise).
  */
 import { EventEmitter } from 'node:events';
 import { v7 as uuidv7 } from 'uuid';
-import { AgentError } from '../common/agent-error.js';
-import type { PinPad } from '../drivers/pinpad/pin-pad.js';
-import type { Payment, PaymentStore } from '../store-forward/payment-store.js';
+import { AgentError, isAgentError } from '../common/agent-error.js';
+import type { AuthRequest, AuthResponse } from '../cloud-sync/schemas.js';
+import type { CardToken } from '../drivers/boundary/card-token.js';
+import type { EncryptedPinBlock, PinPad } from '../drivers/pinpad/pin-pad.js';
+import type {
+  OfflineMode,
+  OfflinePolicy,
+  Payment,
+  PaymentStore,
+} from '../store-forward/payment-store.js';
 import type { Logger } from './logger.js';
 
 /** What the POS app asks for. */
@@ -30,21 +49,56 @@ export interface PaymentRequest {
   reference?: string | undefined;
   /** The `Idempotency-Key` header; a UUIDv7 is made when absent. */
   idempotencyKey?: string | undefined;
+  /** Offline mode of this payment; default `prefer_online`. */
+  offlineMode?: OfflineMode | undefined;
 }
 
-/** A prompt or result for the terminal's screen, also sent to `/v1/events` subscribers later. */
+/** Kinds of terminal prompts and results. */
+export type PromptKind =
+  | 'present_card'
+  | 'enter_pin'
+  | 'authorizing'
+  | 'approved_online'
+  | 'approved_offline'
+  | 'declined'
+  | 'canceled'
+  | 'failed'
+  | 'reversed'
+  | 'warning';
+
+/** A prompt or result for the terminal's screen, also sent to `GET /v1/events` subscribers. */
 export interface TerminalPrompt {
-  /** What the screen shows, e.g. "Insert or tap card". */
+  kind: PromptKind;
+  /** What the screen shows, e.g. "present card", "approved offline — stored", "declined: offline_amount_limit". */
   text: string;
   /** Correlation ids. */
   idempotencyKey: string;
   paymentId?: string;
+  /** ISO 8601 UTC. */
+  at: string;
+}
+
+/** The online side of the flow: the sync worker's authorize() and link state. */
+export interface OnlineAuthorizer {
+  /** True while the MQTT link is up. */
+  online(): boolean;
+  /** `SyncWorker.authorize`: POS323 on timeout, POS302 publish failed, POS331 stopped. */
+  authorize(request: AuthRequest, options: { timeoutMs: number }): Promise<AuthResponse>;
+}
+
+/** Online authorization settings (config `authorization`). */
+export interface AuthorizationSettings {
+  /** Wait for `down/auth`, ms. */
+  timeoutMs: number;
+  /** Entry modes whose cards need online PIN. */
+  onlinePinEntryModes: readonly CardToken['entryMode'][];
+  /** PIN entry time, seconds. */
+  pinTimeoutSeconds: number;
 }
 
 /**
- * Takes payments from the POS app through the PIN pad into the store.
- *
- * Emits `prompt` ({@link TerminalPrompt}) for every message the terminal would show.
+ * Takes payments from the POS app through the PIN pad, the cloud or the offline policy into the
+ * store. Emits `prompt` ({@link TerminalPrompt}) for every message the terminal would show.
  */
 export class PaymentService extends EventEmitter {
   readonly #store: PaymentStore;
@@ -52,7 +106,11 @@ export class PaymentService extends EventEmitter {
   readonly #notifySync: () => void;
   readonly #logger: Logger;
   readonly #cardReadTimeoutSeconds: number;
-  #busyKey: string | null = null;
+  readonly #online: OnlineAuthorizer | undefined;
+  readonly #policy: OfflinePolicy;
+  readonly #auth: AuthorizationSettings;
+  readonly #now: () => number;
+  #busy: { key: string; paymentId?: string } | null = null;
   readonly #inProgress = new Map<
     string,
     { request: PaymentRequest; done: Promise<{ payment: Payment; created: boolean }> }
@@ -63,6 +121,10 @@ export class PaymentService extends EventEmitter {
    * @param deps.pinPad — the connected PIN pad, or undefined while it is disconnected.
    * @param deps.notifySync — wakes the sync worker after a commit.
    * @param deps.cardReadTimeoutSeconds — how long the customer has to present a card.
+   * @param deps.online — online authorization; absent: the agent works offline only.
+   * @param deps.policy — the offline policy (config `offline`).
+   * @param deps.authorization — config `authorization`.
+   * @param deps.now — clock for prompt timestamps, epoch ms.
    */
   constructor(deps: {
     store: PaymentStore;
@@ -70,6 +132,10 @@ export class PaymentService extends EventEmitter {
     notifySync: () => void;
     logger: Logger;
     cardReadTimeoutSeconds: number;
+    online?: OnlineAuthorizer;
+    policy?: OfflinePolicy;
+    authorization?: Partial<AuthorizationSettings>;
+    now?: () => number;
   }) {
     super();
     this.#store = deps.store;
@@ -77,20 +143,51 @@ export class PaymentService extends EventEmitter {
     this.#notifySync = deps.notifySync;
     this.#logger = deps.logger;
     this.#cardReadTimeoutSeconds = deps.cardReadTimeoutSeconds;
+    this.#online = deps.online;
+    this.#policy = deps.policy ?? {
+      perTransactionLimitMinor: { EUR: 10_000, USD: 10_000, GBP: 10_000 },
+      totalLimitMinor: { EUR: 500_000, USD: 500_000, GBP: 500_000 },
+      maxCount: 500,
+      forwardingDeadlineHours: 72,
+      warningBeforeDeadlineHours: 12,
+    };
+    this.#auth = {
+      timeoutMs: deps.authorization?.timeoutMs ?? 15_000,
+      onlinePinEntryModes: deps.authorization?.onlinePinEntryModes ?? [],
+      pinTimeoutSeconds: deps.authorization?.pinTimeoutSeconds ?? 60,
+    };
+    this.#now = deps.now ?? Date.now;
+  }
+
+  /** The offline policy in force. */
+  get policy(): OfflinePolicy {
+    return this.#policy;
   }
 
   /**
-   * Takes one payment: reads the card and stores the payment durably before answering.
+   * Takes one payment; answers after its outcome is committed.
    *
-   * @returns the payment (state `stored`) and whether this call created it (`false` for a retry
-   *   with a known idempotency key).
-   * @throws AgentError POS409 when the key is in use by a payment in progress with other
-   *   parameters, POS210 (from the store) when it was used before with other parameters,
-   *   POS410 when the PIN pad is busy, POS430 when it is not connected, POS420 when the card
-   *   could not be read or was refused (names the reason).
+   * @returns the payment (`approved` online, `stored` offline, `declined` with `declineCode` and
+   *   `reason`, `canceled`) and whether this call created it (`false` for a retry with a known
+   *   idempotency key, which returns the original payment).
+   * @throws AgentError POS409 the key is in use by a payment in progress with other parameters;
+   *   POS210 (from the store) it was used before with other parameters; POS410 the PIN pad is
+   *   busy; POS430 it is not connected; POS420 the card could not be read (the payment is
+   *   `failed`, named in `details.paymentId`).
    */
   async takePayment(request: PaymentRequest): Promise<{ payment: Payment; created: boolean }> {
     const idempotencyKey = request.idempotencyKey ?? uuidv7();
+    const running = this.#inProgress.get(idempotencyKey);
+    if (running !== undefined) {
+      if (!sameRequest(running.request, request)) {
+        throw new AgentError(
+          'POS409',
+          `idempotency key ${idempotencyKey} is in use by a payment in progress with other parameters; use a new key for a new payment`,
+        );
+      }
+      const { payment } = await running.done;
+      return { payment, created: false };
+    }
     const existing = this.#store.getPaymentByKey(idempotencyKey);
     if (existing !== undefined) {
       const differs = differingFields(existing, request);
@@ -103,38 +200,12 @@ export class PaymentService extends EventEmitter {
       }
       return { payment: existing, created: false };
     }
-    const running = this.#inProgress.get(idempotencyKey);
-    if (running !== undefined) {
-      if (!sameRequest(running.request, request)) {
-        throw new AgentError(
-          'POS409',
-          `idempotency key ${idempotencyKey} is in use by a payment in progress with other parameters; use a new key for a new payment`,
-        );
-      }
-      const { payment } = await running.done;
-      return { payment, created: false };
-    }
-    if (this.#busyKey !== null) {
+    if (this.#busy !== null) {
       throw new AgentError(
         'POS410',
-        `the PIN pad is busy with payment ${this.#busyKey}; wait for its answer or cancel it`,
+        `the PIN pad is busy with payment ${this.#busy.key}; wait for its answer or cancel it`,
       );
     }
-    this.#busyKey = idempotencyKey;
-    const done = this.#run(request, idempotencyKey);
-    this.#inProgress.set(idempotencyKey, { request, done });
-    try {
-      return await done;
-    } finally {
-      this.#inProgress.delete(idempotencyKey);
-      this.#busyKey = null;
-    }
-  }
-
-  async #run(
-    request: PaymentRequest,
-    idempotencyKey: string,
-  ): Promise<{ payment: Payment; created: boolean }> {
     const pad = this.#pinPad();
     if (pad === undefined) {
       throw new AgentError(
@@ -142,8 +213,113 @@ export class PaymentService extends EventEmitter {
         'the PIN pad is not connected; check its cable and "pos-agent devices", then retry',
       );
     }
+    this.#busy = { key: idempotencyKey };
+    const done = this.#run(pad, request, idempotencyKey);
+    this.#inProgress.set(idempotencyKey, { request, done });
+    try {
+      return await done;
+    } finally {
+      this.#inProgress.delete(idempotencyKey);
+      this.#busy = null;
+    }
+  }
+
+  /**
+   * Cancels a payment (`POST /v1/payments/:id/cancel`): before authorization it becomes
+   * `canceled` (the PIN pad is told to stop); after an approval it becomes `canceled` and a void
+   * record is forwarded so the cloud takes no money.
+   *
+   * @throws AgentError POS211 unknown payment; POS212 not cancelable in its state (authorizing:
+   *   wait for the outcome; or already final).
+   */
+  async cancel(paymentId: string): Promise<{ payment: Payment; voided: boolean }> {
+    const result = this.#store.cancelPayment(paymentId, 'canceled by the POS app');
+    if (result.voided) this.#notifySync();
+    this.#prompt('canceled', 'canceled', result.payment);
+    if (this.#busy?.paymentId === paymentId) {
+      await this.#pinPad()
+        ?.cancel()
+        .catch(() => undefined);
+    }
+    return result;
+  }
+
+  /**
+   * The cloud acknowledged records: announces outcomes that changed after the answer (a late
+   * issuer decline of an offline approval → `reversed`).
+   */
+  noteAcked(keys: readonly string[]): void {
+    for (const key of keys) {
+      const payment = this.#store.getPaymentByKey(key);
+      if (payment?.state === 'reversed') {
+        this.#prompt(
+          'reversed',
+          `reversed: ${payment.reason ?? 'declined by the issuer'}`,
+          payment,
+        );
+      }
+    }
+  }
+
+  async #run(
+    pad: PinPad,
+    request: PaymentRequest,
+    idempotencyKey: string,
+  ): Promise<{ payment: Payment; created: boolean }> {
+    const mode = request.offlineMode ?? 'prefer_online';
     const log = this.#logger.child({ idempotencyKey });
-    this.#prompt({ text: 'Insert or tap card', idempotencyKey });
+    const started = this.#store.startPayment({
+      idempotencyKey,
+      amountMinor: request.amountMinor,
+      currency: request.currency,
+      reference: request.reference,
+      offlineMode: mode,
+    });
+    let payment = started.payment;
+    if (!started.created) return started;
+    if (this.#busy !== null) this.#busy.paymentId = payment.id;
+    try {
+      payment = await this.#flow(pad, request, payment, mode, log);
+    } catch (error) {
+      const now = this.#store.getPayment(payment.id);
+      // Canceled by the POS app meanwhile: that is the answer.
+      if (now?.state === 'canceled') return { payment: now, created: true };
+      if (now !== undefined && ['awaiting_card', 'card_read', 'awaiting_pin'].includes(now.state)) {
+        const reason = isAgentError(error) ? error.reason : 'unexpected error';
+        this.#store.recordStep(payment.id, 'failed', { reason: reason.slice(0, 400) });
+      }
+      throw error;
+    }
+    const text = resultText(payment);
+    log.info(
+      { paymentId: payment.id, state: payment.state, approval: payment.approval },
+      text === 'approved offline — stored' ? 'payment stored' : `payment ${payment.state}`,
+    );
+    await pad
+      .showResult(
+        payment.state === 'stored'
+          ? 'stored'
+          : payment.state === 'approved'
+            ? 'approved'
+            : 'declined',
+        text.slice(0, 32),
+      )
+      .catch((error: unknown) => {
+        // The outcome is committed; a display hiccup must not turn it into an error for the POS app.
+        log.warn({ err: error }, 'could not show the result on the PIN pad');
+      });
+    return { payment, created: true };
+  }
+
+  async #flow(
+    pad: PinPad,
+    request: PaymentRequest,
+    started: Payment,
+    mode: OfflineMode,
+    log: Logger,
+  ): Promise<Payment> {
+    const id = started.id;
+    this.#prompt('present_card', 'present card', started);
     await pad.display(formatAmount(request.amountMinor, request.currency), 'Insert or tap card');
     const read = await pad.readCard({
       amountMinor: request.amountMinor,
@@ -153,20 +329,24 @@ export class PaymentService extends EventEmitter {
     });
     if (!read.ok) {
       log.info({ reason: read.reason }, 'card read failed');
-      this.#prompt({ text: `Card not read: ${read.reason}`, idempotencyKey });
+      if (this.#store.getPayment(id)?.state === 'canceled') {
+        throw new AgentError('POS420', 'the payment was canceled while waiting for the card');
+      }
+      const failed = this.#store.recordStep(id, 'failed', {
+        reason: `card not read: ${read.reason}`,
+      });
+      this.#prompt('failed', `card not read: ${read.reason}`, failed);
       await pad.showResult('declined', `Card not read: ${read.reason}`).catch(() => undefined);
       throw new AgentError(
         'POS420',
-        `the card could not be read (${read.reason}); ask the customer to try again`,
-        {
-          details: { reason: read.reason },
-        },
+        `the card could not be read (${read.reason}); ask the customer to try again with a new payment`,
+        { details: { reason: read.reason, paymentId: id } },
       );
     }
     const { card } = read;
-    const result = this.#store.createPayment({
-      ...this.#storeInput(request, idempotencyKey),
-      card: {
+    let payment = this.#store.recordCardRead(
+      id,
+      {
         token: card.token,
         brand: card.brand,
         first6: card.first6,
@@ -176,36 +356,159 @@ export class PaymentService extends EventEmitter {
         entryMode: card.entryMode,
         ...(card.cardholderName !== undefined ? { cardholderName: card.cardholderName } : {}),
       },
+      {
+        ...(card.sealed !== undefined ? { sealed: card.sealed } : {}),
+        ...(card.sred !== undefined ? { sred: card.sred } : {}),
+      },
+    );
+    const needsPin = this.#auth.onlinePinEntryModes.includes(card.entryMode);
+    const reachable = this.#online !== undefined && this.#online.online();
+
+    if (mode === 'force_offline' || !reachable) {
+      if (mode === 'require_online') {
+        return this.#declined(
+          this.#store.declineLocally(
+            id,
+            'offline_not_allowed',
+            'the POS app required online authorization and the cloud cannot be reached',
+            { voidRecord: false },
+          ),
+        );
+      }
+      if (needsPin) return this.#declined(this.#onlinePinRequired(id));
+      return this.#offline(id, false);
+    }
+
+    let pinBlock: EncryptedPinBlock | undefined;
+    if (needsPin) {
+      payment = this.#store.recordStep(id, 'pin_requested');
+      this.#prompt('enter_pin', 'enter PIN', payment);
+      const pin = await pad.requestPin({
+        amountMinor: request.amountMinor,
+        currency: request.currency,
+        timeoutSeconds: this.#auth.pinTimeoutSeconds,
+      });
+      if (!pin.ok) {
+        return this.#declined(
+          this.#store.declineLocally(id, `pin_${pin.reason}`, `no PIN entered (${pin.reason})`, {
+            voidRecord: false,
+          }),
+        );
+      }
+      pinBlock = pin.pinBlock;
+    }
+    payment = this.#store.recordStep(id, 'authorization_requested');
+    this.#prompt('authorizing', 'authorizing', payment);
+    const authRequest: AuthRequest = {
+      key: payment.idempotencyKey,
+      payment: {
+        id: payment.id,
+        amountMinor: payment.amountMinor,
+        currency: payment.currency,
+        createdAt: payment.createdAt,
+        ...(payment.reference !== undefined ? { reference: payment.reference } : {}),
+      },
+      card: {
+        token: card.token,
+        brand: card.brand,
+        first6: card.first6,
+        last4: card.last4,
+        expiryMonth: card.expiryMonth,
+        expiryYear: card.expiryYear,
+        entryMode: card.entryMode,
+      },
       ...(card.sealed !== undefined ? { sealed: card.sealed } : {}),
       ...(card.sred !== undefined ? { sred: card.sred } : {}),
-    });
-    log.info({ paymentId: result.payment.id, state: result.payment.state }, 'payment stored');
-    this.#notifySync();
-    this.#prompt({ text: 'Payment stored', idempotencyKey, paymentId: result.payment.id });
-    await pad.showResult('stored', 'Payment stored').catch((error: unknown) => {
-      // The payment is committed; a display hiccup must not turn it into an error for the POS app.
-      log.warn({ err: error }, 'could not show the result on the PIN pad');
-    });
-    return result;
-  }
-
-  #storeInput(request: PaymentRequest, idempotencyKey: string) {
-    return {
-      idempotencyKey,
-      amountMinor: request.amountMinor,
-      currency: request.currency,
-      ...(request.reference !== undefined ? { reference: request.reference } : {}),
+      ...(pinBlock !== undefined ? { pinBlock } : {}),
     };
+    let response: AuthResponse;
+    try {
+      response = await (this.#online as OnlineAuthorizer).authorize(authRequest, {
+        timeoutMs: this.#auth.timeoutMs,
+      });
+    } catch (error) {
+      // Ambiguous: the request may have reached the cloud and been approved there. The same
+      // idempotency key reaches the cloud later either way (the stored record or a void record),
+      // and the cloud answers with its ORIGINAL outcome, so there is never a second charge.
+      log.warn({ err: error }, 'online authorization has no answer; the outcome is unknown');
+      if (mode === 'require_online' || needsPin) {
+        return this.#declined(
+          this.#store.declineLocally(
+            id,
+            'authorization_timeout',
+            `no answer from the cloud within ${this.#auth.timeoutMs} ms; a void record tells the cloud to undo any approval`,
+            { voidRecord: true },
+          ),
+        );
+      }
+      return this.#offline(id, true);
+    }
+    payment =
+      response.outcome === 'approved'
+        ? this.#store.recordOnlineOutcome(id, { outcome: 'approved', authCode: response.authCode })
+        : this.#store.recordOnlineOutcome(id, {
+            outcome: 'declined',
+            declineCode: response.declineCode,
+          });
+    if (payment.state === 'approved') {
+      this.#notifySync();
+      this.#prompt('approved_online', 'approved online', payment);
+      return payment;
+    }
+    return this.#declined(payment);
   }
 
-  #prompt(prompt: TerminalPrompt): void {
+  #onlinePinRequired(id: string): Payment {
+    return this.#store.declineLocally(
+      id,
+      'online_pin_required',
+      'this card needs online PIN, which cannot be checked while the cloud is unreachable',
+      { voidRecord: false },
+    );
+  }
+
+  #offline(id: string, ambiguous: boolean): Payment {
+    const { payment } = this.#store.storeOffline(id, this.#policy, { ambiguous });
+    this.#notifySync();
+    if (payment.state === 'stored') {
+      this.#prompt('approved_offline', 'approved offline — stored', payment);
+      return payment;
+    }
+    return this.#declined(payment);
+  }
+
+  #declined(payment: Payment): Payment {
+    if (payment.state === 'declined') {
+      this.#prompt('declined', `declined: ${payment.declineCode ?? 'declined'}`, payment);
+    }
+    return payment;
+  }
+
+  #prompt(kind: PromptKind, text: string, payment: Payment): void {
+    const prompt: TerminalPrompt = {
+      kind,
+      text,
+      idempotencyKey: payment.idempotencyKey,
+      paymentId: payment.id,
+      at: new Date(this.#now()).toISOString(),
+    };
     this.emit('prompt', prompt);
   }
 }
 
+function resultText(payment: Payment): string {
+  if (payment.state === 'approved') return 'approved online';
+  if (payment.state === 'stored') return 'approved offline — stored';
+  if (payment.state === 'declined') return `declined: ${payment.declineCode ?? 'declined'}`;
+  return payment.state;
+}
+
 function sameRequest(a: PaymentRequest, b: PaymentRequest): boolean {
   return (
-    a.amountMinor === b.amountMinor && a.currency === b.currency && a.reference === b.reference
+    a.amountMinor === b.amountMinor &&
+    a.currency === b.currency &&
+    a.reference === b.reference &&
+    (a.offlineMode ?? 'prefer_online') === (b.offlineMode ?? 'prefer_online')
   );
 }
 
@@ -215,6 +518,12 @@ function differingFields(payment: Payment, request: PaymentRequest): string[] {
   if (payment.amountMinor !== request.amountMinor) fields.push('amount');
   if (payment.currency !== request.currency) fields.push('currency');
   if ((payment.reference ?? undefined) !== request.reference) fields.push('reference');
+  if (
+    payment.offlineMode !== undefined &&
+    payment.offlineMode !== (request.offlineMode ?? 'prefer_online')
+  ) {
+    fields.push('offline mode');
+  }
   return fields;
 }
 

@@ -114,6 +114,11 @@ export interface CloudFaults {
   reorderFlushMs: number;
   /** Drop authorization responses (the agent's online authorization times out). */
   dropAuthResponses: boolean;
+  /**
+   * Answer authorization requests this many ms late (after the agent's timeout: the ambiguous
+   * case — the cloud approved, the agent never heard). The decision is made at once.
+   */
+  authResponseDelayMs: number;
 }
 
 const NO_FAULTS: CloudFaults = {
@@ -123,6 +128,7 @@ const NO_FAULTS: CloudFaults = {
   reorderWindow: 0,
   reorderFlushMs: 100,
   dropAuthResponses: false,
+  authResponseDelayMs: 0,
 };
 
 /** What the cloud core knows about one idempotency key. */
@@ -140,6 +146,11 @@ export interface CloudRecordEntry {
   authCode?: string;
   declineCode?: string;
   code?: string;
+  /**
+   * A void record undid this key: whatever was approved under it is not charged (the store
+   * canceled it, or declined it locally after an ambiguous authorization timeout).
+   */
+  voided?: boolean;
   /** How many times the key arrived (records and auth requests; resends included). */
   count: number;
   /** Epoch ms of the first arrival. */
@@ -233,6 +244,7 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
   #log: SyncLogger;
   #devices = new Map<string, Map<string, Uint8Array>>();
   #records = new Map<string, CloudRecordEntry>();
+  #voids = new Map<string, AckResult>();
   #lastSeq = new Map<string, number>();
   #status = new Map<string, Status>();
   #faults: CloudFaults = { ...NO_FAULTS };
@@ -480,8 +492,70 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     }
   }
 
+  /**
+   * Keys that would be charged: approved and not voided. "Never two charges per key" holds by
+   * construction (one entry per key); this is what a test compares with the store's view.
+   */
+  charges(): string[] {
+    return [...this.#records.values()]
+      .filter((e) => e.outcome === 'approved' && e.voided !== true)
+      .map((e) => e.key);
+  }
+
+  /**
+   * A void record: the payment under `record.key` (or, for a void with its own key, the payment
+   * with the same device and payment id) is marked voided. Answered `accepted` with the
+   * ORIGINAL outcome, so the agent can record what the cloud had done; a void for a key the cloud
+   * never saw leaves a voided entry under that key, so a late authorization with it can never be
+   * approved.
+   */
+  #applyVoid(deviceId: string, record: OutboxRecord): AckResult {
+    const now = this.#clock.now();
+    const known = this.#voids.get(record.key);
+    if (known !== undefined) {
+      this.#counters.duplicates += 1;
+      return { ...known, status: 'duplicate' };
+    }
+    let target = this.#records.get(record.key);
+    if (target === undefined) {
+      target = [...this.#records.values()].find(
+        (e) => e.deviceId === deviceId && e.paymentId === record.payment.id && e.type === 'payment',
+      );
+    }
+    if (target === undefined) {
+      target = {
+        key: record.key,
+        deviceId,
+        type: 'void',
+        seq: record.seq,
+        paymentId: record.payment.id,
+        amountMinor: record.payment.amountMinor,
+        currency: record.payment.currency,
+        status: 'accepted',
+        count: 0,
+        firstSeenAt: now,
+        lastSeenAt: now,
+      };
+      this.#records.set(record.key, target);
+    }
+    target.voided = true;
+    target.lastSeenAt = now;
+    this.#counters.accepted += 1;
+    const result: AckResult = { key: record.key, status: 'accepted' };
+    if (target.outcome !== undefined) result.outcome = target.outcome;
+    if (target.authCode !== undefined) result.authCode = target.authCode;
+    if (target.declineCode !== undefined) result.declineCode = target.declineCode;
+    this.#voids.set(record.key, result);
+    this.#log.info(
+      { deviceId, idempotencyKey: record.key, voided: target.key, outcome: target.outcome },
+      'cloud core voided a payment',
+    );
+    return result;
+  }
+
   #applyRecord(deviceId: string, record: OutboxRecord): AckResult {
     this.#counters.records += 1;
+    if (record.type === 'void') return this.#applyVoid(deviceId, record);
     const now = this.#clock.now();
     const known = this.#records.get(record.key);
     if (known !== undefined) {
@@ -612,6 +686,11 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     this.#counters.authRequests += 1;
     const now = this.#clock.now();
     let entry = this.#records.get(request.key);
+    if (entry?.voided === true && entry.outcome === undefined) {
+      // A void arrived first (the agent gave up on this key): never approve it now.
+      entry.outcome = 'declined';
+      entry.declineCode = 'voided';
+    }
     if (entry === undefined) {
       entry = this.#newEntry(deviceId, { ...request, type: 'payment' }, now);
       if (entry.status === 'accepted') this.#counters.accepted += 1;
@@ -628,16 +707,26 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     if (entry.authCode !== undefined) response.authCode = entry.authCode;
     if (entry.declineCode !== undefined) response.declineCode = entry.declineCode;
     else if (entry.outcome === undefined) response.declineCode = '96'; // system malfunction
-    this.#session
-      .publish(
-        topics(this.prefix, deviceId).authResponse,
-        signEnvelope(response, this.#signer, AuthResponseSchema),
-        { qos: 1 },
-      )
-      .then(
-        () => (this.#counters.authResponses += 1),
-        () => (this.#counters.acksFailed += 1),
-      );
+    const send = (): void => {
+      this.#session
+        .publish(
+          topics(this.prefix, deviceId).authResponse,
+          signEnvelope(response, this.#signer, AuthResponseSchema),
+          { qos: 1 },
+        )
+        .then(
+          () => (this.#counters.authResponses += 1),
+          () => (this.#counters.acksFailed += 1),
+        );
+    };
+    const delay = this.#faults.authResponseDelayMs;
+    if (delay > 0) {
+      const timer = this.#clock.setTimeout(() => {
+        this.#timers.delete(timer);
+        send();
+      }, delay);
+      this.#timers.add(timer);
+    } else send();
   }
 
   #sendAcks(deviceId: string, acks: Acks): void {
