@@ -45,6 +45,48 @@ const PinPadConfig = z
   })
   .strict();
 
+/**
+ * One card reader (issue 4, DESIGN §3.3). `kind` says how its bytes are decoded:
+ * `hid-msr` (337-byte vendor HID reports) and `wedge` (keyboard reports) need a
+ * `hid://VID:PID[/serial]` path; `serial` (track text lines) needs `/dev/…`, `tcp://` or `mock://`.
+ * `pos-agent devices` prints the path and kind to put here.
+ */
+const CardReaderConfig = z
+  .object({
+    /** Name shown in `/v1/status` and logs, e.g. `counter-msr`: 1–32 of a–z, 0–9, -. */
+    name: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'must be 1–32 characters of a–z, 0–9 and -'),
+    /** `hid://VID:PID[/serial]`, `/dev/…`, `tcp://host:port` or `mock://name`. */
+    path: z
+      .string()
+      .refine(
+        (p) =>
+          /^hid:\/\/[0-9a-fA-F]{4}:[0-9a-fA-F]{4}(\/[\x21-\x7e]{1,64})?$/.test(p) ||
+          p.startsWith('/') ||
+          /^tcp:\/\/[^:/]+:\d{1,5}$/.test(p) ||
+          /^mock:\/\/[\w.-]+$/.test(p),
+        {
+          message:
+            'must be hid://VID:PID[/serial], a serial device path, tcp://host:port or mock://name',
+        },
+      ),
+    /** `hid-msr`, `wedge` or `serial`. */
+    kind: z.enum(['hid-msr', 'wedge', 'serial']),
+    /** Serial line speed in baud (serial readers on /dev/… only). Default 9600. */
+    baudRate: z.number().int().min(1200).max(921600).default(9600),
+    /** First reopen delay after an unplug, in ms; doubles up to reconnectMaxDelayMs. Default 500. */
+    reconnectInitialDelayMs: z.number().int().min(10).max(60_000).default(500),
+    /** Longest reopen delay, in ms. Default 30000. */
+    reconnectMaxDelayMs: z.number().int().min(100).max(600_000).default(30_000),
+  })
+  .strict()
+  .refine((r) => (r.kind === 'serial') !== r.path.startsWith('hid://'), {
+    message:
+      'kind hid-msr and wedge need a hid:// path; kind serial needs /dev/…, tcp:// or mock://',
+    path: ['kind'],
+  });
+
 /** What the card boundary may keep and accept (DESIGN §2). */
 const CardConfig = z
   .object({
@@ -214,6 +256,14 @@ export const AgentConfigSchema = z
     keysDir: z.string().min(1),
     pinPad: PinPadConfig,
     card: CardConfig.default({ allowCardholderName: false, allowFallbackSwipe: false }),
+    /** Card readers besides the PIN pad (issue 4); a card on any of them feeds the payment. Default []. */
+    cardReaders: z
+      .array(CardReaderConfig)
+      .max(8)
+      .default([])
+      .refine((readers) => new Set(readers.map((r) => r.name)).size === readers.length, {
+        message: 'card reader names must be unique',
+      }),
     broker: BrokerConfig,
     sync: SyncConfig.default({
       maxMessageBytes: 131_072,
