@@ -333,6 +333,7 @@ async function memoryTarget(
       name,
       mib(pick((x) => x.rss)),
       mib(pick((x) => x.heapUsed)),
+      mib(pick((x) => x.heapTotal)),
       mib(pick((x) => x.external)),
       String(pick((x) => x.depth)),
       fmt(
@@ -343,7 +344,7 @@ async function memoryTarget(
   };
   line(
     formatTable(
-      ['', 'rss MiB', 'heapUsed MiB', 'external MiB', 'stored', 'startAgent ms'],
+      ['', 'rss MiB', 'heapUsed MiB', 'heapTotal MiB', 'external MiB', 'stored', 'startAgent ms'],
       [row('idle agent', r.idle), row(`agent with ${stored} stored`, r.loaded)],
     ),
   );
