@@ -1,0 +1,161 @@
+/**
+ * `pos-agent doctor` on a healthy terminal (provisioned, Mosquitto with mutual TLS running, a
+ * PIN pad on tcp://, a database with a payment) and on a broken one (key file readable by
+ * others, expired client certificate, broker stopped, damaged database file).
+ */
+import {
+  chmodSync,
+  copyFileSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+  closeSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import nacl from 'tweetnacl';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { doctor, runDoctor } from '../../agent/commands/doctor.js';
+import { provision } from '../../agent/commands/provision.js';
+import { loadConfig } from '../../agent/config.js';
+import { serveTcp, type PadServer } from '../../simulator/pad-server.js';
+import { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
+import { PaymentStore } from '../../store-forward/payment-store.js';
+import {
+  createTestCa,
+  opensslAvailable,
+  OPENSSL_SKIP_REASON,
+  type TestCa,
+} from '../helpers/certs.js';
+import { mosquittoAvailable, MOSQUITTO_SKIP_REASON } from '../helpers/mosquitto.js';
+import { startTlsMosquitto, type TlsMosquitto } from '../helpers/mosquitto-tls.js';
+
+const missing = [
+  ...(mosquittoAvailable() === null ? [MOSQUITTO_SKIP_REASON] : []),
+  ...(opensslAvailable() ? [] : [OPENSSL_SKIP_REASON]),
+];
+if (missing.length > 0) console.warn(`[skipped] doctor tests: ${missing.join('; ')}`);
+
+const capture = (): { out: Writable; text: () => string } => {
+  let text = '';
+  return {
+    out: new Writable({
+      write(chunk: Buffer, _e, done) {
+        text += chunk.toString();
+        done();
+      },
+    }),
+    text: () => text,
+  };
+};
+
+describe.skipIf(missing.length > 0)('pos-agent doctor', () => {
+  let dir: string;
+  let ca: TestCa;
+  let broker: TlsMosquitto;
+  let pad: PadServer;
+  let configFile: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'pos-doctor-'));
+    ca = createTestCa(dir);
+    broker = await startTlsMosquitto(ca);
+    pad = await serveTcp(new VirtualPinPad());
+    const cert = ca.issue('doctor-lane-1', { days: 365 });
+    writeFileSync(
+      path.join(dir, 'cloud.pub'),
+      Buffer.from(nacl.sign.keyPair().publicKey).toString('base64'),
+    );
+    writeFileSync(
+      path.join(dir, 'vault.pub'),
+      Buffer.from(nacl.box.keyPair().publicKey).toString('base64'),
+    );
+    writeFileSync(
+      path.join(dir, 'token.key'),
+      Buffer.from(nacl.randomBytes(32)).toString('base64'),
+    );
+    configFile = provision({
+      dir: path.join(dir, 'terminal'),
+      deviceId: 'doctor-lane-1',
+      tenant: 'acme',
+      store: 'store-42',
+      broker: broker.tlsUrl,
+      pinPad: pad.url,
+      caFile: ca.cert,
+      certFile: cert.cert,
+      keyFile: cert.key,
+      cloudKeyFile: path.join(dir, 'cloud.pub'),
+      vaultKeyFile: path.join(dir, 'vault.pub'),
+      tokenKeyFile: path.join(dir, 'token.key'),
+    }).configFile;
+    const config = loadConfig(configFile);
+    PaymentStore.open({ path: path.join(config.dataDir, 'agent.db') }).close();
+  }, 30_000);
+
+  afterAll(async () => {
+    await pad?.stop();
+    await broker?.dispose();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('finds nothing wrong on a healthy terminal and exits 0', async () => {
+    const { out, text } = capture();
+    const status = await runDoctor(configFile, out, { minFreeBytes: 1024 });
+    expect(text()).toContain('no problems found');
+    expect(text()).toMatch(/TLS handshake with mqtts:\/\/127\.0\.0\.1:\d+ succeeded/);
+    expect(text()).toMatch(/ok {3}broker {5}client certificate CN=doctor-lane-1, valid until/);
+    // The broker's test certificate is issued for 30 days: within the 30-day warning window.
+    expect(text()).toMatch(/1\. \[broker\] broker certificate \(CN=broker\) expires in 29 day/);
+    expect(status).toBe(0);
+  });
+
+  it('lists each problem of a broken terminal with its fix and exits 1', async () => {
+    const config = loadConfig(configFile);
+    chmodSync(path.join(config.keysDir, 'token.key'), 0o644);
+    const expired = ca.issue('doctor-lane-1-expired', { expired: true });
+    copyFileSync(expired.cert, config.broker.certFile as string);
+    copyFileSync(expired.key, config.broker.keyFile as string);
+    const db = path.join(config.dataDir, 'agent.db');
+    const fd = openSync(db, 'r+');
+    writeSync(fd, Buffer.from('this is not a database header'), 0, 29, 0);
+    closeSync(fd);
+    await broker.dispose();
+
+    const { out, text } = capture();
+    const status = await runDoctor(configFile, out, { minFreeBytes: 1024, timeoutMs: 1000 });
+    expect(status).toBe(1);
+    const report = text();
+    expect(report).toMatch(/\d\. \[file modes\] key file .*token\.key has mode 0644/);
+    expect(report).toContain(`fix: chmod 600 ${path.join(config.keysDir, 'token.key')}`);
+    expect(report).toMatch(
+      /\d\. \[broker\] client certificate \(CN=doctor-lane-1-expired\) expired on/,
+    );
+    expect(report).toMatch(
+      /\d\. \[broker\] broker unreachable at mqtts:\/\/127\.0\.0\.1:\d+: ECONNREFUSED/,
+    );
+    expect(report).toMatch(/\d\. \[database\] .*agent\.db is not an SQLite database/);
+    const findings = await doctor(configFile, { minFreeBytes: 1024, timeoutMs: 1000 });
+    expect(
+      findings
+        .filter((f) => f.level === 'problem')
+        .map((f) => f.check)
+        .sort(),
+    ).toEqual(['broker', 'broker', 'database', 'file modes']);
+  });
+
+  it('reports a config it cannot load, and no secret of the key files', async () => {
+    const bad = path.join(dir, 'bad.json');
+    writeFileSync(
+      bad,
+      JSON.stringify({ deviceId: 'X', broker: { url: 'mqtt://remote.example:1883' } }),
+    );
+    chmodSync(bad, 0o600);
+    const { out, text } = capture();
+    expect(await runDoctor(bad, out)).toBe(1);
+    expect(text()).toContain('1. [config]');
+    expect(text()).toContain('deviceId');
+  });
+});
