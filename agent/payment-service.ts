@@ -478,6 +478,8 @@ export class PaymentService extends EventEmitter {
   }
 
   #declined(payment: Payment): Payment {
+    // A decline after an ambiguous timeout queued a void record: forward it now.
+    this.#notifySync();
     if (payment.state === 'declined') {
       this.#prompt('declined', `declined: ${payment.declineCode ?? 'declined'}`, payment);
     }

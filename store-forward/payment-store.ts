@@ -53,8 +53,11 @@ import { applyEvent } from './projection.js';
 import { checkInteger, checkNewPayment, safeReason } from './validate.js';
 
 /** The store's types, re-exported so callers import them with the store (they live in model.ts). */
+export type { OfflineDecision, OfflineExposure, OfflinePolicy } from './offline-policy.js';
 export type {
   AckResult,
+  Approval,
+  OfflineMode,
   AppliedAck,
   CardBrand,
   ChainReport,
@@ -704,7 +707,8 @@ export class PaymentStore {
       by: 'agent',
     });
     if (options.voidRecord) this.#queue(payment, 'void', at);
-    else this.#stmts.deleteSealed.run(current.id);
+    // A void needs no card data: the cloud finds what it approved by the key.
+    this.#stmts.deleteSealed.run(current.id);
     return payment;
   }
 

@@ -1,0 +1,103 @@
+/**
+ * A complete agent on the simulator for the payment scenario tests of issue 3: aedes in-process,
+ * the cloud core simulator, the virtual PIN pad over mock://, a fresh SQLite file per rig.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startAgent, type RunningAgent } from '../../agent/agent.js';
+import { parseConfig } from '../../agent/config.js';
+import { generateDevelopmentKeys } from '../../agent/keys.js';
+import { createLogger } from '../../agent/logger.js';
+import { openSealedCard } from '../../drivers/boundary/sealed-card.js';
+import { EmbeddedBroker } from '../../simulator/broker.js';
+import { CloudCore } from '../../simulator/cloud-core.js';
+import { serveMock, type PadServer } from '../../simulator/pad-server.js';
+import { findTestCard } from '../../simulator/test-cards.js';
+import { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
+
+/** A complete agent on the simulator; `offline` overrides the config's offline section. */
+export interface Rig {
+  agent: RunningAgent;
+  cloud: CloudCore;
+  broker: EmbeddedBroker;
+  pad: VirtualPinPad;
+  pay(
+    key: string,
+    body: { amount: number; currency: string; offline?: string },
+    card?: string,
+  ): Promise<{ status: number; json: Record<string, unknown> }>;
+  waitFor(condition: () => boolean, timeoutMs?: number): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+let rigCount = 0;
+
+/** Starts broker, cloud core, virtual pad and agent in a fresh temporary directory. */
+export async function startRig(overrides: Record<string, unknown> = {}): Promise<Rig> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pos-late-'));
+  const { terminal, cloud: cloudKeys } = generateDevelopmentKeys(path.join(dir, 'keys'));
+  const broker = await EmbeddedBroker.start();
+  const cloud = await CloudCore.start({
+    brokerUrl: broker.url,
+    signer: { secretKey: cloudKeys.cloudSecretKey },
+    openSealed: (sealed) => openSealedCard(sealed, cloudKeys.vaultSecretKey),
+    reconnectPeriodMs: 100,
+  });
+  const deviceId = 'late-lane-1';
+  cloud.registerDevice(deviceId, terminal.devicePublicKey);
+  const pad = new VirtualPinPad();
+  const padServer: PadServer = serveMock(pad, `late-pad-${process.pid}-${++rigCount}`);
+  const config = parseConfig({
+    deviceId,
+    dataDir: path.join(dir, 'data'),
+    keysDir: path.join(dir, 'keys'),
+    pinPad: { path: padServer.url },
+    broker: { url: broker.url, reconnectPeriodMs: 100 },
+    sync: { ackTimeoutMs: 1000 },
+    api: { port: 0 },
+    ...overrides,
+  });
+  const agent = await startAgent({
+    config,
+    keys: terminal,
+    logger: createLogger({ level: 'silent', file: path.join(dir, 'agent.log') }),
+  });
+  const waitFor = async (condition: () => boolean, timeoutMs = 20_000): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
+    while (!condition()) {
+      if (Date.now() > deadline) throw new Error('condition not reached in time');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+  await waitFor(() => agent.worker.online && cloud.connected);
+  return {
+    agent,
+    cloud,
+    broker,
+    pad,
+    waitFor,
+    async pay(key, body, card = 'visa') {
+      const testCard = findTestCard(card);
+      if (testCard === undefined) throw new Error(card);
+      pad.presentCard(testCard, { entryMode: 'C' });
+      const response = await fetch(`${agent.apiUrl}/v1/payments`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${agent.apiToken}`,
+          'content-type': 'application/json',
+          'idempotency-key': key,
+        },
+        body: JSON.stringify(body),
+      });
+      return { status: response.status, json: (await response.json()) as Record<string, unknown> };
+    },
+    async dispose() {
+      await agent.stop();
+      await cloud.stop();
+      await padServer.stop();
+      await broker.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
