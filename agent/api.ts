@@ -11,11 +11,11 @@
  *
  * Responses carry the card token, brand, first 6 and last 4 only (PCI DSS 4.0.1 req. 3.4.1).
  */
-import { timingSafeEqual, createHash } from 'node:crypto';
 import Fastify, { LogController, type FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { AgentError } from '../common/agent-error.js';
 import type { OfflineExposure, Payment, PaymentStore } from '../store-forward/payment-store.js';
+import { installApiAuth } from './api-auth.js';
 import type { Logger } from './logger.js';
 import type { PaymentService } from './payment-service.js';
 import { registerEventStream } from './sse.js';
@@ -135,7 +135,6 @@ export function buildApi(deps: {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 16_384,
   });
-  const expected = createHash('sha256').update(deps.apiToken).digest();
 
   const fail = (reply: FastifyReply, error: AgentError): FastifyReply =>
     reply.code(STATUS_BY_CODE[error.code] ?? 500).send({
@@ -146,23 +145,7 @@ export function buildApi(deps: {
       },
     });
 
-  app.addHook('onRequest', async (request, reply) => {
-    const header = request.headers.authorization ?? '';
-    const match = /^Bearer (.+)$/.exec(header);
-    const given = createHash('sha256')
-      .update(match?.[1] ?? '')
-      .digest();
-    if (match === null || !timingSafeEqual(given, expected)) {
-      return fail(
-        reply,
-        new AgentError(
-          'POS401',
-          'missing or wrong bearer token; send "Authorization: Bearer <token from api.token>"',
-        ),
-      );
-    }
-    return undefined;
-  });
+  installApiAuth(app, { apiToken: deps.apiToken });
 
   app.setErrorHandler((error, request, reply) => {
     if (error instanceof AgentError) return fail(reply, error);

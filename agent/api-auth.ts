@@ -1,0 +1,149 @@
+/**
+ * Access control of the local API (DESIGN §6, issue 5): who may talk to the agent.
+ *
+ * Order of the checks, on every request (a fastify `onRequest` hook, before any route):
+ * 1. **Where from** — only loopback (127.0.0.0/8, ::1, ::ffff:127.x) or the UNIX socket
+ *    (`api.socketPath`, created 0600). Anything else: 403 POS403. The API also listens on
+ *    loopback only (config), so this is the second line, for a misconfigured proxy or a
+ *    port forward.
+ * 2. **Slow-down** — after `freeFailures` (default 3) consecutive wrong or missing tokens from
+ *    one source, that source is refused for a delay that doubles with each further failure
+ *    (default 1 s, 2 s, 4 s … capped at 5 min): 429 POS402 with `Retry-After`, and the token is
+ *    not even compared. A correct token after the delay resets the count. Trade-off, decided
+ *    here: every local client shares 127.0.0.1, so a local process sending wrong tokens can
+ *    delay the POS app; such a process could equally kill the agent, and the block never lasts
+ *    longer than `maxDelayMs`.
+ * 3. **Bearer token** — `Authorization: Bearer <api.token>`, compared in constant time (both
+ *    sides hashed with SHA-256 first so the lengths are equal for `timingSafeEqual`). Missing or
+ *    wrong: 401 POS401. The token is never logged or echoed.
+ *
+ * Errors use the API's shape `{ error: { code, message } }`. The clock is injected.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { chmodSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { type Clock, systemClock } from '../common/clock.js';
+import type { Logger } from './logger.js';
+
+/** The API's fastify instance (node:http server, pino logger). */
+export type ApiApp = FastifyInstance<Server, IncomingMessage, ServerResponse, Logger>;
+
+/** Options of {@link installApiAuth}. */
+export interface ApiAuthOptions {
+  /** The bearer token (api.token). */
+  apiToken: string;
+  clock?: Clock;
+  /** Consecutive failures from one source before delays start. Default 3. */
+  freeFailures?: number;
+  /** First delay, ms. Default 1000. */
+  baseDelayMs?: number;
+  /** Longest delay, ms. Default 300000. */
+  maxDelayMs?: number;
+}
+
+/** What {@link installApiAuth} returns, for `/metrics` and tests. */
+export interface ApiAuthGuard {
+  /** Refusals by code: POS401 (token), POS402 (slowed down), POS403 (address). */
+  counters(): { POS401: number; POS402: number; POS403: number };
+}
+
+/** True for a loopback peer address, or none (a UNIX socket peer has no address). */
+export function isLocalPeer(address: string | undefined): boolean {
+  if (address === undefined || address === '') return true;
+  if (address === '::1') return true;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+}
+
+function send(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
+  return reply.code(status).send({ error: { code, message } });
+}
+
+/**
+ * Adds the access checks to `app` as its first `onRequest` hook.
+ *
+ * @returns counters of the refusals.
+ */
+export function installApiAuth(app: ApiApp, options: ApiAuthOptions): ApiAuthGuard {
+  const clock = options.clock ?? systemClock;
+  const freeFailures = options.freeFailures ?? 3;
+  const baseDelayMs = options.baseDelayMs ?? 1000;
+  const maxDelayMs = options.maxDelayMs ?? 300_000;
+  const expected = createHash('sha256').update(options.apiToken).digest();
+  const sources = new Map<string, { failures: number; blockedUntil: number }>();
+  const counters = { POS401: 0, POS402: 0, POS403: 0 };
+
+  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+    const peer = request.socket.remoteAddress;
+    if (!isLocalPeer(peer)) {
+      counters.POS403 += 1;
+      request.log.warn({ peer }, 'API request from a non-local address refused');
+      return send(
+        reply,
+        403,
+        'POS403',
+        `requests are accepted from this machine only (loopback or the UNIX socket), not from ${peer ?? 'unknown'}; run the POS app on the terminal or use api.socketPath`,
+      );
+    }
+    const source = peer ?? 'unix';
+    const now = clock.now();
+    const state = sources.get(source) ?? { failures: 0, blockedUntil: 0 };
+    if (state.blockedUntil > now) {
+      counters.POS402 += 1;
+      const seconds = Math.ceil((state.blockedUntil - now) / 1000);
+      void reply.header('retry-after', String(seconds));
+      return send(
+        reply,
+        429,
+        'POS402',
+        `too many requests with a wrong or missing bearer token; retry in ${seconds} s with the token from api.token`,
+      );
+    }
+    const match = /^Bearer (.+)$/.exec(request.headers.authorization ?? '');
+    const given = createHash('sha256')
+      .update(match?.[1] ?? '')
+      .digest();
+    if (match !== null && timingSafeEqual(given, expected)) {
+      if (state.failures > 0) sources.delete(source);
+      return undefined;
+    }
+    counters.POS401 += 1;
+    state.failures += 1;
+    if (state.failures >= freeFailures) {
+      const delay = Math.min(maxDelayMs, baseDelayMs * 2 ** (state.failures - freeFailures));
+      state.blockedUntil = now + delay;
+    }
+    sources.set(source, state);
+    request.log.warn({ failures: state.failures }, 'API request with a wrong or missing token');
+    return send(
+      reply,
+      401,
+      'POS401',
+      match === null
+        ? 'missing bearer token; send "Authorization: Bearer <token from api.token>"'
+        : 'wrong bearer token; use the token from the api.token file of the keys directory',
+    );
+  });
+  return { counters: () => ({ ...counters }) };
+}
+
+/**
+ * Starts listening on the UNIX socket `api.socketPath` (then mode 0600) or on `host:port`.
+ *
+ * @returns the API's base URL: `http://127.0.0.1:PORT` or `unix:/path/to.sock`.
+ */
+export async function listenApi(
+  app: ApiApp,
+  api: { host: string; port: number; socketPath?: string | undefined },
+): Promise<string> {
+  if (api.socketPath !== undefined) {
+    await app.listen({ path: api.socketPath });
+    chmodSync(api.socketPath, 0o600);
+    return `unix:${api.socketPath}`;
+  }
+  await app.listen({ host: api.host, port: api.port });
+  const address = app.server.address() as AddressInfo;
+  return `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+}
