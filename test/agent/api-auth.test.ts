@@ -3,6 +3,7 @@ import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Fastify from 'fastify';
+import type { Response } from 'light-my-request';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type ApiApp, installApiAuth, isLocalPeer, listenApi } from '../../agent/api-auth.js';
 import { createLogger } from '../../agent/logger.js';
@@ -35,7 +36,7 @@ function app(clock: Clock): { app: ApiApp; guard: ReturnType<typeof installApiAu
 const get = (
   server: ApiApp,
   options: { token?: string; remoteAddress?: string } = {},
-): ReturnType<ApiApp['inject']> =>
+): Promise<Response> =>
   server.inject({
     method: 'GET',
     url: '/v1/status',
