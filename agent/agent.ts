@@ -11,7 +11,6 @@
  * 4. local API — last, so the POS app only gets answers from a complete agent.
  */
 import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { type Clock, type TimerHandle, systemClock } from '../common/clock.js';
 import { CardBoundary } from '../drivers/boundary/card-boundary.js';
 import { PinPad } from '../drivers/pinpad/pin-pad.js';
@@ -21,6 +20,8 @@ import { MqttSession } from '../cloud-sync/mqtt-session.js';
 import { SyncWorker } from '../cloud-sync/sync-worker.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
 import { buildApi, type AgentStatus } from './api.js';
+import { listenApi } from './api-auth.js';
+import { CloudCommands, diagnostics } from './cloud-commands.js';
 import type { AgentConfig } from './config.js';
 import { brokerTls, ensurePrivateDir, type TerminalKeys } from './keys.js';
 import type { Logger } from './logger.js';
@@ -55,6 +56,8 @@ export interface RunningAgent {
   store: PaymentStore;
   payments: PaymentService;
   worker: SyncWorker;
+  /** Applies cloud commands and reports their results (agent/cloud-commands.ts). */
+  commands: CloudCommands;
   /** What `GET /v1/status` answers. */
   status(): AgentStatus;
   /** Stops the API, the PIN pad, the sync and closes the database, in that order. */
@@ -133,6 +136,17 @@ export async function startAgent(options: {
     maxInFlightBatches: config.sync.maxInFlightBatches,
     ackTimeoutMs: config.sync.ackTimeoutMs,
     version: AGENT_VERSION,
+    clock,
+  });
+  // Cloud commands (issue 5): verified by the worker, applied and answered here.
+  const commands = new CloudCommands({
+    source: worker,
+    publish: (topic, payload) => session.publish(topic, payload, { qos: 1 }),
+    deviceSecretKey: keys.deviceSecretKey,
+    keysDir: config.keysDir,
+    dataDir: config.dataDir,
+    logger,
+    diagnostics: () => diagnostics(status(), store.listPayments({ limit: 200 })),
     clock,
   });
   // Late outcomes (an issuer decline of an offline approval) become prompts once the payment
@@ -236,9 +250,7 @@ export async function startAgent(options: {
   });
 
   const api = buildApi({ apiToken: keys.apiToken, payments, store, status, logger });
-  await api.listen({ host: config.api.host, port: config.api.port });
-  const address = api.server.address() as AddressInfo;
-  const apiUrl = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  const apiUrl = await listenApi(api, config.api);
   logger.info(
     { apiUrl, deviceId: config.deviceId, kid: keyId(keys.devicePublicKey) },
     'agent started',
@@ -250,6 +262,7 @@ export async function startAgent(options: {
     store,
     payments,
     worker,
+    commands,
     status,
     async stop() {
       stopping = true;

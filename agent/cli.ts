@@ -7,6 +7,8 @@
  * | `pos-agent demo` | the whole path on the built-in simulator; exit 0 only if nothing was lost |
  * | `pos-agent run --config FILE` | the agent as a service |
  * | `pos-agent init-dev --dir DIR` | a development config and key set (and the simulator's cloud keys) |
+ * | `pos-agent provision --dir DIR …` | provision a terminal (agent/commands/provision.ts) |
+ * | `pos-agent doctor --config FILE` | check a terminal; numbered problems with fixes (agent/commands/doctor.ts) |
  * | `pos-agent sim pinpad --listen tcp://127.0.0.1:7421` | a virtual PIN pad on TCP (and a pty with `--pty`) |
  * | `pos-agent sim broker --port 1883` | the embedded MQTT broker |
  * | `pos-agent sim cloud --broker URL --keys DIR` | the cloud core simulator |
@@ -93,6 +95,42 @@ program
       initDev(options, process.stdout);
     },
   );
+
+program
+  .command('provision')
+  .description(
+    'provision this terminal: config, device key, pinned cloud keys, broker TLS files (prompts on a TTY)',
+  )
+  .requiredOption('--dir <dir>', 'directory for config.json, keys/ and data/')
+  .option('--device-id <id>', 'device id (MQTT client id, certificate CN)')
+  .option('--tenant <id>', 'tenant id')
+  .option('--store <id>', 'store id')
+  .option('--broker <url>', 'broker URL, mqtts://host:8883')
+  .option('--pinpad <path>', 'PIN pad path (/dev/…, tcp://host:port)')
+  .option('--ca <file>', 'broker CA certificate (PEM, pinned)')
+  .option('--cert <file>', 'client certificate (PEM, CN = device id)')
+  .option('--key <file>', 'client certificate private key (PEM)')
+  .option('--generate-csr', 'generate the client key and a CSR for the cloud to sign')
+  .option('--cloud-key <file>', 'cloud signing public key file (base64, 32 bytes)')
+  .option('--vault-key <file>', 'vault public key file (base64, 32 bytes)')
+  .option('--token-key <file>', 'tenant token key file (base64, 32 bytes)')
+  .option('--api-port <port>', 'local API port', positiveInt)
+  .option('--development', 'allow plaintext mqtt:// (development setup)')
+  .option('--force', 'replace existing keys and config')
+  .option('--non-interactive', 'never prompt, even on a TTY')
+  .action(async (options: Record<string, string | boolean | number | undefined>) => {
+    const { runProvision } = await import('./commands/provision.js');
+    await runProvision(options, process.stdin, process.stdout);
+  });
+
+program
+  .command('doctor')
+  .description('check config, keys, database, disk, clock, broker TLS and devices; lists each fix')
+  .requiredOption('--config <file>', 'config file (JSON)')
+  .action(async (options: { config: string }) => {
+    const { runDoctor } = await import('./commands/doctor.js');
+    process.exitCode = await runDoctor(options.config, process.stdout);
+  });
 
 const sim = program
   .command('sim')
