@@ -116,9 +116,17 @@ describe.skipIf(missing.length > 0)(
     it('takes 200 payments across a broker outage; the cloud holds each key once and nothing leaks', async () => {
       const keys: string[] = [];
       const declinedKeys = new Set<string>();
+      const offlineKeys = new Set<string>();
       for (let n = 1; n <= PAYMENTS; n++) {
-        if (n === STOP_AT) await mosquitto.stop();
-        if (n === START_AT) await mosquitto.start();
+        // The agent decides online or offline by its link state (issue 3): wait until it saw the change.
+        if (n === STOP_AT) {
+          await mosquitto.stop();
+          await waitUntil(() => !agent.worker.online);
+        }
+        if (n === START_AT) {
+          await mosquitto.start();
+          await waitUntil(() => agent.worker.online);
+        }
         const cardName = CARDS[n % CARDS.length] as string;
         const card = findTestCard(cardName);
         if (card === undefined) throw new Error(cardName);
@@ -144,7 +152,14 @@ describe.skipIf(missing.length > 0)(
         const text = await response.text();
         apiAnswers.push({ source: `POST /v1/payments #${n}`, content: text });
         expect(response.status, text).toBe(201);
-        expect(JSON.parse(text)).toMatchObject({ state: 'stored', idempotencyKey: key });
+        // Issue 3: online first; while the broker is down, approved offline by policy.
+        const outage = n >= STOP_AT && n < START_AT;
+        if (outage) offlineKeys.add(key);
+        expect(JSON.parse(text)).toMatchObject({
+          state: outage ? 'stored' : declinedKeys.has(key) ? 'declined' : 'approved',
+          approval: outage ? 'offline' : declinedKeys.has(key) ? null : 'online',
+          idempotencyKey: key,
+        });
       }
       const status = await fetch(`${agent.apiUrl}/v1/status`, {
         headers: { authorization: `Bearer ${agent.apiToken}` },
@@ -163,17 +178,22 @@ describe.skipIf(missing.length > 0)(
       expect(cloudKeys).toHaveLength(PAYMENTS);
       expect(new Set(cloudKeys)).toEqual(new Set(keys));
       expect(cloudCore.counters().accepted).toBe(PAYMENTS);
+      // Every payment but those the issuer declined online has one outbox record.
+      const onlineDeclined = keys.filter((k) => declinedKeys.has(k) && !offlineKeys.has(k));
       expect(agent.store.queueStats()).toMatchObject({
         depth: 0,
         pending: 0,
         inFlight: 0,
         dead: 0,
-        acked: PAYMENTS,
+        acked: PAYMENTS - onlineDeclined.length,
       });
 
       for (const key of keys) {
         const payment = agent.store.getPaymentByKey(key);
-        expect(payment?.state, key).toBe(declinedKeys.has(key) ? 'declined' : 'approved');
+        // An offline approval the issuer declines afterwards is reversed (issue 3).
+        expect(payment?.state, key).toBe(
+          declinedKeys.has(key) ? (offlineKeys.has(key) ? 'reversed' : 'declined') : 'approved',
+        );
         const answer = await fetch(`${agent.apiUrl}/v1/payments/${payment?.id}`, {
           headers: { authorization: `Bearer ${agent.apiToken}` },
         });
@@ -196,3 +216,11 @@ describe.skipIf(missing.length > 0)(
     }, 180_000);
   },
 );
+
+async function waitUntil(condition: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not reached in time');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
