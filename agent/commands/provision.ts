@@ -236,14 +236,13 @@ export function validateProvisioning(
   }
   const keysDir = path.join(path.resolve(o.dir), 'keys');
   if (o.force !== true) {
-    for (const file of TERMINAL_KEY_FILES)
-      if (existsSync(path.join(keysDir, file)))
-        problems.push(
-          `${path.join(keysDir, file)} exists: this terminal is provisioned already; pass --force to replace its keys (the cloud must then register the new public key)`,
-        );
-    if (existsSync(path.join(path.resolve(o.dir), 'config.json')))
+    const existing = [
+      ...TERMINAL_KEY_FILES.map((file) => path.join(keysDir, file)),
+      path.join(path.resolve(o.dir), 'config.json'),
+    ].filter((file) => existsSync(file));
+    if (existing.length > 0)
       problems.push(
-        `${path.join(path.resolve(o.dir), 'config.json')} exists: pass --force to replace it`,
+        `${path.resolve(o.dir)} is provisioned already (${existing.map((f) => path.basename(f)).join(', ')} exist): pass --force to replace the keys and config (the cloud must then register the new public key)`,
       );
   }
   if (cloud === undefined || vault === undefined || token === undefined) return { problems };
