@@ -124,6 +124,31 @@ program
   });
 
 program
+  .command('verify')
+  .description('rebuild the payments projection from the events and verify the hash chain')
+  .requiredOption('--config <file>', 'config file (JSON)')
+  .action(async (options: { config: string }) => {
+    const { runVerify } = await import('./commands/verify.js');
+    process.exitCode = runVerify(options.config, process.stdout);
+  });
+
+program
+  .command('queue')
+  .description('outbox depth, oldest age, offline exposure and dead records; --retry requeues them')
+  .requiredOption('--config <file>', 'config file (JSON)')
+  .option('--retry', 'put every dead record back to pending')
+  .option('--watch', 'print progress until the backlog has drained')
+  .action(async (options: { config: string; retry?: boolean; watch?: boolean }) => {
+    const { runQueue } = await import('./commands/queue.js');
+    process.exitCode = await runQueue({
+      config: options.config,
+      retry: options.retry === true,
+      watch: options.watch === true,
+      out: process.stdout,
+    });
+  });
+
+program
   .command('doctor')
   .description('check config, keys, database, disk, clock, broker TLS and devices; lists each fix')
   .requiredOption('--config <file>', 'config file (JSON)')
