@@ -18,9 +18,9 @@
  * Commands:
  * - `set_log_level` — pino's `logger.level`, effective at once, until the next restart.
  * - `set_offline_limits` — merged into `DATA_DIR/offline-limits.json` (0600, atomic rename);
- *   {@link loadOfflineLimitOverrides} reads it. The offline policy (another module) applies
- *   these values over the config file's `offline` section at start-up and when
- *   {@link CloudCommands} emits `offline-limits`.
+ *   {@link loadOfflineLimitOverrides} reads it. The agent applies these values over the config
+ *   file's `offline` section at start-up and whenever {@link CloudCommands} emits
+ *   `offline-limits` ({@link applyOfflineLimitOverrides}): a value set by the cloud wins.
  * - `rotate_signing_key` — a new Ed25519 key pair; the new public key is announced in the
  *   command result, signed by the OLD key (so the cloud can trust it); after the broker's PUBACK
  *   the new secret key replaces `device-signing.key` (atomic rename) and signs every later
@@ -67,6 +67,39 @@ export function loadOfflineLimitOverrides(dataDir: string): OfflineLimitOverride
   } catch {
     return {};
   }
+}
+
+/** The offline policy fields a `set_offline_limits` command may change (config `offline`). */
+export interface OfflineLimits {
+  perTransactionLimitMinor: Record<string, number>;
+  totalLimitMinor: Record<string, number>;
+  maxCount: number;
+  forwardingDeadlineHours: number;
+}
+
+/**
+ * Merges `overrides` INTO `policy` (in place, so a payment service holding the same object sees
+ * the new limits from the next payment on); per-currency maps are merged by currency.
+ * `forwardingDeadlineHours` is read by the store when it opens, so a change of it takes effect
+ * at the next start.
+ *
+ * @returns `policy`.
+ */
+export function applyOfflineLimitOverrides<P extends OfflineLimits>(
+  policy: P,
+  overrides: OfflineLimitOverrides,
+): P {
+  if (overrides.perTransactionLimitMinor !== undefined)
+    policy.perTransactionLimitMinor = {
+      ...policy.perTransactionLimitMinor,
+      ...overrides.perTransactionLimitMinor,
+    };
+  if (overrides.totalLimitMinor !== undefined)
+    policy.totalLimitMinor = { ...policy.totalLimitMinor, ...overrides.totalLimitMinor };
+  if (overrides.maxCount !== undefined) policy.maxCount = overrides.maxCount;
+  if (overrides.forwardingDeadlineHours !== undefined)
+    policy.forwardingDeadlineHours = overrides.forwardingDeadlineHours;
+  return policy;
 }
 
 /** What the worker side must offer: the SyncWorker's events and signer swap. */
@@ -185,7 +218,15 @@ export class CloudCommands extends EventEmitter<CloudCommandsEvents> {
           return;
         }
         case 'set_offline_limits': {
-          const merged = { ...loadOfflineLimitOverrides(this.#o.dataDir), ...body.limits };
+          const stored = loadOfflineLimitOverrides(this.#o.dataDir);
+          const merged: OfflineLimitOverrides = { ...stored, ...body.limits };
+          if (stored.perTransactionLimitMinor && body.limits.perTransactionLimitMinor)
+            merged.perTransactionLimitMinor = {
+              ...stored.perTransactionLimitMinor,
+              ...body.limits.perTransactionLimitMinor,
+            };
+          if (stored.totalLimitMinor && body.limits.totalLimitMinor)
+            merged.totalLimitMinor = { ...stored.totalLimitMinor, ...body.limits.totalLimitMinor };
           const file = path.join(this.#o.dataDir, OFFLINE_LIMITS_FILE);
           writeFileSync(`${file}.new`, `${JSON.stringify(merged, null, 2)}\n`, { mode: 0o600 });
           renameSync(`${file}.new`, file);

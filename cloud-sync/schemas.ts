@@ -375,25 +375,23 @@ export const CommandBodySchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('set_log_level'), level: LogLevelSchema }),
   z.object({ type: z.literal('request_diagnostics') }),
   /**
-   * Offline limits (DESIGN §4 offline policy) set by the cloud; stored by the agent in an
-   * overrides file that its config loading merges. Amounts in integer minor units per ISO 4217
-   * currency; an omitted field keeps the configured value.
+   * Offline limits (DESIGN §4 offline policy) set by the cloud, with the names and ranges of the
+   * agent config's `offline` section; stored by the agent in an overrides file merged over the
+   * config. Amounts in integer minor units per ISO 4217 currency; an omitted field (or currency)
+   * keeps the configured value.
    */
   z.object({
     type: z.literal('set_offline_limits'),
     limits: z
       .strictObject({
-        perTransactionMinor: z
+        perTransactionLimitMinor: z
           .record(z.string().regex(/^[A-Z]{3}$/), z.number().int().min(0))
           .optional(),
-        totalMinor: z.record(z.string().regex(/^[A-Z]{3}$/), z.number().int().min(0)).optional(),
-        maxCount: z.number().int().min(0).max(1_000_000).optional(),
-        forwardingDeadlineHours: z
-          .number()
-          .int()
-          .min(1)
-          .max(24 * 30)
+        totalLimitMinor: z
+          .record(z.string().regex(/^[A-Z]{3}$/), z.number().int().min(0))
           .optional(),
+        maxCount: z.number().int().min(0).max(100_000).optional(),
+        forwardingDeadlineHours: z.number().int().min(1).max(720).optional(),
       })
       .refine((l) => Object.keys(l).length > 0, { message: 'at least one limit' }),
   }),

@@ -11,6 +11,7 @@ import path from 'node:path';
 import nacl from 'tweetnacl';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  applyOfflineLimitOverrides,
   CloudCommands,
   loadOfflineLimitOverrides,
   OFFLINE_LIMITS_FILE,
@@ -145,22 +146,41 @@ describe('cloud commands: signed, expiring, applied once, answered upstream', ()
     });
   });
 
-  it('set_offline_limits merges into the overrides file the config loading reads', async () => {
+  it('set_offline_limits merges into the overrides file, which wins over the config offline section', async () => {
     await cloud.sendCommand(DEVICE, {
       type: 'set_offline_limits',
-      limits: { perTransactionMinor: { EUR: 5000 }, maxCount: 20 },
+      limits: { perTransactionLimitMinor: { EUR: 5000 }, maxCount: 20 },
     });
+    const live: Array<Record<string, unknown>> = [];
+    commands.on('offline-limits', (limits) => live.push(limits));
     const second = await cloud.sendCommand(DEVICE, {
       type: 'set_offline_limits',
-      limits: { maxCount: 30 },
+      limits: { maxCount: 30, perTransactionLimitMinor: { USD: 3000 } },
     });
     await until(() => results.some((r) => r.id === second.id), 'the result');
-    expect(loadOfflineLimitOverrides(dir)).toEqual({
-      perTransactionMinor: { EUR: 5000 },
+    const overrides = loadOfflineLimitOverrides(dir);
+    expect(overrides).toEqual({
+      perTransactionLimitMinor: { EUR: 5000, USD: 3000 },
       maxCount: 30,
     });
+    expect(live.at(-1)).toEqual(overrides);
     const mode = (await import('node:fs')).statSync(path.join(dir, OFFLINE_LIMITS_FILE)).mode;
     expect(mode & 0o777).toBe(0o600);
+    // Merged over the config's offline section: a cloud value wins, the rest stays.
+    const policy = {
+      perTransactionLimitMinor: { EUR: 10_000, GBP: 10_000 },
+      totalLimitMinor: { EUR: 500_000 },
+      maxCount: 500,
+      forwardingDeadlineHours: 72,
+      warningBeforeDeadlineHours: 12,
+    };
+    expect(applyOfflineLimitOverrides(policy, overrides)).toEqual({
+      perTransactionLimitMinor: { EUR: 5000, GBP: 10_000, USD: 3000 },
+      totalLimitMinor: { EUR: 500_000 },
+      maxCount: 30,
+      forwardingDeadlineHours: 72,
+      warningBeforeDeadlineHours: 12,
+    });
   });
 
   it('request_diagnostics answers status and a summary, signed by the device', async () => {
