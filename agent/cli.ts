@@ -157,6 +157,35 @@ program
     process.exitCode = await runDoctor(options.config, process.stdout);
   });
 
+program
+  .command('devices')
+  .description(
+    'list serial ports and USB HID devices, recognise card readers and PIN pads, print the path to configure',
+  )
+  .option('--json', 'print JSON instead of a table')
+  .action(async (options: { json?: boolean }) => {
+    const { runDevices } = await import('./commands/devices.js');
+    process.exitCode = await runDevices({ json: options.json === true, out: process.stdout });
+  });
+
+program
+  .command('decode')
+  .description(
+    'decode a captured hex trace (link frames, hid-msr report, wedge key codes, track text, tlv); PANs masked',
+  )
+  .requiredOption('--kind <kind>', 'link, hid-msr, wedge, track or tlv')
+  .argument('[hex...]', 'hex bytes; none or "-" reads standard input')
+  .action(async (hex: string[], options: { kind: string }) => {
+    const { runDecode } = await import('./commands/decode.js');
+    process.exitCode = await runDecode({
+      kind: options.kind,
+      hex,
+      stdin: process.stdin,
+      out: process.stdout,
+      err: process.stderr,
+    });
+  });
+
 const sim = program
   .command('sim')
   .description('the simulator: virtual PIN pad, broker, cloud core');
