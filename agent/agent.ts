@@ -21,7 +21,12 @@ import { SyncWorker } from '../cloud-sync/sync-worker.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
 import { buildApi, type AgentStatus } from './api.js';
 import { listenApi } from './api-auth.js';
-import { CloudCommands, diagnostics } from './cloud-commands.js';
+import {
+  applyOfflineLimitOverrides,
+  CloudCommands,
+  diagnostics,
+  loadOfflineLimitOverrides,
+} from './cloud-commands.js';
 import type { AgentConfig } from './config.js';
 import { brokerTls, ensurePrivateDir, type TerminalKeys } from './keys.js';
 import type { Logger } from './logger.js';
@@ -82,6 +87,8 @@ export async function startAgent(options: {
   const { config, keys, logger } = options;
   const clock = options.clock ?? systemClock;
   ensurePrivateDir(config.dataDir);
+  // Offline limits set by cloud command (DATA_DIR/offline-limits.json) win over the config file.
+  applyOfflineLimitOverrides(config.offline, loadOfflineLimitOverrides(config.dataDir));
 
   const store = PaymentStore.open({
     path: path.join(config.dataDir, 'agent.db'),
@@ -149,6 +156,8 @@ export async function startAgent(options: {
     diagnostics: () => diagnostics(status(), store.listPayments({ limit: 200 })),
     clock,
   });
+  // In place: the payment service holds config.offline and reads it for every payment.
+  commands.on('offline-limits', (limits) => applyOfflineLimitOverrides(config.offline, limits));
   // Late outcomes (an issuer decline of an offline approval) become prompts once the payment
   // service exists; acks may arrive while the PIN pad is still opening.
   let noteAcked: (keys: string[]) => void = () => undefined;
