@@ -5,7 +5,11 @@ import { isAgentError } from '../../common/agent-error.js';
 import { CardBoundary } from '../../drivers/boundary/card-boundary.js';
 import { openSealedCard } from '../../drivers/boundary/sealed-card.js';
 import { CardReader, type CardReaderKind } from '../../drivers/readers/card-reader.js';
-import { HidTransport, parseHidPath } from '../../drivers/transport/hid-transport.js';
+import {
+  HidTransport,
+  parseHidPath,
+  useHidBackend,
+} from '../../drivers/transport/hid-transport.js';
 import { createTransport } from '../../drivers/transport/transport.js';
 import { VirtualHidBackend, VirtualHidReader } from '../../simulator/virtual-hid-reader.js';
 import {
@@ -67,6 +71,21 @@ describe('hid:// transport', () => {
     cleanups.push(backend.install());
     const t = createTransport('hid://0801:0002');
     await expect(t.open()).rejects.toThrow(/POS101.*|pos-agent devices/);
+  });
+});
+
+describe('hid:// open failures name the fix', () => {
+  it('a device that cannot be opened (hidraw permissions) is POS101 with the udev rule', async () => {
+    const restore = useHidBackend({
+      devices: async () => [{ vendorId: 0x0acd, productId: 0x2010, path: '/dev/hidraw7' }],
+      open: () => Promise.reject(new Error('cannot open device with path /dev/hidraw7')),
+    });
+    cleanups.push(restore);
+    const error = await createTransport('hid://0acd:2010')
+      .open()
+      .catch((e: unknown) => e);
+    expect(isAgentError(error, 'POS101')).toBe(true);
+    expect((error as Error).message).toContain('SUBSYSTEM=="hidraw", ATTRS{idVendor}=="0acd"');
   });
 });
 
