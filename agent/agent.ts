@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { type Clock, type TimerHandle, systemClock } from '../common/clock.js';
 import { CardBoundary } from '../drivers/boundary/card-boundary.js';
 import { PinPad } from '../drivers/pinpad/pin-pad.js';
+import { CardReader } from '../drivers/readers/card-reader.js';
 import { createTransport } from '../drivers/transport/transport.js';
 import { keyId } from '../cloud-sync/envelope.js';
 import { MqttSession } from '../cloud-sync/mqtt-session.js';
@@ -21,6 +22,7 @@ import { SyncWorker } from '../cloud-sync/sync-worker.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
 import { buildApi, type AgentStatus } from './api.js';
 import { listenApi } from './api-auth.js';
+import { CardInput } from './card-input.js';
 import {
   applyOfflineLimitOverrides,
   CloudCommands,
@@ -61,6 +63,10 @@ export interface RunningAgent {
   store: PaymentStore;
   payments: PaymentService;
   worker: SyncWorker;
+  /** The configured card readers (issue 4), each reopening itself after an unplug. */
+  cardReaders: CardReader[];
+  /** Card input racing the PIN pad against the card readers (agent/card-input.ts). */
+  cardInput: CardInput;
   /** Applies cloud commands and reports their results (agent/cloud-commands.ts). */
   commands: CloudCommands;
   /** What `GET /v1/status` answers. */
@@ -224,6 +230,36 @@ export async function startAgent(options: {
   };
   await openPinPad(0);
 
+  // Card readers (issue 4): a missing one does not stop the agent; it is shown in /v1/status
+  // and reopened with backoff. A swipe with no payment in progress is wiped by the reader.
+  const cardReaders = config.cardReaders.map((r) => {
+    const reader = new CardReader({
+      name: r.name,
+      kind: r.kind,
+      transport: createTransport(r.path, { baudRate: r.baudRate }),
+      boundary,
+      clock,
+      reconnect: { initialDelayMs: r.reconnectInitialDelayMs, maxDelayMs: r.reconnectMaxDelayMs },
+    });
+    reader.on('state', (state, error) =>
+      logger.info(
+        { device: r.name, path: r.path, state, ...(error ? { code: error.code } : {}) },
+        error ? `card reader state: ${error.reason}` : 'card reader state',
+      ),
+    );
+    reader.on('warning', (warning) =>
+      logger.warn({ device: r.name, code: warning.code }, warning.reason),
+    );
+    return reader;
+  });
+  await Promise.all(cardReaders.map((reader) => reader.start()));
+  const cardInput = new CardInput({
+    pinPad: () => (pinPadState === 'connected' ? pinPad : undefined),
+    readers: cardReaders,
+    clock,
+  });
+  cardInput.on('prompt', (prompt) => logger.info({ device: prompt.source }, prompt.text));
+
   const payments = new PaymentService({
     store,
     pinPad: () => (pinPadState === 'connected' ? pinPad : undefined),
@@ -243,7 +279,10 @@ export async function startAgent(options: {
   const status = (): AgentStatus => ({
     deviceId: config.deviceId,
     version: AGENT_VERSION,
-    devices: [{ name: 'pinPad', path: config.pinPad.path, state: pinPadState }],
+    devices: [
+      { name: 'pinPad', path: config.pinPad.path, state: pinPadState },
+      ...cardReaders.map((r) => ({ name: r.name, path: r.path, state: r.state })),
+    ],
     link: { state: session.connected ? 'online' : 'offline', broker: config.broker.url },
     queue: store.queueStats(),
     offline: {
@@ -272,12 +311,15 @@ export async function startAgent(options: {
     payments,
     worker,
     commands,
+    cardReaders,
+    cardInput,
     status,
     async stop() {
       stopping = true;
       if (pinPadRetry !== undefined) clock.clearTimeout(pinPadRetry);
       await api.close();
       await pinPad?.close().catch(() => undefined);
+      await Promise.all(cardReaders.map((r) => r.close()));
       await worker.stop();
       await session.end();
       store.close();

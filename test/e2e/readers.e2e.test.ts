@@ -1,0 +1,256 @@
+/**
+ * Card readers end to end (issue 4), as far as the agent composes them today: the real agent
+ * (startAgent: SQLite store, MQTT sync, local API) with a virtual PIN pad on mock://, a virtual
+ * vendor-HID MSR and a keyboard-wedge reader behind the node-hid interface, and a virtual serial
+ * reader on tcp://; the embedded broker (aedes) and the cloud core simulator.
+ *
+ * The payment's card read goes through `agent.cardInput` (racing the PIN pad against every
+ * reader) and the payment is committed with `agent.store.createPayment`, as PaymentService will
+ * once the lead wires CardInput into it (see the issue 4 report); the cloud core then
+ * acknowledges it. `/v1/status` is read through the local API.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAgent, type RunningAgent } from '../../agent/agent.js';
+import type { CardInputResult } from '../../agent/card-input.js';
+import { parseConfig } from '../../agent/config.js';
+import { generateDevelopmentKeys } from '../../agent/keys.js';
+import { createLogger } from '../../agent/logger.js';
+import { findPanShapedRuns } from '../../common/luhn-scan.js';
+import { openSealedCard } from '../../drivers/boundary/sealed-card.js';
+import { EmbeddedBroker } from '../../simulator/broker.js';
+import { CloudCore } from '../../simulator/cloud-core.js';
+import { serveMock, type PadServer } from '../../simulator/pad-server.js';
+import { TEST_PANS } from '../../simulator/test-cards.js';
+import { VirtualHidBackend, VirtualHidReader } from '../../simulator/virtual-hid-reader.js';
+import {
+  serveSerialReaderTcp,
+  VirtualSerialReader,
+} from '../../simulator/virtual-serial-reader.js';
+import { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
+
+/** Polls without timed assertions; vitest's test timeout bounds it. */
+async function until(check: () => boolean): Promise<void> {
+  while (!check()) await new Promise((r) => setTimeout(r, 5));
+}
+
+describe('card readers end to end: reader → card input → store → broker → cloud core', () => {
+  let dir: string;
+  let broker: EmbeddedBroker;
+  let cloud: CloudCore;
+  let padServer: PadServer;
+  let serialServer: { url: string; stop(): Promise<void> };
+  let uninstallHid: () => void;
+  let agent: RunningAgent;
+  const pad = new VirtualPinPad();
+  const hidBackend = new VirtualHidBackend();
+  const msr = hidBackend.add(new VirtualHidReader({ mode: 'msr', serialNumber: 'E2EMSR' }));
+  const wedge = hidBackend.add(
+    new VirtualHidReader({
+      mode: 'wedge',
+      vendorId: 0x0acd,
+      productId: 0x3810,
+      serialNumber: 'E2EKB',
+    }),
+  );
+  const serial = new VirtualSerialReader();
+  const devices = { 'usb-msr': msr, 'usb-wedge': wedge, 'serial-msr': serial } as const;
+  let n = 0;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'pos-readers-e2e-'));
+    const keys = generateDevelopmentKeys(path.join(dir, 'keys'));
+    broker = await EmbeddedBroker.start();
+    const brokerUrl = `mqtt://127.0.0.1:${broker.port}`;
+    cloud = await CloudCore.start({
+      brokerUrl,
+      signer: { secretKey: keys.cloud.cloudSecretKey },
+      openSealed: (sealed) => openSealedCard(sealed, keys.cloud.vaultSecretKey),
+      reconnectPeriodMs: 200,
+    });
+    cloud.registerDevice('readers-lane-1', keys.terminal.devicePublicKey);
+    padServer = serveMock(pad, `readers-e2e-pad-${process.pid}`);
+    serialServer = await serveSerialReaderTcp(serial);
+    uninstallHid = hidBackend.install();
+    const config = parseConfig({
+      deviceId: 'readers-lane-1',
+      dataDir: path.join(dir, 'data'),
+      keysDir: path.join(dir, 'keys'),
+      pinPad: { path: padServer.url },
+      cardReaders: [
+        {
+          name: 'usb-msr',
+          kind: 'hid-msr',
+          path: msr.hidPath,
+          reconnectInitialDelayMs: 20,
+          reconnectMaxDelayMs: 100,
+        },
+        {
+          name: 'usb-wedge',
+          kind: 'wedge',
+          path: wedge.hidPath,
+          reconnectInitialDelayMs: 20,
+          reconnectMaxDelayMs: 100,
+        },
+        {
+          name: 'serial-msr',
+          kind: 'serial',
+          path: serialServer.url,
+          reconnectInitialDelayMs: 20,
+          reconnectMaxDelayMs: 100,
+        },
+      ],
+      broker: { url: brokerUrl, reconnectPeriodMs: 200 },
+      sync: { ackTimeoutMs: 1000 },
+      api: { port: 0 },
+    });
+    agent = await startAgent({
+      config,
+      keys: keys.terminal,
+      logger: createLogger({ file: path.join(dir, 'agent.log') }),
+    });
+    await until(() => serial.connected);
+  }, 60_000);
+
+  afterAll(async () => {
+    await agent?.stop();
+    uninstallHid?.();
+    await serialServer?.stop();
+    await padServer?.stop();
+    await cloud?.stop();
+    await broker?.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function status(): Promise<{ devices: { name: string; state: string }[] }> {
+    const response = await fetch(`${agent.apiUrl}/v1/status`, {
+      headers: { authorization: `Bearer ${agent.apiToken}` },
+    });
+    expect(response.status).toBe(200);
+    return (await response.json()) as { devices: { name: string; state: string }[] };
+  }
+
+  /** Starts a card read for a payment and waits until every connected reader is armed. */
+  async function startRead(amountMinor: number): Promise<{ read: Promise<CardInputResult> }> {
+    const read = agent.cardInput.readCard({
+      amountMinor,
+      currency: 'EUR',
+      timeoutSeconds: 60,
+      entryModes: ['S', 'C', 'T'],
+    });
+    await until(() =>
+      agent.cardReaders.filter((r) => r.state === 'connected').every((r) => r.armed),
+    );
+    return { read }; // wrapped: an async function returning a promise would wait for it
+  }
+
+  /** Commits the payment like PaymentService does and waits for the cloud's acknowledgement. */
+  async function storeAndSync(result: CardInputResult, amountMinor: number): Promise<string> {
+    if (!result.ok) throw new Error(`card not read: ${result.reason}`);
+    const key = `readers-e2e-${++n}-${process.pid}`;
+    const { card } = result;
+    agent.store.createPayment({
+      idempotencyKey: key,
+      amountMinor,
+      currency: 'EUR',
+      card: {
+        token: card.token,
+        brand: card.brand,
+        first6: card.first6,
+        last4: card.last4,
+        expiryMonth: card.expiryMonth,
+        expiryYear: card.expiryYear,
+        entryMode: card.entryMode,
+      },
+      ...(card.sealed === undefined ? {} : { sealed: card.sealed }),
+    });
+    agent.worker.notify();
+    await until(() => cloud.records().get(key)?.status === 'accepted');
+    await until(() => agent.store.queueStats().depth === 0);
+    return key;
+  }
+
+  it.each(['usb-msr', 'usb-wedge', 'serial-msr'] as const)(
+    '%s: a swipe feeds the payment in progress, the PIN pad read is canceled, the cloud acknowledges',
+    async (name) => {
+      const amount = 1000 + n;
+      const { read } = await startRead(amount);
+      const canceledBefore = pad.received.filter((m) => m.id === '40').length;
+      devices[name].swipe('mastercard');
+      const result = await read;
+      expect(result).toMatchObject({
+        ok: true,
+        source: name,
+        card: { brand: 'mastercard', last4: '4444', entryMode: 'swipe' },
+      });
+      expect(pad.received.filter((m) => m.id === '40').length).toBe(canceledBefore + 1);
+      const key = await storeAndSync(result, amount);
+      const entry = cloud.records().get(key);
+      expect(entry).toMatchObject({ status: 'accepted', outcome: 'approved', amountMinor: amount });
+    },
+    30_000,
+  );
+
+  it('a swipe with no payment in progress is discarded with a prompt, and nothing is stored', async () => {
+    const prompts: string[] = [];
+    agent.cardInput.on('prompt', (p) => prompts.push(`${p.source}: ${p.text}`));
+    const before = agent.store.listPayments({ limit: 1000 }).length;
+    msr.swipe('visa');
+    wedge.swipe('visa');
+    expect(prompts).toEqual([
+      'usb-msr: No payment in progress: card ignored',
+      'usb-wedge: No payment in progress: card ignored',
+    ]);
+    expect(agent.store.listPayments({ limit: 1000 }).length).toBe(before);
+  });
+
+  it('a reader unplugged mid-payment fails the read as reader_disconnected; after the replug a payment goes through', async () => {
+    const { read } = await startRead(777);
+    msr.unplug();
+    expect(await read).toMatchObject({
+      ok: false,
+      reason: 'reader_disconnected',
+      source: 'usb-msr',
+    });
+    const down = await status();
+    expect(down.devices).toContainEqual({
+      name: 'usb-msr',
+      path: msr.hidPath,
+      state: 'disconnected',
+    });
+    expect(down.devices).toContainEqual({
+      name: 'usb-wedge',
+      path: wedge.hidPath,
+      state: 'connected',
+    });
+    msr.replug();
+    await until(() => agent.cardReaders.find((r) => r.name === 'usb-msr')?.state === 'connected');
+    expect((await status()).devices).toContainEqual({
+      name: 'usb-msr',
+      path: msr.hidPath,
+      state: 'connected',
+    });
+    const { read: again } = await startRead(778);
+    msr.swipe('visa');
+    const result = await again;
+    expect(result).toMatchObject({ ok: true, source: 'usb-msr' });
+    const key = await storeAndSync(result, 778);
+    expect(cloud.records().get(key)).toMatchObject({ outcome: 'approved' });
+  }, 30_000);
+
+  it('no test PAN in the log or the database files', () => {
+    const files = ['agent.log', 'data/agent.db', 'data/agent.db-wal'].map((f) => path.join(dir, f));
+    for (const file of files) {
+      let text: string;
+      try {
+        text = readFileSync(file).toString('latin1');
+      } catch {
+        continue;
+      }
+      for (const pan of TEST_PANS) expect(text).not.toContain(pan);
+      expect(findPanShapedRuns(text)).toEqual([]);
+    }
+  });
+});
