@@ -273,6 +273,7 @@ export async function startAgent(options: {
     policy: config.offline,
     authorization: config.authorization,
     now: () => clock.now(),
+    cardInput,
   });
   noteAcked = (keys) => payments.noteAcked(keys);
 

@@ -37,6 +37,7 @@ import type {
   Payment,
   PaymentStore,
 } from '../store-forward/payment-store.js';
+import type { CardInput } from './card-input.js';
 import type { Logger } from './logger.js';
 
 /** What the POS app asks for. */
@@ -110,6 +111,7 @@ export class PaymentService extends EventEmitter {
   readonly #policy: OfflinePolicy;
   readonly #auth: AuthorizationSettings;
   readonly #now: () => number;
+  readonly #cardInput: CardInput | undefined;
   #busy: { key: string; paymentId?: string } | null = null;
   readonly #inProgress = new Map<
     string,
@@ -125,6 +127,8 @@ export class PaymentService extends EventEmitter {
    * @param deps.policy — the offline policy (config `offline`).
    * @param deps.authorization — config `authorization`.
    * @param deps.now — clock for prompt timestamps, epoch ms.
+   * @param deps.cardInput — races the PIN pad's read against the card readers (agent/card-input.ts);
+   *   absent: the PIN pad alone reads cards.
    */
   constructor(deps: {
     store: PaymentStore;
@@ -136,6 +140,7 @@ export class PaymentService extends EventEmitter {
     policy?: OfflinePolicy;
     authorization?: Partial<AuthorizationSettings>;
     now?: () => number;
+    cardInput?: CardInput;
   }) {
     super();
     this.#store = deps.store;
@@ -157,6 +162,7 @@ export class PaymentService extends EventEmitter {
       pinTimeoutSeconds: deps.authorization?.pinTimeoutSeconds ?? 60,
     };
     this.#now = deps.now ?? Date.now;
+    this.#cardInput = deps.cardInput;
   }
 
   /** The offline policy in force. */
@@ -321,12 +327,16 @@ export class PaymentService extends EventEmitter {
     const id = started.id;
     this.#prompt('present_card', 'present card', started);
     await pad.display(formatAmount(request.amountMinor, request.currency), 'Insert or tap card');
-    const read = await pad.readCard({
+    const readRequest = {
       amountMinor: request.amountMinor,
       currency: request.currency,
       timeoutSeconds: this.#cardReadTimeoutSeconds,
-      entryModes: ['S', 'C', 'T'],
-    });
+      entryModes: ['S', 'C', 'T'] as ('S' | 'C' | 'T')[],
+    };
+    const read =
+      this.#cardInput !== undefined
+        ? await this.#cardInput.readCard(readRequest)
+        : await pad.readCard(readRequest);
     if (!read.ok) {
       log.info({ reason: read.reason }, 'card read failed');
       if (this.#store.getPayment(id)?.state === 'canceled') {

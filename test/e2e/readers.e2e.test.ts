@@ -1,20 +1,18 @@
 /**
- * Card readers end to end (issue 4), as far as the agent composes them today: the real agent
+ * Card readers end to end (issue 4), the real agent
  * (startAgent: SQLite store, MQTT sync, local API) with a virtual PIN pad on mock://, a virtual
  * vendor-HID MSR and a keyboard-wedge reader behind the node-hid interface, and a virtual serial
  * reader on tcp://; the embedded broker (aedes) and the cloud core simulator.
  *
- * The payment's card read goes through `agent.cardInput` (racing the PIN pad against every
- * reader) and the payment is committed with `agent.store.createPayment`, as PaymentService will
- * once the lead wires CardInput into it (see the issue 4 report); the cloud core then
- * acknowledges it. `/v1/status` is read through the local API.
+ * Each payment starts with POST /v1/payments; PaymentService reads the card through
+ * `agent.cardInput` (racing the PIN pad against every reader), authorizes it online, and the
+ * cloud core acknowledges its record. `/v1/status` is read through the local API.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from '../../agent/agent.js';
-import type { CardInputResult } from '../../agent/card-input.js';
 import { parseConfig } from '../../agent/config.js';
 import { generateDevelopmentKeys } from '../../agent/keys.js';
 import { createLogger } from '../../agent/logger.js';
@@ -132,63 +130,62 @@ describe('card readers end to end: reader → card input → store → broker �
     return (await response.json()) as { devices: { name: string; state: string }[] };
   }
 
-  /** Starts a card read for a payment and waits until every connected reader is armed. */
-  async function startRead(amountMinor: number): Promise<{ read: Promise<CardInputResult> }> {
-    const read = agent.cardInput.readCard({
-      amountMinor,
-      currency: 'EUR',
-      timeoutSeconds: 60,
-      entryModes: ['S', 'C', 'T'],
-    });
-    await until(() =>
-      agent.cardReaders.filter((r) => r.state === 'connected').every((r) => r.armed),
-    );
-    return { read }; // wrapped: an async function returning a promise would wait for it
-  }
-
-  /** Commits the payment like PaymentService does and waits for the cloud's acknowledgement. */
-  async function storeAndSync(result: CardInputResult, amountMinor: number): Promise<string> {
-    if (!result.ok) throw new Error(`card not read: ${result.reason}`);
+  /**
+   * Takes a payment the way the POS app does: POST /v1/payments, then, once every connected
+   * reader is armed for it, `present()` (a swipe on a reader, or an unplug).
+   */
+  async function pay(
+    amountMinor: number,
+    present: () => void,
+  ): Promise<{ key: string; status: number; body: Record<string, unknown> }> {
     const key = `readers-e2e-${++n}-${process.pid}`;
-    const { card } = result;
-    agent.store.createPayment({
-      idempotencyKey: key,
-      amountMinor,
-      currency: 'EUR',
-      card: {
-        token: card.token,
-        brand: card.brand,
-        first6: card.first6,
-        last4: card.last4,
-        expiryMonth: card.expiryMonth,
-        expiryYear: card.expiryYear,
-        entryMode: card.entryMode,
+    const answer = fetch(`${agent.apiUrl}/v1/payments`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${agent.apiToken}`,
+        'content-type': 'application/json',
+        'idempotency-key': key,
       },
-      ...(card.sealed === undefined ? {} : { sealed: card.sealed }),
+      body: JSON.stringify({ amount: amountMinor, currency: 'EUR' }),
     });
-    agent.worker.notify();
-    await until(() => cloud.records().get(key)?.status === 'accepted');
-    await until(() => agent.store.queueStats().depth === 0);
-    return key;
+    await until(
+      () =>
+        agent.cardReaders.some((r) => r.armed) &&
+        agent.cardReaders.filter((r) => r.state === 'connected').every((r) => r.armed),
+    );
+    present();
+    const response = await answer;
+    return {
+      key,
+      status: response.status,
+      body: (await response.json()) as Record<string, unknown>,
+    };
   }
 
   it.each(['usb-msr', 'usb-wedge', 'serial-msr'] as const)(
-    '%s: a swipe feeds the payment in progress, the PIN pad read is canceled, the cloud acknowledges',
+    '%s: a swipe feeds the payment in progress through the local API, the PIN pad read is canceled, the cloud acknowledges',
     async (name) => {
       const amount = 1000 + n;
-      const { read } = await startRead(amount);
       const canceledBefore = pad.received.filter((m) => m.id === '40').length;
-      devices[name].swipe('mastercard');
-      const result = await read;
-      expect(result).toMatchObject({
-        ok: true,
-        source: name,
+      const {
+        key,
+        status: code,
+        body,
+      } = await pay(amount, () => devices[name].swipe('mastercard'));
+      expect(code, JSON.stringify(body)).toBe(201);
+      expect(body).toMatchObject({
+        idempotencyKey: key,
         card: { brand: 'mastercard', last4: '4444', entryMode: 'swipe' },
       });
       expect(pad.received.filter((m) => m.id === '40').length).toBe(canceledBefore + 1);
-      const key = await storeAndSync(result, amount);
-      const entry = cloud.records().get(key);
-      expect(entry).toMatchObject({ status: 'accepted', outcome: 'approved', amountMinor: amount });
+      await until(() => cloud.records().get(key)?.status === 'accepted');
+      await until(() => agent.store.queueStats().depth === 0);
+      expect(cloud.records().get(key)).toMatchObject({
+        status: 'accepted',
+        outcome: 'approved',
+        amountMinor: amount,
+      });
+      expect(agent.store.getPaymentByKey(key)?.state).toBe('approved');
     },
     30_000,
   );
@@ -206,14 +203,11 @@ describe('card readers end to end: reader → card input → store → broker �
     expect(agent.store.listPayments({ limit: 1000 }).length).toBe(before);
   });
 
-  it('a reader unplugged mid-payment fails the read as reader_disconnected; after the replug a payment goes through', async () => {
-    const { read } = await startRead(777);
-    msr.unplug();
-    expect(await read).toMatchObject({
-      ok: false,
-      reason: 'reader_disconnected',
-      source: 'usb-msr',
-    });
+  it('a reader unplugged mid-payment fails that payment as reader_disconnected; after the replug a payment goes through', async () => {
+    const failed = await pay(777, () => msr.unplug());
+    expect(failed.status).toBe(422);
+    expect(failed.body).toMatchObject({ error: { code: 'POS420' } });
+    expect(JSON.stringify(failed.body)).toContain('reader_disconnected');
     const down = await status();
     expect(down.devices).toContainEqual({
       name: 'usb-msr',
@@ -232,12 +226,10 @@ describe('card readers end to end: reader → card input → store → broker �
       path: msr.hidPath,
       state: 'connected',
     });
-    const { read: again } = await startRead(778);
-    msr.swipe('visa');
-    const result = await again;
-    expect(result).toMatchObject({ ok: true, source: 'usb-msr' });
-    const key = await storeAndSync(result, 778);
-    expect(cloud.records().get(key)).toMatchObject({ outcome: 'approved' });
+    const again = await pay(778, () => msr.swipe('visa'));
+    expect(again.status, JSON.stringify(again.body)).toBe(201);
+    await until(() => cloud.records().get(again.key)?.status === 'accepted');
+    expect(cloud.records().get(again.key)).toMatchObject({ outcome: 'approved' });
   }, 30_000);
 
   it('no test PAN in the log or the database files', () => {
