@@ -320,8 +320,24 @@ export interface QueueStats {
   oldestAt: string | null;
 }
 
-/** Result of `verifyChain()`: problems are card-data-free sentences ending in `(POS220)`. */
-export type ChainReport = { ok: true; events: number } | { ok: false; problems: string[] };
+/**
+ * Result of `verifyChain()`: problems are card-data-free sentences ending in `(POS220)`.
+ * `events` counts the stored events whose hash was recomputed; `purgedLinks`, present only when
+ * retention purged payments, counts the links of deleted events whose place in the chain was
+ * checked (`prev_hash` follows) but whose content is gone.
+ */
+export type ChainReport =
+  { ok: true; events: number; purgedLinks?: number } | { ok: false; problems: string[] };
+
+/** Result of `purgeSettled()` (retention, issue 3 §8). */
+export interface PurgeReport {
+  /** Payments purged: row, outbox records and events deleted, tombstone and links kept. */
+  payments: number;
+  /** Events deleted (each one's link kept in `purged_events`). */
+  events: number;
+  /** The cut-off: payments last changed before this ISO 8601 UTC instant were eligible. */
+  before: string;
+}
 
 /** Result of `checkProjection()`: problems are sentences ending in `(POS221)`. */
 export type ProjectionReport = { ok: true; payments: number } | { ok: false; problems: string[] };

@@ -40,6 +40,7 @@ import {
   type PaymentCard,
   type PaymentState,
   type ProjectionReport,
+  type PurgeReport,
   type QueueStats,
   type StoredEvent,
 } from './model.js';
@@ -70,6 +71,7 @@ export type {
   PaymentCard,
   PaymentState,
   ProjectionReport,
+  PurgeReport,
   QueueStats,
   SredData,
   StoredEvent,
@@ -131,6 +133,17 @@ interface OutboxRow {
   created_at: string;
   updated_at: string;
   acked_at: string | null;
+}
+
+/** A row of the chain walk: a stored event, or (type, at and data `null`) a purged link. */
+interface ChainRow {
+  seq: number;
+  payment_id: string;
+  type: EventType | null;
+  at: string | null;
+  data: string | null;
+  prev_hash: Buffer;
+  hash: Buffer;
 }
 
 /** Row of `events`. */
@@ -211,8 +224,28 @@ const SQL = {
   eventsOfPayment: 'SELECT * FROM events WHERE payment_id = ? ORDER BY seq',
   eventsOfPaymentRange:
     'SELECT * FROM events WHERE payment_id >= ? AND payment_id <= ? ORDER BY payment_id, seq',
-  allEvents: 'SELECT * FROM events ORDER BY seq',
-  nextOutboxSeq: 'SELECT coalesce(max(seq), 0) + 1 AS seq FROM outbox',
+  // Stored events and the links of purged ones (migration 3), one chain in seq order.
+  allEvents: `SELECT seq, payment_id, type, at, data, prev_hash, hash FROM events
+    UNION ALL SELECT seq, payment_id, NULL, NULL, NULL, prev_hash, hash FROM purged_events
+    ORDER BY seq`,
+  // Never below a purged record's seq: the cloud sees seq only grow.
+  nextOutboxSeq: `SELECT max(coalesce((SELECT max(seq) FROM outbox), 0),
+      coalesce((SELECT max(last_outbox_seq) FROM purged_payments), 0)) + 1 AS seq`,
+  purgedByKey: 'SELECT id, purged_at FROM purged_payments WHERE idempotency_key = ?',
+  settledBefore: `SELECT p.* FROM payments p
+    WHERE p.state IN ('approved', 'declined', 'confirmed', 'reversed', 'canceled', 'failed')
+      AND p.updated_at < ?
+      AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.payment_id = p.id AND o.state <> 'acked')
+    ORDER BY p.updated_at LIMIT ?`,
+  lastOutboxSeqOf: 'SELECT max(seq) AS seq FROM outbox WHERE payment_id = ?',
+  insertPurgedPayment: `INSERT INTO purged_payments (id, idempotency_key, state, created_at,
+      updated_at, purged_at, last_outbox_seq)
+    VALUES (@id, @idempotency_key, @state, @created_at, @updated_at, @purged_at, @last_outbox_seq)`,
+  keepLinks: `INSERT INTO purged_events (seq, payment_id, prev_hash, hash)
+    SELECT seq, payment_id, prev_hash, hash FROM events WHERE payment_id = ?`,
+  deleteOutboxOf: 'DELETE FROM outbox WHERE payment_id = ?',
+  deleteEventsOf: 'DELETE FROM events WHERE payment_id = ?',
+  deletePayment: 'DELETE FROM payments WHERE id = ?',
   insertOutbox: `INSERT INTO outbox (key, seq, payment_id, event_seq, type, state, attempts,
       created_at, updated_at)
     VALUES (@key, @seq, @payment_id, @event_seq, @type, 'pending', 0, @at, @at)`,
@@ -338,6 +371,7 @@ export class PaymentStore {
   createPayment(input: NewPayment): { payment: Payment; created: boolean } {
     const checked = checkNewPayment(input);
     return this.#write(() => {
+      this.#refusePurgedKey(checked.idempotencyKey);
       const existing = this.#stmts.paymentByKey.get(checked.idempotencyKey) as
         PaymentRow | undefined;
       if (existing !== undefined) {
@@ -405,6 +439,7 @@ export class PaymentStore {
       );
     }
     return this.#write(() => {
+      this.#refusePurgedKey(checked.idempotencyKey);
       const existing = this.#stmts.paymentByKey.get(checked.idempotencyKey) as
         PaymentRow | undefined;
       if (existing !== undefined) {
@@ -736,6 +771,19 @@ export class PaymentStore {
     });
   }
 
+  /** POS210 when `key` belongs to a payment purged by retention: it must never be charged again. */
+  #refusePurgedKey(key: string): void {
+    const purged = this.#stmts.purgedByKey.get(key) as
+      { id: string; purged_at: string } | undefined;
+    if (purged === undefined) return;
+    throw storeError(
+      'POS210',
+      `Idempotency-Key ${JSON.stringify(key)} was already used for payment ${purged.id}, which was ` +
+        `settled and purged by retention at ${purged.purged_at}; fix: send a new Idempotency-Key for a new payment`,
+      { details: { field: 'idempotencyKey', paymentId: purged.id, idempotencyKey: key } },
+    );
+  }
+
   #requireId(paymentId: string): string {
     const row = this.#stmts.paymentById.get(paymentId) as PaymentRow | undefined;
     if (row === undefined) {
@@ -965,8 +1013,10 @@ export class PaymentStore {
       let expectedSeq = 1;
       let prev: Buffer = GENESIS_HASH;
       let events = 0;
-      for (const row of this.#stmts.allEvents.iterate() as IterableIterator<EventRow>) {
-        events++;
+      let purgedLinks = 0;
+      for (const row of this.#stmts.allEvents.iterate() as IterableIterator<ChainRow>) {
+        if (row.type === null || row.at === null || row.data === null) purgedLinks++;
+        else events++;
         if (row.seq !== expectedSeq) {
           note(
             row.seq > expectedSeq
@@ -977,14 +1027,18 @@ export class PaymentStore {
         if (!Buffer.from(row.prev_hash).equals(prev)) {
           note(`event ${row.seq}: prev_hash is not the hash of the event before it`);
         }
-        const recomputed = eventHash(row.prev_hash, {
-          seq: row.seq,
-          paymentId: row.payment_id,
-          type: row.type,
-          at: row.at,
-          data: row.data,
-        });
-        if (!recomputed.equals(row.hash)) {
+        // A purged event's content is gone on purpose (retention): only its link is checked.
+        const recomputed =
+          row.type === null || row.at === null || row.data === null
+            ? row.hash
+            : eventHash(row.prev_hash, {
+                seq: row.seq,
+                paymentId: row.payment_id,
+                type: row.type,
+                at: row.at,
+                data: row.data,
+              });
+        if (!Buffer.from(recomputed).equals(row.hash)) {
           note(
             `event ${row.seq} (${row.type} of ${row.payment_id}): stored hash differs from the ` +
               'SHA-256 of its content, the row was edited',
@@ -1001,9 +1055,76 @@ export class PaymentStore {
             'events at the end are missing or were replaced',
         );
       }
-      if (problems.empty) return { ok: true, events };
+      if (problems.empty)
+        return purgedLinks === 0 ? { ok: true, events } : { ok: true, events, purgedLinks };
       return { ok: false, problems: problems.list() };
     });
+  }
+
+  /**
+   * Retention (issue 3 §8): purges the settled payments last changed before `before` — in a
+   * final state (approved, declined, confirmed, reversed, canceled, failed) with every outbox
+   * record acknowledged by the cloud (or none at all: declined or canceled before anything was
+   * recorded). A payment stored, forwarded, dead-lettered or still in progress is never purged;
+   * the schema refuses it too (migration 3 triggers).
+   *
+   * Per payment, in one transaction per batch of `batchSize`: a `purged_payments` tombstone (id,
+   * idempotency key, final state, times — no card data, no amount), the link of each of its
+   * events in `purged_events` (seq, prev_hash, hash), then its outbox records, events and row
+   * are deleted. `secure_delete` zeroes the freed bytes in the database file, and the WAL is
+   * checkpointed and truncated after the last batch, so the card token, first 6 / last 4 and
+   * expiry of a purged payment are no longer in either file (PCI DSS 4.0.1 req. 3.5, 3.2.1).
+   * `verifyChain()` still verifies: it checks a purged event's link, not its content.
+   * A later request with a purged payment's idempotency key is refused (POS210), never charged
+   * again.
+   *
+   * @param before — ISO 8601 UTC instant; e.g. now − `retention.acknowledgedDays`.
+   * @param options.batchSize — payments per transaction, 1–10000, default 500: the write lock
+   *   is held for one batch at a time, so payments of the POS app are not kept waiting.
+   * @throws AgentError POS213 `before` is not an ISO 8601 UTC instant or batchSize out of range;
+   *   POS207 SQLite could not write (nothing of the failed batch changed).
+   */
+  purgeSettled(before: string, options: { batchSize?: number } = {}): PurgeReport {
+    const batchSize = checkInteger('batchSize', options.batchSize ?? 500, 1, 10_000);
+    if (
+      typeof before !== 'string' ||
+      Number.isNaN(Date.parse(before)) ||
+      isoAt(Date.parse(before)) !== before
+    ) {
+      throw storeError(
+        'POS213',
+        `before ${JSON.stringify(String(before).slice(0, 40))} is not an ISO 8601 UTC instant; fix: pass e.g. new Date(ms).toISOString()`,
+      );
+    }
+    const report: PurgeReport = { payments: 0, events: 0, before };
+    for (;;) {
+      const done = this.#write(() => {
+        const purgedAt = this.#now();
+        const rows = this.#stmts.settledBefore.all(before, batchSize) as PaymentRow[];
+        for (const row of rows) {
+          const { seq } = this.#stmts.lastOutboxSeqOf.get(row.id) as { seq: number | null };
+          this.#stmts.deleteSealed.run(row.id);
+          this.#stmts.insertPurgedPayment.run({
+            id: row.id,
+            idempotency_key: row.idempotency_key,
+            state: row.state,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            purged_at: purgedAt,
+            last_outbox_seq: seq,
+          });
+          this.#stmts.keepLinks.run(row.id);
+          this.#stmts.deleteOutboxOf.run(row.id);
+          report.events += this.#stmts.deleteEventsOf.run(row.id).changes;
+          this.#stmts.deletePayment.run(row.id);
+          report.payments++;
+        }
+        return rows.length < batchSize;
+      });
+      if (done) break;
+    }
+    if (report.payments > 0) this.#purgeWal();
+    return report;
   }
 
   /**

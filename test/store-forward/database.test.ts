@@ -109,6 +109,8 @@ describe('migrations', () => {
       'outbox',
       'payment_transitions',
       'payments',
+      'purged_events',
+      'purged_payments',
       'sealed_cards',
     ]);
     raw.close();
