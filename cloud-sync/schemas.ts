@@ -452,6 +452,61 @@ export const CommandResultSchema = z.strictObject({
 /** {@link CommandResultSchema}. */
 export type CommandResult = z.infer<typeof CommandResultSchema>;
 
+/**
+ * Registration by claim (issue 5; AWS IoT fleet provisioning by claim is the model): a terminal
+ * without its own certificate connects with the fleet's shared claim certificate, using its
+ * device id as client id, and exchanges one request/response:
+ * ```
+ *  {p}/claims/{d}/request   agent → cloud  ClaimRequest   signed by the NEW device key (proof of possession)
+ *  {p}/claims/{d}/response  cloud → agent  ClaimResponse  signed by the cloud key (pinned at provisioning)
+ * ```
+ * Brokers restrict a claim identity to `{p}/claims/<its client id>/#`.
+ */
+export function claimTopics(
+  prefix: string = DEFAULT_TOPIC_PREFIX,
+  deviceId: string,
+): { request: string; response: string } {
+  checkPrefix(prefix);
+  checkDeviceId(deviceId);
+  return {
+    request: `${prefix}/claims/${deviceId}/request`,
+    response: `${prefix}/claims/${deviceId}/response`,
+  };
+}
+
+const TenantOrStoreId = z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, '1–64 of a–z 0–9 -');
+
+/** `claims/{d}/request`: the device's identity, its new public key and its CSR. Strict. */
+export const ClaimRequestSchema = z.strictObject({
+  deviceId: DeviceIdSchema,
+  tenant: TenantOrStoreId,
+  store: TenantOrStoreId,
+  /** One-time code the tenant got when registering the terminal (Stripe's registration code). */
+  registrationCode: z.string().regex(/^[A-Za-z0-9-]{6,64}$/, '6–64 of A–Z a–z 0–9 -'),
+  /** The device's NEW Ed25519 public key, base64 of 32 bytes; it also signs this request. */
+  publicKey: z.base64().length(44),
+  /** PEM certificate signing request for the client certificate (CN = deviceId). */
+  csr: z
+    .string()
+    .max(8192)
+    .regex(/^-----BEGIN CERTIFICATE REQUEST-----/, 'a PEM certificate signing request'),
+  at: IsoDateTimeSchema,
+});
+/** {@link ClaimRequestSchema}. */
+export type ClaimRequest = z.infer<typeof ClaimRequestSchema>;
+
+/** `claims/{d}/response`: the signed client certificate, or why the claim was refused. */
+export const ClaimResponseSchema = z.object({
+  deviceId: DeviceIdSchema,
+  status: z.enum(['accepted', 'rejected']),
+  /** PEM client certificate issued by the fleet CA (accepted only). */
+  certificate: z.string().max(16_384).optional(),
+  /** Why it was refused (rejected only); never secret. */
+  reason: z.string().max(512).optional(),
+});
+/** {@link ClaimResponseSchema}. */
+export type ClaimResponse = z.infer<typeof ClaimResponseSchema>;
+
 /** Every message schema of the contract, by name (used for the generated description). */
 export const WIRE_SCHEMAS = {
   RecordsBatch: RecordsBatchSchema,
@@ -463,4 +518,6 @@ export const WIRE_SCHEMAS = {
   AuthResponse: AuthResponseSchema,
   Command: CommandSchema,
   CommandResult: CommandResultSchema,
+  ClaimRequest: ClaimRequestSchema,
+  ClaimResponse: ClaimResponseSchema,
 } as const;

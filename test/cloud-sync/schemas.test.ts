@@ -162,6 +162,8 @@ describe('contract JSON Schema', () => {
         'Acks',
         'AuthRequest',
         'AuthResponse',
+        'ClaimRequest',
+        'ClaimResponse',
         'Command',
         'CommandResult',
         'Envelope',

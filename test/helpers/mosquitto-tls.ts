@@ -8,6 +8,7 @@
  *                                       (the cloud core simulator has no TLS options; a real
  *                                       cloud would use its own certificate on listener A)
  * ACL         pattern readwrite pos/v1/%u/#     each identity only its own topics
+ *             pattern readwrite pos/v1/claims/%c/#  registration by claim, per client id
  *             user cloud-core → pos/v1/#         the cloud core sees every device
  * ```
  * `per_listener_settings true` keeps the two authentication methods apart.
@@ -70,9 +71,15 @@ export async function startTlsMosquitto(ca: TestCa): Promise<TlsMosquitto> {
   const acl = path.join(dir, 'acl');
   writeFileSync(
     acl,
-    ['pattern readwrite pos/v1/%u/#', '', 'user cloud-core', 'topic readwrite pos/v1/#', ''].join(
-      '\n',
-    ),
+    [
+      'pattern readwrite pos/v1/%u/#',
+      // Registration by claim: the shared claim certificate, per client id (= device id).
+      'pattern readwrite pos/v1/claims/%c/#',
+      '',
+      'user cloud-core',
+      'topic readwrite pos/v1/#',
+      '',
+    ].join('\n'),
   );
   const logFile = path.join(dir, 'mosquitto.log');
   const conf = path.join(dir, 'mosquitto.conf');
