@@ -20,6 +20,7 @@ import { keyId } from '../cloud-sync/envelope.js';
 import { MqttSession } from '../cloud-sync/mqtt-session.js';
 import { SyncWorker } from '../cloud-sync/sync-worker.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
+import { startRetention } from '../store-forward/retention.js';
 import { buildApi, type AgentStatus } from './api.js';
 import { listenApi } from './api-auth.js';
 import { CardInput } from './card-input.js';
@@ -127,6 +128,18 @@ export async function startAgent(options: {
       'payment interrupted by the last stop recovered to a final state',
     );
   }
+  // Issue 3 §8: settled payments older than retention.acknowledgedDays go, at start-up and hourly.
+  const retention = startRetention({
+    store,
+    acknowledgedDays: config.retention.acknowledgedDays,
+    clock,
+    onPurged: (report) =>
+      logger.info(
+        { payments: report.payments, events: report.events, before: report.before },
+        'retention purged settled payments; their hash-chain links are kept',
+      ),
+    onError: (error) => logger.error({ err: error }, 'retention could not purge; will retry'),
+  });
   const released = store.releaseInFlight();
   if (released > 0)
     logger.info({ released }, 'records in flight at the last stop will be sent again');
@@ -318,6 +331,7 @@ export async function startAgent(options: {
     async stop() {
       stopping = true;
       if (pinPadRetry !== undefined) clock.clearTimeout(pinPadRetry);
+      retention.stop();
       await api.close();
       await pinPad?.close().catch(() => undefined);
       await Promise.all(cardReaders.map((r) => r.close()));

@@ -220,6 +220,18 @@ const AuthorizationConfig = z
   })
   .strict();
 
+/** Retention (issue 3 §8): how long settled payments stay in the store. */
+const RetentionConfig = z
+  .object({
+    /**
+     * Days a settled payment (final state, every record acknowledged by the cloud) is kept after
+     * its last change; then its row, events and card data are purged, its hash-chain links kept.
+     * Checked at start-up and every hour. 1–3650, default 30.
+     */
+    acknowledgedDays: z.number().int().min(1).max(3650).default(30),
+  })
+  .strict();
+
 /** Logging (DESIGN §8). */
 const LogConfig = z
   .object({
@@ -284,6 +296,7 @@ export const AgentConfigSchema = z
       onlinePinEntryModes: [],
       pinTimeoutSeconds: 60,
     }),
+    retention: RetentionConfig.default({ acknowledgedDays: 30 }),
   })
   .strict();
 

@@ -6,9 +6,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isAgentError } from '../../common/agent-error.js';
-import { isoAt } from '../../common/clock.js';
+import { isoAt, type Clock, type TimerHandle } from '../../common/clock.js';
 import type { NewPayment } from '../../store-forward/model.js';
 import type { PaymentStore } from '../../store-forward/payment-store.js';
+import { startRetention } from '../../store-forward/retention.js';
 import {
   freshStore,
   ManualClock,
@@ -220,5 +221,78 @@ describe('purgeSettled', () => {
       raw.close();
     }
     expect(() => fx.store.purgeSettled('yesterday')).toThrow(/POS213/);
+  });
+});
+
+/** A clock whose timers fire only when the test moves time past them. */
+class TimerClock implements Clock {
+  #now = Date.parse('2026-01-01T08:00:00.000Z');
+  readonly timers = new Map<number, { at: number; fn: () => void }>();
+  #next = 1;
+  now(): number {
+    return this.#now;
+  }
+  setTimeout(fn: () => void, delayMs: number): TimerHandle {
+    const id = this.#next++;
+    this.timers.set(id, { at: this.#now + delayMs, fn });
+    return id as unknown as TimerHandle;
+  }
+  clearTimeout(handle: TimerHandle): void {
+    this.timers.delete(handle as unknown as number);
+  }
+  advance(ms: number): void {
+    const until = this.#now + ms;
+    for (;;) {
+      const due = [...this.timers.entries()]
+        .filter(([, t]) => t.at <= until)
+        .sort((a, b) => a[1].at - b[1].at)[0];
+      if (due === undefined) break;
+      this.timers.delete(due[0]);
+      this.#now = due[1].at;
+      due[1].fn();
+    }
+    this.#now = until;
+  }
+}
+
+describe('startRetention', () => {
+  it('purges at start and then every hour on the injected clock, until stopped', () => {
+    const clock = new TimerClock();
+    const fx = freshStore({ clock });
+    cleanups.push(fx.close);
+    const first = stored(fx.store, 'a', 1);
+    ack(fx.store, 'a');
+    clock.advance(3 * DAY);
+    const second = stored(fx.store, 'b', 2);
+    ack(fx.store, 'b');
+    clock.advance(DAY + 1);
+    const purged: number[] = [];
+    const schedule = startRetention({
+      store: fx.store,
+      acknowledgedDays: 4,
+      clock,
+      onPurged: (report) => purged.push(report.payments),
+    });
+    // At start: `a` is 4 days + 1 ms old, `b` only 1 day.
+    expect(purged).toEqual([1]);
+    expect(fx.store.getPayment(first)).toBeUndefined();
+    clock.advance(3 * DAY - 2 * 3_600_000);
+    expect(fx.store.getPayment(second)).toBeDefined();
+    clock.advance(2 * 3_600_000);
+    expect(purged).toEqual([1, 1]);
+    expect(fx.store.getPayment(second)).toBeUndefined();
+    schedule.stop();
+    expect(clock.timers.size).toBe(0);
+  });
+
+  it('refuses a retention out of 1–3650 days (POS213)', () => {
+    const clock = new TimerClock();
+    const fx = freshStore({ clock });
+    cleanups.push(fx.close);
+    for (const days of [0, 3651, 1.5]) {
+      expect(() => startRetention({ store: fx.store, acknowledgedDays: days, clock })).toThrow(
+        /POS213/,
+      );
+    }
   });
 });
