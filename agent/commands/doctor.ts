@@ -32,6 +32,7 @@ import path from 'node:path';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { isAgentError } from '../../common/agent-error.js';
 import { PaymentStore } from '../../store-forward/payment-store.js';
+import { OFFLINE_LIMITS_FILE } from '../cloud-commands.js';
 import { type AgentConfig, loadConfig } from '../config.js';
 import { loadTerminalKeys, TERMINAL_KEY_FILES } from '../keys.js';
 
@@ -135,6 +136,20 @@ export async function doctor(
       });
     }
     checkDatabase(config, add);
+    const overrides = path.join(config.dataDir, OFFLINE_LIMITS_FILE);
+    if (existsSync(overrides)) {
+      try {
+        JSON.parse(readFileSync(overrides, 'utf8'));
+        private0600(overrides, 'offline limits file');
+      } catch {
+        add({
+          check: 'database',
+          level: 'warn',
+          message: `${overrides} (offline limits set by the cloud) is not JSON; the config's limits apply`,
+          fix: `delete ${overrides} and ask the cloud to send set_offline_limits again`,
+        });
+      }
+    }
     checkDisk(config, options.minFreeBytes ?? 100 * 1024 * 1024, add);
   }
 

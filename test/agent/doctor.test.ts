@@ -118,6 +118,7 @@ describe.skipIf(missing.length > 0)('pos-agent doctor', () => {
     const expired = ca.issue('doctor-lane-1-expired', { expired: true });
     copyFileSync(expired.cert, config.broker.certFile as string);
     copyFileSync(expired.key, config.broker.keyFile as string);
+    writeFileSync(path.join(config.dataDir, 'offline-limits.json'), '{"maxCount": 3');
     const db = path.join(config.dataDir, 'agent.db');
     const fd = openSync(db, 'r+');
     writeSync(fd, Buffer.from('this is not a database header'), 0, 29, 0);
@@ -137,6 +138,9 @@ describe.skipIf(missing.length > 0)('pos-agent doctor', () => {
       /\d\. \[broker\] broker unreachable at mqtts:\/\/127\.0\.0\.1:\d+: ECONNREFUSED/,
     );
     expect(report).toMatch(/\d\. \[database\] .*agent\.db is not an SQLite database/);
+    expect(report).toMatch(
+      /\d\. \[database\] .*offline-limits\.json \(offline limits set by the cloud\) is not JSON/,
+    );
     const findings = await doctor(configFile, { minFreeBytes: 1024, timeoutMs: 1000 });
     expect(
       findings
