@@ -15,6 +15,7 @@ import Fastify, { LogController, type FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { AgentError } from '../common/agent-error.js';
 import type { OfflineExposure, Payment, PaymentStore } from '../store-forward/payment-store.js';
+import { PAYMENT_STATES } from '../store-forward/model.js';
 import { installApiAuth } from './api-auth.js';
 import type { Logger } from './logger.js';
 import type { PaymentService } from './payment-service.js';
@@ -54,7 +55,10 @@ const PaymentBody = z
 
 const ListQuery = z
   .object({
-    state: z.string().optional(),
+    // An unknown state is the POS app's mistake (400), not the store's (it used to answer 500).
+    state: z
+      .enum(PAYMENT_STATES, { message: `state must be one of ${PAYMENT_STATES.join(', ')}` })
+      .optional(),
     idempotencyKey: z.string().optional(),
     limit: z.coerce.number().int().min(1).max(1000).default(100),
   })

@@ -29,6 +29,25 @@ export interface Rig {
   ): Promise<{ status: number; json: Record<string, unknown> }>;
   waitFor(condition: () => boolean, timeoutMs?: number): Promise<void>;
   dispose(): Promise<void>;
+  /** The device id and its Ed25519 public key (to open the agent's uplink envelopes). */
+  deviceId: string;
+  devicePublicKey: Uint8Array;
+  /**
+   * Any request to the local API over HTTP. `token: null` sends no Authorization header;
+   * `rawBody` is sent as is (for non-JSON bodies). Every answer's text is kept in `answers`.
+   */
+  request(
+    method: string,
+    route: string,
+    options?: {
+      body?: unknown;
+      rawBody?: string;
+      headers?: Record<string, string>;
+      token?: string | null;
+    },
+  ): Promise<{ status: number; json: Record<string, unknown>; text: string }>;
+  /** The text of every answer `request` got, for the leak sweep. */
+  answers: string[];
 }
 
 let rigCount = 0;
@@ -71,7 +90,35 @@ export async function startRig(overrides: Record<string, unknown> = {}): Promise
     }
   };
   await waitFor(() => agent.worker.online && cloud.connected);
+  const answers: string[] = [];
   return {
+    deviceId,
+    devicePublicKey: terminal.devicePublicKey,
+    answers,
+    async request(method, route, options = {}) {
+      const token = options.token === undefined ? agent.apiToken : options.token;
+      const headers: Record<string, string> = { ...options.headers };
+      if (token !== null) headers.authorization = `Bearer ${token}`;
+      let body: string | undefined = options.rawBody;
+      if (options.body !== undefined) {
+        body = JSON.stringify(options.body);
+        headers['content-type'] ??= 'application/json';
+      }
+      const response = await fetch(`${agent.apiUrl}${route}`, {
+        method,
+        headers,
+        ...(body === undefined ? {} : { body }),
+      });
+      const text = await response.text();
+      answers.push(text);
+      let json: Record<string, unknown> = {};
+      try {
+        json = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        // not JSON: the caller looks at text
+      }
+      return { status: response.status, json, text };
+    },
     agent,
     cloud,
     broker,
