@@ -59,7 +59,11 @@ export class MemoryOutbox implements OutboxSource {
     this.rows.set(record.key, { record, state: 'pending', applied: 0 });
   }
 
+  /** The `limit` of every nextPending call, in order. */
+  readonly limits: number[] = [];
+
   nextPending(limit: number): OutboxRecord[] {
+    this.limits.push(limit);
     return [...this.rows.values()]
       .filter((r) => r.state === 'pending')
       .sort((a, b) => a.record.seq - b.record.seq)

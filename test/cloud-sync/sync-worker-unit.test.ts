@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { CommandGuard } from '../../cloud-sync/commands.js';
 import { keyId, openEnvelope } from '../../cloud-sync/envelope.js';
 import { RecordsBatchSchema } from '../../cloud-sync/schemas.js';
-import { packBatch, resendDelayMs } from '../../cloud-sync/sync-worker.js';
+import { nextFetchLimit, packBatch, resendDelayMs } from '../../cloud-sync/sync-worker.js';
 import { isAgentError } from '../../common/agent-error.js';
 import { ManualClock, makeRecord } from './fixtures.js';
 
@@ -107,6 +107,61 @@ describe('packBatch', () => {
     expect(packed.stripped.sort()).toEqual(['card.pan', 'state']);
     expect(packed.payload.toString()).not.toContain('4111111111111111');
     expect(packed.records).toHaveLength(1);
+  });
+});
+
+describe('packBatch.full', () => {
+  it('is true exactly when a record was left out for size', () => {
+    const records = Array.from({ length: 40 }, (_, i) => makeRecord(i + 1));
+    const signer = { secretKey: device.secretKey };
+    const all = packBatch(records, { batchId: 'b', signer, maxMessageBytes: 1_000_000 });
+    expect(all.records).toHaveLength(40);
+    expect(all.full).toBe(false);
+    const some = packBatch(records, { batchId: 'b', signer, maxMessageBytes: 4096 });
+    expect(some.records.length).toBeLessThan(40);
+    expect(some.full).toBe(true);
+    const capped = packBatch(records, {
+      batchId: 'b',
+      signer,
+      maxMessageBytes: 1_000_000,
+      maxRecords: 10,
+    });
+    expect(capped.records).toHaveLength(10);
+    expect(capped.full).toBe(false);
+  });
+});
+
+describe('nextFetchLimit', () => {
+  it('asks for what fitted plus a quarter after a full batch', () => {
+    expect(nextFetchLimit({ limit: 1000, candidates: 1000, packed: 176, full: true }, 1000)).toBe(
+      220,
+    );
+    expect(nextFetchLimit({ limit: 1000, candidates: 1000, packed: 4, full: true }, 1000)).toBe(12);
+  });
+
+  it('doubles when every candidate fitted and there may be more, keeps it when the queue ran dry', () => {
+    expect(nextFetchLimit({ limit: 220, candidates: 220, packed: 220, full: false }, 1000)).toBe(
+      440,
+    );
+    expect(nextFetchLimit({ limit: 220, candidates: 30, packed: 30, full: false }, 1000)).toBe(220);
+  });
+
+  it('stays within 1..maxRecords', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 10_000 }),
+        fc.integer({ min: 0, max: 10_000 }),
+        fc.integer({ min: 0, max: 10_000 }),
+        fc.boolean(),
+        fc.integer({ min: 1, max: 10_000 }),
+        (limit, candidates, packed, full, max) => {
+          const next = nextFetchLimit({ limit, candidates, packed, full }, max);
+          expect(Number.isInteger(next)).toBe(true);
+          expect(next).toBeGreaterThanOrEqual(1);
+          expect(next).toBeLessThanOrEqual(max);
+        },
+      ),
+    );
   });
 });
 

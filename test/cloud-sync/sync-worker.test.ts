@@ -157,6 +157,9 @@ for (const kind of brokers) {
       expect(seqs).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
       expect(worker.stats().maxInFlightSeen).toBeLessThanOrEqual(4);
       expect(outbox.maxInFlightBatchesSeen).toBeLessThanOrEqual(4);
+      // After the first (full) batch the worker asks only for about what fits, not 1000 rows.
+      expect(outbox.limits[0]).toBe(1000);
+      expect(Math.max(...outbox.limits.slice(1))).toBeLessThan(100);
       // The retained status says online with an empty queue once drained.
       await waitFor(() => cloud.deviceStatus(deviceId)?.queue.depth === 0, 'status depth 0', 5000);
       expect(cloud.deviceStatus(deviceId)?.state).toBe('online');
