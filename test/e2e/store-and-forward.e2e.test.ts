@@ -124,8 +124,16 @@ describe.skipIf(missing.length > 0)(
           await waitUntil(() => !agent.worker.online);
         }
         if (n === START_AT) {
+          // Online again means both ends are subscribed: the agent's fresh retained status (Mosquitto
+          // keeps no retained messages across this restart) has reached the cloud core. Waiting for
+          // the agent's link alone let payment #140 time out under load while the cloud core was
+          // still reconnecting, and it was stored offline instead of approved online.
+          const restartedAt = new Date().toISOString();
           await mosquitto.start();
-          await waitUntil(() => agent.worker.online);
+          await waitUntil(
+            () =>
+              agent.worker.online && (cloudCore.deviceStatus('e2e-lane-1')?.at ?? '') > restartedAt,
+          );
         }
         const cardName = CARDS[n % CARDS.length] as string;
         const card = findTestCard(cardName);
