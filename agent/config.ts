@@ -120,10 +120,9 @@ const BrokerConfig = z
     /** PEM file of the client certificate's private key, mode 0600 (required for mqtts://). */
     keyFile: z.string().min(1).optional(),
     /**
-     * A development setup: allows plaintext `mqtt://` to a broker that is not on loopback.
-     * Default false. Decision (issue 5): plaintext is refused unless this is true, except to a
-     * loopback broker (127.0.0.1, ::1, localhost) — those bytes never leave the machine (the
-     * simulator, or a local bridge broker that itself uses TLS upstream).
+     * A development setup: allows plaintext `mqtt://` (the simulator's broker, a developer's
+     * Mosquitto). Default false: plaintext is refused even to loopback (issue 5), so a production
+     * terminal can only be pointed at a plaintext broker by someone who writes this line.
      */
     development: z.boolean().default(false),
   })
@@ -132,13 +131,12 @@ const BrokerConfig = z
     const url = /^(mqtts?):\/\/(\[[^\]]+\]|[^:/\s]+)/.exec(broker.url);
     if (url === null) return;
     if (url[1] === 'mqtt') {
-      const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url[2] ?? '');
-      if (!loopback && !broker.development)
+      if (!broker.development)
         ctx.addIssue({
           code: 'custom',
           path: ['url'],
           message:
-            'plaintext mqtt:// to a remote broker is refused: use mqtts:// with caFile, certFile and keyFile, or set broker.development to true for a development setup',
+            'plaintext mqtt:// is refused: use mqtts:// with caFile, certFile and keyFile, or set broker.development to true for a development setup',
         });
       return;
     }

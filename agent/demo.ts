@@ -122,7 +122,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     dataDir,
     keysDir: path.join(dataDir, 'keys'),
     pinPad: { path: padServer.url, ackTimeoutMs: 1000 },
-    broker: { url: broker.url, reconnectPeriodMs: 250 },
+    broker: { url: broker.url, reconnectPeriodMs: 250, development: true },
     sync: { ackTimeoutMs: 2000 },
     api: { port: 0 },
     offline: {

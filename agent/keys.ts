@@ -213,8 +213,8 @@ export function loadCloudSideKeys(
  * The TLS options of the MQTT session for an `mqtts://` broker (mutual TLS, DESIGN §5): the
  * pinned CA (the only one trusted: Node's default root store is replaced, not extended), the
  * client certificate and its private key, read from the files named in `broker.caFile`,
- * `certFile` and `keyFile`. Returns `{}` for `mqtt://` (allowed only for development or a
- * loopback broker, see agent/config.ts).
+ * `certFile` and `keyFile`. Returns `{}` for `mqtt://` (allowed only with `broker.development`,
+ * see agent/config.ts).
  *
  * @throws AgentError POS502 naming each unreadable file (never its content).
  */

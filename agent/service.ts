@@ -63,7 +63,7 @@ export function initDev(
     dataDir: 'data',
     keysDir: 'keys',
     pinPad: { path: options.pinpad },
-    broker: { url: options.broker },
+    broker: { url: options.broker, development: options.broker.startsWith('mqtt://') },
     api: { host: '127.0.0.1', port: options.apiPort },
     log: { level: 'info', file: 'agent.log' },
   };

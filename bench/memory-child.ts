@@ -52,7 +52,7 @@ process.once('message', (request: MemoryChildRequest) => {
         dataDir: request.dataDir,
         keysDir: request.keysDir,
         pinPad: { path: request.pinPadPath },
-        broker: { url: request.brokerUrl, reconnectPeriodMs: 200 },
+        broker: { url: request.brokerUrl, reconnectPeriodMs: 200, development: true },
         api: { port: 0 },
         log: { level: 'silent' },
       });

@@ -10,7 +10,7 @@ const good = {
   dataDir: 'data',
   keysDir: 'keys',
   pinPad: { path: '/dev/ttyUSB0' },
-  broker: { url: 'mqtt://127.0.0.1:1883' },
+  broker: { url: 'mqtt://127.0.0.1:1883', development: true },
 };
 
 describe('config', () => {
@@ -64,6 +64,13 @@ describe('config', () => {
   it('says a missing field is required instead of naming a JavaScript type', () => {
     const { dataDir: _dataDir, ...withoutDataDir } = good;
     expect(() => parseConfig(withoutDataDir)).toThrow(/dataDir: is required/);
+  });
+
+  it('refuses plaintext MQTT unless the config says it is a development setup, even on loopback', () => {
+    expect(() => parseConfig({ ...good, broker: { url: 'mqtt://127.0.0.1:1883' } })).toThrow(
+      /broker.url: plaintext mqtt:\/\/ is refused.*POS501/s,
+    );
+    expect(parseConfig(good).broker.development).toBe(true);
   });
 
   it('resolves relative directories against the config file', () => {

@@ -34,7 +34,7 @@ describe('PIN pad absent at start-up', () => {
       dataDir: path.join(dir, 'data'),
       keysDir: path.join(dir, 'keys'),
       pinPad: { path: `tcp://127.0.0.1:${padPort}` },
-      broker: { url: broker.url },
+      broker: { url: broker.url, development: true },
       api: { port: 0 },
     });
     const agent: RunningAgent = await startAgent({

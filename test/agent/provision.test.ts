@@ -250,15 +250,16 @@ describe('broker transport security in the config', () => {
     broker,
   });
 
-  it('refuses plaintext mqtt:// to a remote broker unless the config says development', () => {
+  it('refuses plaintext mqtt:// unless the config says development, loopback included', () => {
     expect(() => parseConfig(config({ url: 'mqtt://broker.example:1883' }))).toThrow(
-      /plaintext mqtt:\/\/ to a remote broker is refused/,
+      /plaintext mqtt:\/\/ is refused/,
+    );
+    expect(() => parseConfig(config({ url: 'mqtt://127.0.0.1:1883' }))).toThrow(
+      /plaintext mqtt:\/\/ is refused/,
     );
     expect(
       parseConfig(config({ url: 'mqtt://broker.example:1883', development: true })).broker.url,
     ).toBe('mqtt://broker.example:1883');
-    // Loopback never leaves the machine (simulator, local bridge): allowed.
-    expect(parseConfig(config({ url: 'mqtt://127.0.0.1:1883' })).broker.development).toBe(false);
   });
 
   it('requires the CA, client certificate and key for mqtts://, every missing one listed', () => {

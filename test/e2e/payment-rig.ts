@@ -72,7 +72,7 @@ export async function startRig(overrides: Record<string, unknown> = {}): Promise
     dataDir: path.join(dir, 'data'),
     keysDir: path.join(dir, 'keys'),
     pinPad: { path: padServer.url },
-    broker: { url: broker.url, reconnectPeriodMs: 100 },
+    broker: { url: broker.url, reconnectPeriodMs: 100, development: true },
     sync: { ackTimeoutMs: 1000 },
     api: { port: 0 },
     ...overrides,

@@ -100,7 +100,7 @@ describe('card readers end to end: reader → card input → store → broker �
           reconnectMaxDelayMs: 100,
         },
       ],
-      broker: { url: brokerUrl, reconnectPeriodMs: 200 },
+      broker: { url: brokerUrl, reconnectPeriodMs: 200, development: true },
       sync: { ackTimeoutMs: 1000 },
       api: { port: 0 },
     });

@@ -93,7 +93,7 @@ describe.skipIf(missing.length > 0)(
         dataDir: path.join(dir, 'data'),
         keysDir: path.join(dir, 'keys'),
         pinPad: { path: padServer.url },
-        broker: { url: mosquitto.url, reconnectPeriodMs: 200 },
+        broker: { url: mosquitto.url, reconnectPeriodMs: 200, development: true },
         sync: { ackTimeoutMs: 1000, maxMessageBytes: 16_384 },
         api: { port: 0 },
       });
