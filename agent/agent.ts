@@ -33,6 +33,7 @@ import {
 import type { AgentConfig } from './config.js';
 import { brokerTls, ensurePrivateDir, type TerminalKeys } from './keys.js';
 import type { Logger } from './logger.js';
+import { createMetrics } from './metrics.js';
 import { PaymentService } from './payment-service.js';
 import path from 'node:path';
 
@@ -311,7 +312,13 @@ export async function startAgent(options: {
     },
   });
 
-  const api = buildApi({ apiToken: keys.apiToken, payments, store, status, logger });
+  const metrics = createMetrics({
+    status,
+    sync: () => worker.stats(),
+    commands: () => commands.counters(),
+    now: () => clock.now(),
+  });
+  const api = buildApi({ apiToken: keys.apiToken, payments, store, status, logger, metrics });
   const apiUrl = await listenApi(api, config.api);
   logger.info(
     { apiUrl, deviceId: config.deviceId, kid: keyId(keys.devicePublicKey) },

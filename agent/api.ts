@@ -133,6 +133,8 @@ export function buildApi(deps: {
   store: PaymentStore;
   status: () => AgentStatus;
   logger: Logger;
+  /** `GET /metrics` (agent/metrics.ts); absent: the route answers 404. */
+  metrics?: { metrics: () => Promise<string>; contentType: string };
 }) {
   const app = Fastify({
     loggerInstance: deps.logger.child({ component: 'api' }),
@@ -216,6 +218,13 @@ export function buildApi(deps: {
   });
 
   app.get('/v1/status', async () => deps.status());
+
+  const metrics = deps.metrics;
+  if (metrics !== undefined) {
+    app.get('/metrics', async (_request, reply) =>
+      reply.type(metrics.contentType).send(await metrics.metrics()),
+    );
+  }
 
   app.post('/v1/payments/:id/cancel', async (request) => {
     const { id } = request.params as { id: string };

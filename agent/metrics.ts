@@ -1,0 +1,181 @@
+/**
+ * `GET /metrics` (DESIGN §6): the agent's state in the Prometheus text exposition format, with
+ * prom-client. Every value is read from its owner when Prometheus scrapes (collect callbacks), so
+ * there is no second copy of the queue or the counters to drift.
+ *
+ * | metric | type | labels |
+ * |--------|------|--------|
+ * | `pos_agent_outbox_records` | gauge | `state` = pending, in_flight, dead, acked |
+ * | `pos_agent_outbox_oldest_age_seconds` | gauge | — (0 when nothing waits) |
+ * | `pos_agent_link_online` | gauge | — 1 when connected to the broker |
+ * | `pos_agent_device_connected` | gauge | `device`, `path` |
+ * | `pos_agent_offline_exposure_minor` | gauge | `currency` — stored offline approvals, minor units |
+ * | `pos_agent_offline_exposure_payments` | gauge | — |
+ * | `pos_agent_sync_publishes_total` / `…_resends_total` / `…_rejected_downlinks_total` | counter | — |
+ * | `pos_agent_cloud_commands_total` | counter | `result` = applied, failed |
+ * | `pos_agent_cloud_commands_refused_total` | counter | `code` (POS31x, POS32x) |
+ *
+ * No label ever carries card data: devices are named by their configured path.
+ */
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { AgentStatus } from './api.js';
+
+/** Where the metrics come from; each callback is called once per scrape. */
+export interface MetricSources {
+  status: () => AgentStatus;
+  /** Sync worker counters (cloud-sync's SyncWorker.stats()). */
+  sync: () => { publishes: number; resends: number; rejectedDownlinks: number };
+  /** Cloud command counters (agent/cloud-commands.ts). */
+  commands: () => { applied: number; failed: number; refused: Record<string, number> };
+  /** Epoch ms, for the age of the oldest stored record. */
+  now: () => number;
+}
+
+/**
+ * Builds a private registry (not prom-client's global one, so two agents in one test process do
+ * not collide).
+ *
+ * @returns `metrics()` resolving to the exposition text and its `contentType`.
+ */
+export function createMetrics(sources: MetricSources): {
+  metrics: () => Promise<string>;
+  contentType: string;
+} {
+  const registry = new Registry();
+  let snapshot: AgentStatus | undefined;
+  const status = (): AgentStatus => (snapshot ??= sources.status());
+  const setCounter = (counter: Counter, value: number, labels?: Record<string, string>): void => {
+    if (labels === undefined) {
+      counter.reset();
+      counter.inc(value);
+    } else {
+      counter.inc(labels, value);
+    }
+  };
+
+  new Gauge({
+    name: 'pos_agent_outbox_records',
+    help: 'Outbox records by state',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      const q = status().queue;
+      this.set({ state: 'pending' }, q.depth - q.inFlight);
+      this.set({ state: 'in_flight' }, q.inFlight);
+      this.set({ state: 'dead' }, q.dead);
+      this.set({ state: 'acked' }, q.acked);
+    },
+  });
+  new Gauge({
+    name: 'pos_agent_outbox_oldest_age_seconds',
+    help: 'Age of the oldest record not yet acknowledged, seconds (0 when none waits)',
+    registers: [registry],
+    collect() {
+      const oldest = status().queue.oldestAt;
+      this.set(oldest === null ? 0 : Math.max(0, (sources.now() - Date.parse(oldest)) / 1000));
+    },
+  });
+  new Gauge({
+    name: 'pos_agent_link_online',
+    help: '1 while the agent is connected to the MQTT broker',
+    registers: [registry],
+    collect() {
+      this.set(status().link.state === 'online' ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'pos_agent_device_connected',
+    help: '1 while the device is connected',
+    labelNames: ['device', 'path'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of status().devices) {
+        this.set({ device: d.name, path: d.path }, d.state === 'connected' ? 1 : 0);
+      }
+    },
+  });
+  new Gauge({
+    name: 'pos_agent_offline_exposure_minor',
+    help: 'Offline-approved payments not yet confirmed by the cloud, integer minor units per currency',
+    labelNames: ['currency'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [currency, v] of Object.entries(status().offline?.exposure.byCurrency ?? {})) {
+        this.set({ currency }, v.amountMinor);
+      }
+    },
+  });
+  new Gauge({
+    name: 'pos_agent_offline_exposure_payments',
+    help: 'Offline-approved payments not yet confirmed by the cloud',
+    registers: [registry],
+    collect() {
+      this.set(status().offline?.exposure.count ?? 0);
+    },
+  });
+  const syncCounter = (
+    name: string,
+    help: string,
+    pick: (s: ReturnType<MetricSources['sync']>) => number,
+  ) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        setCounter(this, pick(sources.sync()));
+      },
+    });
+  syncCounter(
+    'pos_agent_sync_publishes_total',
+    'Batch publishes (first sends and resends)',
+    (s) => s.publishes,
+  );
+  syncCounter(
+    'pos_agent_sync_resends_total',
+    'Batch resends after an ack timeout or a reconnect',
+    (s) => s.resends,
+  );
+  syncCounter(
+    'pos_agent_sync_rejected_downlinks_total',
+    'Downlinks refused: bad envelope, signature, key id, schema, expired or replayed command',
+    (s) => s.rejectedDownlinks,
+  );
+  new Counter({
+    name: 'pos_agent_cloud_commands_total',
+    help: 'Cloud commands applied or failed',
+    labelNames: ['result'],
+    registers: [registry],
+    collect() {
+      const c = sources.commands();
+      this.reset();
+      setCounter(this, c.applied, { result: 'applied' });
+      setCounter(this, c.failed, { result: 'failed' });
+    },
+  });
+  new Counter({
+    name: 'pos_agent_cloud_commands_refused_total',
+    help: 'Cloud commands refused, by error code',
+    labelNames: ['code'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [code, n] of Object.entries(sources.commands().refused))
+        setCounter(this, n, { code });
+    },
+  });
+
+  return {
+    contentType: registry.contentType,
+    metrics: async () => {
+      snapshot = undefined;
+      try {
+        return await registry.metrics();
+      } finally {
+        snapshot = undefined;
+      }
+    },
+  };
+}

@@ -1,0 +1,51 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRig, type Rig } from '../e2e/payment-rig.js';
+import { sweepForPans } from '../helpers/leak-sweep.js';
+
+/** The value of one sample line `name{labels} value` in Prometheus text, or undefined. */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe('GET /metrics', () => {
+  let rig: Rig;
+  beforeAll(async () => {
+    rig = await startRig();
+  }, 30_000);
+  afterAll(async () => {
+    await rig?.dispose();
+  });
+
+  it('reports the outbox, the link and the devices in Prometheus text, behind the bearer token', async () => {
+    expect((await rig.request('GET', '/metrics', { token: null })).status).toBe(401);
+
+    const paid = await rig.pay('metrics-key-0001', { amount: 1234, currency: 'EUR' });
+    expect(paid.status).toBe(201);
+    await rig.waitFor(() => rig.agent.store.queueStats().depth === 0);
+
+    const { status, text } = await rig.request('GET', '/metrics');
+    expect(status).toBe(200);
+    expect(sample(text, 'pos_agent_link_online')).toBe(1);
+    expect(sample(text, 'pos_agent_outbox_records{state="acked"}')).toBe(
+      rig.agent.store.queueStats().acked,
+    );
+    expect(sample(text, 'pos_agent_outbox_records{state="pending"}')).toBe(0);
+    expect(sample(text, 'pos_agent_outbox_oldest_age_seconds')).toBe(0);
+    expect(text).toMatch(/pos_agent_device_connected\{device="pinPad",path="mock:\/\/[^"]+"\} 1/);
+    expect(sample(text, 'pos_agent_sync_publishes_total')).toBeGreaterThanOrEqual(1);
+    expect(sweepForPans([{ source: '/metrics', content: text }])).toEqual([]);
+  });
+
+  it('shows the link down and the record waiting while the broker is stopped', async () => {
+    await rig.broker.stop();
+    await rig.waitFor(() => !rig.agent.worker.online);
+    const paid = await rig.pay('metrics-key-0002', { amount: 2000, currency: 'USD' });
+    expect(paid.status).toBe(201);
+    const { text } = await rig.request('GET', '/metrics');
+    expect(sample(text, 'pos_agent_link_online')).toBe(0);
+    expect(sample(text, 'pos_agent_outbox_records{state="pending"}')).toBe(1);
+    expect(sample(text, 'pos_agent_offline_exposure_minor{currency="USD"}')).toBe(2000);
+    await rig.broker.start();
+  });
+});
