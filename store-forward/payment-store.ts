@@ -997,6 +997,19 @@ export class PaymentStore {
   }
 
   /**
+   * SQLite's own structural check (`PRAGMA quick_check`, https://sqlite.org/pragma.html#pragma_quick_check):
+   * b-tree pages, record formats, NOT NULL and CHECK constraints; not index contents, which
+   * `integrity_check` would add at several times the cost. For `pos-agent doctor`.
+   *
+   * @returns `{ ok: true }` or `{ ok: false, problems }` (SQLite's messages, at most 100).
+   */
+  quickCheck(): { ok: true } | { ok: false; problems: string[] } {
+    const rows = this.#db.pragma('quick_check(100)') as Array<{ quick_check: string }>;
+    const problems = rows.map((r) => r.quick_check).filter((m) => m !== 'ok');
+    return problems.length === 0 ? { ok: true } : { ok: false, problems };
+  }
+
+  /**
    * Recomputes every event hash in `seq` order and compares: detects an edited row (its hash no
    * longer matches its content), a missing row (a gap in `seq`, or a `prev_hash` that does not
    * match), and a truncated tail (`chain_head` is ahead of the last event). Streams the log, so

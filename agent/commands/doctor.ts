@@ -9,7 +9,7 @@
  * | config | the file is missing, not JSON or fails the schema (POS501) |
  * | file modes | the config or a key/TLS file is readable by group/others, the keys dir is not 0700 |
  * | keys | a key file is missing or of the wrong length (POS502) |
- * | database | not an SQLite file, cannot be opened, hash chain or projection check fails |
+ * | database | not an SQLite file, cannot be opened, quick_check, hash chain or projection check fails |
  * | disk | free space in the data directory below max(100 MiB, 4 × database size) |
  * | clock | before the agent's release or after 2100, or outside a certificate's validity |
  * | broker | TCP unreachable, TLS handshake fails; warns when a certificate expires within 30 days |
@@ -203,6 +203,14 @@ function checkDatabase(config: AgentConfig, add: (f: DoctorFinding) => void): vo
   let store: PaymentStore | undefined;
   try {
     store = PaymentStore.open({ path: file });
+    const quick = store.quickCheck();
+    if (!quick.ok)
+      add({
+        check: 'database',
+        level: 'problem',
+        message: `SQLite quick_check of ${file} failed: ${quick.problems.slice(0, 3).join('; ')}`,
+        fix: `stop the agent, move ${file} aside for analysis and restore it from backup; unsent payments in it must be recovered before a new database is started`,
+      });
     const chain = store.verifyChain();
     const projection = store.checkProjection();
     const stats = store.queueStats();
@@ -220,11 +228,11 @@ function checkDatabase(config: AgentConfig, add: (f: DoctorFinding) => void): vo
         message: `the payments table of ${file} differs from its events: ${projection.problems.slice(0, 3).join('; ')}`,
         fix: 'stop the agent and rebuild the projection from the events (support procedure)',
       });
-    if (chain.ok && projection.ok)
+    if (quick.ok && chain.ok && projection.ok)
       add({
         check: 'database',
         level: 'ok',
-        message: `${file}: hash chain of ${chain.events} events and projection verify; ${stats.depth} to forward, ${stats.dead} dead`,
+        message: `${file}: quick_check, hash chain of ${chain.events} events and projection verify; ${stats.depth} to forward, ${stats.dead} dead`,
       });
     if (stats.dead > 0)
       add({
