@@ -20,3 +20,35 @@ describe('leak sweep', () => {
     expect(leaks.every((l) => !/\d{13}/.test(l.found))).toBe(true);
   });
 });
+
+describe('secret sweep', () => {
+  it('finds a key as raw bytes, base64, base64url or hex, a text token, and any PEM private key', async () => {
+    const { sweepForSecrets } = await import('../helpers/leak-sweep.js');
+    const key = new Uint8Array(32).map((_, i) => (i * 37 + 11) & 0xff);
+    const b = Buffer.from(key);
+    const found = sweepForSecrets(
+      [
+        { source: 'raw', content: Buffer.concat([Buffer.from('x'), b]) },
+        { source: 'b64', content: `{"k":"${b.toString('base64')}"}` },
+        { source: 'b64url', content: b.toString('base64url') },
+        { source: 'hex', content: `key=${b.toString('hex')}` },
+        { source: 'token', content: 'Bearer abcdefghijklmnopqrstuvwxyz012345' },
+        { source: 'pem', content: '-----BEGIN PRIVATE KEY-----\nMC4CAQ' },
+        { source: 'clean', content: 'nothing to see here' },
+      ],
+      [
+        { name: 'key', value: key },
+        { name: 'api token', value: 'abcdefghijklmnopqrstuvwxyz012345' },
+      ],
+    );
+    expect(found.map((f) => f.split(':')[0])).toEqual([
+      'raw',
+      'b64',
+      'b64url',
+      'hex',
+      'token',
+      'pem',
+    ]);
+    expect(found.join('\n')).not.toContain(b.toString('hex'));
+  });
+});

@@ -30,7 +30,12 @@ import {
   OPENSSL_SKIP_REASON,
   type TestCa,
 } from '../helpers/certs.js';
-import { filesToSweep, sweepForPans, type SweepItem } from '../helpers/leak-sweep.js';
+import {
+  filesToSweep,
+  sweepForPans,
+  sweepForSecrets,
+  type SweepItem,
+} from '../helpers/leak-sweep.js';
 import { mosquittoAvailable, MOSQUITTO_SKIP_REASON } from '../helpers/mosquitto.js';
 import { startTlsMosquitto, type TlsMosquitto } from '../helpers/mosquitto-tls.js';
 
@@ -263,23 +268,17 @@ describe.skipIf(missing.length > 0)('end to end over mutual TLS with per-device 
     expect(sweepForPans(everything)).toEqual([]);
 
     const keys = loadTerminalKeys(config.keysDir);
-    const secrets = [
-      Buffer.from(keys.deviceSecretKey).toString('base64'),
-      Buffer.from(keys.deviceSecretKey.subarray(0, 32)).toString('base64'),
-      tokenKey.toString('base64'),
-      keys.apiToken,
-      readFileSync(config.broker.keyFile as string, 'utf8').split('\n')[1] ?? 'x',
-    ];
-    const leaks: string[] = [];
-    for (const item of everything) {
-      const text =
-        typeof item.content === 'string'
-          ? item.content
-          : Buffer.from(item.content).toString('latin1');
-      if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) leaks.push(`${item.source}: PEM key`);
-      for (const [i, secret] of secrets.entries())
-        if (text.includes(secret)) leaks.push(`${item.source}: secret #${i}`);
-    }
-    expect(leaks).toEqual([]);
+    expect(
+      sweepForSecrets(everything, [
+        { name: 'device signing key', value: keys.deviceSecretKey },
+        { name: 'device signing key seed', value: keys.deviceSecretKey.subarray(0, 32) },
+        { name: 'token key', value: tokenKey },
+        { name: 'API token', value: keys.apiToken },
+        {
+          name: 'TLS client key body',
+          value: readFileSync(config.broker.keyFile as string, 'utf8').split('\n')[1] ?? 'x',
+        },
+      ]),
+    ).toEqual([]);
   });
 });

@@ -20,7 +20,13 @@ import { CloudCore } from '../../simulator/cloud-core.js';
 import { hasSocat, servePty, type PadServer } from '../../simulator/pad-server.js';
 import { findTestCard } from '../../simulator/test-cards.js';
 import { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
-import { filesToSweep, sweepForPans, type SweepItem } from '../helpers/leak-sweep.js';
+import {
+  filesToSweep,
+  sweepForPans,
+  sweepForSecrets,
+  type SweepItem,
+  type SweepSecret,
+} from '../helpers/leak-sweep.js';
 import {
   MOSQUITTO_SKIP_REASON,
   mosquittoAvailable,
@@ -60,6 +66,7 @@ describe.skipIf(missing.length > 0)(
     let padServer: PadServer;
     let agent: RunningAgent;
     let tap: MqttSession;
+    let secrets: SweepSecret[] = [];
     const traffic: SweepItem[] = [];
     const apiAnswers: SweepItem[] = [];
     const pad = new VirtualPinPad();
@@ -67,6 +74,14 @@ describe.skipIf(missing.length > 0)(
     beforeAll(async () => {
       dir = mkdtempSync(path.join(tmpdir(), 'pos-e2e-'));
       const { terminal, cloud } = generateDevelopmentKeys(path.join(dir, 'keys'));
+      secrets = [
+        { name: 'device signing key', value: terminal.deviceSecretKey },
+        { name: 'device signing key seed', value: terminal.deviceSecretKey.subarray(0, 32) },
+        { name: 'token key', value: terminal.tokenKey },
+        { name: 'API token', value: terminal.apiToken },
+        { name: 'vault secret key', value: cloud.vaultSecretKey },
+        { name: 'cloud signing key', value: cloud.cloudSecretKey },
+      ];
       mosquitto = await startMosquitto();
       cloudCore = await CloudCore.start({
         brokerUrl: mosquitto.url,
@@ -221,6 +236,7 @@ describe.skipIf(missing.length > 0)(
       expect(traffic.some((t) => t.source.endsWith('/up/records'))).toBe(true);
       expect(readFileSync(path.join(dir, 'agent.log'), 'utf8')).toContain('payment stored');
       expect(sweepForPans([...files, ...traffic, ...apiAnswers])).toEqual([]);
+      expect(sweepForSecrets([...files, ...traffic, ...apiAnswers], secrets)).toEqual([]);
     }, 180_000);
   },
 );

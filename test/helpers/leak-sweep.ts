@@ -46,3 +46,44 @@ export function sweepForPans(items: SweepItem[]): Leak[] {
   }
   return leaks;
 }
+
+/** A secret to look for: key bytes (found raw, as base64, base64url or hex) or a text token. */
+export interface SweepSecret {
+  /** What it is, for the report (never the value). */
+  name: string;
+  value: Uint8Array | string;
+}
+
+/**
+ * Scans every item for private key material (issue 5): any PEM private-key block, and each
+ * secret in every encoding the agent could have written it in. Returns `source: what` lines.
+ */
+export function sweepForSecrets(items: SweepItem[], secrets: SweepSecret[]): string[] {
+  const needles: Array<{ name: string; bytes: Buffer }> = [];
+  for (const secret of secrets) {
+    if (typeof secret.value === 'string') {
+      needles.push({ name: secret.name, bytes: Buffer.from(secret.value, 'utf8') });
+      continue;
+    }
+    const raw = Buffer.from(secret.value);
+    needles.push({ name: `${secret.name} (raw)`, bytes: raw });
+    for (const encoding of ['base64', 'base64url', 'hex'] as const) {
+      needles.push({
+        name: `${secret.name} (${encoding})`,
+        bytes: Buffer.from(raw.toString(encoding)),
+      });
+    }
+  }
+  const leaks: string[] = [];
+  for (const item of items) {
+    const bytes = typeof item.content === 'string' ? Buffer.from(item.content) : item.content;
+    if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(bytes.toString('latin1'))) {
+      leaks.push(`${item.source}: a PEM private key`);
+    }
+    for (const needle of needles) {
+      if (needle.bytes.length >= 16 && bytes.includes(needle.bytes))
+        leaks.push(`${item.source}: ${needle.name}`);
+    }
+  }
+  return leaks;
+}
