@@ -55,6 +55,8 @@ export const DRIVER_ERRORS = {
   POS144: 'card reader disconnected',
   /** A card reader configuration is invalid (kind/transport mismatch). */
   POS145: 'card reader misconfigured',
+  /** A project SRED HID report is malformed, or its "masked" track holds clear PAN digits (reader masking off). */
+  POS146: 'bad SRED HID report',
 } as const;
 
 /** One of the codes of {@link DRIVER_ERRORS}. */

@@ -1,5 +1,6 @@
 /**
- * Virtual USB HID card readers (DESIGN §7): a vendor-HID MSR (337-byte reports, MagTek-style) or
+ * Virtual USB HID card readers (DESIGN §7): a vendor-HID MSR (337-byte reports, MagTek-style), an
+ * encrypting SRED reader (692-byte project SRED reports, drivers/readers/sred-hid-report.ts) or
  * a keyboard-wedge reader, in process, behind the same interface as node-hid's `HIDAsync`
  * ({@link HidDeviceHandle}) and listed by a {@link VirtualHidBackend} that replaces node-hid
  * (`useHidBackend`). The only mock of the project: there is no USB here (DESIGN, rules).
@@ -13,12 +14,21 @@
  * Faults: `bad_swipe` (the reader could not read either track), `one_track` (track 1 failed),
  * `reversed` (track bytes backwards), `chip_card` (service code 201), `garbage` (a report of the
  * wrong size / random keys).
+ *
+ * The SRED reader encrypts each track with two-key TDES-CBC (zero IV, zero padding) under ONE
+ * fixed simulator key and counts its KSN up per swipe; it does not derive DUKPT transaction keys
+ * (ANSI X9.24-1), because nothing on the terminal side ever decrypts — the point of SRED.
  */
 import { Buffer } from 'node:buffer';
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { encodeHidMsrReport } from '../drivers/readers/hid-msr-report.js';
 import { encodeWedgeReports } from '../drivers/readers/keyboard-wedge.js';
+import {
+  encodeSredHidReport,
+  SRED_CIPHER_BLOCK_BYTES,
+  SRED_HID_REPORT_BYTES,
+} from '../drivers/readers/sred-hid-report.js';
 import type {
   HidBackend,
   HidDeviceHandle,
@@ -62,6 +72,52 @@ export function swipeTracks(
   return { track1, track2 };
 }
 
+/** The virtual SRED reader's fixed TDES key (16 bytes, two-key TDES). A simulator value only. */
+export const SIMULATOR_SRED_KEY = Buffer.from('0123456789ABCDEFFEDCBA9876543210', 'hex');
+
+/**
+ * The first KSN of a virtual SRED reader (counter 0): the ANSI X9.24-1 test KSN
+ * `FFFF9876543210E00000`; the low 21 bits count swipes.
+ */
+export const SIMULATOR_SRED_KSN = Buffer.from('FFFF9876543210E00000', 'hex');
+
+/**
+ * Masks a track as encrypting readers print it: PAN digits 7…n−4 become `*`, the discretionary
+ * data after YYMM SVC becomes `0`; sentinels, separators, name, expiry and service code stay.
+ * @param track — an ISO/IEC 7813 track 1 (`%B…`) or track 2 (`;…`) as built by test-cards.ts.
+ */
+export function maskTrack(track: Uint8Array): Buffer {
+  const out = Buffer.from(track);
+  const trackNo = out[0] === 0x25 ? 1 : 2;
+  const panStart = trackNo === 1 ? 2 : 1;
+  const panEnd = out.indexOf(trackNo === 1 ? 0x5e : 0x3d, panStart);
+  if (panEnd < 0) return out;
+  out.fill(0x2a, panStart + 6, panEnd - 4);
+  const dataStart = trackNo === 1 ? out.indexOf(0x5e, panEnd + 1) + 1 : panEnd + 1;
+  const end = out.indexOf(0x3f, dataStart);
+  if (dataStart > 0) out.fill(0x30, dataStart + 7, end < 0 ? out.length : end);
+  return out;
+}
+
+/**
+ * The simulator's "encryption" of one track: two-key TDES-CBC, zero IV, zero padding to whole
+ * 8-byte blocks. Deterministic, so byte-trace fixtures can hold the ciphertext.
+ */
+export function simulatorEncryptTrack(
+  track: Uint8Array,
+  key: Uint8Array = SIMULATOR_SRED_KEY,
+): Buffer {
+  const padded = Buffer.alloc(
+    Math.ceil(track.length / SRED_CIPHER_BLOCK_BYTES) * SRED_CIPHER_BLOCK_BYTES,
+  );
+  padded.set(track);
+  const cipher = createCipheriv('des-ede-cbc', key, Buffer.alloc(SRED_CIPHER_BLOCK_BYTES));
+  cipher.setAutoPadding(false);
+  const out = Buffer.concat([cipher.update(padded), cipher.final()]);
+  padded.fill(0);
+  return out;
+}
+
 class VirtualHidHandle extends EventEmitter implements HidDeviceHandle {
   closed = false;
   readonly written: Buffer[] = [];
@@ -79,11 +135,11 @@ class VirtualHidHandle extends EventEmitter implements HidDeviceHandle {
 
 /** Options of {@link VirtualHidReader}. */
 export interface VirtualHidReaderOptions {
-  /** `msr` = vendor HID reports; `wedge` = keyboard reports. */
-  mode: 'msr' | 'wedge';
+  /** `msr` = vendor HID reports; `sred` = encrypting reader's SRED reports; `wedge` = keyboard reports. */
+  mode: 'msr' | 'sred' | 'wedge';
   /** @default 0x0801 (MagTek) */
   vendorId?: number;
-  /** @default 0x0002 for msr, 0x0001 for wedge */
+  /** @default 0x0002 for msr, 0x0011 for sred, 0x0001 for wedge */
   productId?: number;
   /** @default 'SIM0001' */
   serialNumber?: string;
@@ -92,8 +148,10 @@ export interface VirtualHidReaderOptions {
 /** One virtual HID reader. */
 export class VirtualHidReader {
   readonly info: HidDeviceInfo;
-  readonly mode: 'msr' | 'wedge';
+  readonly mode: 'msr' | 'sred' | 'wedge';
   #plugged = true;
+  /** SRED mode: swipes so far; the KSN's 21-bit counter of the next swipe is this + 1. */
+  ksnCounter = 0;
   #handle: VirtualHidHandle | undefined;
   /** Every report sent, in order (tests compare them with the fixtures). */
   readonly sent: Buffer[] = [];
@@ -103,13 +161,20 @@ export class VirtualHidReader {
     const serialNumber = options.serialNumber ?? 'SIM0001';
     this.info = {
       vendorId: options.vendorId ?? 0x0801,
-      productId: options.productId ?? (options.mode === 'msr' ? 0x0002 : 0x0001),
+      productId:
+        options.productId ??
+        (options.mode === 'msr' ? 0x0002 : options.mode === 'sred' ? 0x0011 : 0x0001),
       path: `/dev/virtual-hidraw-${options.mode}-${serialNumber}`,
       serialNumber,
       manufacturer: 'Simulated',
-      product: options.mode === 'msr' ? 'Virtual HID MSR' : 'Virtual keyboard-wedge MSR',
-      usagePage: options.mode === 'msr' ? 0xff00 : 0x01,
-      usage: options.mode === 'msr' ? 0x01 : 0x06,
+      product:
+        options.mode === 'msr'
+          ? 'Virtual HID MSR'
+          : options.mode === 'sred'
+            ? 'Virtual SRED HID MSR'
+            : 'Virtual keyboard-wedge MSR',
+      usagePage: options.mode === 'wedge' ? 0x01 : 0xff00,
+      usage: options.mode === 'wedge' ? 0x06 : 0x01,
     };
   }
 
@@ -139,6 +204,7 @@ export class VirtualHidReader {
 
   /** The reports a swipe of `card` produces in this mode, with the fault applied. */
   reportsFor(card: string | TestCard, options: SwipeOptions = {}): Buffer[] {
+    if (this.mode === 'sred') return [this.sredReportFor(card, options)];
     if (options.fault === 'garbage')
       return this.mode === 'msr'
         ? [randomBytes(64)]
@@ -163,6 +229,37 @@ export class VirtualHidReader {
         ? Buffer.from('%E?;E?')
         : Buffer.concat([track1 ?? Buffer.from('%E?'), track2 ?? Buffer.from(';E?')]);
     return encodeWedgeReports(text);
+  }
+
+  /**
+   * The SRED report of one swipe (any mode may call it; `swipe()` uses it in `sred` mode):
+   * masked tracks 1 and 2, each encrypted with {@link simulatorEncryptTrack}, the KSN
+   * {@link SIMULATOR_SRED_KSN} with its counter advanced. Faults as the other modes; `garbage`
+   * is 692 random bytes.
+   */
+  sredReportFor(card: string | TestCard, options: SwipeOptions = {}): Buffer {
+    if (options.fault === 'garbage') return randomBytes(SRED_HID_REPORT_BYTES);
+    this.ksnCounter = (this.ksnCounter + 1) & 0x1fffff;
+    const ksn = Buffer.from(SIMULATOR_SRED_KSN);
+    ksn.writeUIntBE((ksn.readUIntBE(7, 3) & ~0x1fffff) | this.ksnCounter, 7, 3);
+    const { fault, ...rest } = options;
+    const clear = swipeTracks(card, fault === 'reversed' ? rest : options);
+    const track = (t: Buffer | undefined): { masked: Buffer; encrypted: Buffer } | undefined => {
+      if (t === undefined) return undefined;
+      const masked = maskTrack(t);
+      const encrypted = simulatorEncryptTrack(t);
+      t.fill(0);
+      if (fault === 'reversed') masked.reverse();
+      return { masked, encrypted };
+    };
+    const bad = fault === 'bad_swipe' || fault === 'one_track';
+    return encodeSredHidReport(
+      [
+        track(clear.track1) ?? (bad ? { status: 1 } : undefined),
+        track(clear.track2) ?? (fault === 'bad_swipe' ? { status: 1 } : undefined),
+      ],
+      ksn,
+    );
   }
 
   /**

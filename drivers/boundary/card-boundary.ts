@@ -71,6 +71,11 @@ export interface SredCardRead {
   ksnHex: string;
   /** The reader's ciphertext, hex. */
   ciphertextHex: string;
+  /**
+   * Three-digit service code from the masked track, when the reader gives one (SRED HID
+   * readers do; PIN pad message 22 does not): 2xx/6xx on a swipe is `chip_required`.
+   */
+  serviceCode?: string;
 }
 
 /** Result of the boundary: a token, or why not (with the coded error for logs; no card data). */
@@ -283,7 +288,7 @@ export class CardBoundary {
    * HMAC-SHA-256(tokenKey, "sred" ‖ 0x00 ‖ KSN ‖ ciphertext). It identifies this read only
    * (DUKPT changes the KSN on every transaction); the cloud decrypts in its HSM and derives the
    * card's PAN token there. Failures: `bad_read` (POS132: masked PAN or hex fields malformed),
-   * `expired` (POS131).
+   * `expired` (POS131), `chip_required` (POS133: a swiped `serviceCode` 2xx/6xx, fallback off).
    */
   tokenizeSred(read: SredCardRead): BoundaryResult {
     const masked = read.maskedPan;
@@ -301,6 +306,16 @@ export class CardBoundary {
       return fail(
         'bad_read',
         'The encrypted card read is malformed (masked PAN, expiry, KSN or ciphertext): ask the customer to try again',
+      );
+    const svcFirst = read.serviceCode?.[0];
+    if (
+      read.entryMode === 'swipe' &&
+      (svcFirst === '2' || svcFirst === '6') &&
+      !this.#allowFallback
+    )
+      return fail(
+        'chip_required',
+        `The swiped card has a chip (service code ${svcFirst}xx): ask the customer to insert or tap it (fallback swipe is off)`,
       );
     const yy = Number(read.expiry.slice(0, 2));
     const mm = Number(read.expiry.slice(2));

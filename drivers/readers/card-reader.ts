@@ -6,6 +6,7 @@
  * ```
  *  kind     transport                 bytes                       decoder
  *  hid-msr  hid://VID:PID             one 337-byte report/chunk   hid-msr-report.ts
+ *                                      or one 692-byte SRED report sred-hid-report.ts → tokenizeSred
  *  wedge    hid://VID:PID             8-byte keyboard reports     keyboard-wedge.ts → swipe-text.ts
  *  serial   /dev/…, tcp://, mock://   text lines (CR LF)          @serialport/parser-readline → swipe-text.ts
  *
@@ -29,6 +30,7 @@ import { driverError } from '../errors.js';
 import type { Transport } from '../transport/transport.js';
 import { parseHidMsrReport } from './hid-msr-report.js';
 import { WedgeDecoder } from './keyboard-wedge.js';
+import { isSredHidReportSize, parseSredHidReport, sredReadOf } from './sred-hid-report.js';
 import { splitSwipeText } from './swipe-text.js';
 
 /** How the reader's bytes are decoded. */
@@ -285,6 +287,10 @@ export class CardReader extends EventEmitter<CardReaderEvents> {
   }
 
   #hidReport(report: Buffer): void {
+    if (isSredHidReportSize(report.length)) {
+      this.#sredReport(report);
+      return;
+    }
     const parsed = parseHidMsrReport(report);
     if (!parsed.ok) {
       this.#badInput(parsed.error);
@@ -297,6 +303,28 @@ export class CardReader extends EventEmitter<CardReaderEvents> {
       return;
     }
     this.#deliver(() => this.#tokenize(track1, track2));
+  }
+
+  /**
+   * An encrypting reader's report (sred-hid-report.ts): masked data and ciphertext pass through
+   * `tokenizeSred` unopened; the report (encrypted and masked tracks) is wiped by the caller.
+   */
+  #sredReport(report: Buffer): void {
+    const parsed = parseSredHidReport(report);
+    if (!parsed.ok) {
+      this.#badInput(parsed.error);
+      return;
+    }
+    const read = sredReadOf(parsed.report);
+    if (!read.ok) {
+      this.emit('warning', read.error);
+      this.#deliver(() => fail(read.reason));
+      return;
+    }
+    this.#deliver(() => {
+      const result = this.#boundary.tokenizeSred(read.read);
+      return result.ok ? result : fail(result.reason);
+    });
   }
 
   #swipeText(text: Buffer): void {
