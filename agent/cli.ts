@@ -12,6 +12,7 @@
  * | `pos-agent sim pinpad --listen tcp://127.0.0.1:7421` | a virtual PIN pad on TCP (and a pty with `--pty`) |
  * | `pos-agent sim broker --port 1883` | the embedded MQTT broker |
  * | `pos-agent sim cloud --broker URL --keys DIR` | the cloud core simulator |
+ * | `pos-agent sim reader --kind serial [--pty DIR] [--every N]` | a virtual serial card reader |
  *
  * Errors print as `error POSxxx: message` and exit with status 2 for bad usage or config, 1 for
  * a failed run.
@@ -229,6 +230,43 @@ sim
     const { simCloud } = await import('./sim-commands.js');
     await simCloud(options, process.stdout);
   });
+
+sim
+  .command('reader')
+  .description(
+    'serve a virtual serial card reader on tcp:// (and a pty with --pty); swipes on Enter or every N s. HID kinds are explained (in-process only)',
+  )
+  .requiredOption(
+    '--kind <kind>',
+    'serial (hid-msr, wedge and sred exist only in-process, in tests)',
+  )
+  .option('--listen <url>', 'tcp://127.0.0.1:PORT to listen on', 'tcp://127.0.0.1:7431')
+  .option('--pty <dir>', 'also expose it as a pseudo-terminal (socat) at DIR/reader')
+  .option('--card <name>', 'test card to swipe (see simulator/test-cards.ts)', 'visa')
+  .option('--every <seconds>', 'swipe every N seconds instead of on Enter', positiveInt)
+  .option('--fault <fault>', 'bad_swipe, one_track, reversed, chip_card or garbage')
+  .action(
+    async (options: {
+      kind: string;
+      listen: string;
+      pty?: string;
+      card: string;
+      every?: number;
+      fault?: string;
+    }) => {
+      const { simReader } = await import('./commands/sim-reader.js');
+      const { every, ...rest } = options;
+      await simReader(every === undefined ? rest : { ...rest, everySeconds: every }, {
+        out: process.stdout,
+        input: process.stdin,
+        stopped: new Promise<void>((resolve) => {
+          process.once('SIGINT', () => resolve());
+          process.once('SIGTERM', () => resolve());
+        }),
+      });
+      process.stdin.pause();
+    },
+  );
 
 function parseTransport(value: string): 'auto' | 'pty' | 'tcp' | 'mock' {
   if (value === 'auto' || value === 'pty' || value === 'tcp' || value === 'mock') return value;
