@@ -2,9 +2,34 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-/** Imports a folder may not make: DESIGN.md §1, the dependency direction. */
-const layer = (files, patterns) => ({
+/**
+ * DESIGN.md §1, enforced: which folder may import which folder, and which file may import the
+ * hardware, MQTT and SQLite libraries. ESLint replaces (does not merge) a rule's options when two
+ * config objects match one file, so each block below lists everything its files may not import.
+ */
+const folders = {
+  agent: '**/agent/**',
+  drivers: '**/drivers/**',
+  storeForward: '**/store-forward/**',
+  cloudSync: '**/cloud-sync/**',
+  simulator: '**/simulator/**',
+};
+const libs = {
+  serial: {
+    group: ['serialport', '@serialport/*'],
+    message: 'only drivers/transport/ imports serialport (DESIGN §1)',
+  },
+  hid: { group: ['node-hid'], message: 'only drivers/transport/ imports node-hid (DESIGN §1)' },
+  mqtt: { group: ['mqtt'], message: 'only cloud-sync/mqtt-session.ts imports mqtt (DESIGN §1)' },
+  sqlite: {
+    group: ['better-sqlite3'],
+    message: 'only store-forward/ imports better-sqlite3 (DESIGN §1)',
+  },
+};
+const notFolders = (names, message) => ({ group: names.map((n) => folders[n]), message });
+const restrict = (files, patterns, ignores = []) => ({
   files,
+  ...(ignores.length > 0 ? { ignores } : {}),
   rules: { 'no-restricted-imports': ['error', { patterns }] },
 });
 
@@ -20,68 +45,112 @@ export default tseslint.config(
       ],
     },
   },
-  layer(
-    ['drivers/**/*.ts'],
-    [
-      {
-        group: ['**/agent/**', '**/store-forward/**', '**/cloud-sync/**', '**/simulator/**'],
-        message: 'drivers/ imports only common/ (DESIGN §1).',
-      },
-      {
-        group: ['mqtt', 'better-sqlite3'],
-        message: 'drivers/ does not touch MQTT or SQLite (DESIGN §1).',
-      },
-    ],
-  ),
-  layer(
-    ['store-forward/**/*.ts'],
-    [
-      {
-        group: ['**/agent/**', '**/drivers/**', '**/cloud-sync/**', '**/simulator/**'],
-        message: 'store-forward/ imports only common/ (DESIGN §1).',
-      },
-      {
-        group: ['mqtt', 'serialport', '@serialport/*', 'node-hid'],
-        message: 'store-forward/ does not touch devices or MQTT (DESIGN §1).',
-      },
-    ],
-  ),
-  layer(
-    ['cloud-sync/**/*.ts'],
-    [
-      {
-        group: ['**/agent/**', '**/drivers/**', '**/store-forward/**', '**/simulator/**'],
-        message: 'cloud-sync/ imports only common/ (DESIGN §1).',
-      },
-      {
-        group: ['better-sqlite3', 'serialport', '@serialport/*', 'node-hid'],
-        message: 'cloud-sync/ does not touch devices or SQLite (DESIGN §1).',
-      },
-    ],
-  ),
-  layer(
+  restrict(['agent/**/*.ts', 'simulator/**/*.ts'], [libs.serial, libs.hid, libs.mqtt, libs.sqlite]),
+  restrict(
     ['simulator/**/*.ts'],
     [
-      {
-        group: ['**/agent/**', '**/store-forward/**'],
-        message: 'simulator/ may use driver codecs and cloud-sync schemas only (DESIGN §1).',
-      },
-      { group: ['better-sqlite3'], message: 'simulator/ does not touch SQLite (DESIGN §1).' },
+      notFolders(
+        ['agent', 'storeForward'],
+        'simulator/ may use driver codecs and cloud-sync schemas only (DESIGN §1)',
+      ),
+      libs.serial,
+      libs.hid,
+      libs.mqtt,
+      libs.sqlite,
     ],
   ),
-  layer(
+  restrict(
+    ['drivers/**/*.ts'],
+    [
+      notFolders(
+        ['agent', 'storeForward', 'cloudSync', 'simulator'],
+        'drivers/ imports only common/ (DESIGN §1)',
+      ),
+      libs.serial,
+      libs.hid,
+      libs.mqtt,
+      libs.sqlite,
+    ],
+    ['drivers/transport/**', 'drivers/readers/**'],
+  ),
+  // The transports own the hardware libraries.
+  restrict(
+    ['drivers/transport/**/*.ts'],
+    [
+      notFolders(
+        ['agent', 'storeForward', 'cloudSync', 'simulator'],
+        'drivers/ imports only common/ (DESIGN §1)',
+      ),
+      libs.mqtt,
+      libs.sqlite,
+    ],
+  ),
+  // Serial card readers frame lines with @serialport/parser-readline (DESIGN §3.3), a pure parser.
+  restrict(
+    ['drivers/readers/**/*.ts'],
+    [
+      notFolders(
+        ['agent', 'storeForward', 'cloudSync', 'simulator'],
+        'drivers/ imports only common/ (DESIGN §1)',
+      ),
+      {
+        group: ['serialport', '@serialport/*', '!@serialport/parser-readline'],
+        message: 'only drivers/transport/ imports serialport (DESIGN §1)',
+      },
+      libs.hid,
+      libs.mqtt,
+      libs.sqlite,
+    ],
+  ),
+  restrict(
+    ['store-forward/**/*.ts'],
+    [
+      notFolders(
+        ['agent', 'drivers', 'cloudSync', 'simulator'],
+        'store-forward/ imports only common/ (DESIGN §1)',
+      ),
+      libs.serial,
+      libs.hid,
+      libs.mqtt,
+    ],
+  ),
+  restrict(
+    ['cloud-sync/**/*.ts'],
+    [
+      notFolders(
+        ['agent', 'drivers', 'storeForward', 'simulator'],
+        'cloud-sync/ imports only common/ (DESIGN §1)',
+      ),
+      libs.serial,
+      libs.hid,
+      libs.mqtt,
+      libs.sqlite,
+    ],
+    ['cloud-sync/mqtt-session.ts'],
+  ),
+  restrict(
+    ['cloud-sync/mqtt-session.ts'],
+    [
+      notFolders(
+        ['agent', 'drivers', 'storeForward', 'simulator'],
+        'cloud-sync/ imports only common/ (DESIGN §1)',
+      ),
+      libs.serial,
+      libs.hid,
+      libs.sqlite,
+    ],
+  ),
+  restrict(
     ['common/**/*.ts'],
     [
-      {
-        group: [
-          '**/agent/**',
-          '**/drivers/**',
-          '**/store-forward/**',
-          '**/cloud-sync/**',
-          '**/simulator/**',
-        ],
-        message: 'common/ is a leaf.',
-      },
+      notFolders(
+        ['agent', 'drivers', 'storeForward', 'cloudSync', 'simulator'],
+        'common/ is a leaf',
+      ),
+      libs.serial,
+      libs.hid,
+      libs.mqtt,
+      libs.sqlite,
     ],
   ),
 );
