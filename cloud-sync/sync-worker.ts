@@ -765,6 +765,18 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
     }
   }
 
+  /**
+   * After a store error (disk full, SQLITE_BUSY) while packing: pumps again after `ackTimeoutMs`
+   * (or on the next notify/ack/reconnect, whichever comes first).
+   */
+  #retryLater(): void {
+    if (this.#wakeTimer !== undefined) return;
+    this.#wakeTimer = this.#clock.setTimeout(() => {
+      this.#wakeTimer = undefined;
+      this.#pump();
+    }, this.#o.policy.ackTimeoutMs);
+  }
+
   #peekToken(): boolean {
     const rate = this.#o.maxPublishesPerSecond;
     if (rate === undefined) return true;
@@ -778,7 +790,8 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
     try {
       candidates = this.#source.nextPending(limit);
     } catch (error) {
-      this.#log.error({ err: error }, 'the outbox could not be read; retrying on the next notify');
+      this.#log.error({ err: error }, 'the outbox could not be read; retrying later');
+      this.#retryLater();
       return 'empty';
     }
     if (candidates.length === 0) return 'empty';
@@ -813,13 +826,33 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
           'record refused before sending; moved to dead',
         );
       }
-      this.#source.applyAcks(packed.refused);
+      try {
+        this.#source.applyAcks(packed.refused);
+      } catch (error) {
+        // The refused records stay pending in the store: they are refused again on the retry.
+        this.#log.error(
+          { err: error, records: packed.refused.length },
+          'the outbox could not record refused records; retrying later',
+        );
+        this.#retryLater();
+        return 'empty';
+      }
       this.emit('refused', packed.refused);
       this.#scheduleStatus();
     }
     if (packed.records.length === 0) return packed.refused.length > 0 ? 'refused-only' : 'empty';
     const keys = packed.records.map((r) => r.key);
-    this.#source.markInFlight(keys, batchId);
+    try {
+      this.#source.markInFlight(keys, batchId);
+    } catch (error) {
+      // Nothing was sent: the records stay pending and are packed again on the retry.
+      this.#log.error(
+        { err: error, batch: batchId, records: keys.length },
+        'the outbox could not mark the batch in flight; the batch is dropped and retried later',
+      );
+      this.#retryLater();
+      return 'empty';
+    }
     const batch: InFlightBatch = {
       id: batchId,
       payload: packed.payload,

@@ -315,6 +315,45 @@ describe('SyncWorker over aedes: timing, status, authorization, commands', () =>
     expectExactlyOnce(outbox, cloud, 5);
   });
 
+  it('a store error while marking a batch in flight is logged, nothing is sent, the retry sends it', async () => {
+    const broker = await EmbeddedBroker.start();
+    cleanups.push(() => broker.stop());
+    const clock = new ManualClock();
+    const errors: string[] = [];
+    const logger = {
+      debug: () => undefined,
+      info: () => undefined,
+      warn: () => undefined,
+      error: (_fields: object, message: string) => errors.push(message),
+    };
+    const { outbox, worker, cloud, session } = await harness(broker, 0, {
+      clock,
+      logger,
+      ackTimeoutMs: 1000,
+    });
+    let failures = 1;
+    const markInFlight = outbox.markInFlight.bind(outbox);
+    outbox.markInFlight = (keys, batchId) => {
+      if (failures > 0) {
+        failures -= 1;
+        throw new Error('SQLITE_FULL: database or disk is full');
+      }
+      markInFlight(keys, batchId);
+    };
+    worker.start();
+    session.connect();
+    await waitFor(() => worker.online, 'online');
+    outbox.add(makeRecord(1));
+    worker.notify(); // the pump runs from a microtask: a throw there would crash the process
+    await waitFor(() => errors.some((m) => m.includes('in flight')), 'the logged store error');
+    expect(failures).toBe(0);
+    expect(worker.stats().publishes).toBe(0);
+    expect(outbox.count('pending')).toBe(1);
+    clock.advance(1000);
+    await waitFor(() => outbox.count('acked') === 1, 'the record acked after the retry');
+    expectExactlyOnce(outbox, cloud, 1);
+  });
+
   it('publishes a signed retained status; the last will says offline when the link dies', async () => {
     const broker = await EmbeddedBroker.start();
     cleanups.push(() => broker.stop());
