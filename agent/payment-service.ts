@@ -308,7 +308,7 @@ export class PaymentService extends EventEmitter {
           : payment.state === 'approved'
             ? 'approved'
             : 'declined',
-        text.slice(0, 32),
+        padResultText(payment),
       )
       .catch((error: unknown) => {
         // The outcome is committed; a display hiccup must not turn it into an error for the POS app.
@@ -346,7 +346,7 @@ export class PaymentService extends EventEmitter {
         reason: `card not read: ${read.reason}`,
       });
       this.#prompt('failed', `card not read: ${read.reason}`, failed);
-      await pad.showResult('declined', `Card not read: ${read.reason}`).catch(() => undefined);
+      await pad.showResult('declined', padCardNotReadText(read.reason)).catch(() => undefined);
       throw new AgentError(
         'POS420',
         `the card could not be read (${read.reason}); ask the customer to try again with a new payment`,
@@ -506,6 +506,32 @@ export class PaymentService extends EventEmitter {
     };
     this.emit('prompt', prompt);
   }
+}
+
+/**
+ * The result line sent to the PIN pad (message 50) for a final payment, e.g.
+ * `approved offline - stored`: printable ASCII (0x20–0x7E) only, at most 32 characters. The pad's
+ * wire format refuses anything else with POS122 (DESIGN §3.2, drivers/pinpad/messages.ts), so the
+ * em dash of the SSE prompt text becomes a hyphen here; the prompt on `/v1/events` keeps it.
+ */
+export function padResultText(payment: Payment): string {
+  return toPadText(resultText(payment));
+}
+
+/**
+ * The line sent to the PIN pad (message 50) when the card could not be read, e.g.
+ * `Card not read: timeout`; printable ASCII, at most 32 characters (see {@link padResultText}).
+ */
+export function padCardNotReadText(reason: string): string {
+  return toPadText(`Card not read: ${reason}`);
+}
+
+/** Printable ASCII for the pad: the dashes become `-`, any other byte outside 0x20–0x7E `?`. */
+function toPadText(text: string): string {
+  return text
+    .replace(/[\u2013\u2014]/g, '-')
+    .replace(/[^\x20-\x7e]/g, '?')
+    .slice(0, 32);
 }
 
 function resultText(payment: Payment): string {

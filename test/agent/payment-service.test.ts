@@ -1,0 +1,84 @@
+/**
+ * PaymentService regressions found in review: what it sends to the PIN pad, and what a store
+ * error in the middle of a payment leaves behind. A real agent on the simulator (payment-rig).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { padCardNotReadText, padResultText } from '../../agent/payment-service.js';
+import type { CardReadFailure } from '../../drivers/boundary/card-token.js';
+import { encodeMessage } from '../../drivers/pinpad/messages.js';
+import { PAYMENT_STATES } from '../../store-forward/model.js';
+import type { Payment } from '../../store-forward/payment-store.js';
+import { startRig, type Rig } from '../e2e/payment-rig.js';
+
+let rig: Rig | undefined;
+afterEach(async () => {
+  await rig?.dispose();
+  rig = undefined;
+});
+
+const CARD_READ_FAILURES: CardReadFailure[] = [
+  'timeout',
+  'canceled',
+  'bad_read',
+  'chip_required',
+  'card_removed',
+  'no_start_sentinel',
+  'invalid_pan',
+  'expired',
+  'reader_disconnected',
+];
+
+/** Local decline codes (store-forward/model.ts) and cloud codes, some not ASCII (≤ 32 chars). */
+const DECLINE_CODES = [
+  undefined,
+  'offline_amount_limit',
+  'offline_total_limit',
+  'offline_count_limit',
+  'online_pin_required',
+  'offline_not_allowed',
+  'authorization_timeout',
+  'authorization_interrupted',
+  'pin_timeout',
+  'pin_canceled',
+  'pin_bypassed',
+  '05',
+  'refusé — émetteur',
+  'x'.repeat(32),
+];
+
+describe('PaymentService → PIN pad text', () => {
+  it('every result text it can send to the pad encodes as message 50 without POS122', () => {
+    const texts: string[] = CARD_READ_FAILURES.map(padCardNotReadText);
+    for (const state of PAYMENT_STATES) {
+      for (const declineCode of DECLINE_CODES) {
+        const payment = {
+          state,
+          ...(declineCode !== undefined ? { declineCode } : {}),
+        } as Payment;
+        texts.push(padResultText(payment));
+      }
+    }
+    expect(texts).toContain('approved offline - stored');
+    for (const text of texts) {
+      for (const outcome of ['approved', 'declined', 'stored'] as const) {
+        expect(() => encodeMessage({ id: '50', outcome, text }), text).not.toThrow();
+      }
+    }
+  });
+
+  it('an offline approval is shown on the pad (it used to be refused for its em dash)', async () => {
+    rig = await startRig();
+    const prompts: string[] = [];
+    rig.agent.payments.on('prompt', (p: { text: string }) => prompts.push(p.text));
+    const answer = await rig.pay('pad-text-offline-0001', {
+      amount: 1250,
+      currency: 'EUR',
+      offline: 'force_offline',
+    });
+    expect(answer.status).toBe(201);
+    expect(answer.json).toMatchObject({ state: 'stored', approval: 'offline' });
+    expect(rig.pad.lastResult).toEqual({ outcome: 'stored', text: 'approved offline - stored' });
+    // The SSE prompt keeps its typography; only the pad's wire needs ASCII.
+    expect(prompts).toContain('approved offline — stored');
+  }, 30_000);
+});
