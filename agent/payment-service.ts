@@ -294,6 +294,7 @@ export class PaymentService extends EventEmitter {
         const reason = isAgentError(error) ? error.reason : 'unexpected error';
         this.#store.recordStep(payment.id, 'failed', { reason: reason.slice(0, 400) });
       }
+      if (now?.state === 'authorizing') this.#interrupted(payment.id, log);
       throw error;
     }
     const text = resultText(payment);
@@ -466,6 +467,28 @@ export class PaymentService extends EventEmitter {
       return payment;
     }
     return this.#declined(payment);
+  }
+
+  /**
+   * An error after `authorization_requested` (the store failing to record the cloud's answer):
+   * the request may have been approved in the cloud, so, as recoverInterrupted does at start-up,
+   * the payment is declined locally and a void record tells the cloud to undo any approval —
+   * instead of staying `authorizing` until the next restart.
+   */
+  #interrupted(id: string, log: Logger): void {
+    try {
+      this.#declined(
+        this.#store.declineLocally(
+          id,
+          'authorization_interrupted',
+          'an error interrupted the online authorization; the cloud is told to void it',
+          { voidRecord: true },
+        ),
+      );
+    } catch (error) {
+      // The store is still failing: recoverInterrupted settles the payment at the next start.
+      log.error({ err: error, paymentId: id }, 'could not decline an interrupted authorization');
+    }
   }
 
   #onlinePinRequired(id: string): Payment {

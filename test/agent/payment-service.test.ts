@@ -82,3 +82,34 @@ describe('PaymentService → PIN pad text', () => {
     expect(prompts).toContain('approved offline — stored');
   }, 30_000);
 });
+
+describe('PaymentService after a store error', () => {
+  it('a store error after authorization_requested declines the payment with a void record instead of leaving it authorizing', async () => {
+    rig = await startRig();
+    const r = rig;
+    const store = r.agent.store;
+    // The store fails once when it records the cloud's answer (a disk error, SQLITE_IOERR).
+    const recordOnlineOutcome = store.recordOnlineOutcome.bind(store);
+    let failures = 0;
+    store.recordOnlineOutcome = (...args) => {
+      if (failures++ === 0) throw new Error('disk I/O error (injected)');
+      return recordOnlineOutcome(...args);
+    };
+    const answer = await r.pay('store-error-auth-0001', { amount: 1800, currency: 'EUR' });
+    expect(answer.status).toBe(500);
+    expect(failures).toBe(1);
+
+    const payment = store.getPaymentByKey('store-error-auth-0001');
+    expect(payment).toMatchObject({ state: 'declined', declineCode: 'authorization_interrupted' });
+    // The cloud had approved; the void record undoes it, so nothing is charged.
+    await r.waitFor(() => store.queueStats().depth === 0);
+    expect(r.cloud.records().get('store-error-auth-0001')).toMatchObject({
+      outcome: 'approved',
+      voided: true,
+    });
+    expect(r.cloud.charges()).toEqual([]);
+    // The PIN pad is free for the next payment.
+    const next = await r.pay('store-error-auth-0002', { amount: 900, currency: 'EUR' });
+    expect(next.json).toMatchObject({ state: 'approved', approval: 'online' });
+  }, 30_000);
+});
