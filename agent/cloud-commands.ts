@@ -166,7 +166,7 @@ export class CloudCommands extends EventEmitter<CloudCommandsEvents> {
     this.#clock = options.clock ?? systemClock;
     // Commands are applied one at a time, in arrival order (a rotation must finish first).
     options.source.on('command', (command) => {
-      this.#queue = this.#queue.then(() => this.#apply(command));
+      this.#enqueue(command.id, () => this.#apply(command));
     });
     options.source.on('rejected-downlink', ({ topic, error }) => {
       if (topic !== options.source.topics.commands) return;
@@ -175,7 +175,7 @@ export class CloudCommands extends EventEmitter<CloudCommandsEvents> {
       const id = error.details?.id;
       const type = error.details?.type;
       if (['POS320', 'POS321', 'POS322'].includes(error.code) && typeof id === 'string') {
-        this.#queue = this.#queue.then(() =>
+        this.#enqueue(id, () =>
           this.#report({
             id,
             type: typeof type === 'string' ? type : 'unknown',
@@ -185,6 +185,25 @@ export class CloudCommands extends EventEmitter<CloudCommandsEvents> {
             reason: error.reason.slice(0, 512),
           }),
         );
+      }
+    });
+  }
+
+  /**
+   * Chains `step` after the commands before it. A step that throws (a 'result' listener, the
+   * logger) is logged under POS507 and the queue stays alive: later commands are still applied,
+   * and no rejection is left unhandled (which would end Node 20).
+   */
+  #enqueue(id: string, step: () => Promise<void>): void {
+    this.#queue = this.#queue.then(step).catch((error: unknown) => {
+      this.#counters.failed += 1;
+      try {
+        this.#o.logger.error(
+          { code: 'POS507', err: error, command: id },
+          'handling the cloud command failed; the next commands are still applied',
+        );
+      } catch {
+        // A throwing logger must not break the queue either.
       }
     });
   }

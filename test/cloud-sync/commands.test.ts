@@ -284,6 +284,33 @@ describe('cloud commands: signed, expiring, applied once, answered upstream', ()
     expect(existsSync(path.join(dir, OFFLINE_LIMITS_FILE))).toBe(false);
   });
 
+  it('a command whose handling throws is logged; the queue stays alive for the next one', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      // A 'result' listener that throws for the first command: #apply and its failure report throw.
+      commands.on('result', (result) => {
+        if (result.id === 'cmd-throws') throw new Error('listener bug');
+      });
+      await cloud.publishRaw(
+        commandTopic,
+        signed(fresh({ type: 'set_log_level', level: 'warn' }, 'cmd-throws')),
+      );
+      await cloud.publishRaw(
+        commandTopic,
+        signed(fresh({ type: 'set_log_level', level: 'debug' }, 'cmd-after')),
+      );
+      await until(() => results.some((r) => r.id === 'cmd-after'), 'the next command applied');
+      await commands.idle();
+      expect(logger.level).toBe('debug');
+      expect(unhandled).toEqual([]);
+      expect(commands.counters().failed).toBeGreaterThan(0);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('the cloud core refuses tampered and wrongly signed uplinks, and applies none', async () => {
     const refused: string[] = [];
     cloud.on('refused', ({ error }) => refused.push(error.code));
