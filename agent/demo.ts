@@ -35,6 +35,7 @@ import { startAgent } from './agent.js';
 import { parseConfig } from './config.js';
 import { generateDevelopmentKeys } from './keys.js';
 import { createLogger } from './logger.js';
+import { formatAmount } from './payment-service.js';
 
 /** Options of {@link runDemo}. */
 export interface DemoOptions {
@@ -184,9 +185,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     const answeredMs = performance.now() - started;
     if (status !== 201 && status !== 200) {
       lost.push(key);
-      out(
-        `  #${n}  ${currency} ${(amount / 100).toFixed(2)}  answer ${status} ${JSON.stringify(json)}`,
-      );
+      out(`  #${n}  ${formatAmount(amount, currency)}  answer ${status} ${JSON.stringify(json)}`);
       return;
     }
     taken.push({
@@ -204,7 +203,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     const c = json.card as { brand: string; first6: string; last4: string; entryMode: string };
     const approval = json.approval === null ? '' : ` (approval: ${String(json.approval)})`;
     out(
-      `  #${n}  ${currency} ${(amount / 100).toFixed(2).padStart(6)}  ${c.brand.padEnd(10)} ${c.first6}******${c.last4}  ${c.entryMode.padEnd(6)}  → ${String(json.state)}${approval}${json.declineCode === null ? '' : ` ${String(json.declineCode)}`} in ${answeredMs.toFixed(0)} ms`,
+      `  #${n}  ${formatAmount(amount, currency).padStart(10)}  ${c.brand.padEnd(10)} ${c.first6}******${c.last4}  ${c.entryMode.padEnd(6)}  → ${String(json.state)}${approval}${json.declineCode === null ? '' : ` ${String(json.declineCode)}`} in ${answeredMs.toFixed(0)} ms`,
     );
     out(`        terminal: ${(promptsOf.get(String(json.id)) ?? []).join(' › ')}`);
   };
@@ -252,7 +251,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     const exposure = agent.store.offlineExposure();
     out(
       `   offline exposure: ${Object.entries(exposure.byCurrency)
-        .map(([cur, e]) => `${cur} ${(e.amountMinor / 100).toFixed(2)} in ${e.count}`)
+        .map(([cur, e]) => `${formatAmount(e.amountMinor, cur)} in ${e.count}`)
         .join(', ')}`,
     );
     const during = agent.status();
@@ -290,7 +289,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
               ? `reversed: late issuer decline — ${payment.reason ?? ''}`
               : `${payment?.state ?? 'missing'}`;
       out(
-        `  #${t.n} ${t.id} ${card?.brand ?? '?'} ${card?.first6 ?? ''}******${card?.last4 ?? ''} ${t.currency} ${(t.amount / 100).toFixed(2)} [${t.phase}, answered ${t.answer}]`,
+        `  #${t.n} ${t.id} ${card?.brand ?? '?'} ${card?.first6 ?? ''}******${card?.last4 ?? ''} ${formatAmount(t.amount, t.currency)} [${t.phase}, answered ${t.answer}]`,
       );
       out(`      ${story}`);
       out(`      → ${result}`);

@@ -589,15 +589,40 @@ function differingFields(payment: Payment, request: PaymentRequest): string[] {
 }
 
 /**
- * Formats an amount for a 16-character PIN pad line, e.g. `EUR 12.50`. Minor-unit exponents
- * follow ISO 4217 for the common zero-decimal currencies; others use two decimals.
+ * Formats an amount for a 16-character PIN pad line and for people, e.g. `EUR 12.50`,
+ * `JPY 1250`, `KWD 1.250`: the currency code, then the amount with the currency's ISO 4217
+ * minor-unit exponent (0 for JPY, 2 for EUR, 3 for KWD/BHD/JOD/OMR/TND), from the runtime's ICU
+ * data (`Intl.NumberFormat` resolved `maximumFractionDigits`); 2 for a code ICU does not accept.
+ * Integer arithmetic on the digits only, so no float rounding.
+ *
+ * @param amountMinor — integer minor units of `currency`.
+ * @param currency — ISO 4217 alphabetic code, upper case.
  */
 export function formatAmount(amountMinor: number, currency: string): string {
-  const exponent = ZERO_DECIMAL.has(currency) ? 0 : 2;
-  if (exponent === 0) return `${currency} ${amountMinor}`;
-  const major = Math.trunc(amountMinor / 100);
-  const minor = String(amountMinor % 100).padStart(2, '0');
-  return `${currency} ${major}.${minor}`;
+  const exponent = minorUnitExponent(currency);
+  const sign = amountMinor < 0 ? '-' : '';
+  const digits = BigInt(Math.trunc(Math.abs(amountMinor)))
+    .toString()
+    .padStart(exponent + 1, '0');
+  if (exponent === 0) return `${currency} ${sign}${digits}`;
+  const cut = digits.length - exponent;
+  return `${currency} ${sign}${digits.slice(0, cut)}.${digits.slice(cut)}`;
 }
 
-const ZERO_DECIMAL = new Set(['JPY', 'KRW', 'CLP', 'ISK', 'VND', 'XAF', 'XOF', 'UGX']);
+const EXPONENTS = new Map<string, number>();
+
+/** The ISO 4217 minor-unit exponent of `currency`; 2 when the runtime does not know the code. */
+function minorUnitExponent(currency: string): number {
+  let exponent = EXPONENTS.get(currency);
+  if (exponent === undefined) {
+    try {
+      exponent =
+        new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions()
+          .maximumFractionDigits ?? 2;
+    } catch {
+      exponent = 2;
+    }
+    EXPONENTS.set(currency, exponent);
+  }
+  return exponent;
+}
