@@ -38,6 +38,7 @@ import { type EnvelopeSigner, keyId, signEnvelope } from '../cloud-sync/envelope
 import {
   type Command,
   type CommandBody,
+  CommandBodySchema,
   type CommandResult,
   CommandResultSchema,
 } from '../cloud-sync/schemas.js';
@@ -50,23 +51,53 @@ export type OfflineLimitOverrides = Extract<CommandBody, { type: 'set_offline_li
 /** File name of the overrides in the data directory. */
 export const OFFLINE_LIMITS_FILE = 'offline-limits.json';
 
+/** Where {@link loadOfflineLimitOverrides} reports a broken overrides file. */
+export interface OverridesWarnLogger {
+  warn(fields: object, message: string): void;
+}
+
 /**
  * The offline limits set by cloud command, or `{}` when none were set. The offline policy
  * applies them over the config's values (a cloud-set value wins over the file's).
  *
+ * The file is validated with the `set_offline_limits` wire schema (cloud-sync/schemas.ts): a
+ * file that is not JSON or fails it (e.g. `{"maxCount":"x"}`, which would switch the offline caps
+ * off) is ignored as a whole and reported to `logger` as a POS507 warning.
+ *
  * @param dataDir — the agent's data directory.
- * @returns e.g. `{ perTransactionMinor: { EUR: 5000 }, maxCount: 50 }`; `{}` when the file is
- *   missing or unreadable (a broken file is ignored and reported by `pos-agent doctor`).
+ * @param logger — receives the POS507 warning for a broken file; none → silent.
+ * @returns e.g. `{ perTransactionLimitMinor: { EUR: 5000 }, maxCount: 50 }`; `{}` when the file is
+ *   missing or broken (a broken file is also reported by `pos-agent doctor`).
  */
-export function loadOfflineLimitOverrides(dataDir: string): OfflineLimitOverrides {
+export function loadOfflineLimitOverrides(
+  dataDir: string,
+  logger?: OverridesWarnLogger,
+): OfflineLimitOverrides {
+  const file = path.join(dataDir, OFFLINE_LIMITS_FILE);
+  let value: unknown;
   try {
-    const value = JSON.parse(
-      readFileSync(path.join(dataDir, OFFLINE_LIMITS_FILE), 'utf8'),
-    ) as unknown;
-    return typeof value === 'object' && value !== null ? (value as OfflineLimitOverrides) : {};
-  } catch {
+    value = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+      logger?.warn(
+        { code: 'POS507', err: error, file },
+        `the offline limits file ${file} is not readable JSON; it is ignored and the config's offline limits apply (delete it, the cloud sends set_offline_limits again)`,
+      );
     return {};
   }
+  if (typeof value === 'object' && value !== null && Object.keys(value).length === 0) return {};
+  const parsed = CommandBodySchema.safeParse({ type: 'set_offline_limits', limits: value });
+  if (!parsed.success || parsed.data.type !== 'set_offline_limits') {
+    const problems = parsed.success
+      ? 'not set_offline_limits'
+      : parsed.error.issues.map((i) => `${i.path.slice(1).join('.')}: ${i.message}`).join('; ');
+    logger?.warn(
+      { code: 'POS507', file, problems },
+      `the offline limits file ${file} fails the set_offline_limits schema (${problems}); it is ignored and the config's offline limits apply (delete it, the cloud sends set_offline_limits again)`,
+    );
+    return {};
+  }
+  return parsed.data.limits;
 }
 
 /** The offline policy fields a `set_offline_limits` command may change (config `offline`). */
@@ -164,6 +195,8 @@ export class CloudCommands extends EventEmitter<CloudCommandsEvents> {
     this.#o = options;
     this.#secretKey = options.deviceSecretKey;
     this.#clock = options.clock ?? systemClock;
+    // Reports a broken overrides file once at start-up (the agent then runs on the config's limits).
+    loadOfflineLimitOverrides(options.dataDir, options.logger);
     // Commands are applied one at a time, in arrival order (a rotation must finish first).
     options.source.on('command', (command) => {
       this.#enqueue(command.id, () => this.#apply(command));
@@ -237,7 +270,7 @@ export class CloudCommands extends EventEmitter<CloudCommandsEvents> {
           return;
         }
         case 'set_offline_limits': {
-          const stored = loadOfflineLimitOverrides(this.#o.dataDir);
+          const stored = loadOfflineLimitOverrides(this.#o.dataDir, this.#o.logger);
           const merged: OfflineLimitOverrides = { ...stored, ...body.limits };
           if (stored.perTransactionLimitMinor && body.limits.perTransactionLimitMinor)
             merged.perTransactionLimitMinor = {

@@ -5,7 +5,7 @@
  * refused with their code and nothing is applied; tampered and wrongly signed uplinks are refused
  * by the cloud core.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nacl from 'tweetnacl';
@@ -340,5 +340,52 @@ describe('cloud commands: signed, expiring, applied once, answered upstream', ()
     await until(() => refused.length === 3, 'three refusals');
     expect(refused.sort()).toEqual(['POS311', 'POS311', 'POS312']);
     expect(cloud.keys()).toEqual([]);
+  });
+});
+
+describe('loadOfflineLimitOverrides: the overrides file is validated', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'pos-overrides-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const load = (content: string): { overrides: object; warnings: object[] } => {
+    writeFileSync(path.join(dir, OFFLINE_LIMITS_FILE), content);
+    const warnings: object[] = [];
+    const overrides = loadOfflineLimitOverrides(dir, { warn: (fields) => warnings.push(fields) });
+    return { overrides, warnings };
+  };
+
+  it('a value of the wrong type is ignored with a POS507 warning; the config caps stay on', () => {
+    for (const content of [
+      '{"maxCount":"x"}',
+      '{"maxCount":50,"perTransactionLimitMinor":{"EUR":-1}}',
+      '{"unknownLimit":1}',
+      '[1,2]',
+      'not json',
+    ]) {
+      const { overrides, warnings } = load(content);
+      expect(overrides, content).toEqual({});
+      expect(warnings, content).toEqual([expect.objectContaining({ code: 'POS507' })]);
+      const policy = {
+        perTransactionLimitMinor: { EUR: 10_000 },
+        totalLimitMinor: { EUR: 500_000 },
+        maxCount: 500,
+        forwardingDeadlineHours: 72,
+      };
+      expect(applyOfflineLimitOverrides(policy, overrides).maxCount).toBe(500);
+    }
+  });
+
+  it('a valid file is applied without warning; a missing file is silent', () => {
+    expect(load('{"maxCount":30,"totalLimitMinor":{"EUR":1000}}')).toEqual({
+      overrides: { maxCount: 30, totalLimitMinor: { EUR: 1000 } },
+      warnings: [],
+    });
+    rmSync(path.join(dir, OFFLINE_LIMITS_FILE));
+    const warnings: object[] = [];
+    expect(loadOfflineLimitOverrides(dir, { warn: (f) => warnings.push(f) })).toEqual({});
+    expect(warnings).toEqual([]);
   });
 });
