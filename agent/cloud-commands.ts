@@ -29,11 +29,20 @@
  *   states and times only, never card data (not even the token).
  */
 import { EventEmitter } from 'node:events';
-import { renameSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import nacl from 'tweetnacl';
 import { AgentError, isAgentError } from '../common/agent-error.js';
 import { type Clock, systemClock } from '../common/clock.js';
+import type { SeenCommand, SeenCommandStore } from '../cloud-sync/commands.js';
 import { type EnvelopeSigner, keyId, signEnvelope } from '../cloud-sync/envelope.js';
 import {
   type Command,
@@ -133,6 +142,69 @@ export function applyOfflineLimitOverrides<P extends OfflineLimits>(
   return policy;
 }
 
+/** File name of the seen cloud command ids in the data directory ({@link FileSeenCommandStore}). */
+export const SEEN_COMMANDS_FILE = 'seen-commands.json';
+
+/**
+ * The cloud-sync {@link SeenCommandStore} as a small JSON file in the data directory:
+ * `[{ "id": "cmd-1", "expiresAt": 1795000000000 }, ...]` (expiresAt in ms since the epoch),
+ * written whole on every accepted command (temp file, fsync, rename; mode 0600), so a replay of
+ * a still-valid command is refused (POS321) after a restart too. Expired ids are pruned on load
+ * and on every save. A missing file is an empty list; a broken one is reported (POS507) and
+ * treated as empty.
+ */
+export class FileSeenCommandStore implements SeenCommandStore {
+  readonly file: string;
+  #clock: Clock;
+  #logger: OverridesWarnLogger | undefined;
+
+  constructor(dataDir: string, options: { clock?: Clock; logger?: OverridesWarnLogger } = {}) {
+    this.file = path.join(dataDir, SEEN_COMMANDS_FILE);
+    this.#clock = options.clock ?? systemClock;
+    this.#logger = options.logger;
+  }
+
+  /** The unexpired ids of the file; `[]` when it is missing or broken. */
+  load(): SeenCommand[] {
+    let value: unknown;
+    try {
+      value = JSON.parse(readFileSync(this.file, 'utf8')) as unknown;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+        this.#logger?.warn(
+          { code: 'POS507', err: error, file: this.file },
+          `the seen cloud commands file ${this.file} is not readable JSON; it is ignored (a replay of a command applied before the restart is not recognised until it expires)`,
+        );
+      return [];
+    }
+    const entries = Array.isArray(value) ? value : [];
+    const now = this.#clock.now();
+    return entries.filter(
+      (e): e is SeenCommand =>
+        typeof e === 'object' &&
+        e !== null &&
+        typeof (e as SeenCommand).id === 'string' &&
+        typeof (e as SeenCommand).expiresAt === 'number' &&
+        (e as SeenCommand).expiresAt > now,
+    );
+  }
+
+  /** Atomically replaces the file with the unexpired `seen` ids. @throws the fs error. */
+  save(seen: SeenCommand[]): void {
+    const now = this.#clock.now();
+    const live = seen.filter((e) => e.expiresAt > now);
+    const temp = `${this.file}.new`;
+    const fd = openSync(temp, 'w', 0o600);
+    try {
+      writeSync(fd, `${JSON.stringify(live)}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temp, this.file);
+  }
+}
+
 /** What the worker side must offer: the SyncWorker's events and signer swap. */
 export interface CommandSource {
   on(event: 'command', listener: (command: Command) => void): unknown;
@@ -141,6 +213,8 @@ export interface CommandSource {
     listener: (info: { topic: string; error: AgentError }) => void,
   ): unknown;
   setSigner(signer: EnvelopeSigner): void;
+  /** Persists the ids of accepted commands (SyncWorker.useSeenCommandStore). */
+  useSeenCommandStore?(store: SeenCommandStore): void;
   readonly topics: { commands: string; commandResults: string };
 }
 
@@ -197,6 +271,17 @@ export class CloudCommands extends EventEmitter<CloudCommandsEvents> {
     this.#clock = options.clock ?? systemClock;
     // Reports a broken overrides file once at start-up (the agent then runs on the config's limits).
     loadOfflineLimitOverrides(options.dataDir, options.logger);
+    // Accepted command ids survive a restart: a replayed, still-valid command is refused (POS321).
+    try {
+      options.source.useSeenCommandStore?.(
+        new FileSeenCommandStore(options.dataDir, { clock: this.#clock, logger: options.logger }),
+      );
+    } catch (error) {
+      options.logger.warn(
+        { code: 'POS507', err: error },
+        `the seen cloud commands file cannot be written in ${options.dataDir}; replays are refused only until the next restart (fix the data directory's permissions or free disk space)`,
+      );
+    }
     // Commands are applied one at a time, in arrival order (a rotation must finish first).
     options.source.on('command', (command) => {
       this.#enqueue(command.id, () => this.#apply(command));

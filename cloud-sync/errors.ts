@@ -42,6 +42,8 @@ export const SYNC_ERROR_CODES = {
   POS322: 'command not yet valid',
   /** No authorization response from the cloud within the timeout (ambiguous outcome, DESIGN §5). */
   POS323: 'authorization timed out',
+  /** The ids of accepted cloud commands could not be persisted; the command is refused. */
+  POS324: 'command guard not persisted',
   /** Invalid sync worker option (unit and range in the message). */
   POS330: 'invalid sync option',
   /** The sync worker was stopped while the operation was pending. */

@@ -35,7 +35,7 @@ import { v7 as uuidv7 } from 'uuid';
 import type { AgentError } from '../common/agent-error.js';
 import { isAgentError } from '../common/agent-error.js';
 import { type Clock, type TimerHandle, isoAt, systemClock } from '../common/clock.js';
-import { CommandGuard } from './commands.js';
+import { CommandGuard, type SeenCommandStore } from './commands.js';
 import {
   type EnvelopeSigner,
   type PublicKeyLookup,
@@ -544,6 +544,16 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
    */
   setSigner(signer: EnvelopeSigner): void {
     this.#signer = { ...signer, kid: signerKeyId(signer) };
+  }
+
+  /**
+   * Persists the ids of accepted cloud commands in `store` (and refuses the ids it holds as
+   * replays, POS321), so a command is applied once across restarts too.
+   *
+   * @throws whatever `store.load()`/`store.save()` throws; the guard then stays memory-only.
+   */
+  useSeenCommandStore(store: SeenCommandStore): void {
+    this.#commands.useStore(store);
   }
 
   /** Subscribes the downlinks and starts draining whenever the session is connected. Idempotent. */

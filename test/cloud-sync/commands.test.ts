@@ -5,7 +5,7 @@
  * refused with their code and nothing is applied; tampered and wrongly signed uplinks are refused
  * by the cloud core.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nacl from 'tweetnacl';
@@ -15,6 +15,7 @@ import {
   CloudCommands,
   loadOfflineLimitOverrides,
   OFFLINE_LIMITS_FILE,
+  SEEN_COMMANDS_FILE,
 } from '../../agent/cloud-commands.js';
 import { generateDevelopmentKeys, loadTerminalKeys } from '../../agent/keys.js';
 import { createLogger } from '../../agent/logger.js';
@@ -282,6 +283,55 @@ describe('cloud commands: signed, expiring, applied once, answered upstream', ()
     ]);
     expect(results.at(-1)?.code).toBe('POS321');
     expect(existsSync(path.join(dir, OFFLINE_LIMITS_FILE))).toBe(false);
+  });
+
+  it('after a restart on the same data dir, a replay of an applied, still-valid command is refused (POS321)', async () => {
+    const command = fresh({ type: 'set_log_level', level: 'debug' }, 'cmd-restart');
+    await cloud.publishRaw(commandTopic, signed(command));
+    await until(() => results.some((r) => r.id === 'cmd-restart'), 'the first result');
+    expect(logger.level).toBe('debug');
+    const file = path.join(dir, SEEN_COMMANDS_FILE);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    // Restart: a new session, worker and CloudCommands (fresh memory) on the same data dir.
+    await worker.stop();
+    await session.end();
+    const terminal = loadTerminalKeys(path.join(dir, 'keys'));
+    session = new MqttSession({ url: broker.url, clientId: DEVICE, reconnectPeriodMs: 100 });
+    worker = new SyncWorker({
+      session,
+      source: store,
+      deviceId: DEVICE,
+      signer: { secretKey: terminal.deviceSecretKey },
+      cloudPublicKeys: new Map([[keyId(terminal.cloudPublicKey), terminal.cloudPublicKey]]),
+      version: '0.0.0-test',
+      statusThrottleMs: 0,
+    });
+    logger.level = 'info';
+    commands = new CloudCommands({
+      source: worker,
+      publish: (topic, payload) => session.publish(topic, payload),
+      deviceSecretKey: terminal.deviceSecretKey,
+      keysDir: path.join(dir, 'keys'),
+      dataDir: dir,
+      logger,
+      diagnostics: () => ({ status: {} }),
+    });
+    worker.start();
+    session.connect();
+    await session.whenConnected();
+    await cloud.publishRaw(commandTopic, signed(command));
+    await until(() => results.filter((r) => r.id === 'cmd-restart').length === 2, 'the refusal');
+    expect(results.filter((r) => r.id === 'cmd-restart').map((r) => r.status)).toEqual([
+      'applied',
+      'refused',
+    ]);
+    expect(results.at(-1)?.code).toBe('POS321');
+    expect(logger.level).toBe('info');
+    // A new command is still accepted, and the expired ids are pruned from the file.
+    const next = await cloud.sendCommand(DEVICE, { type: 'request_diagnostics' });
+    await until(() => results.some((r) => r.id === next.id), 'the next result');
+    const ids = (JSON.parse(readFileSync(file, 'utf8')) as { id: string }[]).map((e) => e.id);
+    expect(ids).toEqual(expect.arrayContaining(['cmd-restart', next.id]));
   });
 
   it('a command whose handling throws is logged; the queue stays alive for the next one', async () => {

@@ -194,3 +194,54 @@ describe('CommandGuard', () => {
     );
   });
 });
+
+describe('CommandGuard with a SeenCommandStore', () => {
+  const command = (id: string, expiresAt: string): Parameters<CommandGuard['accept']>[0] => ({
+    id,
+    issuedAt: '2026-11-21T09:50:00.000Z',
+    expiresAt,
+    command: { type: 'request_diagnostics' },
+  });
+
+  it('a new guard on the same store refuses a replay (POS321); expired ids are pruned', () => {
+    const clock = new ManualClock();
+    let saved: { id: string; expiresAt: number }[] = [];
+    const store = { load: () => saved, save: (s: typeof saved) => void (saved = [...s]) };
+    new CommandGuard({ clock, store }).accept(command('c-1', '2026-11-21T10:00:00.000Z'));
+    new CommandGuard({ clock, store }).accept(command('c-2', '2026-11-21T11:00:00.000Z'));
+    const code = (fn: () => void): string | undefined => {
+      try {
+        fn();
+      } catch (error) {
+        return isAgentError(error) ? error.code : String(error);
+      }
+      return undefined;
+    };
+    expect(
+      code(() =>
+        new CommandGuard({ clock, store }).accept(command('c-1', '2026-11-21T10:00:00.000Z')),
+      ),
+    ).toBe('POS321');
+    clock.advance(10 * 60_000); // c-1 expires at 10:00
+    new CommandGuard({ clock, store }).accept(command('c-3', '2026-11-21T12:00:00.000Z'));
+    expect(saved.map((e) => e.id)).toEqual(['c-2', 'c-3']);
+  });
+
+  it('refuses (POS324) and forgets a command whose id cannot be saved', () => {
+    const clock = new ManualClock();
+    let fail = false;
+    const guard = new CommandGuard({ clock });
+    guard.useStore({
+      load: () => [],
+      save: () => {
+        if (fail) throw new Error('ENOSPC');
+      },
+    });
+    fail = true;
+    expect(() => guard.accept(command('c-9', '2026-11-21T10:00:00.000Z'))).toThrow(
+      expect.objectContaining({ code: 'POS324' }),
+    );
+    fail = false;
+    expect(() => guard.accept(command('c-9', '2026-11-21T10:00:00.000Z'))).not.toThrow();
+  });
+});
