@@ -6,16 +6,17 @@
  *    (`api.socketPath`, created 0600). Anything else: 403 POS403. The API also listens on
  *    loopback only (config), so this is the second line, for a misconfigured proxy or a
  *    port forward.
- * 2. **Slow-down** — after `freeFailures` (default 3) consecutive wrong or missing tokens from
- *    one source, that source is refused for a delay that doubles with each further failure
- *    (default 1 s, 2 s, 4 s … capped at 5 min): 429 POS402 with `Retry-After`, and the token is
- *    not even compared. A correct token after the delay resets the count. Trade-off, decided
- *    here: every local client shares 127.0.0.1, so a local process sending wrong tokens can
- *    delay the POS app; such a process could equally kill the agent, and the block never lasts
- *    longer than `maxDelayMs`.
- * 3. **Bearer token** — `Authorization: Bearer <api.token>`, compared in constant time (both
- *    sides hashed with SHA-256 first so the lengths are equal for `timingSafeEqual`). Missing or
- *    wrong: 401 POS401. The token is never logged or echoed.
+ * 2. **Bearer token** — `Authorization: Bearer <api.token>`, compared in constant time (both
+ *    sides hashed with SHA-256 first so the lengths are equal for `timingSafeEqual`). A correct
+ *    token is always let through, never slowed down. The token is never logged or echoed.
+ * 3. **Slow-down of failures only** — a missing or wrong token answers 401 POS401; after
+ *    `freeFailures` (default 3) consecutive failures from one source, further failures from it
+ *    are answered 429 POS402 with `Retry-After` for a delay that doubles with each failure
+ *    (default 1 s, 2 s, 4 s … capped at `maxDelayMs`, 5 min). Every local client shares
+ *    127.0.0.1, so throttling by source must never lock out the POS app holding the right
+ *    token: only failures are throttled. A correct token does not reset the count (else a
+ *    guessing process would get fresh free tries from every request of the POS app); the count
+ *    is forgotten after more than `maxDelayMs` without a failure.
  *
  * Errors use the API's shape `{ error: { code, message } }`. The clock is injected.
  */
@@ -72,7 +73,10 @@ export function installApiAuth(app: ApiApp, options: ApiAuthOptions): ApiAuthGua
   const baseDelayMs = options.baseDelayMs ?? 1000;
   const maxDelayMs = options.maxDelayMs ?? 300_000;
   const expected = createHash('sha256').update(options.apiToken).digest();
-  const sources = new Map<string, { failures: number; blockedUntil: number }>();
+  const sources = new Map<
+    string,
+    { failures: number; blockedUntil: number; lastFailureAt: number }
+  >();
   const counters = { POS401: 0, POS402: 0, POS403: 0 };
 
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
@@ -88,8 +92,18 @@ export function installApiAuth(app: ApiApp, options: ApiAuthOptions): ApiAuthGua
       );
     }
     const source = peer ?? 'unix';
+    const match = /^Bearer (.+)$/.exec(request.headers.authorization ?? '');
+    const given = createHash('sha256')
+      .update(match?.[1] ?? '')
+      .digest();
+    if (match !== null && timingSafeEqual(given, expected)) return undefined;
     const now = clock.now();
-    const state = sources.get(source) ?? { failures: 0, blockedUntil: 0 };
+    let state = sources.get(source);
+    if (state === undefined || now - state.lastFailureAt > maxDelayMs) {
+      state = { failures: 0, blockedUntil: 0, lastFailureAt: now };
+      sources.set(source, state);
+    }
+    state.lastFailureAt = now;
     if (state.blockedUntil > now) {
       counters.POS402 += 1;
       const seconds = Math.ceil((state.blockedUntil - now) / 1000);
@@ -101,21 +115,12 @@ export function installApiAuth(app: ApiApp, options: ApiAuthOptions): ApiAuthGua
         `too many requests with a wrong or missing bearer token; retry in ${seconds} s with the token from api.token`,
       );
     }
-    const match = /^Bearer (.+)$/.exec(request.headers.authorization ?? '');
-    const given = createHash('sha256')
-      .update(match?.[1] ?? '')
-      .digest();
-    if (match !== null && timingSafeEqual(given, expected)) {
-      if (state.failures > 0) sources.delete(source);
-      return undefined;
-    }
     counters.POS401 += 1;
     state.failures += 1;
     if (state.failures >= freeFailures) {
       const delay = Math.min(maxDelayMs, baseDelayMs * 2 ** (state.failures - freeFailures));
       state.blockedUntil = now + delay;
     }
-    sources.set(source, state);
     request.log.warn({ failures: state.failures }, 'API request with a wrong or missing token');
     return send(
       reply,

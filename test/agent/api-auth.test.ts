@@ -81,29 +81,43 @@ describe('local API access', () => {
     expect(isLocalPeer(undefined)).toBe(true);
   });
 
-  it('slows down repeated failures with a doubling delay, and a right token after it resets', async () => {
+  it('slows down repeated failures with a doubling delay; a right token is never slowed down', async () => {
     for (let i = 0; i < 3; i++)
       expect((await get(server, { token: `bad-${i}` })).statusCode).toBe(401);
-    // Blocked for 1 s: even the right token is not compared meanwhile.
-    const blocked = await get(server, { token: TOKEN });
+    // Blocked for 1 s — for wrong tokens only: the POS app with the right token (same
+    // 127.0.0.1) is let through at once.
+    const blocked = await get(server, { token: 'bad-again' });
     expect(blocked.statusCode).toBe(429);
     expect(blocked.json().error.code).toBe('POS402');
     expect(blocked.headers['retry-after']).toBe('1');
+    expect((await get(server, { token: TOKEN })).statusCode).toBe(200);
+    expect((await get(server)).statusCode).toBe(429);
     clock.advance(1000);
     expect((await get(server, { token: 'bad-3' })).statusCode).toBe(401);
-    expect((await get(server, { token: TOKEN })).headers['retry-after']).toBe('2');
+    expect((await get(server, { token: 'bad' })).headers['retry-after']).toBe('2');
+    expect((await get(server, { token: TOKEN })).statusCode).toBe(200);
     clock.advance(2000);
     expect((await get(server, { token: 'bad-4' })).statusCode).toBe(401);
-    expect((await get(server, { token: TOKEN })).headers['retry-after']).toBe('4');
-    clock.advance(3999);
-    expect((await get(server, { token: TOKEN })).statusCode).toBe(429);
-    clock.advance(1);
+    expect((await get(server, { token: 'bad' })).headers['retry-after']).toBe('4');
+    // A right token does not hand the guesser fresh free tries.
     expect((await get(server, { token: TOKEN })).statusCode).toBe(200);
-    // Reset: three fresh failures are allowed again before the next block.
-    for (let i = 0; i < 2; i++)
+    clock.advance(4000);
+    expect((await get(server, { token: 'bad-5' })).statusCode).toBe(401);
+    expect((await get(server, { token: 'bad' })).headers['retry-after']).toBe('8');
+    // Forgotten after maxDelayMs (300 s) without a failure: three free failures again.
+    clock.advance(300_001);
+    for (let i = 0; i < 3; i++)
       expect((await get(server, { token: `bad-${i}` })).statusCode).toBe(401);
-    expect((await get(server, { token: TOKEN })).statusCode).toBe(200);
-    expect(guard.counters()).toMatchObject({ POS401: 7, POS402: 4 });
+    expect((await get(server, { token: 'bad' })).statusCode).toBe(429);
+    expect(guard.counters()).toMatchObject({ POS401: 9, POS402: 6 });
+  });
+
+  it('a local process sending wrong tokens for minutes never locks out the right token', async () => {
+    for (let i = 0; i < 200; i++) {
+      await get(server, { token: 'guess' });
+      clock.advance(1500);
+      expect((await get(server, { token: TOKEN })).statusCode).toBe(200);
+    }
   });
 
   it('caps the delay', async () => {
@@ -115,7 +129,7 @@ describe('local API access', () => {
       clock.advance(5000);
     }
     await get(capped, { token: 'bad' });
-    expect((await get(capped, { token: TOKEN })).headers['retry-after']).toBe('5');
+    expect((await get(capped, { token: 'bad' })).headers['retry-after']).toBe('5');
     await capped.close();
   });
 });
