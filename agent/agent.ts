@@ -83,15 +83,42 @@ export interface RunningAgent {
  * @param config — validated configuration ({@link AgentConfig}).
  * @param keys — the terminal's keys ({@link TerminalKeys}).
  * @throws AgentError POS2xx when the database cannot be opened or fails its checks,
- *   POS503 when the data directory cannot be created. A missing PIN pad or broker is not an error
- *   at start-up: both are retried and shown in the status.
+ *   POS503 when the data directory cannot be created, the listen error (`EADDRINUSE`) when the
+ *   API port is taken. Whatever was started before the failure is stopped again before it throws.
+ *   A missing PIN pad or broker is not an error at start-up: both are retried and shown in the
+ *   status.
  */
-export async function startAgent(options: {
+export async function startAgent(options: StartAgentOptions): Promise<RunningAgent> {
+  // Each step that holds a resource pushes its undo; a later step failing (the API port in use)
+  // unwinds them in reverse, so a failed start leaves no timer, socket or open database behind
+  // and the process can exit.
+  const cleanups: Array<() => unknown> = [];
+  try {
+    return await startSteps(options, cleanups);
+  } catch (error) {
+    for (const cleanup of cleanups.reverse()) {
+      try {
+        await cleanup();
+      } catch {
+        // The start-up error is the one to report; an undo failing must not hide it.
+      }
+    }
+    throw error;
+  }
+}
+
+/** What {@link startAgent} takes. */
+export interface StartAgentOptions {
   config: AgentConfig;
   keys: TerminalKeys;
   logger: Logger;
   clock?: Clock;
-}): Promise<RunningAgent> {
+}
+
+async function startSteps(
+  options: StartAgentOptions,
+  cleanups: Array<() => unknown>,
+): Promise<RunningAgent> {
   const { config, keys, logger } = options;
   const clock = options.clock ?? systemClock;
   ensurePrivateDir(config.dataDir);
@@ -103,6 +130,7 @@ export async function startAgent(options: {
     clock,
     forwardingDeadlineHours: config.offline.forwardingDeadlineHours,
   });
+  cleanups.push(() => store.close());
   const chain = store.verifyChain();
   if (!chain.ok) {
     logger.error(
@@ -141,6 +169,7 @@ export async function startAgent(options: {
       ),
     onError: (error) => logger.error({ err: error }, 'retention could not purge; will retry'),
   });
+  cleanups.push(() => retention.stop());
   const released = store.releaseInFlight();
   if (released > 0)
     logger.info({ released }, 'records in flight at the last stop will be sent again');
@@ -190,7 +219,9 @@ export async function startAgent(options: {
       );
   });
   session.connect();
+  cleanups.push(() => session.end());
   worker.start();
+  cleanups.push(() => worker.stop());
 
   const boundary = new CardBoundary({
     tokenKey: keys.tokenKey,
@@ -242,6 +273,11 @@ export async function startAgent(options: {
       if (!stopping) pinPadRetry = clock.setTimeout(() => void openPinPad(attempt + 1), retryInMs);
     }
   };
+  cleanups.push(async () => {
+    stopping = true;
+    if (pinPadRetry !== undefined) clock.clearTimeout(pinPadRetry);
+    await pinPad?.close().catch(() => undefined);
+  });
   await openPinPad(0);
 
   // Card readers (issue 4): a missing one does not stop the agent; it is shown in /v1/status
@@ -266,6 +302,7 @@ export async function startAgent(options: {
     );
     return reader;
   });
+  cleanups.push(() => Promise.all(cardReaders.map((r) => r.close())));
   await Promise.all(cardReaders.map((reader) => reader.start()));
   const cardInput = new CardInput({
     pinPad: () => (pinPadState === 'connected' ? pinPad : undefined),
@@ -319,6 +356,7 @@ export async function startAgent(options: {
     now: () => clock.now(),
   });
   const api = buildApi({ apiToken: keys.apiToken, payments, store, status, logger, metrics });
+  cleanups.push(() => api.close());
   const apiUrl = await listenApi(api, config.api);
   logger.info(
     { apiUrl, deviceId: config.deviceId, kid: keyId(keys.devicePublicKey) },

@@ -69,6 +69,10 @@ const IdempotencyKey = z
   .regex(
     /^[\x21-\x7e]{8,128}$/,
     'Idempotency-Key must be 8–128 printable ASCII characters without spaces (a UUID works)',
+  )
+  .refine(
+    (key) => !key.endsWith('.void'),
+    'Idempotency-Key must not end in ".void": the agent reserves <key>.void for the void record of a canceled payment',
   );
 
 /** HTTP status for an error code; unknown codes are 500. */

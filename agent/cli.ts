@@ -71,7 +71,13 @@ program
   .requiredOption('--config <file>', 'config file (JSON)')
   .action(async (options: { config: string }) => {
     const { runService } = await import('./service.js');
-    await runService(options.config);
+    try {
+      await runService(options.config);
+    } catch (error) {
+      // A failed start must end the process with its code: a handle a dependency left open
+      // (a socket, a timer) would otherwise keep Node alive after the error is printed.
+      process.exit(reportError(error));
+    }
   });
 
 program
@@ -273,12 +279,16 @@ function parseTransport(value: string): 'auto' | 'pty' | 'tcp' | 'mock' {
   throw new InvalidArgumentError(`--transport must be auto, pty, tcp or mock, not "${value}"`);
 }
 
-program.parseAsync(process.argv).catch((error: unknown) => {
+/** Prints a command's error to stderr; returns the exit code (2 for POS5xx config errors, else 1). */
+function reportError(error: unknown): number {
   if (isAgentError(error)) {
     process.stderr.write(`error ${error.code}: ${error.reason}\n`);
-    process.exitCode = error.code.startsWith('POS5') ? 2 : 1;
-  } else {
-    process.stderr.write(`error: ${(error as Error).stack ?? String(error)}\n`);
-    process.exitCode = 1;
+    return error.code.startsWith('POS5') ? 2 : 1;
   }
+  process.stderr.write(`error: ${(error as Error).stack ?? String(error)}\n`);
+  return 1;
+}
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  process.exitCode = reportError(error);
 });

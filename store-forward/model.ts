@@ -128,6 +128,15 @@ export const ENTRY_MODES = ['swipe', 'chip', 'contactless', 'manual'] as const;
 /** One of {@link ENTRY_MODES}. */
 export type EntryMode = (typeof ENTRY_MODES)[number];
 
+/**
+ * Suffix of the outbox key of a `void` record that follows a payment record of the same payment:
+ * `<idempotency key>.void` (a payment canceled after approval). The namespace is the agent's:
+ * a client idempotency key ending in it is refused (POS213 in the store, 400 in the local API),
+ * so no payment's own key can ever equal another payment's void key (they share the outbox's
+ * primary key).
+ */
+export const VOID_KEY_SUFFIX = '.void';
+
 /** Outbox record states: `pending → in_flight → acked`, or `dead` with a reason (DESIGN §4). */
 export const OUTBOX_STATES = ['pending', 'in_flight', 'acked', 'dead'] as const;
 /** One of {@link OUTBOX_STATES}. */

@@ -28,6 +28,7 @@ import { GENESIS_HASH, canonicalJson, eventHash } from './hash-chain.js';
 import {
   OFFLINE_MODES,
   PAYMENT_STATES,
+  VOID_KEY_SUFFIX,
   type OfflineMode,
   type AckResult,
   type AppliedAck,
@@ -759,7 +760,7 @@ export class PaymentStore {
     // own key, so the cloud finds the authorization it may have made under it.
     const key =
       type === 'void' && hasPaymentRecord
-        ? `${payment.idempotencyKey}.void`
+        ? `${payment.idempotencyKey}${VOID_KEY_SUFFIX}`
         : payment.idempotencyKey;
     this.#stmts.insertOutbox.run({
       key,

@@ -139,7 +139,8 @@ function paymentFromCreatingEvent(event: ProjectionEvent): Payment {
     }
     const payment: Payment = {
       id: d.id,
-      idempotencyKey: checkIdempotencyKey(d.idempotencyKey),
+      // Replayed history: a key an older agent accepted must still replay (no `.void` rule).
+      idempotencyKey: checkIdempotencyKey(d.idempotencyKey, 'idempotencyKey', { stored: true }),
       amountMinor: checkInteger('amountMinor', d.amountMinor, 1, Number.MAX_SAFE_INTEGER),
       currency: checkCurrency(d.currency),
       state: 'awaiting_card',

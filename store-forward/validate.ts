@@ -9,7 +9,13 @@
  */
 import { findPanShapedRuns, luhnValidDigits } from '../common/luhn-scan.js';
 import { storeError } from './errors.js';
-import { CARD_BRANDS, ENTRY_MODES, type NewPayment, type PaymentCard } from './model.js';
+import {
+  CARD_BRANDS,
+  ENTRY_MODES,
+  VOID_KEY_SUFFIX,
+  type NewPayment,
+  type PaymentCard,
+} from './model.js';
 
 const PRINTABLE_NO_SPACE = /^[!-~]+$/;
 const TOKEN = /^tok_[a-z2-7]{32}$/;
@@ -81,10 +87,31 @@ function checkEnum<T extends string>(field: string, value: unknown, allowed: rea
   return value as T;
 }
 
-/** Checks an idempotency key: 1–255 printable ASCII characters without spaces. @throws POS213/POS214 */
-export function checkIdempotencyKey(value: unknown, field = 'idempotencyKey'): string {
+/**
+ * Checks a client's idempotency key: 1–255 printable ASCII characters without spaces, not ending
+ * in {@link VOID_KEY_SUFFIX} (`.void`, the agent's namespace for void records: a key
+ * `order-1234.void` would collide with the void record of a canceled payment `order-1234`).
+ *
+ * @param options.stored — a key read back from the event log (replay, `checkProjection`): the
+ *   `.void` rule is not applied, so payments an older agent accepted still replay.
+ * @throws AgentError POS213 (length, characters, or the reserved `.void` ending), POS214 a
+ *   PAN-shaped run.
+ */
+export function checkIdempotencyKey(
+  value: unknown,
+  field = 'idempotencyKey',
+  options: { stored?: boolean } = {},
+): string {
   const key = checkText(field, value, 1, 255, PRINTABLE_NO_SPACE, 'printable ASCII characters');
   refusePanShaped(field, key);
+  if (options.stored !== true && key.endsWith(VOID_KEY_SUFFIX)) {
+    invalid(
+      field,
+      `ends in "${VOID_KEY_SUFFIX}", which the agent reserves for the void record of a canceled ` +
+        `payment (<key>${VOID_KEY_SUFFIX})`,
+      `send a key that does not end in "${VOID_KEY_SUFFIX}" (a UUID works)`,
+    );
+  }
   return key;
 }
 
