@@ -21,8 +21,8 @@
  * Errors use the API's shape `{ error: { code, message } }`. The clock is injected.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { chmodSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { type AddressInfo, createConnection } from 'node:net';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type Clock, systemClock } from '../common/clock.js';
@@ -135,7 +135,36 @@ export function installApiAuth(app: ApiApp, options: ApiAuthOptions): ApiAuthGua
 }
 
 /**
- * Starts listening on the UNIX socket `api.socketPath` (then mode 0600) or on `host:port`.
+ * Removes a stale UNIX socket file at `socketPath` — one left behind by a crashed agent, on which
+ * nothing answers (connect → ECONNREFUSED) — so that `listen` does not fail with EADDRINUSE. A
+ * socket something answers on, or a path that is not a socket, is left alone (listen then fails
+ * and says so).
+ */
+async function removeStaleSocket(socketPath: string): Promise<void> {
+  let isSocket: boolean;
+  try {
+    isSocket = lstatSync(socketPath).isSocket();
+  } catch {
+    return;
+  }
+  if (!isSocket) return;
+  const stale = await new Promise<boolean>((resolve) => {
+    const probe = createConnection({ path: socketPath });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(false);
+    });
+    probe.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
+  });
+  if (stale) unlinkSync(socketPath);
+}
+
+/**
+ * Starts listening on the UNIX socket `api.socketPath` or on `host:port`.
+ *
+ * The socket is created 0600 from the start (umask 0177 around the bind, restored after; chmod
+ * 0600 again after), so there is no window in which another user may connect. A stale socket file
+ * from a crashed agent is removed first.
  *
  * @returns the API's base URL: `http://127.0.0.1:PORT` or `unix:/path/to.sock`.
  */
@@ -144,7 +173,15 @@ export async function listenApi(
   api: { host: string; port: number; socketPath?: string | undefined },
 ): Promise<string> {
   if (api.socketPath !== undefined) {
-    await app.listen({ path: api.socketPath });
+    await removeStaleSocket(api.socketPath);
+    // Plugins load before the umask changes, so it is restrictive only around the bind itself.
+    await app.ready();
+    const previous = process.umask(0o177);
+    try {
+      await app.listen({ path: api.socketPath });
+    } finally {
+      process.umask(previous);
+    }
     chmodSync(api.socketPath, 0o600);
     return `unix:${api.socketPath}`;
   }

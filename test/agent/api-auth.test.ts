@@ -1,4 +1,6 @@
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { lstatSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -135,6 +137,7 @@ describe('local API access', () => {
 });
 
 describe('local API on a UNIX socket', () => {
+  const umaskBefore = process.umask();
   let dir: string;
   beforeEach(() => {
     dir = mkdtempSync(path.join(tmpdir(), 'pos-api-sock-'));
@@ -166,5 +169,40 @@ describe('local API on a UNIX socket', () => {
     expect(await call(TOKEN)).toBe(200);
     expect(await call()).toBe(401);
     await server.close();
+  });
+
+  it('removes a stale socket file left by a crashed agent; the new socket is 0600', async () => {
+    const socketPath = path.join(dir, 'api.sock');
+    // A real crash: a process that listens on the socket and is killed, leaving the file behind.
+    const child = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `require('net').createServer().listen(${JSON.stringify(socketPath)}, () => process.kill(process.pid, 'SIGKILL'))`,
+      ],
+      { stdio: 'ignore' },
+    );
+    expect(child.signal).toBe('SIGKILL');
+    expect(lstatSync(socketPath).isSocket()).toBe(true);
+    const { app: server } = app(manualClock());
+    expect(await listenApi(server, { host: '127.0.0.1', port: 0, socketPath })).toBe(
+      `unix:${socketPath}`,
+    );
+    expect(statSync(socketPath).mode & 0o777).toBe(0o600);
+    expect(process.umask()).toBe(umaskBefore);
+    await server.close();
+  });
+
+  it('does not remove a socket another process answers on', async () => {
+    const socketPath = path.join(dir, 'api.sock');
+    const other = createServer();
+    await new Promise<void>((resolve) => other.listen(socketPath, resolve));
+    const { app: server } = app(manualClock());
+    await expect(listenApi(server, { host: '127.0.0.1', port: 0, socketPath })).rejects.toThrow(
+      /EADDRINUSE/,
+    );
+    expect(lstatSync(socketPath).isSocket()).toBe(true);
+    await server.close();
+    await new Promise((resolve) => other.close(resolve));
   });
 });
