@@ -146,7 +146,20 @@ async function startSteps(
     );
   }
   // Issue 3 §7: a crash mid-payment leaves no payment stuck; the POS app sees the outcome by key.
-  for (const payment of store.recoverInterrupted()) {
+  const recovery = store.recoverInterrupted();
+  for (const failed of recovery.failed) {
+    // One payment that cannot be recovered is left as it was and named; it never stops the start.
+    logger.error(
+      {
+        paymentId: failed.paymentId,
+        idempotencyKey: failed.idempotencyKey,
+        state: failed.state,
+        code: failed.error.code,
+      },
+      `payment interrupted by the last stop could not be recovered: ${failed.error.message}`,
+    );
+  }
+  for (const payment of recovery.recovered) {
     logger.warn(
       {
         paymentId: payment.id,

@@ -78,6 +78,20 @@ export type {
   StoredEvent,
 } from './model.js';
 
+/** Result of {@link PaymentStore.recoverInterrupted}. */
+export interface RecoveryReport {
+  /** Payments brought to a final state (`failed`, or `declined` with a void record). */
+  recovered: Payment[];
+  /** Payments left as they were: their own change was rolled back; `error` says why (POS2xx). */
+  failed: {
+    paymentId: string;
+    idempotencyKey: string;
+    /** The state the payment is still in. */
+    state: PaymentState;
+    error: AgentError;
+  }[];
+}
+
 /** Options of {@link PaymentStore.open}. */
 export interface PaymentStoreOptions {
   /** Path of the SQLite file; its directory must exist. In-memory databases are refused (POS205). */
@@ -643,34 +657,58 @@ export class PaymentStore {
 
   /**
    * Start-up recovery (issue 3 §7): every payment left in a non-final state by a crash is brought
-   * to a defined state, one transaction:
+   * to a defined state, one transaction with one savepoint per payment:
    * - `awaiting_card`, `card_read`, `awaiting_pin` → `failed` ("interrupted before an outcome");
    * - `authorizing` → the request may have reached the cloud, so it is treated like an ambiguous
    *   timeout, on the safe side: `declined` with `authorization_interrupted` and a `void` record
    *   with its idempotency key, so the cloud undoes anything it approved.
    *
-   * @returns the payments changed, for the log and the POS app.
+   * A payment that cannot be recovered (e.g. its void record's key is already taken by another
+   * payment's record in a database written before `.void` keys were reserved) is rolled back to
+   * its savepoint, left as it was and reported in `failed`; it never blocks the others nor the
+   * agent's start. Only a failure of the transaction itself (POS206, POS207) throws.
+   *
+   * @returns the payments changed (`recovered`), and the ones left as they were with the
+   *   card-data-free error that stopped each (`failed`), for the agent's log.
    */
-  recoverInterrupted(): Payment[] {
+  recoverInterrupted(): RecoveryReport {
     return this.#write(() => {
       const at = this.#now();
       const rows = this.#stmts.paymentsInStates.all() as PaymentRow[];
-      return rows.map((row) => {
-        const current = toPayment(row);
-        if (current.state === 'authorizing') {
-          return this.#declineLocally(
-            current,
-            'authorization_interrupted',
-            'the agent stopped while the online authorization was under way; the cloud is told to void it',
-            at,
-            { voidRecord: true },
-          );
+      const report: RecoveryReport = { recovered: [], failed: [] };
+      for (const row of rows) {
+        try {
+          report.recovered.push(this.#tx(() => this.#recoverOne(toPayment(row), at)) as Payment);
+        } catch (error) {
+          const agentError = toAgentError(error);
+          if (isAgentError(agentError, 'POS206') || isAgentError(agentError, 'POS207')) {
+            throw agentError;
+          }
+          report.failed.push({
+            paymentId: row.id,
+            idempotencyKey: row.idempotency_key,
+            state: row.state,
+            error: agentError,
+          });
         }
-        this.#stmts.deleteSealed.run(current.id);
-        return this.#record(current.id, 'failed', at, {
-          reason: `the agent stopped in ${current.state} before the payment had an outcome`,
-        });
-      });
+      }
+      return report;
+    });
+  }
+
+  #recoverOne(current: Payment, at: string): Payment {
+    if (current.state === 'authorizing') {
+      return this.#declineLocally(
+        current,
+        'authorization_interrupted',
+        'the agent stopped while the online authorization was under way; the cloud is told to void it',
+        at,
+        { voidRecord: true },
+      );
+    }
+    this.#stmts.deleteSealed.run(current.id);
+    return this.#record(current.id, 'failed', at, {
+      reason: `the agent stopped in ${current.state} before the payment had an outcome`,
     });
   }
 

@@ -8,7 +8,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { isAgentError } from '../../common/agent-error.js';
 import { checkIdempotencyKey } from '../../store-forward/validate.js';
-import { freshStore, newPayment, tokenFor } from './helpers.js';
+import { freshStore, newPayment, rawConnection, tokenFor } from './helpers.js';
 
 type Fixture = ReturnType<typeof freshStore>;
 let fx: Fixture | undefined;
@@ -66,5 +66,75 @@ describe('void-record keys are the agent’s namespace', () => {
     expect(checkIdempotencyKey('order.void-1')).toBe('order.void-1');
     expect(checkIdempotencyKey('voided')).toBe('voided');
     expect(store.checkProjection().ok).toBe(true);
+  });
+
+  it('recoverInterrupted: one unrecoverable payment is rolled back and reported, the others recover', () => {
+    fx = freshStore();
+    const { store, path } = fx;
+    const start = (key: string) =>
+      store.startPayment({
+        idempotencyKey: key,
+        amountMinor: 1000,
+        currency: 'EUR',
+        offlineMode: 'prefer_online',
+      }).payment.id;
+    // What a database written before `.void` keys were reserved can hold: another payment's void
+    // record already under the key the interrupted authorization's void record needs.
+    const other = start('lane-other');
+    store.recordCardRead(other, card(1));
+    store.declineLocally(other, 'offline_not_allowed', 'test', { voidRecord: false });
+    const blocked = start('crash-blocked');
+    store.recordCardRead(blocked, card(2));
+    store.recordStep(blocked, 'authorization_requested');
+    const authorizing = start('crash-authorizing');
+    store.recordCardRead(authorizing, card(3));
+    store.recordStep(authorizing, 'authorization_requested');
+    const awaitingCard = start('crash-awaiting-card');
+    const raw = rawConnection(path);
+    try {
+      const declinedEvent = (
+        raw
+          .prepare("SELECT seq FROM events WHERE payment_id = ? AND type = 'declined'")
+          .get(other) as { seq: number }
+      ).seq;
+      raw
+        .prepare(
+          `INSERT INTO outbox (key, seq, payment_id, event_seq, type, state, attempts, created_at, updated_at)
+           VALUES ('crash-blocked', 1, ?, ?, 'void', 'pending', 0, '2026-11-21T09:00:00.000Z', '2026-11-21T09:00:00.000Z')`,
+        )
+        .run(other, declinedEvent);
+    } finally {
+      raw.close();
+    }
+
+    const report = store.recoverInterrupted();
+    expect(report.recovered.map((p) => [p.id, p.state])).toEqual(
+      expect.arrayContaining([
+        [authorizing, 'declined'],
+        [awaitingCard, 'failed'],
+      ]),
+    );
+    expect(report.recovered).toHaveLength(2);
+    expect(report.failed).toHaveLength(1);
+    expect(report.failed[0]).toMatchObject({
+      paymentId: blocked,
+      idempotencyKey: 'crash-blocked',
+      state: 'authorizing',
+    });
+    expect(report.failed[0]?.error.code).toBe('POS213');
+    expect(report.failed[0]?.error.message).toMatch(/UNIQUE constraint failed: outbox\.key/);
+    // The failed payment's own change was rolled back completely: no half-written decline.
+    expect(store.getPayment(blocked)?.state).toBe('authorizing');
+    expect(store.listEvents(blocked).map((e) => e.type)).toEqual([
+      'payment_started',
+      'card_read',
+      'authorization_requested',
+    ]);
+    expect(store.verifyChain().ok).toBe(true);
+    expect(store.checkProjection().ok).toBe(true);
+    // Running it again changes nothing that recovered, and reports the same row again.
+    const again = store.recoverInterrupted();
+    expect(again.recovered).toEqual([]);
+    expect(again.failed.map((f) => f.paymentId)).toEqual([blocked]);
   });
 });
