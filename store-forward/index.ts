@@ -7,3 +7,4 @@ export * from './model.js';
 export { STORE_ERRORS, type StoreErrorCode } from './errors.js';
 export { checkIdempotencyKey, checkCurrency } from './validate.js';
 export { SCHEMA_VERSION } from './migrations.js';
+export { PAYMENT_TRANSITIONS } from './payment-machine.js';

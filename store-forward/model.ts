@@ -3,7 +3,8 @@
  *
  * The SQL `CHECK` constraints in `migrations.ts` are the truth (DESIGN §4); the constants here
  * mirror them, and `test/store-forward/schema.test.ts` proves each list matches what SQLite
- * accepts. Timestamps are ISO 8601 UTC text with milliseconds, `YYYY-MM-DDTHH:MM:SS.sssZ`
+ * accepts. The allowed state changes are not listed here: `payment-machine.ts` derives
+ * `PAYMENT_TRANSITIONS` from its transition function. Timestamps are ISO 8601 UTC text with milliseconds, `YYYY-MM-DDTHH:MM:SS.sssZ`
  * (`Date.prototype.toISOString`), in the database and in these types alike.
  */
 
@@ -53,48 +54,40 @@ export const EVENT_TYPES = [
 /** One of {@link EVENT_TYPES}. */
 export type EventType = (typeof EVENT_TYPES)[number];
 
-/**
- * Allowed payment state changes `[from, to]`, the mirror of the `payment_transitions` table that
- * the `payments_legal_transition` trigger enforces: migration 1's rows plus migration 2's, which
- * are exactly what the payment state machine (`payment-machine.ts`) can do. `schema.test.ts`
- * proves table, list and machine agree.
- */
-export const PAYMENT_TRANSITIONS: readonly (readonly [PaymentState, PaymentState])[] = [
-  ['approved', 'canceled'],
-  ['approved', 'reversed'],
-  ['authorizing', 'approved'],
-  ['authorizing', 'declined'],
-  ['authorizing', 'failed'],
-  ['authorizing', 'stored'],
-  ['awaiting_card', 'canceled'],
-  ['awaiting_card', 'card_read'],
-  ['awaiting_card', 'failed'],
-  ['awaiting_pin', 'authorizing'],
-  ['awaiting_pin', 'canceled'],
-  ['awaiting_pin', 'declined'],
-  ['awaiting_pin', 'failed'],
-  ['card_read', 'authorizing'],
-  ['card_read', 'awaiting_pin'],
-  ['card_read', 'canceled'],
-  ['card_read', 'declined'],
-  ['card_read', 'failed'],
-  ['card_read', 'stored'],
-  ['confirmed', 'approved'],
-  ['confirmed', 'canceled'],
-  ['confirmed', 'declined'],
-  ['confirmed', 'reversed'],
-  ['forwarded', 'approved'],
-  ['forwarded', 'canceled'],
-  ['forwarded', 'confirmed'],
-  ['forwarded', 'declined'],
-  ['forwarded', 'reversed'],
-  ['stored', 'approved'],
-  ['stored', 'canceled'],
-  ['stored', 'confirmed'],
-  ['stored', 'declined'],
-  ['stored', 'forwarded'],
-  ['stored', 'reversed'],
+/** States from which no further outcome can change the money: final for the POS app. */
+export const FINAL_STATES: readonly PaymentState[] = [
+  'approved',
+  'declined',
+  'confirmed',
+  'reversed',
+  'canceled',
+  'failed',
 ];
+
+/** States a payment is in while the customer is still at the terminal (recovery looks at these). */
+export const IN_PROGRESS_STATES: readonly PaymentState[] = [
+  'awaiting_card',
+  'card_read',
+  'awaiting_pin',
+  'authorizing',
+];
+
+/**
+ * States of a payment that was approved (online or offline) and not undone: money is due unless
+ * it is voided, so canceling it queues a `void` record for the cloud.
+ */
+export const APPROVED_STATES: readonly PaymentState[] = [
+  'stored',
+  'forwarded',
+  'approved',
+  'confirmed',
+];
+
+/**
+ * States of an offline approval whose issuer outcome is not yet known (offline exposure and
+ * forwarding-deadline warnings count payments with approval `offline` in these).
+ */
+export const OFFLINE_OPEN_STATES: readonly PaymentState[] = ['stored', 'forwarded', 'confirmed'];
 
 /**
  * What the POS app chooses per payment (DESIGN §4): `prefer_online` (default) authorizes online

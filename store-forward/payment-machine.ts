@@ -29,7 +29,17 @@
  */
 import { AgentError } from '../common/agent-error.js';
 import { storeError } from './errors.js';
-import type { Approval, EventType, PaymentState } from './model.js';
+import {
+  EVENT_TYPES,
+  FINAL_STATES,
+  IN_PROGRESS_STATES,
+  PAYMENT_STATES,
+  type Approval,
+  type EventType,
+  type PaymentState,
+} from './model.js';
+
+export { FINAL_STATES, IN_PROGRESS_STATES };
 
 /** The machine's state: nothing yet, or a payment state with how it was approved. */
 export type MachineState =
@@ -40,24 +50,6 @@ export type MachineEvent = { readonly [K in EventType]: { readonly type: K } }[E
 
 /** The start of every fold. */
 export const NO_PAYMENT: MachineState = { state: 'none' };
-
-/** States from which no further outcome can change the money: final for the POS app. */
-export const FINAL_STATES: readonly PaymentState[] = [
-  'approved',
-  'declined',
-  'confirmed',
-  'reversed',
-  'canceled',
-  'failed',
-];
-
-/** States a payment is in while the customer is still at the terminal (recovery looks at these). */
-export const IN_PROGRESS_STATES: readonly PaymentState[] = [
-  'awaiting_card',
-  'card_read',
-  'awaiting_pin',
-  'authorizing',
-];
 
 const S = (state: PaymentState, approval: Approval | null): MachineState => ({ state, approval });
 
@@ -163,28 +155,9 @@ function step(current: MachineState, event: MachineEvent): MachineState | undefi
   }
 }
 
-const ALL_EVENTS: readonly EventType[] = [
-  'payment_started',
-  'card_read',
-  'pin_requested',
-  'authorization_requested',
-  'approved',
-  'declined',
-  'payment_stored',
-  'forwarded',
-  'cloud_approved',
-  'cloud_declined',
-  'confirmed',
-  'dead_lettered',
-  'requeued',
-  'canceled',
-  'failed',
-  'reversed',
-];
-
 /** The event types {@link transition} accepts in `current` (for messages and tests). */
 export function allowedEvents(current: MachineState): EventType[] {
-  return ALL_EVENTS.filter((type) => step(current, { type } as MachineEvent) !== undefined);
+  return EVENT_TYPES.filter((type) => step(current, { type } as MachineEvent) !== undefined);
 }
 
 /**
@@ -195,24 +168,11 @@ export function allowedEvents(current: MachineState): EventType[] {
 export function machineTransitions(): [PaymentState, PaymentState][] {
   const pairs = new Set<string>();
   const states: MachineState[] = [];
-  for (const state of [
-    'awaiting_card',
-    'card_read',
-    'awaiting_pin',
-    'authorizing',
-    'approved',
-    'declined',
-    'stored',
-    'forwarded',
-    'confirmed',
-    'reversed',
-    'canceled',
-    'failed',
-  ] as const) {
+  for (const state of PAYMENT_STATES) {
     for (const approval of ['online', 'offline', null] as const) states.push(S(state, approval));
   }
   for (const from of states) {
-    for (const type of ALL_EVENTS) {
+    for (const type of EVENT_TYPES) {
       const to = step(from, { type } as MachineEvent);
       if (to !== undefined && to.state !== 'none' && to.state !== from.state) {
         pairs.add(`${from.state}>${to.state}`);
@@ -226,3 +186,13 @@ export function machineTransitions(): [PaymentState, PaymentState][] {
 export function isRefusal(value: MachineState | AgentError): value is AgentError {
   return value instanceof AgentError;
 }
+
+/**
+ * Allowed payment state changes `[from, to]`, sorted: exactly what the machine can do (derived by
+ * {@link machineTransitions}, never listed by hand). The `payment_transitions` table that the
+ * `payments_legal_transition` trigger enforces holds migration 1's rows plus migration 2's, as
+ * literal SQL that never changes; `test/store-forward/schema.test.ts` proves table and machine
+ * agree.
+ */
+export const PAYMENT_TRANSITIONS: readonly (readonly [PaymentState, PaymentState])[] =
+  machineTransitions();

@@ -26,7 +26,11 @@ import { openDatabase, type SqliteDatabase } from './database.js';
 import { storeError, type StoreErrorCode } from './errors.js';
 import { GENESIS_HASH, canonicalJson, eventHash } from './hash-chain.js';
 import {
+  APPROVED_STATES,
+  FINAL_STATES,
+  IN_PROGRESS_STATES,
   OFFLINE_MODES,
+  OFFLINE_OPEN_STATES,
   PAYMENT_STATES,
   VOID_KEY_SUFFIX,
   type OfflineMode,
@@ -210,6 +214,11 @@ const PLACEHOLDER_CARD: NewPayment['card'] = {
 };
 const PAGE = 500;
 
+/** A state list as the inside of an SQL `IN (…)`: quoted literals of known constants only. */
+function sqlStates(states: readonly PaymentState[]): string {
+  return states.map((state) => `'${state}'`).join(', ');
+}
+
 const SQL = {
   paymentById: 'SELECT * FROM payments WHERE id = ?',
   paymentByKey: 'SELECT * FROM payments WHERE idempotency_key = ?',
@@ -248,7 +257,7 @@ const SQL = {
       coalesce((SELECT max(last_outbox_seq) FROM purged_payments), 0)) + 1 AS seq`,
   purgedByKey: 'SELECT id, purged_at FROM purged_payments WHERE idempotency_key = ?',
   settledBefore: `SELECT p.* FROM payments p
-    WHERE p.state IN ('approved', 'declined', 'confirmed', 'reversed', 'canceled', 'failed')
+    WHERE p.state IN (${sqlStates(FINAL_STATES)})
       AND p.updated_at < ?
       AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.payment_id = p.id AND o.state <> 'acked')
     ORDER BY p.updated_at LIMIT ?`,
@@ -280,14 +289,14 @@ const SQL = {
     ORDER BY o.seq LIMIT ?`,
   deleteSealed: 'DELETE FROM sealed_cards WHERE payment_id = ?',
   outboxOfPayment: 'SELECT * FROM outbox WHERE payment_id = ? ORDER BY seq',
-  paymentsInStates: `SELECT * FROM payments WHERE state IN ('awaiting_card', 'card_read',
-      'awaiting_pin', 'authorizing') ORDER BY created_at`,
+  paymentsInStates: `SELECT * FROM payments WHERE state IN (${sqlStates(IN_PROGRESS_STATES)})
+    ORDER BY created_at`,
   offlineExposure: `SELECT currency, count(*) AS n, sum(amount_minor) AS total,
       min(forwarding_deadline_at) AS deadline
-    FROM payments WHERE approval = 'offline' AND state IN ('stored', 'forwarded', 'confirmed')
+    FROM payments WHERE approval = 'offline' AND state IN (${sqlStates(OFFLINE_OPEN_STATES)})
     GROUP BY currency`,
   deadlineWarnings: `SELECT * FROM payments WHERE approval = 'offline'
-      AND state IN ('stored', 'forwarded', 'confirmed') AND forwarding_deadline_at <= ?
+      AND state IN (${sqlStates(OFFLINE_OPEN_STATES)}) AND forwarding_deadline_at <= ?
     ORDER BY forwarding_deadline_at LIMIT 100`,
   setInFlight: `UPDATE outbox SET state = 'in_flight', attempts = attempts + 1, batch_id = ?,
       updated_at = ? WHERE key = ?`,
@@ -646,9 +655,7 @@ export class PaymentStore {
       const id = this.#requireId(paymentId);
       const before = toPayment(this.#stmts.paymentById.get(id) as PaymentRow);
       const payment = this.#record(id, 'canceled', at, { reason: safeReason(reason) });
-      const approvedBefore = ['stored', 'forwarded', 'approved', 'confirmed'].includes(
-        before.state,
-      );
+      const approvedBefore = APPROVED_STATES.includes(before.state);
       if (approvedBefore) this.#queue(payment, 'void', at);
       else this.#stmts.deleteSealed.run(id);
       return { payment, voided: approvedBefore };

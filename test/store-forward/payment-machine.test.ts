@@ -6,13 +6,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AgentError, isAgentError } from '../../common/agent-error.js';
-import { EVENT_TYPES, PAYMENT_STATES, PAYMENT_TRANSITIONS } from '../../store-forward/model.js';
+import { EVENT_TYPES, PAYMENT_STATES } from '../../store-forward/model.js';
 import type { OfflinePolicy } from '../../store-forward/offline-policy.js';
 import {
   allowedEvents,
   isRefusal,
   machineTransitions,
   NO_PAYMENT,
+  PAYMENT_TRANSITIONS,
   transition,
   type MachineState,
 } from '../../store-forward/payment-machine.js';

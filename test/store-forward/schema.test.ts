@@ -11,8 +11,8 @@ import {
   EVENT_TYPES,
   OUTBOX_STATES,
   PAYMENT_STATES,
-  PAYMENT_TRANSITIONS,
 } from '../../store-forward/model.js';
+import { PAYMENT_TRANSITIONS } from '../../store-forward/payment-machine.js';
 import { freshStore, newPayment, rawConnection, tokenFor } from './helpers.js';
 
 let fx: ReturnType<typeof freshStore>;
