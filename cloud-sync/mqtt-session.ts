@@ -20,9 +20,50 @@
  */
 import { EventEmitter } from 'node:events';
 import mqtt from 'mqtt';
-import type { IClientOptions, MqttClient } from 'mqtt';
+import type { IClientOptions, IStore, MqttClient } from 'mqtt';
 import type { AgentError } from '../common/agent-error.js';
 import { syncError } from './errors.js';
+
+/**
+ * MQTT.js's in-memory outgoing store (it holds QoS 1 PUBLISHes until their PUBACK) that can be
+ * emptied: {@link MqttSession} forgets every unacknowledged publish when the connection closes,
+ * so MQTT.js has nothing to replay at the next CONNACK.
+ */
+type StorePacket = Parameters<IStore['put']>[0];
+type DoneCallback = Parameters<IStore['put']>[1];
+type PacketCallback = Parameters<IStore['del']>[1];
+
+class ForgetfulStore implements IStore {
+  #inner = new mqtt.Store();
+
+  put(packet: StorePacket, cb: DoneCallback): this {
+    this.#inner.put(packet, cb);
+    return this;
+  }
+
+  createStream(): ReturnType<IStore['createStream']> {
+    return this.#inner.createStream();
+  }
+
+  del(packet: Pick<StorePacket, 'messageId'>, cb: PacketCallback): this {
+    this.#inner.del(packet, cb);
+    return this;
+  }
+
+  get(packet: Pick<StorePacket, 'messageId'>, cb: PacketCallback): this {
+    this.#inner.get(packet, cb);
+    return this;
+  }
+
+  close(cb: DoneCallback): void {
+    this.#inner.close(cb);
+  }
+
+  /** Drops every stored packet. */
+  forget(): void {
+    this.#inner = new mqtt.Store();
+  }
+}
 
 /** A last-will message (MQTT 3.1.1 §3.1.2.5–3.1.2.7). */
 export interface MqttWill {
@@ -170,6 +211,12 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
     if (tls?.servername !== undefined) mqttOptions.servername = tls.servername;
     const will = this.#willPacket();
     if (will !== undefined) mqttOptions.will = will;
+    // MQTT.js replays unacknowledged QoS 1 publishes from its outgoing store on reconnect
+    // (client.js _onConnect); DESIGN §5 forbids relying on it: a stale up/auth request or batch
+    // would go out again behind the sync worker's back. The store is emptied on every close, the
+    // publish promises are rejected with POS302, and the worker's own resend is the only one.
+    const outgoingStore = new ForgetfulStore();
+    mqttOptions.outgoingStore = outgoingStore;
     const client = mqtt.connect(url, mqttOptions);
     this.#client = client;
     client.on('reconnect', () => {
@@ -200,6 +247,14 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
       });
     });
     client.on('close', () => {
+      outgoingStore.forget();
+      // Their callbacks too (else end() waits for PUBACKs that will never come): each publish
+      // promise is rejected below with POS302.
+      for (const [id, entry] of Object.entries(client.outgoing)) {
+        if (entry.cmd !== 'publish' || entry.volatile) continue;
+        delete client.outgoing[Number(id)];
+        entry.cb(new Error('Connection closed before the PUBACK'));
+      }
       const error = syncError(
         'POS302',
         `Connection to ${url} closed before the broker acknowledged the publish (no PUBACK); the outbox will resend it`,
