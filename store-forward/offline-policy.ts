@@ -19,7 +19,11 @@ export interface OfflinePolicy {
   totalLimitMinor: Readonly<Record<string, number>>;
   /** Most stored offline payments at once, all currencies together. */
   maxCount: number;
-  /** Hours a stored payment may wait to reach the cloud (its `forwardingDeadlineAt`). */
+  /**
+   * Hours a stored payment may wait to reach the cloud (its `forwardingDeadlineAt`). Carried here
+   * because it is configured with the caps (config `offline`), but the store takes it once, as
+   * `PaymentStore.open`'s `forwardingDeadlineHours`; `storeOffline` does not read it per call.
+   */
   forwardingDeadlineHours: number;
   /** Hours before the forwarding deadline at which the agent warns (status, log, queue). */
   warningBeforeDeadlineHours: number;

@@ -104,7 +104,10 @@ export interface PaymentStoreOptions {
   clock?: Clock;
   /**
    * How long a stored payment may wait to reach the cloud; it is written to each payment's
-   * `forwardingDeadlineAt`. > 0 and ≤ 8760 (one year), default: 72 hours.
+   * `forwardingDeadlineAt` by `createPayment` and `storeOffline` alike. The ONE source of the
+   * deadline: `storeOffline` does not read the policy's `forwardingDeadlineHours` (the agent opens
+   * the store with it, cloud overrides applied, so a change takes effect at the next start).
+   * > 0 and ≤ 8760 (one year), default: 72 hours.
    */
   forwardingDeadlineHours?: number;
   /** How long a locked database is waited for; ≥ 0, default: 5000 ms. */
@@ -578,7 +581,8 @@ export class PaymentStore {
   /**
    * Offline approval under `policy`, decided and written in ONE transaction, so two payments can
    * never both take the last room under a cap: within the caps the payment goes to `stored`
-   * (approval `offline`, its forwarding deadline) with a `payment` outbox record; over a cap it is
+   * (approval `offline`, its forwarding deadline from the store's `forwardingDeadlineHours`
+   * option — not the policy's) with a `payment` outbox record; over a cap it is
    * declined locally with the cap's code — and when `ambiguous` (the online request may have
    * reached the cloud) a `void` record with the same idempotency key is queued, so the cloud
    * cancels whatever it approved.
@@ -609,7 +613,8 @@ export class PaymentStore {
         return { payment, decision };
       }
       const payment = this.#record(id, 'payment_stored', at, {
-        forwardingDeadlineAt: isoAt(nowMs + Math.round(policy.forwardingDeadlineHours * 3_600_000)),
+        // The store's option, like createPayment: one deadline rule for every stored payment.
+        forwardingDeadlineAt: isoAt(nowMs + this.#deadlineMs),
         ambiguous: options.ambiguous,
       });
       this.#queue(payment, 'payment', at);
