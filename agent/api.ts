@@ -88,6 +88,13 @@ const STATUS_BY_CODE: Record<string, number> = {
   POS430: 503,
   POS211: 404,
   POS212: 409,
+  // The store refused a field of the request (bad reference or key, a PAN-shaped digit run):
+  // the POS app's mistake, not the agent's.
+  POS213: 400,
+  POS214: 400,
+  // The PIN pad went away mid-read, or did not answer in time.
+  POS102: 503,
+  POS120: 504,
 };
 
 /**

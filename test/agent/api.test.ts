@@ -230,3 +230,41 @@ describe('local API over HTTP', () => {
     }
   });
 });
+
+describe('local API: HTTP status of store and PIN pad errors (review B13)', () => {
+  it('a reference holding a Luhn-valid 16-digit run is 400 POS214 and nothing is stored', async () => {
+    const answer = await pay(
+      'b13-pan-ref-0001',
+      { amount: 1000, currency: 'EUR', reference: 'order 4111111111111111' },
+      null,
+    );
+    expect(answer.status).toBe(400);
+    expect(errorOf(answer.json).code).toBe('POS214');
+    expect(rig.agent.store.getPaymentByKey('b13-pan-ref-0001')).toBeUndefined();
+    expect(rig.agent.store.listPayments({ limit: 10 })).toEqual([]);
+  });
+
+  it('a PIN pad that does not answer is 504 POS120', async () => {
+    // Online PIN with the shortest PIN time (5 s); the pad never answers message 30, so the
+    // agent gives up after that plus its response timeout (5 s).
+    await rig.dispose();
+    rig = await startRig({
+      authorization: { onlinePinEntryModes: ['chip'], pinTimeoutSeconds: 5 },
+    });
+    rig.pad.override('30', () => []);
+    const answer = await pay('b13-pad-timeout-0001', { amount: 1000, currency: 'EUR' });
+    expect(answer.status).toBe(504);
+    expect(errorOf(answer.json).code).toBe('POS120');
+    expect(rig.agent.store.getPaymentByKey('b13-pad-timeout-0001')?.state).toBe('failed');
+  }, 30_000);
+
+  it('a PIN pad unplugged while it waits for the card is 503 POS102', async () => {
+    const answer = pay('b13-pad-unplug-0001', { amount: 1000, currency: 'EUR' }, null);
+    await rig.waitFor(() => rig.pad.received.some((m) => m.id === '20'));
+    rig.pad.injectFault({ kind: 'unplug' });
+    const { status, json } = await answer;
+    expect(status).toBe(503);
+    expect(errorOf(json).code).toBe('POS102');
+    expect(rig.agent.store.getPaymentByKey('b13-pad-unplug-0001')?.state).toBe('failed');
+  });
+});
