@@ -919,15 +919,49 @@ export class PaymentStore {
 
   /**
    * Up to `limit` pending outbox records in `seq` order, shaped for the wire (DESIGN §5).
-   * Reading changes nothing; call {@link markInFlight} once they are published.
+   * Call {@link markInFlight} once they are published.
+   *
+   * A pending record that cannot be built (POS221: e.g. its payment has no card) would otherwise
+   * block the queue forever: it is moved to `dead` with the reason (a `dead_lettered` event on
+   * its payment; counted in {@link queueStats}, listed by {@link deadRecords} and
+   * `pos-agent queue`, retried with {@link retryDead}) and the records after it are returned.
+   * That is the only write this method makes.
    *
    * @param limit — 1–10000.
-   * @throws AgentError POS213 limit out of range; POS221 a stored payment without a card.
+   * @throws AgentError POS213 limit out of range.
    */
   nextPending(limit: number): OutboxRecord[] {
     checkInteger('limit', limit, 1, 10_000);
-    const rows = this.#read(() => this.#stmts.nextPending.all(limit)) as PendingRow[];
-    return rows.map(toOutboxRecord);
+    // Each round dead-letters at least one pending record, so the loop ends.
+    for (;;) {
+      const rows = this.#read(() => this.#stmts.nextPending.all(limit)) as PendingRow[];
+      const records: OutboxRecord[] = [];
+      const unbuildable: { key: string; error: AgentError }[] = [];
+      for (const row of rows) {
+        try {
+          records.push(toOutboxRecord(row));
+        } catch (error) {
+          if (!isAgentError(error)) throw error;
+          unbuildable.push({ key: row.key, error });
+        }
+      }
+      if (unbuildable.length === 0) return records;
+      this.#write(() => {
+        const at = this.#now();
+        for (const { key, error } of unbuildable) {
+          const row = this.#stmts.outboxByKey.get(key) as OutboxRow | undefined;
+          if (row?.state !== 'pending') continue;
+          const reason = safeReason(`the record cannot be built for the wire: ${error.message}`);
+          try {
+            this.#tx(() => this.#deadLetter(row, reason, at, error.code));
+          } catch {
+            // The payment cannot even take its dead_lettered event: the record still leaves the
+            // queue, visible as dead with its reason.
+            this.#stmts.setDead.run(reason, at, key);
+          }
+        }
+      });
+    }
   }
 
   /**
