@@ -44,6 +44,11 @@ export const SYNC_ERROR_CODES = {
   POS323: 'authorization timed out',
   /** The ids of accepted cloud commands could not be persisted; the command is refused. */
   POS324: 'command guard not persisted',
+  /**
+   * Online authorization not sent: the link to the broker is down, nothing left the terminal,
+   * so — unlike POS323 or a POS302 after sending — the outcome is known: not authorized.
+   */
+  POS325: 'authorization not sent (offline)',
   /** Invalid sync worker option (unit and range in the message). */
   POS330: 'invalid sync option',
   /** The sync worker was stopped while the operation was pending. */

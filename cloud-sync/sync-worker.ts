@@ -599,8 +599,10 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
    * offline policy or declines it; the same idempotency key reaches the cloud later anyway.
    *
    * @param timeoutMs — default 15000.
-   * @throws AgentError POS302 not connected / publish failed; POS313 request fails the schema;
-   *   POS323 no response within `timeoutMs`; POS331 the worker stopped.
+   * @throws AgentError POS325 not connected: nothing was sent, the cloud cannot have seen the
+   *   request (not ambiguous: go offline without a void record); POS302 the connection closed
+   *   after the request was handed to the broker (ambiguous); POS313 request fails the schema;
+   *   POS323 no response within `timeoutMs` (ambiguous); POS331 the worker stopped.
    */
   async authorize(
     request: AuthRequest,
@@ -610,6 +612,13 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
       throw syncError('POS331', 'The sync worker is stopped: start() it before authorizing online');
     }
     const payload = signEnvelope(request, this.#signer, AuthRequestSchema);
+    if (!this.#session.connected) {
+      // Checked synchronously right before the publish: nothing leaves the terminal.
+      throw syncError(
+        'POS325',
+        `Authorization for key ${request.key} not sent: not connected to the broker; nothing reached the cloud, so the payment is not authorized online — apply the offline policy (no void record needed)`,
+      );
+    }
     const timeoutMs = options.timeoutMs ?? 15_000;
     this.#auths
       .get(request.key)

@@ -415,6 +415,25 @@ describe('SyncWorker over aedes: timing, status, authorization, commands', () =>
     expect(cloud.records().get(lost.key)?.outcome).toBe('approved');
   });
 
+  it('authorize while the link is down answers POS325 (not sent, not ambiguous); nothing reaches the cloud later', async () => {
+    const broker = await EmbeddedBroker.start();
+    cleanups.push(() => broker.stop());
+    const { worker, cloud, session, tap } = await harness(broker, 0);
+    worker.start();
+    const { key, payment, card } = makeRecord(11);
+    const error = await worker.authorize({ key, payment, card }, { timeoutMs: 2000 }).then(
+      () => undefined,
+      (e: unknown) => e as { code?: string },
+    );
+    expect(error?.code).toBe('POS325');
+    session.connect();
+    await session.whenConnected();
+    // Observable: the worker's status reaches the tap after the connect; no up/auth before it.
+    await waitFor(() => tap.some((m) => m.topic.endsWith('/status')), 'the online status');
+    expect(tap.filter((m) => m.topic.endsWith('/up/auth'))).toEqual([]);
+    expect(cloud.records().has(key)).toBe(false);
+  });
+
   it('accepts a fresh command once; a replay is refused (POS321) and counted', async () => {
     const broker = await EmbeddedBroker.start();
     cleanups.push(() => broker.stop());
