@@ -387,12 +387,19 @@ async function startSteps(
     cardInput,
     status,
     async stop() {
+      // A second call (a signal during a stop) has nothing left to do.
+      if (stopping) return;
       stopping = true;
       if (pinPadRetry !== undefined) clock.clearTimeout(pinPadRetry);
       retention.stop();
+      // The API waits for requests in flight; a POST waiting for a card would hold the stop for
+      // up to cardReadTimeoutSeconds. End the card read (new payments answer POS431) and the
+      // readers first, so that POST answers before the API closes: a keep-alive connection that
+      // becomes idle only after close() began is not closed by it.
+      await payments.interrupt();
+      await Promise.all(cardReaders.map((r) => r.close()));
       await api.close();
       await pinPad?.close().catch(() => undefined);
-      await Promise.all(cardReaders.map((r) => r.close()));
       await worker.stop();
       await session.end();
       store.close();

@@ -86,6 +86,7 @@ const STATUS_BY_CODE: Record<string, number> = {
   POS410: 409,
   POS420: 422,
   POS430: 503,
+  POS431: 503,
   POS211: 404,
   POS212: 409,
   // The store refused a field of the request (bad reference or key, a PAN-shaped digit run):
@@ -241,6 +242,12 @@ export function buildApi(deps: {
     const { id } = request.params as { id: string };
     const { payment, voided } = await deps.payments.cancel(id);
     return { ...toApiPayment(payment), voidForwarded: voided };
+  });
+
+  // While the agent stops, an answer closes its connection: a keep-alive connection that turns
+  // idle after app.close() began would hold the close until its keep-alive timeout.
+  app.addHook('onSend', async (_request, reply) => {
+    if (deps.payments.stopping) reply.header('connection', 'close');
   });
 
   registerEventStream(app, deps.payments);

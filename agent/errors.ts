@@ -23,6 +23,8 @@ export const AGENT_ERRORS = {
   POS420: 'card_read_failed',
   /** The PIN pad is not connected. */
   POS430: 'pin_pad_unavailable',
+  /** The agent is stopping: no new payment is started; retry once it runs again. */
+  POS431: 'agent_stopping',
   /** Unexpected failure inside the agent; details are in the log under the request id. */
   POS499: 'internal_error',
   /** The config file is missing, not JSON, or fails the schema; every problem is listed. */

@@ -113,6 +113,10 @@ export class PaymentService extends EventEmitter {
   readonly #now: () => number;
   readonly #cardInput: CardInput | undefined;
   #busy: { key: string; paymentId?: string } | null = null;
+  /** Aborts the card read in progress (cancel, agent stop). */
+  #cardRead: AbortController | undefined;
+  /** Set by {@link PaymentService.interrupt}: a card read that starts afterwards ends at once. */
+  #stopping = false;
   readonly #inProgress = new Map<
     string,
     { request: PaymentRequest; done: Promise<{ payment: Payment; created: boolean }> }
@@ -178,7 +182,7 @@ export class PaymentService extends EventEmitter {
    *   idempotency key, which returns the original payment).
    * @throws AgentError POS409 the key is in use by a payment in progress with other parameters;
    *   POS210 (from the store) it was used before with other parameters; POS410 the PIN pad is
-   *   busy; POS430 it is not connected; POS420 the card could not be read (the payment is
+   *   busy; POS431 the agent is stopping; POS430 it is not connected; POS420 the card could not be read (the payment is
    *   `failed`, named in `details.paymentId`).
    */
   async takePayment(request: PaymentRequest): Promise<{ payment: Payment; created: boolean }> {
@@ -205,6 +209,12 @@ export class PaymentService extends EventEmitter {
         );
       }
       return { payment: existing, created: false };
+    }
+    if (this.#stopping) {
+      throw new AgentError(
+        'POS431',
+        'the agent is stopping and takes no new payment; retry once it runs again',
+      );
     }
     if (this.#busy !== null) {
       throw new AgentError(
@@ -248,6 +258,29 @@ export class PaymentService extends EventEmitter {
         .catch(() => undefined);
     }
     return result;
+  }
+
+  /**
+   * Ends the PIN pad and card reader operation of the payment in progress, for the agent's stop:
+   * a card read ends `canceled` (the payment becomes `failed`, its POST answers POS420), a PIN
+   * entry ends `pin_canceled`; the POS app gets its answer instead of waiting for the customer
+   * while the API closes. Resolves once that payment's outcome is committed. New payments are
+   * refused with POS431 afterwards.
+   */
+  async interrupt(): Promise<void> {
+    this.#stopping = true;
+    if (this.#busy === null) return;
+    this.#cardRead?.abort();
+    await this.#pinPad()
+      ?.cancel()
+      .catch(() => undefined);
+    // Its outcome is committed (or its error recorded) before the caller closes the store.
+    await Promise.allSettled([...this.#inProgress.values()].map((p) => p.done));
+  }
+
+  /** True once {@link PaymentService.interrupt} was called: the agent is stopping. */
+  get stopping(): boolean {
+    return this.#stopping;
   }
 
   /**
@@ -334,10 +367,18 @@ export class PaymentService extends EventEmitter {
       timeoutSeconds: this.#cardReadTimeoutSeconds,
       entryModes: ['S', 'C', 'T'] as ('S' | 'C' | 'T')[],
     };
-    const read =
-      this.#cardInput !== undefined
-        ? await this.#cardInput.readCard(readRequest)
-        : await pad.readCard(readRequest);
+    const abort = new AbortController();
+    this.#cardRead = abort;
+    if (this.#stopping) abort.abort();
+    let read: Awaited<ReturnType<PinPad['readCard']>>;
+    try {
+      read =
+        this.#cardInput !== undefined
+          ? await this.#cardInput.readCard(readRequest, abort.signal)
+          : await pad.readCard(readRequest);
+    } finally {
+      this.#cardRead = undefined;
+    }
     if (!read.ok) {
       log.info({ reason: read.reason }, 'card read failed');
       if (this.#store.getPayment(id)?.state === 'canceled') {

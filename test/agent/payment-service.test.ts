@@ -113,3 +113,28 @@ describe('PaymentService after a store error', () => {
     expect(next.json).toMatchObject({ state: 'approved', approval: 'online' });
   }, 30_000);
 });
+
+describe('agent stop with a payment waiting for the card', () => {
+  it('ends the card read so the POST answers and stop() returns (it waited up to cardReadTimeoutSeconds)', async () => {
+    rig = await startRig();
+    const r = rig;
+    // No card is presented: the POST waits for one (60 s by default).
+    const answer = r.request('POST', '/v1/payments', {
+      body: { amount: 1000, currency: 'EUR' },
+      headers: { 'idempotency-key': 'stop-during-read-0001' },
+    });
+    await r.waitFor(() => r.pad.received.some((m) => m.id === '20'));
+    let failedBeforeClose: string | undefined;
+    const close = r.agent.store.close.bind(r.agent.store);
+    r.agent.store.close = () => {
+      failedBeforeClose = r.agent.store.getPaymentByKey('stop-during-read-0001')?.state;
+      close();
+    };
+    await r.agent.stop();
+    const { status, json } = await answer;
+    expect(status).toBe(422);
+    expect(json.error).toMatchObject({ code: 'POS420', details: { reason: 'canceled' } });
+    // The outcome was committed before the database closed.
+    expect(failedBeforeClose).toBe('failed');
+  }, 30_000);
+});
