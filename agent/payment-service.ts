@@ -83,7 +83,10 @@ export interface TerminalPrompt {
 export interface OnlineAuthorizer {
   /** True while the MQTT link is up. */
   online(): boolean;
-  /** `SyncWorker.authorize`: POS323 on timeout, POS302 publish failed, POS331 stopped. */
+  /**
+   * `SyncWorker.authorize`: POS325 not sent (link down: not ambiguous), POS323 on timeout and
+   * POS302 publish failed (both ambiguous), POS331 stopped.
+   */
   authorize(request: AuthRequest, options: { timeoutMs: number }): Promise<AuthResponse>;
 }
 
@@ -416,20 +419,7 @@ export class PaymentService extends EventEmitter {
     const needsPin = this.#auth.onlinePinEntryModes.includes(card.entryMode);
     const reachable = this.#online !== undefined && this.#online.online();
 
-    if (mode === 'force_offline' || !reachable) {
-      if (mode === 'require_online') {
-        return this.#declined(
-          this.#store.declineLocally(
-            id,
-            'offline_not_allowed',
-            'the POS app required online authorization and the cloud cannot be reached',
-            { voidRecord: false },
-          ),
-        );
-      }
-      if (needsPin) return this.#declined(this.#onlinePinRequired(id));
-      return this.#offline(id, false);
-    }
+    if (mode === 'force_offline' || !reachable) return this.#withoutCloud(id, mode, needsPin);
 
     let pinBlock: EncryptedPinBlock | undefined;
     if (needsPin) {
@@ -479,6 +469,12 @@ export class PaymentService extends EventEmitter {
         timeoutMs: this.#auth.timeoutMs,
       });
     } catch (error) {
+      if (isAgentError(error, 'POS325')) {
+        // The link dropped between the check above and the publish: nothing was sent, so the
+        // outcome is not ambiguous and no void record is needed.
+        log.info({ code: error.code }, 'the link went down before the authorization was sent');
+        return this.#withoutCloud(id, mode, needsPin);
+      }
       // Ambiguous: the request may have reached the cloud and been approved there. The same
       // idempotency key reaches the cloud later either way (the stored record or a void record),
       // and the cloud answers with its ORIGINAL outcome, so there is never a second charge.
@@ -539,6 +535,25 @@ export class PaymentService extends EventEmitter {
       'this card needs online PIN, which cannot be checked while the cloud is unreachable',
       { voidRecord: false },
     );
+  }
+
+  /**
+   * The cloud cannot be asked (offline by choice or by link state, or the authorization was not
+   * sent): decline `require_online` and online-PIN cards, otherwise apply the offline policy.
+   */
+  #withoutCloud(id: string, mode: OfflineMode, needsPin: boolean): Payment {
+    if (mode === 'require_online') {
+      return this.#declined(
+        this.#store.declineLocally(
+          id,
+          'offline_not_allowed',
+          'the POS app required online authorization and the cloud cannot be reached',
+          { voidRecord: false },
+        ),
+      );
+    }
+    if (needsPin) return this.#declined(this.#onlinePinRequired(id));
+    return this.#offline(id, false);
   }
 
   #offline(id: string, ambiguous: boolean): Payment {

@@ -3,6 +3,7 @@
  * error in the middle of a payment leaves behind. A real agent on the simulator (payment-rig).
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { AgentError } from '../../common/agent-error.js';
 import { padCardNotReadText, padResultText } from '../../agent/payment-service.js';
 import type { CardReadFailure } from '../../drivers/boundary/card-token.js';
 import { encodeMessage } from '../../drivers/pinpad/messages.js';
@@ -136,5 +137,40 @@ describe('agent stop with a payment waiting for the card', () => {
     expect(json.error).toMatchObject({ code: 'POS420', details: { reason: 'canceled' } });
     // The outcome was committed before the database closed.
     expect(failedBeforeClose).toBe('failed');
+  }, 30_000);
+});
+
+describe('PaymentService when the authorization could not be sent (POS325)', () => {
+  it('goes offline by policy without a void record, and declines require_online without one', async () => {
+    rig = await startRig();
+    const r = rig;
+    const worker = r.agent.worker;
+    const authorize = worker.authorize.bind(worker);
+    let refusals = 0;
+    // The link drops between the agent's online check and the publish: the worker answers POS325
+    // ("not sent"), which is not ambiguous.
+    worker.authorize = async (...args) => {
+      if (refusals < 2) {
+        refusals++;
+        throw new AgentError('POS325', 'not connected: the authorization request was not sent');
+      }
+      return authorize(...args);
+    };
+
+    const offline = await r.pay('pos325-prefer-0001', { amount: 1500, currency: 'EUR' });
+    expect(offline.json).toMatchObject({ state: 'stored', approval: 'offline' });
+    const declined = await r.pay('pos325-require-0001', {
+      amount: 1500,
+      currency: 'EUR',
+      offline: 'require_online',
+    });
+    expect(declined.json).toMatchObject({ state: 'declined', declineCode: 'offline_not_allowed' });
+    expect(refusals).toBe(2);
+
+    await r.waitFor(() => r.agent.store.queueStats().depth === 0);
+    // Only the stored payment's own record reached the cloud: no void for either key.
+    expect(r.cloud.records().get('pos325-prefer-0001')).toMatchObject({ status: 'accepted' });
+    expect(r.cloud.records().get('pos325-prefer-0001')?.voided ?? false).toBe(false);
+    expect(r.cloud.records().has('pos325-require-0001')).toBe(false);
   }, 30_000);
 });
