@@ -276,6 +276,11 @@ async function startSteps(
         pinPadState = state;
         logger.info({ device: 'pinPad', state }, 'PIN pad state');
       });
+      // Bad frames (POS110), out-of-turn messages (POS121), reopen failures (POS101): the link
+      // recovers by itself, but a field tech needs to see them when a pad misbehaves.
+      pad.on('warning', (warning) =>
+        logger.warn({ device: 'pinPad', code: warning.code }, warning.reason),
+      );
     } catch (error) {
       pinPadState = 'disconnected';
       const retryInMs = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
@@ -348,7 +353,8 @@ async function startSteps(
       { name: 'pinPad', path: config.pinPad.path, state: pinPadState },
       ...cardReaders.map((r) => ({ name: r.name, path: r.path, state: r.state })),
     ],
-    link: { state: session.connected ? 'online' : 'offline', broker: config.broker.url },
+    // The same link state the payment flow decides online/offline by.
+    link: { state: worker.online ? 'online' : 'offline', broker: config.broker.url },
     queue: store.queueStats(),
     offline: {
       exposure: store.offlineExposure(),
