@@ -256,6 +256,9 @@ export class PaymentService extends EventEmitter {
     if (result.voided) this.#notifySync();
     this.#prompt('canceled', 'canceled', result.payment);
     if (this.#busy?.paymentId === paymentId) {
+      // End the read on every device at once: a card reader must not wait for a PIN pad that is
+      // slow to confirm its cancel (or never does).
+      this.#cardRead?.abort();
       await this.#pinPad()
         ?.cancel()
         .catch(() => undefined);
