@@ -306,7 +306,7 @@ describe('SyncWorker over aedes: timing, status, authorization, commands', () =>
     const broker = await EmbeddedBroker.start();
     cleanups.push(() => broker.stop());
     const clock = new ManualClock();
-    const { outbox, worker, cloud, session } = await harness(broker, 5, {
+    const { outbox, worker, cloud, session, tap } = await harness(broker, 5, {
       clock,
       random: () => 0.5,
       ackTimeoutMs: 1000,
@@ -319,16 +319,24 @@ describe('SyncWorker over aedes: timing, status, authorization, commands', () =>
     worker.start();
     session.connect();
     await waitFor(() => sent.length === 1, 'the first publish');
+    // A resend is published synchronously from the timer that ManualClock.advance fires, so the
+    // publish count is exact right after advance(); no sleep needed, nothing to wait out.
     clock.advance(1099); // first wait: 1000 · (1 + 0.2 · 0.5) = 1100 ms
-    await new Promise((resolve) => setTimeout(resolve, 100));
     expect(worker.stats().publishes).toBe(1);
+    expect(clock.pending()).toContain(1); // the resend timer, armed at exactly 1100 ms
     clock.advance(1);
+    expect(worker.stats()).toMatchObject({ publishes: 2, resends: 1 });
     await waitFor(() => sent.length === 2, 'the first resend');
     clock.advance(2199); // second wait: 2000 · 1.1 = 2200 ms
-    await new Promise((resolve) => setTimeout(resolve, 100));
     expect(worker.stats().publishes).toBe(2);
+    expect(clock.pending()).toContain(1);
     clock.advance(1);
+    expect(worker.stats()).toMatchObject({ publishes: 3, resends: 2 });
     await waitFor(() => sent.length === 3, 'the second resend');
+    // The broker relayed exactly those three publishes of the batch.
+    const uplinks = (): number => tap.filter((m) => m.topic === worker.topics.records).length;
+    await waitFor(() => uplinks() >= 3, 'three uplinks at the tap');
+    expect(uplinks()).toBe(3);
     expect(sent).toEqual([1, 2, 3]);
     cloud.clearFaults();
     clock.advance(4400);
