@@ -18,6 +18,9 @@
  *   ({@link resendDelayMs}); the cloud dedupes by idempotency key, so a resend is harmless.
  * - Nothing is published while disconnected (the session refuses rather than queueing); on every
  *   CONNACK all in-flight batches are published again, oldest first.
+ * - Draining is woken by `notify()`, CONNACK and acks, and also by a poll every `pollIntervalMs`
+ *   while connected: a record made pending behind the worker's back (`queue --retry` run by
+ *   another process) is sent within one interval, not at the next payment or reconnect.
  * - Records are packed in `seq` order and a batch never skips a record to fit a later one, so the
  *   cloud sees each device's records in order (MQTT 3.1.1 §4.6 keeps one client's QoS 1 messages
  *   on a topic in order; only resends can arrive late, and the cloud dedupes those).
@@ -335,6 +338,12 @@ export interface SyncWorkerOptions {
   statusThrottleMs?: number;
   /** How long `stop()` waits for in-flight batches to be acked, ms. @default 5000 */
   drainTimeoutMs?: number;
+  /**
+   * While started and connected, the outbox is polled every this many ms (≥ 100), so records
+   * made pending without a `notify()` (`pos-agent queue --retry` from another process, a dead
+   * record requeued) are sent without waiting for the next payment or reconnect. @default 5000
+   */
+  pollIntervalMs?: number;
   /** @default systemClock */
   clock?: Clock;
   /** Uniform [0,1) source for the jitter. @default Math.random */
@@ -431,6 +440,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
     maxPublishesPerSecond: number | undefined;
     statusThrottleMs: number;
     drainTimeoutMs: number;
+    pollIntervalMs: number;
     policy: ResendPolicy;
   };
   #session: MqttSession;
@@ -453,6 +463,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
   #tokensAt: number;
   #wakeTimer: TimerHandle | undefined;
   #statusTimer: TimerHandle | undefined;
+  #pollTimer: TimerHandle | undefined;
   #lastStatusAt = Number.NEGATIVE_INFINITY;
   #drainWaiters = new Set<() => void>();
   #warnedStripped = false;
@@ -501,6 +512,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
           : positive('maxPublishesPerSecond', options.maxPublishesPerSecond, 0.001, '/s'),
       statusThrottleMs: options.statusThrottleMs ?? 1000,
       drainTimeoutMs: options.drainTimeoutMs ?? 5000,
+      pollIntervalMs: positive('pollIntervalMs', options.pollIntervalMs ?? 5000, 100, ' ms'),
       policy: {
         ackTimeoutMs,
         backoffFactor: positive('backoffFactor', options.backoffFactor ?? 2, 1, ''),
@@ -693,6 +705,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
     }
     this.#wakeTimer = undefined;
     this.#statusTimer = undefined;
+    this.#disarmPoll();
     for (const auth of [...this.#auths.values()]) {
       auth.reject(syncError('POS331', 'The sync worker stopped before the authorization response'));
     }
@@ -721,9 +734,31 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
     for (const batch of this.#inFlight.values()) batch.due = true;
     this.#publishStatus();
     this.#pump();
+    this.#armPoll();
+  }
+
+  /**
+   * Arms the periodic outbox poll (B15): every `pollIntervalMs` while started, not stopping and
+   * connected, the pump runs, which reads the outbox only when the window has room. Re-armed
+   * after each run; cleared on disconnect and by `stop()`.
+   */
+  #armPoll(): void {
+    if (this.#pollTimer !== undefined) return;
+    this.#pollTimer = this.#clock.setTimeout(() => {
+      this.#pollTimer = undefined;
+      if (!this.#running || this.#stopping || !this.#session.connected) return;
+      this.#pump();
+      this.#armPoll();
+    }, this.#o.pollIntervalMs);
+  }
+
+  #disarmPoll(): void {
+    if (this.#pollTimer !== undefined) this.#clock.clearTimeout(this.#pollTimer);
+    this.#pollTimer = undefined;
   }
 
   #handleDisconnect(): void {
+    this.#disarmPoll();
     if (this.#online) {
       this.#online = false;
       this.emit('state', 'offline');

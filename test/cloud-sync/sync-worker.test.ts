@@ -383,6 +383,42 @@ describe('SyncWorker over aedes: timing, status, authorization, commands', () =>
     expectExactlyOnce(outbox, cloud, 1);
   });
 
+  it('polls the outbox every pollIntervalMs while online: a record made pending without notify() is sent (B15)', async () => {
+    const broker = await EmbeddedBroker.start();
+    cleanups.push(() => broker.stop());
+    const clock = new ManualClock();
+    const { outbox, worker, cloud, session } = await harness(broker, 0, {
+      clock,
+      pollIntervalMs: 1000,
+    });
+    await expect(harness(broker, 0, { pollIntervalMs: 99 })).rejects.toThrow(
+      /pollIntervalMs is 99 ms, must be a number ≥ 100 ms/,
+    );
+    worker.start();
+    session.connect();
+    await waitFor(() => worker.online, 'online');
+    clock.advance(50); // the status throttle; the poll timer is armed from the CONNACK
+    // `pos-agent queue --retry` from another process: pending in the store, no notify().
+    outbox.add(makeRecord(1));
+    // The pump runs synchronously from the timer ManualClock.advance fires: counts are exact.
+    clock.advance(949);
+    expect(worker.stats().publishes).toBe(0);
+    expect(outbox.count('pending')).toBe(1);
+    clock.advance(1);
+    expect(worker.stats().publishes).toBe(1);
+    expect(outbox.count('in_flight')).toBe(1);
+    await waitFor(() => outbox.count('acked') === 1, 'the polled record acked');
+    expectExactlyOnce(outbox, cloud, 1);
+    // Re-armed after each run.
+    outbox.add(makeRecord(2));
+    clock.advance(1000);
+    expect(worker.stats().publishes).toBe(2);
+    await waitFor(() => outbox.count('acked') === 2, 'the second polled record acked');
+    // stop() clears the poll timer (and every other timer of the worker).
+    await worker.stop({ drainTimeoutMs: 0 });
+    expect(clock.pending()).toEqual([]);
+  });
+
   it('publishes a signed retained status; the last will says offline when the link dies', async () => {
     const broker = await EmbeddedBroker.start();
     cleanups.push(() => broker.stop());
