@@ -372,6 +372,8 @@ async function startSteps(
     status,
     sync: () => worker.stats(),
     commands: () => commands.counters(),
+    // Read at scrape time, when `api` (built just below) exists.
+    apiAuth: () => api.apiAuth.counters(),
     now: () => clock.now(),
   });
   const api = buildApi({ apiToken: keys.apiToken, payments, store, status, logger, metrics });

@@ -138,6 +138,8 @@ export function toApiPayment(payment: Payment): Record<string, unknown> {
  *
  * @param deps.apiToken — the bearer token; compared in constant time.
  * @param deps.status — fills in `GET /v1/status`.
+ * @returns the fastify app, with `apiAuth.counters()`: refusals of the auth guard by code
+ *   (POS401/POS402/POS403, agent/api-auth.ts), read by `/metrics`.
  */
 export function buildApi(deps: {
   apiToken: string;
@@ -163,7 +165,7 @@ export function buildApi(deps: {
       },
     });
 
-  installApiAuth(app, { apiToken: deps.apiToken });
+  const apiAuth = installApiAuth(app, { apiToken: deps.apiToken });
 
   app.setErrorHandler((error, request, reply) => {
     if (error instanceof AgentError) return fail(reply, error);
@@ -252,7 +254,8 @@ export function buildApi(deps: {
 
   registerEventStream(app, deps.payments);
 
-  return app;
+  // The auth refusal counters ride on the app as `apiAuth`, for `/metrics` (agent/metrics.ts).
+  return Object.assign(app, { apiAuth });
 }
 
 function badRequest(error: z.ZodError): AgentError {

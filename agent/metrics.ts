@@ -14,6 +14,7 @@
  * | `pos_agent_sync_publishes_total` / `…_resends_total` / `…_rejected_downlinks_total` | counter | — |
  * | `pos_agent_cloud_commands_total` | counter | `result` = applied, failed |
  * | `pos_agent_cloud_commands_refused_total` | counter | `code` (POS31x, POS32x) |
+ * | `pos_agent_api_auth_refused_total` | counter | `code` = POS401 (token), POS402 (slowed down), POS403 (address) |
  *
  * No label ever carries card data: devices are named by their configured path.
  */
@@ -27,6 +28,11 @@ export interface MetricSources {
   sync: () => { publishes: number; resends: number; rejectedDownlinks: number };
   /** Cloud command counters (agent/cloud-commands.ts). */
   commands: () => { applied: number; failed: number; refused: Record<string, number> };
+  /**
+   * Refusals of the local API's auth guard by code (agent/api-auth.ts `counters()`); absent: the
+   * `pos_agent_api_auth_refused_total` series are not exported.
+   */
+  apiAuth?: () => { POS401: number; POS402: number; POS403: number };
   /** Epoch ms, for the age of the oldest stored record. */
   now: () => number;
 }
@@ -166,6 +172,20 @@ export function createMetrics(sources: MetricSources): {
         setCounter(this, n, { code });
     },
   });
+
+  const apiAuth = sources.apiAuth;
+  if (apiAuth !== undefined) {
+    new Counter({
+      name: 'pos_agent_api_auth_refused_total',
+      help: 'Local API requests refused by the auth guard: POS401 token, POS402 slowed down, POS403 non-local address',
+      labelNames: ['code'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [code, n] of Object.entries(apiAuth())) setCounter(this, n, { code });
+      },
+    });
+  }
 
   return {
     contentType: registry.contentType,

@@ -37,6 +37,19 @@ describe('GET /metrics', () => {
     expect(sweepForPans([{ source: '/metrics', content: text }])).toEqual([]);
   });
 
+  it('counts the auth guard refusals by code', async () => {
+    // Before: the unauthenticated request of the first test (missing token) counted once.
+    const before = await rig.request('GET', '/metrics');
+    const refused = (text: string, code: string): number | undefined =>
+      sample(text, `pos_agent_api_auth_refused_total{code="${code}"}`);
+    expect(refused(before.text, 'POS401')).toBe(1);
+    expect((await rig.request('GET', '/v1/status', { token: 'wrong-token' })).status).toBe(401);
+    const { text } = await rig.request('GET', '/metrics');
+    expect(refused(text, 'POS401')).toBe(2);
+    expect(refused(text, 'POS402')).toBe(0);
+    expect(refused(text, 'POS403')).toBe(0);
+  });
+
   it('shows the link down and the record waiting while the broker is stopped', async () => {
     await rig.broker.stop();
     await rig.waitFor(() => !rig.agent.worker.online);
