@@ -52,3 +52,38 @@ describe('secret sweep', () => {
     expect(found.join('\n')).not.toContain(b.toString('hex'));
   });
 });
+
+describe('SQLite sweep', () => {
+  it('scans values one by one, and the raw file bytes for the exact test PANs', async () => {
+    const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const { default: Database } = await import('better-sqlite3');
+    const { sqliteValuesToSweep } = await import('../helpers/leak-sweep.js');
+    const dir = mkdtempSync(path.join(tmpdir(), 'pos-sweep-'));
+    try {
+      const file = path.join(dir, 'x.db');
+      const db = new Database(file);
+      db.exec('CREATE TABLE t (a TEXT, b TEXT)');
+      // Two values whose digits meet in the record: '…0000000' + '3012…' is no value of its own.
+      db.prepare('INSERT INTO t VALUES (?, ?)').run('id-00000000', '3012-01-01');
+      db.prepare('INSERT INTO t VALUES (?, ?)').run('note', 'card 6011000990139424');
+      db.close();
+      const values = sqliteValuesToSweep(file);
+      expect(values.map((v) => v.source.split(' ')[1])).toEqual([
+        't.a[0]',
+        't.a[1]',
+        't.b[0]',
+        't.b[1]',
+      ]);
+      expect(sweepForPans(values).map((l) => l.source.split(' ')[1])).toEqual(['t.b[1]']);
+      // The raw file: no Luhn scan (column adjacency), but a test PAN is still found.
+      const raw = readFileSync(file);
+      expect(sweepForPans([{ source: 'x.db', content: raw }])).toEqual([]);
+      const withTestPan = Buffer.concat([raw, Buffer.from('4111111111111111')]);
+      expect(sweepForPans([{ source: 'x.db', content: withTestPan }])).toHaveLength(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

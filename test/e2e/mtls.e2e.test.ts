@@ -32,6 +32,7 @@ import {
 } from '../helpers/certs.js';
 import {
   filesToSweep,
+  sqliteValuesToSweep,
   sweepForPans,
   sweepForSecrets,
   type SweepItem,
@@ -263,7 +264,10 @@ describe.skipIf(missing.length > 0)('end to end over mutual TLS with per-device 
     apiAnswers.push({ source: 'GET /v1/status', content: await status.text() });
     const config = loadConfig(configFile);
     const db = path.join(config.dataDir, 'agent.db');
-    const files = filesToSweep([db, `${db}-wal`, `${db}-shm`, path.join(dir, 'agent.log')]);
+    const files = [
+      ...filesToSweep([db, `${db}-wal`, `${db}-shm`, path.join(dir, 'agent.log')]),
+      ...sqliteValuesToSweep(db),
+    ];
     const everything = [...files, ...traffic, ...apiAnswers];
     expect(sweepForPans(everything)).toEqual([]);
 

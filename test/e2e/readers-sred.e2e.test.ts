@@ -17,6 +17,7 @@ import { startAgent, type RunningAgent } from '../../agent/agent.js';
 import { parseConfig } from '../../agent/config.js';
 import { generateDevelopmentKeys } from '../../agent/keys.js';
 import { createLogger } from '../../agent/logger.js';
+import { filesToSweep, sqliteValuesToSweep } from '../helpers/leak-sweep.js';
 import { findPanShapedRuns } from '../../common/luhn-scan.js';
 import { openSealedCard } from '../../drivers/boundary/sealed-card.js';
 import { EmbeddedBroker } from '../../simulator/broker.js';
@@ -223,7 +224,16 @@ describe('SRED HID reader end to end: masked data + KSN + ciphertext through to 
       for (const hex of opaque) rest = rest.split(hex).join(' ');
       expect(findPanShapedRuns(rest)).toEqual([]);
     };
-    for (const f of ['agent.log', 'data/agent.db', 'data/agent.db-wal']) {
+    // SQLite files: the exact test PANs in their raw bytes (adjacent columns can form digit runs
+    // that no value holds), the Luhn scan on every stored value.
+    const db = path.join(dir, 'data/agent.db');
+    for (const item of [...filesToSweep([db, `${db}-wal`]), ...sqliteValuesToSweep(db)]) {
+      const text =
+        typeof item.content === 'string' ? item.content : item.content.toString('latin1');
+      if (typeof item.content === 'string') scan(text);
+      else for (const pan of TEST_PANS) expect(text).not.toContain(pan);
+    }
+    for (const f of ['agent.log']) {
       let text: string;
       try {
         text = readFileSync(path.join(dir, f)).toString('latin1');

@@ -22,6 +22,7 @@ import { findTestCard } from '../../simulator/test-cards.js';
 import { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
 import {
   filesToSweep,
+  sqliteValuesToSweep,
   sweepForPans,
   sweepForSecrets,
   type SweepItem,
@@ -232,7 +233,10 @@ describe.skipIf(missing.length > 0)(
       // the log, every MQTT payload the tap saw and every API answer.
       const db = path.join(dir, 'data', 'agent.db');
       expect(existsSync(`${db}-wal`)).toBe(true);
-      const files = filesToSweep([db, `${db}-wal`, `${db}-shm`, path.join(dir, 'agent.log')]);
+      const files = [
+        ...filesToSweep([db, `${db}-wal`, `${db}-shm`, path.join(dir, 'agent.log')]),
+        ...sqliteValuesToSweep(db),
+      ];
       expect(traffic.some((t) => t.source.endsWith('/up/records'))).toBe(true);
       expect(readFileSync(path.join(dir, 'agent.log'), 'utf8')).toContain('payment stored');
       expect(sweepForPans([...files, ...traffic, ...apiAnswers])).toEqual([]);

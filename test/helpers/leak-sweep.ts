@@ -3,6 +3,7 @@
  * MQTT payloads, API responses) for the test PANs and for any Luhn-valid run of 13–19 digits.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { findPanShapedRuns } from '../../common/luhn-scan.js';
 import { TEST_PANS } from './test-pans.js';
 
@@ -25,9 +26,73 @@ export function filesToSweep(paths: string[]): SweepItem[] {
   return paths.filter((p) => existsSync(p)).map((p) => ({ source: p, content: readFileSync(p) }));
 }
 
+const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
+
+/**
+ * True for the bytes of an SQLite database, WAL or shared-memory file. In those, the text of
+ * adjacent columns is stored back to back (a UUID's last digits, then a `2026-…` timestamp), so
+ * a raw-byte Luhn scan finds digit runs that no value holds (seen: 1 run in ~10 e2e runs).
+ */
+function isSqliteFile(item: SweepItem): boolean {
+  if (typeof item.content === 'string') return false;
+  const magic = item.content.length >= 4 ? item.content.readUInt32BE(0) : 0;
+  return (
+    item.content.subarray(0, SQLITE_HEADER.length).equals(SQLITE_HEADER) ||
+    magic === 0x377f0682 ||
+    magic === 0x377f0683 ||
+    item.source.endsWith('-shm')
+  );
+}
+
+/**
+ * Every text and blob value of every table of an SQLite database, one item per table and column
+ * (`agent.db payments.reference`), read through a read-only connection (the agent may be running:
+ * WAL readers do not block it). With {@link sweepForPans} this is the value-level half of the
+ * database sweep; the raw bytes of the database and its WAL are still scanned for the test PANs.
+ */
+export function sqliteValuesToSweep(dbPath: string): SweepItem[] {
+  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
+  try {
+    const items: SweepItem[] = [];
+    const tables = db
+      .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+      .pluck()
+      .all() as string[];
+    for (const table of tables) {
+      const rows = db.prepare(`SELECT * FROM "${table}"`).all() as Record<string, unknown>[];
+      const columns = new Map<string, string[]>();
+      for (const row of rows) {
+        for (const [column, value] of Object.entries(row)) {
+          const text =
+            typeof value === 'string'
+              ? value
+              : Buffer.isBuffer(value)
+                ? value.toString('latin1')
+                : null;
+          if (text === null) continue;
+          const list = columns.get(column) ?? [];
+          list.push(text);
+          columns.set(column, list);
+        }
+      }
+      for (const [column, values] of columns) {
+        // One item per value keeps two values from forming a run across their boundary.
+        values.forEach((content, i) =>
+          items.push({ source: `${dbPath} ${table}.${column}[${i}]`, content }),
+        );
+      }
+    }
+    return items;
+  } finally {
+    db.close();
+  }
+}
+
 /**
  * Scans every item. Binary content is read as latin1 so that every ASCII digit byte stays a digit
- * character; UTF-16 or BCD encodings are out of scope because the agent writes neither.
+ * character; UTF-16 or BCD encodings are out of scope because the agent writes neither. SQLite
+ * files get the exact test-PAN search only (see {@link isSqliteFile}); their values get the Luhn
+ * scan through {@link sqliteValuesToSweep}.
  */
 export function sweepForPans(items: SweepItem[]): Leak[] {
   const leaks: Leak[] = [];
@@ -37,6 +102,7 @@ export function sweepForPans(items: SweepItem[]): Leak[] {
     for (const pan of TEST_PANS) {
       if (text.includes(pan)) leaks.push({ source: item.source, found: `test PAN ${mask(pan)}` });
     }
+    if (isSqliteFile(item)) continue;
     for (const run of findPanShapedRuns(text)) {
       leaks.push({
         source: item.source,
