@@ -12,12 +12,9 @@
  * hardware. One host connection at a time: a new one replaces the old.
  */
 import { Buffer } from 'node:buffer';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { registerMockPeer, type ByteEndpoint } from '../drivers/transport/transport.js';
+import { bridgePty, hasSocat } from './socat-pty.js';
 import type { VirtualPinPad } from './virtual-pin-pad.js';
 
 /** A running pad server. */
@@ -91,9 +88,7 @@ export async function serveTcp(
 }
 
 /** True when `socat` is on the PATH (needed by {@link servePty}). */
-export function hasSocat(): boolean {
-  return spawnSync('which', ['socat'], { stdio: 'ignore' }).status === 0;
-}
+export { hasSocat };
 
 /**
  * Serves the pad on a real pseudo-terminal: a TCP server plus
@@ -107,58 +102,21 @@ export async function servePty(
   pad: VirtualPinPad,
   options: { dir?: string } = {},
 ): Promise<PadServer & { path: string }> {
-  if (!hasSocat())
-    throw new Error(
-      'socat is not installed, so the virtual PIN pad cannot be served on a pseudo-terminal: install it (apt-get install socat, brew install socat) or use mock:// or tcp://',
-    );
   const tcp = await serveTcp(pad);
-  const ownDir = options.dir === undefined;
-  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'pos-pad-'));
-  const path = join(dir, 'pad');
-  let child: ChildProcess | undefined;
-  let stopping = false;
-  let stderr = '';
-  const start = (): void => {
-    const c = spawn(
-      'socat',
-      [
-        '-d',
-        '-d',
-        `pty,raw,echo=0,link=${path},wait-slave,pty-interval=0.02`,
-        `tcp:127.0.0.1:${tcp.port}`,
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    child = c;
-    c.stderr?.on('data', (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString('utf8')).slice(-4000);
+  try {
+    const pty = await bridgePty({
+      port: tcp.port,
+      dir: options.dir,
+      name: 'pad',
+      device: 'the virtual PIN pad',
     });
-    c.once('exit', () => {
-      if (child === c) child = undefined;
-      if (!stopping) setTimeout(() => !stopping && start(), 50);
-    });
-  };
-  start();
-  const stop = async (): Promise<void> => {
-    stopping = true;
-    const c = child;
-    if (c !== undefined && c.exitCode === null) {
-      await new Promise<void>((resolve) => {
-        c.once('exit', () => resolve());
-        c.kill('SIGTERM');
-      });
-    }
+    const stop = async (): Promise<void> => {
+      await pty.stop();
+      await tcp.stop();
+    };
+    return { url: pty.path, path: pty.path, stop };
+  } catch (error) {
     await tcp.stop();
-    if (ownDir) rmSync(dir, { recursive: true, force: true });
-  };
-  for (let waited = 0; !existsSync(path); waited += 20) {
-    if (waited > 5000) {
-      await stop();
-      throw new Error(
-        `socat did not create the pty ${path} within 5 s: ${stderr.trim() || 'no output'}`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    throw error;
   }
-  return { url: path, path, stop };
 }

@@ -12,12 +12,7 @@
  * agent is listening. socat exits when the agent closes the pty; it is started again so the
  * agent can reopen it.
  */
-import type { Buffer } from 'node:buffer';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { hasSocat } from './pad-server.js';
+import { bridgePty, hasSocat } from './socat-pty.js';
 import { serveSerialReaderTcp, type VirtualSerialReader } from './virtual-serial-reader.js';
 
 export { hasSocat };
@@ -43,59 +38,22 @@ export async function serveSerialReaderPty(
   reader: VirtualSerialReader,
   options: { dir?: string; name?: string } = {},
 ): Promise<ReaderPtyServer> {
-  if (!hasSocat())
-    throw new Error(
-      'socat is not installed, so the virtual serial reader cannot be served on a pseudo-terminal: install it (apt-get install socat, brew install socat) or serve it on tcp://',
-    );
   const tcp = await serveSerialReaderTcp(reader);
-  const port = new URL(tcp.url.replace(/^tcp:/, 'http:')).port;
-  const ownDir = options.dir === undefined;
-  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'pos-reader-'));
-  const path = join(dir, options.name ?? 'reader');
-  let child: ChildProcess | undefined;
-  let stopping = false;
-  let stderr = '';
-  const start = (): void => {
-    const c = spawn(
-      'socat',
-      [
-        '-d',
-        '-d',
-        `pty,raw,echo=0,link=${path},wait-slave,pty-interval=0.02`,
-        `tcp:127.0.0.1:${port}`,
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    child = c;
-    c.stderr?.on('data', (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString('utf8')).slice(-4000);
+  const port = Number(new URL(tcp.url.replace(/^tcp:/, 'http:')).port);
+  try {
+    const pty = await bridgePty({
+      port,
+      dir: options.dir,
+      name: options.name ?? 'reader',
+      device: 'the virtual serial reader',
     });
-    c.once('exit', () => {
-      if (child === c) child = undefined;
-      if (!stopping) setTimeout(() => !stopping && start(), 50);
-    });
-  };
-  start();
-  const stop = async (): Promise<void> => {
-    stopping = true;
-    const c = child;
-    if (c !== undefined && c.exitCode === null) {
-      await new Promise<void>((resolve) => {
-        c.once('exit', () => resolve());
-        c.kill('SIGTERM');
-      });
-    }
+    const stop = async (): Promise<void> => {
+      await pty.stop();
+      await tcp.stop();
+    };
+    return { path: pty.path, url: pty.path, stop };
+  } catch (error) {
     await tcp.stop();
-    if (ownDir) rmSync(dir, { recursive: true, force: true });
-  };
-  for (let waited = 0; !existsSync(path); waited += 20) {
-    if (waited > 5000) {
-      await stop();
-      throw new Error(
-        `socat did not create the pty ${path} within 5 s: ${stderr.trim() || 'no output'}`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    throw error;
   }
-  return { path, url: path, stop };
 }
