@@ -275,9 +275,25 @@ export class PinPad extends EventEmitter<PinPadEvents> {
     throw this.#unexpected(reply.id, '30');
   }
 
-  /** Cancels the current operation (40 → 41), at once; a pending readCard/requestPin ends as `canceled`. */
+  /**
+   * Cancels the current operation (40 → 41), at once; a pending readCard/requestPin ends as
+   * `canceled` when 41 arrives, or at the latest when this call gives up (the pad never confirmed):
+   * the host has abandoned that operation, so the serialized chain moves on and a late 21/22/29/31
+   * for it is an out-of-turn message (`'warning'` POS121, card data wiped).
+   * @throws AgentError `POS120` when the pad does not answer 41 within `responseTimeoutMs`
+   *   (the pending read has then already ended as `canceled`); `POS102`, `POS111` as every method.
+   */
   async cancel(): Promise<void> {
-    await this.#exchange({ id: '40' }, ['41'], this.#responseTimeoutMs);
+    // Only the operations pending now: one sent after this cancel is not what the host canceled.
+    const abandoned = this.#waiters.filter((w) => w.onCanceled !== undefined);
+    try {
+      await this.#exchange({ id: '40' }, ['41'], this.#responseTimeoutMs);
+    } finally {
+      // After 41 they already ended (#onFrame); after a timeout or a send failure, end them here.
+      for (const waiter of abandoned)
+        if (waiter.onCanceled !== undefined && this.#remove(waiter))
+          waiter.resolve(waiter.onCanceled);
+    }
   }
 
   /** Shows the outcome (50 → 51 once shown and the card removed; waits `resultTimeoutMs`). */

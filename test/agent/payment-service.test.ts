@@ -174,3 +174,26 @@ describe('PaymentService when the authorization could not be sent (POS325)', () 
     expect(r.cloud.records().has('pos325-require-0001')).toBe(false);
   }, 30_000);
 });
+
+describe('cancel through the API while the PIN pad never confirms it (no 41)', () => {
+  it('the POST waiting for the card answers (canceled) once the pad’s cancel times out, not after the card-read timeout', async () => {
+    rig = await startRig();
+    const r = rig;
+    // The pad ignores 40: no 41 and no 29, its read would run for cardReadTimeoutSeconds (60 s).
+    r.pad.override('40', () => []);
+    const answer = r.request('POST', '/v1/payments', {
+      body: { amount: 1000, currency: 'EUR' },
+      headers: { 'idempotency-key': 'cancel-no-41-0001' },
+    });
+    await r.waitFor(() => r.pad.received.some((m) => m.id === '20'));
+    const payment = r.agent.store.getPaymentByKey('cancel-no-41-0001');
+    expect(payment).toBeDefined();
+    const canceled = await r.request('POST', `/v1/payments/${payment?.id ?? ''}/cancel`);
+    expect(canceled.status).toBe(200);
+    expect(r.pad.received.some((m) => m.id === '40')).toBe(true);
+    // The POST answers with the canceled payment (as for a cancel the pad confirms, api.test.ts).
+    const { status, json } = await answer;
+    expect(status).toBe(201);
+    expect(json).toMatchObject({ id: payment?.id, state: 'canceled' });
+  }, 30_000);
+});

@@ -1,0 +1,138 @@
+/**
+ * PinPad.cancel() when the pad never confirms with 41: the pending readCard must end as
+ * `canceled` once cancel() gives up (POS120), not wait for the pad's own card-read timeout; the
+ * serialized chain moves on; a late 21 for the abandoned read is an out-of-turn warning whose card
+ * data is wiped. The VirtualPinPad over mock:// with `override('40', () => [])`; the host runs on a
+ * fake clock (no sleeps, no timed assertions).
+ */
+import { Buffer } from 'node:buffer';
+import { once } from 'node:events';
+import nacl from 'tweetnacl';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { AgentError } from '../../common/agent-error.js';
+import { CardBoundary } from '../../drivers/boundary/card-boundary.js';
+import type { PadMessage } from '../../drivers/pinpad/messages.js';
+import { PinPad, type ReadCardResult } from '../../drivers/pinpad/pin-pad.js';
+import { createTransport } from '../../drivers/transport/transport.js';
+import { serveMock } from '../../simulator/pad-server.js';
+import { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
+import { FakeClock } from '../fixtures/link-fake-clock.js';
+
+/** Every message 21 the host decodes, as the PinPad got it (to check that it wipes them). */
+const decodedCards: Extract<PadMessage, { id: '21' }>[] = [];
+vi.mock('../../drivers/pinpad/messages.js', async (importOriginal) => {
+  const original = await importOriginal<typeof import('../../drivers/pinpad/messages.js')>();
+  return {
+    ...original,
+    decodeMessage: (payload: Buffer) => {
+      const message = original.decodeMessage(payload);
+      if (message.id === '21') decodedCards.push(message);
+      return message;
+    },
+  };
+});
+
+const RESPONSE_TIMEOUT_MS = 5000;
+const readReq = {
+  amountMinor: 500,
+  currency: 'EUR',
+  timeoutSeconds: 60,
+  entryModes: ['S', 'C', 'T'] as ('S' | 'C' | 'T')[],
+};
+
+const cleanups: (() => Promise<void>)[] = [];
+let nameCounter = 0;
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()?.();
+});
+
+async function setup(): Promise<{ pad: VirtualPinPad; pinPad: PinPad; clock: FakeClock }> {
+  const clock = new FakeClock();
+  // The pad keeps real time: its 60 s card-read timeout never fires during the test.
+  const pad = new VirtualPinPad();
+  const server = serveMock(pad, `pin-pad-cancel-${process.pid}-${nameCounter++}`);
+  cleanups.push(() => server.stop());
+  const pinPad = await PinPad.open({
+    transport: createTransport(server.url),
+    boundary: new CardBoundary({
+      tokenKey: Buffer.alloc(32, 7),
+      vaultPublicKey: nacl.box.keyPair().publicKey,
+    }),
+    clock,
+    responseTimeoutMs: RESPONSE_TIMEOUT_MS,
+    // Link timers far beyond the advances below: only the response timers are under test.
+    link: { ackTimeoutMs: 600_000, interByteTimeoutMs: 600_000 },
+    reconnect: false,
+  });
+  cleanups.push(() => pinPad.close());
+  return { pad, pinPad, clock };
+}
+
+/** Lets I/O settle (without timing anything) until `condition` holds. */
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setImmediate(resolve));
+}
+
+describe('PinPad.cancel() when the pad drops 41', () => {
+  it('ends the pending readCard as canceled once cancel gives up; the next command runs', async () => {
+    const { pad, pinPad, clock } = await setup();
+    pad.override('40', () => []);
+    let read: ReadCardResult | undefined;
+    const reading = pinPad.readCard(readReq).then((r) => (read = r));
+    await until(() => pad.received.some((m) => m.id === '20'));
+
+    const canceling = pinPad.cancel();
+    const cancelError = canceling.catch((error: unknown) => error as AgentError);
+    await until(() => pad.received.some((m) => m.id === '40'));
+    // No 41: the read is still pending just before cancel's timeout…
+    clock.advance(RESPONSE_TIMEOUT_MS - 1);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(read).toBeUndefined();
+    // …and ends as canceled when cancel gives up with POS120.
+    clock.advance(1);
+    expect(await cancelError).toMatchObject({ code: 'POS120', details: { request: '40' } });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(read).toEqual({ ok: false, reason: 'canceled' });
+    await reading;
+
+    // The serialized chain is not blocked by the abandoned read.
+    await expect(pinPad.status()).resolves.toMatchObject({ model: 'VPP-100' });
+  });
+
+  it('a late 21 for the canceled read is an out-of-turn warning with its card data wiped', async () => {
+    const { pad, pinPad, clock } = await setup();
+    pad.override('40', () => []);
+    const reading = pinPad.readCard(readReq);
+    await until(() => pad.received.some((m) => m.id === '20'));
+    const canceling = pinPad.cancel().catch((error: unknown) => error);
+    await until(() => pad.received.some((m) => m.id === '40'));
+    clock.advance(RESPONSE_TIMEOUT_MS);
+    await canceling;
+    expect(await reading).toEqual({ ok: false, reason: 'canceled' });
+
+    // The pad finishes its abandoned read: 21 with clear card data, out of turn now.
+    decodedCards.length = 0;
+    const warning = once(pinPad, 'warning');
+    const frames = pinPad.linkStats.framesReceived;
+    pad.presentCard('visa', { entryMode: 'S' });
+    const [error] = (await warning) as [AgentError];
+    expect(error.code).toBe('POS121');
+    expect(error.details).toEqual({ id: '21' });
+    expect(pinPad.linkStats.framesReceived).toBe(frames + 1);
+    // The decoded tracks were wiped (they held the test card's PAN).
+    expect(decodedCards).toHaveLength(1);
+    const [card] = decodedCards;
+    expect(card !== undefined && Buffer.concat([card.track1, card.track2]).length).toBeGreaterThan(
+      0,
+    );
+    for (const field of [card?.track1, card?.track2, card?.emvTlv])
+      expect(field?.every((b) => b === 0)).toBe(true);
+
+    // No card came out of it: the next read waits for its own card.
+    const next = pinPad.readCard(readReq);
+    await until(() => pad.received.filter((m) => m.id === '20').length === 2);
+    pad.override('40', undefined);
+    await pinPad.cancel();
+    expect(await next).toEqual({ ok: false, reason: 'canceled' });
+  });
+});
