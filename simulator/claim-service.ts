@@ -87,6 +87,7 @@ export class ClaimService {
     return service;
   }
 
+  /** Disconnects from the broker; claims arriving afterwards are not answered. */
   async stop(): Promise<void> {
     await this.#session.end();
   }

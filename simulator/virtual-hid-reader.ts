@@ -307,10 +307,16 @@ export class VirtualHidBackend implements HidBackend {
     return reader;
   }
 
+  /** HidBackend: the plugged-in virtual readers, as node-hid's `devicesAsync()` lists devices. */
   async devices(): Promise<HidDeviceInfo[]> {
     return this.readers.filter((r) => r.plugged).map((r) => ({ ...r.info }));
   }
 
+  /**
+   * HidBackend: opens the virtual reader at node-hid `path`, like `HIDAsync.open(path)`.
+   *
+   * @throws Error (node-hid's own wording) when no plugged-in reader has that path.
+   */
   async open(path: string): Promise<HidDeviceHandle> {
     const reader = this.readers.find((r) => r.info.path === path);
     if (reader === undefined) throw new Error(`cannot open device with path ${path}`);
