@@ -719,14 +719,7 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
           () => (this.#counters.acksFailed += 1),
         );
     };
-    const delay = this.#faults.authResponseDelayMs;
-    if (delay > 0) {
-      const timer = this.#clock.setTimeout(() => {
-        this.#timers.delete(timer);
-        send();
-      }, delay);
-      this.#timers.add(timer);
-    } else send();
+    this.#later(send, this.#faults.authResponseDelayMs);
   }
 
   #sendAcks(deviceId: string, acks: Acks): void {
@@ -773,13 +766,19 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
         );
       }
     };
-    const delay = this.#faults.ackDelayMs;
-    if (delay > 0) {
-      const timer = this.#clock.setTimeout(() => {
-        this.#timers.delete(timer);
-        send();
-      }, delay);
-      this.#timers.add(timer);
-    } else send();
+    this.#later(send, this.#faults.ackDelayMs);
+  }
+
+  /** Runs `send` now, or after `delayMs` on the injected clock (a late-answer fault switch). */
+  #later(send: () => void, delayMs: number): void {
+    if (delayMs <= 0) {
+      send();
+      return;
+    }
+    const timer = this.#clock.setTimeout(() => {
+      this.#timers.delete(timer);
+      send();
+    }, delayMs);
+    this.#timers.add(timer);
   }
 }

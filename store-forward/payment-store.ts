@@ -114,21 +114,28 @@ export interface PaymentStoreOptions {
   busyTimeoutMs?: number;
 }
 
+/**
+ * The card columns of `payments` (the schema guarantees all or none are NULL), shared by the
+ * row types below and {@link cardOf}.
+ */
+interface CardColumns {
+  card_token: string | null;
+  card_brand: string | null;
+  card_first6: string | null;
+  card_last4: string | null;
+  card_expiry_month: number | null;
+  card_expiry_year: number | null;
+  card_entry_mode: string | null;
+}
+
 /** Row of `payments`. */
-interface PaymentRow {
+interface PaymentRow extends CardColumns {
   id: string;
   idempotency_key: string;
   amount_minor: number;
   currency: string;
   reference: string | null;
   state: PaymentState;
-  card_token: string | null;
-  card_first6: string | null;
-  card_brand: string | null;
-  card_last4: string | null;
-  card_expiry_month: number | null;
-  card_expiry_year: number | null;
-  card_entry_mode: string | null;
   cardholder_name: string | null;
   auth_code: string | null;
   decline_code: string | null;
@@ -180,7 +187,7 @@ interface EventRow {
 }
 
 /** Row of the `nextPending` join. */
-interface PendingRow {
+interface PendingRow extends CardColumns {
   key: string;
   seq: number;
   type: 'payment' | 'void';
@@ -190,13 +197,6 @@ interface PendingRow {
   currency: string;
   reference: string | null;
   payment_created_at: string;
-  card_token: string | null;
-  card_brand: string | null;
-  card_first6: string | null;
-  card_last4: string | null;
-  card_expiry_month: number | null;
-  card_expiry_year: number | null;
-  card_entry_mode: string | null;
   sealed: string | null;
   sred_ksn: string | null;
   sred_ciphertext: string | null;
@@ -1588,16 +1588,8 @@ function toPayment(row: PaymentRow): Payment {
   return payment;
 }
 
-/** The card columns of a row (the schema guarantees all or none are NULL). */
-function cardOf(row: {
-  card_token: string | null;
-  card_brand: string | null;
-  card_first6: string | null;
-  card_last4: string | null;
-  card_expiry_month: number | null;
-  card_expiry_year: number | null;
-  card_entry_mode: string | null;
-}): PaymentCard | undefined {
+/** The card of a row, or undefined for a card-less row. */
+function cardOf(row: CardColumns): PaymentCard | undefined {
   if (row.card_token === null) return undefined;
   return {
     token: row.card_token,
