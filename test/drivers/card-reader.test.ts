@@ -19,6 +19,7 @@ import {
 } from '../../simulator/virtual-serial-reader.js';
 import { FakeClock } from '../fixtures/link-fake-clock.js';
 import { visaHidMsrReport, visaSerialLine } from '../fixtures/reader-traces.js';
+import { until } from '../helpers/wait.js';
 
 const vault = nacl.box.keyPair();
 const boundary = (): CardBoundary =>
@@ -32,11 +33,6 @@ const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-/** Waits for an event or condition without timing assertions (bounded by vitest's timeout). */
-async function until(check: () => boolean): Promise<void> {
-  while (!check()) await new Promise((r) => setTimeout(r, 2));
-}
 
 async function hidReader(mode: 'msr' | 'wedge', clock = new FakeClock()) {
   const backend = new VirtualHidBackend();

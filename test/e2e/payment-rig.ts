@@ -15,6 +15,7 @@ import { CloudCore } from '../../simulator/cloud-core.js';
 import { serveMock, type PadServer } from '../../simulator/pad-server.js';
 import { findTestCard } from '../../simulator/test-cards.js';
 import { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
+import { until } from '../helpers/wait.js';
 
 /** A complete agent on the simulator; `offline` overrides the config's offline section. */
 export interface Rig {
@@ -82,13 +83,8 @@ export async function startRig(overrides: Record<string, unknown> = {}): Promise
     keys: terminal,
     logger: createLogger({ level: 'silent', file: path.join(dir, 'agent.log') }),
   });
-  const waitFor = async (condition: () => boolean, timeoutMs = 20_000): Promise<void> => {
-    const deadline = Date.now() + timeoutMs;
-    while (!condition()) {
-      if (Date.now() > deadline) throw new Error('condition not reached in time');
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  };
+  const waitFor = (condition: () => boolean, timeoutMs = 20_000): Promise<void> =>
+    until(condition, { timeoutMs, pollMs: 20 });
   await waitFor(() => agent.worker.online && cloud.connected);
   const answers: string[] = [];
   return {

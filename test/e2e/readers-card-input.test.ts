@@ -15,6 +15,7 @@ import { serveMock } from '../../simulator/pad-server.js';
 import { VirtualHidBackend, VirtualHidReader } from '../../simulator/virtual-hid-reader.js';
 import { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
 import { FakeClock } from '../fixtures/link-fake-clock.js';
+import { until } from '../helpers/wait.js';
 
 const vault = nacl.box.keyPair();
 const boundary = new CardBoundary({
@@ -32,10 +33,6 @@ let counter = 0;
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function until(check: () => boolean): Promise<void> {
-  while (!check()) await new Promise((r) => setTimeout(r, 2));
-}
 
 async function setup(options: { pad?: boolean } = {}) {
   const clock = new FakeClock();

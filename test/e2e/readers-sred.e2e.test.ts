@@ -26,11 +26,7 @@ import { serveMock, type PadServer } from '../../simulator/pad-server.js';
 import { TEST_PANS } from '../../simulator/test-cards.js';
 import { VirtualHidBackend, VirtualHidReader } from '../../simulator/virtual-hid-reader.js';
 import { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
-
-/** Polls without timed assertions; vitest's test timeout bounds it. */
-async function until(check: () => boolean): Promise<void> {
-  while (!check()) await new Promise((r) => setTimeout(r, 5));
-}
+import { until } from '../helpers/wait.js';
 
 /** The KSN and encrypted track 2 of a project SRED report, as upper-case hex. */
 function sredOf(report: Buffer): { ksnHex: string; ciphertextHex: string } {

@@ -26,12 +26,8 @@ import {
   VirtualSerialReader,
 } from '../../simulator/virtual-serial-reader.js';
 import { filesToSweep, sqliteValuesToSweep, sweepForPans } from '../helpers/leak-sweep.js';
+import { until } from '../helpers/wait.js';
 import { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
-
-/** Polls without timed assertions; vitest's test timeout bounds it. */
-async function until(check: () => boolean): Promise<void> {
-  while (!check()) await new Promise((r) => setTimeout(r, 5));
-}
 
 describe('card readers end to end: reader → card input → store → broker → cloud core', () => {
   let dir: string;

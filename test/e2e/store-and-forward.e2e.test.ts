@@ -34,6 +34,7 @@ import {
   startMosquitto,
   type MosquittoBroker,
 } from '../helpers/mosquitto.js';
+import { until } from '../helpers/wait.js';
 
 const PAYMENTS = 200;
 const STOP_AT = 70;
@@ -137,7 +138,7 @@ describe.skipIf(missing.length > 0)(
         // The agent decides online or offline by its link state (issue 3): wait until it saw the change.
         if (n === STOP_AT) {
           await mosquitto.stop();
-          await waitUntil(() => !agent.worker.online);
+          await until(() => !agent.worker.online);
         }
         if (n === START_AT) {
           // Online again means both ends are subscribed: the agent's fresh retained status (Mosquitto
@@ -146,7 +147,7 @@ describe.skipIf(missing.length > 0)(
           // still reconnecting, and it was stored offline instead of approved online.
           const restartedAt = new Date().toISOString();
           await mosquitto.start();
-          await waitUntil(
+          await until(
             () =>
               agent.worker.online && (cloudCore.deviceStatus('e2e-lane-1')?.at ?? '') > restartedAt,
           );
@@ -244,11 +245,3 @@ describe.skipIf(missing.length > 0)(
     }, 180_000);
   },
 );
-
-async function waitUntil(condition: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not reached in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

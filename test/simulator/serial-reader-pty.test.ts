@@ -13,14 +13,10 @@ import { hasSocat, serveSerialReaderPty } from '../../simulator/reader-server.js
 import { VirtualSerialReader } from '../../simulator/virtual-serial-reader.js';
 import { FakeClock } from '../fixtures/link-fake-clock.js';
 import { visaSerialLine } from '../fixtures/reader-traces.js';
+import { until } from '../helpers/wait.js';
 
 const socat = hasSocat();
 if (!socat) console.warn('serial-reader-pty.test.ts skipped: needs socat (apt-get install socat)');
-
-/** Polls without timed assertions; vitest's test timeout bounds it. */
-async function until(check: () => boolean): Promise<void> {
-  while (!check()) await new Promise((r) => setTimeout(r, 5));
-}
 
 describe.skipIf(!socat)('serial card reader over a real pty (socat)', () => {
   const cleanups: (() => unknown)[] = [];
