@@ -131,8 +131,8 @@ export class PaymentService extends EventEmitter {
    * @param deps.notifySync — wakes the sync worker after a commit.
    * @param deps.cardReadTimeoutSeconds — how long the customer has to present a card.
    * @param deps.online — online authorization; absent: the agent works offline only.
-   * @param deps.policy — the offline policy (config `offline`).
-   * @param deps.authorization — config `authorization`.
+   * @param deps.policy — the offline policy (config `offline`, defaults there).
+   * @param deps.authorization — config `authorization` (defaults there).
    * @param deps.now — clock for prompt timestamps, epoch ms.
    * @param deps.cardInput — races the PIN pad's read against the card readers (agent/card-input.ts);
    *   absent: the PIN pad alone reads cards.
@@ -144,8 +144,8 @@ export class PaymentService extends EventEmitter {
     logger: Logger;
     cardReadTimeoutSeconds: number;
     online?: OnlineAuthorizer;
-    policy?: OfflinePolicy;
-    authorization?: Partial<AuthorizationSettings>;
+    policy: OfflinePolicy;
+    authorization: AuthorizationSettings;
     now?: () => number;
     cardInput?: CardInput;
   }) {
@@ -156,18 +156,9 @@ export class PaymentService extends EventEmitter {
     this.#logger = deps.logger;
     this.#cardReadTimeoutSeconds = deps.cardReadTimeoutSeconds;
     this.#online = deps.online;
-    this.#policy = deps.policy ?? {
-      perTransactionLimitMinor: { EUR: 10_000, USD: 10_000, GBP: 10_000 },
-      totalLimitMinor: { EUR: 500_000, USD: 500_000, GBP: 500_000 },
-      maxCount: 500,
-      forwardingDeadlineHours: 72,
-      warningBeforeDeadlineHours: 12,
-    };
-    this.#auth = {
-      timeoutMs: deps.authorization?.timeoutMs ?? 15_000,
-      onlinePinEntryModes: deps.authorization?.onlinePinEntryModes ?? [],
-      pinTimeoutSeconds: deps.authorization?.pinTimeoutSeconds ?? 60,
-    };
+    // The defaults live in one place: the config schema (agent/config.ts `offline`, `authorization`).
+    this.#policy = deps.policy;
+    this.#auth = deps.authorization;
     this.#now = deps.now ?? Date.now;
     this.#cardInput = deps.cardInput;
   }
