@@ -209,7 +209,7 @@ export async function agentDrain(options: {
   const session = new MqttSession({ url, clientId: deviceId, reconnectPeriodMs: 1000 });
   const worker = new SyncWorker({
     session,
-    source: store,
+    source: store.outbox,
     deviceId,
     signer: { secretKey: keys.device.secretKey },
     cloudPublicKeys: new Map([[keyId(keys.cloud.publicKey), keys.cloud.publicKey]]),

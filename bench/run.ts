@@ -349,6 +349,24 @@ async function memoryTarget(
     ),
   );
   line(`→ rss ratio ${fmt(v.ratio)}×, target ${v.target}: ${mark(v)}`);
+  const startLoaded = median(r.loaded.map((x) => x.startMs));
+  const startIdle = median(r.idle.map((x) => x.startMs));
+  const s = verdict(startLoaded, startIdle, { direction: 'at-most', limit: 1.2 });
+  line(
+    `→ start-up ratio ${fmt(s.ratio)}× (startAgent with ${stored} stored and a verified checkpoint vs ` +
+      `empty), target ${s.target}: ${mark(s)}`,
+  );
+  results.push({
+    id: 'startup',
+    name: `startAgent ms with ${stored} stored payments (checkpointed) vs empty`,
+    unit: 'ms',
+    measured: startLoaded,
+    baseline: startIdle,
+    ratio: s.ratio,
+    target: s.target,
+    pass: s.pass,
+    details: { loaded: r.loaded.map((x) => x.startMs), idle: r.idle.map((x) => x.startMs) },
+  });
   results.push({
     id: 'memory',
     name: `rss with ${stored} stored payments vs idle, broker down`,
