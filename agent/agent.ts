@@ -22,7 +22,8 @@ import { SyncWorker } from '../cloud-sync/sync-worker.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
 import type { ChainReport, ProjectionReport } from '../store-forward/model.js';
 import { startRetention } from '../store-forward/retention.js';
-import { definedOnly, startBackgroundCheck } from './background-check.js';
+import { definedOnly, startBackgroundCheck, type BackgroundCheck } from './background-check.js';
+import type { StartupCheck } from '../store-forward/integrity.js';
 import { buildApi, type AgentStatus } from './api.js';
 import { listenApi } from './api-auth.js';
 import { CardInput } from './card-input.js';
@@ -75,6 +76,11 @@ export interface RunningAgent {
   commands: CloudCommands;
   /** What `GET /v1/status` answers. */
   status(): AgentStatus;
+  /**
+   * The integrity checks (issue 9 §4): what start-up verified (the chain after the newest
+   * checkpoint and the payments touched since), and the full background pass that follows.
+   */
+  integrity: { startup: StartupCheck; background: BackgroundCheck };
   /** Stops the API, the PIN pad, the sync and closes the database, in that order. */
   stop(): Promise<void>;
 }
@@ -425,6 +431,7 @@ async function startSteps(
     cardReaders,
     cardInput,
     status,
+    integrity: { startup, background: fullCheck },
     async stop() {
       // A second call (a signal during a stop) has nothing left to do.
       if (stopping) return;
