@@ -193,6 +193,11 @@ export async function agentDrain(options: {
   timeoutMs: number;
   /** Whether the cloud core opens the sealed card data (false: a diagnostic of the agent side). */
   openSealed: boolean;
+  /**
+   * The sync limits the agent would run with (agent/config.ts `syncLimits`, e.g. the
+   * aws-iot-core preset); default: the agent's defaults.
+   */
+  limits?: { maxMessageBytes: number; maxInFlightBatches: number; maxPublishesPerSecond?: number };
 }): Promise<AgentRun> {
   const { url, payments, keys } = options;
   const dbPath = path.join(options.dir, `drain-${options.run}.db`);
@@ -214,6 +219,7 @@ export async function agentDrain(options: {
     signer: { secretKey: keys.device.secretKey },
     cloudPublicKeys: new Map([[keyId(keys.cloud.publicKey), keys.cloud.publicKey]]),
     version: 'bench',
+    ...(options.limits ?? {}),
   });
   try {
     let t0 = 0;

@@ -368,7 +368,9 @@ export class SqliteOutbox {
     }
     if (entries.length > 0) {
       k.appendAckEvent(at, { batches: [...batches], results: entries });
-      k.stmts.ackKeys.run({ a: JSON.stringify(acked), b: at });
+      const ackedJson = JSON.stringify(acked);
+      k.stmts.deleteSealedOfKeys.run({ a: ackedJson });
+      k.stmts.ackKeys.run({ a: ackedJson, b: at });
       const rows = [...changed].map((id) => toRow(payments.get(id) as Payment));
       k.stmts.applyPaymentRows.run({ a: JSON.stringify(rows) });
     }
