@@ -332,7 +332,10 @@ export class PaymentService extends EventEmitter {
       { paymentId: payment.id, state: payment.state, approval: payment.approval },
       text === 'approved offline — stored' ? 'payment stored' : `payment ${payment.state}`,
     );
-    await pad
+    // The outcome is committed: the POS app is answered now. The pad shows the result meanwhile;
+    // its 51 (result shown, card removed) takes as long as the customer does, and the pad driver
+    // serializes the next payment's operations behind it.
+    void pad
       .showResult(
         payment.state === 'stored'
           ? 'stored'

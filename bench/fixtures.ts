@@ -167,6 +167,9 @@ export async function startMosquitto(binary: string): Promise<BenchBroker> {
     [
       `listener ${port} 127.0.0.1`,
       'allow_anonymous true',
+      // Mosquitto leaves Nagle's algorithm on by default: each delivery of a small message waits
+      // for the peer's delayed ACK (~40 ms on Linux), as the agent's own socket did (issue 9).
+      'set_tcp_nodelay true',
       'persistence false',
       'max_queued_messages 10000',
       'max_inflight_messages 100',

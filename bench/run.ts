@@ -14,6 +14,8 @@
  * 4. A 10,000-payment backlog under the aws-iot-core preset (100 publishes/s, 100 in flight,
  *    128 KiB) drains in ≤ 2 s.
  * 5. The first payment page and the queue stats with 100,000 stored ≤ 1.2 × with 1,000.
+ * 6. `POST /v1/payments` through the whole local API path (bench/payment-http.ts): offline p50
+ *    ≤ 2 × a bare FULL commit; online through Mosquitto (aedes when it is missing) p50 ≤ 10 ms.
  *
  * Options: `--quick` (smaller run, ~1 minute), `--json FILE` (write the results), `--stored N`
  * (backlog of target 3; seeding 100,000 payments through createPayment takes ~30 s here on a
@@ -42,6 +44,7 @@ import {
   signedRecordBytes,
 } from './drain.js';
 import { benchEnqueue } from './enqueue.js';
+import { benchPaymentHttp } from './payment-http.js';
 import {
   type BenchBroker,
   makeCardTokens,
@@ -84,7 +87,7 @@ const quick = values.quick === true;
 const stored = values.stored === undefined ? (quick ? 10_000 : 100_000) : Number(values.stored);
 if (!Number.isInteger(stored) || stored < 1)
   throw new Error(`--stored ${values.stored} must be a positive integer (payments)`);
-const only = new Set((values.only ?? '1,2,3,4,5').split(',').map((s) => s.trim()));
+const only = new Set((values.only ?? '1,2,3,4,5,6').split(',').map((s) => s.trim()));
 const plan = quick
   ? {
       enqueue: 300,
@@ -95,6 +98,7 @@ const plan = quick
       memoryRounds: 1,
       awsPayments: 2000,
       listStored: 10_000,
+      http: 50,
     }
   : {
       enqueue: 2000,
@@ -105,6 +109,7 @@ const plan = quick
       memoryRounds: 2,
       awsPayments: 10_000,
       listStored: 100_000,
+      http: 300,
     };
 const settleMs = 1500;
 const diskParent = values.dir ?? os.tmpdir();
@@ -143,6 +148,7 @@ async function main(): Promise<void> {
     if (only.has('3')) await memoryTarget(work, templates, tokens);
     if (only.has('4')) await awsTarget(work, templates, keys, tokens);
     if (only.has('5')) listTarget(work, templates, tokens);
+    if (only.has('6')) await httpTarget(work);
   } finally {
     removeDir(templates);
     removeDir(work);
@@ -546,6 +552,80 @@ function listTarget(
     target: v.target,
     pass: v.pass,
     details: { small: a, large: b },
+  });
+}
+
+/** Target 6 — payments through the local API, offline and online (bench/payment-http.ts). */
+async function httpTarget(work: string): Promise<void> {
+  const mosquitto = mosquittoBinary();
+  const broker: BenchBroker =
+    mosquitto === null
+      ? await (async () => {
+          const b = await EmbeddedBroker.start();
+          return { name: 'aedes', url: b.url, stop: () => b.stop() };
+        })()
+      : await startMosquitto(mosquitto);
+  const dir = tempDir('http', work);
+  let r;
+  try {
+    r = await benchPaymentHttp({
+      dir,
+      brokerUrl: broker.url,
+      brokerName: broker.name,
+      iterations: plan.http,
+      warmup: 20,
+    });
+  } finally {
+    await broker.stop();
+  }
+  const off = verdict(r.offline.p50, r.bareInsert.p50, { direction: 'at-most', limit: 2 });
+  const on = verdict(r.online.p50, 10, { direction: 'at-most', limit: 1 });
+  line();
+  line(
+    `6. POST /v1/payments through the local API (HTTP → PIN pad on mock:// → boundary → store` +
+      ` [→ ${r.brokerName} → cloud core → answer]), ${r.iterations} rotating rounds`,
+  );
+  const row = (name: string, x: typeof r.offline): string[] => [
+    name,
+    fmt(x.p50, 3),
+    fmt(x.p95, 3),
+    fmt(x.p99, 3),
+  ];
+  line(
+    formatTable(
+      ['', 'p50 ms', 'p95 ms', 'p99 ms'],
+      [
+        row('offline (force_offline → stored)', r.offline),
+        row(`online through ${r.brokerName} (→ approved)`, r.online),
+        row('bare insert (256 B row, WAL, FULL)', r.bareInsert),
+      ],
+    ),
+  );
+  line(
+    `→ offline p50 ratio ${fmt(off.ratio)}× the bare commit, target ${off.target}: ${mark(off)}`,
+  );
+  line(`→ online p50 ${fmt(r.online.p50, 2)} ms, target ≤ 10 ms: ${mark(on)}`);
+  results.push({
+    id: 'http-offline',
+    name: 'POST /v1/payments offline p50 vs bare FULL commit p50',
+    unit: 'ms',
+    measured: r.offline.p50,
+    baseline: r.bareInsert.p50,
+    ratio: off.ratio,
+    target: off.target,
+    pass: off.pass,
+    details: r,
+  });
+  results.push({
+    id: 'http-online',
+    name: `POST /v1/payments online through ${r.brokerName} p50 vs 10 ms`,
+    unit: 'ms',
+    measured: r.online.p50,
+    baseline: 10,
+    ratio: on.ratio,
+    target: '≤ 10 ms',
+    pass: on.pass,
+    details: { online: r.online },
   });
 }
 

@@ -91,6 +91,8 @@ export async function startMosquitto(options: { port?: number } = {}): Promise<M
     [
       `listener ${port} 127.0.0.1`,
       'allow_anonymous true',
+      // As a store's broker should be: no Nagle delay on small messages (issue 9).
+      'set_tcp_nodelay true',
       'persistence false',
       // Room for a device's whole window of batches while the cloud core catches up.
       'max_queued_messages 10000',

@@ -1,0 +1,158 @@
+/**
+ * DESIGN §9 / issue 9 — a payment through the whole local API path, as the POS app sees it:
+ * `POST /v1/payments` over HTTP on loopback → PaymentService → the virtual PIN pad (reference
+ * message set over the framed link, in process on `mock://`) → card boundary → store (and, online,
+ * the MQTT round trip to the cloud core simulator through a real broker) → the answer.
+ *
+ * - offline (`force_offline`): p50 against a bare better-sqlite3 FULL commit on the same disk,
+ *   measured interleaved in the same run (target ≤ 2×);
+ * - online through Mosquitto when installed (aedes otherwise) on loopback: p50 ≤ 10 ms (an
+ *   absolute target of DESIGN §9, printed with the bare commit beside it).
+ *
+ * bench/ is a measurement tool outside the product layers (DESIGN §1).
+ */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { v7 as uuidv7 } from 'uuid';
+import { startAgent } from '../agent/agent.js';
+import { parseConfig } from '../agent/config.js';
+import { generateDevelopmentKeys } from '../agent/keys.js';
+import { createLogger } from '../agent/logger.js';
+import { openSealedCard } from '../drivers/boundary/sealed-card.js';
+import { CloudCore } from '../simulator/cloud-core.js';
+import { serveMock } from '../simulator/pad-server.js';
+import { findTestCard } from '../simulator/test-cards.js';
+import { VirtualPinPad } from '../simulator/virtual-pin-pad.js';
+import { type Summary, summarize } from './stats.js';
+
+/** Result of {@link benchPaymentHttp}, milliseconds. */
+export interface PaymentHttpResult {
+  iterations: number;
+  offline: Summary;
+  online: Summary;
+  bareInsert: Summary;
+  brokerName: string;
+}
+
+/**
+ * Runs `warmup + iterations` rounds of (offline payment, online payment, bare commit) in rotating
+ * order against one agent started by `startAgent` in `dir`.
+ *
+ * @throws Error when a payment is not answered 201 with the expected state.
+ */
+export async function benchPaymentHttp(options: {
+  dir: string;
+  brokerUrl: string;
+  brokerName: string;
+  iterations: number;
+  warmup: number;
+}): Promise<PaymentHttpResult> {
+  const { dir } = options;
+  const { terminal, cloud: cloudKeys } = generateDevelopmentKeys(path.join(dir, 'keys'));
+  const cloud = await CloudCore.start({
+    brokerUrl: options.brokerUrl,
+    signer: { secretKey: cloudKeys.cloudSecretKey },
+    openSealed: (sealed) => openSealedCard(sealed, cloudKeys.vaultSecretKey),
+    reconnectPeriodMs: 100,
+  });
+  const deviceId = `bench-http-${process.pid}`;
+  cloud.registerDevice(deviceId, terminal.devicePublicKey);
+  const pad = new VirtualPinPad();
+  const padServer = serveMock(pad, `bench-http-pad-${process.pid}`);
+  const config = parseConfig({
+    deviceId,
+    dataDir: path.join(dir, 'data'),
+    keysDir: path.join(dir, 'keys'),
+    pinPad: { path: padServer.url },
+    broker: { url: options.brokerUrl, reconnectPeriodMs: 100, development: true },
+    api: { port: 0 },
+    offline: {
+      perTransactionLimitMinor: { EUR: 1_000_000 },
+      totalLimitMinor: { EUR: 1_000_000_000 },
+      maxCount: 100_000,
+    },
+    log: { level: 'silent' },
+  });
+  const agent = await startAgent({
+    config,
+    keys: terminal,
+    logger: createLogger({ level: 'silent' }),
+  });
+  const bare = new Database(path.join(dir, 'bare.db'));
+  try {
+    bare.pragma('journal_mode = WAL');
+    bare.pragma('synchronous = FULL');
+    bare.exec(
+      'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, k TEXT NOT NULL UNIQUE, v BLOB NOT NULL) STRICT',
+    );
+    const insert = bare.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
+    const blob = randomBytes(256);
+    const start = Date.now();
+    while (!(agent.worker.online && cloud.connected)) {
+      if (Date.now() - start > 20_000) throw new Error('agent or cloud core not online in 20 s');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const card = findTestCard('visa');
+    if (card === undefined) throw new Error('no visa test card');
+    const pay = async (
+      offline: 'force_offline' | 'prefer_online',
+      expected: string,
+    ): Promise<number> => {
+      pad.presentCard(card, { entryMode: 'C' });
+      const t0 = performance.now();
+      const response = await fetch(`${agent.apiUrl}/v1/payments`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${agent.apiToken}`,
+          'content-type': 'application/json',
+          'idempotency-key': uuidv7(),
+        },
+        body: JSON.stringify({ amount: 1000, currency: 'EUR', offline }),
+      });
+      const json = (await response.json()) as { state?: string; payment?: { state?: string } };
+      const ms = performance.now() - t0;
+      const state = json.state ?? json.payment?.state;
+      if (response.status !== 201 || state !== expected) {
+        throw new Error(
+          `payment answered ${response.status} ${JSON.stringify(json).slice(0, 200)}`,
+        );
+      }
+      return ms;
+    };
+    const offline: number[] = [];
+    const online: number[] = [];
+    const inserted: number[] = [];
+    const steps = [
+      async () => void offline.push(await pay('force_offline', 'stored')),
+      async () => void online.push(await pay('prefer_online', 'approved')),
+      async () => {
+        const t0 = performance.now();
+        insert.run(uuidv7(), blob);
+        inserted.push(performance.now() - t0);
+      },
+    ];
+    const total = options.warmup + options.iterations;
+    for (let i = 0; i < total; i++) {
+      for (let k = 0; k < steps.length; k++)
+        await (steps[(i + k) % steps.length] as () => Promise<void>)();
+      if (i < options.warmup) {
+        offline.pop();
+        online.pop();
+        inserted.pop();
+      }
+    }
+    return {
+      iterations: options.iterations,
+      offline: summarize(offline),
+      online: summarize(online),
+      bareInsert: summarize(inserted),
+      brokerName: options.brokerName,
+    };
+  } finally {
+    bare.close();
+    await agent.stop();
+    await cloud.stop();
+    await padServer.stop();
+  }
+}
