@@ -253,6 +253,11 @@ export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
     }
   }
 
+  /** Drops every card queued by {@link presentCard} and not read yet. */
+  clearQueuedCards(): void {
+    this.#cards.length = 0;
+  }
+
   /** Replaces the answer to `id` (or restores the default with `undefined`). */
   override(id: HostMessage['id'], handler: PadOverride | undefined): void {
     if (handler === undefined) this.#overrides.delete(id);

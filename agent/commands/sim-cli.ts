@@ -164,4 +164,29 @@ export function registerSimCommands(sim: Command): void {
         process.stdin.pause();
       },
     );
+
+  sim
+    .command('scenario')
+    .description(
+      'run scripted scenarios (JSON or YAML) against an agent on the simulator; exit 0 when all pass',
+    )
+    .argument('<files...>', 'scenario files, e.g. simulator/scenarios/*.yaml')
+    .addHelpText(
+      'after',
+      epilog(
+        'Steps (simulator/scenario.ts has the schema)',
+        [
+          '  pay: { amount, currency?, card?|swipe?, entry?, pin?, cancelAtPad?, offline?, key? }',
+          '       with expect: { status?, error?, state?, approval?, declineCode?, reason?, brand?, entryMode? }',
+          '  pad: { do: present|card|fault|faults|clear-faults|unplug|replug|event, … }',
+          '  cloud: { do: fault|clear-faults, fault? }      reader: { do: swipe|unplug|replug }',
+          '  broker: stop|start    clock: { advanceHours }    wait: synced',
+          '  check: { queueDepth?, dead?, offlineCount?, deadlineWarnings?, cloudCharges?, link? }',
+        ].join('\n'),
+      ),
+    )
+    .action(async (files: string[]) => {
+      const { simScenario } = await import('./sim-scenario.js');
+      process.exitCode = await simScenario(files, process.stdout);
+    });
 }
