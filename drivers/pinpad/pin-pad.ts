@@ -18,6 +18,19 @@
  * Operations run one at a time (a second call waits for the first), except `cancel()`, which is
  * sent at once. A message that arrives out of turn (a late reply after a timeout, a duplicate
  * after a lost ACK) is reported as a `'warning'` and ignored; card data in it is wiped.
+ *
+ * Cancel without ambiguity: the message set has no request ids, so a late 21 for an operation
+ * the host gave up on could be taken as the answer to the next request. When the host abandons a
+ * 20/30 without the pad's 41 (cancel() gave up, or the answer did not come in time), the next
+ * operation first sends 40 again and waits for its 41; what the pad sends before that 41 belongs
+ * to the abandoned operation and is discarded as out of turn:
+ *
+ * ```
+ *   20 ──►            40 ──► (no 41: abandoned)      next call:  40 ──►
+ *                                                          ◄── 21 (late, old card: discarded)
+ *                                                          ◄── 41 (the pad is idle now)
+ *                                                    20 ──►  ◄── 21 (this payment's card)
+ * ```
  */
 import type { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
@@ -149,6 +162,8 @@ export class PinPad extends EventEmitter<PinPadEvents> {
   #waiters: Waiter[] = [];
   #chain: Promise<unknown> = Promise.resolve();
   #closed = false;
+  /** A 20/30 was abandoned without the pad's 41: send 40 again before the next operation. */
+  #unconfirmed = false;
   #reconnectTimer: TimerHandle | undefined;
   #reconnectDelayMs = 0;
   readonly #onData = (chunk: Buffer): void => {
@@ -288,6 +303,11 @@ export class PinPad extends EventEmitter<PinPadEvents> {
     const abandoned = this.#waiters.filter((w) => w.onCanceled !== undefined);
     try {
       await this.#exchange({ id: '40' }, ['41'], this.#responseTimeoutMs);
+      this.#unconfirmed = false;
+    } catch (error) {
+      // The pad may still be busy with what was canceled and answer it later.
+      this.#unconfirmed = true;
+      throw error;
     } finally {
       // After 41 they already ended (#onFrame); after a timeout or a send failure, end them here.
       for (const waiter of abandoned)
@@ -381,9 +401,30 @@ export class PinPad extends EventEmitter<PinPadEvents> {
   }
 
   #serialize<T>(operation: () => Promise<T>): Promise<T> {
-    const run = this.#chain.then(operation, operation);
+    const guarded = (): Promise<T> => this.#confirmAbandoned().then(operation);
+    const run = this.#chain.then(guarded, guarded);
     this.#chain = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * Before an operation: when an earlier 20/30 was abandoned without a 41, cancel it again and
+   * wait for the 41, so its late answer (discarded as out of turn) cannot be taken for this one.
+   * @throws AgentError `POS120` when the pad still does not confirm: nothing is sent then.
+   */
+  async #confirmAbandoned(): Promise<void> {
+    if (!this.#unconfirmed) return;
+    try {
+      await this.#exchange({ id: '40' }, ['41'], this.#responseTimeoutMs);
+    } catch (error) {
+      if (!isAgentError(error, 'POS120')) throw error;
+      throw driverError(
+        'POS120',
+        `PIN pad ${this.#transport.path} did not confirm the cancel of an earlier operation (no 41 to 40 within ${this.#responseTimeoutMs} ms), so its late answer could be taken for the next one; nothing was sent: check that the pad is idle, or power-cycle it`,
+        { details: { request: '40', timeoutMs: this.#responseTimeoutMs }, cause: error },
+      );
+    }
+    this.#unconfirmed = false;
   }
 
   #requireLink(): SerialLink {
@@ -426,6 +467,8 @@ export class PinPad extends EventEmitter<PinPadEvents> {
       };
       waiter.timer = this.#clock.setTimeout(() => {
         this.#remove(waiter);
+        // A card read or PIN entry the host stops waiting for may still be answered.
+        if (onCanceled !== undefined) this.#unconfirmed = true;
         reject(
           driverError(
             'POS120',

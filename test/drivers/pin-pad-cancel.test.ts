@@ -15,6 +15,7 @@ import type { PadMessage } from '../../drivers/pinpad/messages.js';
 import { PinPad, type ReadCardResult } from '../../drivers/pinpad/pin-pad.js';
 import { createTransport } from '../../drivers/transport/transport.js';
 import { serveMock } from '../../simulator/pad-server.js';
+import { buildEmvTlv, findTestCard } from '../../simulator/test-cards.js';
 import { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
 import { FakeClock } from '../fixtures/link-fake-clock.js';
 
@@ -95,8 +96,11 @@ describe('PinPad.cancel() when the pad drops 41', () => {
     expect(read).toEqual({ ok: false, reason: 'canceled' });
     await reading;
 
-    // The serialized chain is not blocked by the abandoned read.
+    // The serialized chain is not blocked by the abandoned read: the next command first cancels
+    // it again (now the pad confirms with 41), then runs.
+    pad.override('40', undefined);
     await expect(pinPad.status()).resolves.toMatchObject({ model: 'VPP-100' });
+    expect(pad.received.map((m) => m.id)).toEqual(['20', '40', '40', '00']);
   });
 
   it('a late 21 for the canceled read is an out-of-turn warning with its card data wiped', async () => {
@@ -129,10 +133,74 @@ describe('PinPad.cancel() when the pad drops 41', () => {
       expect(field?.every((b) => b === 0)).toBe(true);
 
     // No card came out of it: the next read waits for its own card.
+    pad.override('40', undefined);
     const next = pinPad.readCard(readReq);
     await until(() => pad.received.filter((m) => m.id === '20').length === 2);
-    pad.override('40', undefined);
     await pinPad.cancel();
     expect(await next).toEqual({ ok: false, reason: 'canceled' });
+  });
+
+  it('a late 21 for the abandoned read never lands on the next payment (regression: it could)', async () => {
+    const { pad, pinPad, clock } = await setup();
+    // The first cancel is lost: no 41, and the pad keeps reading.
+    pad.injectFault({ kind: 'ignore-cancel' });
+    const reading = pinPad.readCard(readReq);
+    await until(() => pad.received.some((m) => m.id === '20'));
+    const canceling = pinPad.cancel().catch((error: unknown) => error as AgentError);
+    await until(() => pad.received.some((m) => m.id === '40'));
+    clock.advance(RESPONSE_TIMEOUT_MS);
+    expect(await canceling).toMatchObject({ code: 'POS120' });
+    expect(await reading).toEqual({ ok: false, reason: 'canceled' });
+
+    // The previous customer's card finally reads, just as the next host frame arrives, whatever
+    // that frame is. Without the second cancel it would be the next payment's 20, and this 21
+    // its answer.
+    const declined = findTestCard('declined');
+    const late: PadMessage = {
+      id: '21',
+      entryMode: 'C',
+      track1: Buffer.alloc(0),
+      track2: Buffer.alloc(0),
+      emvTlv: buildEmvTlv(declined?.pan ?? ''),
+    };
+    const firstFrameAfter = (replies: PadMessage[]) => (): PadMessage[] => {
+      pad.override('20', undefined);
+      pad.override('40', undefined);
+      return replies;
+    };
+    pad.override('20', firstFrameAfter([late]));
+    pad.override('40', firstFrameAfter([late, { id: '41' }]));
+    const warnings: AgentError[] = [];
+    pinPad.on('warning', (w) => warnings.push(w));
+
+    const next = pinPad.readCard(readReq);
+    await until(() => pad.received.filter((m) => m.id === '20').length === 2);
+    // Cancel sent again first, confirmed, and only then the next read.
+    expect(pad.received.map((m) => m.id)).toEqual(['20', '40', '40', '20']);
+    expect(warnings.map((w) => [w.code, w.details])).toEqual([['POS121', { id: '21' }]]);
+    pad.presentCard('visa');
+    const result = await next;
+    expect(result.ok && [result.card.brand, result.card.last4]).toEqual(['visa', '1111']);
+  });
+
+  it('refuses the next operation with POS120 while the pad still does not confirm the cancel', async () => {
+    const { pad, pinPad, clock } = await setup();
+    pad.override('40', () => []);
+    const reading = pinPad.readCard(readReq);
+    await until(() => pad.received.some((m) => m.id === '20'));
+    const canceling = pinPad.cancel().catch((error: unknown) => error);
+    await until(() => pad.received.some((m) => m.id === '40'));
+    clock.advance(RESPONSE_TIMEOUT_MS);
+    await canceling;
+    await reading;
+
+    const next = pinPad.readCard(readReq).catch((error: unknown) => error as AgentError);
+    await until(() => pad.received.filter((m) => m.id === '40').length === 2);
+    clock.advance(RESPONSE_TIMEOUT_MS);
+    const error = await next;
+    expect(error).toMatchObject({ code: 'POS120', details: { request: '40' } });
+    expect((error as AgentError).message).toMatch(/did not confirm the cancel of an earlier/);
+    // Nothing was sent for the refused read.
+    expect(pad.received.filter((m) => m.id === '20')).toHaveLength(1);
   });
 });
