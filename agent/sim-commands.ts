@@ -15,11 +15,14 @@
  * help of each command prints it). Bad options are an AgentError POS501 naming the option, the
  * bad value and what is accepted; the CLI prints it without a stack trace and exits 2.
  */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { AgentError } from '../common/agent-error.js';
 import type { SyncLogger } from '../cloud-sync/sync-worker.js';
 import { openSealedCard } from '../drivers/boundary/sealed-card.js';
 import { EmbeddedBroker } from '../simulator/broker.js';
+import { ClaimService } from '../simulator/claim-service.js';
 import { CloudCore, type CloudFaults } from '../simulator/cloud-core.js';
 import {
   applyCloudControl,
@@ -34,7 +37,7 @@ import { FaultSpecError, parseCloudFault, parsePadFault } from '../simulator/fau
 import { servePty, serveTcp } from '../simulator/pad-server.js';
 import { findTestCard, TEST_CARDS } from '../simulator/test-cards.js';
 import { type PadFault, VirtualPinPad } from '../simulator/virtual-pin-pad.js';
-import { loadCloudSideKeys } from './keys.js';
+import { loadCloudSideKeys, writeCloudSideKeys } from './keys.js';
 
 /** Where a sim command writes and when it stops (the CLI: stdout and SIGINT/SIGTERM). */
 export interface SimIo {
@@ -336,5 +339,108 @@ export async function simCloud(
   } finally {
     await control?.stop();
     await core.stop();
+  }
+}
+
+/** Options of {@link simClaim}. */
+export interface SimClaimOptions {
+  /** The simulator's cloud keys (DIR/cloud of init-dev): signs responses; devices.json grows. */
+  keys: string;
+  /** Broker URL the claim service connects to (the cloud side; plaintext or with user:password). */
+  broker: string;
+  topicPrefix: string;
+  /** Fleet CA certificate and key (PEM files) that sign the client certificates. */
+  caCert: string;
+  caKey: string;
+  /** Registration codes, each `CODE:TENANT:STORE`. */
+  code: readonly string[];
+  /** Validity of issued certificates, days (1–3650). */
+  days: number;
+}
+
+/**
+ * Runs the claim service of registration by claim (simulator/claim-service.ts) until
+ * `io.stopped`: terminals running `pos-agent provision --claim-cert … --registration-code CODE`
+ * get a client certificate signed by the fleet CA, and their device key is added to
+ * `KEYS/devices.json`, so a `sim cloud --keys KEYS` started afterwards accepts them.
+ *
+ * @throws AgentError POS501 for a malformed code, URL or days, a CA file that cannot be read, or
+ *   openssl missing; POS502 when the keys cannot be read; POS301 when the broker is unreachable.
+ */
+export async function simClaim(
+  options: SimClaimOptions,
+  io: SimIo,
+  onReady?: (service: ClaimService) => void,
+): Promise<void> {
+  if (!/^mqtts?:\/\/[^/\s]+$/.test(options.broker))
+    throw optionError(
+      `--broker must be mqtt://host:port or mqtts://host:port, not "${options.broker}"`,
+    );
+  if (options.code.length === 0)
+    throw optionError(
+      '--code is required: give each registration code as CODE:TENANT:STORE, e.g. --code REG-0042-3:acme:store-42',
+    );
+  const codes = new Map<string, { tenant: string; store: string }>();
+  for (const spec of options.code) {
+    const m = /^([A-Za-z0-9-]{6,64}):([a-z0-9][a-z0-9-]{0,63}):([a-z0-9][a-z0-9-]{0,63})$/.exec(
+      spec,
+    );
+    if (m === null)
+      throw optionError(
+        `--code must be CODE:TENANT:STORE (code 6–64 of A–Z a–z 0–9 -, tenant and store of a–z 0–9 -), e.g. REG-0042-3:acme:store-42, not "${spec}"`,
+      );
+    codes.set(m[1] as string, { tenant: m[2] as string, store: m[3] as string });
+  }
+  if (!Number.isInteger(options.days) || options.days < 1 || options.days > 3650)
+    throw optionError(`--days must be 1–3650, not ${options.days}`);
+  for (const [flag, file] of [
+    ['--ca-cert', options.caCert],
+    ['--ca-key', options.caKey],
+  ] as const) {
+    try {
+      readFileSync(file);
+    } catch (cause) {
+      throw optionError(
+        `${flag} ${file} cannot be read (${(cause as NodeJS.ErrnoException).code ?? String(cause)}): give the fleet CA's PEM file`,
+      );
+    }
+  }
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'ignore' });
+  } catch {
+    throw optionError(
+      'sim claim signs certificates with openssl, which is not installed: apt-get install openssl',
+    );
+  }
+  const keys = loadCloudSideKeys(options.keys);
+  const devices = new Map(keys.devicePublicKeys);
+  const service = await ClaimService.start({
+    brokerUrl: options.broker,
+    topicPrefix: options.topicPrefix,
+    signer: { secretKey: keys.cloudSecretKey },
+    ca: { cert: path.resolve(options.caCert), key: path.resolve(options.caKey) },
+    certificateDays: options.days,
+    codes,
+    onRegistered: (deviceId, publicKey) => {
+      devices.set(deviceId, publicKey);
+      writeCloudSideKeys(options.keys, {
+        vaultSecretKey: keys.vaultSecretKey,
+        cloudSecretKey: keys.cloudSecretKey,
+        devicePublicKeys: Object.fromEntries(devices),
+      });
+      io.out.write(
+        `  ${deviceId}: claim accepted, certificate issued, device key added to ${path.join(options.keys, 'devices.json')}\n`,
+      );
+    },
+    onRejected: (deviceId, reason) => io.out.write(`  ${deviceId}: claim refused: ${reason}\n`),
+  });
+  io.out.write(
+    `claim service on ${options.broker} (${options.topicPrefix}/claims/+/request), codes: ${[...codes.keys()].join(', ')}\n`,
+  );
+  onReady?.(service);
+  try {
+    await io.stopped;
+  } finally {
+    await service.stop();
   }
 }

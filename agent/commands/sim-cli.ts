@@ -15,7 +15,7 @@ import {
 } from '../../simulator/faults.js';
 import { TEST_CARDS } from '../../simulator/test-cards.js';
 import { SWIPE_FAULTS } from '../../simulator/virtual-hid-reader.js';
-import type { SimCloudOptions, SimIo } from '../sim-commands.js';
+import type { SimClaimOptions, SimCloudOptions, SimIo } from '../sim-commands.js';
 
 /** Resolves on SIGINT or SIGTERM. */
 function untilSignal(): Promise<void> {
@@ -188,5 +188,22 @@ export function registerSimCommands(sim: Command): void {
     .action(async (files: string[]) => {
       const { simScenario } = await import('./sim-scenario.js');
       process.exitCode = await simScenario(files, process.stdout);
+    });
+
+  sim
+    .command('claim')
+    .description(
+      'run the claim service: terminals provisioned by claim (provision --claim-cert … --registration-code) get a client certificate',
+    )
+    .requiredOption('--keys <dir>', 'the simulator keys directory written by init-dev (DIR/cloud)')
+    .requiredOption('--ca-cert <file>', 'fleet CA certificate (PEM) that signs client certificates')
+    .requiredOption('--ca-key <file>', 'fleet CA private key (PEM)')
+    .option('--code <code:tenant:store>', 'a one-time registration code (repeatable)', collect)
+    .option('--broker <url>', 'broker URL of the cloud side', 'mqtt://127.0.0.1:1883')
+    .option('--topic-prefix <prefix>', 'topic prefix', 'pos/v1')
+    .option('--days <n>', 'validity of issued certificates, days', portNumber, 365)
+    .action(async (options: Omit<SimClaimOptions, 'code'> & { code?: string[] }) => {
+      const { simClaim } = await import('../sim-commands.js');
+      await simClaim({ ...options, code: options.code ?? [] }, stdio());
     });
 }
