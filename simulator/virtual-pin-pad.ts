@@ -109,6 +109,14 @@ type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const padFaultKindsComplete: Same<PadFault['kind'], (typeof PAD_FAULT_KINDS)[number]> = true;
 void padFaultKindsComplete;
 
+/**
+ * The request id of a 20/30 to repeat in its answer (DESIGN §3.2 optional request id): a host
+ * only sends one to a pad whose capabilities list `RID`, so echoing whatever came is enough.
+ */
+function echoId(request: { requestId?: string }): { requestId?: string } {
+  return request.requestId === undefined ? {} : { requestId: request.requestId };
+}
+
 /** A per-test answer for a message id: the replies to send (none: `[]`). */
 export type PadOverride = (message: HostMessage, pad: VirtualPinPad) => PadMessage[] | PadMessage;
 
@@ -122,7 +130,7 @@ export interface VirtualPinPadOptions {
   model?: string;
   serial?: string;
   firmware?: string;
-  /** @default ['MSR','ICC','CTLS','PIN','SRED'] */
+  /** @default ['MSR','ICC','CTLS','PIN','SRED']; add `RID` for a pad that repeats request ids. */
   capabilities?: string[];
   /** A card (test card name or PAN) answered to every read when the queue is empty. @default none */
   autoPresent?: string | (CardPresentation & { card: string });
@@ -436,13 +444,15 @@ export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
               : this.#takeFault('pin-bypass') !== undefined
                 ? 'bypassed'
                 : this.#pinResult;
-        if (result !== 'ok') return [{ id: '39', reason: result }];
+        const rid = echoId(message);
+        if (result !== 'ok') return [{ id: '39', reason: result, ...rid }];
         return [
           {
             id: '31',
             format: 0,
             ksnHex: randomBytes(10).toString('hex').toUpperCase(),
             pinBlockHex: randomBytes(8).toString('hex').toUpperCase(),
+            ...rid,
           },
         ];
       }
@@ -454,7 +464,7 @@ export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
           this.#clock.clearTimeout(pending.timer);
           this.#timers.delete(pending.timer);
           this.#pendingRead = undefined;
-          replies.push({ id: '29', reason: 'canceled' });
+          replies.push({ id: '29', reason: 'canceled', ...echoId(pending.request) });
         }
         replies.push({ id: '41' });
         return replies;
@@ -466,14 +476,15 @@ export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
   }
 
   #cardReply(request: Extract<HostMessage, { id: '20' }>): PadMessage[] {
+    const rid = echoId(request);
     const error = this.#takeFault('card-error');
-    if (error !== undefined) return [{ id: '29', reason: error.reason }];
+    if (error !== undefined) return [{ id: '29', reason: error.reason, ...rid }];
     const card = this.#cards.shift() ?? this.#autoPresent;
     if (card === undefined) {
       const timer = this.#clock.setTimeout(() => {
         this.#timers.delete(timer);
         this.#pendingRead = undefined;
-        this.#reply([{ id: '29', reason: 'timeout' }]);
+        this.#reply([{ id: '29', reason: 'timeout', ...rid }]);
       }, request.timeoutSeconds * 1000);
       this.#timers.add(timer);
       this.#pendingRead = { timer, request };
@@ -490,6 +501,7 @@ export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
           expiry,
           ksnHex: randomBytes(10).toString('hex').toUpperCase(),
           ciphertextHex: randomBytes(48).toString('hex').toUpperCase(),
+          ...rid,
         },
       ];
     if (mode === 'S') {
@@ -501,6 +513,7 @@ export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
           track1: buildTrack1(card.pan, card.name ?? 'TEST/CARDHOLDER', track),
           track2: buildTrack2(card.pan, track),
           emvTlv: Buffer.alloc(0),
+          ...rid,
         },
       ];
     }
@@ -516,6 +529,7 @@ export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
           amountMinor: request.amountMinor,
           cardholderName: card.name ?? 'TEST/CARDHOLDER',
         }),
+        ...rid,
       },
     ];
   }

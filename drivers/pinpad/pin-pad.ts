@@ -52,6 +52,7 @@ import {
   type PadEvent,
   type PadMessage,
   type PinFailure,
+  REQUEST_ID_CAPABILITY,
   type ResultOutcome,
 } from './messages.js';
 
@@ -138,6 +139,8 @@ interface Waiter {
   reject: (error: Error) => void;
   timer: TimerHandle | undefined;
   request: HostMessage['id'];
+  /** The request id sent with 20/30 (pads with `RID`): only an answer repeating it is taken. */
+  requestId?: string;
 }
 
 const ENTRY_MODE: Record<EntryModeCode, EntryMode> = { S: 'swipe', C: 'chip', T: 'contactless' };
@@ -164,6 +167,9 @@ export class PinPad extends EventEmitter<PinPadEvents> {
   #closed = false;
   /** A 20/30 was abandoned without the pad's 41: send 40 again before the next operation. */
   #unconfirmed = false;
+  /** The pad announced `RID` in its status (message 01): 20/30 carry request ids. */
+  #requestIds = false;
+  #lastRequestId = 0;
   #reconnectTimer: TimerHandle | undefined;
   #reconnectDelayMs = 0;
   readonly #onData = (chunk: Buffer): void => {
@@ -225,6 +231,7 @@ export class PinPad extends EventEmitter<PinPadEvents> {
     );
     if (reply.id !== '01') throw this.#unexpected(reply.id, '00');
     const { model, serial, firmware, capabilities } = reply;
+    this.#requestIds = capabilities.includes(REQUEST_ID_CAPABILITY);
     return { model, serial, firmware, capabilities };
   }
 
@@ -241,7 +248,7 @@ export class PinPad extends EventEmitter<PinPadEvents> {
   async readCard(req: ReadCardRequest): Promise<ReadCardResult> {
     const reply = await this.#serialize(() =>
       this.#exchange(
-        { id: '20', ...req },
+        { id: '20', ...req, ...this.#requestId() },
         ['21', '22', '29'],
         req.timeoutSeconds * 1000 + this.#responseTimeoutMs,
         { id: '29', reason: 'canceled' },
@@ -275,7 +282,7 @@ export class PinPad extends EventEmitter<PinPadEvents> {
   async requestPin(req: PinRequest): Promise<PinResult> {
     const reply = await this.#serialize(() =>
       this.#exchange(
-        { id: '30', ...req },
+        { id: '30', ...req, ...this.#requestId() },
         ['31', '39'],
         req.timeoutSeconds * 1000 + this.#responseTimeoutMs,
         { id: '39', reason: 'canceled' },
@@ -337,6 +344,8 @@ export class PinPad extends EventEmitter<PinPadEvents> {
 
   async #connect(): Promise<void> {
     await this.#transport.open();
+    // Another pad may be on the line now: request ids only after its status says so.
+    this.#requestIds = false;
     const link = new SerialLink((bytes) => this.#transport.write(bytes), {
       timings: this.#timings,
       clock: this.#clock,
@@ -413,7 +422,8 @@ export class PinPad extends EventEmitter<PinPadEvents> {
    * @throws AgentError `POS120` when the pad still does not confirm: nothing is sent then.
    */
   async #confirmAbandoned(): Promise<void> {
-    if (!this.#unconfirmed) return;
+    // With request ids a late answer names its request: nothing to confirm.
+    if (!this.#unconfirmed || this.#requestIds) return;
     try {
       await this.#exchange({ id: '40' }, ['41'], this.#responseTimeoutMs);
     } catch (error) {
@@ -425,6 +435,13 @@ export class PinPad extends EventEmitter<PinPadEvents> {
       );
     }
     this.#unconfirmed = false;
+  }
+
+  /** A fresh request id for 20/30 when the pad takes them (`R1`, `R2`, … base 36). */
+  #requestId(): { requestId?: string } {
+    if (!this.#requestIds) return {};
+    this.#lastRequestId = (this.#lastRequestId % 36 ** 7) + 1;
+    return { requestId: `R${this.#lastRequestId.toString(36).toUpperCase()}` };
   }
 
   #requireLink(): SerialLink {
@@ -464,6 +481,9 @@ export class PinPad extends EventEmitter<PinPadEvents> {
         timer: undefined,
         request: message.id,
         ...(onCanceled === undefined ? {} : { onCanceled }),
+        ...('requestId' in message && message.requestId !== undefined
+          ? { requestId: message.requestId }
+          : {}),
       };
       waiter.timer = this.#clock.setTimeout(() => {
         this.#remove(waiter);
@@ -510,7 +530,10 @@ export class PinPad extends EventEmitter<PinPadEvents> {
       this.emit('device-event', message.event);
       return;
     }
-    const waiter = this.#waiters.find((w) => w.accepts.has(message.id));
+    const answerId = 'requestId' in message ? message.requestId : undefined;
+    const waiter = this.#waiters.find(
+      (w) => w.accepts.has(message.id) && (w.requestId === undefined || w.requestId === answerId),
+    );
     if (waiter !== undefined) {
       this.#remove(waiter);
       waiter.resolve(message);
