@@ -14,6 +14,8 @@
  * | `pos-agent sim cloud --broker URL --keys DIR` | the cloud core simulator |
  * | `pos-agent sim reader --kind serial [--pty DIR] [--every N]` | a virtual serial card reader |
  * | `pos-agent sim … --fault F --control PORT` | fault switches and a control endpoint (agent/commands/sim-cli.ts) |
+ * | `pos-agent sim scenario FILE…` | scripted scenarios against an agent on the simulator |
+ * | `pos-agent sim claim --keys DIR --ca-cert … --code …` | the claim service for provisioning by claim |
  *
  * Errors print as `error POSxxx: message` and exit with status 2 for bad usage or config, 1 for
  * a failed run.
