@@ -13,8 +13,11 @@ import { simReader } from '../../agent/commands/sim-reader.js';
 import { generateDevelopmentKeys, writeCloudSideKeys } from '../../agent/keys.js';
 import { simBroker, simCloud, simPinPad, type SimIo } from '../../agent/sim-commands.js';
 import { EmbeddedBroker } from '../../simulator/broker.js';
-import { hasStackTrace, runCli } from '../helpers/cli.js';
+import { cliBundle, hasStackTrace, runCli } from '../helpers/cli.js';
 import { until } from '../helpers/wait.js';
+
+// Bundling the CLI takes seconds, many on a loaded machine: once, before the spawned cases.
+beforeAll(() => cliBundle().then(() => undefined), 180_000);
 
 let dir: string;
 beforeAll(() => {
@@ -57,12 +60,16 @@ describe('bad input to demo and sim: a coded error, exit 2, no stack trace', () 
     },
     { args: ['sim', 'reader'], stderr: /required option '--kind <kind>' not specified/ },
   ];
-  it.each(spawned)('pos-agent $args', async ({ args, stderr }) => {
-    const run = await runCli(args);
-    expect(run.stderr).toMatch(stderr);
-    expect(hasStackTrace(run.stderr)).toBe(false);
-    expect(run.code).toBe(2);
-  });
+  it.each(spawned)(
+    'pos-agent $args',
+    async ({ args, stderr }) => {
+      const run = await runCli(args, { killAfterMs: 60_000 });
+      expect(run.stderr).toMatch(stderr);
+      expect(hasStackTrace(run.stderr)).toBe(false);
+      expect(run.code).toBe(2);
+    },
+    90_000,
+  );
 
   it('the stack-trace check finds a real one (control)', () => {
     expect(hasStackTrace(new Error('x').stack ?? '')).toBe(true);
@@ -167,9 +174,9 @@ describe('sim broker on a busy port', () => {
   });
   afterAll(() => new Promise<void>((resolve) => busy.close(() => resolve())));
 
-  it('exits 2 with POS501 naming the port, and does not hang', async () => {
+  it('exits 2 with POS501 naming the port, and does not hang', { timeout: 90_000 }, async () => {
     const port = (busy.address() as { port: number }).port;
-    const run = await runCli(['sim', 'broker', '--port', String(port)]);
+    const run = await runCli(['sim', 'broker', '--port', String(port)], { killAfterMs: 60_000 });
     expect(run.code).toBe(2);
     expect(run.stderr).toBe(
       `error POS501: --port ${port} is in use on 127.0.0.1: stop the other broker (e.g. mosquitto) or pick another --port\n`,

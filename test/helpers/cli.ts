@@ -5,7 +5,7 @@
  * `node_modules/.cache/` so the bundle resolves the project's node_modules like `dist/` does.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { build } from 'esbuild';
 
@@ -17,6 +17,16 @@ export function cliBundle(): Promise<string> {
   bundled ??= (async () => {
     const dir = path.join(ROOT, 'node_modules/.cache/pos-agent-cli-test');
     mkdirSync(dir, { recursive: true });
+    // Bundles of test processes that are gone (a worker may be killed before its exit hook).
+    for (const name of readdirSync(dir)) {
+      const pid = Number(/^cli-(\d+)\.mjs$/.exec(name)?.[1]);
+      if (!Number.isInteger(pid) || pid === process.pid) continue;
+      try {
+        process.kill(pid, 0);
+      } catch {
+        rmSync(path.join(dir, name), { force: true });
+      }
+    }
     const outfile = path.join(dir, `cli-${process.pid}.mjs`);
     await build({
       entryPoints: [path.join(ROOT, 'agent/cli.ts')],
@@ -28,6 +38,7 @@ export function cliBundle(): Promise<string> {
       packages: 'external',
       logLevel: 'error',
     });
+    process.once('exit', () => rmSync(outfile, { force: true }));
     return outfile;
   })();
   return bundled;
@@ -56,7 +67,7 @@ export async function runCli(
       [file, ...args],
       {
         cwd: ROOT,
-        timeout: options.killAfterMs ?? 20_000,
+        timeout: options.killAfterMs ?? 60_000,
         killSignal: 'SIGKILL',
         env: { ...process.env, ...options.env },
       },

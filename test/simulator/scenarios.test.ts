@@ -28,7 +28,8 @@ describe('example scenarios', () => {
     );
   });
 
-  it.each(files)('%s passes', async (file) => {
+  // Seconds each; more on a loaded machine.
+  it.each(files)('%s passes', { timeout: 90_000 }, async (file) => {
     const scenario = parseScenario(readFileSync(path.join(DIR, file), 'utf8'), file);
     const result = await runScenario(scenario);
     const report = result.steps
