@@ -13,23 +13,31 @@
  * | `pos-agent sim broker --port 1883` | the embedded MQTT broker |
  * | `pos-agent sim cloud --broker URL --keys DIR` | the cloud core simulator |
  * | `pos-agent sim reader --kind serial [--pty DIR] [--every N]` | a virtual serial card reader |
+ * | `pos-agent sim … --fault F --control PORT` | fault switches and a control endpoint (agent/commands/sim-cli.ts) |
+ * | `pos-agent sim scenario FILE…` | scripted scenarios against an agent on the simulator |
+ * | `pos-agent sim claim --keys DIR --ca-cert … --code …` | the claim service for provisioning by claim |
  *
  * Errors print as `error POSxxx: message` and exit with status 2 for bad usage or config, 1 for
  * a failed run.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { isAgentError } from '../common/agent-error.js';
+import { AgentError, isAgentError } from '../common/agent-error.js';
 import { AGENT_VERSION } from './agent.js';
+import { registerSimCommands } from './commands/sim-cli.js';
 
 const program = new Command()
   .name('pos-agent')
   .description('POS edge agent: PIN pads and card readers, store-and-forward, MQTT sync')
   .version(AGENT_VERSION)
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // Bad usage (unknown option, missing or invalid value) exits 2 like a bad config; commander
+  // has printed the message already. Set before the commands are added: they inherit it.
+  .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
 
 const positiveInt = (value: string): number => {
   const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer');
+  if (!Number.isInteger(n) || n <= 0)
+    throw new InvalidArgumentError('must be a positive integer (POS501)');
   return n;
 };
 
@@ -198,85 +206,15 @@ program
 
 const sim = program
   .command('sim')
-  .description('the simulator: virtual PIN pad, broker, cloud core');
-
-sim
-  .command('pinpad')
   .description(
-    'serve a virtual PIN pad; cards are presented automatically (test Visa) unless --card is given',
-  )
-  .option('--listen <url>', 'tcp://host:port to listen on', 'tcp://127.0.0.1:7421')
-  .option('--pty <dir>', 'also expose it as a pseudo-terminal (socat) at DIR/pad')
-  .option(
-    '--card <name>',
-    'test card presented for every read (see simulator/test-cards.ts)',
-    'visa',
-  )
-  .action(async (options: { listen: string; pty?: string; card: string }) => {
-    const { simPinPad } = await import('./sim-commands.js');
-    await simPinPad(options, process.stdout);
-  });
-
-sim
-  .command('broker')
-  .description('run the embedded MQTT 3.1.1 broker (aedes) on loopback')
-  .option('--port <port>', 'TCP port', positiveInt, 1883)
-  .action(async (options: { port: number }) => {
-    const { simBroker } = await import('./sim-commands.js');
-    await simBroker(options, process.stdout);
-  });
-
-sim
-  .command('cloud')
-  .description('run the cloud core simulator against a broker')
-  .requiredOption('--keys <dir>', 'the simulator keys directory written by init-dev (DIR/cloud)')
-  .option('--broker <url>', 'broker URL', 'mqtt://127.0.0.1:1883')
-  .option('--topic-prefix <prefix>', 'topic prefix', 'pos/v1')
-  .action(async (options: { keys: string; broker: string; topicPrefix: string }) => {
-    const { simCloud } = await import('./sim-commands.js');
-    await simCloud(options, process.stdout);
-  });
-
-sim
-  .command('reader')
-  .description(
-    'serve a virtual serial card reader on tcp:// (and a pty with --pty); swipes on Enter or every N s. HID kinds are explained (in-process only)',
-  )
-  .requiredOption(
-    '--kind <kind>',
-    'serial (hid-msr, wedge and sred exist only in-process, in tests)',
-  )
-  .option('--listen <url>', 'tcp://127.0.0.1:PORT to listen on', 'tcp://127.0.0.1:7431')
-  .option('--pty <dir>', 'also expose it as a pseudo-terminal (socat) at DIR/reader')
-  .option('--card <name>', 'test card to swipe (see simulator/test-cards.ts)', 'visa')
-  .option('--every <seconds>', 'swipe every N seconds instead of on Enter', positiveInt)
-  .option('--fault <fault>', 'bad_swipe, one_track, reversed, chip_card or garbage')
-  .action(
-    async (options: {
-      kind: string;
-      listen: string;
-      pty?: string;
-      card: string;
-      every?: number;
-      fault?: string;
-    }) => {
-      const { simReader } = await import('./commands/sim-reader.js');
-      const { every, ...rest } = options;
-      await simReader(every === undefined ? rest : { ...rest, everySeconds: every }, {
-        out: process.stdout,
-        input: process.stdin,
-        stopped: new Promise<void>((resolve) => {
-          process.once('SIGINT', () => resolve());
-          process.once('SIGTERM', () => resolve());
-        }),
-      });
-      process.stdin.pause();
-    },
+    "the simulator: virtual PIN pad, card reader, broker, cloud core; every fault switch (see each command's --help)",
   );
+
+registerSimCommands(sim);
 
 function parseTransport(value: string): 'auto' | 'pty' | 'tcp' | 'mock' {
   if (value === 'auto' || value === 'pty' || value === 'tcp' || value === 'mock') return value;
-  throw new InvalidArgumentError(`--transport must be auto, pty, tcp or mock, not "${value}"`);
+  throw new AgentError('POS501', `--transport must be auto, pty, tcp or mock, not "${value}"`);
 }
 
 /** Prints a command's error to stderr; returns the exit code (2 for POS5xx config errors, else 1). */
@@ -285,10 +223,18 @@ function reportError(error: unknown): number {
     process.stderr.write(`error ${error.code}: ${error.reason}\n`);
     return error.code.startsWith('POS5') ? 2 : 1;
   }
-  process.stderr.write(`error: ${(error as Error).stack ?? String(error)}\n`);
+  // Not one of ours: a bug or an unexpected system error. The message, not a stack trace, unless
+  // asked for (POS_AGENT_DEBUG=1).
+  const detail =
+    process.env.POS_AGENT_DEBUG === '1'
+      ? ((error as Error).stack ?? String(error))
+      : `${(error as Error).message ?? String(error)} (POS_AGENT_DEBUG=1 shows the stack trace)`;
+  process.stderr.write(`error: ${detail}\n`);
   return 1;
 }
 
 program.parseAsync(process.argv).catch((error: unknown) => {
-  process.exitCode = reportError(error);
+  // Exit now: a failed command may have left a handle open (a socket, a timer) that would keep
+  // Node alive after the error is printed.
+  process.exit(reportError(error));
 });

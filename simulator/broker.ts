@@ -45,7 +45,7 @@ export class EmbeddedBroker {
   /**
    * Starts a broker and resolves once it listens.
    *
-   * @throws Error (EADDRINUSE …) when the port cannot be bound.
+   * @throws Error (EADDRINUSE …) when the port cannot be bound; nothing is left running then.
    */
   static async start(options: EmbeddedBrokerOptions = {}): Promise<EmbeddedBroker> {
     const broker = new EmbeddedBroker(options);
@@ -89,13 +89,20 @@ export class EmbeddedBroker {
       socket.on('close', () => this.#sockets.delete(socket));
       aedes.handle(socket);
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.#port, this.host, () => {
-        server.off('error', reject);
-        resolve();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.#port, this.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
       });
-    });
+    } catch (error) {
+      // aedes keeps a heartbeat timer: without this close a failed start (the port in use) left
+      // the process alive after the error was printed.
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      throw error;
+    }
     this.#port = (server.address() as AddressInfo).port;
     this.#aedes = aedes;
     this.#server = server;

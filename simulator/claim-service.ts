@@ -52,6 +52,8 @@ export interface ClaimServiceOptions {
   codes: Map<string, RegistrationCode>;
   /** Called for each accepted claim, e.g. CloudCore.registerDevice. */
   onRegistered?: (deviceId: string, publicKey: Uint8Array) => void;
+  /** Called for each refused claim with the reason sent back (`pos-agent sim claim` prints it). */
+  onRejected?: (deviceId: string, reason: string) => void;
 }
 
 /** The claim service; see the file header. */
@@ -106,6 +108,7 @@ export class ClaimService {
     } catch (error) {
       const reason = isAgentError(error) ? error.reason : (error as Error).message;
       this.rejected.push({ deviceId, reason });
+      this.#o.onRejected?.(deviceId, reason);
       response = { deviceId, status: 'rejected', reason: reason.slice(0, 512) };
     }
     let responseTopic: string;

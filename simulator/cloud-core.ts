@@ -119,6 +119,11 @@ export interface CloudFaults {
    * case — the cloud approved, the agent never heard). The decision is made at once.
    */
   authResponseDelayMs: number;
+  /**
+   * Decline every payment the cloud sees for the first time with this ISO 8583 response code
+   * (e.g. `05`), whatever the card and amount; `undefined` follows the decision rules.
+   */
+  declineCode: string | undefined;
 }
 
 const NO_FAULTS: CloudFaults = {
@@ -129,6 +134,7 @@ const NO_FAULTS: CloudFaults = {
   reorderFlushMs: 100,
   dropAuthResponses: false,
   authResponseDelayMs: 0,
+  declineCode: undefined,
 };
 
 /** What the cloud core knows about one idempotency key. */
@@ -215,6 +221,8 @@ export interface CloudCoreOptions {
 export interface CloudCoreEvents {
   /** A batch was processed (before faults are applied to its ack). */
   batch: [info: { deviceId: string; batch: string; results: AckResult[] }];
+  /** The broker link went up or down (one event per change). */
+  link: [state: 'connected' | 'disconnected'];
   /** An uplink was refused. */
   refused: [info: { topic: string; error: AgentError }];
   /** A verified status message arrived. */
@@ -282,6 +290,16 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
       reconnectPeriodMs: options.reconnectPeriodMs ?? 1000,
     });
     this.#session.on('message', (topic, payload) => this.#handle(topic, payload));
+    // The session reports every failed reconnect attempt; the link event only the changes.
+    let up = false;
+    this.#session.on('connect', () => {
+      if (!up) this.emit('link', 'connected');
+      up = true;
+    });
+    this.#session.on('disconnect', () => {
+      if (up) this.emit('link', 'disconnected');
+      up = false;
+    });
     this.#session.on('error', (error) =>
       this.#log.warn({ code: error.code, err: error }, 'cloud core broker link'),
     );
@@ -664,6 +682,8 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
       }
     }
     if (panDecline !== undefined) return { outcome: 'declined', declineCode: panDecline };
+    const forced = this.#faults.declineCode;
+    if (forced !== undefined) return { outcome: 'declined', declineCode: forced };
     for (const rule of this.#rules.amountRules) {
       if (rule.matches(record.payment.amountMinor, record.payment.currency)) {
         return { outcome: 'declined', declineCode: rule.declineCode };

@@ -3,7 +3,8 @@
  *
  * These PANs are public test numbers; they may appear in `simulator/` and `test/` only, never in
  * `drivers/` or `agent/` (DESIGN §2). The cloud core simulator approves every card here except
- * the `declined` one.
+ * the `declined` one (and amounts ending in 51, simulator/cloud-core.ts); `expired` and
+ * `chip-swiped` are refused by the agent's card boundary before the cloud sees them.
  */
 import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
@@ -11,31 +12,130 @@ import { randomBytes } from 'node:crypto';
 /** Brand names as in drivers/boundary/card-token.ts. */
 export type TestCardBrand = 'visa' | 'mastercard' | 'amex' | 'discover' | 'jcb';
 
-/** A test card of DESIGN §7. */
+/**
+ * What a test card leads to when nothing else intervenes (amount rules and faults can still
+ * decline an `approve` card): `approve` / `decline` by the cloud core simulator, or refused by the
+ * agent's card boundary before the cloud sees it (`expired`, `chip_required`).
+ */
+export type TestCardOutcome = 'approve' | 'decline' | 'expired' | 'chip_required';
+
+/** A test card of DESIGN §7 (docs/test-cards.md is the table for people; a test keeps them equal). */
 export interface TestCard {
-  /** Short name used by scenarios and `presentCard('visa')`. */
+  /** Short name used by the CLI, scenarios and `presentCard('visa')`. */
   name: string;
   /** The PAN (public test number). */
   pan: string;
   brand: TestCardBrand;
-  /** What the cloud core simulator answers for it. */
-  outcome: 'approve' | 'decline';
+  /** What happens to a payment with it (see {@link TestCardOutcome}). */
+  outcome: TestCardOutcome;
+  /** ISO 8583 response code of a `decline`. */
+  declineCode?: string;
+  /** How the virtual PIN pad presents it unless told otherwise: S swipe, C chip, T tap. @default 'C' */
+  entryMode?: 'S' | 'C' | 'T';
+  /** Expiry `YYMM` it is presented with. @default '3012' */
+  expiry?: string;
+  /** Service code it is presented with (ISO/IEC 7813). @default '101' swiped, '201' chip/tap */
+  serviceCode?: string;
+  /** One line for people: what the card is for. */
+  description: string;
 }
 
-/** The test cards of DESIGN §7. */
+/** The test cards of DESIGN §7, and presentations of them that trigger the card boundary's refusals. */
 export const TEST_CARDS: readonly TestCard[] = [
-  { name: 'visa', pan: '4111111111111111', brand: 'visa', outcome: 'approve' },
-  { name: 'visa-2', pan: '4012888888881881', brand: 'visa', outcome: 'approve' },
-  { name: 'mastercard', pan: '5555555555554444', brand: 'mastercard', outcome: 'approve' },
-  { name: 'mastercard-2', pan: '2223000048400011', brand: 'mastercard', outcome: 'approve' },
-  { name: 'amex', pan: '378282246310005', brand: 'amex', outcome: 'approve' },
-  { name: 'discover', pan: '6011111111111117', brand: 'discover', outcome: 'approve' },
-  { name: 'jcb', pan: '3530111333300000', brand: 'jcb', outcome: 'approve' },
-  { name: 'declined', pan: '4000000000000002', brand: 'visa', outcome: 'decline' },
+  {
+    name: 'visa',
+    pan: '4111111111111111',
+    brand: 'visa',
+    outcome: 'approve',
+    description: 'approved; the default card',
+  },
+  {
+    name: 'visa-2',
+    pan: '4012888888881881',
+    brand: 'visa',
+    outcome: 'approve',
+    description: 'approved (a second Visa: another token)',
+  },
+  {
+    name: 'mastercard',
+    pan: '5555555555554444',
+    brand: 'mastercard',
+    outcome: 'approve',
+    description: 'approved',
+  },
+  {
+    name: 'mastercard-2',
+    pan: '2223000048400011',
+    brand: 'mastercard',
+    outcome: 'approve',
+    description: 'approved (2-series BIN)',
+  },
+  {
+    name: 'amex',
+    pan: '378282246310005',
+    brand: 'amex',
+    outcome: 'approve',
+    description: 'approved (15 digits)',
+  },
+  {
+    name: 'discover',
+    pan: '6011111111111117',
+    brand: 'discover',
+    outcome: 'approve',
+    description: 'approved',
+  },
+  {
+    name: 'jcb',
+    pan: '3530111333300000',
+    brand: 'jcb',
+    outcome: 'approve',
+    description: 'approved',
+  },
+  {
+    name: 'declined',
+    pan: '4000000000000002',
+    brand: 'visa',
+    outcome: 'decline',
+    declineCode: '05',
+    description: 'declined by the issuer: 05 do not honour',
+  },
+  {
+    name: 'visa-swipe',
+    pan: '4111111111111111',
+    brand: 'visa',
+    outcome: 'approve',
+    entryMode: 'S',
+    description: 'approved; presented as a magnetic-stripe swipe',
+  },
+  {
+    name: 'visa-tap',
+    pan: '4111111111111111',
+    brand: 'visa',
+    outcome: 'approve',
+    entryMode: 'T',
+    description: 'approved; presented contactless',
+  },
+  {
+    name: 'expired',
+    pan: '4111111111111111',
+    brand: 'visa',
+    outcome: 'expired',
+    expiry: '2001',
+    description: 'expired January 2020: refused at the card boundary',
+  },
+  {
+    name: 'chip-swiped',
+    pan: '4111111111111111',
+    brand: 'visa',
+    outcome: 'chip_required',
+    entryMode: 'S',
+    serviceCode: '201',
+    description: 'a chip card swiped: refused, insert the card instead',
+  },
 ];
 
-/** Every test PAN, for leak sweeps (DESIGN §2: a test scans logs, SQLite and MQTT for these). */
-export const TEST_PANS: readonly string[] = TEST_CARDS.map((c) => c.pan);
+/** Every test PAN, once each, for leak sweeps (DESIGN §2: a test scans logs, SQLite and MQTT for these). */
+export const TEST_PANS: readonly string[] = [...new Set(TEST_CARDS.map((c) => c.pan))];
 
 /** The test card with this name or PAN, or `undefined`. */
 export function findTestCard(nameOrPan: string): TestCard | undefined {

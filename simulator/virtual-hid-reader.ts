@@ -37,8 +37,11 @@ import type {
 import { useHidBackend } from '../drivers/transport/hid-transport.js';
 import { buildTrack1, buildTrack2, findTestCard, type TestCard } from './test-cards.js';
 
+/** Every swipe fault of the virtual readers (HID and serial), as the CLI lists them. */
+export const SWIPE_FAULTS = ['bad_swipe', 'one_track', 'reversed', 'chip_card', 'garbage'] as const;
+
 /** Swipe faults of the virtual readers (HID and serial). */
-export type SwipeFault = 'bad_swipe' | 'one_track' | 'reversed' | 'chip_card' | 'garbage';
+export type SwipeFault = (typeof SWIPE_FAULTS)[number];
 
 /** Options of one swipe. */
 export interface SwipeOptions {

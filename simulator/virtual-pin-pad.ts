@@ -12,8 +12,10 @@
  * - 40 → 29/39 `canceled` for a pending read/PIN, then 41.
  *
  * Per-test overrides ({@link VirtualPinPad.override}) replace the answer to one message id.
- * Named fault switches ({@link PadFault}): bad LRC, dropped ACK, slow reply, garbage bytes,
- * unplug/replug, card errors, PIN cancel.
+ * Named fault switches ({@link PadFault}, all listed in {@link PAD_FAULT_KINDS}): bad LRC, dropped
+ * ACK, slow reply, garbage bytes, unplug/replug, card errors, PIN timeout/cancel/bypass, a cancel
+ * the pad never confirms. {@link VirtualPinPad.setStandingFaults} arms faults again for every
+ * payment (what `pos-agent sim pinpad --fault` uses).
  */
 import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
@@ -59,6 +61,23 @@ interface QueuedCard extends CardPresentation {
   pan: string;
 }
 
+/**
+ * Every fault kind of {@link PadFault}, in the order the CLI lists them (simulator/faults.ts gives
+ * each its command-line form; a test checks the CLI reaches every one).
+ */
+export const PAD_FAULT_KINDS = [
+  'bad-lrc',
+  'drop-ack',
+  'slow-reply',
+  'garbage',
+  'unplug',
+  'card-error',
+  'pin-cancel',
+  'pin-timeout',
+  'pin-bypass',
+  'ignore-cancel',
+] as const;
+
 /** Named fault switches (DESIGN §7). One-shot unless noted. */
 export type PadFault =
   /** The next frame the pad sends has a wrong LRC (its retransmission is correct). */
@@ -73,8 +92,30 @@ export type PadFault =
   | { kind: 'unplug' }
   /** The next read card answers 29 with `reason`. */
   | { kind: 'card-error'; reason: PadReadFailure }
-  /** The next PIN entry answers 39 `canceled`. */
-  | { kind: 'pin-cancel' };
+  /** The next PIN entry answers 39 `canceled` (the customer pressed Cancel on the pad). */
+  | { kind: 'pin-cancel' }
+  /** The next PIN entry answers 39 `timeout` (the customer never typed a PIN). */
+  | { kind: 'pin-timeout' }
+  /** The next PIN entry answers 39 `bypassed` (the customer skipped the PIN). */
+  | { kind: 'pin-bypass' }
+  /**
+   * The next cancel (40) is swallowed: no 29/39 and no 41, and a pending card read stays pending,
+   * so a card presented later answers the canceled request late (a pad that lost the 40).
+   */
+  | { kind: 'ignore-cancel' };
+
+// Every kind of the union is listed in PAD_FAULT_KINDS and nothing else is (checked both ways).
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const padFaultKindsComplete: Same<PadFault['kind'], (typeof PAD_FAULT_KINDS)[number]> = true;
+void padFaultKindsComplete;
+
+/**
+ * The request id of a 20/30 to repeat in its answer (DESIGN §3.2 optional request id): a host
+ * only sends one to a pad whose capabilities list `RID`, so echoing whatever came is enough.
+ */
+function echoId(request: { requestId?: string }): { requestId?: string } {
+  return request.requestId === undefined ? {} : { requestId: request.requestId };
+}
 
 /** A per-test answer for a message id: the replies to send (none: `[]`). */
 export type PadOverride = (message: HostMessage, pad: VirtualPinPad) => PadMessage[] | PadMessage;
@@ -89,7 +130,7 @@ export interface VirtualPinPadOptions {
   model?: string;
   serial?: string;
   firmware?: string;
-  /** @default ['MSR','ICC','CTLS','PIN','SRED'] */
+  /** @default ['MSR','ICC','CTLS','PIN','SRED']; add `RID` for a pad that repeats request ids. */
   capabilities?: string[];
   /** A card (test card name or PAN) answered to every read when the queue is empty. @default none */
   autoPresent?: string | (CardPresentation & { card: string });
@@ -126,10 +167,11 @@ export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
   readonly #clock: Clock;
   readonly #timings: Partial<LinkTimings>;
   readonly #status: { model: string; serial: string; firmware: string; capabilities: string[] };
-  readonly #autoPresent: QueuedCard | undefined;
+  #autoPresent: QueuedCard | undefined;
   readonly #cards: QueuedCard[] = [];
   readonly #overrides = new Map<HostMessage['id'], PadOverride>();
   readonly #faults: PadFault[] = [];
+  #standing: readonly PadFault[] = [];
   readonly #timers = new Set<TimerHandle>();
   #pinResult: 'ok' | PinFailure;
   #endpoint: ByteEndpoint | undefined;
@@ -203,8 +245,13 @@ export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
    * @param panOrCard — a test card name (`'visa'`), a PAN, or a {@link TestCard}.
    */
   presentCard(panOrCard: string | TestCard, presentation: CardPresentation = {}): void {
-    const pan = typeof panOrCard === 'string' ? panOrCard : panOrCard.pan;
-    this.#cards.push(this.#queued(pan, presentation));
+    const card =
+      typeof panOrCard === 'string'
+        ? panOrCard
+        : findTestCard(panOrCard.name) === panOrCard
+          ? panOrCard.name
+          : panOrCard.pan;
+    this.#cards.push(this.#queued(card, presentation));
     const pending = this.#pendingRead;
     if (pending !== undefined) {
       this.#clock.clearTimeout(pending.timer);
@@ -212,6 +259,11 @@ export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
       this.#pendingRead = undefined;
       this.#reply(this.#cardReply(pending.request));
     }
+  }
+
+  /** Drops every card queued by {@link presentCard} and not read yet. */
+  clearQueuedCards(): void {
+    this.#cards.length = 0;
   }
 
   /** Replaces the answer to `id` (or restores the default with `undefined`). */
@@ -240,6 +292,51 @@ export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
     this.#faults.length = 0;
   }
 
+  /**
+   * Faults armed now and again at every card read request (message 20), so each payment meets
+   * each of them once; `[]` stops them. Replaces the previous standing faults; one-shot faults from
+   * {@link injectFault} are kept.
+   * @throws Error for `unplug` (a pad unplugged at every payment could never be used).
+   */
+  setStandingFaults(faults: readonly PadFault[]): void {
+    if (faults.some((f) => f.kind === 'unplug'))
+      throw new Error('unplug cannot be a standing fault: use injectFault and replug');
+    const kinds = new Set([...this.#standing, ...faults].map((f) => f.kind));
+    for (let i = this.#faults.length - 1; i >= 0; i--)
+      if (kinds.has((this.#faults[i] as PadFault).kind)) this.#faults.splice(i, 1);
+    this.#standing = [...faults];
+    this.#faults.push(...faults);
+  }
+
+  /** The standing faults (see {@link setStandingFaults}). */
+  get standingFaults(): readonly PadFault[] {
+    return this.#standing;
+  }
+
+  /** The faults armed now (one-shot, standing ones not yet met, and slow-reply). */
+  get armedFaults(): readonly PadFault[] {
+    return [...this.#faults];
+  }
+
+  /** True while unplugged (see {@link injectFault} `unplug` and {@link replug}). */
+  get unplugged(): boolean {
+    return this.#unplugged;
+  }
+
+  /**
+   * Changes the card answered to every read when no card is queued: a test card name, a PAN, a
+   * card with its presentation, or `undefined` to wait for {@link presentCard} (a card reader
+   * can then win the payment).
+   */
+  setAutoPresent(card: string | (CardPresentation & { card: string }) | undefined): void {
+    this.#autoPresent =
+      card === undefined
+        ? undefined
+        : typeof card === 'string'
+          ? this.#queued(card, {})
+          : this.#queued(card.card, card);
+  }
+
   /** Plugs the pad back in: the host's next open (reconnect) succeeds. */
   replug(): void {
     this.#unplugged = false;
@@ -255,9 +352,15 @@ export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
     return this.#link?.send(encodeMessage(message)) ?? Promise.resolve();
   }
 
+  /** A test card's own presentation (entry mode, expiry, service code) unless `p` says otherwise. */
   #queued(panOrName: string, p: CardPresentation): QueuedCard {
-    const pan = findTestCard(panOrName)?.pan ?? panOrName;
-    return { ...p, pan };
+    const card = findTestCard(panOrName);
+    if (card === undefined) return { ...p, pan: panOrName };
+    const own: CardPresentation = {};
+    if (card.entryMode !== undefined) own.entryMode = card.entryMode;
+    if (card.expiry !== undefined) own.expiry = card.expiry;
+    if (card.serviceCode !== undefined) own.serviceCode = card.serviceCode;
+    return { ...own, ...p, pan: card.pan };
   }
 
   #takeFault<K extends PadFault['kind']>(kind: K): Extract<PadFault, { kind: K }> | undefined {
@@ -307,6 +410,14 @@ export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
     }
     if (!isHostMessage(message)) return;
     this.received.push(message);
+    if (message.id === '20' && this.#standing.length > 0) {
+      // A new payment: what the previous one did not meet is dropped, then every standing fault
+      // is armed once more.
+      const standingKinds = new Set(this.#standing.map((f) => f.kind));
+      for (let i = this.#faults.length - 1; i >= 0; i--)
+        if (standingKinds.has((this.#faults[i] as PadFault).kind)) this.#faults.splice(i, 1);
+      this.#faults.push(...this.#standing);
+    }
     const override = this.#overrides.get(message.id);
     if (override !== undefined) {
       const replies = override(message, this);
@@ -325,25 +436,35 @@ export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
       case '20':
         return this.#cardReply(message);
       case '30': {
-        const result = this.#takeFault('pin-cancel') !== undefined ? 'canceled' : this.#pinResult;
-        if (result !== 'ok') return [{ id: '39', reason: result }];
+        const result =
+          this.#takeFault('pin-cancel') !== undefined
+            ? 'canceled'
+            : this.#takeFault('pin-timeout') !== undefined
+              ? 'timeout'
+              : this.#takeFault('pin-bypass') !== undefined
+                ? 'bypassed'
+                : this.#pinResult;
+        const rid = echoId(message);
+        if (result !== 'ok') return [{ id: '39', reason: result, ...rid }];
         return [
           {
             id: '31',
             format: 0,
             ksnHex: randomBytes(10).toString('hex').toUpperCase(),
             pinBlockHex: randomBytes(8).toString('hex').toUpperCase(),
+            ...rid,
           },
         ];
       }
       case '40': {
+        if (this.#takeFault('ignore-cancel') !== undefined) return [];
         const replies: PadMessage[] = [];
         const pending = this.#pendingRead;
         if (pending !== undefined) {
           this.#clock.clearTimeout(pending.timer);
           this.#timers.delete(pending.timer);
           this.#pendingRead = undefined;
-          replies.push({ id: '29', reason: 'canceled' });
+          replies.push({ id: '29', reason: 'canceled', ...echoId(pending.request) });
         }
         replies.push({ id: '41' });
         return replies;
@@ -355,14 +476,15 @@ export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
   }
 
   #cardReply(request: Extract<HostMessage, { id: '20' }>): PadMessage[] {
+    const rid = echoId(request);
     const error = this.#takeFault('card-error');
-    if (error !== undefined) return [{ id: '29', reason: error.reason }];
+    if (error !== undefined) return [{ id: '29', reason: error.reason, ...rid }];
     const card = this.#cards.shift() ?? this.#autoPresent;
     if (card === undefined) {
       const timer = this.#clock.setTimeout(() => {
         this.#timers.delete(timer);
         this.#pendingRead = undefined;
-        this.#reply([{ id: '29', reason: 'timeout' }]);
+        this.#reply([{ id: '29', reason: 'timeout', ...rid }]);
       }, request.timeoutSeconds * 1000);
       this.#timers.add(timer);
       this.#pendingRead = { timer, request };
@@ -379,6 +501,7 @@ export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
           expiry,
           ksnHex: randomBytes(10).toString('hex').toUpperCase(),
           ciphertextHex: randomBytes(48).toString('hex').toUpperCase(),
+          ...rid,
         },
       ];
     if (mode === 'S') {
@@ -390,6 +513,7 @@ export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
           track1: buildTrack1(card.pan, card.name ?? 'TEST/CARDHOLDER', track),
           track2: buildTrack2(card.pan, track),
           emvTlv: Buffer.alloc(0),
+          ...rid,
         },
       ];
     }
@@ -405,6 +529,7 @@ export class VirtualPinPad extends EventEmitter<PadEvents> implements MockPeer {
           amountMinor: request.amountMinor,
           cardholderName: card.name ?? 'TEST/CARDHOLDER',
         }),
+        ...rid,
       },
     ];
   }

@@ -15,9 +15,15 @@
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { AgentError } from '../../common/agent-error.js';
+import {
+  applyReaderControl,
+  ReaderControlSchema,
+  serveControl,
+  type ControlServer,
+} from '../../simulator/control.js';
 import { hasSocat, serveSerialReaderPty } from '../../simulator/reader-server.js';
 import { findTestCard, TEST_CARDS } from '../../simulator/test-cards.js';
-import type { SwipeFault } from '../../simulator/virtual-hid-reader.js';
+import { SWIPE_FAULTS, type SwipeFault } from '../../simulator/virtual-hid-reader.js';
 import {
   serveSerialReaderTcp,
   VirtualSerialReader,
@@ -37,15 +43,11 @@ export interface SimReaderOptions {
   everySeconds?: number;
   /** A swipe fault: bad_swipe, one_track, reversed, chip_card, garbage. */
   fault?: string;
+  /** Port of the control endpoint on 127.0.0.1 (0 = a free one): swipe, unplug, replug. */
+  control?: number;
 }
 
-const FAULTS: readonly SwipeFault[] = [
-  'bad_swipe',
-  'one_track',
-  'reversed',
-  'chip_card',
-  'garbage',
-];
+const FAULTS: readonly SwipeFault[] = SWIPE_FAULTS;
 
 /** Where the command reads Enter from and when it stops (injected by tests). */
 export interface SimReaderIo {
@@ -55,14 +57,19 @@ export interface SimReaderIo {
   /** Resolves when the command should stop (SIGINT/SIGTERM in the CLI). */
   stopped: Promise<void>;
   /** Called once the reader is served, with its URLs (tests swipe through them). */
-  onReady?: (urls: { tcp: string; pty?: string; reader: VirtualSerialReader }) => void;
+  onReady?: (urls: {
+    tcp: string;
+    pty?: string;
+    reader: VirtualSerialReader;
+    controlUrl?: string;
+  }) => void;
 }
 
 /**
  * Serves a virtual serial card reader until `io.stopped` resolves.
  * @throws AgentError POS501 for a HID kind (with why and what to use instead), an unknown kind,
- *   card or fault, a malformed or non-loopback --listen, an --every outside 1–3600, or --pty
- *   without socat.
+ *   card or fault, a malformed or non-loopback --listen, an --every outside 1–3600, --pty
+ *   without socat, a --listen or --control port in use.
  */
 export async function simReader(options: SimReaderOptions, io: SimReaderIo): Promise<void> {
   if (options.kind === 'hid-msr' || options.kind === 'wedge' || options.kind === 'sred')
@@ -95,6 +102,15 @@ export async function simReader(options: SimReaderOptions, io: SimReaderIo): Pro
   const every = options.everySeconds;
   if (every !== undefined && !(Number.isInteger(every) && every >= 1 && every <= 3600))
     throw new AgentError('POS501', `--every must be 1–3600 seconds, not ${every}`);
+  const controlPort = options.control;
+  if (
+    controlPort !== undefined &&
+    !(Number.isInteger(controlPort) && controlPort >= 0 && controlPort <= 65535)
+  )
+    throw new AgentError(
+      'POS501',
+      `--control must be a port 0–65535 (0 = a free one), not ${controlPort}`,
+    );
   if (options.pty !== undefined && !hasSocat())
     throw new AgentError(
       'POS501',
@@ -102,13 +118,44 @@ export async function simReader(options: SimReaderOptions, io: SimReaderIo): Pro
     );
 
   const reader = new VirtualSerialReader();
-  const tcp = await serveSerialReaderTcp(reader, { port: Number(match[2]) });
+  let tcp;
+  try {
+    tcp = await serveSerialReaderTcp(reader, { port: Number(match[2]) });
+  } catch (cause) {
+    throw new AgentError(
+      'POS501',
+      `--listen ${options.listen}: cannot listen (${(cause as NodeJS.ErrnoException).code ?? String(cause)}); is another reader running? Pick another port`,
+    );
+  }
+  let control: ControlServer | undefined;
+  if (controlPort !== undefined) {
+    try {
+      control = await serveControl({
+        port: controlPort,
+        schema: ReaderControlSchema,
+        apply: (command) => {
+          const result = applyReaderControl(reader, command, { card: options.card, fault });
+          if (command.do === 'swipe') io.out.write('  swiped (control)\n');
+          return result;
+        },
+        state: () => ({ connected: reader.connected, card: options.card, fault: fault ?? null }),
+      });
+    } catch (cause) {
+      await tcp.stop();
+      throw new AgentError(
+        'POS501',
+        `--control ${controlPort}: cannot listen on 127.0.0.1:${controlPort} (${(cause as NodeJS.ErrnoException).code ?? String(cause)}); pick another port or 0`,
+      );
+    }
+  }
   const pty =
     options.pty === undefined
       ? undefined
       : await serveSerialReaderPty(reader, { dir: path.resolve(options.pty) });
   io.out.write(`virtual serial card reader on ${tcp.url}\n`);
   if (pty !== undefined) io.out.write(`  and on the pseudo-terminal ${pty.path}\n`);
+  if (control !== undefined)
+    io.out.write(`  control: ${control.url}  (curl -d '{"do":"swipe"}' ${control.url})\n`);
   io.out.write(
     `  configure: { "name": "sim-serial", "kind": "serial", "path": "${pty?.path ?? tcp.url}" }\n`,
   );
@@ -125,12 +172,18 @@ export async function simReader(options: SimReaderOptions, io: SimReaderIo): Pro
   const timer = every === undefined ? undefined : setInterval(swipe, every * 1000);
   const lines = every === undefined ? createInterface({ input: io.input }) : undefined;
   lines?.on('line', swipe);
-  io.onReady?.({ tcp: tcp.url, ...(pty === undefined ? {} : { pty: pty.path }), reader });
+  io.onReady?.({
+    tcp: tcp.url,
+    ...(pty === undefined ? {} : { pty: pty.path }),
+    ...(control === undefined ? {} : { controlUrl: control.url }),
+    reader,
+  });
   try {
     await io.stopped;
   } finally {
     if (timer !== undefined) clearInterval(timer);
     lines?.close();
+    await control?.stop();
     await pty?.stop();
     await tcp.stop();
   }

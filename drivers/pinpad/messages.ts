@@ -10,6 +10,12 @@
  *
  * Message 21 carries clear card data: it is parsed at the byte level and its tracks and EMV data
  * stay Buffers (never strings, DESIGN §2); decode errors never quote its fields.
+ *
+ * Optional request id (issue 14): a pad that lists `RID` in its capabilities (message 01) takes
+ * one more field at the end of 20 and 30, `requestId` (1–8 of 0–9 A–Z), and repeats it at the end
+ * of its answer (21, 22, 29, 31, 39). The host then knows which request an answer belongs to
+ * even after a cancel the pad never confirmed. Pads without it ignore nothing new: the field is
+ * only sent to pads that announced it, and a decoder reads it only when it is there.
  */
 import { Buffer } from 'node:buffer';
 import { driverError } from '../errors.js';
@@ -37,8 +43,17 @@ export type HostMessage =
       /** 1–300 s. */
       timeoutSeconds: number;
       entryModes: EntryModeCode[];
+      /** Only for pads with the `RID` capability: 1–8 of 0–9 A–Z, repeated in the answer. */
+      requestId?: string;
     }
-  | { id: '30'; amountMinor: number; currency: string; timeoutSeconds: number }
+  | {
+      id: '30';
+      amountMinor: number;
+      currency: string;
+      timeoutSeconds: number;
+      /** As for 20. */
+      requestId?: string;
+    }
   | { id: '40' }
   | { id: '50'; outcome: ResultOutcome; text: string };
 
@@ -46,7 +61,15 @@ export type HostMessage =
 export type PadMessage =
   | { id: '01'; model: string; serial: string; firmware: string; capabilities: string[] }
   /** Clear card data: Buffers only; `emvTlv` is binary BER-TLV (hex-decoded from the wire). */
-  | { id: '21'; entryMode: EntryModeCode; track1: Buffer; track2: Buffer; emvTlv: Buffer }
+  | {
+      id: '21';
+      entryMode: EntryModeCode;
+      track1: Buffer;
+      track2: Buffer;
+      emvTlv: Buffer;
+      /** The request id of the 20 this answers (pads with `RID`). */
+      requestId?: string;
+    }
   | {
       id: '22';
       entryMode: EntryModeCode;
@@ -55,10 +78,11 @@ export type PadMessage =
       expiry: string;
       ksnHex: string;
       ciphertextHex: string;
+      requestId?: string;
     }
-  | { id: '29'; reason: PadReadFailure }
-  | { id: '31'; format: 0 | 4; ksnHex: string; pinBlockHex: string }
-  | { id: '39'; reason: PinFailure }
+  | { id: '29'; reason: PadReadFailure; requestId?: string }
+  | { id: '31'; format: 0 | 4; ksnHex: string; pinBlockHex: string; requestId?: string }
+  | { id: '39'; reason: PinFailure; requestId?: string }
   | { id: '41' }
   | { id: '51' }
   | { id: '90'; event: PadEvent };
@@ -75,6 +99,10 @@ const PIN_FAILURES = new Set(['timeout', 'canceled', 'bypassed']);
 const EVENTS = new Set(['card_inserted', 'card_removed', 'tamper', 'low_battery']);
 const OUTCOMES = new Set(['approved', 'declined', 'stored']);
 const HEX = /^(?:[0-9A-F]{2})*$/i;
+const REQUEST_ID = /^[0-9A-Z]{1,8}$/;
+
+/** The capability (message 01) of a pad that takes and repeats request ids. */
+export const REQUEST_ID_CAPABILITY = 'RID';
 
 /** True when the id is a host → pad message. */
 export function isHostMessage(message: PinPadMessage): message is HostMessage {
@@ -238,6 +266,11 @@ export function encodeMessage(message: PinPadMessage): Buffer {
       fields.push(Buffer.from(message.event, 'latin1'));
       break;
   }
+  if ('requestId' in message && message.requestId !== undefined) {
+    if (!REQUEST_ID.test(message.requestId))
+      throw invalid(`requestId "${message.requestId}" must be 1–8 of 0–9 A–Z`);
+    fields.push(Buffer.from(message.requestId, 'latin1'));
+  }
   const parts: Buffer[] = [];
   fields.forEach((field, i) => {
     if (i > 0) parts.push(Buffer.of(FS));
@@ -301,6 +334,13 @@ export function decodeMessage(payload: Buffer): PinPadMessage {
     if (!HEX.test(value)) throw malformed(id, `${name} is not hex`);
     return value.toUpperCase();
   };
+  const withRequestId = <T extends PinPadMessage>(message: T, at: number): T => {
+    const field = fields[at];
+    if (field === undefined) return message;
+    const value = field.toString('latin1');
+    if (!REQUEST_ID.test(value)) throw malformed(id, 'requestId is not 1–8 of 0–9 A–Z');
+    return { ...message, requestId: value };
+  };
   switch (id) {
     case '00':
     case '40':
@@ -312,21 +352,27 @@ export function decodeMessage(payload: Buffer): PinPadMessage {
     case '20': {
       const modes = str(4, 'entryModes').split(',');
       if (modes.some((m) => !ENTRY_MODES.has(m))) throw malformed(id, 'entryModes must be S, C, T');
-      return {
-        id,
-        amountMinor: int(1, 'amountMinor'),
-        currency: str(2, 'currency'),
-        timeoutSeconds: int(3, 'timeoutSeconds'),
-        entryModes: modes as EntryModeCode[],
-      };
+      return withRequestId(
+        {
+          id,
+          amountMinor: int(1, 'amountMinor'),
+          currency: str(2, 'currency'),
+          timeoutSeconds: int(3, 'timeoutSeconds'),
+          entryModes: modes as EntryModeCode[],
+        },
+        5,
+      );
     }
     case '30':
-      return {
-        id,
-        amountMinor: int(1, 'amountMinor'),
-        currency: str(2, 'currency'),
-        timeoutSeconds: int(3, 'timeoutSeconds'),
-      };
+      return withRequestId(
+        {
+          id,
+          amountMinor: int(1, 'amountMinor'),
+          currency: str(2, 'currency'),
+          timeoutSeconds: int(3, 'timeoutSeconds'),
+        },
+        4,
+      );
     case '50':
       return { id, outcome: oneOf(1, 'outcome', OUTCOMES), text: str(2, 'text') };
     case '01':
@@ -350,38 +396,50 @@ export function decodeMessage(payload: Buffer): PinPadMessage {
       if (entryMode === undefined) throw malformed(id, 'entryMode is not S, C or T');
       const emvTlv = fromHexAscii(fields[4] ?? Buffer.alloc(0));
       if (emvTlv === undefined) throw malformed(id, 'emvTlvHex is not hex');
+      const requestId = fields[5]?.toString('latin1');
+      if (requestId !== undefined && !REQUEST_ID.test(requestId)) {
+        emvTlv.fill(0);
+        throw malformed(id, 'requestId is not 1–8 of 0–9 A–Z');
+      }
       return {
         id,
         entryMode,
         track1: Buffer.from(fields[2] ?? Buffer.alloc(0)),
         track2: Buffer.from(fields[3] ?? Buffer.alloc(0)),
         emvTlv,
+        ...(requestId === undefined ? {} : { requestId }),
       };
     }
     case '22':
-      return {
-        id,
-        entryMode: oneOf<EntryModeCode>(1, 'entryMode', ENTRY_MODES),
-        maskedPan: str(2, 'maskedPan'),
-        expiry: str(3, 'expiry'),
-        ksnHex: hex(4, 'ksnHex'),
-        ciphertextHex: hex(5, 'ciphertextHex'),
-      };
+      return withRequestId(
+        {
+          id,
+          entryMode: oneOf<EntryModeCode>(1, 'entryMode', ENTRY_MODES),
+          maskedPan: str(2, 'maskedPan'),
+          expiry: str(3, 'expiry'),
+          ksnHex: hex(4, 'ksnHex'),
+          ciphertextHex: hex(5, 'ciphertextHex'),
+        },
+        6,
+      );
     case '29':
-      return { id, reason: oneOf<PadReadFailure>(1, 'reason', READ_FAILURES) };
+      return withRequestId({ id, reason: oneOf<PadReadFailure>(1, 'reason', READ_FAILURES) }, 2);
     case '31': {
       const format = str(1, 'format');
       if (format !== '0' && format !== '4')
         throw malformed(id, 'the PIN block format is not 0 or 4 (ISO 9564)');
-      return {
-        id,
-        format: format === '0' ? 0 : 4,
-        ksnHex: hex(2, 'ksnHex'),
-        pinBlockHex: hex(3, 'pinBlockHex'),
-      };
+      return withRequestId(
+        {
+          id,
+          format: format === '0' ? 0 : 4,
+          ksnHex: hex(2, 'ksnHex'),
+          pinBlockHex: hex(3, 'pinBlockHex'),
+        },
+        4,
+      );
     }
     case '39':
-      return { id, reason: oneOf<PinFailure>(1, 'reason', PIN_FAILURES) };
+      return withRequestId({ id, reason: oneOf<PinFailure>(1, 'reason', PIN_FAILURES) }, 2);
     case '90':
       return { id, event: oneOf<PadEvent>(1, 'event', EVENTS) };
     default:

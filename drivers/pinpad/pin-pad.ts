@@ -18,6 +18,19 @@
  * Operations run one at a time (a second call waits for the first), except `cancel()`, which is
  * sent at once. A message that arrives out of turn (a late reply after a timeout, a duplicate
  * after a lost ACK) is reported as a `'warning'` and ignored; card data in it is wiped.
+ *
+ * Cancel without ambiguity: the message set has no request ids, so a late 21 for an operation
+ * the host gave up on could be taken as the answer to the next request. When the host abandons a
+ * 20/30 without the pad's 41 (cancel() gave up, or the answer did not come in time), the next
+ * operation first sends 40 again and waits for its 41; what the pad sends before that 41 belongs
+ * to the abandoned operation and is discarded as out of turn:
+ *
+ * ```
+ *   20 ──►            40 ──► (no 41: abandoned)      next call:  40 ──►
+ *                                                          ◄── 21 (late, old card: discarded)
+ *                                                          ◄── 41 (the pad is idle now)
+ *                                                    20 ──►  ◄── 21 (this payment's card)
+ * ```
  */
 import type { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
@@ -39,6 +52,7 @@ import {
   type PadEvent,
   type PadMessage,
   type PinFailure,
+  REQUEST_ID_CAPABILITY,
   type ResultOutcome,
 } from './messages.js';
 
@@ -125,6 +139,8 @@ interface Waiter {
   reject: (error: Error) => void;
   timer: TimerHandle | undefined;
   request: HostMessage['id'];
+  /** The request id sent with 20/30 (pads with `RID`): only an answer repeating it is taken. */
+  requestId?: string;
 }
 
 const ENTRY_MODE: Record<EntryModeCode, EntryMode> = { S: 'swipe', C: 'chip', T: 'contactless' };
@@ -149,6 +165,11 @@ export class PinPad extends EventEmitter<PinPadEvents> {
   #waiters: Waiter[] = [];
   #chain: Promise<unknown> = Promise.resolve();
   #closed = false;
+  /** A 20/30 was abandoned without the pad's 41: send 40 again before the next operation. */
+  #unconfirmed = false;
+  /** The pad announced `RID` in its status (message 01): 20/30 carry request ids. */
+  #requestIds = false;
+  #lastRequestId = 0;
   #reconnectTimer: TimerHandle | undefined;
   #reconnectDelayMs = 0;
   readonly #onData = (chunk: Buffer): void => {
@@ -210,6 +231,7 @@ export class PinPad extends EventEmitter<PinPadEvents> {
     );
     if (reply.id !== '01') throw this.#unexpected(reply.id, '00');
     const { model, serial, firmware, capabilities } = reply;
+    this.#requestIds = capabilities.includes(REQUEST_ID_CAPABILITY);
     return { model, serial, firmware, capabilities };
   }
 
@@ -226,7 +248,7 @@ export class PinPad extends EventEmitter<PinPadEvents> {
   async readCard(req: ReadCardRequest): Promise<ReadCardResult> {
     const reply = await this.#serialize(() =>
       this.#exchange(
-        { id: '20', ...req },
+        { id: '20', ...req, ...this.#requestId() },
         ['21', '22', '29'],
         req.timeoutSeconds * 1000 + this.#responseTimeoutMs,
         { id: '29', reason: 'canceled' },
@@ -260,7 +282,7 @@ export class PinPad extends EventEmitter<PinPadEvents> {
   async requestPin(req: PinRequest): Promise<PinResult> {
     const reply = await this.#serialize(() =>
       this.#exchange(
-        { id: '30', ...req },
+        { id: '30', ...req, ...this.#requestId() },
         ['31', '39'],
         req.timeoutSeconds * 1000 + this.#responseTimeoutMs,
         { id: '39', reason: 'canceled' },
@@ -288,6 +310,11 @@ export class PinPad extends EventEmitter<PinPadEvents> {
     const abandoned = this.#waiters.filter((w) => w.onCanceled !== undefined);
     try {
       await this.#exchange({ id: '40' }, ['41'], this.#responseTimeoutMs);
+      this.#unconfirmed = false;
+    } catch (error) {
+      // The pad may still be busy with what was canceled and answer it later.
+      this.#unconfirmed = true;
+      throw error;
     } finally {
       // After 41 they already ended (#onFrame); after a timeout or a send failure, end them here.
       for (const waiter of abandoned)
@@ -317,6 +344,8 @@ export class PinPad extends EventEmitter<PinPadEvents> {
 
   async #connect(): Promise<void> {
     await this.#transport.open();
+    // Another pad may be on the line now: request ids only after its status says so.
+    this.#requestIds = false;
     const link = new SerialLink((bytes) => this.#transport.write(bytes), {
       timings: this.#timings,
       clock: this.#clock,
@@ -381,9 +410,38 @@ export class PinPad extends EventEmitter<PinPadEvents> {
   }
 
   #serialize<T>(operation: () => Promise<T>): Promise<T> {
-    const run = this.#chain.then(operation, operation);
+    const guarded = (): Promise<T> => this.#confirmAbandoned().then(operation);
+    const run = this.#chain.then(guarded, guarded);
     this.#chain = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * Before an operation: when an earlier 20/30 was abandoned without a 41, cancel it again and
+   * wait for the 41, so its late answer (discarded as out of turn) cannot be taken for this one.
+   * @throws AgentError `POS120` when the pad still does not confirm: nothing is sent then.
+   */
+  async #confirmAbandoned(): Promise<void> {
+    // With request ids a late answer names its request: nothing to confirm.
+    if (!this.#unconfirmed || this.#requestIds) return;
+    try {
+      await this.#exchange({ id: '40' }, ['41'], this.#responseTimeoutMs);
+    } catch (error) {
+      if (!isAgentError(error, 'POS120')) throw error;
+      throw driverError(
+        'POS120',
+        `PIN pad ${this.#transport.path} did not confirm the cancel of an earlier operation (no 41 to 40 within ${this.#responseTimeoutMs} ms), so its late answer could be taken for the next one; nothing was sent: check that the pad is idle, or power-cycle it`,
+        { details: { request: '40', timeoutMs: this.#responseTimeoutMs }, cause: error },
+      );
+    }
+    this.#unconfirmed = false;
+  }
+
+  /** A fresh request id for 20/30 when the pad takes them (`R1`, `R2`, … base 36). */
+  #requestId(): { requestId?: string } {
+    if (!this.#requestIds) return {};
+    this.#lastRequestId = (this.#lastRequestId % 36 ** 7) + 1;
+    return { requestId: `R${this.#lastRequestId.toString(36).toUpperCase()}` };
   }
 
   #requireLink(): SerialLink {
@@ -423,9 +481,14 @@ export class PinPad extends EventEmitter<PinPadEvents> {
         timer: undefined,
         request: message.id,
         ...(onCanceled === undefined ? {} : { onCanceled }),
+        ...('requestId' in message && message.requestId !== undefined
+          ? { requestId: message.requestId }
+          : {}),
       };
       waiter.timer = this.#clock.setTimeout(() => {
         this.#remove(waiter);
+        // A card read or PIN entry the host stops waiting for may still be answered.
+        if (onCanceled !== undefined) this.#unconfirmed = true;
         reject(
           driverError(
             'POS120',
@@ -467,7 +530,10 @@ export class PinPad extends EventEmitter<PinPadEvents> {
       this.emit('device-event', message.event);
       return;
     }
-    const waiter = this.#waiters.find((w) => w.accepts.has(message.id));
+    const answerId = 'requestId' in message ? message.requestId : undefined;
+    const waiter = this.#waiters.find(
+      (w) => w.accepts.has(message.id) && (w.requestId === undefined || w.requestId === answerId),
+    );
     if (waiter !== undefined) {
       this.#remove(waiter);
       waiter.resolve(message);
