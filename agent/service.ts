@@ -12,7 +12,7 @@ import {
   loadTerminalKeys,
   writeCloudSideKeys,
 } from './keys.js';
-import { createLogger } from './logger.js';
+import { createServiceLogger } from './logger.js';
 
 /**
  * Runs the agent until SIGINT or SIGTERM.
@@ -22,7 +22,7 @@ import { createLogger } from './logger.js';
 export async function runService(configFile: string): Promise<void> {
   const config = loadConfig(configFile);
   const keys = loadTerminalKeys(config.keysDir);
-  const logger = createLogger({ level: config.log.level, file: config.log.file });
+  const { logger, close: closeLog } = await createServiceLogger(config.log);
   const agent = await startAgent({ config, keys, logger });
   process.stderr.write(`pos-agent ${config.deviceId}: local API on ${agent.apiUrl}\n`);
   await new Promise<void>((resolve) => {
@@ -31,6 +31,7 @@ export async function runService(configFile: string): Promise<void> {
     process.once('SIGTERM', stop);
   });
   await agent.stop();
+  await closeLog();
 }
 
 /**
