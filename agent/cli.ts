@@ -138,6 +138,10 @@ program
     `directory for config.json and keys/ (default: the directory of $${CONFIG_ENV}, else /etc/pos-agent)`,
   )
   .option('--data-dir <dir>', 'directory of the database (default: DIR/data)')
+  .option(
+    '--owner <user>',
+    'give the written config, keys and data folder to this user (the package: pos-agent); needs root',
+  )
   .option('--device-id <id>', 'device id (MQTT client id, certificate CN)')
   .option('--tenant <id>', 'tenant id')
   .option('--store <id>', 'store id')

@@ -33,7 +33,16 @@
  */
 import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import input from '@inquirer/input';
 import nacl from 'tweetnacl';
@@ -88,6 +97,11 @@ export interface ProvisionOptions {
   apiPort?: number;
   /** Directory of the database. Default `DIR/data`. */
   dataDir?: string;
+  /**
+   * Give the written folders and files to this user and its group (the Debian package's service
+   * user `pos-agent`), so a root shell can provision for the service. Needs root.
+   */
+  owner?: string;
   /** Allow plaintext `mqtt://` (a development setup). */
   development?: boolean;
   /** Replace existing keys and config. */
@@ -347,6 +361,7 @@ export function provision(options: ProvisionOptions, now: number = Date.now()): 
   const configFile = path.join(dir, 'config.json');
   writeFileSync(configFile, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
   chmodSync(configFile, 0o600);
+  if (options.owner !== undefined) giveTo(options.owner, [dir, configFile, keysDir, dataDir]);
   return {
     deviceId,
     configFile,
@@ -359,6 +374,40 @@ export function provision(options: ProvisionOptions, now: number = Date.now()): 
     pinPadDefaulted: options.pinPad === undefined,
     dataDir,
   };
+}
+
+/**
+ * Hands folders (with the files directly in them) to `user` and its primary group.
+ * @throws AgentError POS503 unknown user, or not allowed (not root).
+ */
+function giveTo(user: string, paths: string[]): void {
+  let uid: number, gid: number;
+  try {
+    uid = Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }).trim());
+    gid = Number(execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim());
+  } catch (cause) {
+    throw new AgentError(
+      'POS503',
+      `--owner ${user}: no such user; install the Debian package (it creates pos-agent) or name an existing user`,
+      { cause },
+    );
+  }
+  try {
+    for (const p of paths) {
+      chownSync(p, uid, gid);
+      if (statSync(p).isDirectory())
+        for (const name of readdirSync(p)) {
+          const child = path.join(p, name);
+          if (statSync(child).isFile()) chownSync(child, uid, gid);
+        }
+    }
+  } catch (cause) {
+    throw new AgentError(
+      'POS503',
+      `--owner ${user}: cannot change the owner (${(cause as NodeJS.ErrnoException).code ?? 'error'}); run provision as root (sudo)`,
+      { cause },
+    );
+  }
 }
 
 function copyPrivate(from: string, to: string): void {
@@ -627,6 +676,7 @@ export async function runProvision(
     ['vaultKeyFile', 'vaultKey'],
     ['tokenKeyFile', 'tokenKey'],
     ['dataDir', 'dataDir'],
+    ['owner', 'owner'],
   ];
   for (const [option, flag] of map) {
     const value = str(flag);

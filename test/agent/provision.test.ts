@@ -254,6 +254,24 @@ describe.skipIf(!hasOpenssl)('pos-agent provision', () => {
     expect(provision(options).deviceId).toBe('lane-0001');
   });
 
+  it.skipIf(process.getuid?.() !== 0)(
+    '--owner gives the config, keys and data folder to the service user (as root)',
+    () => {
+      const result = provision({ ...base, owner: 'nobody', dataDir: path.join(dir, 'var-data') });
+      const nobody = Number(execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).trim());
+      for (const p of [
+        base.dir,
+        result.configFile,
+        result.keysDir,
+        path.join(result.keysDir, 'device-signing.key'),
+        path.join(result.keysDir, 'client.key'),
+        path.join(dir, 'var-data'),
+      ])
+        expect(statSync(p).uid, p).toBe(nobody);
+      expect(loadConfig(result.configFile).dataDir).toBe(path.join(dir, 'var-data'));
+    },
+  );
+
   it('says out loud that the PIN pad path is the default when no --pinpad was given', () => {
     const { pinPad: _p, ...withoutPad } = base;
     const result = provision(withoutPad);
