@@ -46,10 +46,10 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { transpileSources } from './transpile.mjs';
 import { udevRules } from './udev-rules.mjs';
 
 const repo = path.resolve(new URL('..', import.meta.url).pathname);
-const SOURCE_DIRS = ['agent', 'drivers', 'store-forward', 'cloud-sync', 'simulator', 'common'];
 
 function fail(message) {
   console.error(`package: ${message}`);
@@ -95,28 +95,7 @@ async function compile(outDir, transpileOnly) {
     rmSync(path.join(outDir, 'bench'), { recursive: true, force: true });
     return;
   }
-  const ts = (await import('typescript')).default;
-  const walk = (dir) =>
-    readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-      e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)],
-    );
-  for (const top of SOURCE_DIRS) {
-    for (const file of walk(path.join(repo, top))) {
-      if (!file.endsWith('.ts') || file.endsWith('.d.ts')) continue;
-      const { outputText } = ts.transpileModule(readFileSync(file, 'utf8'), {
-        fileName: file,
-        compilerOptions: {
-          module: ts.ModuleKind.ESNext,
-          target: ts.ScriptTarget.ES2022,
-          esModuleInterop: true,
-          sourceMap: false,
-        },
-      });
-      const target = path.join(outDir, path.relative(repo, file)).replace(/\.ts$/, '.js');
-      mkdirSync(path.dirname(target), { recursive: true });
-      writeFileSync(target, outputText);
-    }
-  }
+  await transpileSources(repo, outDir);
 }
 
 /**
