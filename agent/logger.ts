@@ -125,7 +125,7 @@ export async function createServiceLogger(
   const logger = pino(loggerOptions(settings.level, options.name), stream);
   logger.info(
     { logTarget: 'file', file: target.file },
-    `logging to ${path.basename(target.file)} in ${path.dirname(target.file)}, rotated at ${settings.rotateBytes} bytes, ${settings.keepFiles} old files kept`,
+    `logging to ${target.file} as numbered files (${path.basename(target.file).replace(/(\.[^.]*)?$/, '.N$1')}, current.log points at the newest), rotated at ${settings.rotateBytes} bytes, ${settings.keepFiles} old files kept`,
   );
   return {
     logger,
