@@ -214,7 +214,7 @@ describe.skipIf(missing.length > 0)('docs/field-guide.md, run in a scratch root'
     expect(new Set(report.findings.filter((f) => f.level === 'warn').map((f) => f.code))).toEqual(
       new Set(['POS201', 'POS516']),
     );
-  });
+  }, 180_000);
 
   it('shows a backlog with its dead record, retries it, and verifies the store', async () => {
     // What an agent offline for a while, then refused once by the cloud, leaves behind.
@@ -240,5 +240,5 @@ describe.skipIf(missing.length > 0)('docs/field-guide.md, run in a scratch root'
     expect(results.get('queue-retry')?.stdout).toMatch(/requeued 1 dead records\nqueue: 2 to send/);
     await run(block('verify'));
     expect(results.get('verify')?.stdout).toMatch(/hash chain: ok/);
-  });
+  }, 180_000);
 });

@@ -233,7 +233,7 @@ describe.skipIf(!hasDpkg)('the Debian package', () => {
     // Without --config and POS_AGENT_CONFIG the installed default path is used and named.
     const none = await installed(['queue']);
     expect(none.stderr).toContain('config /etc/pos-agent/config.json (the default;');
-  });
+  }, 180_000);
 
   it('installed read-only commands create no database, and a downgrade is refused with POS203', async () => {
     const terminal = path.join(work, 'terminal-2');
@@ -259,5 +259,5 @@ describe.skipIf(!hasDpkg)('the Debian package', () => {
         /error POS203: .* newer than the \d+ this agent knows; fix: install the agent version that wrote it/,
       );
     }
-  });
+  }, 180_000);
 });
