@@ -222,7 +222,6 @@ describe.skipIf(missing.length > 0)('docs/field-guide.md, run in a scratch root'
     const store = PaymentStore.open({ path: db });
     store.createPayment(newPayment('guide-1', { amountMinor: 1250 }));
     store.createPayment(newPayment('guide-2', { amountMinor: 990 }));
-    store.markInFlight(['guide-2'], 'batch-guide');
     store.applyAcks([
       { key: 'guide-2', status: 'rejected', code: 'M01', reason: 'merchant not active' },
     ]);
