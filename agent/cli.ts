@@ -5,10 +5,13 @@
  * | command | what |
  * |---------|------|
  * | `pos-agent demo` | the whole path on the built-in simulator; exit 0 only if nothing was lost |
- * | `pos-agent run --config FILE` | the agent as a service |
+ * | `pos-agent run [--config FILE]` | the agent as a service |
  * | `pos-agent init-dev --dir DIR` | a development config and key set (and the simulator's cloud keys) |
- * | `pos-agent provision --dir DIR …` | provision a terminal (agent/commands/provision.ts) |
- * | `pos-agent doctor --config FILE` | check a terminal; numbered problems with fixes (agent/commands/doctor.ts) |
+ * | `pos-agent provision [--dir DIR] …` | provision a terminal (agent/commands/provision.ts) |
+ * | `pos-agent doctor [--config FILE] [--json]` | check a terminal; numbered problems with codes and fixes (agent/commands/doctor.ts) |
+ * | `pos-agent queue [--config FILE] [--retry] [--watch] [--json]` | the outbox (agent/commands/queue.ts) |
+ * | `pos-agent verify [--config FILE] [--json]` | hash chain and projection (agent/commands/verify.ts) |
+ * | `pos-agent devices [--json]` | what is plugged in and the path to configure (agent/commands/devices.ts) |
  * | `pos-agent sim pinpad --listen tcp://127.0.0.1:7421` | a virtual PIN pad on TCP (and a pty with `--pty`) |
  * | `pos-agent sim broker --port 1883` | the embedded MQTT broker |
  * | `pos-agent sim cloud --broker URL --keys DIR` | the cloud core simulator |
@@ -17,13 +20,25 @@
  * | `pos-agent sim scenario FILE…` | scripted scenarios against an agent on the simulator |
  * | `pos-agent sim claim --keys DIR --ca-cert … --code …` | the claim service for provisioning by claim |
  *
+ * The config file: `--config FILE`, else `$POS_AGENT_CONFIG`, else `/etc/pos-agent/config.json`
+ * (agent/config-path.ts); when it was not given with `--config` the command says on stderr which
+ * file it took. `provision` writes into the directory of that file unless `--dir` is given.
+ *
  * Errors print as `error POSxxx: message` and exit with status 2 for bad usage or config, 1 for
  * a failed run.
  */
+import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { AgentError, isAgentError } from '../common/agent-error.js';
 import { AGENT_VERSION } from './agent.js';
 import { registerSimCommands } from './commands/sim-cli.js';
+import {
+  CONFIG_ENV,
+  DEFAULT_CONFIG_FILE,
+  describeConfigPath,
+  resolveConfigPath,
+  type ConfigPath,
+} from './config-path.js';
 
 const program = new Command()
   .name('pos-agent')
@@ -73,14 +88,24 @@ program
     },
   );
 
+const CONFIG_HELP = `config file (JSON); default: $${CONFIG_ENV}, else ${DEFAULT_CONFIG_FILE}`;
+
+/** The config file of a command, said out loud on stderr when it was not given with --config. */
+function configOf(flag: string | undefined): ConfigPath {
+  const resolved = resolveConfigPath(flag);
+  const said = describeConfigPath(resolved);
+  if (said !== undefined) process.stderr.write(`pos-agent: ${said}\n`);
+  return resolved;
+}
+
 program
   .command('run')
   .description('run the agent as a service')
-  .requiredOption('--config <file>', 'config file (JSON)')
-  .action(async (options: { config: string }) => {
+  .option('--config <file>', CONFIG_HELP)
+  .action(async (options: { config?: string }) => {
     const { runService } = await import('./service.js');
     try {
-      await runService(options.config);
+      await runService(configOf(options.config).file);
     } catch (error) {
       // A failed start must end the process with its code: a handle a dependency left open
       // (a socket, a timer) would otherwise keep Node alive after the error is printed.
@@ -116,12 +141,23 @@ program
   .description(
     'provision this terminal: config, device key, pinned cloud keys, broker TLS files (prompts on a TTY)',
   )
-  .requiredOption('--dir <dir>', 'directory for config.json, keys/ and data/')
+  .option(
+    '--dir <dir>',
+    `directory for config.json and keys/ (default: the directory of $${CONFIG_ENV}, else /etc/pos-agent)`,
+  )
+  .option('--data-dir <dir>', 'directory of the database (default: DIR/data)')
+  .option(
+    '--owner <user>',
+    'give the written config, keys and data folder to this user (the package: pos-agent); needs root',
+  )
   .option('--device-id <id>', 'device id (MQTT client id, certificate CN)')
   .option('--tenant <id>', 'tenant id')
   .option('--store <id>', 'store id')
   .option('--broker <url>', 'broker URL, mqtts://host:8883')
-  .option('--pinpad <path>', 'PIN pad path (/dev/…, tcp://host:port)')
+  .option(
+    '--pinpad <path>',
+    'PIN pad path (/dev/…, tcp://host:port); default /dev/ttyUSB0, said when used',
+  )
   .option('--ca <file>', 'broker CA certificate (PEM, pinned)')
   .option('--cert <file>', 'client certificate (PEM, CN = device id)')
   .option('--key <file>', 'client certificate private key (PEM)')
@@ -138,41 +174,58 @@ program
   .option('--non-interactive', 'never prompt, even on a TTY')
   .action(async (options: Record<string, string | boolean | number | undefined>) => {
     const { runProvision } = await import('./commands/provision.js');
+    if (typeof options.dir !== 'string') {
+      const { file } = resolveConfigPath(undefined);
+      options.dir = path.dirname(file);
+      process.stderr.write(
+        `pos-agent: provisioning into ${options.dir} (the directory of ${file}; --dir chooses another)\n`,
+      );
+    }
     await runProvision(options, process.stdin, process.stdout);
   });
 
 program
   .command('verify')
   .description('rebuild the payments projection from the events and verify the hash chain')
-  .requiredOption('--config <file>', 'config file (JSON)')
-  .action(async (options: { config: string }) => {
+  .option('--config <file>', CONFIG_HELP)
+  .option('--json', 'print JSON (a stable shape, see docs/field-guide.md)')
+  .action(async (options: { config?: string; json?: boolean }) => {
     const { runVerify } = await import('./commands/verify.js');
-    process.exitCode = runVerify(options.config, process.stdout);
+    process.exitCode = runVerify(configOf(options.config).file, process.stdout, {
+      json: options.json === true,
+    });
   });
 
 program
   .command('queue')
   .description('outbox depth, oldest age, offline exposure and dead records; --retry requeues them')
-  .requiredOption('--config <file>', 'config file (JSON)')
+  .option('--config <file>', CONFIG_HELP)
   .option('--retry', 'put every dead record back to pending')
-  .option('--watch', 'print progress until the backlog has drained')
-  .action(async (options: { config: string; retry?: boolean; watch?: boolean }) => {
-    const { runQueue } = await import('./commands/queue.js');
-    process.exitCode = await runQueue({
-      config: options.config,
-      retry: options.retry === true,
-      watch: options.watch === true,
-      out: process.stdout,
-    });
-  });
+  .option('--watch', 'show a progress bar (rate, time left) until the backlog has drained')
+  .option('--json', 'print JSON (a stable shape, see docs/field-guide.md)')
+  .action(
+    async (options: { config?: string; retry?: boolean; watch?: boolean; json?: boolean }) => {
+      const { runQueue } = await import('./commands/queue.js');
+      process.exitCode = await runQueue({
+        config: configOf(options.config).file,
+        retry: options.retry === true,
+        watch: options.watch === true,
+        json: options.json === true,
+        out: process.stdout,
+      });
+    },
+  );
 
 program
   .command('doctor')
   .description('check config, keys, database, disk, clock, broker TLS and devices; lists each fix')
-  .requiredOption('--config <file>', 'config file (JSON)')
-  .action(async (options: { config: string }) => {
+  .option('--config <file>', CONFIG_HELP)
+  .option('--json', 'print JSON (a stable shape, see docs/field-guide.md)')
+  .action(async (options: { config?: string; json?: boolean }) => {
     const { runDoctor } = await import('./commands/doctor.js');
-    process.exitCode = await runDoctor(options.config, process.stdout);
+    process.exitCode = await runDoctor(configOf(options.config), process.stdout, {
+      json: options.json === true,
+    });
   });
 
 program
@@ -180,7 +233,7 @@ program
   .description(
     'list serial ports and USB HID devices, recognise card readers and PIN pads, print the path to configure',
   )
-  .option('--json', 'print JSON instead of a table')
+  .option('--json', 'print JSON (a stable shape, see docs/field-guide.md)')
   .action(async (options: { json?: boolean }) => {
     const { runDevices } = await import('./commands/devices.js');
     process.exitCode = await runDevices({ json: options.json === true, out: process.stdout });

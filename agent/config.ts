@@ -286,8 +286,20 @@ const LogConfig = z
   .object({
     /** Lowest level written. Default info. */
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-    /** Write JSON lines to this file instead of standard output. */
+    /**
+     * Write JSON lines to this file instead of standard output, rotated by size (agent/logger.ts).
+     * Ignored under systemd, where the lines go to journald through standard output.
+     */
     file: z.string().optional(),
+    /** Rotate the log file when it reaches this size, bytes. 4096–1 GiB, default 10 MiB. */
+    rotateBytes: z
+      .number()
+      .int()
+      .min(4096)
+      .max(1024 ** 3)
+      .default(10 * 1024 * 1024),
+    /** Rotated log files kept besides the current one. 1–100, default 5. */
+    keepFiles: z.number().int().min(1).max(100).default(5),
   })
   .strict();
 
@@ -333,7 +345,7 @@ export const AgentConfigSchema = z
       brokerLimits: 'none',
     }),
     api: ApiConfig.default({ host: '127.0.0.1', port: 7420 }),
-    log: LogConfig.default({ level: 'info' }),
+    log: LogConfig.default({ level: 'info', rotateBytes: 10 * 1024 * 1024, keepFiles: 5 }),
     offline: OfflineConfig.default({
       perTransactionLimitMinor: { EUR: 10_000, USD: 10_000, GBP: 10_000 },
       totalLimitMinor: { EUR: 500_000, USD: 500_000, GBP: 500_000 },
@@ -409,7 +421,7 @@ export function loadConfig(file: string): AgentConfig {
   } catch (cause) {
     throw new AgentError(
       'POS501',
-      `cannot read config file ${file}: ${(cause as Error).message}; create it with "pos-agent init-dev --dir DIR" or pass --config with the right path`,
+      `cannot read config file ${file}: ${(cause as Error).message}; provision this terminal ("pos-agent provision", see docs/field-guide.md), or give the right file with --config FILE or POS_AGENT_CONFIG (a development setup: "pos-agent init-dev --dir DIR")`,
       { cause },
     );
   }

@@ -41,6 +41,24 @@ export const AGENT_ERRORS = {
   POS506: 'doctor_problems',
   /** A verified cloud command could not be applied (bad arguments, cannot write its file). */
   POS507: 'command_failed',
+  /** doctor: a secret file (config, key, TLS key) is readable by group or others. */
+  POS508: 'secret_file_readable',
+  /** doctor: the database file is damaged (bad header or SQLite quick_check fails). */
+  POS509: 'database_damaged',
+  /** doctor: the cloud's offline limits file in the data directory is not JSON. */
+  POS510: 'offline_limits_file_bad',
+  /** doctor: outbox records are dead (refused by the cloud) and wait for `queue --retry`. */
+  POS511: 'dead_records',
+  /** doctor: too little free disk space to store payments while offline. */
+  POS512: 'disk_space_low',
+  /** doctor: the system clock cannot be right. */
+  POS513: 'clock_wrong',
+  /** doctor: the broker URL is plaintext mqtt:// (a development setup). */
+  POS514: 'broker_plaintext',
+  /** doctor: the TLS handshake with the broker failed (CA, host name, client certificate). */
+  POS515: 'broker_tls_failed',
+  /** doctor: a certificate has expired, is not valid yet, or expires within 30 days. */
+  POS516: 'certificate_validity',
 } as const;
 
 /** One of the codes above. */

@@ -12,7 +12,7 @@ import {
   loadTerminalKeys,
   writeCloudSideKeys,
 } from './keys.js';
-import { createLogger } from './logger.js';
+import { createServiceLogger } from './logger.js';
 
 /**
  * Runs the agent until SIGINT or SIGTERM.
@@ -22,15 +22,19 @@ import { createLogger } from './logger.js';
 export async function runService(configFile: string): Promise<void> {
   const config = loadConfig(configFile);
   const keys = loadTerminalKeys(config.keysDir);
-  const logger = createLogger({ level: config.log.level, file: config.log.file });
+  const { logger, target, close: closeLog } = await createServiceLogger(config.log);
   const agent = await startAgent({ config, keys, logger });
-  process.stderr.write(`pos-agent ${config.deviceId}: local API on ${agent.apiUrl}\n`);
+  // What matters, said once at start (issue 12): where the pad and the broker are, where logs go.
+  process.stderr.write(
+    `pos-agent ${config.deviceId}: local API on ${agent.apiUrl}; PIN pad ${config.pinPad.path}; broker ${config.broker.url}; logs ${target.kind === 'file' ? `to ${target.file} (rotated)` : target.kind === 'journald' ? 'to journald (stdout)' : 'to stdout'}\n`,
+  );
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
   await agent.stop();
+  await closeLog();
 }
 
 /**

@@ -16,6 +16,7 @@
  * The file is marked with `PRAGMA application_id = 0x504F5341` ("POSA"), so another
  * application's SQLite file is refused instead of being migrated.
  */
+import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { isAgentError } from '../common/agent-error.js';
 import { storeError } from './errors.js';
@@ -33,6 +34,14 @@ export interface OpenDatabaseOptions {
   busyTimeoutMs?: number;
   /** The migrations to apply; default: {@link MIGRATIONS}. Tests pass their own. */
   migrations?: readonly Migration[];
+  /**
+   * Open for reading only (`pos-agent doctor`, `verify`, `queue`): the file must exist (nothing
+   * is created), no pragma is written, no migration runs, and closing never checkpoints or
+   * deletes the WAL (SQLite refuses a checkpoint on a read-only connection). SQLite may add the
+   * empty `-wal`/`-shm` side files a WAL reader needs; as root it gives them the database file's
+   * owner. Default false.
+   */
+  readonly?: boolean;
 }
 
 /**
@@ -46,7 +55,8 @@ export interface OpenDatabaseOptions {
  *   POS204 the file is not a pos-agent SQLite database; POS205 a pragma did not read back as set;
  *   POS203 the database was written by a newer agent (its `user_version` is higher than the
  *   latest migration); POS202 a migration failed (the transaction is rolled back, the file is
- *   left at its previous version).
+ *   left at its previous version). With `readonly` (see {@link OpenDatabaseOptions.readonly}):
+ *   POS201 also when the file does not exist, POS208 when the database needs a migration.
  */
 export function openDatabase(path: string, options: OpenDatabaseOptions = {}): SqliteDatabase {
   const migrations = options.migrations ?? MIGRATIONS;
@@ -66,6 +76,7 @@ export function openDatabase(path: string, options: OpenDatabaseOptions = {}): S
     );
   }
 
+  if (options.readonly === true) return openReadonly(path, busyTimeoutMs, migrations);
   let db: SqliteDatabase;
   try {
     db = new Database(path, { timeout: busyTimeoutMs });
@@ -80,6 +91,80 @@ export function openDatabase(path: string, options: OpenDatabaseOptions = {}): S
   try {
     applyPragmas(db, path, busyTimeoutMs);
     migrate(db, path, migrations);
+    return db;
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
+
+/**
+ * The read-only open of {@link openDatabase}: POS201 when the file does not exist (nothing is
+ * created), POS204 not a pos-agent database, POS203 newer than this agent, POS208 older than
+ * this agent (a read-only open cannot migrate it; the agent does at its next start).
+ */
+function openReadonly(
+  path: string,
+  busyTimeoutMs: number,
+  migrations: readonly Migration[],
+): SqliteDatabase {
+  if (!existsSync(path)) {
+    throw storeError(
+      'POS201',
+      `there is no payment database at ${path}; nothing was created (this command only reads); ` +
+        'fix: check dataDir in the config, or start the agent once (systemctl start pos-agent), which creates it',
+      { details: { path } },
+    );
+  }
+  let db: SqliteDatabase;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true, timeout: busyTimeoutMs });
+  } catch (cause) {
+    throw storeError(
+      'POS201',
+      `cannot open the payment database at ${path} for reading: ${messageOf(cause)}; ` +
+        'fix: run the command as root or as the agent user (pos-agent)',
+      { cause, details: { path } },
+    );
+  }
+  try {
+    const latest = migrations[migrations.length - 1]?.version ?? 0;
+    let current: number, appId: number;
+    try {
+      current = db.pragma('user_version', { simple: true }) as number;
+      appId = db.pragma('application_id', { simple: true }) as number;
+    } catch (cause) {
+      throw storeError(
+        'POS204',
+        `${path} is not an SQLite database (${String((cause as { code?: unknown }).code)}); ` +
+          'fix: point the agent at its own database file',
+        { cause, details: { path } },
+      );
+    }
+    if (appId !== APPLICATION_ID && !(appId === 0 && current === 0)) {
+      throw storeError(
+        'POS204',
+        `${path} belongs to another application (application_id ${appId}, user_version ${current}); ` +
+          'fix: point the agent at its own database file',
+        { details: { path, applicationId: appId } },
+      );
+    }
+    if (current > latest) {
+      throw storeError(
+        'POS203',
+        `${path} has schema version ${current}, newer than the ${latest} this agent knows; ` +
+          'fix: install the agent version that wrote it (or newer); never downgrade over a store with unsent payments',
+        { details: { path, userVersion: current, latest } },
+      );
+    }
+    if (current < latest) {
+      throw storeError(
+        'POS208',
+        `${path} has schema version ${current}, older than the ${latest} this agent knows, and this command only reads; ` +
+          'fix: start the agent once (systemctl start pos-agent), which migrates it, then run the command again',
+        { details: { path, userVersion: current, latest } },
+      );
+    }
     return db;
   } catch (error) {
     db.close();

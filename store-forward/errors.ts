@@ -16,6 +16,7 @@ export const STORE_ERRORS = {
   POS205: 'durability settings not applied',
   POS206: 'store is closed',
   POS207: 'storage write failed',
+  POS208: 'database older than this agent (read-only open cannot migrate)',
   POS210: 'idempotency key reused with other parameters',
   POS211: 'payment not found',
   POS212: 'illegal state change',

@@ -107,6 +107,11 @@ export interface PaymentStoreOptions {
   forwardingDeadlineHours?: number;
   /** How long a locked database is waited for; ≥ 0, default: 5000 ms. */
   busyTimeoutMs?: number;
+  /**
+   * Open for reading only (the field tech's `doctor`, `verify`, `queue`): see
+   * `OpenDatabaseOptions.readonly`; every write method then fails with POS207. Default false.
+   */
+  readonly?: boolean;
 }
 
 /** A syntactically valid card used only to run the shared input checks before a card exists. */
@@ -169,10 +174,10 @@ export class PaymentStore {
         `forwardingDeadlineHours is ${String(hours)}; it must be > 0 and ≤ 8760 (hours)`,
       );
     }
-    const db = openDatabase(
-      opts.path,
-      opts.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: opts.busyTimeoutMs },
-    );
+    const db = openDatabase(opts.path, {
+      ...(opts.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: opts.busyTimeoutMs }),
+      ...(opts.readonly === true ? { readonly: true } : {}),
+    });
     return new PaymentStore(
       new StoreKernel(db, opts.path, opts.clock ?? systemClock),
       Math.round(hours * 3_600_000),

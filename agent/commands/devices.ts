@@ -1,7 +1,25 @@
 /**
- * `pos-agent devices`: what is plugged in, what the agent recognises, and the path to configure
- * (issue 4 item 4). Works without udev (says so and scans /dev) and without HID support (says
- * why and how to fix it). Exit status 0 whenever the listing ran.
+ * `pos-agent devices [--json]`: what is plugged in, what the agent recognises, and the path to
+ * configure (issue 4 item 4). Works without udev (says so and scans /dev) and without HID support
+ * (says why and how to fix it). Exit status 0 whenever the listing ran. Needs no config.
+ *
+ * `--json` prints one object, version 1 of a stable shape (fields are only ever added):
+ *
+ * ```json
+ * { "version": 1,
+ *   "devices": [ { "bus": "serial", "systemPath": "/dev/ttyACM0",
+ *                  "configPath": "/dev/serial/by-id/usb-Ingenico_…-if00", "usbId": "0b00:0064",
+ *                  "manufacturer": "Ingenico",
+ *                  "known": { "name": "Ingenico PIN pad", "role": "pinpad", "quirk": "…" } },
+ *                { "bus": "hid", "systemPath": "/dev/hidraw2", "configPath": "hid://0801:0011/B1234",
+ *                  "usbId": "0801:0011", "configNote": "…" } ],
+ *   "serial": { "method": "udev" },
+ *   "hidError": { "code": "POS104", "message": "…" } }
+ * ```
+ *
+ * `serial.method` is `udev` or `scan` (then `serial.fallbackReason` says why); `hidError` is
+ * present only when USB HID devices could not be listed; `known.role` is one of `hid-msr`,
+ * `wedge`, `serial-reader`, `pinpad`, `usb-serial-adapter`.
  */
 import type { Writable } from 'node:stream';
 import { discoverDevices, type DiscoveryReport } from '../../drivers/discovery/discover.js';
@@ -58,6 +76,7 @@ export async function runDevices(options: {
     options.out.write(
       `${JSON.stringify(
         {
+          version: 1,
           ...report,
           hidError:
             report.hidError === undefined

@@ -1,19 +1,33 @@
 /**
- * `pos-agent doctor`: one command that says what is wrong with a terminal and how to fix it
- * (issue 5). Every check runs, even after a failure, and the output ends with a numbered list of
- * problems, each with its fix; the exit status is 1 when there is at least one problem (warnings
- * alone exit 0).
+ * `pos-agent doctor [--config FILE] [--json]`: one command that says what is wrong with a
+ * terminal and how to fix it (issues 5, 12). Every check runs, even after a failure, and the
+ * output ends with a numbered list of problems, each with its code and fix; the exit status is 1
+ * when there is at least one problem (warnings alone exit 0). Read-only: the database is opened
+ * read-only and never created (issue 12).
  *
- * | check | problem when |
- * |-------|--------------|
- * | config | the file is missing, not JSON or fails the schema (POS501) |
- * | file modes | the config or a key/TLS file is readable by group/others, the keys dir is not 0700 |
- * | keys | a key file is missing or of the wrong length (POS502) |
- * | database | not an SQLite file, cannot be opened, quick_check, hash chain or projection check fails |
- * | disk | free space in the data directory below max(100 MiB, 4 × database size) |
- * | clock | before the agent's release or after 2100, or outside a certificate's validity |
- * | broker | TCP unreachable, TLS handshake fails; warns when a certificate expires within 30 days |
- * | devices | the PIN pad's /dev path is missing or cannot be opened; tcp:// unreachable |
+ * | check | code when not ok |
+ * |-------|------------------|
+ * | config | POS501 the file is missing, not JSON or fails the schema |
+ * | file modes | POS508 the config or a key/TLS file is readable by group/others, the keys dir is not 0700 |
+ * | keys | POS502 a key file is missing or of the wrong length |
+ * | database | POS201 no database yet (warning) or cannot open, POS203 newer than this agent, POS204 not a pos-agent file, POS208 needs the agent's migration, POS509 damaged (header, quick_check), POS220 hash chain, POS221 projection, POS510 offline limits file, POS511 dead records (warning) |
+ * | disk | POS512 free space in the data directory below max(100 MiB, 4 × database size) |
+ * | clock | POS513 before the agent's release or after 2100 |
+ * | broker | POS514 plaintext (warning), POS301 unreachable, POS515 TLS handshake fails, POS502 a TLS file unreadable, POS516 a certificate expired / not yet valid / expiring within 30 days (warning) |
+ * | devices | per configured device (`pinPad`, `cardReaders[i]`): POS101 not present or cannot be opened, tcp:// unreachable; POS104 (warning) a hid:// reader while USB HID support (node-hid, libusb) is missing, with the install command. Each ok line names the device the entry matched (`device.matched`) |
+ *
+ * `--json` prints one object, version 1 of a stable shape ({@link DoctorReport}):
+ *
+ * ```json
+ * { "version": 1, "config": "/etc/pos-agent/config.json", "configSource": "default",
+ *   "ok": false, "problems": 1, "warnings": 1,
+ *   "findings": [
+ *     { "check": "config", "level": "ok", "message": "… is valid (device store-0042-lane-3)" },
+ *     { "check": "devices", "level": "ok", "message": "…",
+ *       "device": { "entry": "pinPad", "path": "/dev/serial/by-id/usb-…",
+ *                   "matched": { "systemPath": "/dev/ttyACM0", "usbId": "0b00:0064", "name": "Ingenico PIN pad" } } },
+ *     { "check": "broker", "level": "problem", "code": "POS301", "message": "…", "fix": "…" } ] }
+ * ```
  *
  * Nothing secret is printed: key files are named, never shown.
  */
@@ -24,6 +38,7 @@ import {
   existsSync,
   openSync,
   readFileSync,
+  realpathSync,
   statSync,
   statfsSync,
 } from 'node:fs';
@@ -31,19 +46,59 @@ import { connect as netConnect } from 'node:net';
 import path from 'node:path';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { isAgentError } from '../../common/agent-error.js';
+import {
+  discoverDevices,
+  type DiscoveredDevice,
+  type DiscoveryReport,
+} from '../../drivers/discovery/discover.js';
+import { parseHidPath } from '../../drivers/transport/hid-transport.js';
 import { PaymentStore } from '../../store-forward/payment-store.js';
 import { OFFLINE_LIMITS_FILE } from '../cloud-commands.js';
 import { type AgentConfig, loadConfig } from '../config.js';
+import { type ConfigPath } from '../config-path.js';
 import { loadTerminalKeys, TERMINAL_KEY_FILES } from '../keys.js';
+
+/** A configured device and what it was matched to, on `devices` findings. */
+export interface DoctorDevice {
+  /** The config entry: `pinPad` or `cardReaders[0]`, `cardReaders[1]`, … */
+  entry: string;
+  /** The reader's `name` (card readers only). */
+  name?: string;
+  /** The configured `path`. */
+  path: string;
+  /** The device found for it (`pos-agent devices` lists the same), when one was found. */
+  matched?: { systemPath: string; usbId?: string; name?: string };
+}
 
 /** One finding. */
 export interface DoctorFinding {
+  /** `config`, `file modes`, `keys`, `database`, `disk`, `clock`, `broker` or `devices`. */
   check: string;
   level: 'ok' | 'warn' | 'problem';
+  /** The error code (POS1xx–POS5xx, see the table above); on every warn and problem. */
+  code?: string;
   /** What was found (no secrets). */
   message: string;
-  /** How to fix it (for warn and problem). */
+  /** How to fix it (on every warn and problem). */
   fix?: string;
+  /** For `devices` findings: the config entry and the device it matched. */
+  device?: DoctorDevice;
+}
+
+/** What `pos-agent doctor --json` prints (version 1; fields are only ever added). */
+export interface DoctorReport {
+  version: 1;
+  /** The config file checked. */
+  config: string;
+  /** Where its path came from: `flag`, `env` (POS_AGENT_CONFIG) or `default`. */
+  configSource: ConfigPath['source'];
+  /** True when there is no problem (warnings allowed); the exit status is 0 exactly then. */
+  ok: boolean;
+  /** Number of findings of level `problem`. */
+  problems: number;
+  /** Number of findings of level `warn`. */
+  warnings: number;
+  findings: DoctorFinding[];
 }
 
 /** Options of {@link doctor}. */
@@ -54,6 +109,8 @@ export interface DoctorOptions {
   timeoutMs?: number;
   /** Least free bytes in the data directory. Default 100 MiB. */
   minFreeBytes?: number;
+  /** Lists the devices (default: {@link discoverDevices}); tests pass a fake HID listing. */
+  discover?: () => Promise<DiscoveryReport>;
 }
 
 const DAY_MS = 86_400_000;
@@ -86,6 +143,7 @@ export async function doctor(
     add({
       check: 'config',
       level: 'problem',
+      code: 'POS501',
       message: isAgentError(error) ? error.reason : String(error),
       fix: 'correct the config file (every problem is listed above), or provision again with "pos-agent provision"',
     });
@@ -99,6 +157,7 @@ export async function doctor(
       add({
         check: 'file modes',
         level: 'problem',
+        code: 'POS508',
         message: `${what} ${file} has mode ${mode.toString(8).padStart(4, '0')}; group or others can read it`,
         fix: `chmod 600 ${file}`,
       });
@@ -111,6 +170,7 @@ export async function doctor(
         add({
           check: 'file modes',
           level: 'problem',
+          code: 'POS508',
           message: `keys directory ${config.keysDir} has mode ${mode.toString(8).padStart(4, '0')}, expected 0700`,
           fix: `chmod 700 ${config.keysDir}`,
         });
@@ -131,6 +191,7 @@ export async function doctor(
       add({
         check: 'keys',
         level: 'problem',
+        code: 'POS502',
         message: isAgentError(error) ? (error.reason.split('\nFix:')[0] ?? '') : String(error),
         fix: 'provision the terminal again ("pos-agent provision --force") or restore the key files',
       });
@@ -145,6 +206,7 @@ export async function doctor(
         add({
           check: 'database',
           level: 'warn',
+          code: 'POS510',
           message: `${overrides} (offline limits set by the cloud) is not JSON; the config's limits apply`,
           fix: `delete ${overrides} and ask the cloud to send set_offline_limits again`,
         });
@@ -157,6 +219,7 @@ export async function doctor(
     add({
       check: 'clock',
       level: 'problem',
+      code: 'POS513',
       message: `the clock says ${new Date(now).toISOString()}, which cannot be right`,
       fix: 'set the time (enable NTP: timedatectl set-ntp true); expiry checks of commands and certificates depend on it',
     });
@@ -165,7 +228,7 @@ export async function doctor(
 
   if (config !== undefined) {
     await checkBroker(config, now, timeoutMs, add);
-    await checkPinPad(config, timeoutMs, add);
+    await checkDevices(config, timeoutMs, options.discover ?? (() => discoverDevices()), add);
   }
   return findings;
 }
@@ -175,8 +238,10 @@ function checkDatabase(config: AgentConfig, add: (f: DoctorFinding) => void): vo
   if (!existsSync(file)) {
     add({
       check: 'database',
-      level: 'ok',
-      message: `no database yet at ${file} (created at first start)`,
+      level: 'warn',
+      code: 'POS201',
+      message: `no database yet at ${file}; doctor does not create one`,
+      fix: 'start the agent once (systemctl start pos-agent), which creates and migrates it; if the agent has run before, check dataDir in the config',
     });
     return;
   }
@@ -195,6 +260,7 @@ function checkDatabase(config: AgentConfig, add: (f: DoctorFinding) => void): vo
     add({
       check: 'database',
       level: 'problem',
+      code: 'POS509',
       message: `${file} is not an SQLite database (its header is damaged)`,
       fix: `stop the agent, move ${file} aside for analysis and restore it from backup; unsent payments in it must be recovered before a new database is started`,
     });
@@ -202,12 +268,13 @@ function checkDatabase(config: AgentConfig, add: (f: DoctorFinding) => void): vo
   }
   let store: PaymentStore | undefined;
   try {
-    store = PaymentStore.open({ path: file });
+    store = PaymentStore.open({ path: file, readonly: true });
     const quick = store.quickCheck();
     if (!quick.ok)
       add({
         check: 'database',
         level: 'problem',
+        code: 'POS509',
         message: `SQLite quick_check of ${file} failed: ${quick.problems.slice(0, 3).join('; ')}`,
         fix: `stop the agent, move ${file} aside for analysis and restore it from backup; unsent payments in it must be recovered before a new database is started`,
       });
@@ -218,6 +285,7 @@ function checkDatabase(config: AgentConfig, add: (f: DoctorFinding) => void): vo
       add({
         check: 'database',
         level: 'problem',
+        code: 'POS220',
         message: `the event hash chain of ${file} does not verify: ${chain.problems.slice(0, 3).join('; ')}`,
         fix: 'the event log was edited or damaged: keep the file for analysis, and call support before taking payments',
       });
@@ -225,6 +293,7 @@ function checkDatabase(config: AgentConfig, add: (f: DoctorFinding) => void): vo
       add({
         check: 'database',
         level: 'problem',
+        code: 'POS221',
         message: `the payments table of ${file} differs from its events: ${projection.problems.slice(0, 3).join('; ')}`,
         fix: 'stop the agent and rebuild the projection from the events (support procedure)',
       });
@@ -238,15 +307,21 @@ function checkDatabase(config: AgentConfig, add: (f: DoctorFinding) => void): vo
       add({
         check: 'database',
         level: 'warn',
+        code: 'POS511',
         message: `${stats.dead} record(s) are dead (refused by the cloud)`,
-        fix: 'see them with "pos-agent queue" and retry after the cause is fixed',
+        fix: 'see them with "pos-agent queue" and, once the cause is fixed, "pos-agent queue --retry"',
       });
   } catch (error) {
+    const reason = isAgentError(error) ? error.reason : (error as Error).message;
+    const named = isAgentError(error) && /fix: /.test(reason);
     add({
       check: 'database',
       level: 'problem',
-      message: `${file} cannot be opened or read: ${isAgentError(error) ? error.reason : (error as Error).message}`,
-      fix: `stop the agent, move ${file} aside for analysis and restore it from backup`,
+      code: isAgentError(error) ? error.code : 'POS201',
+      message: `${file} cannot be opened or read: ${named ? (reason.split('; fix: ')[0] ?? reason) : reason}`,
+      fix: named
+        ? (reason.split('; fix: ')[1] ?? reason)
+        : `stop the agent, move ${file} aside for analysis and restore it from backup`,
     });
   } finally {
     store?.close();
@@ -267,6 +342,7 @@ function checkDisk(config: AgentConfig, minFree: number, add: (f: DoctorFinding)
       add({
         check: 'disk',
         level: 'problem',
+        code: 'POS512',
         message: `${mib(free)} free in ${dir}; the store needs at least ${mib(need)} (4 × the database, at least ${mib(minFree)})`,
         fix: 'free disk space (old logs, packages) so that payments can be stored while offline',
       });
@@ -280,6 +356,7 @@ function checkDisk(config: AgentConfig, minFree: number, add: (f: DoctorFinding)
     add({
       check: 'disk',
       level: 'warn',
+      code: 'POS512',
       message: `cannot measure free space in ${dir}: ${(error as Error).message}`,
       fix: 'check the data directory by hand (df -h)',
     });
@@ -301,6 +378,7 @@ function certExpiry(
     add({
       check: 'broker',
       level: 'problem',
+      code: 'POS516',
       message: `${what} (${subject}) expired on ${new Date(to).toISOString()}`,
       fix:
         what === 'client certificate'
@@ -311,6 +389,7 @@ function certExpiry(
     add({
       check: 'broker',
       level: 'problem',
+      code: 'POS516',
       message: `${what} (${subject}) is not valid before ${new Date(from).toISOString()}`,
       fix: 'the terminal clock is probably behind: enable NTP (timedatectl set-ntp true)',
     });
@@ -318,6 +397,7 @@ function certExpiry(
     add({
       check: 'broker',
       level: 'warn',
+      code: 'POS516',
       message: `${what} (${subject}) expires in ${days} day(s), on ${new Date(to).toISOString()}`,
       fix:
         what === 'client certificate'
@@ -346,6 +426,7 @@ async function checkBroker(
     add({
       check: 'broker',
       level: 'warn',
+      code: 'POS514',
       message: `plaintext ${config.broker.url} (development setup)`,
       fix: 'production terminals use mqtts:// with mutual TLS (pos-agent provision)',
     });
@@ -365,6 +446,7 @@ async function checkBroker(
       add({
         check: 'broker',
         level: 'problem',
+        code: 'POS301',
         message: `broker ${config.broker.url} unreachable: ${(error as NodeJS.ErrnoException).code ?? error.message}`,
         fix: 'check the network, the broker URL in the config, and that the broker runs',
       });
@@ -385,6 +467,7 @@ async function checkBroker(
     add({
       check: 'broker',
       level: 'problem',
+      code: 'POS502',
       message: `a TLS file cannot be read: ${(error as NodeJS.ErrnoException).code ?? 'error'} (${(error as NodeJS.ErrnoException).path ?? ''})`,
       fix: 'provision again with --ca, --cert and --key, or correct the paths in the config',
     });
@@ -404,6 +487,7 @@ async function checkBroker(
     add({
       check: 'broker',
       level: 'problem',
+      code: 'POS502',
       message: `${config.broker.certFile ?? ''} is not a PEM certificate`,
       fix: 'provision again with the right --cert',
     });
@@ -443,6 +527,7 @@ async function checkBroker(
     add({
       check: 'broker',
       level: 'problem',
+      code: network ? 'POS301' : 'POS515',
       message: `${network ? 'broker unreachable' : 'TLS handshake failed'} at ${config.broker.url}: ${code || result.error.message}`,
       fix: network
         ? 'check the network, the broker URL in the config, and that the broker runs'
@@ -464,60 +549,169 @@ async function checkBroker(
   });
 }
 
-async function checkPinPad(
+/** Connects to `tcp://host:port`; the error when it fails within `timeoutMs`. */
+function tcpProbe(target: string, timeoutMs: number): Promise<Error | undefined> {
+  const url = new URL(target);
+  return new Promise<Error | undefined>((resolve) => {
+    const socket = netConnect({ host: url.hostname, port: Number(url.port), timeout: timeoutMs });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(undefined);
+    });
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolve(new Error('timeout'));
+    });
+    socket.once('error', resolve);
+  });
+}
+
+const matchOf = (d: DiscoveredDevice): NonNullable<DoctorDevice['matched']> => ({
+  systemPath: d.systemPath,
+  ...(d.usbId !== undefined ? { usbId: d.usbId } : {}),
+  ...(d.known !== undefined ? { name: d.known.name } : {}),
+});
+
+const describeMatch = (m: DoctorDevice['matched']): string =>
+  m === undefined
+    ? ''
+    : ` (matched ${m.name ?? 'an unrecognised device'}${m.usbId !== undefined ? ` [${m.usbId}]` : ''} at ${m.systemPath})`;
+
+/**
+ * Checks the PIN pad and every configured card reader, and names the device each entry matched
+ * in the discovery listing (the same one `pos-agent devices` prints).
+ */
+async function checkDevices(
   config: AgentConfig,
   timeoutMs: number,
+  discover: () => Promise<DiscoveryReport>,
   add: (f: DoctorFinding) => void,
 ): Promise<void> {
-  const p = config.pinPad.path;
-  if (p.startsWith('mock://')) {
-    add({ check: 'devices', level: 'ok', message: `PIN pad ${p} is the in-process simulator` });
-    return;
+  const entries: Array<{ entry: string; what: string; path: string; name?: string }> = [
+    { entry: 'pinPad', what: 'PIN pad', path: config.pinPad.path },
+    ...config.cardReaders.map((r, i) => ({
+      entry: `cardReaders[${i}]`,
+      what: `card reader "${r.name}" (${r.kind})`,
+      path: r.path,
+      name: r.name,
+    })),
+  ];
+  const needsListing = entries.some((e) => e.path.startsWith('/') || e.path.startsWith('hid://'));
+  let report: DiscoveryReport | undefined;
+  if (needsListing) {
+    try {
+      report = await discover();
+    } catch {
+      report = undefined;
+    }
   }
-  if (p.startsWith('tcp://')) {
-    const url = new URL(p);
-    const error = await new Promise<Error | undefined>((resolve) => {
-      const socket = netConnect({ host: url.hostname, port: Number(url.port), timeout: timeoutMs });
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(undefined);
+  for (const e of entries) {
+    const device: DoctorDevice = {
+      entry: e.entry,
+      ...(e.name !== undefined ? { name: e.name } : {}),
+      path: e.path,
+    };
+    const finding = (f: Omit<DoctorFinding, 'check' | 'device'>): void =>
+      add({ check: 'devices', ...f, device });
+    const defaultNote =
+      e.entry === 'pinPad' && e.path === '/dev/ttyUSB0'
+        ? ' (the provisioning default: no --pinpad was given)'
+        : '';
+    if (e.path.startsWith('mock://')) {
+      finding({ level: 'ok', message: `${e.what} ${e.path} is the in-process simulator` });
+      continue;
+    }
+    if (e.path.startsWith('tcp://')) {
+      const error = await tcpProbe(e.path, timeoutMs);
+      if (error === undefined)
+        finding({ level: 'ok', message: `${e.what} ${e.path} accepts connections` });
+      else
+        finding({
+          level: 'problem',
+          code: 'POS101',
+          message: `${e.what} ${e.path} unreachable: ${(error as NodeJS.ErrnoException).code ?? error.message}`,
+          fix: `check that the serial server (ser2net) or simulator runs, and the address in ${e.entry}.path`,
+        });
+      continue;
+    }
+    if (e.path.startsWith('hid://')) {
+      if (report === undefined || report.hidError !== undefined) {
+        finding({
+          level: 'warn',
+          code: report?.hidError?.code ?? 'POS104',
+          message: `${e.what} ${e.path} cannot be checked: USB HID support is unavailable${report?.hidError !== undefined ? ` (${report.hidError.reason})` : ''}; the agent runs without this reader`,
+          fix: 'install the USB HID support: apt-get install libusb-1.0-0 libudev1 (the Debian package depends on them), and node-hid in the agent directory when it is missing; then run doctor again',
+        });
+        continue;
+      }
+      const want = parseHidPath(e.path);
+      const hex = (n: number): string => n.toString(16).padStart(4, '0');
+      const usbId = `${hex(want.vendorId)}:${hex(want.productId)}`;
+      const found = report.devices.find(
+        (d) =>
+          d.bus === 'hid' &&
+          d.usbId === usbId &&
+          (want.serialNumber === undefined || d.configPath.endsWith(`/${want.serialNumber}`)),
+      );
+      if (found === undefined)
+        finding({
+          level: 'problem',
+          code: 'POS101',
+          message: `${e.what} ${e.path} is not plugged in (no HID device ${usbId}${want.serialNumber !== undefined ? ` with serial ${want.serialNumber}` : ''})`,
+          fix: 'plug the reader in (or replug it); "pos-agent devices" lists the hid:// paths present',
+        });
+      else {
+        device.matched = matchOf(found);
+        const wrongKind =
+          found.known !== undefined &&
+          (found.known.role === 'hid-msr' || found.known.role === 'wedge') &&
+          found.known.role !== config.cardReaders.find((r) => r.name === e.name)?.kind;
+        finding({
+          level: wrongKind ? 'warn' : 'ok',
+          ...(wrongKind
+            ? {
+                code: 'POS145',
+                fix: `set ${e.entry}.kind to "${found.known?.role ?? ''}" (${found.known?.quirk ?? ''})`,
+              }
+            : {}),
+          message: `${e.what} ${e.path} is present${describeMatch(device.matched)}${wrongKind ? `, but it reports itself as ${found.known?.role ?? ''}` : ''}`,
+        });
+      }
+      continue;
+    }
+    let real = e.path;
+    try {
+      real = realpathSync(e.path);
+    } catch {
+      // not present: the open below says so
+    }
+    const listed = report?.devices.find(
+      (d) => d.bus === 'serial' && (d.systemPath === real || d.configPath === e.path),
+    );
+    if (listed !== undefined) device.matched = matchOf(listed);
+    try {
+      const fd = openSync(e.path, constants.O_RDWR | constants.O_NOCTTY | constants.O_NONBLOCK);
+      closeSync(fd);
+      finding({
+        level: 'ok',
+        message: `${e.what} ${e.path}${defaultNote} is present and can be opened${describeMatch(device.matched ?? { systemPath: real })}`,
       });
-      socket.once('timeout', () => {
-        socket.destroy();
-        resolve(new Error('timeout'));
-      });
-      socket.once('error', resolve);
-    });
-    if (error === undefined)
-      add({ check: 'devices', level: 'ok', message: `PIN pad ${p} accepts connections` });
-    else
-      add({
-        check: 'devices',
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'error';
+      finding({
         level: 'problem',
-        message: `PIN pad ${p} unreachable: ${(error as NodeJS.ErrnoException).code ?? error.message}`,
-        fix: 'check that the serial server (ser2net) runs and the address in pinPad.path',
+        code: 'POS101',
+        message: `${e.what} ${e.path}${defaultNote} ${code === 'ENOENT' ? 'is not present' : `cannot be opened (${code})`}`,
+        fix:
+          code === 'EACCES'
+            ? "add the agent's user to the dialout group (usermod -aG dialout pos-agent; the Debian package does this), or install the package's udev rules"
+            : 'plug the device in, and configure a stable path (/dev/pos/… from the package\'s udev rules, or /dev/serial/by-id/…; "pos-agent devices" lists them)',
       });
-    return;
-  }
-  try {
-    const fd = openSync(p, constants.O_RDWR | constants.O_NOCTTY | constants.O_NONBLOCK);
-    closeSync(fd);
-    add({ check: 'devices', level: 'ok', message: `PIN pad ${p} is present and can be opened` });
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? 'error';
-    add({
-      check: 'devices',
-      level: 'problem',
-      message: `PIN pad ${p} ${code === 'ENOENT' ? 'is not present' : `cannot be opened (${code})`}`,
-      fix:
-        code === 'EACCES'
-          ? "add the agent's user to the dialout group (usermod -aG dialout USER)"
-          : 'plug the PIN pad in, and use a stable path (/dev/serial/by-id/…; "pos-agent devices" lists them)',
-    });
+    }
   }
 }
 
-/** The report: every finding, then the numbered problems and warnings with their fixes. */
+/** The report: every finding, then the numbered problems and warnings with their codes and fixes. */
 export function formatFindings(findings: DoctorFinding[]): string {
   const lines = findings.map(
     (f) =>
@@ -530,29 +724,62 @@ export function formatFindings(findings: DoctorFinding[]): string {
   else {
     lines.push(`${problems.length} problem${problems.length === 1 ? '' : 's'}:`);
     problems.forEach((f, i) =>
-      lines.push(`  ${i + 1}. [${f.check}] ${f.message}`, `     fix: ${f.fix ?? ''}`),
+      lines.push(
+        `  ${i + 1}. ${f.code ?? ''} [${f.check}] ${f.message}`,
+        `     fix: ${f.fix ?? ''}`,
+      ),
     );
   }
   if (warnings.length > 0) {
     lines.push(`${warnings.length} warning${warnings.length === 1 ? '' : 's'}:`);
     warnings.forEach((f, i) =>
-      lines.push(`  ${i + 1}. [${f.check}] ${f.message}`, `     fix: ${f.fix ?? ''}`),
+      lines.push(
+        `  ${i + 1}. ${f.code ?? ''} [${f.check}] ${f.message}`,
+        `     fix: ${f.fix ?? ''}`,
+      ),
     );
   }
   return `${lines.join('\n')}\n`;
 }
 
+/** The `--json` document: see {@link DoctorReport}. */
+export function doctorReport(configPath: ConfigPath, findings: DoctorFinding[]): DoctorReport {
+  const problems = findings.filter((f) => f.level === 'problem').length;
+  return {
+    version: 1,
+    config: configPath.file,
+    configSource: configPath.source,
+    ok: problems === 0,
+    problems,
+    warnings: findings.filter((f) => f.level === 'warn').length,
+    findings,
+  };
+}
+
 /**
  * The `pos-agent doctor` action.
  *
+ * @param configPath — the config file and where its path came from (agent/config-path.ts); a
+ *   plain string is taken as given with `--config`.
+ * @param options.json — print the {@link DoctorReport} as JSON instead of text.
  * @returns the exit status: 0 healthy (warnings allowed), 1 at least one problem.
  */
 export async function runDoctor(
-  configFile: string,
+  configPath: ConfigPath | string,
   out: NodeJS.WritableStream,
-  options: DoctorOptions = {},
+  options: DoctorOptions & { json?: boolean } = {},
 ): Promise<number> {
-  const findings = await doctor(configFile, options);
-  out.write(formatFindings(findings));
-  return findings.some((f) => f.level === 'problem') ? 1 : 0;
+  const resolved: ConfigPath =
+    typeof configPath === 'string' ? { file: configPath, source: 'flag' } : configPath;
+  const findings = await doctor(resolved.file, options);
+  if (resolved.source !== 'flag') {
+    const first = findings[0];
+    if (first !== undefined)
+      first.message += ` (${resolved.source === 'env' ? 'from POS_AGENT_CONFIG' : 'the default path'})`;
+  }
+  const report = doctorReport(resolved, findings);
+  out.write(
+    options.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatFindings(findings),
+  );
+  return report.ok ? 0 : 1;
 }

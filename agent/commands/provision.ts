@@ -12,8 +12,13 @@
  *   broker-ca.pem          0600  the CA of the broker's certificate (pinned)
  *   client.pem / client.key 0600 the client certificate and its key (mutual TLS), or
  *   client.key + client.csr      a generated key and a CSR for the cloud to sign (--generate-csr)
- * DIR/data/            0700  the SQLite database (created at first start)
+ * DIR/data/            0700  the SQLite database (created at first start); --data-dir chooses
+ *                            another (the Debian package: /var/lib/pos-agent)
  * ```
+ *
+ * `DIR` defaults to the directory of the config file the other commands use (`$POS_AGENT_CONFIG`,
+ * else `/etc/pos-agent`), so `doctor`, `queue` and `run` find it without `--config`. Every default
+ * that matters is said in the output: the PIN pad path when no `--pinpad` was given.
  *
  * Every value is validated before anything is written, and every problem is listed at once
  * (POS504). Existing keys are never overwritten without `--force`. Secrets — the token key, the
@@ -22,13 +27,24 @@
  * file and the problem only.
  *
  * Interactive mode (stdin is a TTY and `--non-interactive` is not given): every value not given
- * as a flag is asked for, with a default where one makes sense (node:readline/promises).
+ * as a flag is asked for, with a default where one makes sense, and each answer is checked as it
+ * is typed (@inquirer/input): a bad device id, broker URL, PIN pad path or key file is refused on
+ * the spot with the reason, and only that answer is typed again.
  */
 import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline/promises';
+import input from '@inquirer/input';
 import nacl from 'tweetnacl';
 import { AgentError } from '../../common/agent-error.js';
 import { keyId, openEnvelope, signEnvelope } from '../../cloud-sync/envelope.js';
@@ -42,6 +58,7 @@ import {
   DEFAULT_TOPIC_PREFIX,
 } from '../../cloud-sync/schemas.js';
 import { AgentConfigSchema, type AgentConfigInput } from '../config.js';
+import { DEFAULT_CONFIG_FILE } from '../config-path.js';
 import {
   ensurePrivateDir,
   loadTerminalKeys,
@@ -78,6 +95,13 @@ export interface ProvisionOptions {
   tokenKeyFile?: string;
   /** Local API port. Default 7420. */
   apiPort?: number;
+  /** Directory of the database. Default `DIR/data`. */
+  dataDir?: string;
+  /**
+   * Give the written folders and files to this user and its group (the Debian package's service
+   * user `pos-agent`), so a root shell can provision for the service. Needs root.
+   */
+  owner?: string;
   /** Allow plaintext `mqtt://` (a development setup). */
   development?: boolean;
   /** Replace existing keys and config. */
@@ -97,7 +121,16 @@ export interface ProvisionResult {
   publicKey: string;
   /** Path of the CSR when `generateCsr`. */
   csrFile?: string;
+  /** The PIN pad path written to the config. */
+  pinPad: string;
+  /** True when no PIN pad was given and the default `/dev/ttyUSB0` was written. */
+  pinPadDefaulted: boolean;
+  /** The database directory written to the config (absolute). */
+  dataDir: string;
 }
+
+/** The PIN pad path written when none is given: the first USB-serial adapter. */
+export const DEFAULT_PIN_PAD = '/dev/ttyUSB0';
 
 const ID = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
@@ -277,9 +310,10 @@ export function provision(options: ProvisionOptions, now: number = Date.now()): 
   const dir = path.resolve(options.dir);
   const keysDir = path.join(dir, 'keys');
   const deviceId = options.deviceId as string;
+  const dataDir = path.resolve(dir, options.dataDir ?? 'data');
   ensurePrivateDir(dir);
   ensurePrivateDir(keysDir);
-  ensurePrivateDir(path.join(dir, 'data'));
+  ensurePrivateDir(dataDir);
 
   const broker: NonNullable<AgentConfigInput['broker']> = { url: options.broker as string };
   let csrFile: string | undefined;
@@ -317,9 +351,9 @@ export function provision(options: ProvisionOptions, now: number = Date.now()): 
     deviceId,
     ...(options.tenant !== undefined ? { tenantId: options.tenant } : {}),
     ...(options.store !== undefined ? { storeId: options.store } : {}),
-    dataDir: 'data',
+    dataDir: options.dataDir === undefined ? 'data' : dataDir,
     keysDir: 'keys',
-    pinPad: { path: options.pinPad ?? '/dev/ttyUSB0' },
+    pinPad: { path: options.pinPad ?? DEFAULT_PIN_PAD },
     broker,
     api: { host: '127.0.0.1', port: options.apiPort ?? 7420 },
     log: { level: 'info', file: 'agent.log' },
@@ -327,6 +361,7 @@ export function provision(options: ProvisionOptions, now: number = Date.now()): 
   const configFile = path.join(dir, 'config.json');
   writeFileSync(configFile, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
   chmodSync(configFile, 0o600);
+  if (options.owner !== undefined) giveTo(options.owner, [dir, configFile, keysDir, dataDir]);
   return {
     deviceId,
     configFile,
@@ -335,7 +370,44 @@ export function provision(options: ProvisionOptions, now: number = Date.now()): 
     kid: keyId(device.publicKey),
     publicKey: Buffer.from(device.publicKey).toString('base64'),
     ...(csrFile !== undefined ? { csrFile } : {}),
+    pinPad: options.pinPad ?? DEFAULT_PIN_PAD,
+    pinPadDefaulted: options.pinPad === undefined,
+    dataDir,
   };
+}
+
+/**
+ * Hands folders (with the files directly in them) to `user` and its primary group.
+ * @throws AgentError POS503 unknown user, or not allowed (not root).
+ */
+function giveTo(user: string, paths: string[]): void {
+  let uid: number, gid: number;
+  try {
+    uid = Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }).trim());
+    gid = Number(execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim());
+  } catch (cause) {
+    throw new AgentError(
+      'POS503',
+      `--owner ${user}: no such user; install the Debian package (it creates pos-agent) or name an existing user`,
+      { cause },
+    );
+  }
+  try {
+    for (const p of paths) {
+      chownSync(p, uid, gid);
+      if (statSync(p).isDirectory())
+        for (const name of readdirSync(p)) {
+          const child = path.join(p, name);
+          if (statSync(child).isFile()) chownSync(child, uid, gid);
+        }
+    }
+  } catch (cause) {
+    throw new AgentError(
+      'POS503',
+      `--owner ${user}: cannot change the owner (${(cause as NodeJS.ErrnoException).code ?? 'error'}); run provision as root (sudo)`,
+      { cause },
+    );
+  }
 }
 
 function copyPrivate(from: string, to: string): void {
@@ -375,48 +447,183 @@ function generateKeyAndCsr(keyFile: string, csrFile: string, options: ProvisionO
   }
 }
 
-/** The prompts of interactive mode, in order, with defaults. */
-const QUESTIONS: Array<{ key: keyof ProvisionOptions; text: string; default?: string }> = [
-  { key: 'deviceId', text: 'Device id (e.g. store-0042-lane-3)' },
-  { key: 'tenant', text: 'Tenant id' },
-  { key: 'store', text: 'Store id' },
-  { key: 'broker', text: 'Broker URL', default: 'mqtts://broker.example:8883' },
-  { key: 'pinPad', text: 'PIN pad path', default: '/dev/ttyUSB0' },
-  { key: 'caFile', text: 'Broker CA certificate file (PEM)', default: 'broker-ca.pem' },
-  { key: 'certFile', text: 'Client certificate file (PEM; empty = generate a CSR)' },
-  { key: 'keyFile', text: 'Client key file (PEM)', default: 'client.key' },
-  { key: 'cloudKeyFile', text: 'Cloud signing public key file', default: 'cloud-signing.pub' },
-  { key: 'vaultKeyFile', text: 'Vault public key file', default: 'vault.pub' },
-  { key: 'tokenKeyFile', text: 'Tenant token key file', default: 'token.key' },
+/** One question of interactive mode. */
+export interface ProvisionQuestion {
+  /** The option it fills. */
+  key: keyof ProvisionOptions;
+  /** The prompt text. */
+  text: string;
+  default?: string;
+  /**
+   * Checks one typed answer against the answers so far: `true`, or the reason it is refused
+   * (shown under the prompt; the answer is typed again). An empty answer for the client
+   * certificate means "generate a CSR".
+   */
+  validate: (value: string, answers: ProvisionOptions) => true | string;
+}
+
+/** The first problem a check pushed, or `true`. */
+const firstProblem = (check: (problems: string[]) => void): true | string => {
+  const problems: string[] = [];
+  check(problems);
+  return problems[0]?.replace(/^--[\w-]+ /, '') ?? true;
+};
+const fileThere = (value: string): true | string =>
+  value === '' ? 'give a file path' : existsSync(value) ? true : `${value}: no such file`;
+
+/** The prompts of interactive mode, in order, with defaults and the check of each answer. */
+export const PROVISION_QUESTIONS: readonly ProvisionQuestion[] = [
+  {
+    key: 'deviceId',
+    text: 'Device id (e.g. store-0042-lane-3)',
+    validate: (v) =>
+      /^[a-z0-9][a-z0-9-]{2,63}$/.test(v) ||
+      'use 3–64 characters of a–z, 0–9 and -, e.g. store-0042-lane-3',
+  },
+  {
+    key: 'tenant',
+    text: 'Tenant id',
+    validate: (v) => ID.test(v) || 'use 1–64 characters of a–z, 0–9 and -',
+  },
+  {
+    key: 'store',
+    text: 'Store id',
+    validate: (v) => ID.test(v) || 'use 1–64 characters of a–z, 0–9 and -',
+  },
+  {
+    key: 'broker',
+    text: 'Broker URL',
+    default: 'mqtts://broker.example:8883',
+    validate: (v, a) =>
+      !/^mqtts?:\/\/[^/\s]+(:\d{1,5})?\/?$/.test(v)
+        ? 'not a broker URL: give mqtts://host:8883'
+        : v.startsWith('mqtt://') && a.development !== true
+          ? 'plaintext mqtt:// is refused: use mqtts:// (mutual TLS), or start again with --development'
+          : true,
+  },
+  {
+    key: 'pinPad',
+    text: 'PIN pad path (pos-agent devices lists them)',
+    default: DEFAULT_PIN_PAD,
+    validate: (v) =>
+      AgentConfigSchema.shape.pinPad.safeParse({ path: v }).success ||
+      'must be a serial device path (/dev/pos/pinpad, /dev/serial/by-id/…), tcp://host:port or mock://name',
+  },
+  {
+    key: 'caFile',
+    text: 'Broker CA certificate file (PEM)',
+    default: 'broker-ca.pem',
+    validate: (v) => {
+      const there = fileThere(v);
+      return there === true ? firstProblem((p) => readCert(v, '--ca', p)) : there;
+    },
+  },
+  {
+    key: 'certFile',
+    text: 'Client certificate file (PEM; empty = generate a key and a CSR)',
+    validate: (v, a) => {
+      if (v === '') return true;
+      const there = fileThere(v);
+      if (there !== true) return there;
+      return firstProblem((p) => {
+        const cert = readCert(v, '--cert', p);
+        const cn = cert === undefined ? undefined : /(?:^|\n)CN=([^\n]+)/.exec(cert.subject)?.[1];
+        if (cert !== undefined && a.deviceId !== undefined && cn !== a.deviceId)
+          p.push(`its subject CN is "${cn ?? ''}", not the device id "${a.deviceId}"`);
+      });
+    },
+  },
+  {
+    key: 'keyFile',
+    text: 'Client key file (PEM)',
+    default: 'client.key',
+    validate: (v, a) => {
+      const there = fileThere(v);
+      if (there !== true) return there;
+      try {
+        const key = createPrivateKey(readFileSync(v));
+        if (
+          a.certFile !== undefined &&
+          !new X509Certificate(readFileSync(a.certFile)).checkPrivateKey(key)
+        )
+          return 'does not belong to the client certificate given above';
+        return true;
+      } catch {
+        return 'not a PEM private key';
+      }
+    },
+  },
+  {
+    key: 'cloudKeyFile',
+    text: 'Cloud signing public key file',
+    default: 'cloud-signing.pub',
+    validate: (v) => firstProblem((p) => readKeyFile(v, '--cloud-key', 32, p)),
+  },
+  {
+    key: 'vaultKeyFile',
+    text: 'Vault public key file',
+    default: 'vault.pub',
+    validate: (v) => firstProblem((p) => readKeyFile(v, '--vault-key', 32, p)),
+  },
+  {
+    key: 'tokenKeyFile',
+    text: 'Tenant token key file',
+    default: 'token.key',
+    validate: (v) => firstProblem((p) => readKeyFile(v, '--token-key', 32, p)),
+  },
 ];
 
 /**
- * Asks for every value not given in `options` (a TTY session), with defaults in brackets.
- * An empty client certificate answer switches to `generateCsr`.
+ * Asks one question; resolves with the accepted answer (`''` for an empty one). The default
+ * implementation is @inquirer/input on the given streams; tests may pass their own.
+ */
+export type AskQuestion = (question: {
+  message: string;
+  default?: string;
+  validate: (value: string) => true | string;
+}) => Promise<string>;
+
+/**
+ * Asks for every value not given in `options` (a TTY session), with defaults, and checks each
+ * answer as it is typed (see {@link PROVISION_QUESTIONS}). An empty client certificate answer
+ * switches to `generateCsr`.
+ *
+ * @param ask — how a question is asked; default @inquirer/input on `input`/`output`.
  */
 export async function promptMissing(
   options: ProvisionOptions,
-  input: NodeJS.ReadableStream,
+  inputStream: NodeJS.ReadableStream,
   output: NodeJS.WritableStream,
+  ask?: AskQuestion,
 ): Promise<ProvisionOptions> {
-  const rl = createInterface({ input, output, terminal: false });
+  const askOne: AskQuestion =
+    ask ??
+    ((q) =>
+      input(
+        {
+          message: q.message,
+          ...(q.default !== undefined ? { default: q.default } : {}),
+          validate: q.validate,
+        },
+        { input: inputStream, output },
+      ));
   const answers: ProvisionOptions = { ...options };
-  try {
-    for (const q of QUESTIONS) {
-      if (answers[q.key] !== undefined) continue;
-      if (q.key === 'keyFile' && answers.generateCsr === true) continue;
-      if (q.key === 'certFile' && answers.generateCsr === true) continue;
-      const mqtts = answers.broker?.startsWith('mqtts://') !== false;
-      if (!mqtts && (q.key === 'caFile' || q.key === 'certFile' || q.key === 'keyFile')) continue;
-      const answer = (
-        await rl.question(`${q.text}${q.default !== undefined ? ` [${q.default}]` : ''}: `)
-      ).trim();
-      const value = answer === '' ? q.default : answer;
-      if (q.key === 'certFile' && value === undefined) answers.generateCsr = true;
-      else if (value !== undefined) (answers as unknown as Record<string, unknown>)[q.key] = value;
-    }
-  } finally {
-    rl.close();
+  for (const q of PROVISION_QUESTIONS) {
+    if (answers[q.key] !== undefined) continue;
+    if (q.key === 'keyFile' && answers.generateCsr === true) continue;
+    if (q.key === 'certFile' && answers.generateCsr === true) continue;
+    const mqtts = answers.broker?.startsWith('mqtts://') !== false;
+    if (!mqtts && (q.key === 'caFile' || q.key === 'certFile' || q.key === 'keyFile')) continue;
+    const answer = (
+      await askOne({
+        message: q.text,
+        ...(q.default !== undefined ? { default: q.default } : {}),
+        validate: (value) => q.validate(value.trim(), answers),
+      })
+    ).trim();
+    const value = answer === '' ? q.default : answer;
+    if (q.key === 'certFile' && value === undefined) answers.generateCsr = true;
+    else if (value !== undefined) (answers as unknown as Record<string, unknown>)[q.key] = value;
   }
   return answers;
 }
@@ -430,13 +637,14 @@ export function describeProvisioning(result: ProvisionResult): string {
     `  device key      ${result.fingerprint}`,
     `  key id          ${result.kid}`,
     `  public key      ${result.publicKey}`,
+    `  data            ${result.dataDir}`,
+    `  PIN pad         ${result.pinPad}${result.pinPadDefaulted ? ' (the default: no --pinpad was given; "pos-agent devices" shows the right path, then set pinPad.path in the config)' : ''}`,
     ...(result.csrFile !== undefined && !('certificateFile' in result)
       ? [
           `  CSR             ${result.csrFile}: send it to the cloud to be signed, then save the certificate as ${path.join(result.keysDir, 'client.pem')}`,
         ]
       : []),
-    'Register the device id and public key in the cloud, then run "pos-agent doctor --config ' +
-      `${result.configFile}".`,
+    `Register the device id and public key in the cloud, then run "pos-agent doctor${result.configFile === DEFAULT_CONFIG_FILE ? '' : ` --config ${result.configFile}`}".`,
     '',
   ].join('\n');
 }
@@ -467,6 +675,8 @@ export async function runProvision(
     ['cloudKeyFile', 'cloudKey'],
     ['vaultKeyFile', 'vaultKey'],
     ['tokenKeyFile', 'tokenKey'],
+    ['dataDir', 'dataDir'],
+    ['owner', 'owner'],
   ];
   for (const [option, flag] of map) {
     const value = str(flag);

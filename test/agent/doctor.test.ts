@@ -18,7 +18,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import nacl from 'tweetnacl';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { doctor, runDoctor } from '../../agent/commands/doctor.js';
+import { doctor, runDoctor, type DoctorReport } from '../../agent/commands/doctor.js';
 import { provision } from '../../agent/commands/provision.js';
 import { loadConfig } from '../../agent/config.js';
 import { serveTcp, type PadServer } from '../../simulator/pad-server.js';
@@ -108,7 +108,9 @@ describe.skipIf(missing.length > 0)('pos-agent doctor', () => {
     expect(text()).toMatch(/TLS handshake with mqtts:\/\/127\.0\.0\.1:\d+ succeeded/);
     expect(text()).toMatch(/ok {3}broker {5}client certificate CN=doctor-lane-1, valid until/);
     // The broker's test certificate is issued for 30 days: within the 30-day warning window.
-    expect(text()).toMatch(/1\. \[broker\] broker certificate \(CN=broker\) expires in 29 day/);
+    expect(text()).toMatch(
+      /1\. POS516 \[broker\] broker certificate \(CN=broker\) expires in 29 day/,
+    );
     expect(status).toBe(0);
   });
 
@@ -129,17 +131,17 @@ describe.skipIf(missing.length > 0)('pos-agent doctor', () => {
     const status = await runDoctor(configFile, out, { minFreeBytes: 1024, timeoutMs: 1000 });
     expect(status).toBe(1);
     const report = text();
-    expect(report).toMatch(/\d\. \[file modes\] key file .*token\.key has mode 0644/);
+    expect(report).toMatch(/\d\. POS\d{3} \[file modes\] key file .*token\.key has mode 0644/);
     expect(report).toContain(`fix: chmod 600 ${path.join(config.keysDir, 'token.key')}`);
     expect(report).toMatch(
-      /\d\. \[broker\] client certificate \(CN=doctor-lane-1-expired\) expired on/,
+      /\d\. POS\d{3} \[broker\] client certificate \(CN=doctor-lane-1-expired\) expired on/,
     );
     expect(report).toMatch(
-      /\d\. \[broker\] broker unreachable at mqtts:\/\/127\.0\.0\.1:\d+: ECONNREFUSED/,
+      /\d\. POS\d{3} \[broker\] broker unreachable at mqtts:\/\/127\.0\.0\.1:\d+: ECONNREFUSED/,
     );
-    expect(report).toMatch(/\d\. \[database\] .*agent\.db is not an SQLite database/);
+    expect(report).toMatch(/\d\. POS\d{3} \[database\] .*agent\.db is not an SQLite database/);
     expect(report).toMatch(
-      /\d\. \[database\] .*offline-limits\.json \(offline limits set by the cloud\) is not JSON/,
+      /\d\. POS\d{3} \[database\] .*offline-limits\.json \(offline limits set by the cloud\) is not JSON/,
     );
     const findings = await doctor(configFile, { minFreeBytes: 1024, timeoutMs: 1000 });
     expect(
@@ -148,6 +150,18 @@ describe.skipIf(missing.length > 0)('pos-agent doctor', () => {
         .map((f) => f.check)
         .sort(),
     ).toEqual(['broker', 'broker', 'database', 'file modes']);
+    const json = capture();
+    await runDoctor(configFile, json.out, { minFreeBytes: 1024, timeoutMs: 1000, json: true });
+    const parsed = JSON.parse(json.text()) as DoctorReport;
+    expect(parsed).toMatchObject({ version: 1, config: configFile, ok: false, problems: 4 });
+    const notOk = parsed.findings.filter((f) => f.level !== 'ok');
+    for (const f of notOk) {
+      expect(f.code, f.message).toMatch(/^POS[1-5]\d\d$/);
+      expect(f.fix, f.message).toBeTruthy();
+    }
+    expect(new Set(notOk.map((f) => f.code))).toEqual(
+      new Set(['POS508', 'POS516', 'POS301', 'POS509', 'POS510']),
+    );
   });
 
   it('reports a config it cannot load, and no secret of the key files', async () => {
@@ -159,7 +173,7 @@ describe.skipIf(missing.length > 0)('pos-agent doctor', () => {
     chmodSync(bad, 0o600);
     const { out, text } = capture();
     expect(await runDoctor(bad, out)).toBe(1);
-    expect(text()).toContain('1. [config]');
+    expect(text()).toContain('1. POS501 [config]');
     expect(text()).toContain('deviceId');
   });
 });

@@ -14,6 +14,7 @@ import { PassThrough, Writable } from 'node:stream';
 import nacl from 'tweetnacl';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  describeProvisioning,
   promptMissing,
   provision,
   runProvision,
@@ -205,39 +206,112 @@ describe.skipIf(!hasOpenssl)('pos-agent provision', () => {
     expect(readFileSync(signed, 'utf8')).toContain('BEGIN CERTIFICATE');
   });
 
-  it('asks for what the flags did not give, with defaults, in interactive mode', async () => {
-    const input = new PassThrough();
-    const prompts: string[] = [];
-    // Like a person at a terminal: each answer is typed after its prompt appears.
-    const output = new Writable({
-      write(chunk: Buffer, _e, done) {
-        prompts.push(chunk.toString());
-        input.write(`${answers[prompts.length - 1] ?? ''}\n`);
-        done();
+  it('asks for what the flags did not give, refusing each bad answer as it is typed', async () => {
+    // A typist: for each question, the answers tried in order; validate decides which is kept.
+    const typed: Record<string, string[]> = {
+      'Device id': ['Lane 1', 'lane-0001'],
+      'Tenant id': ['acme'],
+      'Store id': ['store-42'],
+      'Broker URL': ['http://broker', base.broker as string],
+      'PIN pad path': [''],
+      'Broker CA': [path.join(dir, 'no-such-ca.pem'), base.caFile as string],
+      'Client certificate': [base.certFile as string],
+      'Client key': [base.cloudKeyFile as string, base.keyFile as string],
+      'Cloud signing': [base.tokenKeyFile as string],
+      'Vault public': [base.vaultKeyFile as string],
+      'Tenant token': [base.tokenKeyFile as string],
+    };
+    const refused: string[] = [];
+    const asked: string[] = [];
+    const options = await promptMissing(
+      { dir: base.dir },
+      new PassThrough(),
+      new PassThrough(),
+      async (q) => {
+        asked.push(`${q.message}${q.default !== undefined ? ` [${q.default}]` : ''}`);
+        const key = Object.keys(typed).find((k) => q.message.startsWith(k));
+        for (const answer of typed[key ?? ''] ?? []) {
+          const value = answer === '' ? (q.default ?? '') : answer;
+          const ok = q.validate(value);
+          if (ok === true) return answer;
+          refused.push(`${key ?? ''}: ${ok}`);
+        }
+        throw new Error(`no valid answer for ${q.message}`);
       },
-    });
-    const answers = [
-      'lane-0001', // device id
-      'acme', // tenant
-      'store-42', // store
-      base.broker, // broker
-      '', // PIN pad: default
-      base.caFile,
-      base.certFile,
-      base.keyFile,
-      base.cloudKeyFile,
-      base.vaultKeyFile,
-      base.tokenKeyFile,
-    ];
-    const options = await promptMissing({ dir: base.dir }, input, output);
+    );
+    expect(refused).toEqual([
+      'Device id: use 3–64 characters of a–z, 0–9 and -, e.g. store-0042-lane-3',
+      'Broker URL: not a broker URL: give mqtts://host:8883',
+      `Broker CA: ${path.join(dir, 'no-such-ca.pem')}: no such file`,
+      'Client key: not a PEM private key',
+    ]);
     expect(options).toMatchObject({
       deviceId: 'lane-0001',
       pinPad: '/dev/ttyUSB0',
       tenant: 'acme',
     });
-    expect(prompts.join('')).toContain('PIN pad path [/dev/ttyUSB0]');
-    const result = provision({ ...options, pinPad: 'tcp://127.0.0.1:7421' });
-    expect(result.deviceId).toBe('lane-0001');
+    expect(asked).toContain('PIN pad path (pos-agent devices lists them) [/dev/ttyUSB0]');
+    expect(provision(options).deviceId).toBe('lane-0001');
+  });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    '--owner gives the config, keys and data folder to the service user (as root)',
+    () => {
+      const result = provision({ ...base, owner: 'nobody', dataDir: path.join(dir, 'var-data') });
+      const nobody = Number(execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).trim());
+      for (const p of [
+        base.dir,
+        result.configFile,
+        result.keysDir,
+        path.join(result.keysDir, 'device-signing.key'),
+        path.join(result.keysDir, 'client.key'),
+        path.join(dir, 'var-data'),
+      ])
+        expect(statSync(p).uid, p).toBe(nobody);
+      expect(loadConfig(result.configFile).dataDir).toBe(path.join(dir, 'var-data'));
+    },
+  );
+
+  it('says out loud that the PIN pad path is the default when no --pinpad was given', () => {
+    const { pinPad: _p, ...withoutPad } = base;
+    const result = provision(withoutPad);
+    expect(result.pinPadDefaulted).toBe(true);
+    expect(loadConfig(result.configFile).pinPad.path).toBe('/dev/ttyUSB0');
+    expect(describeProvisioning(result)).toMatch(
+      /PIN pad +\/dev\/ttyUSB0 \(the default: no --pinpad was given/,
+    );
+    // Control: a given path is not called a default.
+    rmSync(path.join(base.dir, 'config.json'));
+    const given = provision({ ...base, force: true });
+    expect(describeProvisioning(given)).not.toMatch(/the default/);
+  });
+
+  it('shows the reason under the prompt and keeps asking (real @inquirer/input on streams)', async () => {
+    const input = new PassThrough();
+    let screen = '';
+    let all = '';
+    // Each step waits for text on the screen, then types (\x15 = Ctrl-U clears the line).
+    const steps: Array<[RegExp, string]> = [
+      [/Device id/, 'Lane 1\r'],
+      [/3–64 characters/, '\x15lane-0002\r'],
+    ];
+    const output = new Writable({
+      write(chunk: Buffer, _e, done) {
+        screen += chunk.toString();
+        all += chunk.toString();
+        const step = steps[0];
+        if (step !== undefined && step[0].test(screen)) {
+          steps.shift();
+          screen = '';
+          setImmediate(() => input.write(step[1]));
+        }
+        done();
+      },
+    });
+    const { deviceId: _d, ...rest } = base;
+    const options = await promptMissing(rest, input, output);
+    expect(options.deviceId).toBe('lane-0002');
+    expect(all).toContain('use 3–64 characters of a–z, 0–9 and -');
   });
 });
 
