@@ -84,34 +84,39 @@ body { display: flex; flex-direction: column; font-size: 18px; line-height: 1.25
 header { display: flex; justify-content: space-between; align-items: center; padding: 6px 12px; }
 .device { font-size: 20px; color: var(--muted); }
 .badge { font-size: 22px; font-weight: bold; padding: 4px 14px; border-radius: 6px; }
-[data-tone="ok"] { background: var(--ok); }
-[data-tone="stored"] { background: var(--stored); color: #111; }
-[data-tone="bad"] { background: var(--bad); }
-[data-tone="busy"] { background: var(--busy); }
-[data-tone="idle"] { background: var(--idle); }
 main { flex: 1; display: grid; gap: 8px; padding: 0 8px 8px;
   grid-template-columns: 3fr 2fr; grid-template-rows: 1fr auto; min-height: 0; }
 .panel { background: var(--panel); border-radius: 8px; padding: 8px 12px; overflow: hidden; }
 .payment { display: flex; flex-direction: column; justify-content: center; gap: 6px; }
 .payment .label { font-size: 22px; font-weight: bold; letter-spacing: 0.05em; text-transform: uppercase; }
 .payment .prompt { font-size: 34px; font-weight: bold; }
+.payment .prompt.long { font-size: 28px; }
 .payment .amount { font-size: 30px; }
 .side { font-size: 17px; overflow: auto; }
 h2 { font-size: 15px; margin: 4px 0; color: var(--muted); text-transform: uppercase; letter-spacing: 0.05em; }
-.side [data-tone] { background: transparent; }
 .devices { list-style: none; margin: 0 0 6px; padding: 0; }
 .devices li { display: flex; justify-content: space-between; gap: 8px; }
 .devices .state { font-weight: bold; padding: 0 6px; border-radius: 4px; }
-.devices .state[data-tone="ok"] { background: var(--ok); }
-.devices .state[data-tone="bad"] { background: var(--bad); }
 .queue { display: grid; grid-template-columns: auto 1fr; gap: 2px 10px; margin: 0; }
 .queue dt { color: var(--muted); }
 .queue dd { margin: 0; font-weight: bold; }
 .recent { grid-column: 1 / 3; font-size: 16px; max-height: 150px; overflow: hidden; }
 .recent table { width: 100%; border-collapse: collapse; }
 .recent td { padding: 2px 6px; white-space: nowrap; }
-.recent td.msg { white-space: normal; }
-.recent td.tone { width: 8px; padding: 0; }
+/* One line per payment, the sentence cut with an ellipsis, so whole rows fit at 480 px. */
+.recent td.msg { overflow: hidden; text-overflow: ellipsis; max-width: 0; width: 100%; }
+.recent td.time { border-left: 8px solid var(--idle); }
+.recent td.time[data-tone="ok"] { border-left-color: var(--ok); }
+.recent td.time[data-tone="stored"] { border-left-color: var(--stored); }
+.recent td.time[data-tone="bad"] { border-left-color: var(--bad); }
+.recent td.time[data-tone="busy"] { border-left-color: var(--busy); }
+/* State by colour (and always also in words): the payment panel, the link badge, the device
+   states and the bar in front of each recent payment. Declared last so they win over .panel. */
+.panel[data-tone="ok"], .badge[data-tone="ok"], .state[data-tone="ok"] { background: var(--ok); color: #fff; }
+.panel[data-tone="stored"], .badge[data-tone="stored"] { background: var(--stored); color: #111; }
+.panel[data-tone="bad"], .badge[data-tone="bad"], .state[data-tone="bad"] { background: var(--bad); color: #fff; }
+.panel[data-tone="busy"], .badge[data-tone="busy"] { background: var(--busy); color: #fff; }
+.badge[data-tone="idle"] { background: var(--idle); color: #fff; }
 .banner { position: fixed; left: 0; right: 0; bottom: 0; padding: 10px; font-size: 22px;
   font-weight: bold; text-align: center; background: var(--bad); }
 .signin main { display: block; padding: 24px; font-size: 22px; }
@@ -153,6 +158,7 @@ export const APP_JS = `'use strict';
     panel.dataset.kind = p.kind;
     $('payment-label').textContent = LABEL[p.kind] || p.kind;
     $('prompt').textContent = p.text;
+    $('prompt').classList.toggle('long', p.text.length > 48);
     $('amount').textContent = p.amount || '';
   }
   function showStatus(s) {
@@ -183,18 +189,19 @@ export const APP_JS = `'use strict';
     $('queue-deadline').textContent = deadline ? new Date(deadline).toLocaleString() : '–';
     var rows = $('recent');
     rows.replaceChildren();
-    (s.recent || []).forEach(function (p) {
+    (s.recent || []).slice(0, 4).forEach(function (p) {
       var tr = document.createElement('tr');
-      var tone = document.createElement('td');
-      tone.className = 'tone';
-      tone.dataset.tone = STATE_TONE[p.state] || 'busy';
       var cells = [
         time(p.createdAt), p.amountText,
         p.card ? p.card.brand + ' ••••' + p.card.last4 : '–', p.message
       ];
-      tr.append(tone);
+      tr.title = p.message;
       cells.forEach(function (text, i) {
         var td = document.createElement('td');
+        if (i === 0) {
+          td.className = 'time';
+          td.dataset.tone = STATE_TONE[p.state] || 'busy';
+        }
         if (i === 3) td.className = 'msg';
         td.textContent = text;
         tr.append(td);
