@@ -21,6 +21,12 @@ export const ApiErrorSchema = z
         .regex(/^POS\d{3}$/)
         .describe('stable code: POS1xx drivers, POS2xx store, POS3xx sync, POS4xx API'),
       message: z.string().describe('what is wrong and the fix, for the developer and the log'),
+      cashierMessage: z
+        .string()
+        .optional()
+        .describe(
+          'the sentence for the cashier when the refusal concerns the payment at the terminal (PIN pad busy or not connected, card not read, …); absent for mistakes of the POS app',
+        ),
       details: z.record(z.string(), z.unknown()).optional(),
     }),
   })
@@ -39,6 +45,7 @@ export const ApiErrorSchema = z
           code: 'POS409',
           message:
             'idempotency key 0190f0a2-0000-7000-8000-000000000001 was used for payment pay_0190f0a2c5e67000 with another amount; use a new key for a new payment',
+          cashierMessage: 'This payment was already taken with other details — start a new payment',
           details: { paymentId: 'pay_0190f0a2c5e67000', fields: ['amount'] },
         },
       },

@@ -47,7 +47,7 @@ import type { Logger } from './logger.js';
 import { OPENAPI_INFO, publishedOpenApi } from './openapi-info.js';
 import type { PaymentService } from './payment-service.js';
 import { registerEventStream } from './sse.js';
-import { formatAmount, outcomeText } from './texts.js';
+import { formatAmount, outcomeText, refusalText } from './texts.js';
 import { registerStatusPage } from './web/page.js';
 import { WebSessions } from './web-auth.js';
 
@@ -177,14 +177,17 @@ export function buildApi(deps: {
   // checks them), but a payment already committed must never turn into a 500 over its shape.
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
 
-  const fail = (reply: FastifyReply, error: AgentError): FastifyReply =>
-    reply.code(STATUS_BY_CODE[error.code] ?? 500).send({
+  const fail = (reply: FastifyReply, error: AgentError): FastifyReply => {
+    const cashierMessage = refusalText(error.code, error.details);
+    return reply.code(STATUS_BY_CODE[error.code] ?? 500).send({
       error: {
         code: error.code,
         message: error.reason,
+        ...(cashierMessage !== undefined ? { cashierMessage } : {}),
         ...(error.details ? { details: error.details } : {}),
       },
     });
+  };
 
   const sessions = new WebSessions(deps.now !== undefined ? { now: deps.now } : {});
   const apiAuth = installApiAuth(app, { apiToken: deps.apiToken, sessions });

@@ -34,12 +34,20 @@ export class PosAgentApiError extends Error {
   /** HTTP status, e.g. 409. */
   readonly status: number;
   readonly details: Record<string, unknown> | undefined;
+  /** What the cashier should read, when the refusal concerns the terminal (agent/texts.ts). */
+  readonly cashierMessage: string | undefined;
 
-  constructor(status: number, code: string, message: string, details?: Record<string, unknown>) {
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    options: { details?: Record<string, unknown>; cashierMessage?: string } = {},
+  ) {
     super(`${message} (${code}, HTTP ${status})`);
     this.status = status;
     this.code = code;
-    this.details = details;
+    this.details = options.details;
+    this.cashierMessage = options.cashierMessage;
   }
 
   override get name(): string {
@@ -168,8 +176,11 @@ export class PosAgentClient {
           `${method} ${route}: HTTP ${response.status} without the error shape`,
         );
       }
-      const { code, message, details } = refusal.data.error;
-      throw new PosAgentApiError(response.status, code, message, details);
+      const { code, message, details, cashierMessage } = refusal.data.error;
+      throw new PosAgentApiError(response.status, code, message, {
+        ...(details !== undefined ? { details } : {}),
+        ...(cashierMessage !== undefined ? { cashierMessage } : {}),
+      });
     }
     return { status: response.status, json };
   }

@@ -171,6 +171,42 @@ export function cardNotReadText(reason: string): string {
 }
 
 /**
+ * The cashier's sentence for a refusal of `POST /v1/payments` or of a cancel, by the API's error
+ * code (the API sends it as `error.cashierMessage`); undefined for the POS app's own mistakes
+ * (bad request, token, missing Idempotency-Key), which are for its developer, not the cashier.
+ *
+ * @param details — the error's details; POS420 carries the card-read `reason`.
+ */
+export function refusalText(
+  code: string,
+  details?: Readonly<Record<string, unknown>>,
+): string | undefined {
+  switch (code) {
+    case 'POS410':
+      return 'The PIN pad is busy with another payment — finish or cancel it first';
+    case 'POS430':
+      return 'The PIN pad is not connected — check its cable, then try again';
+    case 'POS431':
+      return 'The terminal is restarting — try again in a moment';
+    case 'POS420':
+      return typeof details?.reason === 'string'
+        ? cardNotReadText(details.reason)
+        : 'The card could not be read — try again';
+    case 'POS102':
+      return 'The PIN pad was disconnected during the payment — reconnect it and try again';
+    case 'POS120':
+      return 'The PIN pad did not answer — check it, then try again';
+    case 'POS409':
+    case 'POS210':
+      return 'This payment was already taken with other details — start a new payment';
+    case 'POS212':
+      return 'This payment cannot be canceled now';
+    default:
+      return undefined;
+  }
+}
+
+/**
  * The cashier's sentence for a payment that the issuer reversed after an offline approval.
  *
  * @param declineCode — the issuer's late decline code, when the cloud sent one.

@@ -137,7 +137,11 @@ describe('the typed client (agent/client.ts) against the real API', () => {
       .createPayment({ amount: 1300, currency: 'EUR' }, 'client-0000001')
       .catch((error: unknown) => error);
     expect(conflict).toBeInstanceOf(PosAgentApiError);
-    expect(conflict).toMatchObject({ status: 409, code: 'POS409' });
+    expect(conflict).toMatchObject({
+      status: 409,
+      code: 'POS409',
+      cashierMessage: 'This payment was already taken with other details — start a new payment',
+    });
     expect(await client.getPayment(first.payment.id)).toEqual(first.payment);
     expect((await client.listPayments({ idempotencyKey: 'client-0000001' })).length).toBe(1);
     expect((await client.status()).link.state).toBe('online');
@@ -155,5 +159,28 @@ describe('the typed client (agent/client.ts) against the real API', () => {
       fetch: async () => new Response(JSON.stringify({ id: 'pay_1' }), { status: 200 }),
     });
     await expect(client.getPayment('pay_1')).rejects.toBeInstanceOf(PosAgentContractError);
+  });
+});
+
+describe('refusals have a sentence for the cashier beside the code', () => {
+  it('a card that cannot be read: 422 POS420 with the reason in words', async () => {
+    rig.pad.injectFault({ kind: 'card-error', reason: 'chip_required' });
+    const answer = await rig.request('POST', '/v1/payments', {
+      body: { amount: 1250, currency: 'EUR' },
+      headers: { 'idempotency-key': 'refusal-chip-0001' },
+    });
+    expect(answer.status).toBe(422);
+    expect(answer.json.error).toMatchObject({
+      code: 'POS420',
+      cashierMessage: 'This is a chip card — insert it instead of swiping',
+    });
+  });
+
+  it("the POS app's own mistakes carry no cashier sentence (they are for its developer)", async () => {
+    const answer = await rig.request('POST', '/v1/payments', {
+      body: { amount: 1250, currency: 'EUR' },
+    });
+    expect(answer.json.error).toMatchObject({ code: 'POS406' });
+    expect((answer.json.error as Record<string, unknown>).cashierMessage).toBeUndefined();
   });
 });

@@ -71,6 +71,12 @@ describe.skipIf(missing.length > 0)('status page in Chromium at 800×480', () =>
 
   const see = (selector: string, text: string | RegExp) =>
     page.locator(selector).filter({ hasText: text }).first().waitFor({ timeout: SEE_MS });
+  // Regression: the tone rules lost to `.panel` (declared after them), so the panel kept its
+  // dark grey whatever the state; the computed colour is what the cashier sees.
+  const panelColour = async () =>
+    (await page.evaluate(
+      `getComputedStyle(document.getElementById('payment')).backgroundColor`,
+    )) as string;
   const shot = (name: string) => page.screenshot({ path: path.join(OUTPUT, name) });
   const pay = (key: string, amount: number) =>
     rig.request('POST', '/v1/payments', {
@@ -124,6 +130,7 @@ describe.skipIf(missing.length > 0)('status page in Chromium at 800×480', () =>
     await see('#payment-label', 'Approved');
     await see('#prompt', /^Approved$/);
     expect(await page.getAttribute('#payment', 'data-tone')).toBe('ok');
+    expect(await panelColour()).toBe('rgb(31, 157, 85)');
     expect((await answer).json).toMatchObject({ state: 'approved', message: 'Approved' });
     await see('#recent', 'visa ••••1111');
     await shot('2-approved-online.png');
@@ -136,6 +143,7 @@ describe.skipIf(missing.length > 0)('status page in Chromium at 800×480', () =>
     await see('#prompt', 'Declined by the card issuer (do not honour, code 05)');
     await see('#payment-label', 'Declined');
     expect(await page.getAttribute('#payment', 'data-tone')).toBe('bad');
+    expect(await panelColour()).toBe('rgb(210, 52, 44)');
     await see('#recent', 'visa ••••0002');
     await shot('3-declined.png');
   });
@@ -150,6 +158,7 @@ describe.skipIf(missing.length > 0)('status page in Chromium at 800×480', () =>
     expect(stored.json).toMatchObject({ state: 'stored', approval: 'offline' });
     await see('#prompt', 'Approved offline — payment stored');
     expect(await page.getAttribute('#payment', 'data-tone')).toBe('stored');
+    expect(await panelColour()).toBe('rgb(214, 138, 0)');
     await see('#queue-depth', /^1$/);
     await see('#queue-exposure', 'EUR 25.00 (1)');
     await see('#recent', 'mastercard ••••4444');
