@@ -10,6 +10,7 @@
  * | `GET /` | session cookie | the page; without a session, how to sign in (`pos-agent open`) |
  * | `GET /login?code=…` | the one-time code | sets the session cookie, 303 to `/` |
  * | `GET /ui/app.js`, `/ui/app.css` | none | the page's script and style (no secrets in them) |
+ * | `GET /favicon.ico` | none | 204: no icon, and no failed sign-in counted |
  *
  * Every answer carries a Content-Security-Policy that allows only this origin's own script,
  * style and event stream, and forbids framing (clickjacking).
@@ -74,6 +75,10 @@ export function registerStatusPage(
         .send();
     },
   );
+
+  // Browsers ask for it on every page; without this route a signed-out kiosk's request would be a
+  // 401 and count as a failed token towards the API's slow-down.
+  api.get('/favicon.ico', hidden, async (_request, reply) => reply.code(204).send());
 
   api.get('/ui/app.js', hidden, async (_request, reply) =>
     page(reply, 200, 'text/javascript; charset=utf-8', APP_JS),

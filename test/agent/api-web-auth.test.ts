@@ -93,6 +93,13 @@ describe('status page sign-in', () => {
     expect(JSON.parse(stale.text).error.code).toBe('POS408');
   });
 
+  it("the browser's own /favicon.ico is not a failed sign-in (204, no POS401 counted)", async () => {
+    for (let i = 0; i < 4; i++) expect((await raw('GET', '/favicon.ico')).status).toBe(204);
+    const metrics = await rig.request('GET', '/metrics');
+    expect(metrics.text).toContain('pos_agent_api_auth_refused_total{code="POS401"} 0');
+    expect(metrics.text).toContain('pos_agent_api_auth_refused_total{code="POS402"} 0');
+  });
+
   it('a session cannot mint login codes: that needs the bearer token', async () => {
     const cookie = await login();
     const minted = await raw('POST', '/v1/login-codes', { cookie });
