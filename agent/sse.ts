@@ -4,7 +4,7 @@
  *
  * ```
  * event: approved_offline
- * data: {"kind":"approved_offline","text":"approved offline — stored","idempotencyKey":"…","paymentId":"pay_…","at":"…"}
+ * data: {"kind":"approved_offline","text":"Approved offline — payment stored","amountMinor":1250,"currency":"EUR","amount":"EUR 12.50","idempotencyKey":"…","paymentId":"pay_…","at":"…"}
  *
  * ```
  *
