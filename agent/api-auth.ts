@@ -6,10 +6,19 @@
  *    (`api.socketPath`, created 0600). Anything else: 403 POS403. The API also listens on
  *    loopback only (config), so this is the second line, for a misconfigured proxy or a
  *    port forward.
- * 2. **Bearer token** — `Authorization: Bearer <api.token>`, compared in constant time (both
+ * 2. **Same origin** (issue 13) — a browser request whose `Origin` is not `http://<its Host>`, or
+ *    that says `Sec-Fetch-Site: cross-site`, is refused 403 POS407, whatever it carries: a page
+ *    on another site must not drive the API through the browser of the terminal. Routes marked
+ *    `config: { public: true }` (the status page's files, `/login`, `/openapi.json`) need nothing
+ *    more.
+ * 3. **Bearer token** — `Authorization: Bearer <api.token>`, compared in constant time (both
  *    sides hashed with SHA-256 first so the lengths are equal for `timingSafeEqual`). A correct
  *    token is always let through, never slowed down. The token is never logged or echoed.
- * 3. **Slow-down of failures only** — a missing or wrong token answers 401 POS401; after
+ * 4. **Status page session** — a request without `Authorization` may instead carry the
+ *    HttpOnly session cookie of agent/web-auth.ts, if its `Host` is loopback by name (a DNS
+ *    rebinding page has a foreign Host) and the route is not `config: { bearerOnly: true }`.
+ *    An unknown or expired session answers 401 POS408 and counts as a failure below.
+ * 5. **Slow-down of failures only** — a missing or wrong token answers 401 POS401; after
  *    `freeFailures` (default 3) consecutive failures from one source, further failures from it
  *    are answered 429 POS402 with `Retry-After` for a delay that doubles with each failure
  *    (default 1 s, 2 s, 4 s … capped at `maxDelayMs`, 5 min). Every local client shares
@@ -27,6 +36,16 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type Clock, systemClock } from '../common/clock.js';
 import type { Logger } from './logger.js';
+import { isLoopbackHost, readCookie, SESSION_COOKIE, type WebSessions } from './web-auth.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** No token or session needed (the status page's files, `/login`, `/openapi.json`). */
+    public?: boolean;
+    /** The bearer token only: a status page session is not enough. */
+    bearerOnly?: boolean;
+  }
+}
 
 /** The API's fastify instance (node:http server, pino logger). */
 export type ApiApp = FastifyInstance<Server, IncomingMessage, ServerResponse, Logger>;
@@ -42,12 +61,17 @@ export interface ApiAuthOptions {
   baseDelayMs?: number;
   /** Longest delay, ms. Default 300000. */
   maxDelayMs?: number;
+  /** Status page sessions (agent/web-auth.ts); absent: the bearer token only. */
+  sessions?: WebSessions;
 }
 
 /** What {@link installApiAuth} returns, for `/metrics` and tests. */
 export interface ApiAuthGuard {
-  /** Refusals by code: POS401 (token), POS402 (slowed down), POS403 (address). */
-  counters(): { POS401: number; POS402: number; POS403: number };
+  /**
+   * Refusals by code: POS401 (token), POS402 (slowed down), POS403 (address), POS407
+   * (cross-origin), POS408 (status page session unknown or expired).
+   */
+  counters(): { POS401: number; POS402: number; POS403: number; POS407: number; POS408: number };
 }
 
 /** True for a loopback peer address, or none (a UNIX socket peer has no address). */
@@ -77,7 +101,7 @@ export function installApiAuth(app: ApiApp, options: ApiAuthOptions): ApiAuthGua
     string,
     { failures: number; blockedUntil: number; lastFailureAt: number }
   >();
-  const counters = { POS401: 0, POS402: 0, POS403: 0 };
+  const counters = { POS401: 0, POS402: 0, POS403: 0, POS407: 0, POS408: 0 };
 
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const peer = request.socket.remoteAddress;
@@ -91,12 +115,41 @@ export function installApiAuth(app: ApiApp, options: ApiAuthOptions): ApiAuthGua
         `requests are accepted from this machine only (loopback or the UNIX socket), not from ${peer ?? 'unknown'}; run the POS app on the terminal or use api.socketPath`,
       );
     }
+    const host = request.headers.host;
+    const origin = request.headers.origin;
+    if (
+      (origin !== undefined && origin !== `http://${host ?? ''}`) ||
+      request.headers['sec-fetch-site'] === 'cross-site'
+    ) {
+      counters.POS407 += 1;
+      request.log.warn({ origin, host }, 'cross-origin API request refused');
+      return send(
+        reply,
+        403,
+        'POS407',
+        `cross-origin request refused (Origin ${origin ?? 'none'}, Host ${host ?? 'none'}): the API answers this agent's own status page and local programs only; call it from the POS app without an Origin header, or open the status page with "pos-agent open"`,
+      );
+    }
+    const config = request.routeOptions.config;
+    if (config.public === true) return undefined;
     const source = peer ?? 'unix';
     const match = /^Bearer (.+)$/.exec(request.headers.authorization ?? '');
     const given = createHash('sha256')
       .update(match?.[1] ?? '')
       .digest();
     if (match !== null && timingSafeEqual(given, expected)) return undefined;
+    const session =
+      request.headers.authorization === undefined
+        ? readCookie(request.headers.cookie, SESSION_COOKIE)
+        : undefined;
+    if (
+      session !== undefined &&
+      options.sessions?.valid(session) === true &&
+      config.bearerOnly !== true &&
+      isLoopbackHost(host)
+    ) {
+      return undefined;
+    }
     const now = clock.now();
     let state = sources.get(source);
     if (state === undefined || now - state.lastFailureAt > maxDelayMs) {
@@ -115,13 +168,22 @@ export function installApiAuth(app: ApiApp, options: ApiAuthOptions): ApiAuthGua
         `too many requests with a wrong or missing bearer token; retry in ${seconds} s with the token from api.token`,
       );
     }
-    counters.POS401 += 1;
     state.failures += 1;
     if (state.failures >= freeFailures) {
       const delay = Math.min(maxDelayMs, baseDelayMs * 2 ** (state.failures - freeFailures));
       state.blockedUntil = now + delay;
     }
     request.log.warn({ failures: state.failures }, 'API request with a wrong or missing token');
+    if (session !== undefined && match === null) {
+      counters.POS408 += 1;
+      return send(
+        reply,
+        401,
+        'POS408',
+        'the status page session has expired or is not valid here; run "pos-agent open --config FILE" for a new login link',
+      );
+    }
+    counters.POS401 += 1;
     return send(
       reply,
       401,

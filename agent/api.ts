@@ -1,25 +1,55 @@
 /**
  * The local API for the POS app (DESIGN §6): HTTP with JSON on loopback, bearer token from the
- * keys directory, errors as `{ error: { code, message } }`.
+ * keys directory, errors as `{ error: { code, message } }`. The routes validate with the zod
+ * schemas of agent/api-schemas.ts (fastify-type-provider-zod), and the same schemas make
+ * `GET /openapi.json` (@fastify/swagger) and `docs/openapi.json` — the reference for the POS app.
  *
  * | route | answer |
  * |-------|--------|
- * | `POST /v1/payments` (`Idempotency-Key` header) `{ amount, currency, reference? }` | 201 new, 200 retry of a known key |
+ * | `POST /v1/payments` (`Idempotency-Key` header, required) `{ amount, currency, reference?, offline? }` | 201 new, 200 retry of a known key |
  * | `GET /v1/payments/:id` | the payment |
  * | `GET /v1/payments?state=…&idempotencyKey=…` | `{ payments: [...] }` |
+ * | `POST /v1/payments/:id/cancel` | the payment, canceled |
  * | `GET /v1/status` | devices, link state, queue |
+ * | `GET /v1/events` | terminal prompts as server-sent events (agent/sse.ts) |
+ * | `POST /v1/login-codes` | a one-time login link for the status page (agent/web-auth.ts) |
+ * | `GET /openapi.json` | this API as OpenAPI 3.1; no token needed |
+ * | `GET /` | the terminal status page (agent/web/) |
  *
  * Responses carry the card token, brand, first 6 and last 4 only (PCI DSS 4.0.1 req. 3.4.1).
  */
 import Fastify, { LogController, type FastifyReply } from 'fastify';
-import { z } from 'zod';
+import fastifySwagger from '@fastify/swagger';
+import {
+  hasZodFastifySchemaValidationErrors,
+  jsonSchemaTransform,
+  jsonSchemaTransformObject,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
 import { AgentError } from '../common/agent-error.js';
 import type { OfflineExposure, Payment, PaymentStore } from '../store-forward/payment-store.js';
-import { PAYMENT_STATES } from '../store-forward/model.js';
+import {
+  ApiErrorSchema,
+  ApiPaymentSchema,
+  CanceledPaymentSchema,
+  ListQuerySchema,
+  LoginCodeSchema,
+  PaymentBodySchema,
+  PaymentHeadersSchema,
+  PaymentListSchema,
+  PaymentParamsSchema,
+  StatusSchema,
+  type ApiPayment,
+} from './api-schemas.js';
 import { installApiAuth } from './api-auth.js';
 import type { Logger } from './logger.js';
+import { OPENAPI_INFO, publishedOpenApi } from './openapi-info.js';
 import type { PaymentService } from './payment-service.js';
 import { registerEventStream } from './sse.js';
+import { formatAmount, outcomeText, refusalText } from './texts.js';
+import { registerStatusPage } from './web/page.js';
+import { WebSessions } from './web-auth.js';
 
 /** What `GET /v1/status` reports; the agent fills it in. */
 export interface AgentStatus {
@@ -38,49 +68,15 @@ export interface AgentStatus {
   };
 }
 
-const PaymentBody = z
-  .object({
-    amount: z
-      .number()
-      .int('amount must be an integer count of minor units, e.g. 1250 for 12.50')
-      .positive('amount must be greater than 0')
-      .max(99_999_999_999),
-    currency: z
-      .string()
-      .regex(/^[A-Z]{3}$/, 'currency must be an ISO 4217 code in upper case, e.g. EUR'),
-    reference: z.string().min(1).max(64).optional(),
-    offline: z.enum(['prefer_online', 'require_online', 'force_offline']).optional(),
-  })
-  .strict();
-
-const ListQuery = z
-  .object({
-    // An unknown state is the POS app's mistake (400), not the store's (it used to answer 500).
-    state: z
-      .enum(PAYMENT_STATES, { message: `state must be one of ${PAYMENT_STATES.join(', ')}` })
-      .optional(),
-    idempotencyKey: z.string().optional(),
-    limit: z.coerce.number().int().min(1).max(1000).default(100),
-  })
-  .strict();
-
-const IdempotencyKey = z
-  .string()
-  .regex(
-    /^[\x21-\x7e]{8,128}$/,
-    'Idempotency-Key must be 8–128 printable ASCII characters without spaces (a UUID works)',
-  )
-  .refine(
-    (key) => !key.endsWith('.void'),
-    'Idempotency-Key must not end in ".void": the agent reserves <key>.void for the void record of a canceled payment',
-  );
-
 /** HTTP status for an error code; unknown codes are 500. */
 const STATUS_BY_CODE: Record<string, number> = {
   POS400: 400,
   POS401: 401,
   POS404: 404,
   POS405: 404,
+  POS406: 400,
+  POS407: 403,
+  POS408: 401,
   POS409: 409,
   POS210: 409,
   POS410: 409,
@@ -99,9 +95,15 @@ const STATUS_BY_CODE: Record<string, number> = {
 };
 
 /**
- * The JSON shape of a payment for the POS app: amounts in minor units, times in ISO 8601 UTC.
+ * The JSON shape of a payment for the POS app ({@link ApiPaymentSchema}): amounts in minor units,
+ * times in ISO 8601 UTC, and `message`, the cashier's sentence for its state (agent/texts.ts).
+ *
+ * @param policy — the offline policy, to name the limit in an offline decline's message.
  */
-export function toApiPayment(payment: Payment): Record<string, unknown> {
+export function toApiPayment(
+  payment: Payment,
+  policy?: Parameters<typeof outcomeText>[1],
+): ApiPayment {
   return {
     id: payment.id,
     idempotencyKey: payment.idempotencyKey,
@@ -127,19 +129,33 @@ export function toApiPayment(payment: Payment): Record<string, unknown> {
     authCode: payment.authCode ?? null,
     declineCode: payment.declineCode ?? null,
     reason: payment.reason ?? null,
+    message: outcomeText(payment, policy),
     forwardingDeadlineAt: payment.forwardingDeadlineAt ?? null,
     createdAt: payment.createdAt,
     updatedAt: payment.updatedAt,
   };
 }
 
+/** Error answers documented on every route, by HTTP status. */
+const ERRORS = {
+  401: ApiErrorSchema.describe(
+    'POS401 missing or wrong bearer token; POS408 the status page session expired',
+  ),
+  403: ApiErrorSchema.describe(
+    'POS403 not from loopback; POS407 a cross-origin browser request (Origin or Host not this agent)',
+  ),
+  429: ApiErrorSchema.describe('POS402 too many wrong tokens; retry after `Retry-After` seconds'),
+} as const;
+
 /**
  * Builds the API server (not yet listening).
  *
  * @param deps.apiToken — the bearer token; compared in constant time.
  * @param deps.status — fills in `GET /v1/status`.
+ * @param deps.clock — for the status page's login codes and sessions; default the system clock.
  * @returns the fastify app, with `apiAuth.counters()`: refusals of the auth guard by code
- *   (POS401/POS402/POS403, agent/api-auth.ts), read by `/metrics`.
+ *   (POS401/POS402/POS403/POS407, agent/api-auth.ts), read by `/metrics`; and `webSessions`, the
+ *   status page's login codes and sessions.
  */
 export function buildApi(deps: {
   apiToken: string;
@@ -149,26 +165,59 @@ export function buildApi(deps: {
   logger: Logger;
   /** `GET /metrics` (agent/metrics.ts); absent: the route answers 404. */
   metrics?: { metrics: () => Promise<string>; contentType: string };
+  now?: () => number;
 }) {
   const app = Fastify({
     loggerInstance: deps.logger.child({ component: 'api' }),
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 16_384,
   });
+  app.setValidatorCompiler(validatorCompiler);
+  // Answers are written as they are: the response schemas document them (and the typed client
+  // checks them), but a payment already committed must never turn into a 500 over its shape.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
 
-  const fail = (reply: FastifyReply, error: AgentError): FastifyReply =>
-    reply.code(STATUS_BY_CODE[error.code] ?? 500).send({
+  const fail = (reply: FastifyReply, error: AgentError): FastifyReply => {
+    const cashierMessage = refusalText(error.code, error.details);
+    return reply.code(STATUS_BY_CODE[error.code] ?? 500).send({
       error: {
         code: error.code,
         message: error.reason,
+        ...(cashierMessage !== undefined ? { cashierMessage } : {}),
         ...(error.details ? { details: error.details } : {}),
       },
     });
+  };
 
-  const apiAuth = installApiAuth(app, { apiToken: deps.apiToken });
+  const sessions = new WebSessions(deps.now !== undefined ? { now: deps.now } : {});
+  const apiAuth = installApiAuth(app, { apiToken: deps.apiToken, sessions });
 
   app.setErrorHandler((error, request, reply) => {
     if (error instanceof AgentError) return fail(reply, error);
+    if (hasZodFastifySchemaValidationErrors(error)) {
+      const where = (error as { validationContext?: string }).validationContext ?? 'body';
+      const missingKey =
+        where === 'headers' &&
+        request.headers['idempotency-key'] === undefined &&
+        error.validation.some((v) => v.instancePath === '/idempotency-key');
+      if (missingKey) {
+        return fail(
+          reply,
+          new AgentError(
+            'POS406',
+            'the Idempotency-Key header is missing; send a new UUID per payment (e.g. "Idempotency-Key: 0190f0a2-0000-7000-8000-000000000001") and the same one on every retry of it, so a retry never charges twice',
+          ),
+        );
+      }
+      const problems = error.validation.map((v) => {
+        const field = v.instancePath.replace(/^\//, '').replace(/\//g, '.');
+        return `${field !== '' ? field : where === 'body' ? 'body' : where}: ${v.message ?? 'invalid'}`;
+      });
+      return fail(
+        reply,
+        new AgentError('POS400', `bad request: ${problems.join('; ')}`, { details: { problems } }),
+      );
+    }
     const status = (error as { statusCode?: number }).statusCode;
     if (status !== undefined && status >= 400 && status < 500) {
       return fail(reply, new AgentError('POS400', `bad request: ${(error as Error).message}`));
@@ -185,65 +234,226 @@ export function buildApi(deps: {
       reply,
       new AgentError(
         'POS405',
-        `no route ${request.method} ${request.url.split('?')[0]}; see the route table in agent/api.ts`,
+        `no route ${request.method} ${request.url.split('?')[0]}; the routes are listed in GET /openapi.json (docs/openapi.json)`,
       ),
     ),
   );
 
-  app.post('/v1/payments', async (request, reply) => {
-    const body = PaymentBody.safeParse(request.body);
-    if (!body.success) throw badRequest(body.error);
-    const keyHeader = request.headers['idempotency-key'];
-    let idempotencyKey: string | undefined;
-    if (keyHeader !== undefined) {
-      const key = IdempotencyKey.safeParse(keyHeader);
-      if (!key.success) throw badRequest(key.error);
-      idempotencyKey = key.data;
-    }
-    const { payment, created } = await deps.payments.takePayment({
-      amountMinor: body.data.amount,
-      currency: body.data.currency,
-      reference: body.data.reference,
-      idempotencyKey,
-      offlineMode: body.data.offline,
-    });
-    return reply.code(created ? 201 : 200).send(toApiPayment(payment));
+  void app.register(fastifySwagger, {
+    openapi: { openapi: '3.1.0', ...OPENAPI_INFO },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
   });
 
-  app.get('/v1/payments/:id', async (request) => {
-    const { id } = request.params as { id: string };
-    const payment = deps.store.getPayment(id);
-    if (payment === undefined) throw new AgentError('POS404', `no payment with id ${id}`);
-    return toApiPayment(payment);
-  });
+  // Routes go in a plugin that loads after @fastify/swagger, which sees them through onRoute.
+  void app.register(async (scope) => {
+    const api = scope.withTypeProvider<ZodTypeProvider>();
+    const policy = deps.payments.policy;
+    const out = (payment: Payment): ApiPayment => toApiPayment(payment, policy);
 
-  app.get('/v1/payments', async (request) => {
-    const query = ListQuery.safeParse(request.query);
-    if (!query.success) throw badRequest(query.error);
-    if (query.data.idempotencyKey !== undefined) {
-      const payment = deps.store.getPaymentByKey(query.data.idempotencyKey);
-      return { payments: payment === undefined ? [] : [toApiPayment(payment)] };
-    }
-    const payments = deps.store.listPayments({
-      ...(query.data.state !== undefined ? { state: query.data.state as Payment['state'] } : {}),
-      limit: query.data.limit,
-    });
-    return { payments: payments.map(toApiPayment) };
-  });
-
-  app.get('/v1/status', async () => deps.status());
-
-  const metrics = deps.metrics;
-  if (metrics !== undefined) {
-    app.get('/metrics', async (_request, reply) =>
-      reply.type(metrics.contentType).send(await metrics.metrics()),
+    api.post(
+      '/v1/payments',
+      {
+        schema: {
+          operationId: 'createPayment',
+          summary: 'Take a payment: read the card, authorize online or store offline by policy',
+          description:
+            "Answers after the outcome is committed to SQLite (synchronous=FULL). `Idempotency-Key` is required: the first request with a key answers 201; a retry with the same key and the same parameters answers 200 with the original payment (also while it is still in progress: the retry waits for it), so nothing is charged twice; the same key with other parameters answers 409 POS409. A declined payment is a 201 with `state: declined`, its `declineCode` and the cashier's `message`.",
+          tags: ['payments'],
+          headers: PaymentHeadersSchema,
+          body: PaymentBodySchema,
+          response: {
+            200: ApiPaymentSchema.describe(
+              'a retry of a known Idempotency-Key: the original payment',
+            ),
+            201: ApiPaymentSchema.describe('the new payment, in its final state'),
+            400: ApiErrorSchema.describe(
+              'POS400 bad body or header (every problem in `details.problems`); POS406 Idempotency-Key missing; POS213/POS214 a field the store refuses',
+            ),
+            ...ERRORS,
+            409: ApiErrorSchema.describe(
+              'POS409 the Idempotency-Key was used with other parameters; POS410 the PIN pad is busy with another payment',
+            ),
+            422: ApiErrorSchema.describe(
+              'POS420 the card could not be read; the payment is `failed` (`details.paymentId`, `details.reason`)',
+            ),
+            503: ApiErrorSchema.describe(
+              'POS430 the PIN pad is not connected; POS431 the agent is stopping; POS102 the PIN pad went away',
+            ),
+            504: ApiErrorSchema.describe('POS120 the PIN pad did not answer in time'),
+          },
+        },
+      },
+      async (request, reply) => {
+        const body = request.body;
+        const { payment, created } = await deps.payments.takePayment({
+          amountMinor: body.amount,
+          currency: body.currency,
+          reference: body.reference,
+          idempotencyKey: request.headers['idempotency-key'],
+          offlineMode: body.offline,
+        });
+        return reply.code(created ? 201 : 200).send(out(payment));
+      },
     );
-  }
 
-  app.post('/v1/payments/:id/cancel', async (request) => {
-    const { id } = request.params as { id: string };
-    const { payment, voided } = await deps.payments.cancel(id);
-    return { ...toApiPayment(payment), voidForwarded: voided };
+    api.get(
+      '/v1/payments/:id',
+      {
+        schema: {
+          operationId: 'getPayment',
+          summary: 'One payment',
+          tags: ['payments'],
+          params: PaymentParamsSchema,
+          response: {
+            200: ApiPaymentSchema,
+            ...ERRORS,
+            404: ApiErrorSchema.describe('POS404 no payment with this id'),
+          },
+        },
+      },
+      async (request) => {
+        const payment = deps.store.getPayment(request.params.id);
+        if (payment === undefined) {
+          throw new AgentError('POS404', `no payment with id ${request.params.id}`);
+        }
+        return out(payment);
+      },
+    );
+
+    api.get(
+      '/v1/payments',
+      {
+        schema: {
+          operationId: 'listPayments',
+          summary: 'Payments, newest first; or the one taken with an Idempotency-Key',
+          tags: ['payments'],
+          querystring: ListQuerySchema,
+          response: {
+            200: PaymentListSchema,
+            400: ApiErrorSchema.describe('POS400 bad query'),
+            ...ERRORS,
+          },
+        },
+      },
+      async (request) => {
+        const query = request.query;
+        if (query.idempotencyKey !== undefined) {
+          const payment = deps.store.getPaymentByKey(query.idempotencyKey);
+          return { payments: payment === undefined ? [] : [out(payment)] };
+        }
+        const payments = deps.store.listPayments({
+          ...(query.state !== undefined ? { state: query.state } : {}),
+          limit: query.limit,
+        });
+        return { payments: payments.map(out) };
+      },
+    );
+
+    api.post(
+      '/v1/payments/:id/cancel',
+      {
+        schema: {
+          operationId: 'cancelPayment',
+          summary:
+            'Cancel: before authorization the card read stops; after an approval a void record goes to the cloud',
+          tags: ['payments'],
+          params: PaymentParamsSchema,
+          response: {
+            200: CanceledPaymentSchema,
+            ...ERRORS,
+            404: ApiErrorSchema.describe('POS211 no payment with this id'),
+            409: ApiErrorSchema.describe(
+              'POS212 not cancelable in its state (authorizing: wait for the outcome; or final)',
+            ),
+          },
+        },
+      },
+      async (request) => {
+        const { payment, voided } = await deps.payments.cancel(request.params.id);
+        return { ...out(payment), voidForwarded: voided };
+      },
+    );
+
+    api.get(
+      '/v1/status',
+      {
+        schema: {
+          operationId: 'getStatus',
+          summary: 'Devices, link state, outbox queue, offline exposure and deadlines',
+          tags: ['status'],
+          response: { 200: StatusSchema, ...ERRORS },
+        },
+      },
+      async () => deps.status(),
+    );
+
+    const metrics = deps.metrics;
+    if (metrics !== undefined) {
+      api.get(
+        '/metrics',
+        {
+          schema: {
+            summary: 'Prometheus text format (agent/metrics.ts)',
+            tags: ['status'],
+            produces: ['text/plain'],
+          },
+        },
+        async (_request, reply) => reply.type(metrics.contentType).send(await metrics.metrics()),
+      );
+    }
+
+    api.post(
+      '/v1/login-codes',
+      {
+        schema: {
+          operationId: 'createLoginCode',
+          summary:
+            'A one-time login link for the status page (`pos-agent open` calls this); single use, valid for 60 s',
+          tags: ['status page'],
+          response: { 201: LoginCodeSchema, ...ERRORS },
+        },
+        config: { bearerOnly: true },
+      },
+      async (request, reply) => {
+        const { code, expiresAt } = sessions.issueCode();
+        const host = request.headers.host ?? '127.0.0.1';
+        return reply.code(201).send({
+          url: `http://${host}/login?code=${code}`,
+          expiresAt: new Date(expiresAt).toISOString(),
+        });
+      },
+    );
+
+    api.get(
+      '/openapi.json',
+      {
+        schema: { hide: true },
+        config: { public: true },
+      },
+      async () => publishedOpenApi(app.swagger() as unknown as Record<string, unknown>),
+    );
+
+    // The status page formats no money itself: amounts come worded, like the prompts.
+    registerEventStream(scope, deps.payments, {
+      status: () => {
+        const status = deps.status();
+        const byCurrency = status.offline?.exposure.byCurrency ?? {};
+        return {
+          ...status,
+          exposureText: Object.entries(byCurrency).map(([currency, e]) => ({
+            currency,
+            amount: formatAmount(e.amountMinor, currency),
+            count: e.count,
+          })),
+        };
+      },
+      recent: () =>
+        deps.store
+          .listPayments({ limit: 6 })
+          .map((p) => ({ ...out(p), amountText: formatAmount(p.amountMinor, p.currency) })),
+    });
+    registerStatusPage(scope, sessions);
   });
 
   // While the agent stops, an answer closes its connection: a keep-alive connection that turns
@@ -252,15 +462,6 @@ export function buildApi(deps: {
     if (deps.payments.stopping) reply.header('connection', 'close');
   });
 
-  registerEventStream(app, deps.payments);
-
   // The auth refusal counters ride on the app as `apiAuth`, for `/metrics` (agent/metrics.ts).
-  return Object.assign(app, { apiAuth });
-}
-
-function badRequest(error: z.ZodError): AgentError {
-  const problems = error.issues.map(
-    (i) => `${i.path.length > 0 ? i.path.join('.') : 'body'}: ${i.message}`,
-  );
-  return new AgentError('POS400', `bad request: ${problems.join('; ')}`, { details: { problems } });
+  return Object.assign(app, { apiAuth, webSessions: sessions });
 }

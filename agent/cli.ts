@@ -6,6 +6,7 @@
  * |---------|------|
  * | `pos-agent demo` | the whole path on the built-in simulator; exit 0 only if nothing was lost |
  * | `pos-agent run [--config FILE]` | the agent as a service |
+ * | `pos-agent open [--config FILE]` | a one-time login link for the status page |
  * | `pos-agent init-dev --dir DIR` | a development config and key set (and the simulator's cloud keys) |
  * | `pos-agent provision [--dir DIR] …` | provision a terminal (agent/commands/provision.ts) |
  * | `pos-agent doctor [--config FILE] [--json]` | check a terminal; numbered problems with codes and fixes (agent/commands/doctor.ts) |
@@ -135,6 +136,18 @@ program
       initDev(options, process.stdout);
     },
   );
+
+program
+  .command('open')
+  .description('print a one-time login link for the terminal status page (served by the agent)')
+  .option('--config <file>', CONFIG_HELP)
+  .action(async (options: { config?: string }) => {
+    const { runOpen } = await import('./commands/open.js');
+    process.exitCode = await runOpen({
+      config: configOf(options.config).file,
+      out: process.stdout,
+    });
+  });
 
 program
   .command('provision')

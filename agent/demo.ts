@@ -8,7 +8,8 @@
  *                                    └─ SQLite ─▶ sync worker ─MQTT─▶ aedes ─▶ cloud core simulator
  * ```
  *
- * It takes payments with the test cards — authorized online while the broker is up —, stops the
+ * It acts as the POS app through the typed client (agent/client.ts), and takes payments with the
+ * test cards — authorized online while the broker is up —, stops the
  * broker (payments are then approved offline under the offline policy, one over the cap is
  * declined locally, and one with the issuer-decline card is approved offline and reversed when
  * the issuer declines it later), starts it again, waits until the cloud core has acknowledged
@@ -32,10 +33,11 @@ import {
 import { findTestCard } from '../simulator/test-cards.js';
 import { VirtualPinPad } from '../simulator/virtual-pin-pad.js';
 import { startAgent } from './agent.js';
+import { PosAgentApiError, PosAgentClient } from './client.js';
 import { parseConfig } from './config.js';
 import { generateDevelopmentKeys } from './keys.js';
 import { createLogger } from './logger.js';
-import { formatAmount } from './payment-service.js';
+import { formatAmount, outcomeText } from './texts.js';
 
 /** Options of {@link runDemo}. */
 export interface DemoOptions {
@@ -152,16 +154,22 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
   out(`  local API       ${agent.apiUrl}`);
   out();
 
-  const api = async (method: string, route: string, body?: unknown, key?: string) => {
-    const headers: Record<string, string> = { authorization: `Bearer ${agent.apiToken}` };
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    if (key !== undefined) headers['idempotency-key'] = key;
-    const response = await fetch(`${agent.apiUrl}${route}`, {
-      method,
-      headers,
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    return { status: response.status, json: (await response.json()) as Record<string, unknown> };
+  // The POS app's side: the typed client, checked against the same schemas as the routes.
+  const client = new PosAgentClient({ baseUrl: agent.apiUrl, token: agent.apiToken });
+  const pay = async (
+    body: { amount: number; currency: string; reference?: string },
+    key: string,
+  ): Promise<
+    | { status: number; payment: Awaited<ReturnType<PosAgentClient['createPayment']>>['payment'] }
+    | { status: number; error: PosAgentApiError }
+  > => {
+    try {
+      const { payment, created } = await client.createPayment(body, key);
+      return { status: created ? 201 : 200, payment };
+    } catch (error) {
+      if (error instanceof PosAgentApiError) return { status: error.status, error };
+      throw error;
+    }
   };
 
   const taken: Taken[] = [];
@@ -176,36 +184,35 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     if (card === undefined) throw new Error(`unknown test card ${cardName}`);
     pad.presentCard(card, { entryMode: n % 2 === 0 ? 'S' : 'C' });
     const started = performance.now();
-    const { status, json } = await api(
-      'POST',
-      '/v1/payments',
-      { amount, currency, reference: `R-${n}` },
-      key,
-    );
+    const answer = await pay({ amount, currency, reference: `R-${n}` }, key);
     const answeredMs = performance.now() - started;
-    if (status !== 201 && status !== 200) {
+    if (!('payment' in answer)) {
       lost.push(key);
-      out(`  #${n}  ${formatAmount(amount, currency)}  answer ${status} ${JSON.stringify(json)}`);
+      out(
+        `  #${n}  ${formatAmount(amount, currency)}  answer ${answer.status} ${answer.error.message}`,
+      );
       return;
     }
+    const json = answer.payment;
     taken.push({
       n,
       key,
-      id: String(json.id),
+      id: json.id,
       amount,
       currency,
       card: cardName,
       phase,
       answeredMs,
-      httpStatus: status,
-      answer: String(json.state),
+      httpStatus: answer.status,
+      answer: json.state,
     });
-    const c = json.card as { brand: string; first6: string; last4: string; entryMode: string };
-    const approval = json.approval === null ? '' : ` (approval: ${String(json.approval)})`;
+    const c = json.card ?? { brand: '?', first6: '??????', last4: '????', entryMode: '?' };
+    const approval = json.approval === null ? '' : ` (approval: ${json.approval})`;
     out(
-      `  #${n}  ${formatAmount(amount, currency).padStart(10)}  ${c.brand.padEnd(10)} ${c.first6}******${c.last4}  ${c.entryMode.padEnd(6)}  → ${String(json.state)}${approval}${json.declineCode === null ? '' : ` ${String(json.declineCode)}`} in ${answeredMs.toFixed(0)} ms`,
+      `  #${n}  ${formatAmount(amount, currency).padStart(10)}  ${c.brand.padEnd(10)} ${c.first6}******${c.last4}  ${c.entryMode.padEnd(6)}  → ${json.state}${approval}${json.declineCode === null ? '' : ` ${json.declineCode}`} in ${answeredMs.toFixed(0)} ms`,
     );
-    out(`        terminal: ${(promptsOf.get(String(json.id)) ?? []).join(' › ')}`);
+    out(`        cashier:  ${json.message}`);
+    out(`        terminal: ${(promptsOf.get(json.id) ?? []).join(' › ')}`);
   };
 
   let ok = false;
@@ -217,23 +224,16 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
 
     const retry = taken[0];
     if (retry !== undefined) {
-      const again = await api(
-        'POST',
-        '/v1/payments',
+      const again = await pay(
         { amount: retry.amount, currency: retry.currency, reference: `R-${retry.n}` },
         retry.key,
       );
       out(
-        `   the POS app retries #${retry.n} with the same Idempotency-Key: HTTP ${again.status}, same payment: ${String(again.json.id === retry.id)}`,
+        `   the POS app retries #${retry.n} with the same Idempotency-Key: HTTP ${again.status}, same payment: ${String('payment' in again && again.payment.id === retry.id)}`,
       );
-      const conflict = await api(
-        'POST',
-        '/v1/payments',
-        { amount: retry.amount + 1, currency: retry.currency },
-        retry.key,
-      );
+      const conflict = await pay({ amount: retry.amount + 1, currency: retry.currency }, retry.key);
       out(
-        `   the same key with another amount: HTTP ${conflict.status} ${(conflict.json.error as { code: string }).code}`,
+        `   the same key with another amount: HTTP ${conflict.status} ${'error' in conflict ? conflict.error.code : 'no error'}`,
       );
     }
     out();
@@ -283,11 +283,9 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
       const result =
         payment?.state === 'approved'
           ? `approved ${payment.approval ?? ''}, auth ${payment.authCode ?? '-'}`
-          : payment?.state === 'declined'
-            ? `declined, code ${payment.declineCode ?? '-'}${payment.reason !== undefined ? ` (${payment.reason})` : ''}`
-            : payment?.state === 'reversed'
-              ? `reversed: late issuer decline — ${payment.reason ?? ''}`
-              : `${payment?.state ?? 'missing'}`;
+          : payment?.state === 'declined' || payment?.state === 'reversed'
+            ? `${payment.state}${payment.declineCode !== undefined ? `, code ${payment.declineCode}` : ''}: ${outcomeText(payment, agent.payments.policy)}`
+            : `${payment?.state ?? 'missing'}`;
       out(
         `  #${t.n} ${t.id} ${card?.brand ?? '?'} ${card?.first6 ?? ''}******${card?.last4 ?? ''} ${formatAmount(t.amount, t.currency)} [${t.phase}, answered ${t.answer}]`,
       );

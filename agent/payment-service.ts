@@ -39,6 +39,16 @@ import type {
 } from '../store-forward/payment-store.js';
 import type { CardInput } from './card-input.js';
 import type { Logger } from './logger.js';
+import {
+  cardNotReadText,
+  declineText,
+  formatAmount,
+  outcomeText,
+  PROMPT_TEXTS,
+  toPadText,
+} from './texts.js';
+
+export { formatAmount };
 
 /** What the POS app asks for. */
 export interface PaymentRequest {
@@ -70,8 +80,21 @@ export type PromptKind =
 /** A prompt or result for the terminal's screen, also sent to `GET /v1/events` subscribers. */
 export interface TerminalPrompt {
   kind: PromptKind;
-  /** What the screen shows, e.g. "present card", "approved offline — stored", "declined: offline_amount_limit". */
+  /**
+   * What the screen shows, a sentence from the table in agent/texts.ts, e.g. "Insert, tap or
+   * swipe the card", "Approved offline — payment stored", "Declined — USD 75.00 is over the
+   * offline limit of USD 50.00 per payment".
+   */
   text: string;
+  /**
+   * The code behind `text` for the app: the decline code (`05`, `offline_amount_limit`, …) of a
+   * `declined`/`reversed` prompt, the card-read failure (`timeout`, `bad_read`, …) of `failed`.
+   */
+  code?: string;
+  /** The payment's amount: integer minor units, ISO 4217 code, and as the screen shows it. */
+  amountMinor?: number;
+  currency?: string;
+  amount?: string;
   /** Correlation ids. */
   idempotencyKey: string;
   paymentId?: string;
@@ -245,7 +268,7 @@ export class PaymentService extends EventEmitter {
   async cancel(paymentId: string): Promise<{ payment: Payment; voided: boolean }> {
     const result = this.#store.cancelPayment(paymentId, 'canceled by the POS app');
     if (result.voided) this.#notifySync();
-    this.#prompt('canceled', 'canceled', result.payment);
+    this.#prompt('canceled', PROMPT_TEXTS.canceled, result.payment);
     if (this.#busy?.paymentId === paymentId) {
       // End the read on every device at once: a card reader must not wait for a PIN pad that is
       // slow to confirm its cancel (or never does).
@@ -288,11 +311,7 @@ export class PaymentService extends EventEmitter {
     for (const key of keys) {
       const payment = this.#store.getPaymentByKey(key);
       if (payment?.state === 'reversed') {
-        this.#prompt(
-          'reversed',
-          `reversed: ${payment.reason ?? 'declined by the issuer'}`,
-          payment,
-        );
+        this.#prompt('reversed', outcomeText(payment, this.#policy), payment);
       }
     }
   }
@@ -327,10 +346,9 @@ export class PaymentService extends EventEmitter {
       if (now?.state === 'authorizing') this.#interrupted(payment.id, log);
       throw error;
     }
-    const text = resultText(payment);
     log.info(
       { paymentId: payment.id, state: payment.state, approval: payment.approval },
-      text === 'approved offline — stored' ? 'payment stored' : `payment ${payment.state}`,
+      payment.state === 'stored' ? 'payment stored' : `payment ${payment.state}`,
     );
     // The outcome is committed: the POS app is answered now. The pad shows the result meanwhile;
     // its 51 (result shown, card removed) takes as long as the customer does, and the pad driver
@@ -359,7 +377,7 @@ export class PaymentService extends EventEmitter {
     log: Logger,
   ): Promise<Payment> {
     const id = started.id;
-    this.#prompt('present_card', 'present card', started);
+    this.#prompt('present_card', PROMPT_TEXTS.present_card, started);
     await pad.display(formatAmount(request.amountMinor, request.currency), 'Insert or tap card');
     const readRequest = {
       amountMinor: request.amountMinor,
@@ -387,7 +405,7 @@ export class PaymentService extends EventEmitter {
       const failed = this.#store.recordStep(id, 'failed', {
         reason: `card not read: ${read.reason}`,
       });
-      this.#prompt('failed', `card not read: ${read.reason}`, failed);
+      this.#prompt('failed', cardNotReadText(read.reason), failed, read.reason);
       await pad.showResult('declined', padCardNotReadText(read.reason)).catch(() => undefined);
       throw new AgentError(
         'POS420',
@@ -421,7 +439,7 @@ export class PaymentService extends EventEmitter {
     let pinBlock: EncryptedPinBlock | undefined;
     if (needsPin) {
       payment = this.#store.recordStep(id, 'pin_requested');
-      this.#prompt('enter_pin', 'enter PIN', payment);
+      this.#prompt('enter_pin', PROMPT_TEXTS.enter_pin, payment);
       const pin = await pad.requestPin({
         amountMinor: request.amountMinor,
         currency: request.currency,
@@ -437,7 +455,7 @@ export class PaymentService extends EventEmitter {
       pinBlock = pin.pinBlock;
     }
     payment = this.#store.recordStep(id, 'authorization_requested');
-    this.#prompt('authorizing', 'authorizing', payment);
+    this.#prompt('authorizing', PROMPT_TEXTS.authorizing, payment);
     const authRequest: AuthRequest = {
       key: payment.idempotencyKey,
       payment: {
@@ -497,7 +515,7 @@ export class PaymentService extends EventEmitter {
           });
     if (payment.state === 'approved') {
       this.#notifySync();
-      this.#prompt('approved_online', 'approved online', payment);
+      this.#prompt('approved_online', PROMPT_TEXTS.approved_online, payment);
       return payment;
     }
     return this.#declined(payment);
@@ -557,7 +575,7 @@ export class PaymentService extends EventEmitter {
     const { payment } = this.#store.storeOffline(id, this.#policy, { ambiguous });
     this.#notifySync();
     if (payment.state === 'stored') {
-      this.#prompt('approved_offline', 'approved offline — stored', payment);
+      this.#prompt('approved_offline', PROMPT_TEXTS.approved_offline, payment);
       return payment;
     }
     return this.#declined(payment);
@@ -567,15 +585,32 @@ export class PaymentService extends EventEmitter {
     // A decline after an ambiguous timeout queued a void record: forward it now.
     this.#notifySync();
     if (payment.state === 'declined') {
-      this.#prompt('declined', `declined: ${payment.declineCode ?? 'declined'}`, payment);
+      const code = payment.declineCode ?? 'declined';
+      this.#prompt(
+        'declined',
+        declineText(code, {
+          amountMinor: payment.amountMinor,
+          currency: payment.currency,
+          policy: this.#policy,
+        }),
+        payment,
+        code,
+      );
     }
     return payment;
   }
 
-  #prompt(kind: PromptKind, text: string, payment: Payment): void {
+  #prompt(kind: PromptKind, text: string, payment: Payment, code?: string): void {
     const prompt: TerminalPrompt = {
       kind,
       text,
+      ...(code !== undefined ? { code } : {}),
+      ...(kind === 'reversed' && payment.declineCode !== undefined
+        ? { code: payment.declineCode }
+        : {}),
+      amountMinor: payment.amountMinor,
+      currency: payment.currency,
+      amount: formatAmount(payment.amountMinor, payment.currency),
       idempotencyKey: payment.idempotencyKey,
       paymentId: payment.id,
       at: new Date(this.#now()).toISOString(),
@@ -585,13 +620,17 @@ export class PaymentService extends EventEmitter {
 }
 
 /**
- * The result line sent to the PIN pad (message 50) for a final payment, e.g.
- * `approved offline - stored`: printable ASCII (0x20–0x7E) only, at most 32 characters. The pad's
- * wire format refuses anything else with POS122 (DESIGN §3.2, drivers/pinpad/messages.ts), so the
- * em dash of the SSE prompt text becomes a hyphen here; the prompt on `/v1/events` keeps it.
+ * The result line sent to the PIN pad (message 50) for a final payment, e.g. `Approved offline -
+ * stored`: the sentence of agent/texts.ts made printable ASCII (0x20–0x7E), at most 32
+ * characters, as the pad's wire format requires (POS122 otherwise; DESIGN §3.2,
+ * drivers/pinpad/messages.ts). A decline shows its code, which fits where the sentence would not.
  */
 export function padResultText(payment: Payment): string {
-  return toPadText(resultText(payment));
+  if (payment.state === 'approved') return toPadText(PROMPT_TEXTS.approved_online);
+  if (payment.state === 'stored') return 'Approved offline - stored';
+  if (payment.state === 'declined')
+    return toPadText(`Declined ${payment.declineCode ?? ''}`.trim());
+  return toPadText(outcomeText(payment));
 }
 
 /**
@@ -600,21 +639,6 @@ export function padResultText(payment: Payment): string {
  */
 export function padCardNotReadText(reason: string): string {
   return toPadText(`Card not read: ${reason}`);
-}
-
-/** Printable ASCII for the pad: the dashes become `-`, any other byte outside 0x20–0x7E `?`. */
-function toPadText(text: string): string {
-  return text
-    .replace(/[\u2013\u2014]/g, '-')
-    .replace(/[^\x20-\x7e]/g, '?')
-    .slice(0, 32);
-}
-
-function resultText(payment: Payment): string {
-  if (payment.state === 'approved') return 'approved online';
-  if (payment.state === 'stored') return 'approved offline — stored';
-  if (payment.state === 'declined') return `declined: ${payment.declineCode ?? 'declined'}`;
-  return payment.state;
 }
 
 function sameRequest(a: PaymentRequest, b: PaymentRequest): boolean {
@@ -639,43 +663,4 @@ function differingFields(payment: Payment, request: PaymentRequest): string[] {
     fields.push('offline mode');
   }
   return fields;
-}
-
-/**
- * Formats an amount for a 16-character PIN pad line and for people, e.g. `EUR 12.50`,
- * `JPY 1250`, `KWD 1.250`: the currency code, then the amount with the currency's ISO 4217
- * minor-unit exponent (0 for JPY, 2 for EUR, 3 for KWD/BHD/JOD/OMR/TND), from the runtime's ICU
- * data (`Intl.NumberFormat` resolved `maximumFractionDigits`); 2 for a code ICU does not accept.
- * Integer arithmetic on the digits only, so no float rounding.
- *
- * @param amountMinor — integer minor units of `currency`.
- * @param currency — ISO 4217 alphabetic code, upper case.
- */
-export function formatAmount(amountMinor: number, currency: string): string {
-  const exponent = minorUnitExponent(currency);
-  const sign = amountMinor < 0 ? '-' : '';
-  const digits = BigInt(Math.trunc(Math.abs(amountMinor)))
-    .toString()
-    .padStart(exponent + 1, '0');
-  if (exponent === 0) return `${currency} ${sign}${digits}`;
-  const cut = digits.length - exponent;
-  return `${currency} ${sign}${digits.slice(0, cut)}.${digits.slice(cut)}`;
-}
-
-const EXPONENTS = new Map<string, number>();
-
-/** The ISO 4217 minor-unit exponent of `currency`; 2 when the runtime does not know the code. */
-function minorUnitExponent(currency: string): number {
-  let exponent = EXPONENTS.get(currency);
-  if (exponent === undefined) {
-    try {
-      exponent =
-        new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions()
-          .maximumFractionDigits ?? 2;
-    } catch {
-      exponent = 2;
-    }
-    EXPONENTS.set(currency, exponent);
-  }
-  return exponent;
 }

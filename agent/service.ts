@@ -81,7 +81,10 @@ export function initDev(
       `  pos-agent sim pinpad --listen ${options.pinpad}`,
       `  pos-agent run --config ${configFile}`,
       `then: curl -H "Authorization: Bearer $(cat ${path.join(dir, 'keys', 'api.token')})" -H 'Content-Type: application/json' \\`,
+      // Required (400 POS406 without): one new key per payment, the same on every retry of it.
+      `        -H "Idempotency-Key: $(cat /proc/sys/kernel/random/uuid)" \\`,
       `        -d '{"amount":1250,"currency":"EUR"}' http://127.0.0.1:${options.apiPort}/v1/payments`,
+      `status page: pos-agent open --config ${configFile}   (prints a one-time login link)`,
       '',
     ].join('\n'),
   );

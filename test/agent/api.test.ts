@@ -81,6 +81,8 @@ describe('local API over HTTP', () => {
     expect(answer.status).toBe(404);
     expect(errorOf(answer.json)).toMatchObject({ code: 'POS405' });
     expect(errorOf(answer.json).message).toContain('GET /v1/refunds');
+    // Points the developer to the API's description, which the agent serves (issue 13).
+    expect(errorOf(answer.json).message).toContain('GET /openapi.json');
   });
 
   it('Idempotency-Key: same parameters → 200 with the same payment; other parameters → 409 naming the field; a bad key → 400', async () => {
@@ -217,15 +219,20 @@ describe('local API over HTTP', () => {
           data: JSON.parse(dataLine?.slice('data: '.length) ?? '{}') as Record<string, unknown>,
         };
       });
+    // The cashier's words come from the one table (agent/texts.ts), the same as the API's message.
     expect(events.map((e) => [e.event, e.data.text])).toEqual([
-      ['present_card', 'present card'],
-      ['authorizing', 'authorizing'],
-      ['approved_online', 'approved online'],
+      ['present_card', 'Insert, tap or swipe the card'],
+      ['authorizing', 'Approving online…'],
+      ['approved_online', 'Approved'],
     ]);
+    expect(answer.json.message).toBe('Approved');
     for (const e of events) {
       expect(e.data).toMatchObject({
         idempotencyKey: 'sse-key-0000001',
         paymentId: answer.json.id,
+        amountMinor: 1500,
+        currency: 'EUR',
+        amount: 'EUR 15.00',
       });
     }
   });

@@ -59,7 +59,7 @@ describe('PaymentService → PIN pad text', () => {
         texts.push(padResultText(payment));
       }
     }
-    expect(texts).toContain('approved offline - stored');
+    expect(texts).toContain('Approved offline - stored');
     for (const text of texts) {
       for (const outcome of ['approved', 'declined', 'stored'] as const) {
         expect(() => encodeMessage({ id: '50', outcome, text }), text).not.toThrow();
@@ -78,9 +78,9 @@ describe('PaymentService → PIN pad text', () => {
     });
     expect(answer.status).toBe(201);
     expect(answer.json).toMatchObject({ state: 'stored', approval: 'offline' });
-    expect(rig.pad.lastResult).toEqual({ outcome: 'stored', text: 'approved offline - stored' });
+    expect(rig.pad.lastResult).toEqual({ outcome: 'stored', text: 'Approved offline - stored' });
     // The SSE prompt keeps its typography; only the pad's wire needs ASCII.
-    expect(prompts).toContain('approved offline — stored');
+    expect(prompts).toContain('Approved offline — payment stored');
   }, 30_000);
 });
 

@@ -77,7 +77,11 @@ describe('online PIN', () => {
     expect(json).toMatchObject({ state: 'declined', declineCode: 'pin_canceled' });
     expect(String(json.reason)).toContain('no PIN entered (canceled)');
     expect(rig.cloud.counters().authRequests).toBe(0);
-    expect(prompts.at(-1)).toMatchObject({ kind: 'declined', text: 'declined: pin_canceled' });
+    expect(prompts.at(-1)).toMatchObject({
+      kind: 'declined',
+      code: 'pin_canceled',
+      text: 'Declined — the PIN entry was canceled',
+    });
   });
 
   it('offline, a card that needs online PIN is declined online_pin_required without asking for a PIN', async () => {
