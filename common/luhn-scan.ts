@@ -15,13 +15,17 @@
  *   superscript `¹`, circled `①`, mathematical `𝟏`), or any other decimal digit (`\p{Nd}`:
  *   Arabic-Indic, Devanagari, …) by its value.
  * - **Separator**: whitespace (`\s`, with NBSP and the ideographic space), dash punctuation
- *   (`\p{Pd}`), `.`, `,`, `_`, `/`, and invisible format characters (`\p{Cf}`: zero-width space,
+ *   (`\p{Pd}`), `.`, `_`, and invisible format characters (`\p{Cf}`: zero-width space,
  *   soft hyphen, …), each also in its NFKC form (full-width `－`, `．`). Runs of at most
  *   {@link MAX_SEPARATOR_RUN} separators join digit groups; anything else ends a chain.
  * - **PAN-shaped**: 13–19 digits (ISO/IEC 7812-1 §4.2) with a valid Luhn check digit
  *   (ISO/IEC 7812-1 Annex B), made of whole digit groups of one chain — an unseparated run is
  *   judged whole (a 20-digit order number is not searched inside), and a PAN written in groups
  *   is found even when other groups sit around it (`2024-05-17 4111 1111 1111 1111`).
+ *
+ * UUIDs (`8-4-4-4-12` hex, RFC 9562 §4) are not read as digit groups: the agent's own UUIDv7
+ * idempotency keys would otherwise give a chance match in about 1.5 % of keys (their timestamp
+ * is mostly digits), and no one writes a card number in that shape by accident.
  *
  * Cost of the normalization: a chain of groups like a date followed by numbers can hit a chance
  * Luhn match (about 1 in 10 windows of 13–19 digits); the store refuses such a reference with a
@@ -62,9 +66,8 @@ type CharClass = { kind: 'digits'; digits: string } | { kind: 'separator' } | { 
 
 const OTHER: CharClass = { kind: 'other' };
 const SEPARATOR: CharClass = { kind: 'separator' };
-const ASCII_SEPARATORS = new Set([
-  0x20, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x2d, 0x2e, 0x2c, 0x5f, 0x2f,
-]);
+/** Space, TAB, LF, VT, FF, CR, `-`, `.`, `_` (not `,` or `/`: JSON arrays and paths of numbers). */
+const ASCII_SEPARATORS = new Set([0x20, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x2d, 0x2e, 0x5f]);
 const UNICODE_SEPARATOR = /^[\s\p{Pd}\p{Cf}]$/u;
 const UNICODE_DIGIT = /^\p{Nd}$/u;
 const ASCII_DIGITS = /^[0-9]+$/;
@@ -107,8 +110,14 @@ interface DigitGroup {
   digits: string;
 }
 
+const UUID_SHAPED = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
+
 /** Splits `text` into chains of digit groups joined by short separator runs. */
-function digitChains(text: string): DigitGroup[][] {
+function digitChains(original: string): DigitGroup[][] {
+  // Same length, so indices stay those of the original text.
+  const text = original.includes('-')
+    ? original.replace(UUID_SHAPED, (uuid) => 'x'.repeat(uuid.length))
+    : original;
   const chains: DigitGroup[][] = [];
   let chain: DigitGroup[] = [];
   let group: DigitGroup | undefined;
@@ -187,8 +196,23 @@ export function findPanShapedSpans(text: string): PanShapedSpan[] {
   return spans;
 }
 
-/** The digits (ASCII) of every PAN-shaped span of `text` ({@link findPanShapedSpans}). */
-export function findPanShapedRuns(text: string): string[] {
+/**
+ * The digits (ASCII) of every PAN-shaped span of `text` ({@link findPanShapedSpans}).
+ *
+ * @param options.asciiRunsOnly — only whole runs of ASCII digits, no separators or other
+ *   scripts: for binary files read as latin1 (database pages, captures), where bytes that
+ *   happen to be separators or `¹²³` between digit bytes would give chance matches.
+ */
+export function findPanShapedRuns(
+  text: string,
+  options: { asciiRunsOnly?: boolean } = {},
+): string[] {
+  if (options.asciiRunsOnly === true) {
+    const found: string[] = [];
+    for (const [run] of text.matchAll(/[0-9]+/g))
+      if (run.length >= 13 && run.length <= 19 && luhnValidDigits(run)) found.push(run);
+    return found;
+  }
   return findPanShapedSpans(text).map((span) => span.digits);
 }
 

@@ -17,8 +17,6 @@ const SEPARATORS = [
   '-',
   '.',
   '_',
-  '/',
-  ',',
   '\u00a0',
   '\u2013',
   '\u2014',
@@ -56,7 +54,7 @@ const spelledPanArb = panArb.chain((pan) =>
         minLength: pan.length,
         maxLength: pan.length,
       }),
-      prefix: fc.constantFrom('', 'ref ', 'card:', 'Order A/'),
+      prefix: fc.constantFrom('', 'ref ', 'card:', 'Order A/', 'x,'),
       suffix: fc.constantFrom('', ' thanks', ';', ' x'),
     })
     .map(({ cuts, seps, scripts, prefix, suffix }) => {
@@ -130,6 +128,9 @@ describe('PAN detection normalizes before it checks', () => {
     expect(findPanShapedRuns('41111111111111110000')).toEqual([]);
     expect(findPanShapedRuns('4111x1111x1111x1111')).toEqual([]);
     expect(findPanShapedRuns('INV-2024-000123')).toEqual([]);
+    // "," and "/" join numbers in JSON arrays and paths, not the groups of a card number.
+    expect(findPanShapedRuns('[4111,1111,1111,1111]')).toEqual([]);
+    expect(findPanShapedRuns('4111/1111/1111/1111')).toEqual([]);
     // A separator run longer than MAX_SEPARATOR_RUN ends the chain.
     expect(findPanShapedRuns('4111    1111    1111    1111')).toEqual([]);
   });
@@ -146,3 +147,18 @@ describe('PAN detection normalizes before it checks', () => {
 function findDigitCount(text: string): number {
   return [...text].filter((c) => /\p{Nd}/u.test(c)).length;
 }
+
+describe('PAN detection and UUIDs', () => {
+  // Regression: with separators bridged, 1.5 % of the agent's own UUIDv7 idempotency keys
+  // (timestamp groups are mostly digits) were refused as PAN-shaped (POS214).
+  it('reads no UUID as digit groups, but still finds a PAN written next to one', () => {
+    fc.assert(
+      fc.property(fc.uuid({ version: [4, 7] }), (uuid) => {
+        expect(findPanShapedRuns(uuid)).toEqual([]);
+        expect(findPanShapedRuns(`${uuid} 4111 1111 1111 1111`)).toEqual(['4111111111111111']);
+      }),
+      { numRuns: 3000 },
+    );
+    expect(findPanShapedRuns('018f3a2c-0000-7000-8000-000000000012')).toEqual([]);
+  });
+});
