@@ -204,6 +204,7 @@ async function startSteps(
     maxMessageBytes: config.sync.maxMessageBytes,
     maxInFlightBatches: config.sync.maxInFlightBatches,
     ackTimeoutMs: config.sync.ackTimeoutMs,
+    maxCommandLifetimeMs: config.sync.maxCommandLifetimeMs,
     version: AGENT_VERSION,
     clock,
   });

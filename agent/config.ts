@@ -159,6 +159,11 @@ const SyncConfig = z
     maxInFlightBatches: z.number().int().min(1).max(1000).default(16),
     /** Time to wait for a batch's acknowledgement before sending it again, in ms. Default 10000. */
     ackTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
+    /**
+     * Longest lifetime (expiresAt − issuedAt) of a cloud command the agent accepts, in ms;
+     * longer ones are refused (POS327). Default 86400000 (24 h).
+     */
+    maxCommandLifetimeMs: z.number().int().min(1000).max(31_536_000_000).default(86_400_000),
   })
   .strict();
 
@@ -279,6 +284,7 @@ export const AgentConfigSchema = z
       maxMessageBytes: 131_072,
       maxInFlightBatches: 16,
       ackTimeoutMs: 10_000,
+      maxCommandLifetimeMs: 86_400_000,
     }),
     api: ApiConfig.default({ host: '127.0.0.1', port: 7420 }),
     log: LogConfig.default({ level: 'info' }),
