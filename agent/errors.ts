@@ -41,6 +41,11 @@ export const AGENT_ERRORS = {
   POS506: 'doctor_problems',
   /** A verified cloud command could not be applied (bad arguments, cannot write its file). */
   POS507: 'command_failed',
+  /**
+   * The token key cannot be protected or opened: no host key-encryption key (or the wrong one),
+   * or a host key inside the data or keys folder (issue 11, docs/security.md).
+   */
+  POS508: 'token_key_unprotected',
 } as const;
 
 /** One of the codes above. */
