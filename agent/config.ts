@@ -138,6 +138,14 @@ const BrokerConfig = z
           message:
             'plaintext mqtt:// is refused: use mqtts:// with caFile, certFile and keyFile, or set broker.development to true for a development setup',
         });
+      // Even in development, plaintext stays on this machine (issue 11): tokens, sealed card
+      // data and signed commands would otherwise cross the store network in clear.
+      else if (!isLoopbackHost(url[2] ?? ''))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['url'],
+          message: `plaintext mqtt:// to ${url[2] ?? ''} is refused, also in development: only to loopback (127.0.0.1, ::1, localhost); use mqtts:// for any other host`,
+        });
       return;
     }
     for (const field of ['caFile', 'certFile', 'keyFile'] as const) {
@@ -149,6 +157,12 @@ const BrokerConfig = z
         });
     }
   });
+
+/** True for `localhost`, `127.x.x.x` and `[::1]` (a URL's host part). */
+function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase();
+  return h === 'localhost' || h === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
 
 /** The store-and-forward sync with the cloud core (DESIGN §5). */
 const SyncConfig = z

@@ -4,6 +4,7 @@
  * Luhn-valid run of 13–19 digits becomes first 6 + `*` + last 4, so a PAN-shaped string in a log
  * line is impossible even if a bug put one into a message (PCI DSS 4.0.1 req. 3.4.1).
  */
+import { chmodSync } from 'node:fs';
 import { destination as pinoDestination, pino, stdTimeFunctions } from 'pino';
 import { redactPanShapedRuns } from '../common/luhn-scan.js';
 
@@ -23,7 +24,9 @@ export function createLogger(
   const destination =
     options.file === undefined
       ? pinoDestination({ fd: 1, sync: true })
-      : pinoDestination({ dest: options.file, mkdir: true, sync: true });
+      : pinoDestination({ dest: options.file, mkdir: true, sync: true, mode: 0o600 });
+  // Created 0600 above; a log file left by an older version may still be 0644 (issue 11).
+  if (options.file !== undefined) chmodSync(options.file, 0o600);
   return pino(
     {
       level: options.level ?? 'info',

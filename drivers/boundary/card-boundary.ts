@@ -15,6 +15,7 @@ import { Buffer } from 'node:buffer';
 import { type KeyObject, createHmac } from 'node:crypto';
 import { systemClock, type Clock } from '../../common/clock.js';
 import type { AgentError } from '../../common/agent-error.js';
+import { findPanShapedRuns } from '../../common/luhn-scan.js';
 import { driverError, type DriverErrorCode } from '../errors.js';
 import { base32Lower } from './base32.js';
 import { brandOfPan } from './bin-table.js';
@@ -269,9 +270,17 @@ export class CardBoundary {
       entryMode: read.entryMode,
     };
     const nameBytes = track1?.ok === true ? track1.track.name : emvName;
-    if (this.#allowName && nameBytes !== undefined) {
+    // A name with any digit is dropped here, byte by byte, before it becomes a string: digits
+    // in the name field are a misread or a PAN (issue 11: such names passed the reader and were
+    // refused only later by the store, failing the payment).
+    if (
+      this.#allowName &&
+      nameBytes !== undefined &&
+      !nameBytes.some((b) => b >= 0x30 && b <= 0x39)
+    ) {
       const name = nameBytes.toString('latin1').trim();
-      if (name.length > 0) card.cardholderName = name;
+      if (name.length > 0 && findPanShapedRuns(name).length === 0 && !/\p{Nd}/u.test(name))
+        card.cardholderName = name;
     }
     const plaintext = buildSealedPlaintext({
       pan,

@@ -25,6 +25,7 @@ describe('config', () => {
       maxMessageBytes: 131_072,
       maxInFlightBatches: 16,
       ackTimeoutMs: 10_000,
+      maxCommandLifetimeMs: 86_400_000,
     });
     expect(config.broker.topicPrefix).toBe('pos/v1');
     expect(config.api.host).toBe('127.0.0.1');
