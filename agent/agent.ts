@@ -20,7 +20,10 @@ import { keyId } from '../cloud-sync/envelope.js';
 import { MqttSession } from '../cloud-sync/mqtt-session.js';
 import { SyncWorker } from '../cloud-sync/sync-worker.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
+import type { ChainReport, ProjectionReport } from '../store-forward/model.js';
 import { startRetention } from '../store-forward/retention.js';
+import { definedOnly, startBackgroundCheck, type BackgroundCheck } from './background-check.js';
+import type { StartupCheck } from '../store-forward/integrity.js';
 import { buildApi, type AgentStatus } from './api.js';
 import { listenApi } from './api-auth.js';
 import { CardInput } from './card-input.js';
@@ -30,7 +33,7 @@ import {
   diagnostics,
   loadOfflineLimitOverrides,
 } from './cloud-commands.js';
-import type { AgentConfig } from './config.js';
+import { syncLimits, type AgentConfig } from './config.js';
 import { brokerTls, ensurePrivateDir, type TerminalKeys } from './keys.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
@@ -73,6 +76,11 @@ export interface RunningAgent {
   commands: CloudCommands;
   /** What `GET /v1/status` answers. */
   status(): AgentStatus;
+  /**
+   * The integrity checks (issue 9 §4): what start-up verified (the chain after the newest
+   * checkpoint and the payments touched since), and the full background pass that follows.
+   */
+  integrity: { startup: StartupCheck; background: BackgroundCheck };
   /** Stops the API, the PIN pad, the sync and closes the database, in that order. */
   stop(): Promise<void>;
 }
@@ -137,20 +145,33 @@ async function startSteps(
     forwardingDeadlineHours: config.offline.forwardingDeadlineHours,
   });
   cleanups.push(() => store.close());
-  const chain = store.verifyChain();
-  if (!chain.ok) {
-    logger.error(
-      { problems: chain.problems },
-      'the event hash chain does not verify; run "pos-agent verify"',
+  // Issue 9 §4: start-up checks the chain from the newest verified checkpoint and the payments
+  // touched since, so it does not grow with history; the full check runs in the background.
+  const startup = store.integrity.verifySinceCheckpoint();
+  const integrityProblems = (check: { chain: ChainReport; projection: ProjectionReport }): void => {
+    if (!check.chain.ok) {
+      logger.error(
+        { problems: check.chain.problems },
+        'the event hash chain does not verify; run "pos-agent verify"',
+      );
+    }
+    if (!check.projection.ok) {
+      logger.error(
+        { problems: check.projection.problems },
+        'the payments table differs from its events; run "pos-agent verify"',
+      );
+    }
+  };
+  integrityProblems(startup);
+  if (startup.chain.ok && startup.projection.ok) {
+    store.integrity.saveCheckpoint(startup.head);
+    logger.info(
+      { from: startup.from?.seq ?? 0, walked: startup.walked, head: startup.head.seq },
+      'event hash chain verified from the last checkpoint',
     );
   }
-  const projection = store.checkProjection();
-  if (!projection.ok) {
-    logger.error(
-      { problems: projection.problems },
-      'the payments table differs from its events; run "pos-agent verify"',
-    );
-  }
+  const fullCheck = startBackgroundCheck(store, logger, integrityProblems);
+  cleanups.push(() => fullCheck.stop());
   // Issue 3 §7: a crash mid-payment leaves no payment stuck; the POS app sees the outcome by key.
   const recovery = store.recoverInterrupted();
   for (const failed of recovery.failed) {
@@ -189,6 +210,23 @@ async function startSteps(
     onError: (error) => logger.error({ err: error }, 'retention could not purge; will retry'),
   });
   cleanups.push(() => retention.stop());
+  // Acks delete sealed card data; the WAL frames that held it are truncated here, off the ack
+  // path, at most a second later (PCI DSS 4.0.1 req. 3.3.1).
+  let maintenanceTimer: TimerHandle | undefined;
+  const maintenance = (): void => {
+    maintenanceTimer = clock.setTimeout(() => {
+      try {
+        store.maintenance();
+      } catch (error) {
+        logger.warn({ err: error }, 'WAL checkpoint failed; retried in a second');
+      }
+      maintenance();
+    }, 1000);
+  };
+  maintenance();
+  cleanups.push(() => {
+    if (maintenanceTimer !== undefined) clock.clearTimeout(maintenanceTimer);
+  });
   const released = store.releaseInFlight();
   if (released > 0)
     logger.info({ released }, 'records in flight at the last stop will be sent again');
@@ -202,13 +240,12 @@ async function startSteps(
   });
   const worker = new SyncWorker({
     session,
-    source: store,
+    source: store.outbox,
     deviceId: config.deviceId,
     topicPrefix: config.broker.topicPrefix,
     signer: { kid: keyId(keys.devicePublicKey), secretKey: keys.deviceSecretKey },
     cloudPublicKeys: new Map([[keyId(keys.cloudPublicKey), keys.cloudPublicKey]]),
-    maxMessageBytes: config.sync.maxMessageBytes,
-    maxInFlightBatches: config.sync.maxInFlightBatches,
+    ...definedOnly(syncLimits(config.sync)),
     ackTimeoutMs: config.sync.ackTimeoutMs,
     maxCommandLifetimeMs: config.sync.maxCommandLifetimeMs,
     version: AGENT_VERSION,
@@ -401,6 +438,7 @@ async function startSteps(
     cardReaders,
     cardInput,
     status,
+    integrity: { startup, background: fullCheck },
     async stop() {
       // A second call (a signal during a stop) has nothing left to do.
       if (stopping) return;
@@ -417,6 +455,8 @@ async function startSteps(
       await pinPad?.close().catch(() => undefined);
       await worker.stop();
       await session.end();
+      fullCheck.stop();
+      if (maintenanceTimer !== undefined) clock.clearTimeout(maintenanceTimer);
       store.close();
       logger.info('agent stopped');
     },

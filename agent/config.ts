@@ -174,12 +174,63 @@ const SyncConfig = z
     /** Time to wait for a batch's acknowledgement before sending it again, in ms. Default 10000. */
     ackTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
     /**
+     * Cap on PUBLISH packets per second (records batches, resends, status), for brokers that
+     * throttle a client; optional, no cap by default. 0.001–100000 per second.
+     */
+    maxPublishesPerSecond: z.number().min(0.001).max(100_000).optional(),
+    /**
+     * A broker's published limits, applied unless set above: `aws-iot-core` = 100 publishes/s per
+     * connection, 100 unacknowledged QoS 1 publishes in flight, 128 KiB per message (AWS IoT Core
+     * service quotas). Default `none`.
+     */
+    brokerLimits: z.enum(['none', 'aws-iot-core']).default('none'),
+    /**
      * Longest lifetime (expiresAt − issuedAt) of a cloud command the agent accepts, in ms;
      * longer ones are refused (POS327). Default 86400000 (24 h).
      */
     maxCommandLifetimeMs: z.number().int().min(1000).max(31_536_000_000).default(86_400_000),
   })
   .strict();
+
+/** The effective sync limits: the {@link SyncConfig} values with its `brokerLimits` preset applied. */
+export interface SyncLimits {
+  maxMessageBytes: number;
+  maxInFlightBatches: number;
+  maxPublishesPerSecond: number | undefined;
+}
+
+/**
+ * AWS IoT Core's limits for one MQTT connection (AWS IoT Core endpoints and quotas: publish
+ * requests per second per connection 100; maximum in-flight unacknowledged messages 100;
+ * message size 128 KB).
+ */
+export const AWS_IOT_CORE_LIMITS: SyncLimits = {
+  maxMessageBytes: 131_072,
+  maxInFlightBatches: 100,
+  maxPublishesPerSecond: 100,
+};
+
+/**
+ * The limits the sync worker runs with: the preset's, each lowered by an explicit config value
+ * (a preset never raises a limit the config sets lower).
+ */
+export function syncLimits(sync: AgentConfig['sync']): SyncLimits {
+  if (sync.brokerLimits === 'aws-iot-core') {
+    return {
+      maxMessageBytes: Math.min(sync.maxMessageBytes, AWS_IOT_CORE_LIMITS.maxMessageBytes),
+      maxInFlightBatches: AWS_IOT_CORE_LIMITS.maxInFlightBatches,
+      maxPublishesPerSecond: Math.min(
+        sync.maxPublishesPerSecond ?? Number.POSITIVE_INFINITY,
+        AWS_IOT_CORE_LIMITS.maxPublishesPerSecond ?? Number.POSITIVE_INFINITY,
+      ),
+    };
+  }
+  return {
+    maxMessageBytes: sync.maxMessageBytes,
+    maxInFlightBatches: sync.maxInFlightBatches,
+    maxPublishesPerSecond: sync.maxPublishesPerSecond,
+  };
+}
 
 /** The local API for the POS app (DESIGN §6). */
 const ApiConfig = z
@@ -299,6 +350,7 @@ export const AgentConfigSchema = z
       maxInFlightBatches: 16,
       ackTimeoutMs: 10_000,
       maxCommandLifetimeMs: 86_400_000,
+      brokerLimits: 'none',
     }),
     api: ApiConfig.default({ host: '127.0.0.1', port: 7420 }),
     log: LogConfig.default({ level: 'info' }),

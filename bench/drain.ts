@@ -193,6 +193,11 @@ export async function agentDrain(options: {
   timeoutMs: number;
   /** Whether the cloud core opens the sealed card data (false: a diagnostic of the agent side). */
   openSealed: boolean;
+  /**
+   * The sync limits the agent would run with (agent/config.ts `syncLimits`, e.g. the
+   * aws-iot-core preset); default: the agent's defaults.
+   */
+  limits?: { maxMessageBytes: number; maxInFlightBatches: number; maxPublishesPerSecond?: number };
 }): Promise<AgentRun> {
   const { url, payments, keys } = options;
   const dbPath = path.join(options.dir, `drain-${options.run}.db`);
@@ -209,11 +214,12 @@ export async function agentDrain(options: {
   const session = new MqttSession({ url, clientId: deviceId, reconnectPeriodMs: 1000 });
   const worker = new SyncWorker({
     session,
-    source: store,
+    source: store.outbox,
     deviceId,
     signer: { secretKey: keys.device.secretKey },
     cloudPublicKeys: new Map([[keyId(keys.cloud.publicKey), keys.cloud.publicKey]]),
     version: 'bench',
+    ...(options.limits ?? {}),
   });
   try {
     let t0 = 0;

@@ -1,9 +1,17 @@
 /**
- * DESIGN §9 target 1 — durable enqueue of a payment: `PaymentStore.createPayment` (payments row +
- * hash-chained event + outbox row + sealed card row, one synchronous=FULL transaction) against a
- * bare better-sqlite3 single-row insert with `journal_mode=WAL` and `synchronous=FULL`, both
- * files in the same directory (same disk). The two are interleaved one call at a time, and the
- * order within a pair alternates, so drift of the disk or the machine hits both alike.
+ * DESIGN §9 target 1 — a real payment's store work: the exact store calls the agent's
+ * `PaymentService` makes for one payment, timed as one unit, against a bare better-sqlite3
+ * single-row insert with `journal_mode=WAL` and `synchronous=FULL`, both files in the same
+ * directory (same disk):
+ *
+ * - offline (force_offline): `startPayment` → `recordCardRead` (token + sealed card) →
+ *   `storeOffline` (policy decided in the transaction; payment, approval event, outbox row);
+ * - online: `startPayment` → `recordCardRead` → `recordStep(authorization_requested)` (durable
+ *   before the request leaves) → `recordOnlineOutcome(approved)`.
+ *
+ * The three are interleaved one unit at a time and the order rotates, so drift of the disk or the
+ * machine hits all alike. Targets (issue 9): offline p99 ≤ 1.5×, online p99 ≤ 2.5× the bare
+ * commit's p99.
  *
  * bench/ is a measurement tool outside the product layers (DESIGN §1); it imports
  * `better-sqlite3` directly for the baseline.
@@ -12,6 +20,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { v7 as uuidv7 } from 'uuid';
+import type { OfflinePolicy } from '../store-forward/offline-policy.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
 import { type BenchKeys, makeCardTokens, newPayment } from './fixtures.js';
 import { type Summary, summarize } from './stats.js';
@@ -21,16 +30,30 @@ export interface EnqueueResult {
   dir: string;
   iterations: number;
   warmup: number;
-  createPayment: Summary;
+  /** A real offline payment's store work (3 calls, one of them waits for the disk). */
+  offline: Summary;
+  /** A real online payment's store work (4 calls, two of them wait for the disk). */
+  online: Summary;
   bareInsert: Summary;
   /** Bytes of the baseline row's blob. */
   bareRowBytes: number;
 }
 
+/** Caps no bench payment reaches: the policy is decided, never refused. */
+const POLICY: OfflinePolicy = {
+  perTransactionLimitMinor: { EUR: 1_000_000_000 },
+  totalLimitMinor: { EUR: Number.MAX_SAFE_INTEGER },
+  maxCount: 1_000_000_000,
+  forwardingDeadlineHours: 72,
+  warningBeforeDeadlineHours: 12,
+};
+
 /**
- * Runs `warmup` unmeasured then `iterations` measured pairs in `dir`.
+ * Runs `warmup + iterations` rounds of (offline payment, online payment, bare insert) in rotating
+ * order and summarizes the measured rounds.
  *
- * @throws Error when the baseline pragmas do not read back as set (the comparison would lie).
+ * @throws AgentError from the store (a bug: every call here is valid); Error when the baseline's
+ *   pragmas do not take.
  */
 export function benchEnqueue(options: {
   dir: string;
@@ -56,13 +79,32 @@ export function benchEnqueue(options: {
     const insert = bare.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
     const blob = randomBytes(bareRowBytes);
 
-    const created: number[] = [];
+    const offline: number[] = [];
+    const online: number[] = [];
     const inserted: number[] = [];
     let i = 0;
-    const enqueue = (): number => {
-      const payment = newPayment(i, tokens[i % tokens.length] as (typeof tokens)[number]);
+    const begin = (mode: 'force_offline' | 'prefer_online') => {
+      const input = newPayment(i, tokens[i % tokens.length] as (typeof tokens)[number]);
+      const { payment } = store.startPayment({
+        idempotencyKey: `${mode}-${input.idempotencyKey}`,
+        amountMinor: input.amountMinor,
+        currency: input.currency,
+        offlineMode: mode,
+      });
+      store.recordCardRead(payment.id, input.card, { sealed: input.sealed });
+      return payment.id;
+    };
+    const offlinePayment = (): number => {
       const t0 = performance.now();
-      store.createPayment(payment);
+      const id = begin('force_offline');
+      store.storeOffline(id, POLICY, { ambiguous: false });
+      return performance.now() - t0;
+    };
+    const onlinePayment = (): number => {
+      const t0 = performance.now();
+      const id = begin('prefer_online');
+      store.recordStep(id, 'authorization_requested');
+      store.recordOnlineOutcome(id, { outcome: 'approved', authCode: 'A1B2C3' });
       return performance.now() - t0;
     };
     const bareInsert = (): number => {
@@ -71,27 +113,25 @@ export function benchEnqueue(options: {
       insert.run(key, blob);
       return performance.now() - t0;
     };
+    const steps = [
+      (): void => void offline.push(offlinePayment()),
+      (): void => void online.push(onlinePayment()),
+      (): void => void inserted.push(bareInsert()),
+    ];
     for (; i < warmup + iterations; i++) {
-      const measured = i >= warmup;
-      let a: number;
-      let b: number;
-      if (i % 2 === 0) {
-        a = enqueue();
-        b = bareInsert();
-      } else {
-        b = bareInsert();
-        a = enqueue();
-      }
-      if (measured) {
-        created.push(a);
-        inserted.push(b);
+      for (let k = 0; k < steps.length; k++) (steps[(i + k) % steps.length] as () => void)();
+      if (i < warmup) {
+        offline.pop();
+        online.pop();
+        inserted.pop();
       }
     }
     return {
       dir,
       iterations,
       warmup,
-      createPayment: summarize(created),
+      offline: summarize(offline),
+      online: summarize(online),
       bareInsert: summarize(inserted),
       bareRowBytes,
     };

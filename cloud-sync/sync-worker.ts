@@ -2,9 +2,9 @@
  * The sync worker: drains the SQLite outbox to the cloud core over MQTT (DESIGN §5).
  *
  * ```
- *  OutboxSource ──nextPending──▶ pack (≤ maxMessageBytes, seq order) ──markInFlight──▶ window
- *        ▲                                                                            │
- *        │ applyAcks (accepted/duplicate → acked, rejected → dead)     PUBLISH QoS 1 up/records
+ *  OutboxSource ──nextPending(after cursor)──▶ pack (≤ maxMessageBytes, seq order) ──▶ window
+ *        ▲                                                      (in memory)           │
+ *        │ applyAcks, one set per flush (acked / dead)             PUBLISH QoS 1 up/records
  *        │                                                                            ▼
  *   signed Acks ◀──────────── down/acks ◀──────────────── cloud core (dedupes by key)
  * ```
@@ -74,18 +74,30 @@ import {
 export const DEFAULT_MAX_MESSAGE_BYTES = 131_072;
 
 /**
- * The outbox as the sync worker sees it; implemented by the agent on top of `PaymentStore`
- * (docs/internal-contracts.md). All methods are synchronous (better-sqlite3).
+ * The outbox as the sync worker sees it; implemented by the agent's `SqliteOutbox`
+ * (store-forward/outbox.ts) and by the test fakes, which all run one conformance suite
+ * (test/cloud-sync/outbox-contract.ts). All methods are synchronous (better-sqlite3).
+ *
+ * "In flight" is the worker's memory, not the outbox's state (DESIGN §4): publishing writes
+ * nothing; the worker asks for the records after the highest `seq` it holds, and after a restart
+ * everything still pending is sent again (the cloud dedupes by key).
  */
 export interface OutboxSource {
-  /** Up to `limit` records in state `pending`, in ascending `seq` order. */
-  nextPending(limit: number): OutboxRecord[];
-  /** pending → in_flight for these keys, remembering the batch id. */
-  markInFlight(keys: string[], batchId: string): void;
-  /** accepted/duplicate → acked (with the outcome); rejected → dead with code and reason. */
-  applyAcks(results: AckResult[]): void;
+  /** Up to `limit` records in state `pending` with `seq > afterSeq`, in ascending `seq` order. */
+  nextPending(limit: number, afterSeq?: number): OutboxRecord[];
+  /**
+   * Applies acknowledgements as one set: accepted/duplicate → acked (with the outcome); rejected
+   * → dead with code and reason. `batches` names the batches they came in.
+   */
+  applyAcks(results: AckResult[], batches?: string[]): unknown;
   /** Queue depth (not yet acked), oldest unacked record time, dead count; for the status topic. */
   queueStats(): { depth: number; oldestAt: string | null; dead: number };
+  /**
+   * True when the source checked every record against the wire rules when it created it, so the
+   * worker need not validate each record again on every send (the SQLite outbox). Otherwise each
+   * record is stripped to the contract's keys and validated by the wire schema before it is sent.
+   */
+  readonly validatesRecords?: boolean;
 }
 
 /** Structured logger (pino-compatible: fields first, message second). */
@@ -185,6 +197,12 @@ export function packBatch(
     signer: EnvelopeSigner;
     maxMessageBytes: number;
     maxRecords?: number;
+    /**
+     * The records were validated when they were created (`OutboxSource.validatesRecords`):
+     * skip the per-record key stripping and schema check, which cost more than the store's own
+     * work per record on a drain.
+     */
+    trusted?: boolean;
   },
 ): PackedBatch {
   const kid = signerKeyId(options.signer);
@@ -200,9 +218,11 @@ export function packBatch(
   let full = false;
   for (const candidate of candidates) {
     if (records.length >= maxRecords) break;
-    const wire = toWireRecord(candidate, stripped);
-    const parsed = OutboxRecordSchema.safeParse(wire);
     const key = keyOf(candidate);
+    const parsed =
+      options.trusted === true
+        ? ({ success: true, data: candidate as OutboxRecord } as const)
+        : OutboxRecordSchema.safeParse(toWireRecord(candidate, stripped));
     if (!parsed.success) {
       refused.push({
         key,
@@ -474,6 +494,11 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
   #warnedStripped = false;
   /** `nextPending` limit, adapted per batch by {@link nextFetchLimit}. */
   #fetchLimit = 0;
+  /** The highest outbox `seq` held in flight; the next batch starts after it. */
+  #cursorSeq = 0;
+  /** Verified acks waiting for the one commit they share (see {@link #flushAcks}). */
+  #ackQueue: { batch: InFlightBatch; results: AckResult[] }[] = [];
+  #ackFlushQueued = false;
   #stats: SyncWorkerStats = {
     publishes: 0,
     resends: 0,
@@ -683,8 +708,8 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
   /**
    * Stops draining: no new batches; waits up to `drainTimeoutMs` for in-flight batches to be
    * acked (resends continue meanwhile), then publishes the retained offline status when still
-   * connected. Records still in flight stay `in_flight` in the store; the store's
-   * `releaseInFlight()` sends them again at the next start. Does not end the session.
+   * connected. Records still in flight are still `pending` in the store (in flight is this
+   * worker's memory), so the next start sends them again. Does not end the session.
    */
   async stop(options: { drainTimeoutMs?: number } = {}): Promise<void> {
     if (!this.#running || this.#stopping) return;
@@ -711,6 +736,8 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
       );
     }
     this.#inFlight.clear();
+    this.#ackQueue = [];
+    this.#cursorSeq = 0;
     for (const timer of [this.#wakeTimer, this.#statusTimer]) {
       if (timer !== undefined) this.#clock.clearTimeout(timer);
     }
@@ -852,8 +879,11 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
   #nextBatch(): InFlightBatch | 'empty' | 'refused-only' {
     let candidates: OutboxRecord[];
     const limit = this.#fetchLimit > 0 ? this.#fetchLimit : this.#o.maxRecordsPerBatch;
+    // With nothing in flight, start again from the oldest pending record: a record requeued
+    // behind the cursor (`queue --retry`) is picked up then.
+    if (this.#inFlight.size === 0 && this.#ackQueue.length === 0) this.#cursorSeq = 0;
     try {
-      candidates = this.#source.nextPending(limit);
+      candidates = this.#source.nextPending(limit, this.#cursorSeq);
     } catch (error) {
       this.#log.error({ err: error }, 'the outbox could not be read; retrying later');
       this.#retryLater();
@@ -866,6 +896,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
       signer: this.#signer,
       maxMessageBytes: this.#o.maxMessageBytes,
       maxRecords: this.#o.maxRecordsPerBatch,
+      trusted: this.#source.validatesRecords === true,
     });
     this.#fetchLimit = nextFetchLimit(
       {
@@ -907,17 +938,8 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
     }
     if (packed.records.length === 0) return packed.refused.length > 0 ? 'refused-only' : 'empty';
     const keys = packed.records.map((r) => r.key);
-    try {
-      this.#source.markInFlight(keys, batchId);
-    } catch (error) {
-      // Nothing was sent: the records stay pending and are packed again on the retry.
-      this.#log.error(
-        { err: error, batch: batchId, records: keys.length },
-        'the outbox could not mark the batch in flight; the batch is dropped and retried later',
-      );
-      this.#retryLater();
-      return 'empty';
-    }
+    // In flight lives here, not in the store (DESIGN §4): nothing is written to publish.
+    for (const record of packed.records) this.#cursorSeq = Math.max(this.#cursorSeq, record.seq);
     const batch: InFlightBatch = {
       id: batchId,
       payload: packed.payload,
@@ -1019,22 +1041,44 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
       this.#stats.unknownBatchAcks += 1;
       return;
     }
+    this.#ackQueue.push({ batch, results });
+    if (!this.#ackFlushQueued) {
+      this.#ackFlushQueued = true;
+      queueMicrotask(() => this.#flushAcks());
+    }
+  }
+
+  /**
+   * Applies every ack verified since the last flush in ONE call of the source (one commit, one
+   * ack event): acks that arrive together, in one socket read, share the commit.
+   */
+  #flushAcks(): void {
+    this.#ackFlushQueued = false;
+    const queued = this.#ackQueue;
+    this.#ackQueue = [];
+    if (queued.length === 0) return;
+    const results = queued.flatMap((q) => q.results);
     try {
-      this.#source.applyAcks(results);
+      this.#source.applyAcks(
+        results,
+        queued.map((q) => q.batch.id),
+      );
     } catch (error) {
-      for (const r of results) batch.keys.add(r.key);
+      for (const { batch, results: rs } of queued) for (const r of rs) batch.keys.add(r.key);
       this.#log.error(
-        { err: error, batch: batch.id },
-        'acks could not be applied; the batch is resent',
+        { err: error, batches: queued.map((q) => q.batch.id) },
+        'acks could not be applied; the batches are resent',
       );
       return;
     }
     this.#stats.acksApplied += results.length;
-    if (batch.keys.size === 0) {
-      if (batch.timer !== undefined) this.#clock.clearTimeout(batch.timer);
-      this.#inFlight.delete(batch.id);
+    for (const { batch, results: rs } of queued) {
+      if (batch.keys.size === 0 && this.#inFlight.get(batch.id) === batch) {
+        if (batch.timer !== undefined) this.#clock.clearTimeout(batch.timer);
+        this.#inFlight.delete(batch.id);
+      }
+      this.emit('acked', rs, batch.id);
     }
-    this.emit('acked', results, batch.id);
     if (this.#inFlight.size === 0) for (const done of [...this.#drainWaiters]) done();
     this.#scheduleStatus();
     this.#pump();

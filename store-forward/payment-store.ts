@@ -1,48 +1,40 @@
 /**
- * `PaymentStore`: payments, their event log, the transactional outbox and the sealed card data
- * in one SQLite file (DESIGN §4; the interface of docs/internal-contracts.md).
+ * `PaymentStore`: the payment lifecycle on the store kernel, and the one `open()` that hands out
+ * the store's parts over one SQLite connection (DESIGN §4; docs/internal-contracts.md):
  *
  * ```
- * createPayment ──► payments (projection) ◄── applyEvent(events) ── checkProjection()
- *        │                ▲
- *        ├──► events (append-only, hash chain) ───────────────────── verifyChain()
- *        ├──► outbox: pending ─markInFlight─► in_flight ─applyAcks─► acked (sealed row deleted)
- *        │             ▲   └──────────────────────┬──applyAcks(rejected)──► dead
- *        │             └── releaseInFlight / retryDead ◄──────────────────────┘
- *        └──► sealed_cards (until the cloud acknowledges, PCI DSS 4.0.1 req. 3.3.1)
+ *  PaymentStore.open(path)
+ *    ├─ kernel     (kernel.ts)     transactions, the event append (hash chain), the SQL (sql.ts)
+ *    ├─ lifecycle  (this file)     start → card read → authorize / store offline → outcome
+ *    ├─ outbox     (outbox.ts)     pending records for the cloud, acks applied as a set
+ *    ├─ integrity  (integrity.ts)  chain, projection, checkpoints, quick_check
+ *    └─ retention  (purge.ts)      settled payments purged, chain links and keys kept
  * ```
  *
  * Every method is synchronous on purpose (better-sqlite3): each write runs in one
  * `BEGIN IMMEDIATE` transaction that commits with `synchronous=FULL` before the method returns,
- * so once `createPayment` returns, the payment survives a power cut (the API answers the POS
- * app only after that). Every payment state change goes through one internal function that
- * appends the event and writes what {@link applyEvent} makes of it, in the same transaction.
+ * so once a method returns, its change survives a power cut (the API answers the POS app only
+ * after that). Every payment state change goes through `StoreKernel.record`, which appends the
+ * event and writes what `applyEvent` makes of it, in the same transaction.
  */
-import Database from 'better-sqlite3';
 import { v7 as uuidv7 } from 'uuid';
-import { AgentError, isAgentError } from '../common/agent-error.js';
+import { isAgentError, type AgentError } from '../common/agent-error.js';
 import { isoAt, systemClock, type Clock } from '../common/clock.js';
-import { openDatabase, type SqliteDatabase } from './database.js';
-import { storeError, type StoreErrorCode } from './errors.js';
-import { GENESIS_HASH, canonicalJson, eventHash } from './hash-chain.js';
+import { openDatabase } from './database.js';
+import { storeError } from './errors.js';
+import { ackEntriesFor, StoreIntegrity } from './integrity.js';
+import { StoreKernel, toAgentError } from './kernel.js';
 import {
   APPROVED_STATES,
-  FINAL_STATES,
-  IN_PROGRESS_STATES,
   OFFLINE_MODES,
-  OFFLINE_OPEN_STATES,
   PAYMENT_STATES,
-  VOID_KEY_SUFFIX,
-  type OfflineMode,
   type AckResult,
   type AppliedAck,
   type ChainReport,
-  type EventType,
   type NewPayment,
+  type OfflineMode,
   type OutboxRecord,
-  type OutboxState,
   type Payment,
-  type PaymentCard,
   type PaymentState,
   type ProjectionReport,
   type PurgeReport,
@@ -55,7 +47,10 @@ import {
   type OfflineExposure,
   type OfflinePolicy,
 } from './offline-policy.js';
-import { applyEvent } from './projection.js';
+import { SqliteOutbox, type DeadRecord } from './outbox.js';
+import { purgeSettled } from './purge.js';
+import { toPayment, type PaymentRow } from './rows.js';
+import { KEYSET_END } from './sql.js';
 import { checkInteger, checkNewPayment, safeReason } from './validate.js';
 
 /** The store's types, re-exported so callers import them with the store (they live in model.ts). */
@@ -114,97 +109,6 @@ export interface PaymentStoreOptions {
   busyTimeoutMs?: number;
 }
 
-/**
- * The card columns of `payments` (the schema guarantees all or none are NULL), shared by the
- * row types below and {@link cardOf}.
- */
-interface CardColumns {
-  card_token: string | null;
-  card_brand: string | null;
-  card_first6: string | null;
-  card_last4: string | null;
-  card_expiry_month: number | null;
-  card_expiry_year: number | null;
-  card_entry_mode: string | null;
-}
-
-/** Row of `payments`. */
-interface PaymentRow extends CardColumns {
-  id: string;
-  idempotency_key: string;
-  amount_minor: number;
-  currency: string;
-  reference: string | null;
-  state: PaymentState;
-  cardholder_name: string | null;
-  auth_code: string | null;
-  decline_code: string | null;
-  reason: string | null;
-  created_at: string;
-  updated_at: string;
-  forwarding_deadline_at: string | null;
-  approval: 'online' | 'offline' | null;
-  offline_mode: OfflineMode | null;
-}
-
-/** Row of `outbox`. */
-interface OutboxRow {
-  key: string;
-  seq: number;
-  payment_id: string;
-  event_seq: number;
-  type: 'payment' | 'void';
-  state: OutboxState;
-  batch_id: string | null;
-  attempts: number;
-  ack_status: string | null;
-  dead_reason: string | null;
-  created_at: string;
-  updated_at: string;
-  acked_at: string | null;
-}
-
-/** A row of the chain walk: a stored event, or (type, at and data `null`) a purged link. */
-interface ChainRow {
-  seq: number;
-  payment_id: string;
-  type: EventType | null;
-  at: string | null;
-  data: string | null;
-  prev_hash: Buffer;
-  hash: Buffer;
-}
-
-/** Row of `events`. */
-interface EventRow {
-  seq: number;
-  payment_id: string;
-  type: EventType;
-  at: string;
-  data: string;
-  prev_hash: Buffer;
-  hash: Buffer;
-}
-
-/** Row of the `nextPending` join. */
-interface PendingRow extends CardColumns {
-  key: string;
-  seq: number;
-  type: 'payment' | 'void';
-  at: string;
-  id: string;
-  amount_minor: number;
-  currency: string;
-  reference: string | null;
-  payment_created_at: string;
-  sealed: string | null;
-  sred_ksn: string | null;
-  sred_ciphertext: string | null;
-  chain: Buffer;
-}
-
-const MAX_PROBLEMS = 100;
-
 /** A syntactically valid card used only to run the shared input checks before a card exists. */
 const PLACEHOLDER_CARD: NewPayment['card'] = {
   token: 'tok_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
@@ -215,110 +119,13 @@ const PLACEHOLDER_CARD: NewPayment['card'] = {
   expiryYear: 2099,
   entryMode: 'manual',
 };
-const PAGE = 500;
 
-/** A state list as the inside of an SQL `IN (…)`: quoted literals of known constants only. */
-function sqlStates(states: readonly PaymentState[]): string {
-  return states.map((state) => `'${state}'`).join(', ');
+/** A page of {@link PaymentStore.listPayments}: the payments and the cursor of the next page. */
+export interface PaymentPage {
+  payments: Payment[];
+  /** Pass as `before` for the next (older) page; `null` on the last page. */
+  next: string | null;
 }
-
-const SQL = {
-  paymentById: 'SELECT * FROM payments WHERE id = ?',
-  paymentByKey: 'SELECT * FROM payments WHERE idempotency_key = ?',
-  listPayments: 'SELECT * FROM payments ORDER BY created_at DESC, id DESC LIMIT ?',
-  listPaymentsByState:
-    'SELECT * FROM payments WHERE state = ? ORDER BY created_at DESC, id DESC LIMIT ?',
-  paymentsPage: 'SELECT * FROM payments WHERE id > ? ORDER BY id LIMIT ?',
-  insertPayment: `INSERT INTO payments (id, idempotency_key, amount_minor, currency, reference, state,
-      card_token, card_first6, card_brand, card_last4, card_expiry_month, card_expiry_year,
-      card_entry_mode, cardholder_name, auth_code, decline_code, reason, created_at, updated_at,
-      forwarding_deadline_at, approval, offline_mode)
-    VALUES (@id, @idempotency_key, @amount_minor, @currency, @reference, @state,
-      @card_token, @card_first6, @card_brand, @card_last4, @card_expiry_month, @card_expiry_year,
-      @card_entry_mode, @cardholder_name, @auth_code, @decline_code, @reason, @created_at,
-      @updated_at, @forwarding_deadline_at, @approval, @offline_mode)`,
-  updatePayment: `UPDATE payments SET state = @state, card_token = @card_token,
-      card_first6 = @card_first6, card_brand = @card_brand, card_last4 = @card_last4,
-      card_expiry_month = @card_expiry_month, card_expiry_year = @card_expiry_year,
-      card_entry_mode = @card_entry_mode, cardholder_name = @cardholder_name,
-      auth_code = @auth_code, decline_code = @decline_code, reason = @reason,
-      updated_at = @updated_at, forwarding_deadline_at = @forwarding_deadline_at,
-      approval = @approval
-    WHERE id = @id`,
-  chainHead: 'SELECT seq, hash FROM chain_head WHERE id = 1',
-  insertEvent: `INSERT INTO events (seq, payment_id, type, at, data, prev_hash, hash)
-    VALUES (@seq, @payment_id, @type, @at, @data, @prev_hash, @hash)`,
-  eventsOfPayment: 'SELECT * FROM events WHERE payment_id = ? ORDER BY seq',
-  eventsOfPaymentRange:
-    'SELECT * FROM events WHERE payment_id >= ? AND payment_id <= ? ORDER BY payment_id, seq',
-  // Stored events and the links of purged ones (migration 3), one chain in seq order.
-  allEvents: `SELECT seq, payment_id, type, at, data, prev_hash, hash FROM events
-    UNION ALL SELECT seq, payment_id, NULL, NULL, NULL, prev_hash, hash FROM purged_events
-    ORDER BY seq`,
-  // Never below a purged record's seq: the cloud sees seq only grow.
-  nextOutboxSeq: `SELECT max(coalesce((SELECT max(seq) FROM outbox), 0),
-      coalesce((SELECT max(last_outbox_seq) FROM purged_payments), 0)) + 1 AS seq`,
-  purgedByKey: 'SELECT id, purged_at FROM purged_payments WHERE idempotency_key = ?',
-  settledBefore: `SELECT p.* FROM payments p
-    WHERE p.state IN (${sqlStates(FINAL_STATES)})
-      AND p.updated_at < ?
-      AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.payment_id = p.id AND o.state <> 'acked')
-    ORDER BY p.updated_at LIMIT ?`,
-  lastOutboxSeqOf: 'SELECT max(seq) AS seq FROM outbox WHERE payment_id = ?',
-  insertPurgedPayment: `INSERT INTO purged_payments (id, idempotency_key, state, created_at,
-      updated_at, purged_at, last_outbox_seq)
-    VALUES (@id, @idempotency_key, @state, @created_at, @updated_at, @purged_at, @last_outbox_seq)`,
-  keepLinks: `INSERT INTO purged_events (seq, payment_id, prev_hash, hash)
-    SELECT seq, payment_id, prev_hash, hash FROM events WHERE payment_id = ?`,
-  deleteOutboxOf: 'DELETE FROM outbox WHERE payment_id = ?',
-  deleteEventsOf: 'DELETE FROM events WHERE payment_id = ?',
-  deletePayment: 'DELETE FROM payments WHERE id = ?',
-  insertOutbox: `INSERT INTO outbox (key, seq, payment_id, event_seq, type, state, attempts,
-      created_at, updated_at)
-    VALUES (@key, @seq, @payment_id, @event_seq, @type, 'pending', 0, @at, @at)`,
-  insertSealed: `INSERT INTO sealed_cards (payment_id, sealed, sred_ksn, sred_ciphertext, created_at)
-    VALUES (@payment_id, @sealed, @sred_ksn, @sred_ciphertext, @created_at)`,
-  outboxByKey: 'SELECT * FROM outbox WHERE key = ?',
-  deadOutbox: "SELECT * FROM outbox WHERE state = 'dead' ORDER BY seq",
-  nextPending: `SELECT o.key, o.seq, o.type, o.created_at AS at, p.id, p.amount_minor, p.currency,
-      p.reference, p.created_at AS payment_created_at, p.card_token, p.card_brand, p.card_first6,
-      p.card_last4, p.card_expiry_month, p.card_expiry_year, p.card_entry_mode,
-      s.sealed, s.sred_ksn, s.sred_ciphertext, e.hash AS chain
-    FROM outbox o
-      JOIN payments p ON p.id = o.payment_id
-      JOIN events e ON e.seq = o.event_seq
-      LEFT JOIN sealed_cards s ON s.payment_id = o.payment_id
-    WHERE o.state = 'pending'
-    ORDER BY o.seq LIMIT ?`,
-  deleteSealed: 'DELETE FROM sealed_cards WHERE payment_id = ?',
-  outboxOfPayment: 'SELECT * FROM outbox WHERE payment_id = ? ORDER BY seq',
-  paymentsInStates: `SELECT * FROM payments WHERE state IN (${sqlStates(IN_PROGRESS_STATES)})
-    ORDER BY created_at`,
-  offlineExposure: `SELECT currency, count(*) AS n, sum(amount_minor) AS total,
-      min(forwarding_deadline_at) AS deadline
-    FROM payments WHERE approval = 'offline' AND state IN (${sqlStates(OFFLINE_OPEN_STATES)})
-    GROUP BY currency`,
-  deadlineWarnings: `SELECT * FROM payments WHERE approval = 'offline'
-      AND state IN (${sqlStates(OFFLINE_OPEN_STATES)}) AND forwarding_deadline_at <= ?
-    ORDER BY forwarding_deadline_at LIMIT 100`,
-  setInFlight: `UPDATE outbox SET state = 'in_flight', attempts = attempts + 1, batch_id = ?,
-      updated_at = ? WHERE key = ?`,
-  setAcked: `UPDATE outbox SET state = 'acked', ack_status = ?, acked_at = ?, updated_at = ?,
-      dead_reason = NULL WHERE key = ?`,
-  setDead: "UPDATE outbox SET state = 'dead', dead_reason = ?, updated_at = ? WHERE key = ?",
-  setPending: `UPDATE outbox SET state = 'pending', dead_reason = NULL, batch_id = NULL,
-      updated_at = ? WHERE key = ?`,
-  releaseInFlight: `UPDATE outbox SET state = 'pending', batch_id = NULL, updated_at = ?
-    WHERE state = 'in_flight'`,
-  countByState: 'SELECT state, count(*) AS n FROM outbox GROUP BY state',
-  // The first record of each undelivered state by seq (index outbox_by_state), not a scan.
-  oldestQueued: `SELECT min(at) AS at FROM (
-      SELECT * FROM (SELECT created_at AS at FROM outbox WHERE state = 'pending' ORDER BY seq LIMIT 1)
-      UNION ALL
-      SELECT * FROM (SELECT created_at AS at FROM outbox WHERE state = 'in_flight' ORDER BY seq LIMIT 1))`,
-} as const;
-
-type Statements = { [K in keyof typeof SQL]: Database.Statement };
 
 /**
  * The payment store (DESIGN §4). Open with {@link PaymentStore.open}; one instance per database
@@ -329,23 +136,21 @@ type Statements = { [K in keyof typeof SQL]: Database.Statement };
  * database locked past `busyTimeoutMs`); a write that fails changes nothing.
  */
 export class PaymentStore {
-  readonly #db: SqliteDatabase;
-  readonly #clock: Clock;
+  readonly #k: StoreKernel;
   readonly #deadlineMs: number;
-  readonly #stmts: Statements;
-  readonly #tx: Database.Transaction<(fn: () => unknown) => unknown>;
+  /** The outbox: pending records, acks applied as a set, dead records (outbox.ts). */
+  readonly outbox: SqliteOutbox;
+  /** Chain, projection, checkpoints and quick_check (integrity.ts). */
+  readonly integrity: StoreIntegrity;
   /** Path of the database file. */
   readonly path: string;
 
-  private constructor(db: SqliteDatabase, path: string, clock: Clock, deadlineMs: number) {
-    this.#db = db;
-    this.path = path;
-    this.#clock = clock;
+  private constructor(kernel: StoreKernel, deadlineMs: number) {
+    this.#k = kernel;
+    this.path = kernel.path;
     this.#deadlineMs = deadlineMs;
-    this.#stmts = Object.fromEntries(
-      Object.entries(SQL).map(([name, sql]) => [name, db.prepare(sql)]),
-    ) as Statements;
-    this.#tx = db.transaction((fn: () => unknown) => fn());
+    this.outbox = new SqliteOutbox(kernel);
+    this.integrity = new StoreIntegrity(kernel);
   }
 
   /**
@@ -369,16 +174,14 @@ export class PaymentStore {
       opts.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: opts.busyTimeoutMs },
     );
     return new PaymentStore(
-      db,
-      opts.path,
-      opts.clock ?? systemClock,
+      new StoreKernel(db, opts.path, opts.clock ?? systemClock),
       Math.round(hours * 3_600_000),
     );
   }
 
   /** Closes the database (checkpointing the WAL). Calling it twice is harmless. */
   close(): void {
-    if (this.#db.open) this.#db.close();
+    this.#k.close();
   }
 
   /**
@@ -397,19 +200,19 @@ export class PaymentStore {
    */
   createPayment(input: NewPayment): { payment: Payment; created: boolean } {
     const checked = checkNewPayment(input);
-    return this.#write(() => {
+    return this.#k.write(() => {
       this.#refusePurgedKey(checked.idempotencyKey);
-      const existing = this.#stmts.paymentByKey.get(checked.idempotencyKey) as
+      const existing = this.#k.stmts.paymentByKey.get(checked.idempotencyKey) as
         PaymentRow | undefined;
       if (existing !== undefined) {
         const original = toPayment(existing);
         assertSameParameters(original, checked);
         return { payment: original, created: false };
       }
-      const nowMs = this.#clock.now();
+      const nowMs = this.#k.clock.now();
       const at = isoAt(nowMs);
       const id = `pay_${uuidv7({ msecs: nowMs })}`;
-      const payment = this.#record(id, 'payment_stored', at, {
+      const payment = this.#k.record(id, 'payment_stored', at, {
         id,
         idempotencyKey: checked.idempotencyKey,
         amountMinor: checked.amountMinor,
@@ -418,18 +221,9 @@ export class PaymentStore {
         card: { ...checked.card },
         forwardingDeadlineAt: isoAt(nowMs + this.#deadlineMs),
       });
-      const eventSeq = (this.#stmts.chainHead.get() as { seq: number }).seq;
-      const { seq } = this.#stmts.nextOutboxSeq.get() as { seq: number };
-      this.#stmts.insertOutbox.run({
-        key: checked.idempotencyKey,
-        seq,
-        payment_id: id,
-        event_seq: eventSeq,
-        type: 'payment',
-        at,
-      });
+      this.outbox.queue(payment, 'payment', at);
       if (checked.sealed !== undefined || checked.sred !== undefined) {
-        this.#stmts.insertSealed.run({
+        this.#k.stmts.insertSealed.run({
           payment_id: id,
           sealed: checked.sealed ?? null,
           sred_ksn: checked.sred?.ksnHex ?? null,
@@ -445,6 +239,8 @@ export class PaymentStore {
    * Starts a payment of the state machine (issue 3): in ONE transaction the `payments` row in
    * `awaiting_card` (no card yet) and its `payment_started` event. The idempotency key is stored
    * before the card is read, so a retry of the POS app finds the payment whatever happens next.
+   * A light commit (no fsync, `StoreKernel.writeLight`): nobody has an answer yet; the decision's
+   * FULL commit makes it durable.
    *
    * Same key + same amount, currency and reference → `{ created: false, payment: <original> }`.
    *
@@ -465,18 +261,18 @@ export class PaymentStore {
         `offlineMode ${JSON.stringify(String(input.offlineMode).slice(0, 32))} is not one of ${OFFLINE_MODES.join(', ')}; fix: send one of them`,
       );
     }
-    return this.#write(() => {
+    return this.#k.writeLight(() => {
       this.#refusePurgedKey(checked.idempotencyKey);
-      const existing = this.#stmts.paymentByKey.get(checked.idempotencyKey) as
+      const existing = this.#k.stmts.paymentByKey.get(checked.idempotencyKey) as
         PaymentRow | undefined;
       if (existing !== undefined) {
         const original = toPayment(existing);
         assertSameParameters(original, checked, { card: false });
         return { payment: original, created: false };
       }
-      const nowMs = this.#clock.now();
+      const nowMs = this.#k.clock.now();
       const id = `pay_${uuidv7({ msecs: nowMs })}`;
-      const payment = this.#record(id, 'payment_started', isoAt(nowMs), {
+      const payment = this.#k.record(id, 'payment_started', isoAt(nowMs), {
         id,
         idempotencyKey: checked.idempotencyKey,
         amountMinor: checked.amountMinor,
@@ -490,7 +286,8 @@ export class PaymentStore {
 
   /**
    * The card boundary handed out a token: `awaiting_card → card_read`, with the sealed card data
-   * (or SRED data) kept in `sealed_cards` until the cloud no longer needs it.
+   * (or SRED data) kept in `sealed_cards` until the cloud no longer needs it. A light commit, like
+   * {@link startPayment}.
    *
    * @throws AgentError POS211 unknown payment; POS212 not awaiting a card; POS213 a card field
    *   out of its rules.
@@ -508,13 +305,13 @@ export class PaymentStore {
       sealed: secret.sealed,
       sred: secret.sred,
     });
-    return this.#write(() => {
-      const at = this.#now();
-      const payment = this.#record(this.#requireId(paymentId), 'card_read', at, {
+    return this.#k.writeLight(() => {
+      const at = this.#k.now();
+      const payment = this.#k.record(this.#requireId(paymentId), 'card_read', at, {
         card: { ...checked.card },
       });
       if (checked.sealed !== undefined || checked.sred !== undefined) {
-        this.#stmts.insertSealed.run({
+        this.#k.stmts.insertSealed.run({
           payment_id: paymentId,
           sealed: checked.sealed ?? null,
           sred_ksn: checked.sred?.ksnHex ?? null,
@@ -538,11 +335,13 @@ export class PaymentStore {
     type: 'pin_requested' | 'authorization_requested' | 'failed',
     data: { reason?: string } = {},
   ): Payment {
-    return this.#write(() =>
-      this.#record(this.#requireId(paymentId), type, this.#now(), {
+    const step = (): Payment =>
+      this.#k.record(this.#requireId(paymentId), type, this.#k.now(), {
         reason: data.reason === undefined ? undefined : safeReason(data.reason),
-      }),
-    );
+      });
+    // Asking for the PIN tells nobody anything; authorization_requested must be on the disk before
+    // the request leaves (a crash is then recovered with a void record), failed ends the payment.
+    return type === 'pin_requested' ? this.#k.writeLight(step) : this.#k.write(step);
   }
 
   /**
@@ -559,21 +358,21 @@ export class PaymentStore {
       | { outcome: 'approved'; authCode?: string | undefined }
       | { outcome: 'declined'; declineCode?: string | undefined },
   ): Payment {
-    return this.#write(() => {
-      const at = this.#now();
+    return this.#k.write(() => {
+      const at = this.#k.now();
       const id = this.#requireId(paymentId);
       let payment: Payment;
       if (answer.outcome === 'approved') {
-        payment = this.#record(id, 'approved', at, { authCode: answer.authCode });
-        this.#queue(payment, 'payment', at);
+        payment = this.#k.record(id, 'approved', at, { authCode: answer.authCode });
+        this.outbox.queue(payment, 'payment', at);
       } else {
-        payment = this.#record(id, 'declined', at, {
+        payment = this.#k.record(id, 'declined', at, {
           declineCode: answer.declineCode ?? 'declined',
           reason: `declined by the issuer (code ${answer.declineCode ?? 'none'})`,
           by: 'issuer',
         });
       }
-      this.#stmts.deleteSealed.run(id);
+      this.#k.stmts.deleteSealed.run(id);
       return payment;
     });
   }
@@ -595,11 +394,11 @@ export class PaymentStore {
     policy: OfflinePolicy,
     options: { ambiguous: boolean },
   ): { payment: Payment; decision: OfflineDecision } {
-    return this.#write(() => {
-      const nowMs = this.#clock.now();
+    return this.#k.write(() => {
+      const nowMs = this.#k.clock.now();
       const at = isoAt(nowMs);
       const id = this.#requireId(paymentId);
-      const current = toPayment(this.#stmts.paymentById.get(id) as PaymentRow);
+      const current = toPayment(this.#k.stmts.paymentById.get(id) as PaymentRow);
       const decision = decideOffline(
         policy,
         this.#exposure(),
@@ -612,12 +411,12 @@ export class PaymentStore {
         });
         return { payment, decision };
       }
-      const payment = this.#record(id, 'payment_stored', at, {
+      const payment = this.#k.record(id, 'payment_stored', at, {
         // The store's option, like createPayment: one deadline rule for every stored payment.
         forwardingDeadlineAt: isoAt(nowMs + this.#deadlineMs),
         ambiguous: options.ambiguous,
       });
-      this.#queue(payment, 'payment', at);
+      this.outbox.queue(payment, 'payment', at);
       return { payment, decision };
     });
   }
@@ -636,10 +435,10 @@ export class PaymentStore {
     reason: string,
     options: { voidRecord: boolean },
   ): Payment {
-    return this.#write(() => {
+    return this.#k.write(() => {
       const id = this.#requireId(paymentId);
-      const current = toPayment(this.#stmts.paymentById.get(id) as PaymentRow);
-      return this.#declineLocally(current, code, reason, this.#now(), options);
+      const current = toPayment(this.#k.stmts.paymentById.get(id) as PaymentRow);
+      return this.#declineLocally(current, code, reason, this.#k.now(), options);
     });
   }
 
@@ -655,14 +454,14 @@ export class PaymentStore {
    *   way: cancel after it) or after a final outcome.
    */
   cancelPayment(paymentId: string, reason: string): { payment: Payment; voided: boolean } {
-    return this.#write(() => {
-      const at = this.#now();
+    return this.#k.write(() => {
+      const at = this.#k.now();
       const id = this.#requireId(paymentId);
-      const before = toPayment(this.#stmts.paymentById.get(id) as PaymentRow);
-      const payment = this.#record(id, 'canceled', at, { reason: safeReason(reason) });
+      const before = toPayment(this.#k.stmts.paymentById.get(id) as PaymentRow);
+      const payment = this.#k.record(id, 'canceled', at, { reason: safeReason(reason) });
       const approvedBefore = APPROVED_STATES.includes(before.state);
-      if (approvedBefore) this.#queue(payment, 'void', at);
-      else this.#stmts.deleteSealed.run(id);
+      if (approvedBefore) this.outbox.queue(payment, 'void', at);
+      else this.#k.stmts.deleteSealed.run(id);
       return { payment, voided: approvedBefore };
     });
   }
@@ -684,13 +483,15 @@ export class PaymentStore {
    *   card-data-free error that stopped each (`failed`), for the agent's log.
    */
   recoverInterrupted(): RecoveryReport {
-    return this.#write(() => {
-      const at = this.#now();
-      const rows = this.#stmts.paymentsInStates.all() as PaymentRow[];
+    return this.#k.write(() => {
+      const at = this.#k.now();
+      const rows = this.#k.stmts.paymentsInStates.all() as PaymentRow[];
       const report: RecoveryReport = { recovered: [], failed: [] };
       for (const row of rows) {
         try {
-          report.recovered.push(this.#tx(() => this.#recoverOne(toPayment(row), at)) as Payment);
+          report.recovered.push(
+            this.#k.savepoint(() => this.#recoverOne(toPayment(row), at)) as Payment,
+          );
         } catch (error) {
           const agentError = toAgentError(error);
           if (isAgentError(agentError, 'POS206') || isAgentError(agentError, 'POS207')) {
@@ -718,15 +519,16 @@ export class PaymentStore {
         { voidRecord: true },
       );
     }
-    this.#stmts.deleteSealed.run(current.id);
-    return this.#record(current.id, 'failed', at, {
+    this.#k.stmts.deleteSealed.run(current.id);
+    return this.#k.record(current.id, 'failed', at, {
       reason: `the agent stopped in ${current.state} before the payment had an outcome`,
     });
   }
 
   /** Offline exposure: payments approved offline whose issuer outcome is not yet known. */
+
   offlineExposure(): OfflineExposure {
-    return this.#read(() => this.#exposure());
+    return this.#k.read(() => this.#exposure());
   }
 
   /**
@@ -734,35 +536,15 @@ export class PaymentStore {
    * (ISO 8601 UTC; pass now + the warning hours), earliest first, at most 100.
    */
   deadlineWarnings(untilAt: string): Payment[] {
-    return (this.#read(() => this.#stmts.deadlineWarnings.all(untilAt)) as PaymentRow[]).map(
+    return (this.#k.read(() => this.#k.stmts.deadlineWarnings.all(untilAt)) as PaymentRow[]).map(
       toPayment,
     );
   }
 
   /** Dead outbox records with their reasons, in `seq` order (for `pos-agent queue`). */
-  deadRecords(): {
-    key: string;
-    seq: number;
-    paymentId: string;
-    type: 'payment' | 'void';
-    reason: string;
-    attempts: number;
-    updatedAt: string;
-  }[] {
-    return (this.#read(() => this.#stmts.deadOutbox.all()) as OutboxRow[]).map((row) => ({
-      key: row.key,
-      seq: row.seq,
-      paymentId: row.payment_id,
-      type: row.type,
-      reason: row.dead_reason ?? '',
-      attempts: row.attempts,
-      updatedAt: row.updated_at,
-    }));
-  }
-
   #exposure(): OfflineExposure {
     const exposure: OfflineExposure = { count: 0, byCurrency: {}, earliestDeadlineAt: null };
-    for (const row of this.#stmts.offlineExposure.all() as {
+    for (const row of this.#k.stmts.offlineExposure.all() as {
       currency: string;
       n: number;
       total: number;
@@ -787,44 +569,20 @@ export class PaymentStore {
     at: string,
     options: { voidRecord: boolean },
   ): Payment {
-    const payment = this.#record(current.id, 'declined', at, {
+    const payment = this.#k.record(current.id, 'declined', at, {
       declineCode: code,
       reason: safeReason(reason),
       by: 'agent',
     });
-    if (options.voidRecord) this.#queue(payment, 'void', at);
+    if (options.voidRecord) this.outbox.queue(payment, 'void', at);
     // A void needs no card data: the cloud finds what it approved by the key.
-    this.#stmts.deleteSealed.run(current.id);
+    this.#k.stmts.deleteSealed.run(current.id);
     return payment;
   }
 
   /** Queues the outbox record of `payment`'s latest event (inside the caller's transaction). */
-  #queue(payment: Payment, type: 'payment' | 'void', at: string): void {
-    const eventSeq = (this.#stmts.chainHead.get() as { seq: number }).seq;
-    const { seq } = this.#stmts.nextOutboxSeq.get() as { seq: number };
-    const hasPaymentRecord = (this.#stmts.outboxOfPayment.all(payment.id) as OutboxRow[]).some(
-      (row) => row.type === 'payment',
-    );
-    // A void of a payment the cloud already has a record of needs its own key; a void of a
-    // payment that never had one (declined after an ambiguous timeout) carries the payment's
-    // own key, so the cloud finds the authorization it may have made under it.
-    const key =
-      type === 'void' && hasPaymentRecord
-        ? `${payment.idempotencyKey}${VOID_KEY_SUFFIX}`
-        : payment.idempotencyKey;
-    this.#stmts.insertOutbox.run({
-      key,
-      seq,
-      payment_id: payment.id,
-      event_seq: eventSeq,
-      type,
-      at,
-    });
-  }
-
-  /** POS210 when `key` belongs to a payment purged by retention: it must never be charged again. */
   #refusePurgedKey(key: string): void {
-    const purged = this.#stmts.purgedByKey.get(key) as
+    const purged = this.#k.stmts.purgedByKey.get(key) as
       { id: string; purged_at: string } | undefined;
     if (purged === undefined) return;
     throw storeError(
@@ -836,7 +594,7 @@ export class PaymentStore {
   }
 
   #requireId(paymentId: string): string {
-    const row = this.#stmts.paymentById.get(paymentId) as PaymentRow | undefined;
+    const row = this.#k.stmts.paymentById.get(paymentId) as PaymentRow | undefined;
     if (row === undefined) {
       throw storeError(
         'POS211',
@@ -849,7 +607,7 @@ export class PaymentStore {
 
   /** The payment with this id (`pay_…`), or `undefined`. */
   getPayment(id: string): Payment | undefined {
-    const row = this.#read(() => this.#stmts.paymentById.get(id)) as PaymentRow | undefined;
+    const row = this.#k.read(() => this.#k.stmts.paymentById.get(id)) as PaymentRow | undefined;
     return row === undefined ? undefined : toPayment(row);
   }
 
@@ -872,21 +630,28 @@ export class PaymentStore {
 
   /** The payment created with this idempotency key, or `undefined`. */
   getPaymentByKey(idempotencyKey: string): Payment | undefined {
-    const row = this.#read(() => this.#stmts.paymentByKey.get(idempotencyKey)) as
+    const row = this.#k.read(() => this.#k.stmts.paymentByKey.get(idempotencyKey)) as
       PaymentRow | undefined;
     return row === undefined ? undefined : toPayment(row);
   }
 
+  /** The events of one payment in `seq` order (empty for an unknown id). */
+
   /**
-   * Payments, newest first.
+   * Payments, newest first, by index (flat in table size), a page at a time.
    *
    * @param filter.state — only payments in this state.
    * @param filter.limit — 1–1000, default: 100.
-   * @throws AgentError POS213 unknown state or limit out of range.
+   * @param filter.before — the `next` cursor of the previous page; default: the newest.
+   * @throws AgentError POS213 unknown state, limit out of range or a malformed cursor.
    */
-  listPayments(
-    filter: { state?: PaymentState | undefined; limit?: number | undefined } = {},
-  ): Payment[] {
+  listPaymentPage(
+    filter: {
+      state?: PaymentState | undefined;
+      limit?: number | undefined;
+      before?: string | undefined;
+    } = {},
+  ): PaymentPage {
     const limit = checkInteger('limit', filter.limit ?? 100, 1, 1000);
     const state = filter.state;
     if (state !== undefined && !(PAYMENT_STATES as readonly string[]).includes(state)) {
@@ -895,18 +660,34 @@ export class PaymentStore {
         `state is not one of ${PAYMENT_STATES.join(', ')}; fix: send one of them`,
       );
     }
-    const rows = this.#read(() =>
+    const [createdAt, id] = parseCursor(filter.before);
+    const rows = this.#k.read(() =>
       state === undefined
-        ? this.#stmts.listPayments.all(limit)
-        : this.#stmts.listPaymentsByState.all(state, limit),
+        ? this.#k.stmts.listPayments.all(createdAt, id, limit)
+        : this.#k.stmts.listPaymentsByState.all(state, createdAt, id, limit),
     ) as PaymentRow[];
-    return rows.map(toPayment);
+    const payments = rows.map(toPayment);
+    const last = payments[payments.length - 1];
+    return {
+      payments,
+      next: payments.length === limit && last !== undefined ? `${last.createdAt}~${last.id}` : null,
+    };
   }
 
-  /** The events of one payment in `seq` order (empty for an unknown id). */
+  /** The first page of {@link listPaymentPage}: payments, newest first. Errors as there. */
+  listPayments(
+    filter: { state?: PaymentState | undefined; limit?: number | undefined } = {},
+  ): Payment[] {
+    return this.listPaymentPage(filter).payments;
+  }
+
+  /**
+   * The history of one payment in chain order (empty for an unknown id): its own events, and its
+   * entries in ack events (`seq` and hashes of the ack event they belong to).
+   */
   listEvents(paymentId: string): StoredEvent[] {
-    const rows = this.#read(() => this.#stmts.eventsOfPayment.all(paymentId)) as EventRow[];
-    return rows.map((row) => ({
+    const { events, acks } = this.integrity.historyRows(paymentId);
+    const list: StoredEvent[] = events.map((row) => ({
       seq: row.seq,
       paymentId: row.payment_id,
       type: row.type,
@@ -915,533 +696,91 @@ export class PaymentStore {
       prevHash: row.prev_hash.toString('hex'),
       hash: row.hash.toString('hex'),
     }));
-  }
-
-  /**
-   * Up to `limit` pending outbox records in `seq` order, shaped for the wire (DESIGN §5).
-   * Call {@link markInFlight} once they are published.
-   *
-   * A pending record that cannot be built (POS221: e.g. its payment has no card) would otherwise
-   * block the queue forever: it is moved to `dead` with the reason (a `dead_lettered` event on
-   * its payment; counted in {@link queueStats}, listed by {@link deadRecords} and
-   * `pos-agent queue`, retried with {@link retryDead}) and the records after it are returned.
-   * That is the only write this method makes.
-   *
-   * @param limit — 1–10000.
-   * @throws AgentError POS213 limit out of range.
-   */
-  nextPending(limit: number): OutboxRecord[] {
-    checkInteger('limit', limit, 1, 10_000);
-    // Each round dead-letters at least one pending record, so the loop ends.
-    for (;;) {
-      const rows = this.#read(() => this.#stmts.nextPending.all(limit)) as PendingRow[];
-      const records: OutboxRecord[] = [];
-      const unbuildable: { key: string; error: AgentError }[] = [];
-      for (const row of rows) {
-        try {
-          records.push(toOutboxRecord(row));
-        } catch (error) {
-          if (!isAgentError(error)) throw error;
-          unbuildable.push({ key: row.key, error });
-        }
+    for (const ack of acks) {
+      for (const entry of ackEntriesFor(paymentId, ack)) {
+        list.push({ ...entry, paymentId, prevHash: '', hash: '' });
       }
-      if (unbuildable.length === 0) return records;
-      this.#write(() => {
-        const at = this.#now();
-        for (const { key, error } of unbuildable) {
-          const row = this.#stmts.outboxByKey.get(key) as OutboxRow | undefined;
-          if (row?.state !== 'pending') continue;
-          const reason = safeReason(`the record cannot be built for the wire: ${error.message}`);
-          try {
-            this.#tx(() => this.#deadLetter(row, reason, at, error.code));
-          } catch {
-            // The payment cannot even take its dead_lettered event: the record still leaves the
-            // queue, visible as dead with its reason.
-            this.#stmts.setDead.run(reason, at, key);
-          }
-        }
-      });
     }
+    return list.sort((a, b) => a.seq - b.seq);
   }
 
-  /**
-   * Marks records as published in batch `batchId`: `pending` or `in_flight` (a resend) →
-   * `in_flight`, `attempts + 1`. The first time, the payment goes `stored → forwarded` with a
-   * `forwarded` event. Records already `acked` or `dead` are left alone (an ack may overtake
-   * the publish). One transaction.
-   *
-   * @param batchId — 1–128 characters, the batch id of the `up/records` message.
-   * @throws AgentError POS215 a key that has no outbox record (nothing is changed);
-   *   POS213 batchId out of its rules.
-   */
-  markInFlight(keys: readonly string[], batchId: string): void {
-    if (typeof batchId !== 'string' || batchId.length < 1 || batchId.length > 128) {
-      throw storeError('POS213', 'batchId must be 1–128 characters; fix: send the batch id');
-    }
-    this.#write(() => {
-      const at = this.#now();
-      for (const key of new Set(keys)) {
-        const row = this.#outboxRow(key);
-        if (row.state !== 'pending' && row.state !== 'in_flight') continue;
-        this.#stmts.setInFlight.run(batchId, at, key);
-        const payment = this.#stmts.paymentById.get(row.payment_id) as PaymentRow;
-        if (row.type === 'payment' && payment.state === 'stored') {
-          this.#record(row.payment_id, 'forwarded', at, { key, batchId });
-        }
-      }
-    });
+  /** See {@link SqliteOutbox.nextPending}. */
+  nextPending(limit: number, afterSeq = 0): OutboxRecord[] {
+    return this.outbox.nextPending(limit, afterSeq);
   }
 
-  /**
-   * Applies the cloud's acknowledgements, in one transaction (each result in its own savepoint):
-   *
-   * - `accepted`/`duplicate` → outbox `acked`, the sealed card data deleted (a trigger does it,
-   *   PCI DSS 4.0.1 req. 3.3.1), the payment → `approved` (`cloud_approved` event, `authCode`),
-   *   `declined` (`cloud_declined`, `declineCode`, `reason`) or, without an `outcome`,
-   *   `confirmed` (`confirmed` event). If that cannot be applied (an illegal state change, a
-   *   malformed code) the record goes to `dead` with the reason instead — never lost silently.
-   * - `rejected` → outbox `dead` with `code: reason` (PAN-shaped runs redacted, ≤ 500
-   *   characters) and a `dead_lettered` event.
-   * - a key already `acked` (or already `dead`, for a rejection) → `already`, nothing changes:
-   *   a second acknowledgement is harmless.
-   * - an unknown key → `unknown_key`; a malformed result → `invalid`; neither throws.
-   *
-   * When a record was acked, the WAL is then checkpointed and truncated: `secure_delete` zeroes
-   * the deleted sealed data in the database file, but the WAL would keep the frames that wrote
-   * it until they are overwritten (PCI DSS 4.0.1 req. 3.3.1 — not recoverable after
-   * authorization). If a reader holds the WAL, the checkpoint is skipped and the next one, or
-   * `close()`, does it.
-   *
-   * @returns one {@link AppliedAck} per result, in order.
-   */
-  applyAcks(results: readonly AckResult[]): AppliedAck[] {
-    const applied = this.#write(() => {
-      const at = this.#now();
-      return results.map((result) => this.#applyAck(result, at));
-    });
-    if (applied.some((a) => a.action === 'acked')) this.#purgeWal();
-    return applied;
+  /** See {@link SqliteOutbox.applyAcks}. */
+  applyAcks(results: readonly AckResult[], batches: readonly string[] = []): AppliedAck[] {
+    return this.outbox.applyAcks(results, batches);
   }
 
-  /**
-   * Start-up: every `in_flight` record back to `pending` (its batch was never acknowledged by a
-   * running agent; the cloud dedupes a resend by key).
-   *
-   * @returns how many records were released.
-   */
+  /** See {@link SqliteOutbox.releaseInFlight}. */
   releaseInFlight(): number {
-    return this.#write(() => this.#stmts.releaseInFlight.run(this.#now()).changes);
+    return this.outbox.releaseInFlight();
   }
 
-  /**
-   * For the field tech: `dead` records back to `pending`, each with a `requeued` event. Records
-   * in another state are skipped.
-   *
-   * @param keys — the records to retry; default: every dead record.
-   * @returns how many records were requeued.
-   * @throws AgentError POS215 a key that has no outbox record (nothing is changed).
-   */
+  /** See {@link SqliteOutbox.retryDead}. */
   retryDead(keys?: readonly string[]): number {
-    return this.#write(() => {
-      const at = this.#now();
-      const rows =
-        keys === undefined
-          ? (this.#stmts.deadOutbox.all() as OutboxRow[])
-          : keys.map((key) => this.#outboxRow(key));
-      let requeued = 0;
-      for (const row of rows) {
-        if (row.state !== 'dead') continue;
-        this.#stmts.setPending.run(at, row.key);
-        this.#record(row.payment_id, 'requeued', at, { key: row.key });
-        requeued++;
-      }
-      return requeued;
-    });
+    return this.outbox.retryDead(keys);
   }
 
-  /**
-   * Outbox counts per state and `oldestAt`: the `at` of the first record, in `seq` order, that
-   * is still to deliver (`pending` or `in_flight`); `null` when there is none.
-   */
+  /** See {@link SqliteOutbox.queueStats}. */
   queueStats(): QueueStats {
-    return this.#read(() => {
-      const counts: Record<OutboxState, number> = { pending: 0, in_flight: 0, acked: 0, dead: 0 };
-      for (const row of this.#stmts.countByState.all() as { state: OutboxState; n: number }[]) {
-        counts[row.state] = row.n;
-      }
-      const oldest = this.#stmts.oldestQueued.get() as { at: string | null };
-      return {
-        depth: counts.pending + counts.in_flight,
-        pending: counts.pending,
-        inFlight: counts.in_flight,
-        dead: counts.dead,
-        acked: counts.acked,
-        oldestAt: oldest.at,
-      };
-    });
+    return this.outbox.queueStats();
   }
 
-  /**
-   * SQLite's own structural check (`PRAGMA quick_check`, https://sqlite.org/pragma.html#pragma_quick_check):
-   * b-tree pages, record formats, NOT NULL and CHECK constraints; not index contents, which
-   * `integrity_check` would add at several times the cost. For `pos-agent doctor`.
-   *
-   * @returns `{ ok: true }` or `{ ok: false, problems }` (SQLite's messages, at most 100).
-   */
-  quickCheck(): { ok: true } | { ok: false; problems: string[] } {
-    const rows = this.#db.pragma('quick_check(100)') as Array<{ quick_check: string }>;
-    const problems = rows.map((r) => r.quick_check).filter((m) => m !== 'ok');
-    return problems.length === 0 ? { ok: true } : { ok: false, problems };
+  /** See {@link SqliteOutbox.deadRecords}. */
+  deadRecords(): DeadRecord[] {
+    return this.outbox.deadRecords();
   }
 
-  /**
-   * Recomputes every event hash in `seq` order and compares: detects an edited row (its hash no
-   * longer matches its content), a missing row (a gap in `seq`, or a `prev_hash` that does not
-   * match), and a truncated tail (`chain_head` is ahead of the last event). Streams the log, so
-   * memory stays flat. Someone who rewrites every later hash and the head is not detectable
-   * locally; the cloud holds each payment's `chain` hash for that.
-   *
-   * @returns `{ ok: true, events }` or `{ ok: false, problems }` (at most 100 sentences, POS220).
-   */
+  /** See {@link StoreIntegrity.verifyChain}. */
   verifyChain(): ChainReport {
-    return this.#read(() => {
-      const problems = new Problems();
-      const note = (text: string) => problems.add(`${text} (POS220)`);
-      const head = this.#stmts.chainHead.get() as { seq: number; hash: Buffer } | undefined;
-      let expectedSeq = 1;
-      let prev: Buffer = GENESIS_HASH;
-      let events = 0;
-      let purgedLinks = 0;
-      for (const row of this.#stmts.allEvents.iterate() as IterableIterator<ChainRow>) {
-        if (row.type === null || row.at === null || row.data === null) purgedLinks++;
-        else events++;
-        if (row.seq !== expectedSeq) {
-          note(
-            row.seq > expectedSeq
-              ? `events ${expectedSeq}–${row.seq - 1} are missing before event ${row.seq}`
-              : `event ${row.seq} is out of order after event ${expectedSeq - 1}`,
-          );
-        }
-        if (!Buffer.from(row.prev_hash).equals(prev)) {
-          note(`event ${row.seq}: prev_hash is not the hash of the event before it`);
-        }
-        // A purged event's content is gone on purpose (retention): only its link is checked.
-        const recomputed =
-          row.type === null || row.at === null || row.data === null
-            ? row.hash
-            : eventHash(row.prev_hash, {
-                seq: row.seq,
-                paymentId: row.payment_id,
-                type: row.type,
-                at: row.at,
-                data: row.data,
-              });
-        if (!Buffer.from(recomputed).equals(row.hash)) {
-          note(
-            `event ${row.seq} (${row.type} of ${row.payment_id}): stored hash differs from the ` +
-              'SHA-256 of its content, the row was edited',
-          );
-        }
-        prev = Buffer.from(row.hash);
-        expectedSeq = row.seq + 1;
-      }
-      if (head === undefined) {
-        if (events > 0) note(`chain_head is missing while ${events} events exist`);
-      } else if (head.seq !== expectedSeq - 1 || !Buffer.from(head.hash).equals(prev)) {
-        note(
-          `chain_head names event ${head.seq}, but the log ends at event ${expectedSeq - 1}: ` +
-            'events at the end are missing or were replaced',
-        );
-      }
-      if (problems.empty)
-        return purgedLinks === 0 ? { ok: true, events } : { ok: true, events, purgedLinks };
-      return { ok: false, problems: problems.list() };
-    });
+    return this.integrity.verifyChain();
   }
 
-  /**
-   * Retention (issue 3 §8): purges the settled payments last changed before `before` — in a
-   * final state (approved, declined, confirmed, reversed, canceled, failed) with every outbox
-   * record acknowledged by the cloud (or none at all: declined or canceled before anything was
-   * recorded). A payment stored, forwarded, dead-lettered or still in progress is never purged;
-   * the schema refuses it too (migration 3 triggers).
-   *
-   * Per payment, in one transaction per batch of `batchSize`: a `purged_payments` tombstone (id,
-   * idempotency key, final state, times — no card data, no amount), the link of each of its
-   * events in `purged_events` (seq, prev_hash, hash), then its outbox records, events and row
-   * are deleted. `secure_delete` zeroes the freed bytes in the database file, and the WAL is
-   * checkpointed and truncated after the last batch, so the card token, first 6 / last 4 and
-   * expiry of a purged payment are no longer in either file (PCI DSS 4.0.1 req. 3.5, 3.2.1).
-   * `verifyChain()` still verifies: it checks a purged event's link, not its content.
-   * A later request with a purged payment's idempotency key is refused (POS210), never charged
-   * again.
-   *
-   * @param before — ISO 8601 UTC instant; e.g. now − `retention.acknowledgedDays`.
-   * @param options.batchSize — payments per transaction, 1–10000, default 500: the write lock
-   *   is held for one batch at a time, so payments of the POS app are not kept waiting.
-   * @throws AgentError POS213 `before` is not an ISO 8601 UTC instant or batchSize out of range;
-   *   POS207 SQLite could not write (nothing of the failed batch changed).
-   */
-  purgeSettled(before: string, options: { batchSize?: number } = {}): PurgeReport {
-    const batchSize = checkInteger('batchSize', options.batchSize ?? 500, 1, 10_000);
-    if (
-      typeof before !== 'string' ||
-      Number.isNaN(Date.parse(before)) ||
-      isoAt(Date.parse(before)) !== before
-    ) {
-      throw storeError(
-        'POS213',
-        `before ${JSON.stringify(String(before).slice(0, 40))} is not an ISO 8601 UTC instant; fix: pass e.g. new Date(ms).toISOString()`,
-      );
-    }
-    const report: PurgeReport = { payments: 0, events: 0, before };
-    for (;;) {
-      const done = this.#write(() => {
-        const purgedAt = this.#now();
-        const rows = this.#stmts.settledBefore.all(before, batchSize) as PaymentRow[];
-        for (const row of rows) {
-          const { seq } = this.#stmts.lastOutboxSeqOf.get(row.id) as { seq: number | null };
-          this.#stmts.deleteSealed.run(row.id);
-          this.#stmts.insertPurgedPayment.run({
-            id: row.id,
-            idempotency_key: row.idempotency_key,
-            state: row.state,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            purged_at: purgedAt,
-            last_outbox_seq: seq,
-          });
-          this.#stmts.keepLinks.run(row.id);
-          this.#stmts.deleteOutboxOf.run(row.id);
-          report.events += this.#stmts.deleteEventsOf.run(row.id).changes;
-          this.#stmts.deletePayment.run(row.id);
-          report.payments++;
-        }
-        return rows.length < batchSize;
-      });
-      if (done) break;
-    }
-    if (report.payments > 0) this.#purgeWal();
-    return report;
-  }
-
-  /**
-   * Folds each payment's events with {@link applyEvent} and compares the result with its
-   * `payments` row, field by field; pages through payments 500 at a time.
-   *
-   * @returns `{ ok: true, payments }` or `{ ok: false, problems }` (at most 100 sentences naming
-   *   the payment and the fields that differ, POS221).
-   */
+  /** See {@link StoreIntegrity.checkProjection}. */
   checkProjection(): ProjectionReport {
-    return this.#read(() => {
-      const problems = new Problems();
-      let payments = 0;
-      let after = '';
-      for (;;) {
-        const page = this.#stmts.paymentsPage.all(after, PAGE) as PaymentRow[];
-        const first = page[0];
-        const last = page[page.length - 1];
-        if (first === undefined || last === undefined) break;
-        const byPayment = new Map<string, EventRow[]>();
-        for (const row of this.#stmts.eventsOfPaymentRange.all(first.id, last.id) as EventRow[]) {
-          const list = byPayment.get(row.payment_id) ?? [];
-          list.push(row);
-          byPayment.set(row.payment_id, list);
-        }
-        for (const row of page) {
-          payments++;
-          const problem = projectionProblem(row, byPayment.get(row.id) ?? []);
-          if (problem !== undefined) problems.add(`${problem} (POS221)`);
-        }
-        after = last.id;
-      }
-      if (problems.empty) return { ok: true, payments };
-      return { ok: false, problems: problems.list() };
-    });
+    return this.integrity.checkProjection();
+  }
+
+  /** See {@link StoreIntegrity.quickCheck}. */
+  quickCheck(): { ok: true } | { ok: false; problems: string[] } {
+    return this.integrity.quickCheck();
+  }
+
+  /** Retention's purge; see {@link purgeSettled} (purge.ts). */
+  purgeSettled(before: string, options: { batchSize?: number } = {}): PurgeReport {
+    return purgeSettled(this.#k, before, options);
   }
 
   /**
-   * THE payment state change: folds the event into the payment with {@link applyEvent}, writes
-   * the projection row (insert for a creating event), and appends the event to the hash chain.
-   * Runs inside the caller's transaction.
+   * Housekeeping off the payment and ack paths, for a timer (the agent: every second): when acks
+   * deleted sealed card data since the last pass, checkpoints and truncates the WAL so its frames
+   * no longer hold it (PCI DSS 4.0.1 req. 3.3.1).
+   *
+   * @returns whether a checkpoint ran.
+   * @throws AgentError POS207 SQLite could not checkpoint (tried again at the next pass).
    */
-  #record(paymentId: string, type: EventType, at: string, data: Record<string, unknown>): Payment {
-    const dataText = canonicalJson(data);
-    const parsed = JSON.parse(dataText) as Record<string, unknown>;
-    const row = this.#stmts.paymentById.get(paymentId) as PaymentRow | undefined;
-    const next = applyEvent(row === undefined ? undefined : toPayment(row), {
-      type,
-      at,
-      data: parsed,
-    });
-    if (row === undefined) this.#stmts.insertPayment.run(toRow(next));
-    else this.#stmts.updatePayment.run(toRow(next));
-    const head = this.#stmts.chainHead.get() as { seq: number; hash: Buffer } | undefined;
-    const seq = (head?.seq ?? 0) + 1;
-    const prevHash = head?.hash ?? GENESIS_HASH;
-    this.#stmts.insertEvent.run({
-      seq,
-      payment_id: paymentId,
-      type,
-      at,
-      data: dataText,
-      prev_hash: prevHash,
-      hash: eventHash(prevHash, { seq, paymentId, type, at, data: dataText }),
-    });
-    return next;
-  }
-
-  #applyAck(result: AckResult, at: string): AppliedAck {
-    const key = typeof result.key === 'string' ? result.key : String(result.key);
-    const problem = ackProblem(result);
-    if (problem !== undefined) return { key, action: 'invalid', detail: problem };
-    const row = this.#stmts.outboxByKey.get(key) as OutboxRow | undefined;
-    if (row === undefined) return { key, action: 'unknown_key' };
-    const paymentId = row.payment_id;
-    if (row.state === 'acked' || (row.state === 'dead' && result.status === 'rejected')) {
-      return { key, action: 'already', paymentId, outboxState: row.state };
-    }
-    if (result.status === 'rejected') {
-      const text = [result.code, result.reason].filter((part) => part !== undefined).join(': ');
-      const reason = safeReason(text === '' ? 'rejected by the cloud without a reason' : text);
-      this.#deadLetter(row, reason, at, result.code);
-      return { key, action: 'dead_lettered', paymentId, outboxState: 'dead', detail: reason };
-    }
-    try {
-      return this.#tx(() => {
-        // A void record's acknowledgement changes no state: the payment is already declined or
-        // canceled. What the cloud had done under the key (e.g. approved an authorization whose
-        // answer the agent never got) is kept in the event as the recorded difference.
-        const type: EventType =
-          row.type === 'void'
-            ? 'confirmed'
-            : result.outcome === 'approved'
-              ? 'cloud_approved'
-              : result.outcome === 'declined'
-                ? 'cloud_declined'
-                : 'confirmed';
-        const payment = this.#record(paymentId, type, at, {
-          key,
-          record: row.type,
-          ...(row.type === 'void' ? { cloudOutcome: result.outcome ?? 'none' } : {}),
-          status: result.status,
-          authCode: result.authCode,
-          declineCode: result.declineCode,
-          reason: result.reason === undefined ? undefined : safeReason(result.reason),
-        });
-        this.#stmts.setAcked.run(result.status, at, at, key);
-        return {
-          key,
-          action: 'acked',
-          paymentId,
-          paymentState: payment.state,
-          outboxState: 'acked',
-        } satisfies AppliedAck;
-      }) as AppliedAck;
-    } catch (error) {
-      const agentError = toAgentError(error);
-      if (!isAgentError(agentError, 'POS212') && !isAgentError(agentError, 'POS213')) {
-        throw agentError;
-      }
-      const reason = safeReason(
-        `cloud ${result.status}${result.outcome === undefined ? '' : ` (${result.outcome})`} ` +
-          `could not be applied: ${agentError.reason}`,
-      );
-      if (row.state === 'dead') {
-        return { key, action: 'already', paymentId, outboxState: 'dead', detail: reason };
-      }
-      this.#deadLetter(row, reason, at, agentError.code);
-      return { key, action: 'dead_lettered', paymentId, outboxState: 'dead', detail: reason };
-    }
-  }
-
-  #deadLetter(row: OutboxRow, reason: string, at: string, code: string | undefined): void {
-    this.#stmts.setDead.run(reason, at, row.key);
-    this.#record(row.payment_id, 'dead_lettered', at, {
-      key: row.key,
-      reason,
-      code: code === undefined ? undefined : safeReason(code).slice(0, 64),
-    });
-  }
-
-  #outboxRow(key: string): OutboxRow {
-    const row = this.#stmts.outboxByKey.get(key) as OutboxRow | undefined;
-    if (row === undefined) {
-      throw storeError(
-        'POS215',
-        `no outbox record has key ${JSON.stringify(String(key).slice(0, 64))}; nothing was changed; ` +
-          'fix: use keys from nextPending() or `pos-agent queue`',
-        { details: { key } },
-      );
-    }
-    return row;
-  }
-
-  #purgeWal(): void {
-    try {
-      this.#db.pragma('wal_checkpoint(TRUNCATE)');
-    } catch (error) {
-      throw toAgentError(error);
-    }
-  }
-
-  #now(): string {
-    return isoAt(this.#clock.now());
-  }
-
-  #live(): void {
-    if (!this.#db.open) {
-      throw storeError(
-        'POS206',
-        `the payment store at ${this.path} is closed; fix: open a new PaymentStore`,
-      );
-    }
-  }
-
-  #write<T>(fn: () => T): T {
-    this.#live();
-    try {
-      return this.#tx.immediate(fn) as T;
-    } catch (error) {
-      throw toAgentError(error);
-    }
-  }
-
-  #read<T>(fn: () => T): T {
-    this.#live();
-    try {
-      return this.#tx.deferred(fn) as T;
-    } catch (error) {
-      throw toAgentError(error);
-    }
+  maintenance(): boolean {
+    if (!this.outbox.walHoldsDeletedCardData) return false;
+    this.#k.checkpointWal();
+    this.outbox.walCheckpointed();
+    return true;
   }
 }
 
-/** Maps a SQLite error to a POS2xx `AgentError`; other `AgentError`s pass through. */
-function toAgentError(error: unknown): AgentError {
-  if (error instanceof AgentError) return error;
-  if (error instanceof Database.SqliteError) {
-    const raised = /\((POS2\d\d)\)$/.exec(error.message)?.[1] as StoreErrorCode | undefined;
-    if (raised !== undefined) {
-      return storeError(raised, `the schema refused the change: ${error.message.slice(0, -9)}`, {
-        cause: error,
-      });
-    }
-    if (error.code.startsWith('SQLITE_CONSTRAINT')) {
-      return storeError(
-        'POS213',
-        `the schema refused a value: ${error.message}; fix: send values within the documented rules`,
-        { cause: error, details: { sqlite: error.code } },
-      );
-    }
-    return storeError(
-      'POS207',
-      `SQLite could not complete the write (${error.code}: ${error.message}); nothing was changed; ` +
-        'fix: free disk space, check the storage for I/O errors, or stop the other program holding the database',
-      { cause: error, details: { sqlite: error.code } },
+/** `before` cursor → (created_at, id) bounds; no cursor → past the newest payment. */
+function parseCursor(before: string | undefined): [string, string] {
+  if (before === undefined) return [KEYSET_END, KEYSET_END];
+  const match = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)~(pay_[0-9a-f-]{36})$/.exec(before);
+  if (match === null) {
+    throw storeError(
+      'POS213',
+      'before is not a cursor of this list; fix: pass the `next` value of the previous page',
     );
   }
-  throw error;
+  return [match[1] as string, match[2] as string];
 }
 
 function assertSameParameters(
@@ -1474,187 +813,4 @@ function assertSameParameters(
   if (compare.card && original.card?.token !== input.card.token) {
     conflict('card', 'another card was presented: the card token differs');
   }
-}
-
-function ackProblem(result: AckResult): string | undefined {
-  if (typeof result !== 'object' || result === null) return 'the result is not an object';
-  if (typeof result.key !== 'string' || result.key.length < 1 || result.key.length > 255) {
-    return 'key must be 1–255 characters';
-  }
-  if (!['accepted', 'duplicate', 'rejected'].includes(result.status)) {
-    return 'status must be accepted, duplicate or rejected';
-  }
-  if (result.outcome !== undefined && !['approved', 'declined'].includes(result.outcome)) {
-    return 'outcome must be approved or declined';
-  }
-  for (const field of ['code', 'reason', 'authCode', 'declineCode'] as const) {
-    const value = result[field];
-    if (value !== undefined && typeof value !== 'string') return `${field} must be text`;
-  }
-  return undefined;
-}
-
-/** Collects at most {@link MAX_PROBLEMS} sentences and counts the rest, so memory stays flat. */
-class Problems {
-  readonly #list: string[] = [];
-  #more = 0;
-  add(text: string): void {
-    if (this.#list.length < MAX_PROBLEMS) this.#list.push(text);
-    else this.#more++;
-  }
-  get empty(): boolean {
-    return this.#list.length === 0;
-  }
-  list(): string[] {
-    return this.#more === 0 ? this.#list : [...this.#list, `… and ${this.#more} more problems`];
-  }
-}
-
-const PAYMENT_FIELDS = [
-  'id',
-  'idempotencyKey',
-  'amountMinor',
-  'currency',
-  'reference',
-  'state',
-  'approval',
-  'offlineMode',
-  'card',
-  'authCode',
-  'declineCode',
-  'reason',
-  'createdAt',
-  'updatedAt',
-  'forwardingDeadlineAt',
-] as const satisfies readonly (keyof Payment)[];
-
-function projectionProblem(row: PaymentRow, events: readonly EventRow[]): string | undefined {
-  if (events.length === 0) return `payment ${row.id} has no events`;
-  let projected: Payment | undefined;
-  for (const event of events) {
-    try {
-      projected = applyEvent(projected, {
-        type: event.type,
-        at: event.at,
-        data: JSON.parse(event.data) as Record<string, unknown>,
-      });
-    } catch (error) {
-      if (!isAgentError(error)) throw error;
-      return `payment ${row.id}: event ${event.seq} (${event.type}) cannot be applied: ${error.reason}`;
-    }
-  }
-  if (projected === undefined) return `payment ${row.id} has no creating event`;
-  let stored: Payment;
-  try {
-    stored = toPayment(row);
-  } catch (error) {
-    if (!isAgentError(error)) throw error;
-    return `payment ${row.id}: the row cannot be read: ${error.reason}`;
-  }
-  const differing = PAYMENT_FIELDS.filter(
-    (field) => canonicalJson(stored[field] ?? null) !== canonicalJson(projected[field] ?? null),
-  );
-  if (differing.length === 0) return undefined;
-  const states =
-    stored.state === projected.state
-      ? ''
-      : ` (state is ${stored.state} in payments, ${projected.state} by its events)`;
-  const verb = differing.length === 1 ? 'differs' : 'differ';
-  return `payment ${row.id}: ${differing.join(', ')} ${verb} from its events${states}`;
-}
-
-function toPayment(row: PaymentRow): Payment {
-  const card = cardOf(row);
-  if (card !== undefined && row.cardholder_name !== null) card.cardholderName = row.cardholder_name;
-  const payment: Payment = {
-    id: row.id,
-    idempotencyKey: row.idempotency_key,
-    amountMinor: row.amount_minor,
-    currency: row.currency,
-    state: row.state,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-  };
-  if (card !== undefined) payment.card = card;
-  if (row.approval !== null) payment.approval = row.approval;
-  if (row.offline_mode !== null) payment.offlineMode = row.offline_mode;
-  if (row.reference !== null) payment.reference = row.reference;
-  if (row.auth_code !== null) payment.authCode = row.auth_code;
-  if (row.decline_code !== null) payment.declineCode = row.decline_code;
-  if (row.reason !== null) payment.reason = row.reason;
-  if (row.forwarding_deadline_at !== null) {
-    payment.forwardingDeadlineAt = row.forwarding_deadline_at;
-  }
-  return payment;
-}
-
-/** The card of a row, or undefined for a card-less row. */
-function cardOf(row: CardColumns): PaymentCard | undefined {
-  if (row.card_token === null) return undefined;
-  return {
-    token: row.card_token,
-    brand: row.card_brand as PaymentCard['brand'],
-    first6: row.card_first6 as string,
-    last4: row.card_last4 as string,
-    expiryMonth: row.card_expiry_month as number,
-    expiryYear: row.card_expiry_year as number,
-    entryMode: row.card_entry_mode as PaymentCard['entryMode'],
-  };
-}
-
-function toRow(payment: Payment): PaymentRow {
-  return {
-    id: payment.id,
-    idempotency_key: payment.idempotencyKey,
-    amount_minor: payment.amountMinor,
-    currency: payment.currency,
-    reference: payment.reference ?? null,
-    state: payment.state,
-    card_token: payment.card?.token ?? null,
-    card_first6: payment.card?.first6 ?? null,
-    card_brand: payment.card?.brand ?? null,
-    card_last4: payment.card?.last4 ?? null,
-    card_expiry_month: payment.card?.expiryMonth ?? null,
-    card_expiry_year: payment.card?.expiryYear ?? null,
-    card_entry_mode: payment.card?.entryMode ?? null,
-    cardholder_name: payment.card?.cardholderName ?? null,
-    auth_code: payment.authCode ?? null,
-    decline_code: payment.declineCode ?? null,
-    reason: payment.reason ?? null,
-    created_at: payment.createdAt,
-    updated_at: payment.updatedAt,
-    forwarding_deadline_at: payment.forwardingDeadlineAt ?? null,
-    approval: payment.approval ?? null,
-    offline_mode: payment.offlineMode ?? null,
-  };
-}
-
-function toOutboxRecord(row: PendingRow): OutboxRecord {
-  const card = cardOf(row);
-  if (card === undefined) {
-    throw storeError(
-      'POS221',
-      `outbox record ${row.seq} belongs to payment ${row.id}, which has no card; fix: run checkProjection() and report`,
-    );
-  }
-  const record: OutboxRecord = {
-    key: row.key,
-    seq: row.seq,
-    type: row.type,
-    at: row.at,
-    payment: {
-      id: row.id,
-      amountMinor: row.amount_minor,
-      currency: row.currency,
-      createdAt: row.payment_created_at,
-    },
-    card,
-    chain: row.chain.toString('base64url'),
-  };
-  if (row.reference !== null) record.payment.reference = row.reference;
-  if (row.sealed !== null) record.sealed = row.sealed;
-  if (row.sred_ksn !== null && row.sred_ciphertext !== null) {
-    record.sred = { ksnHex: row.sred_ksn, ciphertextHex: row.sred_ciphertext };
-  }
-  return record;
 }

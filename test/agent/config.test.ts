@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AgentError } from '../../common/agent-error.js';
-import { loadConfig, parseConfig } from '../../agent/config.js';
+import { loadConfig, parseConfig, syncLimits } from '../../agent/config.js';
 
 const good = {
   deviceId: 'store-0042-lane-3',
@@ -26,6 +26,12 @@ describe('config', () => {
       maxInFlightBatches: 16,
       ackTimeoutMs: 10_000,
       maxCommandLifetimeMs: 86_400_000,
+      brokerLimits: 'none',
+    });
+    expect(syncLimits(config.sync)).toEqual({
+      maxMessageBytes: 131_072,
+      maxInFlightBatches: 16,
+      maxPublishesPerSecond: undefined,
     });
     expect(config.broker.topicPrefix).toBe('pos/v1');
     expect(config.api.host).toBe('127.0.0.1');
@@ -91,5 +97,30 @@ describe('config', () => {
     expect(() => loadConfig(path.join(dir, 'missing.json'))).toThrow(
       /cannot read config file.*POS501/s,
     );
+  });
+
+  it('brokerLimits aws-iot-core applies AWS IoT Core’s per-connection limits; a lower explicit cap wins', () => {
+    const base = {
+      deviceId: 'lane-1',
+      dataDir: '/tmp/x',
+      keysDir: '/tmp/k',
+      pinPad: { path: 'tcp://127.0.0.1:1' },
+      broker: { url: 'mqtt://127.0.0.1:1883', development: true },
+    };
+    const aws = parseConfig({ ...base, sync: { brokerLimits: 'aws-iot-core' } });
+    expect(syncLimits(aws.sync)).toEqual({
+      maxMessageBytes: 131_072,
+      maxInFlightBatches: 100,
+      maxPublishesPerSecond: 100,
+    });
+    const slower = parseConfig({
+      ...base,
+      sync: { brokerLimits: 'aws-iot-core', maxPublishesPerSecond: 20, maxMessageBytes: 65_536 },
+    });
+    expect(syncLimits(slower.sync)).toMatchObject({
+      maxPublishesPerSecond: 20,
+      maxMessageBytes: 65_536,
+    });
+    expect(() => parseConfig({ ...base, sync: { brokerLimits: 'aws' } })).toThrow(/brokerLimits/);
   });
 });

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { PaymentStore } from '../../store-forward/payment-store.js';
 import { sweepForPans } from '../helpers/leak-sweep.js';
 import { startRig, type Rig } from '../e2e/payment-rig.js';
-import { newPayment, sealedBlob, tokenFor } from '../store-forward/helpers.js';
+import { newPayment, rawConnection, sealedBlob, tokenFor } from '../store-forward/helpers.js';
 
 let rig: Rig | undefined;
 let dir: string | undefined;
@@ -48,9 +48,17 @@ describe('recovery at start-up', () => {
     const inFlight = start('crash-in-flight');
     store.recordCardRead(inFlight, card(4));
     store.storeOffline(inFlight, rigPolicy, { ambiguous: false });
-    store.markInFlight(['crash-in-flight'], 'batch-before-crash');
     // The crash: the process ends without any of these reaching an outcome.
     store.close();
+    // A database left by an agent before issue 9, which wrote "in flight" to the outbox: start-up
+    // releases the row and the record is sent again.
+    const raw = rawConnection(path.join(dataDir, 'agent.db'));
+    raw
+      .prepare(
+        "UPDATE outbox SET state = 'in_flight', batch_id = 'batch-before-crash', attempts = 1 WHERE key = ?",
+      )
+      .run('crash-in-flight');
+    raw.close();
 
     rig = await startRig({ dataDir });
     const r = rig;

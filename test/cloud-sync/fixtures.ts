@@ -39,22 +39,26 @@ export function makeRecord(seq: number, overrides: Partial<OutboxRecord> = {}): 
   };
 }
 
-type State = 'pending' | 'in_flight' | 'acked' | 'dead';
+type State = 'pending' | 'acked' | 'dead';
 
-/** In-memory outbox; records every misuse in `violations` so tests can assert there are none. */
+/**
+ * In-memory outbox with the SQLite outbox's contract (test/cloud-sync/outbox-contract.ts runs the
+ * same suite against both); it also records the worker's misuse in `violations` (an ack applied
+ * to a key that already had one: the worker must apply each key once) so tests can assert there
+ * is none.
+ */
 export class MemoryOutbox implements OutboxSource {
   readonly rows = new Map<
     string,
-    { record: OutboxRecord; state: State; batchId?: string; result?: AckResult; applied: number }
+    { record: OutboxRecord; state: State; result?: AckResult; applied: number }
   >();
   readonly violations: string[] = [];
-  /** Distinct batch ids with records in flight, sampled at every markInFlight. */
-  maxInFlightBatchesSeen = 0;
 
   constructor(records: OutboxRecord[] = []) {
     for (const record of records) this.add(record);
   }
 
+  /** Adds a pending record (the lifecycle's job in the real store). */
   add(record: OutboxRecord): void {
     this.rows.set(record.key, { record, state: 'pending', applied: 0 });
   }
@@ -62,50 +66,31 @@ export class MemoryOutbox implements OutboxSource {
   /** The `limit` of every nextPending call, in order. */
   readonly limits: number[] = [];
 
-  nextPending(limit: number): OutboxRecord[] {
+  nextPending(limit: number, afterSeq = 0): OutboxRecord[] {
     this.limits.push(limit);
     return [...this.rows.values()]
-      .filter((r) => r.state === 'pending')
+      .filter((r) => r.state === 'pending' && r.record.seq > afterSeq)
       .sort((a, b) => a.record.seq - b.record.seq)
       .slice(0, limit)
       .map((r) => r.record);
   }
 
-  markInFlight(keys: string[], batchId: string): void {
-    for (const key of keys) {
-      const row = this.rows.get(key);
-      if (row?.state !== 'pending') this.violations.push(`markInFlight ${key} in ${row?.state}`);
-      else {
-        row.state = 'in_flight';
-        row.batchId = batchId;
-      }
-    }
-    const batches = new Set(
-      [...this.rows.values()].filter((r) => r.state === 'in_flight').map((r) => r.batchId),
-    );
-    this.maxInFlightBatchesSeen = Math.max(this.maxInFlightBatchesSeen, batches.size);
-  }
-
   applyAcks(results: AckResult[]): void {
     for (const result of results) {
       const row = this.rows.get(result.key);
-      if (row === undefined) {
-        this.violations.push(`ack for unknown key ${result.key}`);
-        continue;
-      }
+      if (row === undefined) continue; // an unknown key changes nothing, like the SQLite outbox
       row.applied += 1;
-      if (row.state === 'acked' || row.state === 'dead') {
-        this.violations.push(`ack applied twice for ${result.key}`);
-      }
+      if (row.applied > 1) this.violations.push(`ack applied twice for ${result.key}`);
+      if (row.state === 'acked' || (row.state === 'dead' && result.status === 'rejected')) continue;
       row.state = result.status === 'rejected' ? 'dead' : 'acked';
       row.result = result;
     }
   }
 
   queueStats(): { depth: number; oldestAt: string | null; dead: number } {
-    const open = [...this.rows.values()].filter(
-      (r) => r.state === 'pending' || r.state === 'in_flight',
-    );
+    const open = [...this.rows.values()]
+      .filter((r) => r.state === 'pending')
+      .sort((a, b) => a.record.seq - b.record.seq);
     return {
       depth: open.length,
       oldestAt: open.length === 0 ? null : (open[0]?.record.at ?? null),

@@ -4,7 +4,8 @@
  * replay it at the next CONNACK (DESIGN §5: never rely on MQTT.js's outgoing store; the sync
  * worker's own resend is the only one).
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { Socket } from 'node:net';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MqttSession } from '../../cloud-sync/mqtt-session.js';
 import { EmbeddedBroker } from '../../simulator/broker.js';
 import { waitFor } from './fixtures.js';
@@ -52,5 +53,35 @@ describe('MqttSession: no replay from the outgoing store', () => {
     await session.publish('pos/v1/lane/up/auth', 'fresh-auth-request', { qos: 1 });
     await waitFor(() => seen.includes('fresh-auth-request'), 'the fresh publish at the broker');
     expect(seen).toEqual(['fresh-auth-request']);
+  });
+});
+
+describe('MqttSession: TCP_NODELAY (issue 9)', () => {
+  it('turns Nagle off on the socket to the broker, at the first connect and after a reconnect', async () => {
+    const broker = await EmbeddedBroker.start();
+    cleanups.push(() => broker.stop());
+    const port = Number(new URL(broker.url).port);
+    const calls: { remotePort: number | undefined; noDelay: boolean | undefined }[] = [];
+    const original = Socket.prototype.setNoDelay;
+    const spy = vi.spyOn(Socket.prototype, 'setNoDelay').mockImplementation(function (
+      this: Socket,
+      noDelay?: boolean,
+    ) {
+      calls.push({ remotePort: this.remotePort, noDelay });
+      return original.call(this, noDelay);
+    });
+    cleanups.push(async () => spy.mockRestore());
+    const session = new MqttSession({
+      url: broker.url,
+      clientId: `nodelay-${process.pid}`,
+      reconnectPeriodMs: 50,
+    });
+    cleanups.push(() => session.end());
+    session.connect();
+    await session.whenConnected();
+    const toBroker = () => calls.filter((c) => c.remotePort === port && c.noDelay === true).length;
+    expect(toBroker()).toBe(1);
+    await broker.restart();
+    await waitFor(() => toBroker() === 2, 'no-delay set again on the new socket');
   });
 });

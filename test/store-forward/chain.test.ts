@@ -19,13 +19,17 @@ afterEach(() => {
   fx = undefined;
 });
 
-/** Three payments: one approved, one forwarded, one stored → events 1…6. */
+/**
+ * Five payments, one of them approved by an acknowledgement → chain 1…6, where 5 is an ack event
+ * (ack_events) and the others are payment events.
+ */
 function populated() {
   fx = freshStore();
   const { store } = fx;
   const a = store.createPayment(newPayment('key-a')).payment; // 1
   const b = store.createPayment(newPayment('key-b')).payment; // 2
-  store.markInFlight(['key-a', 'key-b'], 'batch-1'); // 3, 4
+  store.createPayment(newPayment('key-x')); // 3
+  store.createPayment(newPayment('key-y')); // 4
   store.applyAcks([{ key: 'key-a', status: 'accepted', outcome: 'approved', authCode: 'OK1234' }]); // 5
   const c = store.createPayment(newPayment('key-c')).payment; // 6
   return { ...fx, a, b, c };
@@ -171,12 +175,89 @@ describe('verifyChain', () => {
     store.createPayment(newPayment('key-d'));
     expect(store.verifyChain()).toEqual({ ok: true, events: 7 });
   });
+
+  it('detects an edited ack event (an auth code changed in the batch the cloud acknowledged)', () => {
+    const { store, path } = populated();
+    tamper(
+      path,
+      "UPDATE ack_events SET data = replace(data, 'OK1234', 'FORGED') WHERE seq = 5",
+      'ack_events_no_update',
+    );
+    const report = store.verifyChain();
+    expect(report.ok ? [] : report.problems).toEqual([
+      'event 5 (ack event): stored hash differs from the SHA-256 of its content, the row was edited (POS220)',
+    ]);
+  });
+
+  it('detects a deleted ack event', () => {
+    const { store, path } = populated();
+    tamper(path, 'DELETE FROM ack_events WHERE seq = 5', 'ack_events_no_delete');
+    const report = store.verifyChain();
+    expect(report.ok ? [] : report.problems).toEqual([
+      'events 5–5 are missing before event 6 (POS220)',
+      'event 6: prev_hash is not the hash of the event before it (POS220)',
+    ]);
+  });
+});
+
+describe('chain checkpoints (issue 9 §4)', () => {
+  it('start-up walks only the events after the checkpoint and checks the payments they touched', () => {
+    const { store, a } = populated();
+    const first = store.integrity.verifySinceCheckpoint();
+    expect(first).toMatchObject({
+      from: null,
+      walked: 6,
+      chain: { ok: true },
+      projection: { ok: true },
+    });
+    store.integrity.saveCheckpoint(first.head);
+    expect(store.integrity.lastCheckpoint()).toMatchObject({ seq: 6, events: 6 });
+    store.createPayment(newPayment('key-d')); // 7
+    store.applyAcks([{ key: 'key-b', status: 'accepted' }]); // 8
+    const next = store.integrity.verifySinceCheckpoint();
+    expect(next).toMatchObject({
+      from: { seq: 6 },
+      walked: 2,
+      chain: { ok: true, events: 8 },
+      projection: { ok: true, payments: 2 },
+      head: { seq: 8, events: 8 },
+    });
+    expect(store.getPayment(a.id)?.state).toBe('approved');
+  });
+
+  it('tampering before the checkpoint is missed by start-up but found by the full check', () => {
+    const { store, path } = populated();
+    store.integrity.saveCheckpoint(store.integrity.verifySinceCheckpoint().head);
+    tamper(
+      path,
+      'UPDATE events SET data = replace(data, \'"amountMinor":1050\', \'"amountMinor":1\') WHERE seq = 2',
+      'events_no_update',
+    );
+    expect(store.integrity.verifySinceCheckpoint().chain.ok).toBe(true);
+    expect(store.verifyChain().ok).toBe(false);
+    const full = store.integrity.fullCheck();
+    let step = full.step();
+    while (!step.done) step = full.step();
+    expect(step.chain.ok).toBe(false);
+  });
+
+  it('a change after the checkpoint that breaks the projection is found at start-up', () => {
+    const { store, path, c } = populated();
+    store.integrity.saveCheckpoint(store.integrity.verifySinceCheckpoint().head);
+    store.applyAcks([{ key: 'key-c', status: 'accepted', outcome: 'approved', authCode: 'C1' }]);
+    tamper(path, `UPDATE payments SET auth_code = 'FORGED' WHERE id = '${c.id}'`);
+    const report = store.integrity.verifySinceCheckpoint();
+    expect(report.chain.ok).toBe(true);
+    expect(report.projection.ok ? [] : report.projection.problems).toEqual([
+      `payment ${c.id}: authCode differs from its events (POS221)`,
+    ]);
+  });
 });
 
 describe('checkProjection', () => {
   it('accepts a projection built by the store', () => {
     const { store } = populated();
-    expect(store.checkProjection()).toEqual({ ok: true, payments: 3 });
+    expect(store.checkProjection()).toEqual({ ok: true, payments: 5 });
   });
 
   it('detects a payments row whose state was edited behind the events', () => {

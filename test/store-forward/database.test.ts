@@ -104,9 +104,13 @@ describe('migrations', () => {
         .all()
         .map((r) => (r as { name: string }).name),
     ).toEqual([
+      'ack_event_members',
+      'ack_events',
+      'chain_checkpoints',
       'chain_head',
       'events',
       'outbox',
+      'outbox_counts',
       'payment_transitions',
       'payments',
       'purged_events',

@@ -207,39 +207,29 @@ describe('PaymentStore outbox', () => {
     expect(store.nextPending(1)).toHaveLength(1);
   });
 
-  it('markInFlight moves pending records to in_flight and the payment to forwarded once', () => {
+  it('nextPending hands out the records after a cursor and writes nothing: in flight is memory', () => {
     const { store, path } = setup();
     const { payment } = store.createPayment(newPayment('key-1'));
-    store.markInFlight(['key-1'], 'batch-1');
-    expect(store.nextPending(10)).toEqual([]);
-    expect(store.getPayment(payment.id)?.state).toBe('forwarded');
-    store.markInFlight(['key-1'], 'batch-2');
-    expect(store.listEvents(payment.id).map((e) => e.type)).toEqual([
-      'payment_stored',
-      'forwarded',
-    ]);
+    store.createPayment(newPayment('key-2'));
+    const all = store.nextPending(10);
+    expect(all.map((r) => r.key)).toEqual(['key-1', 'key-2']);
+    const first = all[0]?.seq ?? 0;
+    expect(store.nextPending(10, first).map((r) => r.key)).toEqual(['key-2']);
+    expect(store.nextPending(10, all[1]?.seq ?? 0)).toEqual([]);
+    expect(store.getPayment(payment.id)?.state).toBe('stored');
+    expect(store.listEvents(payment.id).map((e) => e.type)).toEqual(['payment_stored']);
     const raw = rawConnection(path);
-    expect(raw.prepare('SELECT state, attempts, batch_id FROM outbox').get()).toEqual({
-      state: 'in_flight',
-      attempts: 2,
-      batch_id: 'batch-2',
+    expect(raw.prepare("SELECT count(*) AS n FROM outbox WHERE state = 'pending'").get()).toEqual({
+      n: 2,
     });
     raw.close();
-    expect(store.queueStats()).toMatchObject({ depth: 1, inFlight: 1, pending: 0 });
-  });
-
-  it('markInFlight with an unknown key is POS215 and changes nothing', () => {
-    const { store } = setup();
-    store.createPayment(newPayment('key-1'));
-    expect(codeOf(() => store.markInFlight(['key-1', 'nope'], 'b'))).toBe('POS215');
-    expect(store.nextPending(10)).toHaveLength(1);
-    expect(store.getPaymentByKey('key-1')?.state).toBe('stored');
+    expect(store.queueStats()).toMatchObject({ depth: 2, inFlight: 0, pending: 2 });
+    expect(codeOf(() => store.nextPending(10, -1))).toBe('POS213');
   });
 
   it('applyAcks accepted+approved acks the record, deletes the sealed row, approves the payment', () => {
     const { store, path } = setup();
     const { payment } = store.createPayment(newPayment('key-1'));
-    store.markInFlight(['key-1'], 'batch-1');
     const applied = store.applyAcks([
       { key: 'key-1', status: 'accepted', outcome: 'approved', authCode: 'A1B2C3' },
     ]);
@@ -255,12 +245,17 @@ describe('PaymentStore outbox', () => {
     expect(store.getPayment(payment.id)).toMatchObject({ state: 'approved', authCode: 'A1B2C3' });
     expect(countRows(path, 'SELECT count(*) AS n FROM sealed_cards')).toBe(0);
     expect(store.queueStats()).toMatchObject({ depth: 0, acked: 1, oldestAt: null });
+    expect(store.listEvents(payment.id).map((e) => e.type)).toEqual([
+      'payment_stored',
+      'cloud_approved',
+    ]);
+    expect(store.verifyChain().ok).toBe(true);
+    expect(store.checkProjection()).toEqual({ ok: true, payments: 1 });
   });
 
   it('applyAcks twice produces one outcome event and reports already', () => {
     const { store } = setup();
     const { payment } = store.createPayment(newPayment('key-1'));
-    store.markInFlight(['key-1'], 'b');
     const ack = {
       key: 'key-1',
       status: 'accepted',
@@ -295,7 +290,6 @@ describe('PaymentStore outbox', () => {
   it('rejected goes to dead with the reason, retryDead brings it back to pending', () => {
     const { store, path } = setup();
     const { payment } = store.createPayment(newPayment('key-1'));
-    store.markInFlight(['key-1'], 'b');
     const [applied] = store.applyAcks([
       { key: 'key-1', status: 'rejected', code: 'E_SCHEMA', reason: 'bad terminal id' },
     ]);
@@ -315,7 +309,6 @@ describe('PaymentStore outbox', () => {
     expect(store.queueStats()).toMatchObject({ dead: 0, pending: 1 });
     expect(store.listEvents(payment.id).map((e) => e.type)).toEqual([
       'payment_stored',
-      'forwarded',
       'dead_lettered',
       'requeued',
     ]);
@@ -346,17 +339,25 @@ describe('PaymentStore outbox', () => {
     expect(store.verifyChain().ok).toBe(true);
   });
 
-  it('releaseInFlight puts in-flight records back to pending (start-up)', () => {
-    const { store } = setup();
+  it('releaseInFlight puts in-flight rows of an older agent back to pending (start-up)', () => {
+    const { store, path } = setup();
     store.createPayment(newPayment('key-1'));
     store.createPayment(newPayment('key-2'));
     store.createPayment(newPayment('key-3'));
-    store.markInFlight(['key-1', 'key-2'], 'b');
+    // Agents before issue 9 wrote "in flight" to the outbox.
+    const raw = rawConnection(path);
+    raw
+      .prepare(
+        "UPDATE outbox SET state = 'in_flight', batch_id = 'b', attempts = 1 WHERE key IN ('key-1', 'key-2')",
+      )
+      .run();
+    raw.close();
     expect(store.nextPending(10).map((r) => r.key)).toEqual(['key-3']);
+    expect(store.queueStats()).toMatchObject({ inFlight: 2, pending: 1, depth: 3 });
     expect(store.releaseInFlight()).toBe(2);
     expect(store.nextPending(10).map((r) => r.key)).toEqual(['key-1', 'key-2', 'key-3']);
+    expect(store.queueStats()).toMatchObject({ inFlight: 0, pending: 3, depth: 3 });
     expect(store.releaseInFlight()).toBe(0);
-    expect(store.getPaymentByKey('key-1')?.state).toBe('forwarded');
   });
 
   it('queueStats.oldestAt is the at of the oldest undelivered record', () => {
@@ -380,9 +381,9 @@ describe('PaymentStore reads and lifecycle', () => {
   it('listPayments filters by state, newest first, with a limit', () => {
     const { store } = setup();
     for (const key of ['a', 'b', 'c']) store.createPayment(newPayment(key));
-    store.markInFlight(['b'], 'x');
+    store.applyAcks([{ key: 'b', status: 'accepted' }]);
     expect(store.listPayments().map((p) => p.idempotencyKey)).toEqual(['c', 'b', 'a']);
-    expect(store.listPayments({ state: 'forwarded' }).map((p) => p.idempotencyKey)).toEqual(['b']);
+    expect(store.listPayments({ state: 'confirmed' }).map((p) => p.idempotencyKey)).toEqual(['b']);
     expect(store.listPayments({ limit: 1 })).toHaveLength(1);
     expect(codeOf(() => store.listPayments({ limit: 0 }))).toBe('POS213');
   });

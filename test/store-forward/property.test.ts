@@ -1,5 +1,5 @@
 /**
- * Model-based property test: random sequences of create / markInFlight / applyAcks /
+ * Model-based property test: random sequences of create / nextPending / applyAcks /
  * releaseInFlight / retryDead against a real SQLite file, checked after every step against a
  * tiny model of the outbox, and at the end with checkProjection() and verifyChain().
  */
@@ -111,14 +111,11 @@ function run(ops: Op[]): void {
         }
         case 'send': {
           const keys = step.keys.map((i) => KEYS[i] as string).filter((k) => model.has(k));
-          fx.store.markInFlight(keys, `batch-${step.batch}`);
-          for (const key of keys) {
-            const record = model.get(key) as ModelRecord;
-            if (record.outbox === 'pending' || record.outbox === 'in_flight') {
-              record.outbox = 'in_flight';
-              if (record.payment === 'stored') record.payment = 'forwarded';
-            }
-          }
+          // In flight is the sync worker's memory (issue 9): a send hands out the pending records
+          // after a cursor and writes nothing.
+          const sent = fx.store.nextPending(100, step.batch).map((r) => r.key);
+          for (const key of sent) expect((model.get(key) as ModelRecord).outbox).toBe('pending');
+          for (const key of keys) expect(model.has(key)).toBe(true);
           break;
         }
         case 'ack': {

@@ -39,7 +39,6 @@ function cardFor(seed: number): NewPayment['card'] {
 }
 
 function ack(store: PaymentStore, key: string, status: 'accepted' | 'rejected' = 'accepted') {
-  store.markInFlight([key], `batch-${key}`);
   const [applied] = store.applyAcks([
     status === 'accepted' ? { key, status } : { key, status, code: 'E1', reason: 'bad record' },
   ]);
@@ -94,7 +93,6 @@ describe('purgeSettled', () => {
     store.cancelPayment(oldCanceled.id, 'the customer left');
     const oldPending = stored(store, 'old-pending', 3);
     const oldInFlight = stored(store, 'old-in-flight', 4);
-    store.markInFlight(['old-in-flight'], 'batch-x');
     const oldDead = stored(store, 'old-dead', 5);
     ack(store, 'old-dead', 'rejected');
     const { payment: oldInProgress } = store.startPayment({

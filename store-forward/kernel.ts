@@ -1,0 +1,260 @@
+/**
+ * The store kernel: one SQLite connection, its prepared statements, its transactions, and the one
+ * way a payment changes — {@link StoreKernel.record}, which folds an event into the projection and
+ * appends it to the hash chain in the caller's transaction (DESIGN §4). The lifecycle
+ * (payment-store.ts), the outbox (outbox.ts) and the integrity checks (integrity.ts) are built on
+ * it; {@link PaymentStore.open} hands them out over one kernel.
+ *
+ * ```
+ *  write(fn) = BEGIN IMMEDIATE … fn … COMMIT   (synchronous=FULL: durable when it returns)
+ *  record(payment, event) ─► payments row (applyEvent) + events row (seq, prev_hash, hash)
+ *  appendAckEvent(results) ─► ack_events row (one per acknowledgement message) + members
+ * ```
+ *
+ * Synchronous on purpose (better-sqlite3): a transaction function must not be async.
+ */
+import Database from 'better-sqlite3';
+import { AgentError } from '../common/agent-error.js';
+import { isoAt, type Clock } from '../common/clock.js';
+import type { SqliteDatabase } from './database.js';
+import { storeError, type StoreErrorCode } from './errors.js';
+import { GENESIS_HASH, canonicalJson, eventHash } from './hash-chain.js';
+import type { EventType, Payment } from './model.js';
+import { applyEvent } from './projection.js';
+import { toPayment, toRow, type PaymentRow } from './rows.js';
+import { ACK_EVENT_TYPE, prepareStatements, type Statements } from './sql.js';
+
+/**
+ * One cloud result as an ack event holds it: the payment it changed, the event type it stands
+ * for (`cloud_approved`, `cloud_declined` or `confirmed`) and that event's data. The projection
+ * check folds it into the payment exactly like a payment event of that type.
+ */
+export interface AckEntry {
+  key: string;
+  paymentId: string;
+  type: Extract<EventType, 'cloud_approved' | 'cloud_declined' | 'confirmed'>;
+  data: Record<string, unknown>;
+}
+
+/** The `data` of an `ack_events` row: the batch id(s) of the acknowledgement and its results. */
+export interface AckEventData {
+  batches: string[];
+  results: AckEntry[];
+}
+
+/** The store kernel; see the file comment. One per database file per process. */
+export class StoreKernel {
+  readonly db: SqliteDatabase;
+  readonly stmts: Statements;
+  readonly clock: Clock;
+  /** Path of the database file. */
+  readonly path: string;
+  readonly #tx: Database.Transaction<(fn: () => unknown) => unknown>;
+
+  constructor(db: SqliteDatabase, path: string, clock: Clock) {
+    this.db = db;
+    this.path = path;
+    this.clock = clock;
+    this.stmts = prepareStatements(db);
+    this.#tx = db.transaction((fn: () => unknown) => fn());
+  }
+
+  /** The clock's now as ISO 8601 UTC. */
+  now(): string {
+    return isoAt(this.clock.now());
+  }
+
+  /**
+   * Runs `fn` in one `BEGIN IMMEDIATE` transaction, committed (synchronous=FULL) before it
+   * returns. Nested inside another transaction it becomes a savepoint.
+   *
+   * @throws AgentError POS206 closed; POS207 SQLite could not write; POS213 / POS2xx the schema
+   *   refused a value (see {@link toAgentError}).
+   */
+  write<T>(fn: () => T): T {
+    this.#live();
+    try {
+      return this.#tx.immediate(fn) as T;
+    } catch (error) {
+      throw toAgentError(error);
+    }
+  }
+
+  /**
+   * Like {@link write}, but the commit does not wait for the disk (`synchronous=NORMAL` for this
+   * one transaction): for a step of a payment that nobody has been told about yet (started, card
+   * read, PIN requested). A kill -9 keeps it (the WAL is written before the commit returns); a
+   * power cut may lose it, which leaves nothing wrong behind: no answer was given, nothing was
+   * sent. The next FULL commit's fsync makes it durable with everything before it, since the WAL
+   * is one file appended in order — so an offline payment reaches the disk with ONE fsync, an
+   * online one with two (before the request leaves, and with the outcome).
+   */
+  writeLight<T>(fn: () => T): T {
+    this.#live();
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      return this.#tx.immediate(fn) as T;
+    } catch (error) {
+      throw toAgentError(error);
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
+  }
+
+  /** Runs `fn` in one read transaction (a consistent snapshot). Errors as {@link write}. */
+  read<T>(fn: () => T): T {
+    this.#live();
+    try {
+      return this.#tx.deferred(fn) as T;
+    } catch (error) {
+      throw toAgentError(error);
+    }
+  }
+
+  /** A savepoint inside the caller's transaction: `fn`'s writes are undone if it throws. */
+  savepoint<T>(fn: () => T): T {
+    return this.#tx(fn) as T;
+  }
+
+  /**
+   * THE payment state change: folds the event into the payment with `applyEvent`, writes the
+   * projection row (insert for a creating event), and appends the event to the hash chain. Runs
+   * inside the caller's transaction.
+   *
+   * @param current — the payment as read in this transaction, when the caller has it (saves a
+   *   read); otherwise it is read here.
+   * @throws AgentError POS212 the state machine refuses the event; POS222 data not canonical.
+   */
+  record(
+    paymentId: string,
+    type: EventType,
+    at: string,
+    data: Record<string, unknown>,
+    current?: Payment,
+  ): Payment {
+    const dataText = canonicalJson(data);
+    const parsed = JSON.parse(dataText) as Record<string, unknown>;
+    let before = current;
+    if (before === undefined) {
+      const row = this.stmts.paymentById.get(paymentId) as PaymentRow | undefined;
+      before = row === undefined ? undefined : toPayment(row);
+    }
+    const next = applyEvent(before, { type, at, data: parsed });
+    if (before === undefined) this.stmts.insertPayment.run(toRow(next));
+    else this.stmts.updatePayment.run(toRow(next));
+    const { seq, prevHash } = this.#nextLink();
+    this.stmts.insertEvent.run({
+      seq,
+      payment_id: paymentId,
+      type,
+      at,
+      data: dataText,
+      prev_hash: prevHash,
+      hash: eventHash(prevHash, { seq, paymentId, type, at, data: dataText }),
+    });
+    return next;
+  }
+
+  /**
+   * Appends ONE hash-chained event for a set of applied acknowledgements (issue 9 §3) and its
+   * member index, inside the caller's transaction. The payments rows are the caller's to update
+   * (set-based) with what `applyEvent` makes of each entry.
+   *
+   * @returns the event's seq.
+   */
+  appendAckEvent(at: string, data: AckEventData): number {
+    const dataText = canonicalJson(data);
+    const { seq, prevHash } = this.#nextLink();
+    this.stmts.insertAckEvent.run({
+      seq,
+      at,
+      data: dataText,
+      prev_hash: prevHash,
+      hash: eventHash(prevHash, { seq, paymentId: '', type: ACK_EVENT_TYPE, at, data: dataText }),
+    });
+    const members = [...new Set(data.results.map((r) => r.paymentId))];
+    this.stmts.insertAckMembers.run({ a: JSON.stringify(members), b: seq });
+    return seq;
+  }
+
+  /** The seq of the newest event (0 before the first). */
+  headSeq(): number {
+    const head = this.stmts.chainHead.get() as { seq: number } | undefined;
+    return head?.seq ?? 0;
+  }
+
+  /**
+   * Moves the WAL's content into the database file and truncates the WAL. `secure_delete` zeroes
+   * deleted sealed data in the database file; this makes the WAL forget the frames that wrote it
+   * (PCI DSS 4.0.1 req. 3.3.1). A reader holding the WAL only makes it partial: the next one, or
+   * `close()`, completes it.
+   *
+   * @throws AgentError POS207 SQLite could not checkpoint.
+   */
+  checkpointWal(): void {
+    this.#live();
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch (error) {
+      throw toAgentError(error);
+    }
+  }
+
+  /** Closes the connection (checkpointing the WAL). Harmless twice. */
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  /** True until {@link close}. */
+  get open(): boolean {
+    return this.db.open;
+  }
+
+  #nextLink(): { seq: number; prevHash: Buffer } {
+    const head = this.stmts.chainHead.get() as { seq: number; hash: Buffer } | undefined;
+    return { seq: (head?.seq ?? 0) + 1, prevHash: head?.hash ?? GENESIS_HASH };
+  }
+
+  #live(): void {
+    if (!this.db.open) {
+      throw storeError(
+        'POS206',
+        `the payment store at ${this.path} is closed; fix: open a new PaymentStore`,
+      );
+    }
+  }
+}
+
+/**
+ * Maps a SQLite error to a POS2xx `AgentError`; other `AgentError`s pass through, anything else
+ * is rethrown.
+ *
+ * - a trigger's `RAISE(ABORT, '… (POS2xx)')` → that code;
+ * - a constraint → POS213 (a value outside the documented rules);
+ * - anything else (disk full, I/O error, locked) → POS207; nothing was changed.
+ */
+export function toAgentError(error: unknown): AgentError {
+  if (error instanceof AgentError) return error;
+  if (error instanceof Database.SqliteError) {
+    const raised = /\((POS2\d\d)\)$/.exec(error.message)?.[1] as StoreErrorCode | undefined;
+    if (raised !== undefined) {
+      return storeError(raised, `the schema refused the change: ${error.message.slice(0, -9)}`, {
+        cause: error,
+      });
+    }
+    if (error.code.startsWith('SQLITE_CONSTRAINT')) {
+      return storeError(
+        'POS213',
+        `the schema refused a value: ${error.message}; fix: send values within the documented rules`,
+        { cause: error, details: { sqlite: error.code } },
+      );
+    }
+    return storeError(
+      'POS207',
+      `SQLite could not complete the write (${error.code}: ${error.message}); nothing was changed; ` +
+        'fix: free disk space, check the storage for I/O errors, or stop the other program holding the database',
+      { cause: error, details: { sqlite: error.code } },
+    );
+  }
+  throw error;
+}

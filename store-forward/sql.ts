@@ -1,0 +1,170 @@
+/**
+ * The store's SQL, prepared once per connection: every statement the store runs is here, by
+ * name, so the schema (migrations.ts) and the queries can be read side by side.
+ */
+import type Database from 'better-sqlite3';
+import {
+  FINAL_STATES,
+  IN_PROGRESS_STATES,
+  OFFLINE_OPEN_STATES,
+  type PaymentState,
+} from './model.js';
+
+/** The `type` the chain walk gives an `ack_events` row (payment id `''`). */
+export const ACK_EVENT_TYPE = 'acks_applied';
+
+/** Sorts before every ISO timestamp / payment id: the "no cursor" end of a keyset page. */
+export const KEYSET_END = '\uffff';
+
+/** A state list as the inside of an SQL `IN (…)`: quoted literals of known constants only. */
+function sqlStates(states: readonly PaymentState[]): string {
+  return states.map((state) => `'${state}'`).join(', ');
+}
+
+export const SQL = {
+  paymentById: 'SELECT * FROM payments WHERE id = ?',
+  paymentByKey: 'SELECT * FROM payments WHERE idempotency_key = ?',
+  // Newest first by index (payments_by_created / payments_by_state_created), keyset pagination:
+  // the page after (created_at, id) of the last payment of the previous page.
+  listPayments: `SELECT * FROM payments WHERE (created_at, id) < (?, ?)
+    ORDER BY created_at DESC, id DESC LIMIT ?`,
+  listPaymentsByState: `SELECT * FROM payments WHERE state = ? AND (created_at, id) < (?, ?)
+    ORDER BY state DESC, created_at DESC, id DESC LIMIT ?`,
+  paymentsPage: 'SELECT * FROM payments WHERE id > ? ORDER BY id LIMIT ?',
+  insertPayment: `INSERT INTO payments (id, idempotency_key, amount_minor, currency, reference, state,
+      card_token, card_first6, card_brand, card_last4, card_expiry_month, card_expiry_year,
+      card_entry_mode, cardholder_name, auth_code, decline_code, reason, created_at, updated_at,
+      forwarding_deadline_at, approval, offline_mode)
+    VALUES (@id, @idempotency_key, @amount_minor, @currency, @reference, @state,
+      @card_token, @card_first6, @card_brand, @card_last4, @card_expiry_month, @card_expiry_year,
+      @card_entry_mode, @cardholder_name, @auth_code, @decline_code, @reason, @created_at,
+      @updated_at, @forwarding_deadline_at, @approval, @offline_mode)`,
+  updatePayment: `UPDATE payments SET state = @state, card_token = @card_token,
+      card_first6 = @card_first6, card_brand = @card_brand, card_last4 = @card_last4,
+      card_expiry_month = @card_expiry_month, card_expiry_year = @card_expiry_year,
+      card_entry_mode = @card_entry_mode, cardholder_name = @cardholder_name,
+      auth_code = @auth_code, decline_code = @decline_code, reason = @reason,
+      updated_at = @updated_at, forwarding_deadline_at = @forwarding_deadline_at,
+      approval = @approval
+    WHERE id = @id`,
+  chainHead: 'SELECT seq, hash FROM chain_head WHERE id = 1',
+  insertEvent: `INSERT INTO events (seq, payment_id, type, at, data, prev_hash, hash)
+    VALUES (@seq, @payment_id, @type, @at, @data, @prev_hash, @hash)`,
+  eventsOfPayment: 'SELECT * FROM events WHERE payment_id = ? ORDER BY seq',
+  eventsOfPaymentRange:
+    'SELECT * FROM events WHERE payment_id >= ? AND payment_id <= ? ORDER BY payment_id, seq',
+  // Stored events and the links of purged ones (migration 3), one chain in seq order.
+  // Payment events, ack events (payment_id '') and the links of purged events: one chain in seq
+  // order, from a checkpoint on (seq > ?), a page at a time (LIMIT ?).
+  chainFrom: `SELECT * FROM (
+      SELECT seq, payment_id, type, at, data, prev_hash, hash FROM events WHERE seq > @a
+      UNION ALL SELECT seq, '', '${ACK_EVENT_TYPE}', at, data, prev_hash, hash FROM ack_events WHERE seq > @a
+      UNION ALL SELECT seq, payment_id, NULL, NULL, NULL, prev_hash, hash FROM purged_events WHERE seq > @a)
+    ORDER BY seq LIMIT @b`,
+  lastCheckpoint:
+    'SELECT seq, hash, events, verified_at FROM chain_checkpoints ORDER BY seq DESC LIMIT 1',
+  insertCheckpoint: `INSERT OR IGNORE INTO chain_checkpoints (seq, hash, events, verified_at)
+    VALUES (@seq, @hash, @events, @verified_at)`,
+  insertAckEvent: `INSERT INTO ack_events (seq, at, data, prev_hash, hash)
+    VALUES (@seq, @at, @data, @prev_hash, @hash)`,
+  // One statement for the whole set: the members of an ack event (a JSON array of payment ids).
+  insertAckMembers: `INSERT OR IGNORE INTO ack_event_members (payment_id, event_seq)
+    SELECT value, @b FROM json_each(@a)`,
+  ackEventsOfPayment: `SELECT a.seq, a.at, a.data FROM ack_event_members m
+      JOIN ack_events a ON a.seq = m.event_seq
+    WHERE m.payment_id = ? ORDER BY a.seq`,
+  ackEventsOfPaymentRange: `SELECT m.payment_id, a.seq, a.at, a.data FROM ack_event_members m
+      JOIN ack_events a ON a.seq = m.event_seq
+    WHERE m.payment_id >= ? AND m.payment_id <= ? ORDER BY m.payment_id, a.seq`,
+  // Payments with an event after seq ? (start-up checks only those against their events).
+  paymentsChangedAfter: `SELECT DISTINCT payment_id AS id FROM events WHERE seq > @a
+    UNION SELECT payment_id FROM ack_event_members WHERE event_seq > @a`,
+  // Never below a purged record's seq: the cloud sees seq only grow.
+  nextOutboxSeq: `SELECT max(coalesce((SELECT max(seq) FROM outbox), 0),
+      coalesce((SELECT max(last_outbox_seq) FROM purged_payments), 0)) + 1 AS seq`,
+  purgedByKey: 'SELECT id, purged_at FROM purged_payments WHERE idempotency_key = ?',
+  settledBefore: `SELECT p.* FROM payments p
+    WHERE p.state IN (${sqlStates(FINAL_STATES)})
+      AND p.updated_at < ?
+      AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.payment_id = p.id AND o.state <> 'acked')
+    ORDER BY p.updated_at LIMIT ?`,
+  lastOutboxSeqOf: 'SELECT max(seq) AS seq FROM outbox WHERE payment_id = ?',
+  insertPurgedPayment: `INSERT INTO purged_payments (id, idempotency_key, state, created_at,
+      updated_at, purged_at, last_outbox_seq)
+    VALUES (@id, @idempotency_key, @state, @created_at, @updated_at, @purged_at, @last_outbox_seq)`,
+  keepLinks: `INSERT INTO purged_events (seq, payment_id, prev_hash, hash)
+    SELECT seq, payment_id, prev_hash, hash FROM events WHERE payment_id = ?`,
+  deleteOutboxOf: 'DELETE FROM outbox WHERE payment_id = ?',
+  deleteEventsOf: 'DELETE FROM events WHERE payment_id = ?',
+  deleteAckMembersOf: 'DELETE FROM ack_event_members WHERE payment_id = ?',
+  deletePayment: 'DELETE FROM payments WHERE id = ?',
+  insertOutbox: `INSERT INTO outbox (key, seq, payment_id, event_seq, type, state, attempts,
+      created_at, updated_at)
+    VALUES (@key, @seq, @payment_id, @event_seq, @type, 'pending', 0, @at, @at)`,
+  insertSealed: `INSERT INTO sealed_cards (payment_id, sealed, sred_ksn, sred_ciphertext, created_at)
+    VALUES (@payment_id, @sealed, @sred_ksn, @sred_ciphertext, @created_at)`,
+  outboxByKey: 'SELECT * FROM outbox WHERE key = ?',
+  deadOutbox: "SELECT * FROM outbox WHERE state = 'dead' ORDER BY seq",
+  nextPending: `SELECT o.key, o.seq, o.type, o.created_at AS at, p.id, p.amount_minor, p.currency,
+      p.reference, p.created_at AS payment_created_at, p.card_token, p.card_brand, p.card_first6,
+      p.card_last4, p.card_expiry_month, p.card_expiry_year, p.card_entry_mode,
+      s.sealed, s.sred_ksn, s.sred_ciphertext, e.hash AS chain
+    FROM outbox o
+      JOIN payments p ON p.id = o.payment_id
+      JOIN events e ON e.seq = o.event_seq
+      LEFT JOIN sealed_cards s ON s.payment_id = o.payment_id
+    WHERE o.state = 'pending' AND o.seq > ?
+    ORDER BY o.seq LIMIT ?`,
+  deleteSealed: 'DELETE FROM sealed_cards WHERE payment_id = ?',
+  outboxOfPayment: 'SELECT * FROM outbox WHERE payment_id = ? ORDER BY seq',
+  paymentsInStates: `SELECT * FROM payments WHERE state IN (${sqlStates(IN_PROGRESS_STATES)})
+    ORDER BY created_at`,
+  offlineExposure: `SELECT currency, count(*) AS n, sum(amount_minor) AS total,
+      min(forwarding_deadline_at) AS deadline
+    FROM payments WHERE approval = 'offline' AND state IN (${sqlStates(OFFLINE_OPEN_STATES)})
+    GROUP BY currency`,
+  deadlineWarnings: `SELECT * FROM payments WHERE approval = 'offline'
+      AND state IN (${sqlStates(OFFLINE_OPEN_STATES)}) AND forwarding_deadline_at <= ?
+    ORDER BY forwarding_deadline_at LIMIT 100`,
+  setAcked: `UPDATE outbox SET state = 'acked', ack_status = ?, acked_at = ?, updated_at = ?,
+      dead_reason = NULL WHERE key = ?`,
+  setDead: "UPDATE outbox SET state = 'dead', dead_reason = ?, updated_at = ? WHERE key = ?",
+  setPending: `UPDATE outbox SET state = 'pending', dead_reason = NULL, batch_id = NULL,
+      updated_at = ? WHERE key = ?`,
+  releaseInFlight: `UPDATE outbox SET state = 'pending', batch_id = NULL, updated_at = ?
+    WHERE state = 'in_flight'`,
+  countByState: 'SELECT state, n FROM outbox_counts',
+  // The outbox rows and payments of a set of keys (a JSON array), for applying acks as a set.
+  ackTargets: `SELECT o.key, o.seq, o.payment_id, o.type AS record_type, o.state AS outbox_state,
+      p.*
+    FROM json_each(?) j JOIN outbox o ON o.key = j.value JOIN payments p ON p.id = o.payment_id`,
+  // Set-based: the sealed card data of the acknowledged keys (JSON array of { key }), deleted
+  // before the outbox update so its per-row trigger (outbox_ack_deletes_sealed, the schema's
+  // guarantee) finds nothing left to delete: one DELETE costs a tenth of 180 trigger deletes.
+  deleteSealedOfKeys: `DELETE FROM sealed_cards WHERE payment_id IN (
+      SELECT o.payment_id FROM json_each(@a) j JOIN outbox o ON o.key = j.value ->> '$.key')`,
+  // Set-based: every key of the JSON array → acked (the trigger deletes their sealed card data).
+  ackKeys: `UPDATE outbox SET state = 'acked', ack_status = j.value ->> '$.status', acked_at = @b,
+      updated_at = @b, dead_reason = NULL
+    FROM json_each(@a) j WHERE outbox.key = j.value ->> '$.key'`,
+  // Set-based: the new projection of every payment whose row the acks changed (JSON array).
+  applyPaymentRows: `UPDATE payments SET state = j.value ->> '$.state',
+      auth_code = j.value ->> '$.auth_code', decline_code = j.value ->> '$.decline_code',
+      reason = j.value ->> '$.reason', updated_at = j.value ->> '$.updated_at',
+      approval = j.value ->> '$.approval'
+    FROM json_each(@a) j WHERE payments.id = j.value ->> '$.id'`,
+  // The first record of each undelivered state by seq (index outbox_by_state), not a scan.
+  oldestQueued: `SELECT min(at) AS at FROM (
+      SELECT * FROM (SELECT created_at AS at FROM outbox WHERE state = 'pending' ORDER BY seq LIMIT 1)
+      UNION ALL
+      SELECT * FROM (SELECT created_at AS at FROM outbox WHERE state = 'in_flight' ORDER BY seq LIMIT 1))`,
+} as const;
+
+export type Statements = { [K in keyof typeof SQL]: Database.Statement };
+
+/** Prepares every statement of {@link SQL} on `db`. */
+export function prepareStatements(db: Database.Database): Statements {
+  return Object.fromEntries(
+    Object.entries(SQL).map(([name, text]) => [name, db.prepare(text)]),
+  ) as Statements;
+}
