@@ -113,8 +113,17 @@ function checkResult(where: string, result: unknown): void {
   for (const line of r.lines ?? []) expectNoPan(`${where} output`, line);
 }
 
-const run = <T extends unknown[]>(prop: fc.IProperty<T>): void =>
-  fc.assert(prop, { numRuns: RUNS });
+/**
+ * Runs `prop` for {@link RUNS} cases in chunks of 5,000, each with its own random seed, yielding
+ * to the event loop between chunks: a worker busy for minutes without a break loses its RPC link
+ * to vitest ("Timeout calling onTaskUpdate").
+ */
+async function run<T extends unknown[]>(prop: fc.IProperty<T>): Promise<void> {
+  for (let done = 0; done < RUNS; done += 5000) {
+    fc.assert(prop, { numRuns: Math.min(5000, RUNS - done) });
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
 
 const cloudKeys = nacl.sign.keyPair();
 const keys = new Map([[keyId(cloudKeys.publicKey), cloudKeys.publicKey]]);
@@ -131,8 +140,8 @@ describe(`fuzz: ${RUNS} cases per parser`, { timeout: 0 }, () => {
     expect(() => expectNoPan('x', 'POS121: field (16 characters, not shown)')).not.toThrow();
   });
 
-  it('framing: FrameDecoder.push, also over encoded frames of hostile payloads', () => {
-    run(
+  it('framing: FrameDecoder.push, also over encoded frames of hostile payloads', async () => {
+    await run(
       fc.property(hostile, (bytes) => {
         const decoder = new FrameDecoder();
         const outputs = coded('framing', () => decoder.push(bytes, 0), false) as {
@@ -153,8 +162,8 @@ describe(`fuzz: ${RUNS} cases per parser`, { timeout: 0 }, () => {
     );
   });
 
-  it('messages: decodeMessage of hostile payloads and of 21/22/29/31 with planted fields', () => {
-    run(
+  it('messages: decodeMessage of hostile payloads and of 21/22/29/31 with planted fields', async () => {
+    await run(
       fc.property(hostile, (bytes) => {
         for (const id of ['21', '22', '29', '31', '01', '90', '']) {
           const payload = Buffer.concat([Buffer.from(id, 'latin1'), Buffer.of(FS), bytes]);
@@ -167,8 +176,8 @@ describe(`fuzz: ${RUNS} cases per parser`, { timeout: 0 }, () => {
     );
   });
 
-  it('tracks: parseTrack1 / parseTrack2 / splitSwipeText never throw', () => {
-    run(
+  it('tracks: parseTrack1 / parseTrack2 / splitSwipeText never throw', async () => {
+    await run(
       fc.property(hostile, (bytes) => {
         checkResult(
           'track1',
@@ -183,8 +192,8 @@ describe(`fuzz: ${RUNS} cases per parser`, { timeout: 0 }, () => {
     );
   });
 
-  it('TLV: parseEmvTlv never throws; its error names no card data', () => {
-    run(
+  it('TLV: parseEmvTlv never throws; its error names no card data', async () => {
+    await run(
       fc.property(hostile, (bytes) =>
         checkResult(
           'tlv',
@@ -194,8 +203,8 @@ describe(`fuzz: ${RUNS} cases per parser`, { timeout: 0 }, () => {
     );
   });
 
-  it('HID reports: MSR (337 bytes) and SRED (692 bytes) with planted tracks', () => {
-    run(
+  it('HID reports: MSR (337 bytes) and SRED (692 bytes) with planted tracks', async () => {
+    await run(
       fc.property(hostile, fc.boolean(), (bytes, sred) => {
         const size = sred ? 692 : 337;
         const report = Buffer.alloc(size);
@@ -217,8 +226,8 @@ describe(`fuzz: ${RUNS} cases per parser`, { timeout: 0 }, () => {
     );
   });
 
-  it('keyboard wedge: WedgeDecoder.push of 8-byte reports', () => {
-    run(
+  it('keyboard wedge: WedgeDecoder.push of 8-byte reports', async () => {
+    await run(
       fc.property(hostile, (bytes) => {
         const decoder = new WedgeDecoder();
         for (let at = 0; at + 8 <= bytes.length; at += 8)
@@ -227,8 +236,8 @@ describe(`fuzz: ${RUNS} cases per parser`, { timeout: 0 }, () => {
     );
   });
 
-  it('card boundary: tokenize of hostile tracks and EMV data; failures name no card data', () => {
-    run(
+  it('card boundary: tokenize of hostile tracks and EMV data; failures name no card data', async () => {
+    await run(
       fc.property(hostile, fc.constantFrom('swipe', 'chip', 'contactless'), (bytes, entryMode) => {
         const result = coded(
           'boundary',
@@ -248,8 +257,8 @@ describe(`fuzz: ${RUNS} cases per parser`, { timeout: 0 }, () => {
     );
   });
 
-  it('decode: every trace kind, and parseHexTrace of hostile text; output is masked', () => {
-    run(
+  it('decode: every trace kind, and parseHexTrace of hostile text; output is masked', async () => {
+    await run(
       fc.property(hostile, (bytes) => {
         for (const kind of TRACE_KINDS)
           checkResult(
@@ -264,8 +273,8 @@ describe(`fuzz: ${RUNS} cases per parser`, { timeout: 0 }, () => {
     );
   });
 
-  it('envelope: openEnvelope of hostile payloads, signed hostile bodies, oversized downlinks', () => {
-    run(
+  it('envelope: openEnvelope of hostile payloads, signed hostile bodies, oversized downlinks', async () => {
+    await run(
       fc.property(hostile, (bytes) => {
         coded('envelope', () => openEnvelope(bytes, { keys, maxBytes: 4096 }, AcksSchema), true);
         const body = bytes.toString('latin1');
@@ -285,8 +294,8 @@ describe(`fuzz: ${RUNS} cases per parser`, { timeout: 0 }, () => {
     );
   });
 
-  it('store validation: checkNewPayment of hostile references and keys; POS213/214 name no digits', () => {
-    run(
+  it('store validation: checkNewPayment of hostile references and keys; POS213/214 name no digits', async () => {
+    await run(
       fc.property(hostile, (bytes) => {
         const text = bytes.toString('latin1');
         coded(
