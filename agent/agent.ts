@@ -10,7 +10,7 @@
  *    not stop the agent (payments answer POS430 meanwhile).
  * 4. local API — last, so the POS app only gets answers from a complete agent.
  */
-import { readFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { type Clock, type TimerHandle, systemClock } from '../common/clock.js';
 import { CardBoundary } from '../drivers/boundary/card-boundary.js';
 import { PinPad } from '../drivers/pinpad/pin-pad.js';
@@ -133,8 +133,14 @@ async function startSteps(
   // Offline limits set by cloud command (DATA_DIR/offline-limits.json) win over the config file.
   applyOfflineLimitOverrides(config.offline, loadOfflineLimitOverrides(config.dataDir));
 
+  // Data files 0600 (issue 11: agent.db* were 0644): SQLite gives its -wal and -shm files the
+  // mode of the database file, so creating and tightening that one covers all three.
+  const dbPath = path.join(config.dataDir, 'agent.db');
+  closeSync(openSync(dbPath, 'a', 0o600));
+  for (const file of [dbPath, `${dbPath}-wal`, `${dbPath}-shm`])
+    if (existsSync(file)) chmodSync(file, 0o600);
   const store = PaymentStore.open({
-    path: path.join(config.dataDir, 'agent.db'),
+    path: dbPath,
     clock,
     forwardingDeadlineHours: config.offline.forwardingDeadlineHours,
   });
@@ -241,6 +247,7 @@ async function startSteps(
     cloudPublicKeys: new Map([[keyId(keys.cloudPublicKey), keys.cloudPublicKey]]),
     ...definedOnly(syncLimits(config.sync)),
     ackTimeoutMs: config.sync.ackTimeoutMs,
+    maxCommandLifetimeMs: config.sync.maxCommandLifetimeMs,
     version: AGENT_VERSION,
     clock,
   });

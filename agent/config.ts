@@ -138,6 +138,14 @@ const BrokerConfig = z
           message:
             'plaintext mqtt:// is refused: use mqtts:// with caFile, certFile and keyFile, or set broker.development to true for a development setup',
         });
+      // Even in development, plaintext stays on this machine (issue 11): tokens, sealed card
+      // data and signed commands would otherwise cross the store network in clear.
+      else if (!isLoopbackHost(url[2] ?? ''))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['url'],
+          message: `plaintext mqtt:// to ${url[2] ?? ''} is refused, also in development: only to loopback (127.0.0.1, ::1, localhost); use mqtts:// for any other host`,
+        });
       return;
     }
     for (const field of ['caFile', 'certFile', 'keyFile'] as const) {
@@ -149,6 +157,12 @@ const BrokerConfig = z
         });
     }
   });
+
+/** True for `localhost`, `127.x.x.x` and `[::1]` (a URL's host part). */
+function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase();
+  return h === 'localhost' || h === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
 
 /** The store-and-forward sync with the cloud core (DESIGN §5). */
 const SyncConfig = z
@@ -170,6 +184,11 @@ const SyncConfig = z
      * service quotas). Default `none`.
      */
     brokerLimits: z.enum(['none', 'aws-iot-core']).default('none'),
+    /**
+     * Longest lifetime (expiresAt − issuedAt) of a cloud command the agent accepts, in ms;
+     * longer ones are refused (POS327). Default 86400000 (24 h).
+     */
+    maxCommandLifetimeMs: z.number().int().min(1000).max(31_536_000_000).default(86_400_000),
   })
   .strict();
 
@@ -342,6 +361,7 @@ export const AgentConfigSchema = z
       maxMessageBytes: 131_072,
       maxInFlightBatches: 16,
       ackTimeoutMs: 10_000,
+      maxCommandLifetimeMs: 86_400_000,
       brokerLimits: 'none',
     }),
     api: ApiConfig.default({ host: '127.0.0.1', port: 7420 }),

@@ -59,6 +59,11 @@ export const AGENT_ERRORS = {
   POS515: 'broker_tls_failed',
   /** doctor: a certificate has expired, is not valid yet, or expires within 30 days. */
   POS516: 'certificate_validity',
+  /**
+   * The token key cannot be protected or opened: no host key-encryption key (or the wrong one),
+   * or a host key inside the data or keys folder (issue 11, docs/security.md).
+   */
+  POS517: 'token_key_unprotected',
 } as const;
 
 /** One of the codes above. */

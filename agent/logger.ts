@@ -16,7 +16,7 @@
  * logrotate `copytruncate` would race with it). It rotates when a write completes with nothing
  * else queued, so under a continuous burst a file may pass `rotateBytes` until the burst ends.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { destination as pinoDestination, pino, stdTimeFunctions } from 'pino';
 import type { DestinationStream } from 'pino';
@@ -49,7 +49,9 @@ export function createLogger(
   const destination =
     options.file === undefined
       ? pinoDestination({ fd: 1, sync: true })
-      : pinoDestination({ dest: options.file, mkdir: true, sync: true });
+      : pinoDestination({ dest: options.file, mkdir: true, sync: true, mode: 0o600 });
+  // Created 0600 above; a log file left by an older version may still be 0644 (issue 11).
+  if (options.file !== undefined) chmodSync(options.file, 0o600);
   return pino(loggerOptions(options.level, options.name), destination);
 }
 
@@ -115,13 +117,16 @@ export async function createServiceLogger(
   }
   // pino-roll makes its current.log symlink before sonic-boom's mkdir has run.
   mkdirSync(path.dirname(target.file), { recursive: true });
-  const stream = await pinoRoll({
+  // sonic-boom takes `mode` (its typings omit it): the log is private to the service user.
+  const rollOptions = {
     file: target.file,
     size: `${settings.rotateBytes}b`,
     limit: { count: settings.keepFiles },
     symlink: true,
     mkdir: true,
-  });
+    mode: 0o600,
+  };
+  const stream = await pinoRoll(rollOptions);
   const logger = pino(loggerOptions(settings.level, options.name), stream);
   logger.info(
     { logTarget: 'file', file: target.file },

@@ -10,6 +10,7 @@ import {
   ensurePrivateDir,
   generateDevelopmentKeys,
   loadTerminalKeys,
+  protectTokenKey,
   writeCloudSideKeys,
 } from './keys.js';
 import { createServiceLogger } from './logger.js';
@@ -17,10 +18,14 @@ import { createServiceLogger } from './logger.js';
 /**
  * Runs the agent until SIGINT or SIGTERM.
  *
- * @throws AgentError POS501 (config), POS502 (keys), POS2xx (database) before anything starts.
+ * @throws AgentError POS501 (config), POS502 (keys), POS517 (token key cannot be wrapped with
+ *   the host key), POS2xx (database) before anything starts.
  */
 export async function runService(configFile: string): Promise<void> {
   const config = loadConfig(configFile);
+  // The token key never lies in the clear beside the tokens (docs/security.md); a development
+  // setup (plaintext MQTT, simulator keys) may keep its plain token.key.
+  if (!config.broker.development) protectTokenKey(config.keysDir, { dataDir: config.dataDir });
   const keys = loadTerminalKeys(config.keysDir);
   const { logger, target, close: closeLog } = await createServiceLogger(config.log);
   const agent = await startAgent({ config, keys, logger });

@@ -1,6 +1,9 @@
 /**
  * Cloud commands: the replay and expiry guard (DESIGN §5: "a replayed or expired command is
- * refused").
+ * refused"), and the bounds of issue 11: a command names the device it is for (refused for
+ * another device or none, POS326) and lives at most `maxLifetimeMs` (POS327; one valid for
+ * 1,000 years was accepted before). Downlink size is bounded before any of this, by the sync
+ * worker (`maxMessageBytes`, POS314, {@link checkDownlinkSize}).
  *
  * A command is accepted once: its `id` is remembered until its `expiresAt` (after that the expiry
  * check alone refuses it), so memory is bounded by the commands live at one time. With a
@@ -35,6 +38,35 @@ export interface CommandGuardOptions {
   store?: SeenCommandStore;
   /** How far `issuedAt` may be in the future (clock skew between cloud and terminal), ms; default 300000. */
   maxClockSkewMs?: number;
+  /**
+   * This terminal's device id: a command must carry the same `deviceId` (POS326). Undefined →
+   * not checked (the cloud core simulator's own guard; every agent sets it).
+   */
+  deviceId?: string;
+  /**
+   * Longest allowed lifetime `expiresAt − issuedAt`, ms (≥ 1000). Also bounds how long ids are
+   * remembered. @default {@link DEFAULT_MAX_COMMAND_LIFETIME_MS} (24 h)
+   */
+  maxLifetimeMs?: number;
+}
+
+/** Default longest command lifetime: 24 h (a command waits at most a day for an offline store). */
+export const DEFAULT_MAX_COMMAND_LIFETIME_MS = 86_400_000;
+
+/**
+ * Refuses a downlink payload larger than `maxBytes` before it is parsed or verified.
+ *
+ * @param payload — the MQTT payload.
+ * @param maxBytes — the limit (the worker's `maxMessageBytes`, 128 KiB by default).
+ * @throws AgentError POS314 naming the size and the limit.
+ */
+export function checkDownlinkSize(payload: Uint8Array, maxBytes: number): void {
+  if (payload.length > maxBytes)
+    throw syncError(
+      'POS314',
+      `Downlink of ${payload.length} bytes is over the limit of ${maxBytes} bytes (maxMessageBytes): refused unread; the cloud must send smaller messages`,
+      { details: { bytes: payload.length, maxBytes } },
+    );
 }
 
 /** Refuses expired, replayed and not-yet-valid commands. */
@@ -43,11 +75,23 @@ export class CommandGuard {
   #maxSkewMs: number;
   #seen = new Map<string, number>();
   #store: SeenCommandStore | undefined;
+  #deviceId: string | undefined;
+  #maxLifetimeMs: number;
 
-  /** @throws whatever `options.store.load()` throws. */
+  /**
+   * @throws AgentError POS330 when `maxLifetimeMs` is not an integer ≥ 1000; whatever
+   *   `options.store.load()` throws.
+   */
   constructor(options: CommandGuardOptions = {}) {
     this.#clock = options.clock ?? systemClock;
     this.#maxSkewMs = options.maxClockSkewMs ?? 300_000;
+    this.#deviceId = options.deviceId;
+    this.#maxLifetimeMs = options.maxLifetimeMs ?? DEFAULT_MAX_COMMAND_LIFETIME_MS;
+    if (!Number.isSafeInteger(this.#maxLifetimeMs) || this.#maxLifetimeMs < 1000)
+      throw syncError(
+        'POS330',
+        `maxCommandLifetimeMs is ${String(options.maxLifetimeMs)}; it must be an integer ≥ 1000 ms (default ${DEFAULT_MAX_COMMAND_LIFETIME_MS}, 24 h)`,
+      );
     if (options.store !== undefined) this.useStore(options.store);
   }
 
@@ -77,9 +121,10 @@ export class CommandGuard {
    * With a store, the id is saved before the command is accepted: a command is never applied
    * unless its replay would be refused after a restart.
    *
-   * @throws AgentError POS320 expired; POS321 replayed (same id seen before); POS322 issued
-   *   further in the future than the allowed clock skew; POS324 the seen ids could not be saved
-   *   (the command is refused, not applied; a resend with the same id is accepted later).
+   * @throws AgentError POS320 expired; POS326 for another device or none; POS327 lifetime over
+   *   `maxLifetimeMs`; POS321 replayed (same id seen before); POS322 issued further in the
+   *   future than the allowed clock skew; POS324 the seen ids could not be saved (the command
+   *   is refused, not applied; a resend with the same id is accepted later).
    */
   accept(command: Command): void {
     const now = this.#clock.now();
@@ -90,6 +135,22 @@ export class CommandGuard {
       throw syncError(
         'POS320',
         `Command ${command.id} (${command.command.type}) expired at ${command.expiresAt}, now is ${new Date(now).toISOString()}: the cloud must issue it again; check the terminal clock if this repeats`,
+        { details: { id: command.id, type: command.command.type } },
+      );
+    }
+    if (this.#deviceId !== undefined && command.deviceId !== this.#deviceId) {
+      throw syncError(
+        'POS326',
+        command.deviceId === undefined
+          ? `Command ${command.id} (${command.command.type}) names no deviceId: commands must be bound to the device they are for; the cloud must add "deviceId": "${this.#deviceId}" (inside the signed body)`
+          : `Command ${command.id} (${command.command.type}) is for device ${JSON.stringify(command.deviceId.slice(0, 64))}, not ${this.#deviceId}: refused (a command replayed onto another terminal's topic)`,
+        { details: { id: command.id, type: command.command.type } },
+      );
+    }
+    if (expiresAt - issuedAt > this.#maxLifetimeMs) {
+      throw syncError(
+        'POS327',
+        `Command ${command.id} (${command.command.type}) lives ${expiresAt - issuedAt} ms (${command.issuedAt} to ${command.expiresAt}), over the limit of ${this.#maxLifetimeMs} ms: the cloud must issue it with a shorter expiry (or raise sync.maxCommandLifetimeMs)`,
         { details: { id: command.id, type: command.command.type } },
       );
     }

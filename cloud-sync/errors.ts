@@ -49,6 +49,10 @@ export const SYNC_ERROR_CODES = {
    * so — unlike POS323 or a POS302 after sending — the outcome is known: not authorized.
    */
   POS325: 'authorization not sent (offline)',
+  /** A cloud command bound to another device id, or to none (issue 11: commands are per device). */
+  POS326: 'command for another device',
+  /** A cloud command whose lifetime (`expiresAt` − `issuedAt`) is over the allowed maximum. */
+  POS327: 'command lifetime too long',
   /** Invalid sync worker option (unit and range in the message). */
   POS330: 'invalid sync option',
   /** The sync worker was stopped while the operation was pending. */

@@ -408,6 +408,12 @@ export type CommandBody = z.infer<typeof CommandBodySchema>;
 export const CommandSchema = z
   .object({
     id: z.string().regex(/^[\x21-\x7E]{1,64}$/, 'command id: 1–64 visible ASCII characters'),
+    /**
+     * The device the command is for (`{d}`, signed with the rest): the agent refuses a command
+     * for another device or for none (POS326), so a command cannot be replayed to another
+     * terminal's topic. Optional in the schema only so that the refusal has its own code.
+     */
+    deviceId: z.string().min(1).max(128).optional(),
     issuedAt: IsoDateTimeSchema,
     expiresAt: IsoDateTimeSchema,
     command: CommandBodySchema,

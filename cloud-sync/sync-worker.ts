@@ -38,7 +38,7 @@ import { v7 as uuidv7 } from 'uuid';
 import type { AgentError } from '../common/agent-error.js';
 import { isAgentError } from '../common/agent-error.js';
 import { type Clock, type TimerHandle, isoAt, systemClock } from '../common/clock.js';
-import { CommandGuard, type SeenCommandStore } from './commands.js';
+import { CommandGuard, checkDownlinkSize, type SeenCommandStore } from './commands.js';
 import {
   type EnvelopeSigner,
   type PublicKeyLookup,
@@ -338,8 +338,13 @@ export interface SyncWorkerOptions {
   cloudPublicKeys: PublicKeyLookup;
   /** Agent version for the status topic. */
   version: string;
-  /** Largest payload in bytes (≥ 1024). @default 131072 (AWS IoT Core limit) */
+  /**
+   * Largest payload in bytes (≥ 1024), uplink and downlink: a larger downlink is refused unread
+   * (POS314). @default 131072 (AWS IoT Core limit)
+   */
   maxMessageBytes?: number;
+  /** Longest lifetime of a cloud command, ms (≥ 1000; POS327 beyond). @default 86400000 (24 h) */
+  maxCommandLifetimeMs?: number;
   /** Batches awaiting acks at once (≥ 1). @default 16 */
   maxInFlightBatches?: number;
   /** Records per batch at most (≥ 1). @default 1000 */
@@ -559,7 +564,13 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
     this.#random = options.random ?? Math.random;
     this.#newBatchId = options.newBatchId ?? (() => uuidv7());
     this.#log = options.logger ?? silentLogger;
-    this.#commands = new CommandGuard({ clock: this.#clock });
+    this.#commands = new CommandGuard({
+      clock: this.#clock,
+      deviceId: options.deviceId,
+      ...(options.maxCommandLifetimeMs === undefined
+        ? {}
+        : { maxLifetimeMs: options.maxCommandLifetimeMs }),
+    });
     this.#tokens = Math.max(1, this.#o.maxPublishesPerSecond ?? 1);
     this.#tokensAt = this.#clock.now();
     // The broker publishes this retained, signed offline status if the link dies (MQTT 3.1.1
@@ -983,6 +994,12 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
   }
 
   #handleMessage(topic: string, payload: Buffer): void {
+    try {
+      checkDownlinkSize(payload, this.#o.maxMessageBytes);
+    } catch (error) {
+      this.#refuseDownlink(topic, error);
+      return;
+    }
     if (topic === this.topics.acks) this.#handleAcks(topic, payload);
     else if (topic === this.topics.authResponse) this.#handleAuthResponse(topic, payload);
     else if (topic === this.topics.commands) this.#handleCommand(topic, payload);

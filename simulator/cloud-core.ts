@@ -403,6 +403,7 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     const now = this.#clock.now();
     const message: Command = {
       id: options.id ?? randomUUID(),
+      deviceId,
       issuedAt: isoAt(now),
       expiresAt: isoAt(now + (options.ttlMs ?? 60_000)),
       command,

@@ -7,7 +7,7 @@
  * last 4, name, sealed data), and free text that holds a PAN-shaped run is refused (POS214)
  * without quoting it (DESIGN §2, PCI DSS 4.0.1 req. 3.4.1).
  */
-import { findPanShapedRuns, luhnValidDigits } from '../common/luhn-scan.js';
+import { findPanShapedRuns, redactPanShapedRuns } from '../common/luhn-scan.js';
 import { storeError } from './errors.js';
 import {
   CARD_BRANDS,
@@ -27,7 +27,8 @@ function invalid(field: string, problem: string, fix: string): never {
 }
 
 /**
- * Refuses free text holding a Luhn-valid run of 13–19 digits (it could be a PAN).
+ * Refuses free text holding a Luhn-valid run of 13–19 digits (it could be a PAN), found after
+ * normalization (full-width digits, separators: `common/luhn-scan.ts`).
  *
  * @throws AgentError POS214 naming the field and the run's length, never the digits.
  */
@@ -38,7 +39,7 @@ export function refusePanShaped(field: string, text: string): void {
       'POS214',
       `${field} holds a ${runs[0]?.length ?? 0}-digit Luhn-valid run that could be a card number, ` +
         'and card numbers are never stored; fix: send a reference without long digit runs ' +
-        '(separate groups with "-", or shorten it)',
+        '(separators like "-", " " or "." do not split a card number: use letters, or shorten it)',
       { details: { field } },
     );
   }
@@ -218,9 +219,7 @@ export function checkNewPayment(input: NewPayment): NewPayment {
 
 /** Trims cloud-supplied text to 1–500 characters with PAN-shaped runs redacted. */
 export function safeReason(text: string): string {
-  const cleaned = text.replace(/\d+/g, (run) =>
-    run.length >= 13 && run.length <= 19 && luhnValidDigits(run) ? '[redacted]' : run,
-  );
+  const cleaned = redactPanShapedRuns(text, () => '[redacted]');
   const trimmed = cleaned.trim().slice(0, 500);
   return trimmed.length > 0 ? trimmed : '(no reason given)';
 }

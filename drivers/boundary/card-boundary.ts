@@ -12,14 +12,17 @@
  * allowed) the cardholder name become strings.
  */
 import { Buffer } from 'node:buffer';
-import { createHmac } from 'node:crypto';
+import { type KeyObject, createHmac } from 'node:crypto';
 import { systemClock, type Clock } from '../../common/clock.js';
 import type { AgentError } from '../../common/agent-error.js';
+import { findPanShapedRuns } from '../../common/luhn-scan.js';
 import { driverError, type DriverErrorCode } from '../errors.js';
 import { base32Lower } from './base32.js';
 import { brandOfPan } from './bin-table.js';
 import type { CardReadFailure, CardToken, EntryMode } from './card-token.js';
 import { buildSealedPlaintext, sealToVault } from './sealed-card.js';
+import { x25519PublicKey } from './secretbox.js';
+import { secureBytes, secureCopy } from './secure-bytes.js';
 import { parseTlv } from './tlv.js';
 import { parseTrack1, parseTrack2, type ParsedTrack } from './track-parser.js';
 
@@ -115,9 +118,13 @@ export function luhnValidBytes(digits: Uint8Array): boolean {
   return digits.length > 0 && sum % 10 === 0;
 }
 
-/** BCD (EMV `cn`/`b` track 2 equivalent) → ASCII digits, D → '='; stops at an F nibble. */
+/**
+ * BCD (EMV `cn`/`b` track 2 equivalent) → ASCII digits, D → '='; stops at an F nibble. The
+ * result is a view of a {@link secureBytes} buffer: wiping it wipes every digit written (a
+ * `Buffer.alloc` of ≤ 64 bytes lives on the V8 heap, where the collector leaves stale copies).
+ */
 function bcdToAscii(bcd: Buffer): Buffer {
-  const out = Buffer.alloc(bcd.length * 2);
+  const out = secureBytes(bcd.length * 2);
   let n = 0;
   for (const byte of bcd) {
     for (const nibble of [byte >> 4, byte & 0x0f]) {
@@ -136,7 +143,7 @@ const HEX = /^(?:[0-9A-Fa-f]{2})+$/;
  */
 export class CardBoundary {
   readonly #tokenKey: Buffer;
-  readonly #vaultPublicKey: Uint8Array;
+  readonly #vaultPublicKey: KeyObject;
   readonly #allowName: boolean;
   readonly #allowFallback: boolean;
   readonly #clock: Clock;
@@ -153,8 +160,8 @@ export class CardBoundary {
         'POS135',
         `vaultPublicKey is ${opts.vaultPublicKey.length} bytes; an X25519 public key is 32 bytes. Provision the vault key again`,
       );
-    this.#tokenKey = Buffer.from(opts.tokenKey);
-    this.#vaultPublicKey = Uint8Array.from(opts.vaultPublicKey);
+    this.#tokenKey = secureCopy(opts.tokenKey);
+    this.#vaultPublicKey = x25519PublicKey(opts.vaultPublicKey);
     this.#allowName = opts.allowCardholderName ?? false;
     this.#allowFallback = opts.allowFallbackSwipe ?? false;
     this.#clock = opts.clock ?? systemClock;
@@ -263,9 +270,17 @@ export class CardBoundary {
       entryMode: read.entryMode,
     };
     const nameBytes = track1?.ok === true ? track1.track.name : emvName;
-    if (this.#allowName && nameBytes !== undefined) {
+    // A name with any digit is dropped here, byte by byte, before it becomes a string: digits
+    // in the name field are a misread or a PAN (issue 11: such names passed the reader and were
+    // refused only later by the store, failing the payment).
+    if (
+      this.#allowName &&
+      nameBytes !== undefined &&
+      !nameBytes.some((b) => b >= 0x30 && b <= 0x39)
+    ) {
       const name = nameBytes.toString('latin1').trim();
-      if (name.length > 0) card.cardholderName = name;
+      if (name.length > 0 && findPanShapedRuns(name).length === 0 && !/\p{Nd}/u.test(name))
+        card.cardholderName = name;
     }
     const plaintext = buildSealedPlaintext({
       pan,

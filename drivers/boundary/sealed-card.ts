@@ -12,14 +12,29 @@
  *    …     the EMV authorization tags of the allow-list (DESIGN §3.3), verbatim  chip/contactless
  * ```
  *
- * The terminal can seal but never open (it has no vault secret key). The plaintext is built and
- * wiped as bytes; a PAN is never a JS string on the terminal side (DESIGN §2).
+ * The terminal can seal but never open (it has no vault secret key). The plaintext is built,
+ * sealed and wiped in {@link secureBytes} buffers (off-heap, never moved by the garbage
+ * collector), by our own `crypto_box` (`secretbox.ts`) so that no library keeps a copy; a PAN
+ * is never a JS string on the terminal side (DESIGN §2).
  */
 import { Buffer } from 'node:buffer';
-import { type KeyObject, createPrivateKey, createPublicKey, diffieHellman } from 'node:crypto';
+import {
+  type KeyObject,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  randomBytes,
+} from 'node:crypto';
 import nacl from 'tweetnacl';
 import { driverError } from '../errors.js';
-import { encodeTlv, parseTlv } from './tlv.js';
+import {
+  SECRETBOX_BOX_ZERO_BYTES,
+  SECRETBOX_ZERO_BYTES,
+  boxInPlace,
+  x25519PublicKey,
+} from './secretbox.js';
+import { secureBytes } from './secure-bytes.js';
+import { parseTlv } from './tlv.js';
 
 /** Version byte at the start of the sealed plaintext. */
 export const SEALED_FORMAT_VERSION = 0x01;
@@ -37,16 +52,20 @@ export interface SealInput {
   emvTlvs?: readonly Uint8Array[];
 }
 
-/** ASCII digits ('0'–'9', '=' or 'D' → 0xD) to BCD nibbles, F-padded. */
-function asciiToBcd(ascii: Uint8Array): Buffer {
-  const out = Buffer.alloc(Math.ceil(ascii.length / 2), 0xff);
+/** BCD bytes for `digits` ASCII digits (`'='`/`'D'` → 0xD), F-padded to whole bytes. */
+function bcdLength(ascii: Uint8Array): number {
+  return Math.ceil(ascii.length / 2);
+}
+
+/** Writes `ascii` as BCD nibbles at `out[at]`, F-padded (EMV Book 3 Annex A `cn`). */
+function putBcd(out: Uint8Array, at: number, ascii: Uint8Array): void {
+  out.fill(0xff, at, at + bcdLength(ascii));
   for (let i = 0; i < ascii.length; i++) {
     const c = ascii[i] ?? 0;
     const nibble = c === 0x3d || c === 0x44 ? 0xd : (c - 0x30) & 0x0f;
-    const at = i >> 1;
-    out[at] = i % 2 === 0 ? (nibble << 4) | 0x0f : ((out[at] ?? 0) & 0xf0) | nibble;
+    const byte = at + (i >> 1);
+    out[byte] = i % 2 === 0 ? (nibble << 4) | 0x0f : ((out[byte] ?? 0) & 0xf0) | nibble;
   }
-  return out;
 }
 
 function twoDigitBcd(n: number): number {
@@ -54,44 +73,72 @@ function twoDigitBcd(n: number): number {
 }
 
 /**
- * Builds the sealed plaintext (format above). The caller owns and must wipe the result.
+ * Builds the sealed plaintext (format above) in one {@link secureBytes} buffer, writing the
+ * BCD and TLV bytes in place (no intermediate copies of the PAN or track). The caller owns the
+ * result and must wipe it.
+ * @throws RangeError when the PAN or track 2 is longer than a one-byte TLV length allows
+ *   (> 254 digits; the boundary checks 12–19 digits first).
  */
 export function buildSealedPlaintext(input: SealInput): Buffer {
-  const parts: Buffer[] = [Buffer.of(SEALED_FORMAT_VERSION)];
-  const pan = asciiToBcd(input.pan);
-  parts.push(encodeTlv('5A', pan));
-  pan.fill(0);
+  const track2 = input.track2 !== undefined && input.track2.length > 0 ? input.track2 : undefined;
+  const panBytes = bcdLength(input.pan);
+  const t2Bytes = track2 === undefined ? 0 : bcdLength(track2);
+  if (panBytes > 0x7f || t2Bytes > 0x7f)
+    throw new RangeError('sealed plaintext: PAN or track 2 too long for a one-byte TLV length');
+  const emv = input.emvTlvs ?? [];
+  const total =
+    1 + (2 + panBytes) + (3 + 3) + (track2 === undefined ? 0 : 2 + t2Bytes) +
+    emv.reduce((sum, tlv) => sum + tlv.length, 0); // prettier-ignore
+  const out = secureBytes(total);
+  let at = 0;
+  out[at++] = SEALED_FORMAT_VERSION;
+  out[at++] = 0x5a;
+  out[at++] = panBytes;
+  putBcd(out, at, input.pan);
+  at += panBytes;
   const lastDay = new Date(Date.UTC(2000 + input.expiryYY, input.expiryMM, 0)).getUTCDate();
-  parts.push(
-    encodeTlv(
-      '5F24',
-      Buffer.of(twoDigitBcd(input.expiryYY), twoDigitBcd(input.expiryMM), twoDigitBcd(lastDay)),
-    ),
-  );
-  if (input.track2 !== undefined && input.track2.length > 0) {
-    const t2 = asciiToBcd(input.track2);
-    parts.push(encodeTlv('57', t2));
-    t2.fill(0);
+  out.set([0x5f, 0x24, 3, twoDigitBcd(input.expiryYY), twoDigitBcd(input.expiryMM)], at);
+  out[at + 5] = twoDigitBcd(lastDay);
+  at += 6;
+  if (track2 !== undefined) {
+    out[at++] = 0x57;
+    out[at++] = t2Bytes;
+    putBcd(out, at, track2);
+    at += t2Bytes;
   }
-  for (const tlv of input.emvTlvs ?? []) parts.push(Buffer.from(tlv));
-  const plaintext = Buffer.concat(parts);
-  for (const part of parts) part.fill(0);
-  return plaintext;
+  for (const tlv of emv) {
+    out.set(tlv, at);
+    at += tlv.length;
+  }
+  return out;
 }
 
 /**
- * Seals a plaintext to the vault: fresh ephemeral X25519 key pair and random nonce per call.
- * The ephemeral secret key is wiped afterwards (tweetnacl's internal copies cannot be).
- * @param plaintext — from {@link buildSealedPlaintext}; not modified.
- * @param vaultPublicKey — 32-byte X25519 public key of the cloud vault.
- * @returns base64 of `ephemeralPublicKey ‖ nonce ‖ ciphertext`.
+ * Seals a plaintext to the vault (NaCl `crypto_box`): fresh ephemeral X25519 key pair (made and
+ * kept by OpenSSL) and random nonce per call, on a padded {@link secureBytes} copy that is
+ * sealed in place ({@link boxInPlace}); no copy of the plaintext or of a key survives the call.
+ * @param plaintext — from {@link buildSealedPlaintext}; not modified (the caller wipes it).
+ * @param vaultPublicKey — 32-byte X25519 public key of the cloud vault, or its KeyObject
+ *   ({@link x25519PublicKey}, what the boundary keeps).
+ * @returns base64 of `ephemeralPublicKey ‖ nonce ‖ ciphertext`, byte for byte what `nacl.box`
+ *   gives; `nacl.box.open` opens it.
  */
-export function sealToVault(plaintext: Uint8Array, vaultPublicKey: Uint8Array): string {
-  const ephemeral = nacl.box.keyPair();
-  const nonce = nacl.randomBytes(nacl.box.nonceLength);
-  const ciphertext = nacl.box(plaintext, nonce, vaultPublicKey, ephemeral.secretKey);
-  ephemeral.secretKey.fill(0);
-  return Buffer.concat([ephemeral.publicKey, nonce, ciphertext]).toString('base64');
+export function sealToVault(plaintext: Uint8Array, vaultPublicKey: Uint8Array | KeyObject): string {
+  const recipient =
+    vaultPublicKey instanceof Uint8Array ? x25519PublicKey(vaultPublicKey) : vaultPublicKey;
+  const box = secureBytes(SECRETBOX_ZERO_BYTES + plaintext.length);
+  try {
+    box.set(plaintext, SECRETBOX_ZERO_BYTES);
+    const nonce = randomBytes(nacl.box.nonceLength);
+    const ephemeralPublicKey = boxInPlace(box, nonce, recipient);
+    return Buffer.concat([
+      ephemeralPublicKey,
+      nonce,
+      box.subarray(SECRETBOX_BOX_ZERO_BYTES),
+    ]).toString('base64');
+  } finally {
+    box.fill(0);
+  }
 }
 
 /** DER prefix of a PKCS #8 X25519 private key (RFC 8410 §7): the 32 raw bytes follow. */

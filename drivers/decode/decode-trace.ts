@@ -17,6 +17,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { isAgentError, type AgentError } from '../../common/agent-error.js';
+import { luhnValidDigits, redactPanShapedRuns } from '../../common/luhn-scan.js';
 import { brandOfPan } from '../boundary/bin-table.js';
 import { luhnValidBytes } from '../boundary/card-boundary.js';
 import { classifyEmvTag, parseEmvTlv } from '../boundary/emv-tags.js';
@@ -166,7 +167,64 @@ export function decodeTrace(kind: TraceKind, bytes: Buffer): DecodedTrace {
   } finally {
     bytes.fill(0);
   }
+  // Safety net for every text field a decoder shows (display lines, status fields, reasons):
+  // a PAN in any spelling is masked, whatever message or tag carried it.
+  result.lines = result.lines.map((line) => redactPanShapedRuns(line));
   return result;
+}
+
+/**
+ * Upper-case hex of `value` with every PAN-shaped content masked (`*` per hidden hex digit):
+ * any 13–19 decimal nibbles in a row that pass Luhn — BCD in either nibble alignment, inside a
+ * longer run too — and any 13–19 ASCII digit bytes in a row that pass Luhn, keeping the first 6
+ * and last 4 digits. For allow-listed tags, whose values are shown: a PAN put in one of them
+ * (a faulty or hostile reader) must not print (issue 11).
+ */
+export function maskPanShapedHex(value: Uint8Array): string {
+  const hex = Buffer.from(value).toString('hex').toUpperCase().split('');
+  const hidden = new Array<boolean>(hex.length).fill(false);
+  // BCD: decimal hex digits (nibbles) in a row.
+  forEachPanWindow(
+    hex.length,
+    (i) => decimal(hex[i]?.charCodeAt(0)),
+    (from, to) => {
+      for (let i = from + 6; i < to - 4; i++) hidden[i] = true;
+    },
+  );
+  // ASCII: digit bytes in a row; both hex digits of each hidden byte.
+  forEachPanWindow(
+    value.length,
+    (i) => decimal(value[i]),
+    (from, to) => {
+      for (let i = from + 6; i < to - 4; i++) hidden[2 * i] = hidden[2 * i + 1] = true;
+    },
+  );
+  return hex.map((c, i) => (hidden[i] === true ? '*' : c)).join('');
+}
+
+/** The value of an ASCII digit character code, or undefined. */
+function decimal(code: number | undefined): number | undefined {
+  return code !== undefined && code >= 0x30 && code <= 0x39 ? code - 0x30 : undefined;
+}
+
+/**
+ * Calls `found(from, to)` for every window of 13–19 consecutive digits (`digitAt` defined)
+ * that passes Luhn, also inside longer runs (a PAN may sit inside other digits).
+ */
+function forEachPanWindow(
+  length: number,
+  digitAt: (i: number) => number | undefined,
+  found: (from: number, to: number) => void,
+): void {
+  for (let start = 0; start < length; start++) {
+    let digits = '';
+    for (let end = start; end < length && end - start < 19; end++) {
+      const d = digitAt(end);
+      if (d === undefined) break;
+      digits += String(d);
+      if (digits.length >= 13 && luhnValidDigits(digits)) found(start, end + 1);
+    }
+  }
 }
 
 function addError(out: DecodedTrace, error: AgentError, indent: string): void {
@@ -428,7 +486,7 @@ function decodeTlv(bytes: Buffer, out: DecodedTrace, indent: string): void {
   for (const o of parsed.objects) {
     const handling = classifyEmvTag(o.tag);
     let shown: string;
-    if (handling === 'forward') shown = o.value.toString('hex').toUpperCase();
+    if (handling === 'forward') shown = maskPanShapedHex(o.value);
     else if (handling === 'drop') shown = `(dropped: not on the allow-list)`;
     else if (o.tag === '5A') {
       const digits = bcdDigits(o.value);

@@ -318,10 +318,13 @@ export function decodeMessage(payload: Buffer): PinPadMessage {
   };
   const oneOf = <T extends string>(i: number, name: string, set: Set<string>): T => {
     const value = str(i, name);
-    // Message 21 carries card data, and any long field might: quote short values of other ids only.
-    const shown = id === '21' || value.length > 16 ? '(value withheld)' : `"${value}"`;
+    // Never quote the value: a field out of place may hold card data (issue 11); its length is
+    // enough to tell a truncated field from a shifted one.
     if (!set.has(value))
-      throw malformed(id, `${name} ${shown} is not one of ${[...set].join(', ')}`);
+      throw malformed(
+        id,
+        `${name} (${value.length} characters, not shown) is not one of ${[...set].join(', ')}`,
+      );
     return value as T;
   };
   const int = (i: number, name: string): number => {

@@ -25,6 +25,7 @@ describe('config', () => {
       maxMessageBytes: 131_072,
       maxInFlightBatches: 16,
       ackTimeoutMs: 10_000,
+      maxCommandLifetimeMs: 86_400_000,
       brokerLimits: 'none',
     });
     expect(syncLimits(config.sync)).toEqual({

@@ -331,9 +331,13 @@ describe('broker transport security in the config', () => {
     expect(() => parseConfig(config({ url: 'mqtt://127.0.0.1:1883' }))).toThrow(
       /plaintext mqtt:\/\/ is refused/,
     );
+    // Development allows plaintext to loopback only (issue 11).
+    expect(() =>
+      parseConfig(config({ url: 'mqtt://broker.example:1883', development: true })),
+    ).toThrow(/only to loopback/);
     expect(
-      parseConfig(config({ url: 'mqtt://broker.example:1883', development: true })).broker.url,
-    ).toBe('mqtt://broker.example:1883');
+      parseConfig(config({ url: 'mqtt://127.0.0.1:1883', development: true })).broker.url,
+    ).toBe('mqtt://127.0.0.1:1883');
   });
 
   it('requires the CA, client certificate and key for mqtts://, every missing one listed', () => {

@@ -131,6 +131,7 @@ describe('cloud commands: signed, expiring, applied once, answered upstream', ()
     signEnvelope(command, { secretKey }, CommandSchema);
   const fresh = (body: Command['command'], id = `cmd-${Math.random()}`): Command => ({
     id,
+    deviceId: DEVICE,
     issuedAt: new Date(Date.now() - 1000).toISOString(),
     expiresAt: new Date(Date.now() + 60_000).toISOString(),
     command: body,

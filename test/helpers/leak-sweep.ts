@@ -90,7 +90,9 @@ export function sqliteValuesToSweep(dbPath: string): SweepItem[] {
 
 /**
  * Scans every item. Binary content is read as latin1 so that every ASCII digit byte stays a digit
- * character; UTF-16 or BCD encodings are out of scope because the agent writes neither. SQLite
+ * character, and gets the Luhn scan of whole ASCII digit runs (binary bytes between digits would
+ * otherwise bridge as separators); text content gets the normalizing scan (`common/luhn-scan.ts`).
+ * UTF-16 or BCD encodings are out of scope because the agent writes neither. SQLite
  * files get the exact test-PAN search only (see {@link isSqliteFile}); their values get the Luhn
  * scan through {@link sqliteValuesToSweep}.
  */
@@ -103,7 +105,8 @@ export function sweepForPans(items: SweepItem[]): Leak[] {
       if (text.includes(pan)) leaks.push({ source: item.source, found: `test PAN ${mask(pan)}` });
     }
     if (isSqliteFile(item)) continue;
-    for (const run of findPanShapedRuns(text)) {
+    const asciiRunsOnly = typeof item.content !== 'string';
+    for (const run of findPanShapedRuns(text, { asciiRunsOnly })) {
       leaks.push({
         source: item.source,
         found: `Luhn-valid run ${mask(run)} (${run.length} digits)`,

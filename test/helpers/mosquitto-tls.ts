@@ -1,26 +1,41 @@
 /**
- * Mosquitto with mutual TLS and per-device ACLs, as a child process for tests (issue 5).
+ * Mosquitto with mutual TLS and per-device ACLs, as a child process for tests (issues 5, 11):
+ * the configuration the project ships, `deploy/mosquitto/` (mosquitto.conf, devices.acl,
+ * cloud.acl), with only paths, ports, logging and persistence substituted — so the tests show
+ * what that file does.
  *
  * ```
  * listener A  mqtts://127.0.0.1:PORT   devices: require_certificate true,
- *                                       use_identity_as_username true (user name = certificate CN)
+ *                                       use_identity_as_username + use_username_as_clientid
+ *                                       (user name = client id = certificate CN)
  * listener B  mqtt://127.0.0.1:PORT2   the cloud core's back-end link: user name + password
- *                                       (the cloud core simulator has no TLS options; a real
- *                                       cloud would use its own certificate on listener A)
- * ACL         pattern readwrite pos/v1/%u/#     each identity only its own topics
- *             pattern readwrite pos/v1/claims/%c/#  registration by claim, per client id
- *             user cloud-core → pos/v1/#         the cloud core sees every device
+ * devices.acl pattern write/read pos/v1/%u/...   each identity only its own topics
+ *             user fleet-claim → claims/+/request (write), claims/+/response (read)
+ * cloud.acl   user cloud-core → pos/v1/#         the cloud core sees every device
  * ```
- * `per_listener_settings true` keeps the two authentication methods apart.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { freePort } from './free-port.js';
 import type { TestCa } from './certs.js';
 import { mosquittoAvailable, MOSQUITTO_SKIP_REASON } from './mosquitto.js';
+
+/** The shipped broker configuration (deploy/mosquitto/). */
+export const DEPLOY_DIR = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../../deploy/mosquitto',
+);
 
 /** A running Mosquitto with TLS. */
 export interface TlsMosquitto {
@@ -68,51 +83,42 @@ export async function startTlsMosquitto(ca: TestCa): Promise<TlsMosquitto> {
   const passwd = path.join(dir, 'passwd');
   writeFileSync(passwd, '');
   execFileSync('mosquitto_passwd', ['-b', passwd, 'cloud-core', password], { stdio: 'ignore' });
-  const acl = path.join(dir, 'acl');
-  writeFileSync(
-    acl,
-    [
-      'pattern readwrite pos/v1/%u/#',
-      // Registration by claim: the shared claim certificate, per client id (= device id).
-      'pattern readwrite pos/v1/claims/%c/#',
-      '',
-      'user cloud-core',
-      'topic readwrite pos/v1/#',
-      '',
-    ].join('\n'),
-  );
   const logFile = path.join(dir, 'mosquitto.log');
   const conf = path.join(dir, 'mosquitto.conf');
-  writeFileSync(
-    conf,
-    [
-      'per_listener_settings true',
-      // Run as root, Mosquitto would switch to the user "mosquitto", which cannot read the 0700
-      // temp directory; as anyone else this line is ignored.
-      `user ${userInfo().username}`,
-      'persistence false',
-      'max_queued_messages 10000',
-      'max_inflight_messages 100',
-      `log_dest file ${logFile}`,
-      'log_type error',
-      'log_type warning',
-      'log_type notice',
-      'log_type information',
-      `listener ${tlsPort} 127.0.0.1`,
-      `cafile ${ca.cert}`,
-      `certfile ${server.cert}`,
-      `keyfile ${server.key}`,
-      'require_certificate true',
-      'use_identity_as_username true',
-      'allow_anonymous false',
-      `acl_file ${acl}`,
-      `listener ${cloudPort} 127.0.0.1`,
-      'allow_anonymous false',
-      `password_file ${passwd}`,
-      `acl_file ${acl}`,
-      '',
-    ].join('\n'),
-  );
+  const shipped = path.join(DEPLOY_DIR, 'mosquitto.conf');
+  copyFileSync(path.join(DEPLOY_DIR, 'devices.acl'), path.join(dir, 'devices.acl'));
+  copyFileSync(path.join(DEPLOY_DIR, 'cloud.acl'), path.join(dir, 'cloud.acl'));
+  const substitutions: [RegExp, string][] = [
+    // Run as root, Mosquitto would switch to the user "mosquitto", which cannot read the 0700
+    // temp directory; as anyone else this line is ignored.
+    [/^per_listener_settings true$/, `per_listener_settings true\nuser ${userInfo().username}`],
+    [/^persistence true$/, 'persistence false'],
+    [/^persistence_location .*$/, ''],
+    [/^log_dest syslog$/, `log_dest file ${logFile}`],
+    [/^listener 8883$/, `listener ${tlsPort} 127.0.0.1`],
+    [/^cafile .*$/, `cafile ${ca.cert}`],
+    [/^certfile .*$/, `certfile ${server.cert}`],
+    [/^keyfile .*$/, `keyfile ${server.key}`],
+    [/^acl_file .*devices\.acl$/, `acl_file ${path.join(dir, 'devices.acl')}`],
+    [/^listener 8884 .*$/, `listener ${cloudPort} 127.0.0.1`],
+    [/^password_file .*$/, `password_file ${passwd}`],
+    [/^acl_file .*cloud\.acl$/, `acl_file ${path.join(dir, 'cloud.acl')}`],
+  ];
+  const used = new Set<RegExp>();
+  const lines = readFileSync(shipped, 'utf8')
+    .split('\n')
+    .map((line) => {
+      const hit = substitutions.find(([pattern]) => pattern.test(line));
+      if (hit === undefined) return line;
+      used.add(hit[0]);
+      return line.replace(hit[0], hit[1]);
+    });
+  const unused = substitutions.filter(([pattern]) => !used.has(pattern));
+  if (unused.length > 0)
+    throw new Error(
+      `${shipped} changed: no line matches ${unused.map(([p]) => String(p)).join(', ')}`,
+    );
+  writeFileSync(conf, lines.join('\n'));
   const log = (): string => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
   const child = spawn(binary, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
