@@ -116,11 +116,14 @@ describe.skipIf(skipReason !== undefined)('card data in the live agent process',
     child.stderr?.on('data', (chunk: Buffer) => {
       childStderr += chunk.toString();
     });
-    await until(() => /local API on (\S+)/.test(childStderr) || child?.exitCode !== null, {
-      timeoutMs: 20_000,
-      pollMs: 50,
-    });
-    const m = /local API on (\S+)/.exec(childStderr);
+    await until(
+      () => /local API on (http:\/\/[^\s;]+)/.test(childStderr) || child?.exitCode !== null,
+      {
+        timeoutMs: 20_000,
+        pollMs: 50,
+      },
+    );
+    const m = /local API on (http:\/\/[^\s;]+)/.exec(childStderr);
     if (m === null) throw new Error(`the agent child did not start: ${childStderr}`);
     apiUrl = m[1] ?? '';
     await until(() => cloud.connected && pad.connected, { timeoutMs: 20_000, pollMs: 50 });
