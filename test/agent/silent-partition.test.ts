@@ -1,0 +1,158 @@
+/**
+ * A silent network partition during an online payment (issue 10, fault 1).
+ *
+ * The link between the agent and a real broker (aedes) goes through a pausable TCP proxy. While an
+ * online authorization waits for its PUBACK, the proxy drops every byte without FIN or RST: the
+ * agent's `authorize()` once awaited that PUBACK before anything listened for the timeout, so the
+ * timeout's POS323 became an unhandled rejection and the process exited with the POS app's
+ * request unanswered. Now the POS app gets an answer (stored offline under the policy, or a
+ * decline for `require_online`), nothing is left unhandled, and the payment reaches the cloud once
+ * the link is back, charged once.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startAgent, type RunningAgent } from '../../agent/agent.js';
+import { parseConfig } from '../../agent/config.js';
+import { generateDevelopmentKeys } from '../../agent/keys.js';
+import { createLogger } from '../../agent/logger.js';
+import { openSealedCard } from '../../drivers/boundary/sealed-card.js';
+import { EmbeddedBroker } from '../../simulator/broker.js';
+import { CloudCore } from '../../simulator/cloud-core.js';
+import { serveMock, type PadServer } from '../../simulator/pad-server.js';
+import { findTestCard } from '../../simulator/test-cards.js';
+import { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
+import { until } from '../helpers/wait.js';
+
+interface PartitionRig {
+  agent: RunningAgent;
+  cloud: CloudCore;
+  proxy: TcpProxy;
+  pay(key: string, body: Record<string, unknown>): Promise<{ status: number; json: Json }>;
+  dispose(): Promise<void>;
+}
+type Json = Record<string, unknown>;
+
+let rigs = 0;
+
+/** Broker ← proxy ← agent; the cloud core talks to the broker directly (it stays reachable). */
+async function startPartitionRig(broker: Json = {}): Promise<PartitionRig> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pos-partition-'));
+  const { terminal, cloud: cloudKeys } = generateDevelopmentKeys(path.join(dir, 'keys'));
+  const aedes = await EmbeddedBroker.start();
+  const proxy = await startTcpProxy({ port: Number(new URL(aedes.url).port) });
+  const cloud = await CloudCore.start({
+    brokerUrl: aedes.url,
+    signer: { secretKey: cloudKeys.cloudSecretKey },
+    openSealed: (sealed) => openSealedCard(sealed, cloudKeys.vaultSecretKey),
+    reconnectPeriodMs: 100,
+  });
+  const deviceId = 'partition-lane-1';
+  cloud.registerDevice(deviceId, terminal.devicePublicKey);
+  const pad = new VirtualPinPad();
+  const padServer: PadServer = serveMock(pad, `partition-pad-${process.pid}-${++rigs}`);
+  const config = parseConfig({
+    deviceId,
+    dataDir: path.join(dir, 'data'),
+    keysDir: path.join(dir, 'keys'),
+    pinPad: { path: padServer.url },
+    broker: { url: proxy.url, reconnectPeriodMs: 100, development: true, ...broker },
+    sync: { ackTimeoutMs: 1000 },
+    api: { port: 0 },
+    authorization: { timeoutMs: 1000 },
+  });
+  const agent = await startAgent({
+    config,
+    keys: terminal,
+    logger: createLogger({ level: 'silent', file: path.join(dir, 'agent.log') }),
+  });
+  await until(() => agent.worker.online && cloud.connected, { what: 'agent and cloud online' });
+  return {
+    agent,
+    cloud,
+    proxy,
+    async pay(key, body) {
+      const card = findTestCard('visa');
+      if (card === undefined) throw new Error('no visa test card');
+      pad.presentCard(card, { entryMode: 'C' });
+      const response = await fetch(`${agent.apiUrl}/v1/payments`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${agent.apiToken}`,
+          'content-type': 'application/json',
+          'idempotency-key': key,
+        },
+        body: JSON.stringify(body),
+      });
+      return { status: response.status, json: (await response.json()) as Json };
+    },
+    async dispose() {
+      await agent.stop();
+      await cloud.stop();
+      await padServer.stop();
+      await proxy.close();
+      await aedes.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+let rig: PartitionRig | undefined;
+const unhandled: unknown[] = [];
+const onUnhandled = (reason: unknown): void => {
+  unhandled.push(reason);
+};
+beforeEach(() => {
+  unhandled.length = 0;
+  process.on('unhandledRejection', onUnhandled);
+});
+afterEach(async () => {
+  await rig?.dispose();
+  rig = undefined;
+  process.off('unhandledRejection', onUnhandled);
+});
+
+describe('a silent partition during an online authorization (regression: POS323 exited the process)', () => {
+  it('answers the POS app with the offline outcome, leaves nothing unhandled, and forwards the payment once the link is back', async () => {
+    // Keepalive 30 s: the link is not noticed as dead within the 1 s authorization timeout, so
+    // the timeout fires while the PUBACK is still awaited — the case that crashed.
+    rig = await startPartitionRig({ keepaliveSeconds: 30 });
+    const r = rig;
+    // Control: online through the proxy.
+    const online = await r.pay('partition-control', { amount: 1000, currency: 'EUR' });
+    expect(online.status).toBe(201);
+    expect(online.json).toMatchObject({ state: 'approved', approval: 'online' });
+
+    r.proxy.pause('drop');
+    const during = await r.pay('partition-during', { amount: 1200, currency: 'EUR' });
+    expect(during.status).toBe(201);
+    expect(during.json).toMatchObject({ state: 'stored', approval: 'offline' });
+    const declined = await r.pay('partition-require-online', {
+      amount: 1300,
+      currency: 'EUR',
+      offline: 'require_online',
+    });
+    expect(declined.json.state).toBe('declined');
+    expect(declined.json.declineCode).toBe('authorization_timeout');
+    // Let the event loop run the timers and microtasks a crash would have come from.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(unhandled).toEqual([]);
+
+    // Still serving.
+    const status = await fetch(`${r.agent.apiUrl}/v1/status`, {
+      headers: { authorization: `Bearer ${r.agent.apiToken}` },
+    });
+    expect(status.status).toBe(200);
+
+    r.proxy.reset();
+    r.proxy.resume();
+    await until(() => r.cloud.records().has('partition-during'), {
+      what: 'the stored payment to reach the cloud',
+    });
+    await until(() => r.agent.store.queueStats().depth === 0, { what: 'the queue to drain' });
+    expect(r.cloud.charges().filter((key) => key === 'partition-during')).toHaveLength(1);
+    expect(unhandled).toEqual([]);
+  });
+});
