@@ -34,6 +34,7 @@ import type { AgentConfig } from './config.js';
 import { brokerTls, ensurePrivateDir, type TerminalKeys } from './keys.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
+import { createFaultMetrics } from './fault-metrics.js';
 import { PaymentService } from './payment-service.js';
 import path from 'node:path';
 
@@ -191,6 +192,7 @@ async function startSteps(
     url: config.broker.url,
     clientId: config.deviceId,
     keepaliveSeconds: config.broker.keepaliveSeconds,
+    pingTimeoutMs: config.broker.pingTimeoutMs,
     reconnectPeriodMs: config.broker.reconnectPeriodMs,
     ...brokerTls(config),
   });
@@ -230,6 +232,16 @@ async function startSteps(
         { idempotencyKey: r.key, status: r.status, outcome: r.outcome },
         'cloud acknowledged',
       );
+  });
+  // Issue 10: a lost link is in the log with its reason (a silent partition is `ping_timeout`).
+  session.on('disconnect', ({ loss }) => {
+    if (loss === undefined || loss.reason === 'ended') return;
+    logger.warn(
+      { reason: loss.reason, silentForMs: loss.silentForMs, broker: config.broker.url },
+      loss.reason === 'ping_timeout'
+        ? 'link to the broker lost: no answer to the keep-alive ping (silent partition); selling offline, reconnecting'
+        : 'link to the broker lost; selling offline, reconnecting',
+    );
   });
   session.connect();
   cleanups.push(() => session.end());
@@ -354,7 +366,11 @@ async function startSteps(
       ...cardReaders.map((r) => ({ name: r.name, path: r.path, state: r.state })),
     ],
     // The same link state the payment flow decides online/offline by.
-    link: { state: worker.online ? 'online' : 'offline', broker: config.broker.url },
+    link: {
+      state: worker.online ? 'online' : 'offline',
+      broker: config.broker.url,
+      health: session.health(),
+    },
     queue: store.queueStats(),
     offline: {
       exposure: store.offlineExposure(),
@@ -376,7 +392,18 @@ async function startSteps(
     apiAuth: () => api.apiAuth.counters(),
     now: () => clock.now(),
   });
-  const api = buildApi({ apiToken: keys.apiToken, payments, store, status, logger, metrics });
+  const faultMetrics = createFaultMetrics({ link: () => session.health() });
+  const api = buildApi({
+    apiToken: keys.apiToken,
+    payments,
+    store,
+    status,
+    logger,
+    metrics: {
+      contentType: metrics.contentType,
+      metrics: async () => `${await metrics.metrics()}\n${await faultMetrics.metrics()}`,
+    },
+  });
   cleanups.push(() => api.close());
   const apiUrl = await listenApi(api, config.api);
   logger.info(

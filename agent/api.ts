@@ -13,6 +13,7 @@
  */
 import Fastify, { LogController, type FastifyReply } from 'fastify';
 import { z } from 'zod';
+import type { LinkHealth } from '../cloud-sync/mqtt-session.js';
 import { AgentError } from '../common/agent-error.js';
 import type { OfflineExposure, Payment, PaymentStore } from '../store-forward/payment-store.js';
 import { PAYMENT_STATES } from '../store-forward/model.js';
@@ -28,7 +29,7 @@ export interface AgentStatus {
   /** Each device's state, e.g. `{ name: 'pinPad', path, state: 'connected' }`. */
   devices: Array<{ name: string; path: string; state: string }>;
   /** The MQTT link: `online` when connected to the broker. */
-  link: { state: 'online' | 'offline'; broker: string };
+  link: { state: 'online' | 'offline'; broker: string; health?: LinkHealth };
   /** Outbox: records not yet acknowledged, dead records, age of the oldest. */
   queue: { depth: number; inFlight: number; dead: number; acked: number; oldestAt: string | null };
   /** Offline exposure per currency and stored payments near their forwarding deadline. */

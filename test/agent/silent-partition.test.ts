@@ -9,12 +9,13 @@
  * decline for `require_online`), nothing is left unhandled, and the payment reaches the cloud once
  * the link is back, charged once.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from '../../agent/agent.js';
 import { parseConfig } from '../../agent/config.js';
+import { MqttSession } from '../../cloud-sync/mqtt-session.js';
 import { generateDevelopmentKeys } from '../../agent/keys.js';
 import { createLogger } from '../../agent/logger.js';
 import { openSealedCard } from '../../drivers/boundary/sealed-card.js';
@@ -31,6 +32,9 @@ interface PartitionRig {
   cloud: CloudCore;
   proxy: TcpProxy;
   pay(key: string, body: Record<string, unknown>): Promise<{ status: number; json: Json }>;
+  get(route: string): Promise<{ status: number; text: string }>;
+  /** The agent's log file so far. */
+  log(): string;
   dispose(): Promise<void>;
 }
 type Json = Record<string, unknown>;
@@ -66,7 +70,7 @@ async function startPartitionRig(broker: Json = {}): Promise<PartitionRig> {
   const agent = await startAgent({
     config,
     keys: terminal,
-    logger: createLogger({ level: 'silent', file: path.join(dir, 'agent.log') }),
+    logger: createLogger({ level: 'warn', file: path.join(dir, 'agent.log') }),
   });
   await until(() => agent.worker.online && cloud.connected, { what: 'agent and cloud online' });
   return {
@@ -88,6 +92,13 @@ async function startPartitionRig(broker: Json = {}): Promise<PartitionRig> {
       });
       return { status: response.status, json: (await response.json()) as Json };
     },
+    async get(route) {
+      const response = await fetch(`${agent.apiUrl}${route}`, {
+        headers: { authorization: `Bearer ${agent.apiToken}` },
+      });
+      return { status: response.status, text: await response.text() };
+    },
+    log: () => readFileSync(path.join(dir, 'agent.log'), 'utf8'),
     async dispose() {
       await agent.stop();
       await cloud.stop();
@@ -154,5 +165,64 @@ describe('a silent partition during an online authorization (regression: POS323 
     await until(() => r.agent.store.queueStats().depth === 0, { what: 'the queue to drain' });
     expect(r.cloud.charges().filter((key) => key === 'partition-during')).toHaveLength(1);
     expect(unhandled).toEqual([]);
+  });
+});
+
+describe('noticing a silent partition (issue 10: a half-open link went unnoticed for 45 s)', () => {
+  it('the defaults notice it within 10 s: keep-alive 5 s plus a 2 s ping timeout', () => {
+    const config = parseConfig({
+      deviceId: 'defaults-lane-1',
+      dataDir: 'data',
+      keysDir: 'keys',
+      pinPad: { path: 'mock://pad' },
+      broker: { url: 'mqtt://127.0.0.1:1883', development: true },
+    });
+    expect(config.broker).toMatchObject({ keepaliveSeconds: 5, pingTimeoutMs: 2000 });
+    const session = new MqttSession({
+      url: config.broker.url,
+      clientId: config.deviceId,
+      keepaliveSeconds: config.broker.keepaliveSeconds,
+      pingTimeoutMs: config.broker.pingTimeoutMs,
+    });
+    expect(session.health().noticeWithinMs).toBe(7000);
+    expect(session.health().noticeWithinMs).toBeLessThan(10_000);
+  });
+
+  it('drops the dead link on the missing PINGRESP, says so in /v1/status, /metrics and the log, sells offline, and reconnects when the path is back', async () => {
+    // Keep-alive 1 s and a 200 ms ping timeout keep the test short; the defaults are above.
+    rig = await startPartitionRig({ keepaliveSeconds: 1, pingTimeoutMs: 200 });
+    const r = rig;
+    const before = JSON.parse((await r.get('/v1/status')).text) as { link: Json };
+    expect(before.link).toMatchObject({ state: 'online', health: { losses: { ping_timeout: 0 } } });
+
+    r.proxy.pause('drop');
+    await until(() => !r.agent.worker.online, { what: 'the agent to notice the partition' });
+    const status = JSON.parse((await r.get('/v1/status')).text) as {
+      link: { state: string; health: { losses: Json; lastLoss: Json; noticeWithinMs: number } };
+    };
+    expect(status.link.state).toBe('offline');
+    expect(status.link.health.losses.ping_timeout).toBe(1);
+    expect(status.link.health.lastLoss.reason).toBe('ping_timeout');
+    expect(status.link.health.noticeWithinMs).toBe(1200);
+    const metrics = (await r.get('/metrics')).text;
+    expect(metrics).toContain('pos_agent_link_losses_total{reason="ping_timeout"} 1');
+    expect(metrics).toContain('pos_agent_link_online 0');
+    expect(r.log()).toContain('silent partition');
+
+    // Selling goes on, offline, without waiting for the authorization timeout.
+    const during = await r.pay('noticed-offline', { amount: 900, currency: 'EUR' });
+    expect(during.json).toMatchObject({ state: 'stored', approval: 'offline' });
+
+    r.proxy.resume();
+    await until(() => r.agent.worker.online, { what: 'the agent to reconnect' });
+    await until(() => r.cloud.records().has('noticed-offline'), { what: 'the forward' });
+
+    // A reset is named as such.
+    r.proxy.reset();
+    const losses = (): Record<string, number> => r.agent.status().link.health?.losses ?? {};
+    await until(() => (losses().reset ?? 0) + (losses().closed ?? 0) > 0, {
+      what: 'the reset to be noticed',
+    });
+    expect(losses().ping_timeout).toBe(1);
   });
 });
