@@ -35,6 +35,8 @@ import { brokerTls, ensurePrivateDir, type TerminalKeys } from './keys.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { createFaultMetrics } from './fault-metrics.js';
+import { integrityRefusal, keepDamagedCopy, refuseDamagedWal } from './storage-guard.js';
+import type { AgentError } from '../common/agent-error.js';
 import { PaymentService } from './payment-service.js';
 import path from 'node:path';
 
@@ -126,8 +128,11 @@ async function startSteps(
   // Offline limits set by cloud command (DATA_DIR/offline-limits.json) win over the config file.
   applyOfflineLimitOverrides(config.offline, loadOfflineLimitOverrides(config.dataDir));
 
+  const dbPath = path.join(config.dataDir, 'agent.db');
+  // Issue 10: a damaged WAL is found before SQLite can replay and checkpoint it (POS230).
+  refuseDamagedWal(dbPath, logger, () => clock.now());
   const store = PaymentStore.open({
-    path: path.join(config.dataDir, 'agent.db'),
+    path: dbPath,
     clock,
     forwardingDeadlineHours: config.offline.forwardingDeadlineHours,
   });
@@ -145,6 +150,21 @@ async function startSteps(
       { problems: projection.problems },
       'the payments table differs from its events; run "pos-agent verify"',
     );
+  }
+  // Issue 10: a store that fails its checks takes no new payment (POS231, 503) until restored.
+  let refusal: AgentError | undefined;
+  if (!chain.ok || !projection.ok) {
+    let copy: string | undefined;
+    try {
+      copy = keepDamagedCopy(dbPath, `chain-${new Date(clock.now()).toISOString().slice(0, 10)}`);
+    } catch (error) {
+      logger.error({ err: error }, 'could not copy the damaged database files aside');
+    }
+    refusal = integrityRefusal(
+      [...(chain.ok ? [] : chain.problems), ...(projection.ok ? [] : projection.problems)],
+      copy,
+    );
+    logger.fatal({ code: refusal.code, copy }, refusal.reason);
   }
   // Issue 3 §7: a crash mid-payment leaves no payment stuck; the POS app sees the outcome by key.
   const recovery = store.recoverInterrupted();
@@ -404,6 +424,12 @@ async function startSteps(
       metrics: async () => `${await metrics.metrics()}\n${await faultMetrics.metrics()}`,
     },
   });
+  if (refusal !== undefined) {
+    const error = refusal;
+    api.addHook('preHandler', async (request) => {
+      if (request.method === 'POST' && request.routeOptions.url === '/v1/payments') throw error;
+    });
+  }
   cleanups.push(() => api.close());
   const apiUrl = await listenApi(api, config.api);
   logger.info(

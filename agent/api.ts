@@ -76,6 +76,9 @@ const IdempotencyKey = z
     'Idempotency-Key must not end in ".void": the agent reserves <key>.void for the void record of a canceled payment',
   );
 
+/** `Retry-After` of a 503 POS207 for a full disk, seconds. */
+const DISK_FULL_RETRY_AFTER_SECONDS = 30;
+
 /** HTTP status for an error code; unknown codes are 500. */
 const STATUS_BY_CODE: Record<string, number> = {
   POS400: 400,
@@ -87,6 +90,10 @@ const STATUS_BY_CODE: Record<string, number> = {
   POS410: 409,
   POS420: 422,
   POS430: 503,
+  // Issue 10: storage that cannot take a payment now (disk full) or at all until restored.
+  POS207: 503,
+  POS230: 503,
+  POS231: 503,
   POS431: 503,
   POS211: 404,
   POS212: 409,
@@ -157,14 +164,18 @@ export function buildApi(deps: {
     bodyLimit: 16_384,
   });
 
-  const fail = (reply: FastifyReply, error: AgentError): FastifyReply =>
-    reply.code(STATUS_BY_CODE[error.code] ?? 500).send({
+  const fail = (reply: FastifyReply, error: AgentError): FastifyReply => {
+    // Disk full (issue 10): the POS app may try again once space is freed; say when.
+    if (error.code === 'POS207' && error.details?.sqlite === 'SQLITE_FULL')
+      reply.header('retry-after', String(DISK_FULL_RETRY_AFTER_SECONDS));
+    return reply.code(STATUS_BY_CODE[error.code] ?? 500).send({
       error: {
         code: error.code,
         message: error.reason,
         ...(error.details ? { details: error.details } : {}),
       },
     });
+  };
 
   const apiAuth = installApiAuth(app, { apiToken: deps.apiToken });
 
