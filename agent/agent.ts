@@ -35,7 +35,12 @@ import { brokerTls, ensurePrivateDir, type TerminalKeys } from './keys.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { createFaultMetrics } from './fault-metrics.js';
-import { integrityRefusal, keepDamagedCopy, refuseDamagedWal } from './storage-guard.js';
+import {
+  integrityRefusal,
+  keepDamagedCopy,
+  refuseDamagedWal,
+  StoragePauseWatch,
+} from './storage-guard.js';
 import type { AgentError } from '../common/agent-error.js';
 import { PaymentService } from './payment-service.js';
 import path from 'node:path';
@@ -216,9 +221,11 @@ async function startSteps(
     reconnectPeriodMs: config.broker.reconnectPeriodMs,
     ...brokerTls(config),
   });
+  const storagePause = new StoragePauseWatch(logger, () => clock.now());
   const worker = new SyncWorker({
     session,
-    source: store,
+    // Observed so that forwarding paused by storage (disk full) is logged and counted (issue 10).
+    source: storagePause.wrap(store),
     deviceId: config.deviceId,
     topicPrefix: config.broker.topicPrefix,
     signer: { kid: keyId(keys.devicePublicKey), secretKey: keys.deviceSecretKey },
@@ -392,6 +399,7 @@ async function startSteps(
       health: session.health(),
     },
     queue: store.queueStats(),
+    storage: { forwarding: storagePause.state(), ...(refusal ? { refusing: refusal.code } : {}) },
     offline: {
       exposure: store.offlineExposure(),
       deadlineWarnings: store
@@ -412,7 +420,10 @@ async function startSteps(
     apiAuth: () => api.apiAuth.counters(),
     now: () => clock.now(),
   });
-  const faultMetrics = createFaultMetrics({ link: () => session.health() });
+  const faultMetrics = createFaultMetrics({
+    link: () => session.health(),
+    storage: () => storagePause.state(),
+  });
   const api = buildApi({
     apiToken: keys.apiToken,
     payments,

@@ -14,6 +14,7 @@
 import Fastify, { LogController, type FastifyReply } from 'fastify';
 import { z } from 'zod';
 import type { LinkHealth } from '../cloud-sync/mqtt-session.js';
+import type { StoragePauseState } from './storage-guard.js';
 import { AgentError } from '../common/agent-error.js';
 import type { OfflineExposure, Payment, PaymentStore } from '../store-forward/payment-store.js';
 import { PAYMENT_STATES } from '../store-forward/model.js';
@@ -32,6 +33,8 @@ export interface AgentStatus {
   link: { state: 'online' | 'offline'; broker: string; health?: LinkHealth };
   /** Outbox: records not yet acknowledged, dead records, age of the oldest. */
   queue: { depth: number; inFlight: number; dead: number; acked: number; oldestAt: string | null };
+  /** Issue 10: forwarding paused by storage (disk full), and the code payments are refused with. */
+  storage?: { forwarding: StoragePauseState; refusing?: string };
   /** Offline exposure per currency and stored payments near their forwarding deadline. */
   offline?: {
     exposure: OfflineExposure;

@@ -7,14 +7,19 @@
  * | `pos_agent_link_losses_total` | counter | `reason` = ping_timeout (silent partition), reset, closed |
  * | `pos_agent_link_last_loss_silent_seconds` | gauge | how long the broker had been silent when the last loss was noticed |
  * | `pos_agent_link_notice_within_seconds` | gauge | the longest a silent partition goes unnoticed (keep-alive + ping timeout) |
+ * | `pos_agent_forwarding_paused_by_storage` | gauge | 1 while the outbox cannot be written (disk full) |
+ * | `pos_agent_forwarding_storage_pauses_total` | counter | times forwarding was paused by storage |
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { LinkHealth } from '../cloud-sync/mqtt-session.js';
+import type { StoragePauseState } from './storage-guard.js';
 
 /** Where the fault metrics come from; each callback is called once per scrape. */
 export interface FaultMetricSources {
   /** The MQTT session's `health()`. */
   link: () => LinkHealth;
+  /** agent/storage-guard.ts `StoragePauseWatch.state()`. */
+  storage: () => StoragePauseState;
 }
 
 /**
@@ -53,6 +58,23 @@ export function createFaultMetrics(sources: FaultMetricSources): {
     registers: [registry],
     collect() {
       this.set(sources.link().noticeWithinMs / 1000);
+    },
+  });
+  new Gauge({
+    name: 'pos_agent_forwarding_paused_by_storage',
+    help: '1 while forwarding is paused because the outbox cannot be written (disk full, I/O error)',
+    registers: [registry],
+    collect() {
+      this.set(sources.storage().paused ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'pos_agent_forwarding_storage_pauses_total',
+    help: 'Times forwarding was paused by storage since start',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(sources.storage().pauses);
     },
   });
   return { metrics: () => registry.metrics() };

@@ -109,3 +109,93 @@ export function integrityRefusal(problems: string[], copy: string | undefined): 
     { details: { problems: problems.slice(0, 10), ...(copy === undefined ? {} : { copy }) } },
   );
 }
+
+/** The store methods that only read: their success says nothing about whether writes work again. */
+const READ_ONLY = /^(queueStats|nextPending|get|list|find|count|offlineExposure|deadlineWarnings)/;
+
+/** Whether forwarding is paused by storage, for `/v1/status` and metrics. */
+export interface StoragePauseState {
+  paused: boolean;
+  /** ISO 8601 UTC, while paused. */
+  since?: string;
+  /** The error code that paused it (POS207 for a full disk or an I/O error). */
+  code?: string;
+  /** Pauses since start. */
+  pauses: number;
+}
+
+/**
+ * Watches the store as the sync worker uses it (issue 10): when a store call fails with a storage
+ * error (POS207: disk full, I/O error) forwarding stops until a write succeeds again, and until
+ * now nothing said so. Each pause and each resume is one log line; {@link state} feeds
+ * `/v1/status` and the `pos_agent_forwarding_paused_by_storage` metric.
+ *
+ * The worker keeps its own retry; this only observes (errors are rethrown unchanged).
+ */
+export class StoragePauseWatch {
+  #logger: Logger;
+  #now: () => number;
+  #since: number | undefined;
+  #code: string | undefined;
+  #pauses = 0;
+
+  constructor(logger: Logger, now: () => number) {
+    this.#logger = logger;
+    this.#now = now;
+  }
+
+  /** The state now (a copy). */
+  state(): StoragePauseState {
+    return {
+      paused: this.#since !== undefined,
+      pauses: this.#pauses,
+      ...(this.#since === undefined ? {} : { since: new Date(this.#since).toISOString() }),
+      ...(this.#code === undefined ? {} : { code: this.#code }),
+    };
+  }
+
+  /**
+   * `source` with every method observed: a POS207 pauses, a later successful write resumes.
+   * The methods run on `source` itself (its `#private` fields keep working).
+   */
+  wrap<T extends object>(source: T): T {
+    return new Proxy(source, {
+      get: (target, property, receiver) => {
+        const value: unknown = Reflect.get(target, property, receiver);
+        if (typeof value !== 'function' || typeof property !== 'string') return value;
+        return (...args: unknown[]): unknown => {
+          let result: unknown;
+          try {
+            result = (value as (...a: unknown[]) => unknown).apply(target, args);
+          } catch (error) {
+            this.#failed(property, error);
+            throw error;
+          }
+          if (!READ_ONLY.test(property)) this.#succeeded();
+          return result;
+        };
+      },
+    });
+  }
+
+  #failed(method: string, error: unknown): void {
+    const code = (error as { code?: unknown }).code;
+    if (code !== 'POS207' || this.#since !== undefined) return;
+    this.#since = this.#now();
+    this.#code = code;
+    this.#pauses += 1;
+    const sqlite = (error as { details?: { sqlite?: unknown } }).details?.sqlite;
+    this.#logger.error(
+      { code, sqlite, method },
+      `forwarding paused by storage: the outbox cannot be written (${String(sqlite ?? code)}); stored payments wait and are sent once the write succeeds again; fix: free disk space in the data directory${sqlite === 'SQLITE_FULL' ? '' : ' and check the storage for I/O errors'}`,
+    );
+  }
+
+  #succeeded(): void {
+    if (this.#since === undefined) return;
+    const pausedMs = this.#now() - this.#since;
+    this.#since = undefined;
+    this.#code = undefined;
+    this.#logger.info({ pausedMs }, 'forwarding resumed: the outbox can be written again');
+  }
+}
