@@ -85,6 +85,8 @@ export async function simCloud(
     signer: { secretKey: keys.cloudSecretKey },
     openSealed: (sealed) => openSealedCard(sealed, keys.vaultSecretKey),
     logger,
+    // Issue 10: the dedupe survives a restart of the simulator (DIR/cloud/ledger.db).
+    ledgerFile: path.join(options.keys, 'ledger.db'),
   });
   for (const [deviceId, publicKey] of keys.devicePublicKeys)
     core.registerDevice(deviceId, publicKey);
