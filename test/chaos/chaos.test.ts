@@ -12,7 +12,7 @@ describe('chaos (short)', () => {
   it('two fault cycles and the damage cases: 0 lost, 0 charged twice, no unplanned exit', async () => {
     const lines: string[] = [];
     const report = await runChaos({
-      durationMs: 1,
+      durationMs: 120_000,
       maxCycles: 2,
       faults: ['kill-agent-startup', 'partition'],
       keepaliveSeconds: 1,

@@ -6,6 +6,7 @@
  * WAL or edited-event case was not refused (page damage is reported: start-up verifies from a
  * checkpoint and does not read every page; `pos-agent doctor` does).
  */
+import { tmpdir } from 'node:os';
 import { formatReport, runChaos } from './harness.js';
 
 const args = process.argv.slice(2);
@@ -20,7 +21,7 @@ const report = await runChaos({
   durationMs: seconds * 1000,
   out: (line) => process.stdout.write(`${line}\n`),
 });
-process.stdout.write(`${formatReport(report)}\n`);
+process.stdout.write(`${formatReport(report)}\n(logs of the run: ${tmpdir()}/pos-chaos-last/)\n`);
 const failed =
   report.lost.length > 0 ||
   report.chargedTwice.length > 0 ||
