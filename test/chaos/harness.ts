@@ -174,6 +174,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     damage: [],
   };
 
+  // During the damage cases an agent that refuses to start exits on purpose.
+  let refusalExpected = false;
   const spawnCli = (name: string, args: string[], logFile: string): Proc => {
     const child = spawn(process.execPath, [cli, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -189,7 +191,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       exited: new Promise((resolve) =>
         child.once('exit', (code, signal) => {
           procs.delete(proc);
-          if (!proc.planned) {
+          if (!proc.planned && !refusalExpected) {
             report.unplannedExits.push(`${name} exited (code ${code}, signal ${signal})`);
             out(`!! ${name} exited unplanned (code ${code}, signal ${signal}); see ${logFile}`);
           }
@@ -658,10 +660,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       const damageCase = async (name: DamageResult['case'], damage: () => void): Promise<void> => {
         restore();
         damage();
-        // The planned exit of a refusing agent is not an unplanned one.
-        const before = report.unplannedExits.length;
+        // The exit of an agent that refuses to start is the expected outcome, not an unplanned one.
+        refusalExpected = true;
         const outcome = await tryStart();
-        report.unplannedExits.splice(before);
+        refusalExpected = false;
         const refused =
           outcome.startsWith('refused') || / 503 /.test(` ${outcome.split('→ ')[1] ?? ''} `);
         let withCopy = `${outcome}${copied() ? '; a copy was put aside' : ''}`;
