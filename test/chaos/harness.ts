@@ -269,7 +269,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       const mnt = path.join(dir, 'tmpfs');
       mkdirSync(mnt);
       try {
-        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m,mode=0700', 'tmpfs', mnt], {
+        // Room for the database of a long run (≈ 1.5 KiB per payment with its events): a 24 MiB
+        // tmpfs filled up by itself after 17,000 payments and the agent rightly refused to start.
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256m,mode=0700', 'tmpfs', mnt], {
           stdio: 'pipe',
         });
         mounted = mnt;
