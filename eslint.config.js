@@ -59,6 +59,20 @@ export default tseslint.config(
       libs.sqlite,
     ],
   ),
+  // The cloud core simulator's ledger stands in for the cloud's own database (issue 10): this one
+  // file may import better-sqlite3; nothing else in simulator/ may.
+  restrict(
+    ['simulator/cloud-ledger.ts'],
+    [
+      notFolders(
+        ['agent', 'storeForward'],
+        'simulator/ may use driver codecs and cloud-sync schemas only (DESIGN §1)',
+      ),
+      libs.serial,
+      libs.hid,
+      libs.mqtt,
+    ],
+  ),
   restrict(
     ['drivers/**/*.ts'],
     [

@@ -37,6 +37,14 @@ import { syncLimits, type AgentConfig } from './config.js';
 import { brokerTls, ensurePrivateDir, type TerminalKeys } from './keys.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
+import { createFaultMetrics } from './fault-metrics.js';
+import {
+  integrityRefusal,
+  keepDamagedCopy,
+  refuseDamagedWal,
+  StoragePauseWatch,
+} from './storage-guard.js';
+import type { AgentError } from '../common/agent-error.js';
 import { PaymentService } from './payment-service.js';
 import path from 'node:path';
 
@@ -133,9 +141,11 @@ async function startSteps(
   // Offline limits set by cloud command (DATA_DIR/offline-limits.json) win over the config file.
   applyOfflineLimitOverrides(config.offline, loadOfflineLimitOverrides(config.dataDir));
 
+  const dbPath = path.join(config.dataDir, 'agent.db');
+  // Issue 10: a damaged WAL is found before SQLite can replay and checkpoint it (POS230).
+  refuseDamagedWal(dbPath, logger, () => clock.now());
   // Data files 0600 (issue 11: agent.db* were 0644): SQLite gives its -wal and -shm files the
   // mode of the database file, so creating and tightening that one covers all three.
-  const dbPath = path.join(config.dataDir, 'agent.db');
   closeSync(openSync(dbPath, 'a', 0o600));
   for (const file of [dbPath, `${dbPath}-wal`, `${dbPath}-shm`])
     if (existsSync(file)) chmodSync(file, 0o600);
@@ -170,7 +180,31 @@ async function startSteps(
       'event hash chain verified from the last checkpoint',
     );
   }
-  const fullCheck = startBackgroundCheck(store, logger, integrityProblems);
+  // Issue 10: a store that fails its checks — at start-up, or in the background pass over what
+  // start-up left to it (issue 9 §4) — takes no new payment (POS231, 503) until restored.
+  let refusal: AgentError | undefined;
+  const refuseNewPayments = (check: { chain: ChainReport; projection: ProjectionReport }): void => {
+    if (refusal !== undefined) return;
+    let copy: string | undefined;
+    try {
+      copy = keepDamagedCopy(dbPath, `chain-${new Date(clock.now()).toISOString().slice(0, 10)}`);
+    } catch (error) {
+      logger.error({ err: error }, 'could not copy the damaged database files aside');
+    }
+    refusal = integrityRefusal(
+      [
+        ...(check.chain.ok ? [] : check.chain.problems),
+        ...(check.projection.ok ? [] : check.projection.problems),
+      ],
+      copy,
+    );
+    logger.fatal({ code: refusal.code, copy }, refusal.reason);
+  };
+  if (!startup.chain.ok || !startup.projection.ok) refuseNewPayments(startup);
+  const fullCheck = startBackgroundCheck(store, logger, (check) => {
+    integrityProblems(check);
+    refuseNewPayments(check);
+  });
   cleanups.push(() => fullCheck.stop());
   // Issue 3 §7: a crash mid-payment leaves no payment stuck; the POS app sees the outcome by key.
   const recovery = store.recoverInterrupted();
@@ -235,12 +269,15 @@ async function startSteps(
     url: config.broker.url,
     clientId: config.deviceId,
     keepaliveSeconds: config.broker.keepaliveSeconds,
+    pingTimeoutMs: config.broker.pingTimeoutMs,
     reconnectPeriodMs: config.broker.reconnectPeriodMs,
     ...brokerTls(config),
   });
+  const storagePause = new StoragePauseWatch(logger, () => clock.now());
   const worker = new SyncWorker({
     session,
-    source: store.outbox,
+    // Observed so that forwarding paused by storage (disk full) is logged and counted (issue 10).
+    source: storagePause.wrap(store.outbox),
     deviceId: config.deviceId,
     topicPrefix: config.broker.topicPrefix,
     signer: { kid: keyId(keys.devicePublicKey), secretKey: keys.deviceSecretKey },
@@ -274,6 +311,16 @@ async function startSteps(
         { idempotencyKey: r.key, status: r.status, outcome: r.outcome },
         'cloud acknowledged',
       );
+  });
+  // Issue 10: a lost link is in the log with its reason (a silent partition is `ping_timeout`).
+  session.on('disconnect', ({ loss }) => {
+    if (loss === undefined || loss.reason === 'ended') return;
+    logger.warn(
+      { reason: loss.reason, silentForMs: loss.silentForMs, broker: config.broker.url },
+      loss.reason === 'ping_timeout'
+        ? 'link to the broker lost: no answer to the keep-alive ping (silent partition); selling offline, reconnecting'
+        : 'link to the broker lost; selling offline, reconnecting',
+    );
   });
   session.connect();
   cleanups.push(() => session.end());
@@ -398,8 +445,13 @@ async function startSteps(
       ...cardReaders.map((r) => ({ name: r.name, path: r.path, state: r.state })),
     ],
     // The same link state the payment flow decides online/offline by.
-    link: { state: worker.online ? 'online' : 'offline', broker: config.broker.url },
+    link: {
+      state: worker.online ? 'online' : 'offline',
+      broker: config.broker.url,
+      health: session.health(),
+    },
     queue: store.queueStats(),
+    storage: { forwarding: storagePause.state(), ...(refusal ? { refusing: refusal.code } : {}) },
     offline: {
       exposure: store.offlineExposure(),
       deadlineWarnings: store
@@ -420,7 +472,31 @@ async function startSteps(
     apiAuth: () => api.apiAuth.counters(),
     now: () => clock.now(),
   });
-  const api = buildApi({ apiToken: keys.apiToken, payments, store, status, logger, metrics });
+  const faultMetrics = createFaultMetrics({
+    link: () => session.health(),
+    storage: () => storagePause.state(),
+  });
+  const api = buildApi({
+    apiToken: keys.apiToken,
+    payments,
+    store,
+    status,
+    logger,
+    metrics: {
+      contentType: metrics.contentType,
+      metrics: async () => `${await metrics.metrics()}\n${await faultMetrics.metrics()}`,
+    },
+  });
+  // Read per request: the background integrity pass may refuse new payments after the start.
+  api.addHook('preHandler', async (request) => {
+    if (
+      refusal !== undefined &&
+      request.method === 'POST' &&
+      request.routeOptions.url === '/v1/payments'
+    ) {
+      throw refusal;
+    }
+  });
   cleanups.push(() => api.close());
   const apiUrl = await listenApi(api, config.api);
   logger.info(

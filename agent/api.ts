@@ -27,6 +27,8 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
+import type { LinkHealth } from '../cloud-sync/mqtt-session.js';
+import type { StoragePauseState } from './storage-guard.js';
 import { AgentError } from '../common/agent-error.js';
 import type { OfflineExposure, Payment, PaymentStore } from '../store-forward/payment-store.js';
 import {
@@ -58,15 +60,20 @@ export interface AgentStatus {
   /** Each device's state, e.g. `{ name: 'pinPad', path, state: 'connected' }`. */
   devices: Array<{ name: string; path: string; state: string }>;
   /** The MQTT link: `online` when connected to the broker. */
-  link: { state: 'online' | 'offline'; broker: string };
+  link: { state: 'online' | 'offline'; broker: string; health?: LinkHealth };
   /** Outbox: records not yet acknowledged, dead records, age of the oldest. */
   queue: { depth: number; inFlight: number; dead: number; acked: number; oldestAt: string | null };
+  /** Issue 10: forwarding paused by storage (disk full), and the code payments are refused with. */
+  storage?: { forwarding: StoragePauseState; refusing?: string };
   /** Offline exposure per currency and stored payments near their forwarding deadline. */
   offline?: {
     exposure: OfflineExposure;
     deadlineWarnings: Array<{ paymentId: string; forwardingDeadlineAt: string | null }>;
   };
 }
+
+/** `Retry-After` of a 503 POS207 for a full disk, seconds. */
+const DISK_FULL_RETRY_AFTER_SECONDS = 30;
 
 /** HTTP status for an error code; unknown codes are 500. */
 const STATUS_BY_CODE: Record<string, number> = {
@@ -82,6 +89,11 @@ const STATUS_BY_CODE: Record<string, number> = {
   POS410: 409,
   POS420: 422,
   POS430: 503,
+  // Issue 10: storage that cannot take a payment now (disk full) or at all until restored.
+  POS207: 503,
+  POS209: 503,
+  POS230: 503,
+  POS231: 503,
   POS431: 503,
   POS211: 404,
   POS212: 409,
@@ -179,6 +191,9 @@ export function buildApi(deps: {
 
   const fail = (reply: FastifyReply, error: AgentError): FastifyReply => {
     const cashierMessage = refusalText(error.code, error.details);
+    // Disk full (issue 10): the POS app may try again once space is freed; say when.
+    if (error.code === 'POS207' && error.details?.sqlite === 'SQLITE_FULL')
+      reply.header('retry-after', String(DISK_FULL_RETRY_AFTER_SECONDS));
     return reply.code(STATUS_BY_CODE[error.code] ?? 500).send({
       error: {
         code: error.code,

@@ -109,8 +109,18 @@ const BrokerConfig = z
       .string()
       .regex(/^[\w-]+(\/[\w-]+)*$/, 'must be topic levels of letters, digits, - and _, e.g. pos/v1')
       .default('pos/v1'),
-    /** MQTT keep-alive in seconds (MQTT 3.1.1 §3.1.2.10). Default 30. */
-    keepaliveSeconds: z.number().int().min(5).max(1200).default(30),
+    /**
+     * MQTT keep-alive in seconds (MQTT 3.1.1 §3.1.2.10): a PINGREQ goes out after this long
+     * without an acknowledgement from the broker. 1–1200, default 5 (a store LAN: a silent
+     * partition is noticed within keepaliveSeconds × 1000 + pingTimeoutMs = 7 s, and payments go
+     * offline instead of waiting for a dead link; issue 10).
+     */
+    keepaliveSeconds: z.number().int().min(1).max(1200).default(5),
+    /**
+     * How long to wait for the PINGRESP before the link counts as dead and is reconnected, in ms.
+     * 100–60000, default 2000. MQTT.js drops the link at 1.5 × keep-alive at the latest.
+     */
+    pingTimeoutMs: z.number().int().min(100).max(60_000).default(2000),
     /** Wait between reconnect attempts, in ms. Default 1000. */
     reconnectPeriodMs: z.number().int().min(100).max(300_000).default(1000),
     /** PEM file of the CA that signed the broker's certificate (pinned; required for mqtts://). */

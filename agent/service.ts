@@ -13,7 +13,8 @@ import {
   protectTokenKey,
   writeCloudSideKeys,
 } from './keys.js';
-import { createServiceLogger } from './logger.js';
+import { createServiceLogger, type Logger } from './logger.js';
+import { redactPanShapedRuns } from '../common/luhn-scan.js';
 
 /**
  * Runs the agent until SIGINT or SIGTERM.
@@ -28,6 +29,7 @@ export async function runService(configFile: string): Promise<void> {
   if (!config.broker.development) protectTokenKey(config.keysDir, { dataDir: config.dataDir });
   const keys = loadTerminalKeys(config.keysDir);
   const { logger, target, close: closeLog } = await createServiceLogger(config.log);
+  const removeFatalHandler = installFatalHandler(logger);
   const agent = await startAgent({ config, keys, logger });
   // What matters, said once at start (issue 12): where the pad and the broker are, where logs go.
   process.stderr.write(
@@ -39,7 +41,63 @@ export async function runService(configFile: string): Promise<void> {
     process.once('SIGTERM', stop);
   });
   await agent.stop();
+  removeFatalHandler();
   await closeLog();
+}
+
+/** The process events {@link installFatalHandler} listens to, and how it ends the process. */
+export interface FatalTarget {
+  on(
+    event: 'uncaughtException' | 'unhandledRejection',
+    listener: (error: unknown) => void,
+  ): unknown;
+  off(
+    event: 'uncaughtException' | 'unhandledRejection',
+    listener: (error: unknown) => void,
+  ): unknown;
+  exit(code: number): void;
+}
+
+/**
+ * The last resort (issue 10): an exception or a rejection nothing handled is written to the log
+ * — synchronously, the logger's destination is `sync: true`, so the line is on disk before the
+ * exit — and to standard error, then the process exits with code 70 (EX_SOFTWARE) for the
+ * supervisor (systemd `Restart=on-failure`) to start it again. Without it, Node prints the stack
+ * to a stderr nobody reads and `agent.log` never shows why the terminal stopped taking payments.
+ *
+ * Payments are safe either way: each was committed (synchronous=FULL) before it was answered, and
+ * start-up recovers any payment the exit interrupted.
+ *
+ * @param target — `process` (tests pass a stand-in).
+ * @returns a function that removes the handlers again.
+ */
+export function installFatalHandler(
+  logger: Logger,
+  target: FatalTarget = process as unknown as FatalTarget,
+): () => void {
+  const handler =
+    (kind: 'uncaughtException' | 'unhandledRejection') =>
+    (error: unknown): void => {
+      try {
+        logger.fatal(
+          { err: error, kind, code: (error as { code?: unknown } | undefined)?.code },
+          `fatal ${kind}: the agent exits so its supervisor restarts it; stored payments are kept and interrupted ones are recovered at the next start`,
+        );
+      } catch {
+        // The log itself failing must not stop the line to stderr and the exit.
+      }
+      const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      process.stderr.write(redactPanShapedRuns(`pos-agent: fatal ${kind}: ${text}\n`));
+      target.exit(70);
+    };
+  const onException = handler('uncaughtException');
+  const onRejection = handler('unhandledRejection');
+  target.on('uncaughtException', onException);
+  target.on('unhandledRejection', onRejection);
+  return () => {
+    target.off('uncaughtException', onException);
+    target.off('unhandledRejection', onRejection);
+  };
 }
 
 /**

@@ -288,6 +288,8 @@ export async function simCloud(
     openSealed: (sealed) => openSealedCard(sealed, keys.vaultSecretKey),
     logger: cliLogger(io.out),
     connectTimeoutMs: 0,
+    // Issue 10: the dedupe survives a restart of the simulator (DIR/cloud/ledger.db).
+    ledgerFile: path.join(options.keys, 'ledger.db'),
   });
   core.setFaults(faults);
   for (const [deviceId, publicKey] of keys.devicePublicKeys)

@@ -99,8 +99,20 @@ export interface MqttSessionOptions {
   clean?: boolean;
   /** 4 = MQTT 3.1.1 (default), 5 = MQTT 5.0. */
   protocolVersion?: 4 | 5;
-  /** Keep-alive in seconds (MQTT 3.1.1 §3.1.2.10); default 30, AWS IoT Core allows 30–1200. */
+  /**
+   * Keep-alive in seconds (MQTT 3.1.1 §3.1.2.10); default 5, for a store LAN. MQTT.js sends a
+   * PINGREQ after `keepaliveSeconds` without an acknowledgement from the broker and closes the
+   * connection at 1.5 × `keepaliveSeconds` without one. (AWS IoT Core raises a keep-alive below 30
+   * on its side; the client still pings at this pace.)
+   */
   keepaliveSeconds?: number;
+  /**
+   * How long to wait for the PINGRESP (or any packet) after a PINGREQ before the connection is
+   * taken as dead and dropped, in ms; default 2000. With the defaults a silent partition (no FIN,
+   * no RST) is noticed within `keepaliveSeconds × 1000 + pingTimeoutMs` = 7 s of the last packet
+   * from the broker, and never later than MQTT.js's own 1.5 × keep-alive.
+   */
+  pingTimeoutMs?: number;
   /** Delay between reconnect attempts in ms; default 1000; 0 disables reconnection. */
   reconnectPeriodMs?: number;
   /** Time to wait for CONNACK in ms; default 10000. */
@@ -113,12 +125,37 @@ export interface MqttSessionOptions {
   tls?: MqttTlsOptions;
 }
 
+/**
+ * Why a connection that was up ended:
+ * - `ping_timeout` — no PINGRESP within `pingTimeoutMs`, or MQTT.js's keep-alive timeout: a
+ *   silent partition (the broker or the path to it went quiet without FIN or RST);
+ * - `reset` — a socket error (ECONNRESET, EPIPE, …): the path or the broker dropped it;
+ * - `closed` — the broker closed it (FIN, a DISCONNECT, a broker restart);
+ * - `ended` — {@link MqttSession.end} was called.
+ */
+export type LinkLossReason = 'ping_timeout' | 'reset' | 'closed' | 'ended';
+
+/** The link's health, for `/v1/status`, metrics and logs (issue 10). Times in epoch ms. */
+export interface LinkHealth {
+  keepaliveSeconds: number;
+  pingTimeoutMs: number;
+  /** The longest a silent partition goes unnoticed after the last packet from the broker, ms. */
+  noticeWithinMs: number;
+  /** Connections lost since start, by reason. */
+  losses: Record<LinkLossReason, number>;
+  /** The last loss: when, why, and how long the broker had been silent when it was noticed. */
+  lastLoss?: { at: number; reason: LinkLossReason; silentForMs: number };
+}
+
 /** Events of {@link MqttSession}. */
 export interface MqttSessionEvents {
   /** CONNACK received; `sessionPresent` per MQTT 3.1.1 §3.2.2.2. Subscriptions are already re-sent. */
   connect: [info: { sessionPresent: boolean }];
-  /** The connection closed or a connect attempt failed; reconnection follows unless `end()` was called. */
-  disconnect: [info: { error?: Error }];
+  /**
+   * The connection closed or a connect attempt failed; reconnection follows unless `end()` was
+   * called. `loss` is set when a connection that was up (CONNACK received) ended.
+   */
+  disconnect: [info: { error?: Error; loss?: NonNullable<LinkHealth['lastLoss']> }];
   /** A PUBLISH from the broker. */
   message: [topic: string, payload: Buffer];
   /** A connection-level error (POS301) or a failed re-subscribe (POS303); reconnection continues. */
@@ -143,6 +180,12 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
   #ended = false;
   #pending = new Set<(error: AgentError) => void>();
   #lastError: Error | undefined;
+  #losses: Record<LinkLossReason, number> = { ping_timeout: 0, reset: 0, closed: 0, ended: 0 };
+  #lastLoss: LinkHealth['lastLoss'];
+  /** Why the current connection is ending, when we know before the close. */
+  #ending: LinkLossReason | undefined;
+  #lastPacketAt = 0;
+  #pingTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** @throws nothing; connecting starts with {@link MqttSession.connect}. */
   constructor(options: MqttSessionOptions) {
@@ -192,7 +235,7 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
       clientId: options.clientId,
       clean: options.clean ?? false,
       protocolVersion: options.protocolVersion ?? 4,
-      keepalive: options.keepaliveSeconds ?? 30,
+      keepalive: options.keepaliveSeconds ?? 5,
       reconnectPeriod: options.reconnectPeriodMs ?? 1000,
       connectTimeout: options.connectTimeoutMs ?? 10_000,
       // We subscribe ourselves on every CONNACK; MQTT.js's own resubscribe would double it.
@@ -224,12 +267,30 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
       const fresh = this.#willPacket();
       if (fresh !== undefined) client.options.will = fresh;
     });
+    // Silent-partition detection (issue 10): after a PINGREQ, any packet from the broker within
+    // pingTimeoutMs proves the path; none, and the socket is dropped so reconnection starts.
+    const pingTimeoutMs = options.pingTimeoutMs ?? 2000;
+    client.on('packetsend', (packet) => {
+      if (packet.cmd !== 'pingreq' || this.#pingTimer !== undefined) return;
+      this.#pingTimer = setTimeout(() => {
+        this.#pingTimer = undefined;
+        if (!client.connected) return;
+        this.#ending = 'ping_timeout';
+        this.#lastError = new Error(`no PINGRESP within ${pingTimeoutMs} ms`);
+        client.stream.destroy();
+      }, pingTimeoutMs);
+    });
+    client.on('packetreceive', () => {
+      this.#lastPacketAt = Date.now();
+      this.#clearPingTimer();
+    });
     client.on('connect', (connack) => {
       // Nagle's algorithm holds a small PUBLISH (an up/auth request, a PUBACK) back until the
       // peer's delayed ACK, ~40 ms each way on Linux: a request/response over a default socket
       // took 88 ms on loopback, 0.5 ms with no-delay (issue 9). MQTT.js never sets it.
       setNoDelay(client.stream);
       this.#lastError = undefined;
+      this.#ending = undefined;
       const sessionPresent = connack.sessionPresent;
       if (this.#subscriptions.size === 0) {
         this.emit('connect', { sessionPresent });
@@ -250,7 +311,26 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
         this.emit('connect', { sessionPresent });
       });
     });
+    let wasUp = false;
+    client.on('connect', () => (wasUp = true));
     client.on('close', () => {
+      this.#clearPingTimer();
+      let loss: LinkHealth['lastLoss'];
+      if (wasUp) {
+        wasUp = false;
+        const reason: LinkLossReason =
+          this.#ended && this.#ending === undefined
+            ? 'ended'
+            : (this.#ending ??
+              (this.#lastError !== undefined && this.#lastError.message !== ''
+                ? 'reset'
+                : 'closed'));
+        const now = Date.now();
+        loss = { at: now, reason, silentForMs: Math.max(0, now - this.#lastPacketAt) };
+        this.#losses[reason] += 1;
+        this.#lastLoss = loss;
+      }
+      this.#ending = undefined;
       outgoingStore.forget();
       // Their callbacks too (else end() waits for PUBACKs that will never come): each publish
       // promise is rejected below with POS302.
@@ -265,10 +345,15 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
       );
       for (const reject of this.#pending) reject(error);
       this.#pending.clear();
-      this.emit('disconnect', this.#lastError === undefined ? {} : { error: this.#lastError });
+      this.emit('disconnect', {
+        ...(this.#lastError === undefined ? {} : { error: this.#lastError }),
+        ...(loss === undefined ? {} : { loss }),
+      });
     });
     client.on('error', (cause) => {
       this.#lastError = cause;
+      // MQTT.js's own keep-alive timeout (1.5 × keep-alive without an acknowledgement).
+      if (cause.message === 'Keepalive timeout') this.#ending = 'ping_timeout';
       this.emit(
         'error',
         syncError(
@@ -279,6 +364,24 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
       );
     });
     client.on('message', (topic, payload) => this.emit('message', topic, payload));
+  }
+
+  /** The link's health: settings, losses by reason, the last loss (a copy). */
+  health(): LinkHealth {
+    const keepaliveSeconds = this.#options.keepaliveSeconds ?? 5;
+    const pingTimeoutMs = this.#options.pingTimeoutMs ?? 2000;
+    return {
+      keepaliveSeconds,
+      pingTimeoutMs,
+      noticeWithinMs: Math.min(keepaliveSeconds * 1000 + pingTimeoutMs, keepaliveSeconds * 1500),
+      losses: { ...this.#losses },
+      ...(this.#lastLoss === undefined ? {} : { lastLoss: { ...this.#lastLoss } }),
+    };
+  }
+
+  #clearPingTimer(): void {
+    if (this.#pingTimer !== undefined) clearTimeout(this.#pingTimer);
+    this.#pingTimer = undefined;
   }
 
   /** True between CONNACK and the close of the connection. */

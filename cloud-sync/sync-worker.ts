@@ -697,11 +697,14 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
         timer,
       });
     });
-    try {
-      await this.#session.publish(this.topics.auth, payload, { qos: 1 });
-    } catch (error) {
-      this.#auths.get(request.key)?.reject(error as AgentError);
-    }
+    // The publish is not awaited before the caller holds `response`: during a silent partition
+    // the PUBACK never comes, the timer above rejects `response` first, and an await here left
+    // that rejection without a handler (POS323 as an unhandled rejection ended the process,
+    // issue 10). A failed publish rejects `response` early (POS302); a late one finds no entry.
+    const entry = this.#auths.get(request.key);
+    this.#session.publish(this.topics.auth, payload, { qos: 1 }).catch((error: unknown) => {
+      if (this.#auths.get(request.key) === entry) entry?.reject(error as AgentError);
+    });
     return response;
   }
 

@@ -39,6 +39,7 @@ import {
   signEnvelope,
   signerKeyId,
 } from '../cloud-sync/envelope.js';
+import { CloudLedger, type DurableMap } from './cloud-ledger.js';
 import { MqttSession } from '../cloud-sync/mqtt-session.js';
 import {
   type AckResult,
@@ -215,6 +216,11 @@ export interface CloudCoreOptions {
   connectTimeoutMs?: number;
   clock?: Clock;
   logger?: SyncLogger;
+  /**
+   * SQLite file of the ledger (created): what the cloud knows per idempotency key survives a
+   * restart, so a resent record is answered `duplicate`, never charged twice. Default: in memory.
+   */
+  ledgerFile?: string;
 }
 
 /** Events of {@link CloudCore}. */
@@ -251,8 +257,11 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
   #clock: Clock;
   #log: SyncLogger;
   #devices = new Map<string, Map<string, Uint8Array>>();
-  #records = new Map<string, CloudRecordEntry>();
-  #voids = new Map<string, AckResult>();
+  // The ledger (issue 10): in a SQLite file when `ledgerFile` is given, so dedupe survives a
+  // restart; every in-place change of an entry is followed by a set() that writes it through.
+  #ledger: CloudLedger<CloudRecordEntry, AckResult>;
+  #records: DurableMap<CloudRecordEntry>;
+  #voids: DurableMap<AckResult>;
   #lastSeq = new Map<string, number>();
   #status = new Map<string, Status>();
   #faults: CloudFaults = { ...NO_FAULTS };
@@ -283,6 +292,9 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     this.#rules = { ...DEFAULT_DECISION_RULES, ...options.rules };
     this.#clock = options.clock ?? systemClock;
     this.#log = options.logger ?? silent;
+    this.#ledger = new CloudLedger(options.ledgerFile);
+    this.#records = this.#ledger.entries;
+    this.#voids = this.#ledger.voids;
     this.#session = new MqttSession({
       url: options.brokerUrl,
       clientId: options.clientId ?? 'cloud-core-sim',
@@ -371,7 +383,7 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
 
   /** Every idempotency key seen, with its single effect and how often it arrived. */
   records(): ReadonlyMap<string, CloudRecordEntry> {
-    return this.#records;
+    return this.#records.asReadonlyMap();
   }
 
   /** The idempotency keys seen, in first-arrival order. */
@@ -430,6 +442,7 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     }
     this.#held.clear();
     await this.#session.end();
+    this.#ledger.close();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -559,6 +572,7 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     }
     target.voided = true;
     target.lastSeenAt = now;
+    this.#records.set(target.key, target);
     this.#counters.accepted += 1;
     const result: AckResult = { key: record.key, status: 'accepted' };
     if (target.outcome !== undefined) result.outcome = target.outcome;
@@ -581,6 +595,7 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
       known.count += 1;
       known.lastSeenAt = now;
       if (known.seq === undefined) known.seq = record.seq;
+      this.#records.set(known.key, known);
       this.#counters.duplicates += 1;
       return this.#resultOf(known, 'duplicate');
     }
@@ -719,6 +734,7 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     } else {
       entry.count += 1;
       entry.lastSeenAt = now;
+      this.#records.set(entry.key, entry);
     }
     if (this.#faults.dropAuthResponses) return;
     const response: AuthResponse = {

@@ -183,7 +183,7 @@ function applyPragmas(db: SqliteDatabase, path: string, busyTimeoutMs: number): 
       throw storeError(
         'POS204',
         `${path} is not an SQLite database (${String(code)}); ` +
-          'fix: point the agent at its own database file, or move this file away so a new one is created',
+          "fix: point the agent at its own database file; if this is the terminal's agent.db it is damaged: keep it and its -wal and -shm files (they may hold unsent payments), run `pos-agent doctor` and restore from backup — start a new database only after its unsent payments are recovered",
         { cause, details: { path } },
       );
     }

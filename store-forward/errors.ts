@@ -17,6 +17,7 @@ export const STORE_ERRORS = {
   POS206: 'store is closed',
   POS207: 'storage write failed',
   POS208: 'database older than this agent (read-only open cannot migrate)',
+  POS209: 'database damaged',
   POS210: 'idempotency key reused with other parameters',
   POS211: 'payment not found',
   POS212: 'illegal state change',
@@ -26,6 +27,8 @@ export const STORE_ERRORS = {
   POS220: 'hash chain broken',
   POS221: 'projection differs from events',
   POS222: 'value not representable in canonical JSON',
+  POS230: 'write-ahead log damaged',
+  POS231: 'store failed its integrity check; payments refused',
 } as const;
 
 /** One of the codes of {@link STORE_ERRORS}. */

@@ -231,6 +231,8 @@ export class StoreKernel {
  *
  * - a trigger's `RAISE(ABORT, '… (POS2xx)')` → that code;
  * - a constraint → POS213 (a value outside the documented rules);
+ * - `SQLITE_CORRUPT` / `SQLITE_NOTADB` → POS209: the file is damaged, which no free disk space
+ *   fixes (issue 10); the advice keeps the files, which may hold unsent payments;
  * - anything else (disk full, I/O error, locked) → POS207; nothing was changed.
  */
 export function toAgentError(error: unknown): AgentError {
@@ -246,6 +248,15 @@ export function toAgentError(error: unknown): AgentError {
       return storeError(
         'POS213',
         `the schema refused a value: ${error.message}; fix: send values within the documented rules`,
+        { cause: error, details: { sqlite: error.code } },
+      );
+    }
+    if (error.code.startsWith('SQLITE_CORRUPT') || error.code === 'SQLITE_NOTADB') {
+      return storeError(
+        'POS209',
+        `the payment database is damaged (${error.code}: ${error.message}); nothing was changed; ` +
+          'fix: stop the agent, keep agent.db, agent.db-wal and agent.db-shm (they may hold unsent ' +
+          'payments), run `pos-agent doctor` and restore from backup with support',
         { cause: error, details: { sqlite: error.code } },
       );
     }

@@ -10,6 +10,7 @@
  * | config | POS501 the file is missing, not JSON or fails the schema |
  * | file modes | POS508 the config or a key/TLS file is readable by group/others, the keys dir is not 0700 |
  * | keys | POS502 a key file is missing or of the wrong length |
+ * | wal | POS230 the WAL has a damaged frame with committed transactions after it (checked before the database is opened, which is then left closed) |
  * | database | POS201 no database yet (warning) or cannot open, POS203 newer than this agent, POS204 not a pos-agent file, POS208 needs the agent's migration, POS509 damaged (header, quick_check), POS220 hash chain, POS221 projection, POS510 offline limits file, POS511 dead records (warning) |
  * | disk | POS512 free space in the data directory below max(100 MiB, 4 × database size) |
  * | clock | POS513 before the agent's release or after 2100 |
@@ -53,10 +54,12 @@ import {
 } from '../../drivers/discovery/discover.js';
 import { parseHidPath } from '../../drivers/transport/hid-transport.js';
 import { PaymentStore } from '../../store-forward/payment-store.js';
+import { checkWal, type WalReport } from '../../store-forward/wal-check.js';
 import { OFFLINE_LIMITS_FILE } from '../cloud-commands.js';
 import { type AgentConfig, loadConfig } from '../config.js';
 import { type ConfigPath } from '../config-path.js';
 import { loadTerminalKeys, TERMINAL_KEY_FILES } from '../keys.js';
+import { walDamageFix } from '../storage-guard.js';
 
 /** A configured device and what it was matched to, on `devices` findings. */
 export interface DoctorDevice {
@@ -196,7 +199,8 @@ export async function doctor(
         fix: 'provision the terminal again ("pos-agent provision --force") or restore the key files',
       });
     }
-    checkDatabase(config, add);
+    // Opening a database whose WAL is damaged would drop the payments after the damage for good.
+    if (checkWalBeforeOpen(config, add)) checkDatabase(config, add);
     const overrides = path.join(config.dataDir, OFFLINE_LIMITS_FILE);
     if (existsSync(overrides)) {
       try {
@@ -231,6 +235,52 @@ export async function doctor(
     await checkDevices(config, timeoutMs, options.discover ?? (() => discoverDevices()), add);
   }
   return findings;
+}
+
+/**
+ * The WAL check (issue 10, store-forward/wal-check.ts), before anything opens the database.
+ *
+ * @returns false when the WAL is damaged: the database must then not be opened at all.
+ */
+function checkWalBeforeOpen(config: AgentConfig, add: (f: DoctorFinding) => void): boolean {
+  const dbPath = path.join(config.dataDir, 'agent.db');
+  let report: WalReport;
+  try {
+    report = checkWal(`${dbPath}-wal`);
+  } catch (error) {
+    add({
+      check: 'wal',
+      level: 'problem',
+      message: `cannot read ${dbPath}-wal: ${(error as Error).message}`,
+      fix: 'check the file permissions and the storage for I/O errors; do not delete the file',
+    });
+    return false;
+  }
+  if (report.condition === 'damaged') {
+    const affected =
+      report.firstBadFrame === 0
+        ? `every transaction in it (${report.transactionsAfterBad} committed)`
+        : `${report.transactionsAfterBad} committed transaction(s) in ${report.verifiedFramesAfterBad} frame(s) after frame ${report.firstBadFrame}`;
+    add({
+      check: 'wal',
+      level: 'problem',
+      message: `${report.summary}. Affected: ${affected}; each may be an answered payment or a step of one (${report.replayableTransactions} transaction(s) before the damage are intact). The database was not opened`,
+      fix: walDamageFix(dbPath),
+    });
+    return false;
+  }
+  add({
+    check: 'wal',
+    level: report.condition === 'torn_tail' ? 'warn' : 'ok',
+    message:
+      report.condition === 'torn_tail'
+        ? `${report.summary}; SQLite ignores that uncommitted tail`
+        : report.summary,
+    ...(report.condition === 'torn_tail'
+      ? { fix: 'nothing committed was lost; the agent starts normally' }
+      : {}),
+  });
+  return true;
 }
 
 function checkDatabase(config: AgentConfig, add: (f: DoctorFinding) => void): void {

@@ -1,0 +1,90 @@
+/**
+ * The cloud core simulator's durable ledger (issue 10, fault 7): its dedupe table lived in
+ * memory, so a restarted cloud core would have charged a resent key a second time. With a ledger
+ * file, a record resent to a NEW cloud core process on the same file is answered `duplicate` with
+ * the original outcome, and the key is charged once.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import nacl from 'tweetnacl';
+import { afterEach, describe, expect, it } from 'vitest';
+import { keyId, openEnvelope, signEnvelope } from '../../cloud-sync/envelope.js';
+import { MqttSession } from '../../cloud-sync/mqtt-session.js';
+import { type Acks, AcksSchema, topics } from '../../cloud-sync/schemas.js';
+import { EmbeddedBroker } from '../../simulator/broker.js';
+import { CloudCore } from '../../simulator/cloud-core.js';
+import { makeRecord } from '../cloud-sync/fixtures.js';
+import { until } from '../helpers/wait.js';
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+describe('CloudCore with a ledger file', () => {
+  it('a restarted cloud core answers a resent key duplicate with the original outcome: charged once', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pos-ledger-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const ledgerFile = path.join(dir, 'ledger.db');
+    const broker = await EmbeddedBroker.start();
+    cleanups.push(() => broker.stop());
+    const cloudKeys = nacl.sign.keyPair();
+    const device = nacl.sign.keyPair();
+    const deviceId = 'ledger-lane-1';
+    const startCloud = async (file: string | undefined): Promise<CloudCore> => {
+      const cloud = await CloudCore.start({
+        brokerUrl: broker.url,
+        signer: { secretKey: cloudKeys.secretKey },
+        ...(file === undefined ? {} : { ledgerFile: file }),
+      });
+      cloud.registerDevice(deviceId, device.publicKey);
+      return cloud;
+    };
+    const t = topics('pos/v1', deviceId);
+    const acks: Acks[] = [];
+    const agent = new MqttSession({ url: broker.url, clientId: deviceId, clean: true });
+    cleanups.push(() => agent.end());
+    agent.on('message', (_topic, payload) =>
+      acks.push(
+        openEnvelope(
+          payload,
+          { keys: new Map([[keyId(cloudKeys.publicKey), cloudKeys.publicKey]]) },
+          AcksSchema,
+        ),
+      ),
+    );
+    await agent.subscribe(t.acks);
+    agent.connect();
+    await agent.whenConnected();
+    const record = makeRecord(1);
+    const send = (batch: string): Promise<void> =>
+      agent.publish(
+        t.records,
+        signEnvelope({ batch, records: [record] }, { secretKey: device.secretKey }),
+      );
+
+    const first = await startCloud(ledgerFile);
+    await send('b-1');
+    await until(() => acks.length === 1, { what: 'the first ack' });
+    expect(acks[0]?.results[0]).toMatchObject({ key: record.key, status: 'accepted' });
+    const outcome = acks[0]?.results[0]?.outcome;
+    expect(first.charges()).toEqual([record.key]);
+    await first.stop();
+
+    // Control: without the file, a restarted cloud core has forgotten the key and applies it again.
+    const forgetful = await startCloud(undefined);
+    await send('b-2');
+    await until(() => acks.length === 2, { what: 'the forgetful ack' });
+    expect(acks[1]?.results[0]?.status).toBe('accepted');
+    await forgetful.stop();
+
+    const restarted = await startCloud(ledgerFile);
+    cleanups.push(() => restarted.stop());
+    await send('b-3');
+    await until(() => acks.length === 3, { what: 'the ack after the restart' });
+    expect(acks[2]?.results[0]).toMatchObject({ key: record.key, status: 'duplicate', outcome });
+    expect(restarted.charges()).toEqual([record.key]);
+    expect(restarted.records().get(record.key)?.count).toBe(2);
+  });
+});
