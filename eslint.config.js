@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 /**
- * DESIGN.md §1, enforced: which folder may import which folder, and which file may import the
+ * architecture.md §1, enforced: which folder may import which folder, and which file may import the
  * hardware, MQTT and SQLite libraries. ESLint replaces (does not merge) a rule's options when two
  * config objects match one file, so each block below lists everything its files may not import.
  */
@@ -17,13 +17,19 @@ const folders = {
 const libs = {
   serial: {
     group: ['serialport', '@serialport/*'],
-    message: 'only drivers/transport/ imports serialport (DESIGN §1)',
+    message: 'only drivers/transport/ imports serialport (architecture.md §1)',
   },
-  hid: { group: ['node-hid'], message: 'only drivers/transport/ imports node-hid (DESIGN §1)' },
-  mqtt: { group: ['mqtt'], message: 'only cloud-sync/mqtt-session.ts imports mqtt (DESIGN §1)' },
+  hid: {
+    group: ['node-hid'],
+    message: 'only drivers/transport/ imports node-hid (architecture.md §1)',
+  },
+  mqtt: {
+    group: ['mqtt'],
+    message: 'only cloud-sync/mqtt-session.ts imports mqtt (architecture.md §1)',
+  },
   sqlite: {
     group: ['better-sqlite3'],
-    message: 'only store-forward/ imports better-sqlite3 (DESIGN §1)',
+    message: 'only store-forward/ imports better-sqlite3 (architecture.md §1)',
   },
 };
 const notFolders = (names, message) => ({ group: names.map((n) => folders[n]), message });
@@ -51,7 +57,7 @@ export default tseslint.config(
     [
       notFolders(
         ['agent', 'storeForward'],
-        'simulator/ may use driver codecs and cloud-sync schemas only (DESIGN §1)',
+        'simulator/ may use driver codecs and cloud-sync schemas only (architecture.md §1)',
       ),
       libs.serial,
       libs.hid,
@@ -66,7 +72,7 @@ export default tseslint.config(
     [
       notFolders(
         ['agent', 'storeForward'],
-        'simulator/ may use driver codecs and cloud-sync schemas only (DESIGN §1)',
+        'simulator/ may use driver codecs and cloud-sync schemas only (architecture.md §1)',
       ),
       libs.serial,
       libs.hid,
@@ -78,7 +84,7 @@ export default tseslint.config(
     [
       notFolders(
         ['agent', 'storeForward', 'cloudSync', 'simulator'],
-        'drivers/ imports only common/ (DESIGN §1)',
+        'drivers/ imports only common/ (architecture.md §1)',
       ),
       libs.serial,
       libs.hid,
@@ -93,23 +99,23 @@ export default tseslint.config(
     [
       notFolders(
         ['agent', 'storeForward', 'cloudSync', 'simulator'],
-        'drivers/ imports only common/ (DESIGN §1)',
+        'drivers/ imports only common/ (architecture.md §1)',
       ),
       libs.mqtt,
       libs.sqlite,
     ],
   ),
-  // Serial card readers frame lines with @serialport/parser-readline (DESIGN §3.3), a pure parser.
+  // Serial card readers frame lines with @serialport/parser-readline (architecture.md §3.3), a pure parser.
   restrict(
     ['drivers/readers/**/*.ts'],
     [
       notFolders(
         ['agent', 'storeForward', 'cloudSync', 'simulator'],
-        'drivers/ imports only common/ (DESIGN §1)',
+        'drivers/ imports only common/ (architecture.md §1)',
       ),
       {
         group: ['serialport', '@serialport/*', '!@serialport/parser-readline'],
-        message: 'only drivers/transport/ imports serialport (DESIGN §1)',
+        message: 'only drivers/transport/ imports serialport (architecture.md §1)',
       },
       libs.hid,
       libs.mqtt,
@@ -121,7 +127,7 @@ export default tseslint.config(
     [
       notFolders(
         ['agent', 'drivers', 'cloudSync', 'simulator'],
-        'store-forward/ imports only common/ (DESIGN §1)',
+        'store-forward/ imports only common/ (architecture.md §1)',
       ),
       libs.serial,
       libs.hid,
@@ -133,7 +139,7 @@ export default tseslint.config(
     [
       notFolders(
         ['agent', 'drivers', 'storeForward', 'simulator'],
-        'cloud-sync/ imports only common/ (DESIGN §1)',
+        'cloud-sync/ imports only common/ (architecture.md §1)',
       ),
       libs.serial,
       libs.hid,
@@ -147,7 +153,7 @@ export default tseslint.config(
     [
       notFolders(
         ['agent', 'drivers', 'storeForward', 'simulator'],
-        'cloud-sync/ imports only common/ (DESIGN §1)',
+        'cloud-sync/ imports only common/ (architecture.md §1)',
       ),
       libs.serial,
       libs.hid,

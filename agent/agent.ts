@@ -1,5 +1,5 @@
 /**
- * The composition root (DESIGN §1): wires the PIN pad (drivers), the store (store-forward), the
+ * The composition root (architecture.md §1): wires the PIN pad (drivers), the store (store-forward), the
  * MQTT sync (cloud-sync) and the local API into one running agent.
  *
  * Start-up order, and why:

@@ -1,5 +1,5 @@
 /**
- * Access control of the local API (DESIGN §6, issue 5): who may talk to the agent.
+ * Access control of the local API (architecture.md §6, issue 5): who may talk to the agent.
  *
  * Order of the checks, on every request (a fastify `onRequest` hook, before any route):
  * 1. **Where from** — only loopback (127.0.0.0/8, ::1, ::ffff:127.x) or the UNIX socket

@@ -1,5 +1,5 @@
 /**
- * The local API for the POS app (DESIGN §6): HTTP with JSON on loopback, bearer token from the
+ * The local API for the POS app (architecture.md §6): HTTP with JSON on loopback, bearer token from the
  * keys directory, errors as `{ error: { code, message } }`. The routes validate with the zod
  * schemas of agent/api-schemas.ts (fastify-type-provider-zod), and the same schemas make
  * `GET /openapi.json` (@fastify/swagger) and `docs/openapi.json` — the reference for the POS app.

@@ -12,7 +12,7 @@
  *  swipe while no read is armed ─► the reader wipes it ─► 'prompt' { text: 'No payment in progress…' }
  * ```
  *
- * Decisions (DESIGN is silent; written down here):
+ * Decisions (docs/architecture.md is silent; written down here):
  * - Only readers that are connected when the read starts take part; a reader that is unplugged
  *   *during* the read fails the read with `reader_disconnected` (issue 4 item 5: fail safely, with
  *   a named reason; the POS app starts the payment again).

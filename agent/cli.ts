@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `pos-agent`: the command line of the agent, for field techs and developers (DESIGN §1, §7).
+ * `pos-agent`: the command line of the agent, for field techs and developers (architecture.md §1, §7).
  *
  * | command | what |
  * |---------|------|

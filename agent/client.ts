@@ -72,7 +72,7 @@ export interface PosAgentClientOptions {
   fetch?: typeof fetch;
 }
 
-/** The local API, one method per route (DESIGN §6, docs/openapi.json). */
+/** The local API, one method per route (architecture.md §6, docs/openapi.json). */
 export class PosAgentClient {
   readonly #baseUrl: string;
   readonly #token: string;

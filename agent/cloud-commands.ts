@@ -1,5 +1,5 @@
 /**
- * Applying cloud commands (DESIGN §5 `down/commands`, issue 5) and reporting each result on
+ * Applying cloud commands (architecture.md §5 `down/commands`, issue 5) and reporting each result on
  * `{p}/{d}/up/command-results`.
  *
  * ```

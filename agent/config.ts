@@ -1,5 +1,5 @@
 /**
- * The agent's configuration: one zod schema that is also its documentation (DESIGN §8). Units
+ * The agent's configuration: one zod schema that is also its documentation (architecture.md §8). Units
  * are in the names (`…Ms`, `…Seconds`, `…Bytes`), every number has a range and a default, and a
  * bad file is refused with every problem listed at once (zigbee2mqtt does the same).
  *
@@ -25,14 +25,14 @@ const devicePath = z
     },
   );
 
-/** The PIN pad on the framed serial link (DESIGN §3.1, §3.2). */
+/** The PIN pad on the framed serial link (architecture.md §3.1, §3.2). */
 const PinPadConfig = z
   .object({
     /** Where the PIN pad is: `/dev/…` (serial), `tcp://host:port` (ser2net, simulator) or `mock://name`. */
     path: devicePath,
     /** Serial line speed in baud; ignored for tcp:// and mock://. Default 9600. */
     baudRate: z.number().int().min(1200).max(921600).default(9600),
-    /** How long to wait for ACK after a frame, in ms (DESIGN §3.1). Default 1000. */
+    /** How long to wait for ACK after a frame, in ms (architecture.md §3.1). Default 1000. */
     ackTimeoutMs: z.number().int().min(50).max(60_000).default(1000),
     /** Longest gap between two bytes of one frame, in ms; a longer gap NAKs the frame. Default 500. */
     interByteTimeoutMs: z.number().int().min(10).max(10_000).default(500),
@@ -46,7 +46,7 @@ const PinPadConfig = z
   .strict();
 
 /**
- * One card reader (issue 4, DESIGN §3.3). `kind` says how its bytes are decoded:
+ * One card reader (issue 4, architecture.md §3.3). `kind` says how its bytes are decoded:
  * `hid-msr` (337-byte vendor HID reports) and `wedge` (keyboard reports) need a
  * `hid://VID:PID[/serial]` path; `serial` (track text lines) needs `/dev/…`, `tcp://` or `mock://`.
  * `pos-agent devices` prints the path and kind to put here.
@@ -87,7 +87,7 @@ const CardReaderConfig = z
     path: ['kind'],
   });
 
-/** What the card boundary may keep and accept (DESIGN §2). */
+/** What the card boundary may keep and accept (architecture.md §2). */
 const CardConfig = z
   .object({
     /** Keep the cardholder name from track 1. Default false (PCI DSS 4.0.1 req. 3.2: keep only what is needed). */
@@ -97,14 +97,14 @@ const CardConfig = z
   })
   .strict();
 
-/** The MQTT broker that links the agent with the cloud core (DESIGN §5). */
+/** The MQTT broker that links the agent with the cloud core (architecture.md §5). */
 const BrokerConfig = z
   .object({
     /** Broker URL: `mqtts://host:8883`, or `mqtt://…` for a development setup. */
     url: z
       .string()
       .regex(/^mqtts?:\/\/[^/\s]+(:\d{1,5})?\/?$/, 'must be mqtt://host:port or mqtts://host:port'),
-    /** Topic prefix `{p}` of DESIGN §5. Default `pos/v1`. */
+    /** Topic prefix `{p}` of architecture.md §5. Default `pos/v1`. */
     topicPrefix: z
       .string()
       .regex(/^[\w-]+(\/[\w-]+)*$/, 'must be topic levels of letters, digits, - and _, e.g. pos/v1')
@@ -174,7 +174,7 @@ function isLoopbackHost(host: string): boolean {
   return h === 'localhost' || h === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
-/** The store-and-forward sync with the cloud core (DESIGN §5). */
+/** The store-and-forward sync with the cloud core (architecture.md §5). */
 const SyncConfig = z
   .object({
     /** Largest MQTT payload in bytes; AWS IoT Core's limit is 128 KiB. Default 131072. */
@@ -242,7 +242,7 @@ export function syncLimits(sync: AgentConfig['sync']): SyncLimits {
   };
 }
 
-/** The local API for the POS app (DESIGN §6). */
+/** The local API for the POS app (architecture.md §6). */
 const ApiConfig = z
   .object({
     /** Address to listen on; loopback only. Default 127.0.0.1. */
@@ -263,7 +263,7 @@ const currencyAmounts = z.record(
 );
 
 /**
- * The offline policy (DESIGN §4, issue 3): when a payment may be approved without the cloud.
+ * The offline policy (architecture.md §4, issue 3): when a payment may be approved without the cloud.
  * A currency without a per-transaction limit is never approved offline.
  */
 const OfflineConfig = z
@@ -281,7 +281,7 @@ const OfflineConfig = z
   })
   .strict();
 
-/** Online authorization over MQTT (DESIGN §5) and PIN entry for it. */
+/** Online authorization over MQTT (architecture.md §5) and PIN entry for it. */
 const AuthorizationConfig = z
   .object({
     /** How long to wait for `down/auth` before the outcome counts as unknown (ambiguous), ms. 500–120000, default 15000. */
@@ -310,7 +310,7 @@ const RetentionConfig = z
   })
   .strict();
 
-/** Logging (DESIGN §8). */
+/** Logging (architecture.md §8). */
 const LogConfig = z
   .object({
     /** Lowest level written. Default info. */

@@ -55,7 +55,7 @@ export interface DemoOptions {
   drainTimeoutMs?: number;
 }
 
-/** Cards used in turn; `declined` is the issuer-decline test card (DESIGN §7). */
+/** Cards used in turn; `declined` is the issuer-decline test card (architecture.md §7). */
 const CARD_ROTATION = [
   'visa',
   'mastercard',

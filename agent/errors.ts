@@ -1,5 +1,5 @@
 /**
- * Error codes of the agent's own areas (DESIGN §8): `POS4xx` local API, `POS5xx` config,
+ * Error codes of the agent's own areas (architecture.md §8): `POS4xx` local API, `POS5xx` config,
  * keys and provisioning. Every code is listed once here so that none is reused.
  */
 export const AGENT_ERRORS = {

@@ -1,5 +1,5 @@
 /**
- * The key files of a terminal (DESIGN §2, §5). Each file holds one key as base64 text and is
+ * The key files of a terminal (architecture.md §2, §5). Each file holds one key as base64 text and is
  * written with mode 0600 in a 0700 directory:
  *
  * | file                 | bytes | what |
@@ -440,7 +440,7 @@ export function loadCloudSideKeys(
 }
 
 /**
- * The TLS options of the MQTT session for an `mqtts://` broker (mutual TLS, DESIGN §5): the
+ * The TLS options of the MQTT session for an `mqtts://` broker (mutual TLS, architecture.md §5): the
  * pinned CA (the only one trusted: Node's default root store is replaced, not extended), the
  * client certificate and its private key, read from the files named in `broker.caFile`,
  * `certFile` and `keyFile`. Returns `{}` for `mqtt://` (allowed only with `broker.development`,

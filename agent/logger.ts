@@ -1,5 +1,5 @@
 /**
- * Structured JSON logs (DESIGN §8) with pino. Correlation ids (`paymentId`, `idempotencyKey`)
+ * Structured JSON logs (architecture.md §8) with pino. Correlation ids (`paymentId`, `idempotencyKey`)
  * go in the log object. The redaction guard rewrites every line on its way to the stream: a
  * Luhn-valid run of 13–19 digits becomes first 6 + `*` + last 4, so a PAN-shaped string in a log
  * line is impossible even if a bug put one into a message (PCI DSS 4.0.1 req. 3.4.1).

@@ -1,5 +1,5 @@
 /**
- * `GET /metrics` (DESIGN §6): the agent's state in the Prometheus text exposition format, with
+ * `GET /metrics` (architecture.md §6): the agent's state in the Prometheus text exposition format, with
  * prom-client. Every value is read from its owner when Prometheus scrapes (collect callbacks), so
  * there is no second copy of the queue or the counters to drift.
  *

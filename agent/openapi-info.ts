@@ -11,7 +11,7 @@ export const OPENAPI_INFO = {
     // contract keeps the committed document current.
     version: '1.0.0',
     description: [
-      'The API the POS app calls on the terminal (DESIGN §6). HTTP on loopback (default',
+      'The API the POS app calls on the terminal (architecture.md §6). HTTP on loopback (default',
       '`http://127.0.0.1:7420`) or a UNIX socket (`api.socketPath`); JSON; amounts are integer',
       'minor units of an ISO 4217 currency; times are ISO 8601 UTC.',
       '',

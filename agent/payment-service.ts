@@ -1,5 +1,5 @@
 /**
- * The payment flow of the agent (DESIGN §4, §5, §6; issue 3): online first, offline only by
+ * The payment flow of the agent (architecture.md §4, §5, §6; issue 3): online first, offline only by
  * explicit policy, nothing lost, nothing charged twice.
  *
  * ```
@@ -622,7 +622,7 @@ export class PaymentService extends EventEmitter {
 /**
  * The result line sent to the PIN pad (message 50) for a final payment, e.g. `Approved offline -
  * stored`: the sentence of agent/texts.ts made printable ASCII (0x20–0x7E), at most 32
- * characters, as the pad's wire format requires (POS122 otherwise; DESIGN §3.2,
+ * characters, as the pad's wire format requires (POS122 otherwise; architecture.md §3.2,
  * drivers/pinpad/messages.ts). A decline shows its code, which fits where the sentence would not.
  */
 export function padResultText(payment: Payment): string {

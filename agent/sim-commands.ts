@@ -1,6 +1,6 @@
 /**
  * `pos-agent sim …`: the simulator's parts as long-running commands, for developers who run the
- * agent with `pos-agent run` against them (DESIGN §7, issue 14).
+ * agent with `pos-agent run` against them (architecture.md §7, issue 14).
  *
  * ```
  *  sim pinpad   --listen tcp://… [--pty DIR] [--card NAME|none] [--fault F]… [--control PORT]

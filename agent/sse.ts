@@ -1,5 +1,5 @@
 /**
- * `GET /v1/events` (DESIGN §6): the terminal's prompts and results as server-sent events
+ * `GET /v1/events` (architecture.md §6): the terminal's prompts and results as server-sent events
  * (WHATWG HTML §9.2, `text/event-stream`), for a POS app that mirrors the PIN pad's screen.
  *
  * ```

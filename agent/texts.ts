@@ -155,7 +155,7 @@ export function declineText(code: string, context: DeclineContext): string {
   }
 }
 
-/** Reasons a card read fails (DESIGN §3.2 message 29, §3.3 reader failures). */
+/** Reasons a card read fails (architecture.md §3.2 message 29, §3.3 reader failures). */
 const CARD_NOT_READ: Readonly<Record<string, string>> = {
   timeout: 'No card was presented in time',
   canceled: 'The card read was canceled',
@@ -280,7 +280,7 @@ function reasonCode(reason: string | undefined): string | undefined {
 
 /**
  * Short lines for the PIN pad's own display (message 50): printable ASCII (0x20–0x7E), at most
- * 32 characters, as the pad's wire format requires (DESIGN §3.2; POS122 otherwise).
+ * 32 characters, as the pad's wire format requires (architecture.md §3.2; POS122 otherwise).
  */
 export function toPadText(text: string): string {
   return text

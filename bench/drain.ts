@@ -1,5 +1,5 @@
 /**
- * DESIGN §9 target 2 — draining a backlog: stored payments go store → SyncWorker → broker →
+ * architecture.md §9 target 2 — draining a backlog: stored payments go store → SyncWorker → broker →
  * cloud core simulator (verifies, opens the sealed card, decides, signs the ack) → ack →
  * marked acked in the store, measured in payments per second; against bare MQTT.js QoS 1
  * publishes with a window of 100 in flight on the same broker, each message as many bytes as
@@ -12,7 +12,7 @@
  * machine: opening the sealed card data (tweetnacl X25519, about a millisecond per record) in
  * this process would be charged to the agent.
  *
- * bench/ is a measurement tool outside the product layers (DESIGN §1); it imports `mqtt`
+ * bench/ is a measurement tool outside the product layers (architecture.md §1); it imports `mqtt`
  * directly for the baseline.
  */
 import { fork } from 'node:child_process';

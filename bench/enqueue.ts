@@ -1,5 +1,5 @@
 /**
- * DESIGN §9 target 1 — a real payment's store work: the exact store calls the agent's
+ * architecture.md §9 target 1 — a real payment's store work: the exact store calls the agent's
  * `PaymentService` makes for one payment, timed as one unit, against a bare better-sqlite3
  * single-row insert with `journal_mode=WAL` and `synchronous=FULL`, both files in the same
  * directory (same disk):
@@ -13,7 +13,7 @@
  * machine hits all alike. Targets (issue 9): offline p99 ≤ 1.5×, online p99 ≤ 2.5× the bare
  * commit's p99.
  *
- * bench/ is a measurement tool outside the product layers (DESIGN §1); it imports
+ * bench/ is a measurement tool outside the product layers (architecture.md §1); it imports
  * `better-sqlite3` directly for the baseline.
  */
 import { randomBytes } from 'node:crypto';

@@ -3,7 +3,7 @@
  * from the drivers' {@link CardBoundary}, fed a simulator test card), seeding of a store,
  * temp directories, free ports and a Mosquitto child process.
  *
- * bench/ is a measurement tool outside the product layers of DESIGN §1: it may import every
+ * bench/ is a measurement tool outside the product layers of architecture.md §1: it may import every
  * folder and, for the bare baselines, `better-sqlite3` and `mqtt` directly.
  */
 import { type ChildProcess, spawn } from 'node:child_process';

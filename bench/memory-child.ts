@@ -1,5 +1,5 @@
 /**
- * Child process of the memory benchmark (DESIGN §9 target 3), run with `--expose-gc`: starts a
+ * Child process of the memory benchmark (architecture.md §9 target 3), run with `--expose-gc`: starts a
  * whole agent (`startAgent`: store with its start-up checks, MQTT session, sync worker, PIN pad
  * attempt, local API) on `dataDir` — empty, or holding a copied database of stored payments —
  * with the broker DOWN (nothing listens on `brokerUrl`), waits `settleMs` so the worker has

@@ -1,5 +1,5 @@
 /**
- * DESIGN §9 target 3 — memory flat in backlog size: the resident memory of an agent process
+ * architecture.md §9 target 3 — memory flat in backlog size: the resident memory of an agent process
  * holding N stored payments (default 100,000) against one holding none, each in a fresh child
  * process (bench/memory-child.ts, `--expose-gc`) after `startAgent` and a first pass of the sync
  * worker with the broker DOWN, so nothing drains. Idle and loaded runs alternate.

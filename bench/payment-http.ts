@@ -1,5 +1,5 @@
 /**
- * DESIGN §9 / issue 9 — a payment through the whole local API path, as the POS app sees it:
+ * architecture.md §9 / issue 9 — a payment through the whole local API path, as the POS app sees it:
  * `POST /v1/payments` over HTTP on loopback → PaymentService → the virtual PIN pad (reference
  * message set over the framed link, in process on `mock://`) → card boundary → store (and, online,
  * the MQTT round trip to the cloud core simulator through a real broker) → the answer.
@@ -7,9 +7,9 @@
  * - offline (`force_offline`): p50 against a bare better-sqlite3 FULL commit on the same disk,
  *   measured interleaved in the same run (target ≤ 2×);
  * - online through Mosquitto when installed (aedes otherwise) on loopback: p50 ≤ 10 ms (an
- *   absolute target of DESIGN §9, printed with the bare commit beside it).
+ *   absolute target of architecture.md §9, printed with the bare commit beside it).
  *
- * bench/ is a measurement tool outside the product layers (DESIGN §1).
+ * bench/ is a measurement tool outside the product layers (architecture.md §1).
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';

@@ -1,5 +1,5 @@
 /**
- * `npm run bench` — the targets of DESIGN §9, each measured as a RATIO against a baseline in the
+ * `npm run bench` — the targets of architecture.md §9, each measured as a RATIO against a baseline in the
  * same run (absolute times on shared machines are noise; rule 9: no timed assertions in tests).
  *
  * 1. A real payment's store work (the PaymentService's store calls): offline p99 ≤ 1.5 ×, online
@@ -26,7 +26,7 @@
  * A benchmark reports; it does not fail builds: the exit code is 0 on a MISS and 1 only when the
  * benchmark itself broke.
  *
- * bench/ is a measurement tool outside the product layers of DESIGN §1: it imports every folder
+ * bench/ is a measurement tool outside the product layers of architecture.md §1: it imports every folder
  * and, for the baselines, `better-sqlite3` and `mqtt` directly.
  */
 import { copyFileSync, writeFileSync } from 'node:fs';
@@ -125,7 +125,7 @@ async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
   const t0 = performance.now();
   line(
-    `pos-edge-agent benchmark (DESIGN §9) — ${quick ? 'quick' : 'full'} run, node ${process.version}, ` +
+    `pos-edge-agent benchmark (architecture.md §9) — ${quick ? 'quick' : 'full'} run, node ${process.version}, ` +
       `${os.cpus().length} CPUs, disk dir ${diskParent}`,
   );
   // Ratios taken while the cores are busy drift toward 1 and lie: say how busy the machine is.

@@ -1,5 +1,5 @@
 /**
- * Pure helpers of the benchmark (DESIGN §9): percentiles, summaries, ratio verdicts and the
+ * Pure helpers of the benchmark (architecture.md §9): percentiles, summaries, ratio verdicts and the
  * plain-text tables `npm run bench` prints. No I/O here, so test/bench/stats.test.ts covers it.
  */
 
@@ -61,7 +61,7 @@ export function median(samples: readonly number[]): number {
   );
 }
 
-/** A target of DESIGN §9 as a ratio `measured / baseline` compared with a limit. */
+/** A target of architecture.md §9 as a ratio `measured / baseline` compared with a limit. */
 export interface RatioTarget {
   /** `at-most`: ratio ≤ limit passes (latency, memory); `at-least`: ratio ≥ limit passes (throughput). */
   direction: 'at-most' | 'at-least';

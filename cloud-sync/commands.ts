@@ -1,5 +1,5 @@
 /**
- * Cloud commands: the replay and expiry guard (DESIGN §5: "a replayed or expired command is
+ * Cloud commands: the replay and expiry guard (architecture.md §5: "a replayed or expired command is
  * refused"), and the bounds of issue 11: a command names the device it is for (refused for
  * another device or none, POS326) and lives at most `maxLifetimeMs` (POS327; one valid for
  * 1,000 years was accepted before). Downlink size is bounded before any of this, by the sync

@@ -1,5 +1,5 @@
 /**
- * The machine-readable description of the wire contract (DESIGN §5: "a machine-readable
+ * The machine-readable description of the wire contract (architecture.md §5: "a machine-readable
  * description (JSON Schema / AsyncAPI) is generated from them"): one JSON Schema 2020-12
  * document with every message in `$defs`, generated with `z.toJSONSchema` from the zod schemas of
  * schemas.ts, plus the topic table and the envelope in `x-topics` / `$defs.Envelope`.
@@ -31,7 +31,7 @@ export function contractJsonSchema(): Record<string, unknown> {
   return {
     $schema: 'https://json-schema.org/draft/2020-12/schema',
     $id: 'urn:pos-edge-agent:wire-contract:v1',
-    title: 'pos-edge-agent ↔ cloud core wire contract (DESIGN §5)',
+    title: 'pos-edge-agent ↔ cloud core wire contract (architecture.md §5)',
     description:
       'Every MQTT payload is an Envelope whose `body` is the JSON text of one of the messages ' +
       'below, signed with Ed25519 over its UTF-8 bytes. Uplinks refuse unknown keys; downlinks ' +
@@ -51,7 +51,7 @@ export function contractJsonSchema(): Record<string, unknown> {
   };
 }
 
-/** One topic of the contract (DESIGN §5 table, plus issue 5's command results and claims). */
+/** One topic of the contract (architecture.md §5 table, plus issue 5's command results and claims). */
 export interface TopicEntry {
   /** AsyncAPI channel id. */
   id: string;
@@ -254,7 +254,7 @@ export function asyncApiDocument(): Record<string, unknown> {
       title: 'pos-edge-agent ↔ cloud core MQTT contract',
       version: '1.0.0',
       description: [
-        'The wire contract between the terminal agent and the cloud core (DESIGN §5), generated',
+        'The wire contract between the terminal agent and the cloud core (architecture.md §5), generated',
         'from the zod schemas of cloud-sync/ that both sides validate with. MQTT 3.1.1 or 5, QoS 1,',
         'persistent session (clean session off), client id = device id, so a broker can restrict',
         'each device to `{prefix}/{deviceId}/#`. A PUBACK only means the broker took a message: a',

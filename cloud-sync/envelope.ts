@@ -1,5 +1,5 @@
 /**
- * Signed envelopes: every MQTT payload of the contract (DESIGN §5).
+ * Signed envelopes: every MQTT payload of the contract (architecture.md §5).
  *
  * ```
  * { "v": 1, "kid": "<16 hex>", "body": "<JSON text of the message>", "sig": "<base64, 64 bytes>" }
@@ -15,7 +15,7 @@
  *
  * Signing and verification run on Node's native Ed25519 (OpenSSL, RFC 8032), which gives the
  * same bytes as `nacl.sign.detached` (Ed25519 signatures are deterministic; a test checks both
- * ways) about a hundred times faster than tweetnacl's pure-JS code — the drain rate of DESIGN §9
+ * ways) about a hundred times faster than tweetnacl's pure-JS code — the drain rate of architecture.md §9
  * depends on it. Keys stay in tweetnacl's formats (64-byte secret = seed ‖ public key).
  *
  * The receiver verifies FIRST (key id → pinned/registered key → signature), and only then parses

@@ -4,7 +4,7 @@
  *
  * Ranges inside POS3xx:
  * - POS30x — the MQTT session (broker, publish, subscribe, topics).
- * - POS31x — signed envelopes and the wire schemas (DESIGN §5).
+ * - POS31x — signed envelopes and the wire schemas (architecture.md §5).
  * - POS32x — cloud commands and online authorization.
  * - POS33x — the sync worker's own configuration and lifecycle.
  */
@@ -40,7 +40,7 @@ export const SYNC_ERROR_CODES = {
   POS321: 'command replayed',
   /** A cloud command issued too far in the future (clock skew beyond the allowance). */
   POS322: 'command not yet valid',
-  /** No authorization response from the cloud within the timeout (ambiguous outcome, DESIGN §5). */
+  /** No authorization response from the cloud within the timeout (ambiguous outcome, architecture.md §5). */
   POS323: 'authorization timed out',
   /** The ids of accepted cloud commands could not be persisted; the command is refused. */
   POS324: 'command guard not persisted',

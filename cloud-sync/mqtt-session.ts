@@ -1,5 +1,5 @@
 /**
- * The MQTT session: the only file of the project that imports `mqtt` (DESIGN §1).
+ * The MQTT session: the only file of the project that imports `mqtt` (architecture.md §1).
  *
  * A thin, honest wrapper over MQTT.js:
  * - MQTT 3.1.1 by default (`protocolVersion: 4`), so it works on aedes, Mosquitto, Azure IoT Hub
@@ -9,8 +9,8 @@
  *   CONNACK, because a broker restart without persistence (or `sessionPresent = 0`) loses them.
  * - QoS 1 everywhere (at least once, MQTT 3.1.1 §4.3.2): {@link MqttSession.publish} resolves on
  *   PUBACK. A PUBACK only means the broker took the message; the sync worker waits for the cloud's
- *   own acknowledgement (DESIGN §5).
- * - No offline queue: DESIGN §5 forbids relying on the MQTT.js offline store (in memory, replayed
+ *   own acknowledgement (architecture.md §5).
+ * - No offline queue: architecture.md §5 forbids relying on the MQTT.js offline store (in memory, replayed
  *   one at a time, silently lossy past 65,535 messages). `publish` refuses with POS302 while not
  *   connected instead of queueing, and a publish still waiting for its PUBACK when the connection
  *   closes is rejected (POS302); the caller (the SQLite outbox) owns the retry. MQTT.js may still
@@ -71,7 +71,7 @@ export interface MqttWill {
   payload: Buffer | string;
   /** Default 1. */
   qos?: 0 | 1;
-  /** Default true: the status topic is retained (DESIGN §5). */
+  /** Default true: the status topic is retained (architecture.md §5). */
   retain?: boolean;
 }
 
@@ -93,7 +93,7 @@ export interface MqttTlsOptions {
 export interface MqttSessionOptions {
   /** Broker URL: `mqtt://host:port` or `mqtts://host:port`. */
   url: string;
-  /** Client id; the device id for agents (DESIGN §5). */
+  /** Client id; the device id for agents (architecture.md §5). */
   clientId: string;
   /** Persistent session when false (the default, MQTT 3.1.1 §3.1.2.4). */
   clean?: boolean;
@@ -240,7 +240,7 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
       connectTimeout: options.connectTimeoutMs ?? 10_000,
       // We subscribe ourselves on every CONNACK; MQTT.js's own resubscribe would double it.
       resubscribe: false,
-      // Never queue while offline (DESIGN §5); publish() also checks `connected` first.
+      // Never queue while offline (architecture.md §5); publish() also checks `connected` first.
       queueQoSZero: false,
     };
     if (options.username !== undefined) mqttOptions.username = options.username;
@@ -255,7 +255,7 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
     const will = this.#willPacket();
     if (will !== undefined) mqttOptions.will = will;
     // MQTT.js replays unacknowledged QoS 1 publishes from its outgoing store on reconnect
-    // (client.js _onConnect); DESIGN §5 forbids relying on it: a stale up/auth request or batch
+    // (client.js _onConnect); architecture.md §5 forbids relying on it: a stale up/auth request or batch
     // would go out again behind the sync worker's back. The store is emptied on every close, the
     // publish promises are rejected with POS302, and the worker's own resend is the only one.
     const outgoingStore = new ForgetfulStore();

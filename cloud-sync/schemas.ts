@@ -1,5 +1,5 @@
 /**
- * The wire contract between the agent and the cloud core (DESIGN §5), as zod schemas: the single
+ * The wire contract between the agent and the cloud core (architecture.md §5), as zod schemas: the single
  * definition used by the agent's sync worker, by the simulator's cloud core, and by the generated
  * JSON Schema (contract-json-schema.ts).
  *
@@ -13,10 +13,10 @@
  * ```
  * Every payload travels inside a signed envelope (envelope.ts).
  *
- * Strictness (decided here, DESIGN is silent):
+ * Strictness (decided here, docs/architecture.md is silent):
  * - **Uplinks are strict** (`z.strictObject`): an unknown key is refused. The agent validates
  *   every record with these schemas before it signs it, so a field carried along by an object
- *   spread (a raw PAN, a track, a PIN block in clear) can never reach a payload (DESIGN §2).
+ *   spread (a raw PAN, a track, a PIN block in clear) can never reach a payload (architecture.md §2).
  * - **Downlinks strip unknown keys** (`z.object`): a newer cloud core may add optional fields
  *   without stalling the queues of agents already in the field; the signature already proves the
  *   sender, and stripped keys never reach the agent's code. Unknown *command types* are still
@@ -25,7 +25,7 @@
 import { z } from 'zod';
 import { syncError } from './errors.js';
 
-/** Default topic prefix `{p}` (DESIGN §5). */
+/** Default topic prefix `{p}` (architecture.md §5). */
 export const DEFAULT_TOPIC_PREFIX = 'pos/v1';
 
 /**
@@ -37,7 +37,7 @@ export const DeviceIdSchema = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'device id: 1–128 of A–Z a–z 0–9 . _ : -');
 
-/** The topic names of one device (DESIGN §5 table). */
+/** The topic names of one device (architecture.md §5 table). */
 export interface DeviceTopics {
   /** `{p}/{d}/up/records` — batches of outbox records. */
   readonly records: string;
@@ -79,7 +79,7 @@ function checkDeviceId(deviceId: string): void {
 }
 
 /**
- * The topics of one device (DESIGN §5).
+ * The topics of one device (architecture.md §5).
  *
  * @param prefix — `{p}`, default `pos/v1`.
  * @param deviceId — `{d}`, also the MQTT client id.
@@ -151,7 +151,7 @@ export const IsoDateTimeSchema = z.iso.datetime({ offset: true });
 
 /**
  * An idempotency key: from the POS app's `Idempotency-Key` header or a UUIDv7 made by the agent
- * (DESIGN §4). 1–255 visible ASCII characters.
+ * (architecture.md §4). 1–255 visible ASCII characters.
  */
 export const IdempotencyKeySchema = z
   .string()
@@ -170,7 +170,7 @@ export const KsnHexSchema = z
   .string()
   .regex(/^(?:[0-9A-Fa-f]{20}|[0-9A-Fa-f]{24})$/, 'KSN: 20 or 24 hex digits');
 
-/** Money: integer minor units of an ISO 4217 alpha currency (DESIGN §4; no floats). */
+/** Money: integer minor units of an ISO 4217 alpha currency (architecture.md §4; no floats). */
 export const PaymentSchema = z.strictObject({
   /** Payment id in the agent's store. */
   id: z.string().min(1).max(64),
@@ -186,7 +186,7 @@ export const PaymentSchema = z.strictObject({
 /** {@link PaymentSchema}. */
 export type WirePayment = z.infer<typeof PaymentSchema>;
 
-/** Card brands of the BIN table (DESIGN §2 step 3). */
+/** Card brands of the BIN table (architecture.md §2 step 3). */
 export const CardBrandSchema = z.enum([
   'visa',
   'mastercard',
@@ -198,11 +198,11 @@ export const CardBrandSchema = z.enum([
   'unknown',
 ]);
 
-/** Entry modes (DESIGN §2 step 3). */
+/** Entry modes (architecture.md §2 step 3). */
 export const EntryModeSchema = z.enum(['swipe', 'chip', 'contactless', 'manual']);
 
 /**
- * What may be shown of a card: the token and the displayable fields (DESIGN §2). Strict: no
+ * What may be shown of a card: the token and the displayable fields (architecture.md §2). Strict: no
  * other key (PAN, track, CVV) can pass.
  */
 export const WireCardSchema = z.strictObject({
@@ -224,10 +224,10 @@ export const WireCardSchema = z.strictObject({
 /** {@link WireCardSchema}. */
 export type WireCard = z.infer<typeof WireCardSchema>;
 
-/** `ephemeralPublicKey(32) ‖ nonce(24) ‖ nacl.box ciphertext` in base64 (DESIGN §2 step 4). */
+/** `ephemeralPublicKey(32) ‖ nonce(24) ‖ nacl.box ciphertext` in base64 (architecture.md §2 step 4). */
 export const SealedSchema = z.base64().min(96).max(8192);
 
-/** Reader-encrypted card data (SRED / P2PE), passed through unopened (DESIGN §2). */
+/** Reader-encrypted card data (SRED / P2PE), passed through unopened (architecture.md §2). */
 export const SredSchema = z.strictObject({
   ksnHex: KsnHexSchema,
   ciphertextHex: evenHex(2, 8192),
@@ -235,7 +235,7 @@ export const SredSchema = z.strictObject({
 
 /**
  * An encrypted PIN block from the PIN pad: ISO 9564-1 format 0 (8 bytes, TDES DUKPT) or
- * format 4 (16 bytes, AES DUKPT), with its KSN (DESIGN §2, §3.2 message 31).
+ * format 4 (16 bytes, AES DUKPT), with its KSN (architecture.md §2, §3.2 message 31).
  */
 export const PinBlockSchema = z.strictObject({
   format: z.union([z.literal(0), z.literal(4)]),
@@ -249,7 +249,7 @@ export const PinBlockSchema = z.strictObject({
 // Uplinks
 
 /**
- * One outbox record (DESIGN §4 transactional outbox, §5 `up/records`).
+ * One outbox record (architecture.md §4 transactional outbox, §5 `up/records`).
  *
  * - `key`: the payment's idempotency key; the cloud dedupes by it.
  * - `seq`: per-device sequence number, integer ≥ 1, strictly increasing in a batch.
@@ -257,7 +257,7 @@ export const PinBlockSchema = z.strictObject({
  * - `at`: when the record was written, ISO 8601 UTC.
  * - `chain`: the event's hash in the store's hash chain: SHA-256 as 43 characters of unpadded
  *   base64url (RFC 4648 §5). Not hex: a 64-digit hex string holds a Luhn-valid run of 13–19
- *   decimal digits often enough that PAN scanners (ours, DESIGN §2, and a PCI DLP tool's) would
+ *   decimal digits often enough that PAN scanners (ours, architecture.md §2, and a PCI DLP tool's) would
  *   flag real traffic; base64url makes such a run vanishingly rare.
  */
 export const OutboxRecordSchema = z.strictObject({
@@ -280,7 +280,7 @@ export const BatchIdSchema = z
   .string()
   .regex(/^[\x21-\x7E]{1,64}$/, 'batch id: 1–64 visible ASCII characters');
 
-/** `up/records`: a batch of records in strictly increasing `seq` order (DESIGN §5). */
+/** `up/records`: a batch of records in strictly increasing `seq` order (architecture.md §5). */
 export const RecordsBatchSchema = z
   .strictObject({
     batch: BatchIdSchema,
@@ -293,7 +293,7 @@ export const RecordsBatchSchema = z
 /** {@link RecordsBatchSchema}. */
 export type RecordsBatch = z.infer<typeof RecordsBatchSchema>;
 
-/** `up/auth`: an online authorization request for one payment (DESIGN §5). */
+/** `up/auth`: an online authorization request for one payment (architecture.md §5). */
 export const AuthRequestSchema = z.strictObject({
   key: IdempotencyKeySchema,
   payment: PaymentSchema,
@@ -305,7 +305,7 @@ export const AuthRequestSchema = z.strictObject({
 /** {@link AuthRequestSchema}. */
 export type AuthRequest = z.infer<typeof AuthRequestSchema>;
 
-/** `status` (retained): link state and queue stats; the last will carries `offline` (DESIGN §5). */
+/** `status` (retained): link state and queue stats; the last will carries `offline` (architecture.md §5). */
 export const StatusSchema = z.strictObject({
   state: z.enum(['online', 'offline']),
   at: IsoDateTimeSchema,
@@ -330,7 +330,7 @@ export type Status = z.infer<typeof StatusSchema>;
 export const OutcomeSchema = z.enum(['approved', 'declined']);
 
 /**
- * One record's acknowledgement. DESIGN §5 defines `{ key, status, code?, reason? }`; our
+ * One record's acknowledgement. architecture.md §5 defines `{ key, status, code?, reason? }`; our
  * extension adds `outcome`, `authCode`, `declineCode` so the cloud's authorization result of a
  * stored payment reaches the agent (and, for `duplicate`, the ORIGINAL outcome).
  * - `accepted`: first time the cloud sees the key; applied.
@@ -349,7 +349,7 @@ export const AckResultSchema = z.object({
 /** {@link AckResultSchema}. */
 export type AckResult = z.infer<typeof AckResultSchema>;
 
-/** `down/acks`: the results of one batch (DESIGN §5). */
+/** `down/acks`: the results of one batch (architecture.md §5). */
 export const AcksSchema = z.object({
   batch: BatchIdSchema,
   results: z.array(AckResultSchema),
@@ -357,7 +357,7 @@ export const AcksSchema = z.object({
 /** {@link AcksSchema}. */
 export type Acks = z.infer<typeof AcksSchema>;
 
-/** `down/auth`: the answer to an {@link AuthRequest} (DESIGN §5). */
+/** `down/auth`: the answer to an {@link AuthRequest} (architecture.md §5). */
 export const AuthResponseSchema = z.object({
   key: IdempotencyKeySchema,
   outcome: OutcomeSchema,
@@ -375,7 +375,7 @@ export const CommandBodySchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('set_log_level'), level: LogLevelSchema }),
   z.object({ type: z.literal('request_diagnostics') }),
   /**
-   * Offline limits (DESIGN §4 offline policy) set by the cloud, with the names and ranges of the
+   * Offline limits (architecture.md §4 offline policy) set by the cloud, with the names and ranges of the
    * agent config's `offline` section; stored by the agent in an overrides file merged over the
    * config. Amounts in integer minor units per ISO 4217 currency; an omitted field (or currency)
    * keeps the configured value.
@@ -404,7 +404,7 @@ export const CommandBodySchema = z.discriminatedUnion('type', [
 /** {@link CommandBodySchema}. */
 export type CommandBody = z.infer<typeof CommandBodySchema>;
 
-/** `down/commands`: a command with a unique id and an expiry (DESIGN §5: replayed or expired → refused). */
+/** `down/commands`: a command with a unique id and an expiry (architecture.md §5: replayed or expired → refused). */
 export const CommandSchema = z
   .object({
     id: z.string().regex(/^[\x21-\x7E]{1,64}$/, 'command id: 1–64 visible ASCII characters'),

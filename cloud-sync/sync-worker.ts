@@ -1,5 +1,5 @@
 /**
- * The sync worker: drains the SQLite outbox to the cloud core over MQTT (DESIGN §5).
+ * The sync worker: drains the SQLite outbox to the cloud core over MQTT (architecture.md §5).
  *
  * ```
  *  OutboxSource ──nextPending(after cursor)──▶ pack (≤ maxMessageBytes, seq order) ──▶ window
@@ -11,7 +11,7 @@
  *
  * Rules, and why:
  * - A PUBACK only means the broker took the batch; a record is done only when the cloud's signed
- *   `Acks` for its key arrives (DESIGN §5). Acks are verified with the pinned cloud key; a bad one
+ *   `Acks` for its key arrives (architecture.md §5). Acks are verified with the pinned cloud key; a bad one
  *   is refused, counted, logged, and never applied.
  * - At most `maxInFlightBatches` batches wait for acks. A batch not acked within `ackTimeoutMs` is
  *   published again (same batch id, same records) after an exponential backoff with jitter
@@ -25,7 +25,7 @@
  *   cloud sees each device's records in order (MQTT 3.1.1 §4.6 keeps one client's QoS 1 messages
  *   on a topic in order; only resends can arrive late, and the cloud dedupes those).
  * - Records the cloud could never accept are refused locally and go to `dead` through
- *   `applyAcks` (nothing is dropped silently, DESIGN §4): a record over `maxMessageBytes` on its
+ *   `applyAcks` (nothing is dropped silently, architecture.md §4): a record over `maxMessageBytes` on its
  *   own (POS314), or one that fails the wire schema (POS313). Unknown extra keys of a record are
  *   stripped before validation (field names logged, never values), so a store that returns more
  *   columns than the contract cannot leak them onto the wire, nor kill the queue.
@@ -78,7 +78,7 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 131_072;
  * (store-forward/outbox.ts) and by the test fakes, which all run one conformance suite
  * (test/cloud-sync/outbox-contract.ts). All methods are synchronous (better-sqlite3).
  *
- * "In flight" is the worker's memory, not the outbox's state (DESIGN §4): publishing writes
+ * "In flight" is the worker's memory, not the outbox's state (architecture.md §4): publishing writes
  * nothing; the worker asks for the records after the highest `seq` it holds, and after a restart
  * everything still pending is sent again (the cloud dedupes by key).
  */
@@ -117,7 +117,7 @@ const silentLogger: SyncLogger = {
 
 /** The resend schedule: exponential backoff with upward jitter. */
 export interface ResendPolicy {
-  /** First wait for an ack, ms (DESIGN §5 `ackTimeoutMs`). */
+  /** First wait for an ack, ms (architecture.md §5 `ackTimeoutMs`). */
   ackTimeoutMs: number;
   /** Growth per further attempt; ≥ 1. */
   backoffFactor: number;
@@ -640,7 +640,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
   }
 
   /**
-   * Online authorization (DESIGN §5): publishes a signed `AuthRequest` on `up/auth` and waits for
+   * Online authorization (architecture.md §5): publishes a signed `AuthRequest` on `up/auth` and waits for
    * the `AuthResponse` with the same key on `down/auth`.
    *
    * A timeout is ambiguous (the cloud may have approved): the caller stores the payment under the
@@ -941,7 +941,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
     }
     if (packed.records.length === 0) return packed.refused.length > 0 ? 'refused-only' : 'empty';
     const keys = packed.records.map((r) => r.key);
-    // In flight lives here, not in the store (DESIGN §4): nothing is written to publish.
+    // In flight lives here, not in the store (architecture.md §4): nothing is written to publish.
     for (const record of packed.records) this.#cursorSeq = Math.max(this.#cursorSeq, record.seq);
     const batch: InFlightBatch = {
       id: batchId,

@@ -1,5 +1,5 @@
 /**
- * The one error base of the agent (DESIGN §8).
+ * The one error base of the agent (architecture.md §8).
  *
  * Every error the agent raises on purpose is an `AgentError` with a stable `code`:
  * `POS1xx` drivers, `POS2xx` store-and-forward, `POS3xx` cloud sync, `POS4xx` local API,

@@ -1,6 +1,6 @@
 /**
  * Detection of PAN-shaped text, used by the store's free-text checks (POS214), the log redaction
- * guard and the leak-sweep tests (DESIGN §2, §8; PCI DSS 4.0.1 req. 3.4.1 and 3.5.1).
+ * guard and the leak-sweep tests (architecture.md §2, §8; PCI DSS 4.0.1 req. 3.4.1 and 3.5.1).
  *
  * Text is normalized first, so a PAN cannot step around the check by its spelling:
  *

@@ -2,8 +2,8 @@
  * The error codes of `drivers/` (POS100–POS199, docs/internal-contracts.md): one table so a code
  * is never reused. Every driver error is an {@link AgentError} built by {@link driverError}.
  *
- * Messages name the value, the limit and the fix (DESIGN §8). They NEVER contain card data:
- * callers pass lengths, counts, paths and masked values only (DESIGN §2, PCI DSS 4.0.1 req. 3.3.1).
+ * Messages name the value, the limit and the fix (architecture.md §8). They NEVER contain card data:
+ * callers pass lengths, counts, paths and masked values only (architecture.md §2, PCI DSS 4.0.1 req. 3.3.1).
  */
 import { AgentError } from '../common/agent-error.js';
 

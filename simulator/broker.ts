@@ -1,5 +1,5 @@
 /**
- * The embedded MQTT broker of the simulator (DESIGN §7): aedes 1.x (MQTT 3.1.1) on a loopback TCP
+ * The embedded MQTT broker of the simulator (architecture.md §7): aedes 1.x (MQTT 3.1.1) on a loopback TCP
  * port, for the one-command demo and the in-process tests.
  *
  * `stop()` really closes everything — every client socket (also the ones that never sent CONNECT)

@@ -1,5 +1,5 @@
 /**
- * The cloud core simulator (DESIGN §7): the other end of the agent's MQTT sync, as a product for
+ * The cloud core simulator (architecture.md §7): the other end of the agent's MQTT sync, as a product for
  * developers and tests.
  *
  * ```
@@ -17,7 +17,7 @@
  * `mqtt`).
  *
  * Decision rules (defaults, all replaceable through `rules`):
- * - PAN 4000000000000002 (DESIGN §7 declined test card) → declined, decline code `05` (do not
+ * - PAN 4000000000000002 (architecture.md §7 declined test card) → declined, decline code `05` (do not
  *   honour). The PAN comes from the sealed card data opened with the vault key; when a record has
  *   no sealed data (SRED or no `openSealed`), first 6 + last 4 are compared instead.
  * - `amountMinor` ending in 51 (e.g. 1051 = 10.51) → declined `51` (insufficient funds).
@@ -101,7 +101,7 @@ export const DEFAULT_DECISION_RULES: DecisionRules = {
   ],
 };
 
-/** Fault switches for acknowledgements (DESIGN §7: lost, late, duplicated, reordered). */
+/** Fault switches for acknowledgements (architecture.md §7: lost, late, duplicated, reordered). */
 export interface CloudFaults {
   /** Drop acks: `true` every one, a number the next N (counting down), false none. */
   dropAcks: boolean | number;

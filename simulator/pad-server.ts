@@ -1,5 +1,5 @@
 /**
- * Serves a {@link VirtualPinPad} to the agent the three ways DESIGN §7 names:
+ * Serves a {@link VirtualPinPad} to the agent the three ways architecture.md §7 names:
  *
  * ```
  *  serveMock(pad, 'pad1')  →  mock://pad1            in-process, @serialport/binding-mock

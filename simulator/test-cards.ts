@@ -1,8 +1,8 @@
 /**
- * The simulator's test cards (DESIGN §7) and builders for their track and EMV data.
+ * The simulator's test cards (architecture.md §7) and builders for their track and EMV data.
  *
  * These PANs are public test numbers; they may appear in `simulator/` and `test/` only, never in
- * `drivers/` or `agent/` (DESIGN §2). The cloud core simulator approves every card here except
+ * `drivers/` or `agent/` (architecture.md §2). The cloud core simulator approves every card here except
  * the `declined` one (and amounts ending in 51, simulator/cloud-core.ts); `expired` and
  * `chip-swiped` are refused by the agent's card boundary before the cloud sees them.
  */
@@ -19,7 +19,7 @@ export type TestCardBrand = 'visa' | 'mastercard' | 'amex' | 'discover' | 'jcb';
  */
 export type TestCardOutcome = 'approve' | 'decline' | 'expired' | 'chip_required';
 
-/** A test card of DESIGN §7 (docs/test-cards.md is the table for people; a test keeps them equal). */
+/** A test card of architecture.md §7 (docs/test-cards.md is the table for people; a test keeps them equal). */
 export interface TestCard {
   /** Short name used by the CLI, scenarios and `presentCard('visa')`. */
   name: string;
@@ -40,7 +40,7 @@ export interface TestCard {
   description: string;
 }
 
-/** The test cards of DESIGN §7, and presentations of them that trigger the card boundary's refusals. */
+/** The test cards of architecture.md §7, and presentations of them that trigger the card boundary's refusals. */
 export const TEST_CARDS: readonly TestCard[] = [
   {
     name: 'visa',
@@ -134,7 +134,7 @@ export const TEST_CARDS: readonly TestCard[] = [
   },
 ];
 
-/** Every test PAN, once each, for leak sweeps (DESIGN §2: a test scans logs, SQLite and MQTT for these). */
+/** Every test PAN, once each, for leak sweeps (architecture.md §2: a test scans logs, SQLite and MQTT for these). */
 export const TEST_PANS: readonly string[] = [...new Set(TEST_CARDS.map((c) => c.pan))];
 
 /** The test card with this name or PAN, or `undefined`. */

@@ -1,9 +1,9 @@
 /**
- * Virtual USB HID card readers (DESIGN §7): a vendor-HID MSR (337-byte reports, MagTek-style), an
+ * Virtual USB HID card readers (architecture.md §7): a vendor-HID MSR (337-byte reports, MagTek-style), an
  * encrypting SRED reader (692-byte project SRED reports, drivers/readers/sred-hid-report.ts) or
  * a keyboard-wedge reader, in process, behind the same interface as node-hid's `HIDAsync`
  * ({@link HidDeviceHandle}) and listed by a {@link VirtualHidBackend} that replaces node-hid
- * (`useHidBackend`). The only mock of the project: there is no USB here (DESIGN, rules).
+ * (`useHidBackend`). The only mock of the project: there is no USB here (the project rules).
  *
  * ```
  *  test ─► reader.swipe('visa', { fault }) ─► reports ─► handle 'data' ─► HidTransport ─► CardReader

@@ -1,5 +1,5 @@
 /**
- * The virtual PIN pad (DESIGN §7): speaks the STX/ETX/LRC link (DESIGN §3.1) and the reference
+ * The virtual PIN pad (architecture.md §7): speaks the STX/ETX/LRC link (architecture.md §3.1) and the reference
  * message set (§3.2) over any {@link ByteEndpoint} — in-process `mock://`, `tcp://`, or a real
  * pseudo-terminal through socat (see pad-server.ts). It reuses the drivers' framing, link
  * machine and message codec, so both sides share one codec.
@@ -78,7 +78,7 @@ export const PAD_FAULT_KINDS = [
   'ignore-cancel',
 ] as const;
 
-/** Named fault switches (DESIGN §7). One-shot unless noted. */
+/** Named fault switches (architecture.md §7). One-shot unless noted. */
 export type PadFault =
   /** The next frame the pad sends has a wrong LRC (its retransmission is correct). */
   | { kind: 'bad-lrc' }
@@ -110,7 +110,7 @@ const padFaultKindsComplete: Same<PadFault['kind'], (typeof PAD_FAULT_KINDS)[num
 void padFaultKindsComplete;
 
 /**
- * The request id of a 20/30 to repeat in its answer (DESIGN §3.2 optional request id): a host
+ * The request id of a 20/30 to repeat in its answer (architecture.md §3.2 optional request id): a host
  * only sends one to a pad whose capabilities list `RID`, so echoing whatever came is enough.
  */
 function echoId(request: { requestId?: string }): { requestId?: string } {

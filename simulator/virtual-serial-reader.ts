@@ -1,5 +1,5 @@
 /**
- * Virtual serial magnetic stripe reader (DESIGN §7): prints each swipe as one line of track text
+ * Virtual serial magnetic stripe reader (architecture.md §7): prints each swipe as one line of track text
  * (`%B…?;…?` CR LF), like MagTek/ID TECH readers in serial (or USB CDC) mode. It is a
  * {@link MockPeer}, so it serves `mock://name` in process, and `tcp://` through {@link serveSerialReaderTcp}
  * (the agent sees the same bytes as on ser2net or a pty).

@@ -1,6 +1,6 @@
 /**
- * Opening the SQLite file of store-and-forward (DESIGN §4), the only place that sets pragmas and
- * runs migrations. Only `store-forward/` imports `better-sqlite3` (DESIGN §1).
+ * Opening the SQLite file of store-and-forward (architecture.md §4), the only place that sets pragmas and
+ * runs migrations. Only `store-forward/` imports `better-sqlite3` (architecture.md §1).
  *
  * Pragmas, each read back after it is set:
  * - `journal_mode=WAL` — readers do not block the writer;

@@ -1,5 +1,5 @@
 /**
- * The hash chain of the event log (DESIGN §4: "each row carries prev_hash and
+ * The hash chain of the event log (architecture.md §4: "each row carries prev_hash and
  * hash = SHA-256(prev_hash ‖ canonical row), so a gap or an edit is detectable").
  *
  * ```
@@ -35,7 +35,7 @@ export type CanonicalValue =
  * - arrays: in order; `undefined` in an array is refused;
  * - strings: as `JSON.stringify` writes them (ECMA-262 QuoteJSONString);
  * - numbers: safe integers only (`Number.isSafeInteger`), written in decimal — money is integer
- *   minor units (DESIGN §4: "No floats anywhere");
+ *   minor units (architecture.md §4: "No floats anywhere");
  * - no whitespace anywhere.
  *
  * @throws AgentError POS222 for a float, NaN, ±Infinity, unsafe integer, bigint, function,

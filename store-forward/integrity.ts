@@ -1,5 +1,5 @@
 /**
- * Integrity of the store (DESIGN §4): the hash chain over every event, the projection against
+ * Integrity of the store (architecture.md §4): the hash chain over every event, the projection against
  * the events, and verified checkpoints so that start-up does not grow with history (issue 9 §4).
  *
  * ```

@@ -1,7 +1,7 @@
 /**
  * The store kernel: one SQLite connection, its prepared statements, its transactions, and the one
  * way a payment changes — {@link StoreKernel.record}, which folds an event into the projection and
- * appends it to the hash chain in the caller's transaction (DESIGN §4). The lifecycle
+ * appends it to the hash chain in the caller's transaction (architecture.md §4). The lifecycle
  * (payment-store.ts), the outbox (outbox.ts) and the integrity checks (integrity.ts) are built on
  * it; {@link PaymentStore.open} hands them out over one kernel.
  *

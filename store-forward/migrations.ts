@@ -1,6 +1,6 @@
 /**
  * The schema of store-and-forward: forward-only migrations numbered in `PRAGMA user_version`
- * (DESIGN §4 — "the schema is the most important code in the project: it must make invalid
+ * (architecture.md §4 — "the schema is the most important code in the project: it must make invalid
  * states impossible").
  *
  * Rules for this file:

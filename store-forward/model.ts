@@ -1,7 +1,7 @@
 /**
  * The types of store-and-forward and the enumerations they share with the schema.
  *
- * The SQL `CHECK` constraints in `migrations.ts` are the truth (DESIGN §4); the constants here
+ * The SQL `CHECK` constraints in `migrations.ts` are the truth (architecture.md §4); the constants here
  * mirror them, and `test/store-forward/schema.test.ts` proves each list matches what SQLite
  * accepts. The allowed state changes are not listed here: `payment-machine.ts` derives
  * `PAYMENT_TRANSITIONS` from its transition function. Timestamps are ISO 8601 UTC text with milliseconds, `YYYY-MM-DDTHH:MM:SS.sssZ`
@@ -90,7 +90,7 @@ export const APPROVED_STATES: readonly PaymentState[] = [
 export const OFFLINE_OPEN_STATES: readonly PaymentState[] = ['stored', 'forwarded', 'confirmed'];
 
 /**
- * What the POS app chooses per payment (DESIGN §4): `prefer_online` (default) authorizes online
+ * What the POS app chooses per payment (architecture.md §4): `prefer_online` (default) authorizes online
  * and falls back to the offline policy only when the cloud cannot be reached or does not answer
  * in time; `require_online` never approves offline; `force_offline` approves under the offline
  * policy without asking the cloud (e.g. a known-bad uplink).
@@ -102,7 +102,7 @@ export type OfflineMode = (typeof OFFLINE_MODES)[number];
 /** How a payment was approved: by the cloud during the payment, or by the agent's offline policy. */
 export type Approval = 'online' | 'offline';
 
-/** Card brands (DESIGN §2 step 3; drivers' `CardBrand`). */
+/** Card brands (architecture.md §2 step 3; drivers' `CardBrand`). */
 export const CARD_BRANDS = [
   'visa',
   'mastercard',
@@ -130,18 +130,18 @@ export type EntryMode = (typeof ENTRY_MODES)[number];
  */
 export const VOID_KEY_SUFFIX = '.void';
 
-/** Outbox record states: `pending → in_flight → acked`, or `dead` with a reason (DESIGN §4). */
+/** Outbox record states: `pending → in_flight → acked`, or `dead` with a reason (architecture.md §4). */
 export const OUTBOX_STATES = ['pending', 'in_flight', 'acked', 'dead'] as const;
 /** One of {@link OUTBOX_STATES}. */
 export type OutboxState = (typeof OUTBOX_STATES)[number];
 
 /**
- * The card as the store keeps it: the token and what may be shown (DESIGN §2 step 3).
+ * The card as the store keeps it: the token and what may be shown (architecture.md §2 step 3).
  * Never a PAN: the store cannot even hold one (the schema refuses a token that is not
  * `tok_` + 32 base32 characters, and digit columns are 6 and 4 long).
  */
 export interface PaymentCard {
-  /** `tok_` + 32 lower-case RFC 4648 base32 characters (HMAC-SHA-256 of the PAN, DESIGN §2). */
+  /** `tok_` + 32 lower-case RFC 4648 base32 characters (HMAC-SHA-256 of the PAN, architecture.md §2). */
   token: string;
   brand: CardBrand;
   /** First 6 digits (the BIN). */
@@ -157,7 +157,7 @@ export interface PaymentCard {
   cardholderName?: string;
 }
 
-/** Reader-encrypted card data passed through unopened (SRED / P2PE, DESIGN §2). */
+/** Reader-encrypted card data passed through unopened (SRED / P2PE, architecture.md §2). */
 export interface SredData {
   /** DUKPT key serial number, 20 (TDES) or 24 (AES) hex digits; stored upper-case. */
   ksnHex: string;
@@ -181,7 +181,7 @@ export interface NewPayment {
   /** The card boundary's `CardToken` fields (not `sealed`/`sred`, which are passed apart). */
   card: Omit<PaymentCard, 'cardholderName'> & { cardholderName?: string | undefined };
   /**
-   * base64 of ephemeralPublicKey(32) ‖ nonce(24) ‖ nacl.box ciphertext (DESIGN §2 step 4),
+   * base64 of ephemeralPublicKey(32) ‖ nonce(24) ‖ nacl.box ciphertext (architecture.md §2 step 4),
    * 96–8192 characters (the wire's limit).
    */
   sealed?: string | undefined;
@@ -222,12 +222,12 @@ export interface Payment {
   createdAt: string;
   /** ISO 8601 UTC of the payment's latest event. */
   updatedAt: string;
-  /** ISO 8601 UTC by which a stored payment must have reached the cloud (DESIGN §4). */
+  /** ISO 8601 UTC by which a stored payment must have reached the cloud (architecture.md §4). */
   forwardingDeadlineAt?: string;
 }
 
 /**
- * One outbox record shaped for the wire (DESIGN §5 `up/records`); cloud-sync's zod schema is the
+ * One outbox record shaped for the wire (architecture.md §5 `up/records`); cloud-sync's zod schema is the
  * contract, this mirrors it. `type` is `'payment'`, or `'void'` for a payment the store did not
  * take (canceled after approval, or declined locally after an ambiguous authorization timeout):
  * the cloud must make sure nothing is charged for it.
@@ -259,7 +259,7 @@ export interface OutboxRecord {
 }
 
 /**
- * One result of the cloud's acknowledgement (DESIGN §5 `down/acks`, plus the outcome);
+ * One result of the cloud's acknowledgement (architecture.md §5 `down/acks`, plus the outcome);
  * structurally the same as cloud-sync's zod-inferred ack result.
  */
 export interface AckResult {

@@ -1,5 +1,5 @@
 /**
- * The offline policy (DESIGN §4, issue 3): when the agent may approve a payment without the
+ * The offline policy (architecture.md §4, issue 3): when the agent may approve a payment without the
  * cloud, as a pure decision over the current offline exposure. The store calls it inside the
  * transaction that stores the payment, so two payments can never both take the last room under
  * a cap.

@@ -1,5 +1,5 @@
 /**
- * The transactional outbox (DESIGN §4, §5): the records the cloud must receive, in `seq` order,
+ * The transactional outbox (architecture.md §4, §5): the records the cloud must receive, in `seq` order,
  * keyed by idempotency key, on the {@link StoreKernel}.
  *
  * ```
@@ -102,7 +102,7 @@ export class SqliteOutbox {
 
   /**
    * Up to `limit` pending records with `seq > afterSeq`, in `seq` order, shaped for the wire
-   * (DESIGN §5). Nothing is marked: the caller keeps what it sent in memory and asks for the
+   * (architecture.md §5). Nothing is marked: the caller keeps what it sent in memory and asks for the
    * records after the last seq it holds.
    *
    * A pending record that cannot be built (POS221: e.g. its payment has no card) would block the

@@ -1,5 +1,5 @@
 /**
- * The payment state machine (DESIGN §4, issue 3): a pure function `(state, event) → state | error`
+ * The payment state machine (architecture.md §4, issue 3): a pure function `(state, event) → state | error`
  * over discriminated unions. No I/O, no clock: the store folds its events through it, the
  * property tests drive it with random event sequences, and `pos-agent verify` rebuilds the
  * `payments` projection with it.
@@ -110,7 +110,7 @@ function step(current: MachineState, event: MachineEvent): MachineState | undefi
     case 'cloud_declined':
       if (state === 'stored' || state === 'forwarded' || state === 'confirmed') {
         // An offline approval the issuer declined afterwards is reversed: the store took the
-        // goods, the money never comes (DESIGN §4); a payment the cloud was to decide is declined.
+        // goods, the money never comes (architecture.md §4); a payment the cloud was to decide is declined.
         return approval === 'offline' ? S('reversed', approval) : S('declined', approval);
       }
       if (state === 'approved') return S('reversed', approval);

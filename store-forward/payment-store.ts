@@ -1,6 +1,6 @@
 /**
  * `PaymentStore`: the payment lifecycle on the store kernel, and the one `open()` that hands out
- * the store's parts over one SQLite connection (DESIGN §4; docs/internal-contracts.md):
+ * the store's parts over one SQLite connection (architecture.md §4; docs/internal-contracts.md):
  *
  * ```
  *  PaymentStore.open(path)
@@ -133,7 +133,7 @@ export interface PaymentPage {
 }
 
 /**
- * The payment store (DESIGN §4). Open with {@link PaymentStore.open}; one instance per database
+ * The payment store (architecture.md §4). Open with {@link PaymentStore.open}; one instance per database
  * file per process; not for use after {@link PaymentStore.close} (POS206).
  *
  * Errors: every method throws only `AgentError`s with POS2xx codes — the ones named on each
@@ -195,7 +195,7 @@ export class PaymentStore {
    * (keyed by the idempotency key, next `seq`) and, when given, its `sealed_cards` row.
    *
    * Same `idempotencyKey` + same amount, currency, reference and card token →
-   * `{ created: false, payment: <the original> }`, nothing written (DESIGN §4).
+   * `{ created: false, payment: <the original> }`, nothing written (architecture.md §4).
    *
    * @param input — see {@link NewPayment}; `amountMinor` in integer minor units of `currency`.
    * @returns the payment as stored, and whether this call created it.

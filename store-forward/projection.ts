@@ -1,5 +1,5 @@
 /**
- * The payments projection as a pure fold over events (DESIGN §4: "Events are the source of
+ * The payments projection as a pure fold over events (architecture.md §4: "Events are the source of
  * truth … the payments table is a projection that can be rebuilt from the events").
  *
  * `applyEvent` is used twice: by the write path, which appends an event and stores what

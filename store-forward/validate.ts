@@ -5,7 +5,7 @@
  *
  * Messages name fields, lengths and limits; they never echo card fields (token, first 6,
  * last 4, name, sealed data), and free text that holds a PAN-shaped run is refused (POS214)
- * without quoting it (DESIGN §2, PCI DSS 4.0.1 req. 3.4.1).
+ * without quoting it (architecture.md §2, PCI DSS 4.0.1 req. 3.4.1).
  */
 import { findPanShapedRuns, redactPanShapedRuns } from '../common/luhn-scan.js';
 import { storeError } from './errors.js';

@@ -1,7 +1,7 @@
 /**
  * `pos-agent decode --kind link|hid-msr|wedge|track|tlv [hex…|-]`: a field tech pastes or pipes a
  * captured hex trace and sees the decoded frames and fields, PANs masked to first 6 / last 4
- * (DESIGN §1 field techs; the decoding itself is in drivers/decode/, which alone touches card data).
+ * (architecture.md §1 field techs; the decoding itself is in drivers/decode/, which alone touches card data).
  *
  * Input: the hex arguments joined, or standard input when there are none (or the only one is
  * `-`). Standard input is read as bytes and handed to the drivers as a Buffer, never as a string.

@@ -1,5 +1,5 @@
 /**
- * `pos-agent provision`: what a field tech runs once on a new terminal (DESIGN §1 users, issue 5).
+ * `pos-agent provision`: what a field tech runs once on a new terminal (architecture.md §1 users, issue 5).
  *
  * ```
  * DIR/config.json          0600  the agent's config (broker mqtts:// with the TLS files below)

@@ -1,6 +1,6 @@
 /**
  * `pos-agent queue [--config FILE] [--retry] [--watch] [--json]`: the outbox for a field tech
- * (DESIGN §4; issues 3 §6, 12) — depth, oldest age, offline exposure per currency, the dead
+ * (architecture.md §4; issues 3 §6, 12) — depth, oldest age, offline exposure per currency, the dead
  * records with their reasons; `--retry` puts every dead record back to pending (a `requeued`
  * event each); `--watch` shows a progress bar with the drain rate and the time left until the
  * backlog has drained (plain progress lines when the output is not a terminal).

@@ -1,6 +1,6 @@
 /**
  * `pos-agent sim reader --kind serial|hid-msr|wedge|sred …`: a virtual card reader for
- * developers running `pos-agent run` against the simulator (issue 4, DESIGN §7).
+ * developers running `pos-agent run` against the simulator (issue 4, architecture.md §7).
  *
  * ```
  *  --kind serial   tcp://127.0.0.1:PORT (and --pty DIR → DIR/reader through socat)

@@ -1,6 +1,6 @@
 /**
  * `pos-agent verify [--config FILE] [--json]`: rebuilds the payments projection from the events
- * and checks the event hash chain (DESIGN §4; issue 3 §1). The agent runs the same checks at
+ * and checks the event hash chain (architecture.md §4; issue 3 §1). The agent runs the same checks at
  * start-up. Read-only (issue 12): the database is opened read-only and never created, so it
  * works beside a running agent (WAL) and fails with POS201 on a terminal that has none.
  *

@@ -1,6 +1,6 @@
 /**
  * Card brand by longest-prefix match on the BIN (ISO/IEC 7812-1 issuer identification number;
- * ranges from DESIGN §2 item 3). Works on ASCII digit bytes, never on a PAN string.
+ * ranges from architecture.md §2 item 3). Works on ASCII digit bytes, never on a PAN string.
  *
  * Each row is a range of prefixes of one length: `from`–`to` inclusive on the first `digits`
  * digits. Longer prefixes win (e.g. Discover 6011 before a hypothetical 60x row).
@@ -18,7 +18,7 @@ export interface BinRange {
   to: number;
 }
 
-/** The BIN table of DESIGN §2, sorted by prefix length, longest first. */
+/** The BIN table of architecture.md §2, sorted by prefix length, longest first. */
 export const BIN_TABLE: readonly BinRange[] = (
   [
     { brand: 'visa', digits: 1, from: 4, to: 4 },

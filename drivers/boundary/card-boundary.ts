@@ -1,5 +1,5 @@
 /**
- * The card boundary (DESIGN §2): where PCI DSS scope ends. Raw track/EMV Buffers go in, a
+ * The card boundary (architecture.md §2): where PCI DSS scope ends. Raw track/EMV Buffers go in, a
  * {@link CardToken} comes out, and every raw buffer is wiped with `fill(0)` on every path.
  *
  * ```
@@ -27,7 +27,7 @@ import { parseTlv } from './tlv.js';
 import { parseTrack1, parseTrack2, type ParsedTrack } from './track-parser.js';
 
 /**
- * EMV tags forwarded (sealed) for authorization: the allow-list of DESIGN §3.3 (EMV Book 3
+ * EMV tags forwarded (sealed) for authorization: the allow-list of architecture.md §3.3 (EMV Book 3
  * Annex A names: 9F26 application cryptogram, 9F27 CID, 9F10 IAD, 9F37 unpredictable number,
  * 9F36 ATC, 95 TVR, 9A date, 9C type, 9F02 amount, 5F2A currency, 82 AIP, 9F1A country,
  * 9F34 CVM results, 9F33 capabilities, 9F35 terminal type, 84 DF name, 9F09 version,
@@ -63,7 +63,7 @@ export interface ClearCardRead {
   emvTlv?: Buffer;
 }
 
-/** Reader-encrypted card data (SRED/P2PE, message 22 of DESIGN §3.2). No clear card data. */
+/** Reader-encrypted card data (SRED/P2PE, message 22 of architecture.md §3.2). No clear card data. */
 export interface SredCardRead {
   entryMode: EntryMode;
   /** e.g. `411111******1111`: first 6 and last 4 in clear. */
@@ -138,7 +138,7 @@ function bcdToAscii(bcd: Buffer): Buffer {
 const HEX = /^(?:[0-9A-Fa-f]{2})+$/;
 
 /**
- * The card boundary (DESIGN §2). One instance per tenant key; stateless between cards.
+ * The card boundary (architecture.md §2). One instance per tenant key; stateless between cards.
  * @throws AgentError `POS135` from the constructor when a key has the wrong size.
  */
 export class CardBoundary {
@@ -169,7 +169,7 @@ export class CardBoundary {
 
   /**
    * Tokenizes clear card data and wipes `read.track1`, `read.track2` and `read.emvTlv` (always,
-   * also on failure). Track 2 is preferred, then track 1 (one good track is enough, DESIGN §3.3),
+   * also on failure). Track 2 is preferred, then track 1 (one good track is enough, architecture.md §3.3),
    * then EMV tag 57 or 5A + 5F24 (EMV Book 3 Annex A).
    * Failures: `bad_read`/`no_start_sentinel` (POS132), `invalid_pan` (POS130), `expired`
    * (POS131), `chip_required` (POS133, a swiped service code 2xx/6xx, ISO/IEC 7813 §10.3.9.1).
@@ -298,7 +298,7 @@ export class CardBoundary {
   }
 
   /**
-   * Passes reader-encrypted data through unopened (DESIGN §2, SRED/P2PE). The token cannot come
+   * Passes reader-encrypted data through unopened (architecture.md §2, SRED/P2PE). The token cannot come
    * from the PAN (the terminal never sees it): it is `tok_` + base32 of the first 20 bytes of
    * HMAC-SHA-256(tokenKey, "sred" ‖ 0x00 ‖ KSN ‖ ciphertext). It identifies this read only
    * (DUKPT changes the KSN on every transaction); the cloud decrypts in its HSM and derives the

@@ -1,10 +1,10 @@
 /**
- * The only card data that leaves `drivers/` (DESIGN §2, docs/internal-contracts.md): a token,
+ * The only card data that leaves `drivers/` (architecture.md §2, docs/internal-contracts.md): a token,
  * what may be displayed (brand, first 6, last 4, expiry, entry mode, optionally the name), and
  * either the sealed blob for the vault or the reader's own SRED ciphertext.
  */
 
-/** Card scheme, from the longest-prefix BIN table (bin-table.ts, DESIGN §2 item 3). */
+/** Card scheme, from the longest-prefix BIN table (bin-table.ts, architecture.md §2 item 3). */
 export type CardBrand =
   'visa' | 'mastercard' | 'amex' | 'discover' | 'jcb' | 'diners' | 'unionpay' | 'unknown';
 
@@ -34,13 +34,13 @@ export interface CardToken {
   cardholderName?: string;
   /** base64 of ephemeralPublicKey(32) ‖ nonce(24) ‖ nacl.box ciphertext; see sealed-card.ts. */
   sealed?: string;
-  /** Reader-encrypted card data (SRED/P2PE, DUKPT), passed through unopened (DESIGN §2). */
+  /** Reader-encrypted card data (SRED/P2PE, DUKPT), passed through unopened (architecture.md §2). */
   sred?: { ksnHex: string; ciphertextHex: string };
 }
 
 /**
  * Why a card read produced no token. The first five come from the PIN pad (message 29,
- * DESIGN §3.2); the others are the boundary's own verdicts (DESIGN §2 item 1, §3.3):
+ * architecture.md §3.2); the others are the boundary's own verdicts (architecture.md §2 item 1, §3.3):
  * - `bad_read` — unreadable track/EMV data (POS132);
  * - `no_start_sentinel` — track text without its `%`/`;` start and no recognisable format;
  * - `chip_required` — a swiped 2xx/6xx card while fallback swipe is off (POS133);

@@ -1,5 +1,5 @@
 /**
- * What happens to each EMV tag at the card boundary (DESIGN §3.3; EMV Book 3 Annex A for the
+ * What happens to each EMV tag at the card boundary (architecture.md §3.3; EMV Book 3 Annex A for the
  * names, Annex B for BER-TLV):
  *
  * ```
@@ -16,7 +16,7 @@ import { driverError } from '../errors.js';
 import { EMV_FORWARDED_TAGS } from './card-boundary.js';
 import { parseTlv, type TlvObject } from './tlv.js';
 
-/** Tags that carry card data (DESIGN §2): sealed, never shown, never forwarded in clear. */
+/** Tags that carry card data (architecture.md §2): sealed, never shown, never forwarded in clear. */
 export const SENSITIVE_EMV_TAGS: ReadonlySet<string> = new Set([
   '5A', '57', '56', '9F6B', '9F1F', '9F20', '99',
 ]); // prettier-ignore

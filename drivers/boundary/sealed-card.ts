@@ -1,5 +1,5 @@
 /**
- * Sealing of the card data the cloud needs to authorize (DESIGN §2 item 4): `nacl.box`
+ * Sealing of the card data the cloud needs to authorize (architecture.md §2 item 4): `nacl.box`
  * (X25519 + XSalsa20-Poly1305) to the vault's public key from a fresh ephemeral key pair per card.
  *
  * ```
@@ -9,13 +9,13 @@
  *    5A    PAN, cn: BCD digits, left-justified, odd length padded with F        always
  *    5F24  expiry, n6: YYMMDD (DD = last day of the month; tracks carry YYMM)   always
  *    57    track 2 equivalent data: BCD PAN, D, YYMM, SVC, discretionary, F pad  swipe, or chip tag 57
- *    …     the EMV authorization tags of the allow-list (DESIGN §3.3), verbatim  chip/contactless
+ *    …     the EMV authorization tags of the allow-list (architecture.md §3.3), verbatim  chip/contactless
  * ```
  *
  * The terminal can seal but never open (it has no vault secret key). The plaintext is built,
  * sealed and wiped in {@link secureBytes} buffers (off-heap, never moved by the garbage
  * collector), by our own `crypto_box` (`secretbox.ts`) so that no library keeps a copy; a PAN
- * is never a JS string on the terminal side (DESIGN §2).
+ * is never a JS string on the terminal side (architecture.md §2).
  */
 import { Buffer } from 'node:buffer';
 import {
@@ -175,7 +175,7 @@ function nativeSecretKey(secretKey: Uint8Array): KeyObject {
 /**
  * `nacl.box.open` (X25519 + HSalsa20 + XSalsa20-Poly1305, NaCl `crypto_box_open`) with the
  * X25519 step on Node's native OpenSSL code instead of tweetnacl's pure-JS field arithmetic
- * (about a millisecond per call, the cost of the cloud side of the drain, DESIGN §9):
+ * (about a millisecond per call, the cost of the cloud side of the drain, architecture.md §9):
  *
  * shared = X25519(secretKey, publicKey) → key = HSalsa20(shared, 0¹⁶, sigma) →
  * `nacl.secretbox.open(box, nonce, key)` — exactly `nacl.box.before` + `nacl.box.open.after`.

@@ -1,5 +1,5 @@
 /**
- * Buffers for card data that can be wiped for good (issue 11 item 1; DESIGN §2).
+ * Buffers for card data that can be wiped for good (issue 11 item 1; architecture.md §2).
  *
  * Where a Node Buffer's bytes live decides whether `fill(0)` really removes them:
  *

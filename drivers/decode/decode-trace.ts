@@ -6,7 +6,7 @@
  *
  * ```
  *  kind     input bytes                          decoded with
- *  link     STX payload ETX LRC / ACK NAK EOT    framing.ts FrameDecoder + messages.ts (DESIGN §3.1, §3.2)
+ *  link     STX payload ETX LRC / ACK NAK EOT    framing.ts FrameDecoder + messages.ts (architecture.md §3.1, §3.2)
  *  hid-msr  one 337-byte vendor report           hid-msr-report.ts (MagTek 99875206)
  *  wedge    8-byte boot keyboard reports         keyboard-wedge.ts (USB HID Usage Tables §10)
  *  track    ASCII track text (one or more)       swipe-text.ts + track-parser.ts (ISO/IEC 7813)

@@ -1,5 +1,5 @@
 /**
- * Device discovery for `pos-agent devices` (DESIGN §1 field techs, issue 4): serial ports and
+ * Device discovery for `pos-agent devices` (architecture.md §1 field techs, issue 4): serial ports and
  * HID devices, recognised by the USB fingerprint table, each with the stable path to configure.
  *
  * ```

@@ -1,5 +1,5 @@
 /**
- * Framing of the STX/ETX/LRC serial link (DESIGN §3.1). Pure: bytes in, outputs out; no timers,
+ * Framing of the STX/ETX/LRC serial link (architecture.md §3.1). Pure: bytes in, outputs out; no timers,
  * no I/O — the caller passes the arrival time of every chunk.
  *
  * ```
@@ -14,7 +14,7 @@
  *
  * The byte after ETX is always the LRC, even when it equals ACK, NAK, STX or ETX: the decoder
  * works by state and never scans for control bytes. Payload bytes are copied out of the decoder
- * and its working buffer is wiped, because a payload may carry track data (DESIGN §2).
+ * and its working buffer is wiped, because a payload may carry track data (architecture.md §2).
  */
 import { Buffer } from 'node:buffer';
 import { driverError } from '../errors.js';
@@ -31,7 +31,7 @@ export const ACK = 0x06;
 export const NAK = 0x15;
 /** Field separator inside a payload. */
 export const FS = 0x1c;
-/** Largest payload in bytes (DESIGN §3.1). */
+/** Largest payload in bytes (architecture.md §3.1). */
 export const MAX_PAYLOAD_BYTES = 1024;
 
 /** True for a byte allowed inside a payload: printable ASCII 0x20–0x7E or FS. */
@@ -39,7 +39,7 @@ export function isPayloadByte(byte: number): boolean {
   return (byte >= 0x20 && byte <= 0x7e) || byte === FS;
 }
 
-/** LRC of a payload: XOR of every payload byte and of ETX (DESIGN §3.1; STX is not included). */
+/** LRC of a payload: XOR of every payload byte and of ETX (architecture.md §3.1; STX is not included). */
 export function computeLrc(payload: Uint8Array): number {
   let lrc = 0;
   for (const byte of payload) lrc ^= byte;
@@ -56,7 +56,7 @@ export function encodeFrame(payload: Uint8Array): Buffer {
   if (payload.length < 1 || payload.length > MAX_PAYLOAD_BYTES)
     throw driverError(
       'POS110',
-      `Frame payload is ${payload.length} bytes; it must be 1–${MAX_PAYLOAD_BYTES} bytes (DESIGN §3.1)`,
+      `Frame payload is ${payload.length} bytes; it must be 1–${MAX_PAYLOAD_BYTES} bytes (architecture.md §3.1)`,
       { details: { length: payload.length } },
     );
   for (let i = 0; i < payload.length; i++) {

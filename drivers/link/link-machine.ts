@@ -1,5 +1,5 @@
 /**
- * The link state machine of the STX/ETX/LRC serial link (DESIGN §3.1, §3 layer 3), pure in the
+ * The link state machine of the STX/ETX/LRC serial link (architecture.md §3.1, §3 layer 3), pure in the
  * zwave-js way: inputs in, commands out. It never writes, never starts a timer and never reads
  * the clock; {@link SerialLink} (serial-link.ts) carries the commands out.
  *
@@ -29,7 +29,7 @@ export interface LinkTimings {
   interByteTimeoutMs: number;
 }
 
-/** DESIGN §3.1 defaults. */
+/** architecture.md §3.1 defaults. */
 export const DEFAULT_LINK_TIMINGS: Readonly<LinkTimings> = {
   ackTimeoutMs: 1000,
   maxTransmissions: 3,
@@ -79,7 +79,7 @@ export class LinkMachine {
   readonly #decoder: FrameDecoder;
   #state: LinkState = { kind: 'idle' };
 
-  /** @param timings — partial {@link LinkTimings}; missing values take the DESIGN §3.1 defaults. */
+  /** @param timings — partial {@link LinkTimings}; missing values take the architecture.md §3.1 defaults. */
   constructor(timings: Partial<LinkTimings> = {}) {
     this.#timings = { ...DEFAULT_LINK_TIMINGS, ...timings };
     this.#decoder = new FrameDecoder({ interByteTimeoutMs: this.#timings.interByteTimeoutMs });

@@ -1,5 +1,5 @@
 /**
- * Runs the {@link LinkMachine} over a byte channel (DESIGN §3 layer 3): writes what it says,
+ * Runs the {@link LinkMachine} over a byte channel (architecture.md §3 layer 3): writes what it says,
  * keeps its timers on an injected {@link Clock}, queues outgoing frames (stop-and-wait sends one
  * at a time) and hands received payloads to the device layer.
  *
@@ -24,7 +24,7 @@ export type ByteWriter = (bytes: Buffer) => Promise<void> | void;
 
 /** Options of {@link SerialLink}. */
 export interface SerialLinkOptions {
-  /** Link timings; defaults per DESIGN §3.1. */
+  /** Link timings; defaults per architecture.md §3.1. */
   timings?: Partial<LinkTimings>;
   /** Time source and timers. @default systemClock */
   clock?: Clock;

@@ -1,5 +1,5 @@
 /**
- * Codec of the reference PIN pad message set (DESIGN §3.2), used by both sides: the agent's
+ * Codec of the reference PIN pad message set (architecture.md §3.2), used by both sides: the agent's
  * {@link PinPad} and the simulator's virtual PIN pad.
  *
  * ```
@@ -9,7 +9,7 @@
  * ```
  *
  * Message 21 carries clear card data: it is parsed at the byte level and its tracks and EMV data
- * stay Buffers (never strings, DESIGN §2); decode errors never quote its fields.
+ * stay Buffers (never strings, architecture.md §2); decode errors never quote its fields.
  *
  * Optional request id (issue 14): a pad that lists `RID` in its capabilities (message 01) takes
  * one more field at the end of 20 and 30, `requestId` (1–8 of 0–9 A–Z), and repeats it at the end
@@ -295,7 +295,7 @@ function splitFields(payload: Buffer): Buffer[] {
 function malformed(id: string, problem: string): Error {
   return driverError(
     'POS121',
-    `PIN pad message ${id} is malformed: ${problem}. Check the pad's protocol version (DESIGN §3.2)`,
+    `PIN pad message ${id} is malformed: ${problem}. Check the pad's protocol version (architecture.md §3.2)`,
     {
       details: { id },
     },

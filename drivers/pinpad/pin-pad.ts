@@ -1,6 +1,6 @@
 /**
- * The PIN pad device (DESIGN §3 layer 4): typed async methods and events over the reference
- * message set (messages.ts, DESIGN §3.2), the STX/ETX/LRC link (serial-link.ts, §3.1) and a
+ * The PIN pad device (architecture.md §3 layer 4): typed async methods and events over the reference
+ * message set (messages.ts, architecture.md §3.2), the STX/ETX/LRC link (serial-link.ts, §3.1) and a
  * {@link Transport}. Card data from message 21 goes straight into the {@link CardBoundary};
  * callers only ever see a {@link CardToken}.
  *
@@ -65,7 +65,7 @@ export interface PinPadOptions {
   transport: Transport;
   /** Tokenizes card data from message 21/22. */
   boundary: CardBoundary;
-  /** Link timings (DESIGN §3.1 defaults: ack 1000 ms, 3 transmissions, inter-byte 500 ms). */
+  /** Link timings (architecture.md §3.1 defaults: ack 1000 ms, 3 transmissions, inter-byte 500 ms). */
   link?: Partial<LinkTimings>;
   /** @default systemClock */
   clock?: Clock;
@@ -146,7 +146,7 @@ interface Waiter {
 const ENTRY_MODE: Record<EntryModeCode, EntryMode> = { S: 'swipe', C: 'chip', T: 'contactless' };
 
 /**
- * A PIN pad speaking the reference message set (DESIGN §3.2).
+ * A PIN pad speaking the reference message set (architecture.md §3.2).
  *
  * Errors of every method: `POS102` while disconnected or when the connection drops during the
  * call, `POS111` when the pad does not ACK, `POS120` when it does not answer in time,

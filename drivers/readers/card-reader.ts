@@ -1,5 +1,5 @@
 /**
- * The card reader device (DESIGN §3 layer 4): a magnetic stripe reader on any transport, its
+ * The card reader device (architecture.md §3 layer 4): a magnetic stripe reader on any transport, its
  * input decoded by kind, every swipe tokenized by the {@link CardBoundary} at once, and the raw
  * bytes wiped. Keeps its transport open, reopening with backoff after an unplug.
  *
@@ -195,7 +195,7 @@ export class CardReader extends EventEmitter<CardReaderEvents> {
     }
     this.#wedge.reset();
     if (this.kind === 'serial') {
-      // encoding undefined: lines stay Buffers (a string could not be wiped, DESIGN §2).
+      // encoding undefined: lines stay Buffers (a string could not be wiped, architecture.md §2).
       const lines = new ReadlineParser({ delimiter: '\n', encoding: undefined as never });
       lines.on('data', (line: Buffer) => this.#swipeText(line));
       this.#lines = lines;

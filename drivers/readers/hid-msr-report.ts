@@ -1,6 +1,6 @@
 /**
  * The vendor HID input report of USB magnetic stripe readers in HID mode (MagTek USB HID swipe
- * readers, VID 0x0801; ID TECH in MagTek-compatible HID mode, VID 0x0ACD): DESIGN §3.3, after
+ * readers, VID 0x0801; ID TECH in MagTek-compatible HID mode, VID 0x0ACD): architecture.md §3.3, after
  * MagTek "USB HID Swipe Reader Technical Reference Manual" (99875206), section "Input report".
  * Codec used by both sides (the agent's CardReader and the simulator's virtual HID reader).
  *

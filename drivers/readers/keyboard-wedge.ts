@@ -1,5 +1,5 @@
 /**
- * Keyboard-wedge magnetic stripe readers (DESIGN §3.3): the reader types the swipe as a USB
+ * Keyboard-wedge magnetic stripe readers (architecture.md §3.3): the reader types the swipe as a USB
  * keyboard. This decoder turns HID boot-keyboard input reports into the swipe text, US layout.
  * Codec used by both sides (agent and simulator).
  *
@@ -20,7 +20,7 @@
  *
  * A key counts when it appears in a report and was not down in the previous one (key-down edge),
  * so a repeated character needs a release in between, as every wedge reader sends. The swipe
- * text is kept in one fixed Buffer that is wiped after every swipe (DESIGN §2: no strings).
+ * text is kept in one fixed Buffer that is wiped after every swipe (architecture.md §2: no strings).
  */
 import { Buffer } from 'node:buffer';
 import type { AgentError } from '../../common/agent-error.js';

@@ -39,7 +39,7 @@
  *
  * What leaves here: `{ maskedPan (first 6 + '*' + last 4), expiry YYMM, service code, ksnHex,
  * ciphertextHex }` — the {@link SredCardRead} that `CardBoundary.tokenizeSred` passes through
- * unopened (DESIGN §2). The ciphertext is the encrypted track whose masked twin gave the masked
+ * unopened (architecture.md §2). The ciphertext is the encrypted track whose masked twin gave the masked
  * PAN (track 2 preferred, ISO/IEC 7813 track 2 is what issuers authorize on). A masked track
  * with a clear digit inside the PAN (a reader whose masking is switched off) is refused with
  * POS146 and never becomes a string.

@@ -1,5 +1,5 @@
 /**
- * USB HID transport (DESIGN §3 layer 1) for `hid://VID:PID[/serial]`, over node-hid's `HIDAsync`.
+ * USB HID transport (architecture.md §3 layer 1) for `hid://VID:PID[/serial]`, over node-hid's `HIDAsync`.
  * Each `'data'` chunk is exactly one input report (HID keeps report boundaries), which the card
  * reader layer parses as a vendor MSR report or a boot keyboard report.
  *

@@ -1,5 +1,5 @@
 /**
- * In-process transport for `mock://name` (DESIGN §3 layer 1, §7): a `SerialPortMock` on
+ * In-process transport for `mock://name` (architecture.md §3 layer 1, §7): a `SerialPortMock` on
  * @serialport/binding-mock, so the agent goes through the same serialport stream code as on a
  * real port, and a registered {@link MockPeer} (the simulator's virtual PIN pad) at the far end.
  *
@@ -23,7 +23,7 @@ type MockPortBinding = NonNullable<SerialPortMock['port']>;
 const peers = new Map<string, MockPeer>();
 
 /**
- * Registers the simulated device answering `mock://name` (DESIGN §7). The peer's `attach` is
+ * Registers the simulated device answering `mock://name` (architecture.md §7). The peer's `attach` is
  * called on every `open()` of that path. Returns a function that unregisters it.
  * Registering a second peer under the same name replaces the first.
  */

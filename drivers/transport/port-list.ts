@@ -1,5 +1,5 @@
 /**
- * Serial port listing for `pos-agent devices` (DESIGN §1: only `drivers/transport/` imports
+ * Serial port listing for `pos-agent devices` (architecture.md §1: only `drivers/transport/` imports
  * `serialport`). First `SerialPort.list()` (on Linux it runs `udevadm info -e`); when that fails
  * — no udev in a container or a minimal image — a scan of `/dev/serial/by-id` (stable names made
  * by udev rules, if any) and of `/dev/tty*` names of serial drivers, with USB ids read from sysfs.

@@ -1,5 +1,5 @@
 /**
- * Serial transport over `serialport` (DESIGN §3 layer 1): real UARTs, USB CDC-ACM devices and
+ * Serial transport over `serialport` (architecture.md §3 layer 1): real UARTs, USB CDC-ACM devices and
  * pseudo-terminals (socat). The port is opened with `autoOpen: false` and 8N1.
  */
 import { Buffer } from 'node:buffer';

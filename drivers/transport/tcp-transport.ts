@@ -1,5 +1,5 @@
 /**
- * TCP transport (DESIGN §3 layer 1): a serial device behind ser2net, or the simulator's pad
+ * TCP transport (architecture.md §3 layer 1): a serial device behind ser2net, or the simulator's pad
  * server. `tcp://host:port`; Nagle is disabled so single ACK bytes go out at once.
  */
 import type { Buffer } from 'node:buffer';

@@ -1,5 +1,5 @@
 /**
- * The transport layer (DESIGN §3 layer 1): bytes in, bytes out, chosen by the configured path.
+ * The transport layer (architecture.md §3 layer 1): bytes in, bytes out, chosen by the configured path.
  *
  * ```
  *   '/dev/ttyUSB0', '/tmp/pad'  ──► SerialTransport  (serialport, 9600 8N1 by default)
@@ -8,7 +8,7 @@
  *   'hid://0801:0011[/serial]'  ──► HidTransport     (node-hid HIDAsync, loaded lazily; one report per chunk)
  * ```
  *
- * Only files in `drivers/transport/` import `serialport` (DESIGN §1).
+ * Only files in `drivers/transport/` import `serialport` (architecture.md §1).
  */
 import type { Buffer } from 'node:buffer';
 import { driverError } from '../errors.js';
@@ -81,7 +81,7 @@ export interface TransportOptions {
 export { registerMockPeer } from './mock-transport.js';
 
 /**
- * Creates the transport for a configured path (DESIGN §3 layer 1). Does not open it.
+ * Creates the transport for a configured path (architecture.md §3 layer 1). Does not open it.
  *
  * - an absolute path (`/dev/ttyUSB0`, a socat pty link such as `/tmp/x/pad`) → serialport;
  * - `tcp://host:port` → a TCP socket (ser2net, the simulator's pad server);

@@ -1,5 +1,5 @@
 /**
- * The local API (DESIGN §6, issue 3 §5) through real HTTP on a real agent: aedes in-process, the
+ * The local API (architecture.md §6, issue 3 §5) through real HTTP on a real agent: aedes in-process, the
  * cloud core simulator, the virtual PIN pad over mock://, a fresh SQLite file per test. No answer
  * may hold a test PAN (leak sweep after every test).
  */

@@ -1,5 +1,5 @@
 /**
- * The online PIN path (issue 3 §2, §3; DESIGN §3.2 messages 30/31/39) with real parts: a card
+ * The online PIN path (issue 3 §2, §3; architecture.md §3.2 messages 30/31/39) with real parts: a card
  * whose entry mode is in `authorization.onlinePinEntryModes` makes the agent ask the virtual PIN
  * pad for a PIN (message 30); a 31 puts the encrypted PIN block into the `up/auth` request (read
  * off the broker and opened with the device key); a 39 declines with a named reason; offline,

@@ -138,7 +138,7 @@ describe('signed envelopes', () => {
   });
 });
 
-describe('Ed25519 compatibility with tweetnacl (DESIGN §5 names nacl.sign.detached)', () => {
+describe('Ed25519 compatibility with tweetnacl (architecture.md §5 names nacl.sign.detached)', () => {
   it('signatures are the same bytes as nacl.sign.detached and verify both ways', () => {
     const body = JSON.stringify(batch);
     const outer = JSON.parse(signEnvelope(batch, { secretKey: device.secretKey }).toString()) as {

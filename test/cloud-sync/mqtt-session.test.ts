@@ -1,7 +1,7 @@
 /**
  * MqttSession against a real broker (aedes in-process): an unacknowledged QoS 1 publish is
  * forgotten when the connection closes — its promise is rejected with POS302 and MQTT.js does not
- * replay it at the next CONNACK (DESIGN §5: never rely on MQTT.js's outgoing store; the sync
+ * replay it at the next CONNACK (architecture.md §5: never rely on MQTT.js's outgoing store; the sync
  * worker's own resend is the only one).
  */
 import { Socket } from 'node:net';

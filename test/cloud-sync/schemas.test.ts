@@ -16,7 +16,7 @@ import {
 import { makeRecord } from './fixtures.js';
 
 describe('topics', () => {
-  it('builds the DESIGN §5 topic names', () => {
+  it('builds the architecture.md §5 topic names', () => {
     expect(topics('pos/v1', 'store-12.lane-3')).toEqual({
       records: 'pos/v1/store-12.lane-3/up/records',
       auth: 'pos/v1/store-12.lane-3/up/auth',

@@ -1,7 +1,7 @@
 /**
  * Every design reference in the code points into the repository (issue 14): each `§N` or `§N.M`
- * that a `.ts` file attributes to the design (`DESIGN §…`, `DESIGN.md §…`, `architecture.md §…`,
- * also lists such as `DESIGN §1, §7` or `DESIGN §3.1/§3.2`) must be a heading of
+ * that a `.ts` file attributes to the design (`architecture.md §…`, `architecture.md §…`, `architecture.md §…`,
+ * also lists such as `architecture.md §1, §7` or `architecture.md §3.1/§3.2`) must be a heading of
  * docs/architecture.md. References to other documents (`MQTT 3.1.1 §4.6`, `ISO/IEC 7813 §10`)
  * are not the design's and are left alone.
  */
@@ -50,8 +50,8 @@ const sections = headingSections(architecture);
 describe('docs/architecture.md sections cited by the code', () => {
   it('finds references of every form it claims to understand (control)', () => {
     const sample = [
-      'see DESIGN §7 and (DESIGN.md §3.1)',
-      'layers (DESIGN §1, §7); the link (DESIGN §3.1/§3.2)',
+      'see architecture.md §7 and (architecture.md §3.1)',
+      'layers (architecture.md §1, §7); the link (architecture.md §3.1/§3.2)',
       'docs/architecture.md §4 — not MQTT 3.1.1 §4.6 nor ISO/IEC 7813 §10.3.9',
     ].join('\n');
     expect(designReferences(sample).map((r) => r.section)).toEqual([

@@ -100,7 +100,7 @@ describe('BIN table', () => {
     );
   });
 
-  it('gives the brand of every DESIGN §7 test card', () => {
+  it('gives the brand of every architecture.md §7 test card', () => {
     for (const card of TEST_CARDS) expect(brandOfPan(ascii(card.pan))).toBe(card.brand);
   });
 });

@@ -15,7 +15,7 @@ function codeOf(fn: () => unknown): string | undefined {
   return undefined;
 }
 
-describe('PIN pad messages (DESIGN §3.2)', () => {
+describe('PIN pad messages (architecture.md §3.2)', () => {
   it.each<PinPadMessage>([
     { id: '00' },
     { id: '10', line1: 'EUR 12.50', line2: 'Insert or tap card' },

@@ -1,5 +1,5 @@
 /**
- * The leak sweep of DESIGN §2: scans what left the card boundary (database and WAL files, logs,
+ * The leak sweep of architecture.md §2: scans what left the card boundary (database and WAL files, logs,
  * MQTT payloads, API responses) for the test PANs and for any Luhn-valid run of 13–19 digits.
  */
 import { existsSync, readFileSync } from 'node:fs';

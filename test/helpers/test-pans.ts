@@ -1,4 +1,4 @@
-/** The test cards of DESIGN §7, as the leak sweep looks for them. */
+/** The test cards of architecture.md §7, as the leak sweep looks for them. */
 export const TEST_PANS = [
   '4111111111111111',
   '4012888888881881',

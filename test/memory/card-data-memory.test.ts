@@ -1,5 +1,5 @@
 /**
- * No card data left in the agent's memory after payments (issue 11 item 1; DESIGN §2: card
+ * No card data left in the agent's memory after payments (issue 11 item 1; architecture.md §2: card
  * data only in Buffers that are wiped, never a JS string).
  *
  * ```

@@ -1,5 +1,5 @@
 /**
- * DESIGN §2: no PAN in SQLite, including the WAL file. The store is fed what the card boundary
+ * architecture.md §2: no PAN in SQLite, including the WAL file. The store is fed what the card boundary
  * really hands out for the simulator's test cards — token, brand, first 6, last 4, and the PAN
  * sealed with nacl.box to a vault key — and then every byte of the database files is swept for
  * the test PANs and for any Luhn-valid run of 13–19 digits.
@@ -25,7 +25,7 @@ const TEST_PANS: [string, CardBrand][] = [
   ['4000000000000002', 'visa'],
 ];
 
-/** What the boundary derives (DESIGN §2 step 2): tok_ + base32 of HMAC-SHA-256(key, PAN)[0..20). */
+/** What the boundary derives (architecture.md §2 step 2): tok_ + base32 of HMAC-SHA-256(key, PAN)[0..20). */
 function tokenOf(pan: string, key: Buffer): string {
   const bytes = createHmac('sha256', key).update(pan, 'ascii').digest().subarray(0, 20);
   const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
@@ -43,7 +43,7 @@ function tokenOf(pan: string, key: Buffer): string {
   return `tok_${out}`;
 }
 
-/** ephemeralPublicKey(32) ‖ nonce(24) ‖ nacl.box(PAN ‖ expiry) in base64 (DESIGN §2 step 4). */
+/** ephemeralPublicKey(32) ‖ nonce(24) ‖ nacl.box(PAN ‖ expiry) in base64 (architecture.md §2 step 4). */
 function seal(pan: string, vaultPublicKey: Uint8Array): string {
   const ephemeral = nacl.box.keyPair();
   const nonce = nacl.randomBytes(24);
