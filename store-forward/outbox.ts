@@ -310,18 +310,15 @@ export class SqliteOutbox {
         out[index] = { key, action: 'already', paymentId, outboxState: state };
         continue;
       }
+      const deadLetter = (reason: string, code: string | undefined): AppliedAck => {
+        payments.set(paymentId, this.#deadLetter(row, reason, at, code, current(row)));
+        keyState.set(key, 'dead');
+        return { key, action: 'dead_lettered', paymentId, outboxState: 'dead', detail: reason };
+      };
       if (result.status === 'rejected') {
         const text = [result.code, result.reason].filter((part) => part !== undefined).join(': ');
         const reason = safeReason(text === '' ? 'rejected by the cloud without a reason' : text);
-        payments.set(paymentId, this.#deadLetter(row, reason, at, result.code, current(row)));
-        keyState.set(key, 'dead');
-        out[index] = {
-          key,
-          action: 'dead_lettered',
-          paymentId,
-          outboxState: 'dead',
-          detail: reason,
-        };
+        out[index] = deadLetter(reason, result.code);
         continue;
       }
       const entry = ackEntry(row, result);
@@ -342,15 +339,7 @@ export class SqliteOutbox {
           out[index] = { key, action: 'already', paymentId, outboxState: 'dead', detail: reason };
           continue;
         }
-        payments.set(paymentId, this.#deadLetter(row, reason, at, agentError.code, current(row)));
-        keyState.set(key, 'dead');
-        out[index] = {
-          key,
-          action: 'dead_lettered',
-          paymentId,
-          outboxState: 'dead',
-          detail: reason,
-        };
+        out[index] = deadLetter(reason, agentError.code);
         continue;
       }
       payments.set(paymentId, next);
