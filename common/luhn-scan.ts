@@ -5,10 +5,10 @@
  * Text is normalized first, so a PAN cannot step around the check by its spelling:
  *
  * ```
- *  "4111-1111-1111-1111"   "4111 1111 1111 1111"   "4111.1111.1111.1111"
- *  "４１１１１１１１１１１１１１１１" (full-width, NFKC → ASCII)   "٤١١١…" (any Unicode Nd digit)
- *  "4111\u200B1111…" (zero-width space)   "4111 – 1111 – …" (dash between spaces)
- *        └──────── all found as the digits 4111111111111111 ────────┘
+ *  "dddd-dddd-dddd-dddd"   "dddd dddd dddd dddd"   "dddd.dddd.dddd.dddd"
+ *  full-width digits (NFKC → ASCII)   "٤…" (any Unicode Nd digit)
+ *  "dddd\u200Bdddd…" (zero-width space)   "dddd – dddd – …" (dash between spaces)
+ *        └──────── all found as one run of 16 digits, then checked by Luhn ────────┘
  * ```
  *
  * - **Digit**: a code point whose Unicode NFKC form is ASCII digits (full-width `１`,
