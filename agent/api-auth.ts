@@ -36,6 +36,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type Clock, systemClock } from '../common/clock.js';
 import type { Logger } from './logger.js';
+import { httpStatus, type AgentErrorCode } from './errors.js';
 import { isLoopbackHost, readCookie, SESSION_COOKIE, type WebSessions } from './web-auth.js';
 
 declare module 'fastify' {
@@ -82,8 +83,9 @@ export function isLocalPeer(address: string | undefined): boolean {
   return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
 }
 
-function send(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
-  return reply.code(status).send({ error: { code, message } });
+/** Refuses the request with `code`, at the HTTP status of its table entry (agent/errors.ts). */
+function send(reply: FastifyReply, code: AgentErrorCode, message: string): FastifyReply {
+  return reply.code(httpStatus(code)).send({ error: { code, message } });
 }
 
 /**
@@ -110,7 +112,6 @@ export function installApiAuth(app: ApiApp, options: ApiAuthOptions): ApiAuthGua
       request.log.warn({ peer }, 'API request from a non-local address refused');
       return send(
         reply,
-        403,
         'POS403',
         `requests are accepted from this machine only (loopback or the UNIX socket), not from ${peer ?? 'unknown'}; run the POS app on the terminal or use api.socketPath`,
       );
@@ -125,7 +126,6 @@ export function installApiAuth(app: ApiApp, options: ApiAuthOptions): ApiAuthGua
       request.log.warn({ origin, host }, 'cross-origin API request refused');
       return send(
         reply,
-        403,
         'POS407',
         `cross-origin request refused (Origin ${origin ?? 'none'}, Host ${host ?? 'none'}): the API answers this agent's own status page and local programs only; call it from the POS app without an Origin header, or open the status page with "pos-agent open"`,
       );
@@ -163,7 +163,6 @@ export function installApiAuth(app: ApiApp, options: ApiAuthOptions): ApiAuthGua
       void reply.header('retry-after', String(seconds));
       return send(
         reply,
-        429,
         'POS402',
         `too many requests with a wrong or missing bearer token; retry in ${seconds} s with the token from api.token`,
       );
@@ -178,7 +177,6 @@ export function installApiAuth(app: ApiApp, options: ApiAuthOptions): ApiAuthGua
       counters.POS408 += 1;
       return send(
         reply,
-        401,
         'POS408',
         'the status page session has expired or is not valid here; run "pos-agent open --config FILE" for a new login link',
       );
@@ -186,7 +184,6 @@ export function installApiAuth(app: ApiApp, options: ApiAuthOptions): ApiAuthGua
     counters.POS401 += 1;
     return send(
       reply,
-      401,
       'POS401',
       match === null
         ? 'missing bearer token; send "Authorization: Bearer <token from api.token>"'

@@ -45,6 +45,7 @@ import {
   type ApiPayment,
 } from './api-schemas.js';
 import { installApiAuth } from './api-auth.js';
+import { httpStatus } from './errors.js';
 import type { Logger } from './logger.js';
 import { OPENAPI_INFO, publishedOpenApi } from './openapi-info.js';
 import type { PaymentService } from './payment-service.js';
@@ -74,37 +75,6 @@ export interface AgentStatus {
 
 /** `Retry-After` of a 503 POS207 for a full disk, seconds. */
 const DISK_FULL_RETRY_AFTER_SECONDS = 30;
-
-/** HTTP status for an error code; unknown codes are 500. */
-const STATUS_BY_CODE: Record<string, number> = {
-  POS400: 400,
-  POS401: 401,
-  POS404: 404,
-  POS405: 404,
-  POS406: 400,
-  POS407: 403,
-  POS408: 401,
-  POS409: 409,
-  POS210: 409,
-  POS410: 409,
-  POS420: 422,
-  POS430: 503,
-  // Issue 10: storage that cannot take a payment now (disk full) or at all until restored.
-  POS207: 503,
-  POS209: 503,
-  POS230: 503,
-  POS231: 503,
-  POS431: 503,
-  POS211: 404,
-  POS212: 409,
-  // The store refused a field of the request (bad reference or key, a PAN-shaped digit run):
-  // the POS app's mistake, not the agent's.
-  POS213: 400,
-  POS214: 400,
-  // The PIN pad went away mid-read, or did not answer in time.
-  POS102: 503,
-  POS120: 504,
-};
 
 /**
  * The JSON shape of a payment for the POS app ({@link ApiPaymentSchema}): amounts in minor units,
@@ -194,7 +164,7 @@ export function buildApi(deps: {
     // Disk full (issue 10): the POS app may try again once space is freed; say when.
     if (error.code === 'POS207' && error.details?.sqlite === 'SQLITE_FULL')
       reply.header('retry-after', String(DISK_FULL_RETRY_AFTER_SECONDS));
-    return reply.code(STATUS_BY_CODE[error.code] ?? 500).send({
+    return reply.code(httpStatus(error.code)).send({
       error: {
         code: error.code,
         message: error.reason,

@@ -1,6 +1,6 @@
 /**
- * The POS3xx error codes of cloud sync (docs/internal-contracts.md: one `const` table per
- * folder, a code is never reused).
+ * The POS3xx error codes of cloud sync (docs/error-codes.md: one `const` table per folder, a code
+ * is never reused).
  *
  * Ranges inside POS3xx:
  * - POS30x — the MQTT session (broker, publish, subscribe, topics).
@@ -8,70 +8,127 @@
  * - POS32x — cloud commands and online authorization.
  * - POS33x — the sync worker's own configuration and lifecycle.
  */
-import { AgentError } from '../common/agent-error.js';
+import {
+  AgentError,
+  errorRange,
+  type AgentErrorOptions,
+  type ErrorSpec,
+} from '../common/agent-error.js';
 
-/** Code → short name. The message of each error names the value, the limit and the fix. */
-export const SYNC_ERROR_CODES = {
-  /** The broker could not be reached (connection refused, TLS failure, CONNACK timeout). */
-  POS301: 'broker unreachable',
-  /** A PUBLISH was not acknowledged: not connected, connection closed before PUBACK, or refused. */
-  POS302: 'publish failed',
-  /** A SUBSCRIBE failed or the broker refused the subscription (SUBACK return code 0x80). */
-  POS303: 'subscribe failed',
-  /** A device id or topic prefix that is not a valid MQTT topic level or client id. */
-  POS304: 'invalid device id or topic prefix',
-  /** The session was used after `end()`. */
-  POS305: 'session closed',
-  /** The payload is not an envelope `{ v: 1, kid, body, sig }`, or its body is not JSON. */
-  POS310: 'bad envelope',
-  /** The Ed25519 signature does not verify over the body's UTF-8 bytes. */
-  POS311: 'bad signature',
-  /** The envelope names a key id that is not pinned/registered for this sender. */
-  POS312: 'unknown key id',
-  /** The body is JSON but fails the zod schema of the wire contract. */
-  POS313: 'body fails schema',
-  /** The message (or a single record) is larger than `maxMessageBytes`. */
-  POS314: 'message too large',
-  /** Key material of the wrong length or type. */
-  POS315: 'bad key material',
-  /** A cloud command past its `expiresAt`. */
-  POS320: 'command expired',
-  /** A cloud command whose id was already seen. */
-  POS321: 'command replayed',
-  /** A cloud command issued too far in the future (clock skew beyond the allowance). */
-  POS322: 'command not yet valid',
-  /** No authorization response from the cloud within the timeout (ambiguous outcome, architecture.md §5). */
-  POS323: 'authorization timed out',
-  /** The ids of accepted cloud commands could not be persisted; the command is refused. */
-  POS324: 'command guard not persisted',
-  /**
-   * Online authorization not sent: the link to the broker is down, nothing left the terminal,
-   * so — unlike POS323 or a POS302 after sending — the outcome is known: not authorized.
-   */
-  POS325: 'authorization not sent (offline)',
-  /** A cloud command bound to another device id, or to none (issue 11: commands are per device). */
-  POS326: 'command for another device',
-  /** A cloud command whose lifetime (`expiresAt` − `issuedAt`) is over the allowed maximum. */
-  POS327: 'command lifetime too long',
-  /** Invalid sync worker option (unit and range in the message). */
-  POS330: 'invalid sync option',
-  /** The sync worker was stopped while the operation was pending. */
-  POS331: 'sync worker stopped',
-} as const;
+/**
+ * Code → {@link ErrorSpec}. The message of each error names the value, the limit and the fix;
+ * the spec's `fix` is the general one for docs/error-codes.md. Adding a code is one entry here.
+ */
+export const SYNC_ERRORS = {
+  POS301: {
+    name: 'broker unreachable',
+    fix: 'check broker.url, the network, the CA and client certificate; payments continue offline within the limits',
+  },
+  POS302: {
+    name: 'publish failed',
+    fix: 'none needed: the record stays in the outbox and is sent again when the broker acknowledges',
+  },
+  POS303: {
+    name: 'subscribe failed',
+    fix: 'check the broker ACL allows this device its command and ack topics',
+  },
+  POS304: {
+    name: 'invalid device id or topic prefix',
+    fix: 'use 1–128 characters of A–Z a–z 0–9 . _ : - in deviceId, and topic levels of letters, digits, - and _ in broker.topicPrefix',
+  },
+  POS305: { name: 'session closed', fix: 'create a new MQTT session; the agent does on restart' },
+  POS310: {
+    name: 'bad envelope',
+    fix: 'send { v: 1, kid, body, sig } with body a JSON string (architecture.md §5)',
+  },
+  POS311: {
+    name: 'bad signature',
+    fix: "sign the body's UTF-8 bytes with the Ed25519 key named by kid; check the pinned cloud key",
+  },
+  POS312: {
+    name: 'unknown key id',
+    fix: "provision the sender's public key (pos-agent provision) or sign with a registered key",
+  },
+  POS313: {
+    name: 'body fails schema',
+    fix: 'send the body the contract describes (docs/asyncapi.json); the message lists the fields',
+  },
+  POS314: {
+    name: 'message too large',
+    fix: 'keep each message under sync.maxMessageBytes; send fewer records per batch',
+  },
+  POS315: {
+    name: 'bad key material',
+    fix: 'provision the Ed25519 or X25519 key again (32-byte public, 64-byte secret)',
+  },
+  POS320: {
+    name: 'command expired',
+    fix: 'issue the command again; check the clocks of the cloud and the terminal',
+  },
+  POS321: { name: 'command replayed', fix: 'issue a new command with a new id' },
+  POS322: {
+    name: 'command not yet valid',
+    fix: 'check the clocks of the cloud and the terminal (NTP)',
+  },
+  POS323: {
+    name: 'authorization timed out',
+    fix: 'none at the terminal: the outcome is ambiguous and is settled when the cloud answers or the reversal is sent',
+  },
+  POS324: {
+    name: 'command guard not persisted',
+    fix: 'free disk space or fix the data directory; the cloud may resend the command',
+  },
+  POS325: {
+    name: 'authorization not sent (offline)',
+    fix: 'none: the payment is declined or stored offline by the offline policy; check the broker link',
+  },
+  POS326: {
+    name: 'command for another device',
+    fix: "address the command to this terminal's deviceId",
+  },
+  POS327: {
+    name: 'command lifetime too long',
+    fix: 'issue the command with a shorter expiresAt − issuedAt',
+  },
+  POS330: {
+    name: 'invalid sync option',
+    fix: 'correct the sync option the message names (unit and range)',
+  },
+  POS331: {
+    name: 'sync worker stopped',
+    fix: 'none: the agent is stopping; pending records stay in the outbox',
+  },
+} as const satisfies Record<`POS3${number}`, ErrorSpec>;
 
 /** One of the POS3xx codes above. */
-export type SyncErrorCode = keyof typeof SYNC_ERROR_CODES;
+export type SyncErrorCode = keyof typeof SYNC_ERRORS;
+
+declare module '../common/agent-error.js' {
+  interface ErrorFamilies {
+    /** POS3xx, cloud-sync/errors.ts. */
+    sync: SyncErrorCode;
+  }
+}
 
 /**
  * Builds an {@link AgentError} with a POS3xx code.
  *
- * @param code — a code of {@link SYNC_ERROR_CODES}.
+ * @param code — a code of {@link SYNC_ERRORS}.
  * @param message — what went wrong, the value, the limit and the fix (never card data or keys).
  */
-export function syncError(
-  code: SyncErrorCode,
+export function syncError<C extends SyncErrorCode>(
+  code: C,
   message: string,
-  options: { cause?: unknown; details?: Record<string, unknown> } = {},
-): AgentError {
+  options: AgentErrorOptions = {},
+): AgentError<C> {
   return new AgentError(code, message, options);
 }
+
+/** Any cloud sync error (POS3xx). */
+export const isSyncError = errorRange('POS3');
+/** The MQTT session (POS30x): broker unreachable, publish or subscribe failed, topics, closed. */
+export const isSessionError = errorRange('POS30');
+/** A signed envelope or wire schema refused (POS31x). */
+export const isEnvelopeError = errorRange('POS31');
+/** A cloud command refused or online authorization failed (POS32x). */
+export const isCommandError = errorRange('POS32');
