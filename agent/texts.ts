@@ -11,6 +11,7 @@
  * schemes' common use of them); an unknown code is shown as a code, never guessed at.
  */
 import type { OfflinePolicy } from '../store-forward/offline-policy.js';
+import type { ErrorCode } from '../common/agent-error.js';
 
 /**
  * Formats an amount for a 16-character PIN pad line and for people, e.g. `EUR 12.50`,
@@ -178,7 +179,7 @@ export function cardNotReadText(reason: string): string {
  * @param details — the error's details; POS420 carries the card-read `reason`.
  */
 export function refusalText(
-  code: string,
+  code: ErrorCode,
   details?: Readonly<Record<string, unknown>>,
 ): string | undefined {
   switch (code) {

@@ -46,7 +46,7 @@ import {
 import { connect as netConnect } from 'node:net';
 import path from 'node:path';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
-import { isAgentError } from '../../common/agent-error.js';
+import { isAgentError, type ErrorCode } from '../../common/agent-error.js';
 import {
   discoverDevices,
   type DiscoveredDevice,
@@ -79,7 +79,7 @@ export interface DoctorFinding {
   check: string;
   level: 'ok' | 'warn' | 'problem';
   /** The error code (POS1xx–POS5xx, see the table above); on every warn and problem. */
-  code?: string;
+  code?: ErrorCode;
   /** What was found (no secrets). */
   message: string;
   /** How to fix it (on every warn and problem). */
