@@ -4,10 +4,13 @@
  *   routes of agent/api.ts (fastify-type-provider-zod + @fastify/swagger): the same document
  *   the agent serves at `GET /openapi.json`;
  * - `docs/asyncapi.json` — the MQTT contract with the cloud core (AsyncAPI 3.0), from the
- *   cloud-sync zod schemas (cloud-sync/contract-json-schema.ts).
+ *   cloud-sync zod schemas (cloud-sync/contract-json-schema.ts);
+ * - `docs/error-codes.md` — every error code with its name, HTTP status and fix, from the four
+ *   error tables (agent/error-docs.ts).
  *
- * `npm run contracts` rewrites both; test/agent/api-openapi.test.ts and
- * test/cloud-sync/asyncapi.test.ts fail while a committed file differs from what the code makes.
+ * `npm run contracts` rewrites all three; test/agent/api-openapi.test.ts,
+ * test/cloud-sync/asyncapi.test.ts and test/common/error-codes.test.ts fail while a committed
+ * file differs from what the code makes.
  */
 import { EventEmitter } from 'node:events';
 import { writeFileSync } from 'node:fs';
@@ -15,6 +18,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { asyncApiDocument } from '../cloud-sync/contract-json-schema.js';
 import { buildApi } from './api.js';
+import { errorCodesMarkdown } from './error-docs.js';
 import { createLogger } from './logger.js';
 import { publishedOpenApi } from './openapi-info.js';
 import type { PaymentService } from './payment-service.js';
@@ -56,6 +60,7 @@ export async function openApiDocument(): Promise<Record<string, unknown>> {
 export const CONTRACT_FILES = {
   openapi: 'docs/openapi.json',
   asyncapi: 'docs/asyncapi.json',
+  errorCodes: 'docs/error-codes.md',
 } as const;
 
 /** A document as committed: two-space JSON with a final newline (prettier's format for JSON). */
@@ -63,15 +68,18 @@ export function contractText(document: unknown): string {
   return `${JSON.stringify(document, null, 2)}\n`;
 }
 
-/** Writes both documents under `root`. */
+/** Writes the three documents under `root`. */
 export async function writeContracts(root: string): Promise<void> {
   writeFileSync(path.join(root, CONTRACT_FILES.openapi), contractText(await openApiDocument()));
   writeFileSync(path.join(root, CONTRACT_FILES.asyncapi), contractText(asyncApiDocument()));
+  writeFileSync(path.join(root, CONTRACT_FILES.errorCodes), errorCodesMarkdown());
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   // Run from dist/agent/: the repository root is two folders up.
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
   await writeContracts(root);
-  process.stdout.write(`wrote ${CONTRACT_FILES.openapi} and ${CONTRACT_FILES.asyncapi}\n`);
+  process.stdout.write(
+    `wrote ${CONTRACT_FILES.openapi}, ${CONTRACT_FILES.asyncapi} and ${CONTRACT_FILES.errorCodes}\n`,
+  );
 }

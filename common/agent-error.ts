@@ -9,7 +9,7 @@
  * The codes are a closed union ({@link ErrorCode}): each folder lists its own in one table of
  * {@link ErrorSpec}s (`drivers/errors.ts`, `store-forward/errors.ts`, `cloud-sync/errors.ts`,
  * `agent/errors.ts`) and adds them to {@link ErrorFamilies} by declaration merging, so `common/`
- * imports nothing upward and yet `new AgentError('POS999', …)` fails to compile anywhere.
+ * imports nothing upward and yet `new AgentError(…)` with a code in no table fails to compile.
  *
  * Messages name the value, the limit and the fix. They never contain card data, PIN blocks or
  * key material: callers pass counts, lengths and masked values only.
