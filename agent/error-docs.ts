@@ -9,8 +9,13 @@ import { DRIVER_ERRORS } from '../drivers/errors.js';
 import { STORE_ERRORS } from '../store-forward/errors.js';
 import { AGENT_ERRORS } from './errors.js';
 
-/** The sections of the document: a heading, the table file, its predicates and its codes. */
-const SECTIONS: ReadonlyArray<{
+/**
+ * The sections of the document, one per code family: a heading, the table file, its predicates,
+ * the table and the prefix of the family's codes in it. A new table (e.g. a POS6xx family) is one
+ * more entry here, one more spread in `ERROR_TABLE` (agent/errors.ts) and its `ErrorFamilies` member;
+ * test/common/error-codes.test.ts checks that every code is in exactly one section.
+ */
+export const ERROR_SECTIONS: ReadonlyArray<{
   title: string;
   file: string;
   predicates: string;
@@ -78,7 +83,7 @@ export function errorCodesMarkdown(): string {
     'general one.',
     '',
   ];
-  for (const section of SECTIONS) {
+  for (const section of ERROR_SECTIONS) {
     lines.push(
       `## ${section.title}`,
       '',
