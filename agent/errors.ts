@@ -207,7 +207,9 @@ export const ERROR_TABLE: Readonly<Record<ErrorCode, ErrorSpec>> = {
  * the API is not meant to return is the agent's fault, not the caller's).
  */
 export function httpStatus(code: ErrorCode): number {
-  return ERROR_TABLE[code].status ?? 500;
+  // The error handler must answer even for a code that reached it past the type (a cast, a
+  // deserialized error): unknown codes are 500, as before the tables.
+  return Object.hasOwn(ERROR_TABLE, code) ? (ERROR_TABLE[code].status ?? 500) : 500;
 }
 
 export type { ErrorCode };

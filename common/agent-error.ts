@@ -22,8 +22,9 @@ export interface ErrorSpec {
   /** What the operator or the POS app developer does about it, in one sentence. */
   readonly fix: string;
   /**
-   * HTTP status the local API answers with this code (agent/api.ts `httpStatus`); absent for
-   * codes the API never returns, which answer 500 should one reach it.
+   * HTTP status the local API answers with this code (`httpStatus` in agent/errors.ts): 4xx when
+   * the request was the POS app's mistake, 503/504 when it may retry later; absent for codes the
+   * API never returns, which answer 500 should one reach it.
    */
   readonly status?: number;
   /** Set on a code that is kept but not raised anywhere: why (a code is never reused). */

@@ -191,6 +191,8 @@ describe('httpStatus', () => {
     for (const code of Object.keys(ERROR_TABLE) as ErrorCode[]) {
       expect(httpStatus(code), code).toBe(expected[code] ?? 500);
     }
+    // A code that got past the type (a cast) still answers, 500, instead of throwing.
+    expect(httpStatus('POS999' as ErrorCode)).toBe(500);
   });
 });
 
