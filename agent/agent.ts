@@ -129,6 +129,11 @@ export interface StartAgentOptions {
   keys: TerminalKeys;
   logger: Logger;
   clock?: Clock;
+  /**
+   * Wait after start-up before the background integrity pass begins, ms.
+   * @default 5000 (`BACKGROUND_CHECK_DELAY_MS`, agent/background-check.ts); tests pass 0.
+   */
+  backgroundCheckDelayMs?: number;
 }
 
 async function startSteps(
@@ -201,11 +206,6 @@ async function startSteps(
     logger.fatal({ code: refusal.code, copy }, refusal.reason);
   };
   if (!startup.chain.ok || !startup.projection.ok) refuseNewPayments(startup);
-  const fullCheck = startBackgroundCheck(store, logger, (check) => {
-    integrityProblems(check);
-    refuseNewPayments(check);
-  });
-  cleanups.push(() => fullCheck.stop());
   // Issue 3 §7: a crash mid-payment leaves no payment stuck; the POS app sees the outcome by key.
   const recovery = store.recoverInterrupted();
   for (const failed of recovery.failed) {
@@ -503,6 +503,22 @@ async function startSteps(
     { apiUrl, deviceId: config.deviceId, kid: keyId(keys.devicePublicKey) },
     'agent started',
   );
+
+  // Issue 9 §4: the full pass waits for the start-up window to end and then runs while the agent
+  // is idle, so start-up time and memory do not grow with history.
+  const fullCheck = startBackgroundCheck(
+    store,
+    logger,
+    (check) => {
+      integrityProblems(check);
+      refuseNewPayments(check);
+    },
+    definedOnly({
+      delayMs: options.backgroundCheckDelayMs,
+      isBusy: () => payments.busy || worker.stats().inFlightBatches > 0,
+    }),
+  );
+  cleanups.push(() => fullCheck.stop());
 
   return {
     apiUrl,

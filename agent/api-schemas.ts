@@ -119,6 +119,13 @@ export const ListQuerySchema = z
       .optional(),
     idempotencyKey: z.string().optional().describe('the payment taken with this key, if any'),
     limit: z.coerce.number().int().min(1).max(1000).default(100),
+    before: z
+      .string()
+      .max(200)
+      .optional()
+      .describe(
+        'keyset cursor: the `next` of the previous page; the page holds the payments after it (older). A value that is not such a cursor: 400 POS213',
+      ),
   })
   .strict();
 
@@ -250,7 +257,16 @@ export const CanceledPaymentSchema = ApiPaymentSchema.extend({
 });
 
 /** `GET /v1/payments` answer. */
-export const PaymentListSchema = z.object({ payments: z.array(ApiPaymentSchema) });
+export const PaymentListSchema = z.object({
+  payments: z.array(ApiPaymentSchema),
+  next: z
+    .string()
+    .nullable()
+    .optional()
+    .describe(
+      'cursor of the next (older) page: pass it as `before`; null on the last page. Absent in the answer to an `idempotencyKey` query',
+    ),
+});
 
 /** `GET /v1/status` answer. */
 export const StatusSchema = z

@@ -316,7 +316,7 @@ export function buildApi(deps: {
           querystring: ListQuerySchema,
           response: {
             200: PaymentListSchema,
-            400: ApiErrorSchema.describe('POS400 bad query'),
+            400: ApiErrorSchema.describe('POS400 bad query; POS213 `before` is not a cursor'),
             ...ERRORS,
           },
         },
@@ -327,11 +327,13 @@ export function buildApi(deps: {
           const payment = deps.store.getPaymentByKey(query.idempotencyKey);
           return { payments: payment === undefined ? [] : [out(payment)] };
         }
-        const payments = deps.store.listPayments({
-          ...(query.state !== undefined ? { state: query.state } : {}),
+        // Keyset pagination by index (issue 9): flat in table size, stable while payments arrive.
+        const page = deps.store.listPaymentPage({
+          state: query.state,
           limit: query.limit,
+          before: query.before,
         });
-        return { payments: payments.map(out) };
+        return { payments: page.payments.map(out), next: page.next };
       },
     );
 

@@ -115,17 +115,35 @@ export class PosAgentClient {
     return parse(ApiPaymentSchema, json, `GET ${route}`);
   }
 
-  /** `GET /v1/payments?state=…&idempotencyKey=…&limit=…`, newest first. */
+  /** `GET /v1/payments?state=…&idempotencyKey=…&limit=…`, newest first: the first page. */
   async listPayments(
     query: { state?: ApiPayment['state']; idempotencyKey?: string; limit?: number } = {},
   ): Promise<ApiPayment[]> {
+    return (await this.listPaymentPage(query)).payments;
+  }
+
+  /**
+   * `GET /v1/payments?…&before=…`: one page, newest first, and the cursor of the next (older)
+   * page (`null` on the last).
+   *
+   * @throws PosAgentApiError POS213 `before` is not a cursor the agent gave.
+   */
+  async listPaymentPage(
+    query: {
+      state?: ApiPayment['state'];
+      idempotencyKey?: string;
+      limit?: number;
+      before?: string;
+    } = {},
+  ): Promise<{ payments: ApiPayment[]; next: string | null }> {
     const params = new URLSearchParams();
     for (const [name, value] of Object.entries(query)) {
       if (value !== undefined) params.set(name, String(value));
     }
     const route = `/v1/payments${params.size > 0 ? `?${params.toString()}` : ''}`;
     const { json } = await this.#request('GET', route);
-    return parse(PaymentListSchema, json, `GET ${route}`).payments;
+    const page = parse(PaymentListSchema, json, `GET ${route}`);
+    return { payments: page.payments, next: page.next ?? null };
   }
 
   /**

@@ -298,6 +298,11 @@ export class PaymentService extends EventEmitter {
     await Promise.allSettled([...this.#inProgress.values()].map((p) => p.done));
   }
 
+  /** True while a payment holds the PIN pad (from its start until its answer). */
+  get busy(): boolean {
+    return this.#busy !== null;
+  }
+
   /** True once {@link PaymentService.interrupt} was called: the agent is stopping. */
   get stopping(): boolean {
     return this.#stopping;

@@ -10,8 +10,9 @@
  * {@link SeenCommandStore} the remembered ids survive a restart.
  */
 import { type Clock, systemClock } from '../common/clock.js';
+import { type PublicKeyLookup, openEnvelope } from './envelope.js';
 import { syncError } from './errors.js';
-import type { Command } from './schemas.js';
+import { type Command, CommandSchema } from './schemas.js';
 
 /** A command id remembered by the guard until `expiresAt` (ms since the epoch). */
 export interface SeenCommand {
@@ -181,4 +182,19 @@ export class CommandGuard {
       );
     }
   }
+}
+
+/**
+ * Opens a `down/commands` payload: verifies the envelope with the pinned cloud key(s), checks the
+ * command schema, then the guard's replay, expiry, device and lifetime rules.
+ *
+ * @returns the command, accepted once (remembered by `guard`).
+ * @throws AgentError the envelope's codes (POS310 malformed, POS311 bad signature, POS312 unknown
+ *   key id, POS313 schema) or the guard's (POS320 expired, POS321 replayed, POS322 not yet
+ *   valid, POS326 other device, POS327 lifetime too long).
+ */
+export function openCommand(payload: Buffer, keys: PublicKeyLookup, guard: CommandGuard): Command {
+  const command = openEnvelope(payload, { keys }, CommandSchema);
+  guard.accept(command);
+  return command;
 }

@@ -1,6 +1,13 @@
 /**
  * The sync worker: drains the SQLite outbox to the cloud core over MQTT (architecture.md §5).
  *
+ * This file is the I/O shell. Beside it, each with one job (issue 15):
+ * - batch-window.ts — the pure batch-window machine: what to publish, resend, read, apply;
+ * - pack.ts — packing records into one signed, size-bounded batch;
+ * - authorization.ts — online authorization requests and their responses;
+ * - commands.ts — the cloud command guard;
+ * - status.ts — the retained, signed status.
+ *
  * ```
  *  OutboxSource ──nextPending(after cursor)──▶ pack (≤ maxMessageBytes, seq order) ──▶ window
  *        ▲                                                      (in memory)           │
@@ -37,41 +44,32 @@ import { EventEmitter } from 'node:events';
 import { v7 as uuidv7 } from 'uuid';
 import type { AgentError } from '../common/agent-error.js';
 import { isAgentError } from '../common/agent-error.js';
-import { type Clock, type TimerHandle, isoAt, systemClock } from '../common/clock.js';
-import { CommandGuard, checkDownlinkSize, type SeenCommandStore } from './commands.js';
+import { type Clock, type TimerHandle, systemClock } from '../common/clock.js';
+import { Authorizations } from './authorization.js';
+import { BatchWindow, type ResendPolicy, type WindowStep } from './batch-window.js';
+import { CommandGuard, checkDownlinkSize, openCommand, type SeenCommandStore } from './commands.js';
 import {
   type EnvelopeSigner,
   type PublicKeyLookup,
-  envelopeBytesFor,
-  escapedJsonBytes,
-  issuesText,
   openEnvelope,
-  signBody,
-  signEnvelope,
   signerKeyId,
 } from './envelope.js';
 import { syncError } from './errors.js';
 import type { MqttSession } from './mqtt-session.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, nextFetchLimit, packBatch } from './pack.js';
 import {
   type AckResult,
   AcksSchema,
   type AuthRequest,
-  AuthRequestSchema,
   type AuthResponse,
   AuthResponseSchema,
   type Command,
-  CommandSchema,
   DEFAULT_TOPIC_PREFIX,
   type DeviceTopics,
   type OutboxRecord,
-  OutboxRecordSchema,
-  type Status,
-  StatusSchema,
   topics,
 } from './schemas.js';
-
-/** Default largest payload: 128 KiB, the AWS IoT Core message size limit. */
-export const DEFAULT_MAX_MESSAGE_BYTES = 131_072;
+import { StatusReporter } from './status.js';
 
 /**
  * The outbox as the sync worker sees it; implemented by the agent's `SqliteOutbox`
@@ -114,213 +112,6 @@ const silentLogger: SyncLogger = {
   warn: () => undefined,
   error: () => undefined,
 };
-
-/** The resend schedule: exponential backoff with upward jitter. */
-export interface ResendPolicy {
-  /** First wait for an ack, ms (architecture.md §5 `ackTimeoutMs`). */
-  ackTimeoutMs: number;
-  /** Growth per further attempt; ≥ 1. */
-  backoffFactor: number;
-  /** Cap of the wait before jitter, ms. */
-  maxBackoffMs: number;
-  /** Jitter as a fraction of the wait, 0–1: the wait is stretched by up to this much. */
-  jitterRatio: number;
-}
-
-/**
- * How long to wait for the ack of a batch after its `attempt`-th publish (1-based), in ms:
- * `min(maxBackoffMs, ackTimeoutMs · backoffFactor^(attempt−1)) · (1 + jitterRatio · random())`.
- *
- * The jitter only stretches the wait, so no resend happens before `ackTimeoutMs`, and terminals
- * that lost the link together do not resend in lock-step.
- *
- * @param random — uniform in [0, 1) (injected for tests).
- */
-export function resendDelayMs(attempt: number, policy: ResendPolicy, random: () => number): number {
-  const exponent = Math.max(0, Math.floor(attempt) - 1);
-  const base = Math.min(
-    policy.maxBackoffMs,
-    policy.ackTimeoutMs * policy.backoffFactor ** exponent,
-  );
-  const r = Math.min(Math.max(random(), 0), 1);
-  return Math.round(base * (1 + policy.jitterRatio * r));
-}
-
-/** Result of {@link packBatch}. */
-export interface PackedBatch {
-  /** Signed envelope bytes of `{ batch, records }`, ≤ maxMessageBytes; empty when no record fits. */
-  payload: Buffer;
-  /** The records in the batch, seq order (wire form: unknown keys stripped). */
-  records: OutboxRecord[];
-  /** Records refused locally (status rejected, POS313/POS314), to be applied as dead. */
-  refused: AckResult[];
-  /** Names of unknown keys stripped from records (for one warning; never values). */
-  stripped: string[];
-  /** True when packing stopped at a record that did not fit (the batch is full by size). */
-  full: boolean;
-}
-
-/**
- * How many records to ask the outbox for next time (`nextPending(limit)`), learnt from the last
- * batch: reading and mapping rows that do not fit is wasted work (with 128 KiB batches of ~176
- * records, a fixed limit of 1000 read ~5.7 rows per row sent).
- *
- * - the batch was full by size → what fitted plus a margin of a quarter (at least 8);
- * - every candidate fitted and there were `limit` of them → twice the limit (more may fit);
- * - fewer candidates than asked (the queue ran dry) → the same limit.
- *
- * Always within 1–`maxRecords`. A limit too small only makes one batch smaller than it could
- * be; it never skips or reorders a record.
- */
-export function nextFetchLimit(
-  last: { limit: number; candidates: number; packed: number; full: boolean },
-  maxRecords: number,
-): number {
-  let next: number;
-  if (last.full) next = last.packed + Math.max(8, Math.ceil(last.packed / 4));
-  else if (last.candidates >= last.limit) next = last.limit * 2;
-  else next = last.limit;
-  return Math.max(1, Math.min(maxRecords, Math.floor(next)));
-}
-
-/**
- * Packs records (seq order) into one signed `RecordsBatch` envelope of at most `maxMessageBytes`
- * bytes, computing the exact envelope length without signing per record.
- *
- * Stops at the first record that does not fit (never skips ahead, to keep seq order); a record
- * that does not fit even alone, or fails the schema, is refused (see {@link PackedBatch.refused}).
- */
-export function packBatch(
-  candidates: readonly unknown[],
-  options: {
-    batchId: string;
-    signer: EnvelopeSigner;
-    maxMessageBytes: number;
-    maxRecords?: number;
-    /**
-     * The records were validated when they were created (`OutboxSource.validatesRecords`):
-     * skip the per-record key stripping and schema check, which cost more than the store's own
-     * work per record on a drain.
-     */
-    trusted?: boolean;
-  },
-): PackedBatch {
-  const kid = signerKeyId(options.signer);
-  const head = `{"batch":${JSON.stringify(options.batchId)},"records":[`;
-  const tail = ']}';
-  const fixed = envelopeBytesFor(escapedJsonBytes(head) + escapedJsonBytes(tail), kid);
-  const maxRecords = options.maxRecords ?? Number.POSITIVE_INFINITY;
-  const records: OutboxRecord[] = [];
-  const texts: string[] = [];
-  const refused: AckResult[] = [];
-  const stripped = new Set<string>();
-  let total = fixed;
-  let full = false;
-  for (const candidate of candidates) {
-    if (records.length >= maxRecords) break;
-    const key = keyOf(candidate);
-    const parsed =
-      options.trusted === true
-        ? ({ success: true, data: candidate as OutboxRecord } as const)
-        : OutboxRecordSchema.safeParse(toWireRecord(candidate, stripped));
-    if (!parsed.success) {
-      refused.push({
-        key,
-        status: 'rejected',
-        code: 'POS313',
-        reason: `record fails the wire schema: ${issuesText(parsed.error)}`.slice(0, 512),
-      });
-      continue;
-    }
-    const text = JSON.stringify(parsed.data);
-    const bytes = escapedJsonBytes(text);
-    if (fixed + bytes > options.maxMessageBytes) {
-      refused.push({
-        key,
-        status: 'rejected',
-        code: 'POS314',
-        reason: `record alone makes a ${fixed + bytes}-byte message, over maxMessageBytes ${options.maxMessageBytes}`,
-      });
-      continue;
-    }
-    const added = bytes + (records.length > 0 ? 1 : 0);
-    if (total + added > options.maxMessageBytes) {
-      full = true;
-      break;
-    }
-    total += added;
-    records.push(parsed.data);
-    texts.push(text);
-  }
-  if (records.length === 0) {
-    return { payload: Buffer.alloc(0), records, refused, stripped: [...stripped], full };
-  }
-  const payload = signBody(`${head}${texts.join(',')}${tail}`, options.signer);
-  if (payload.length !== total || payload.length > options.maxMessageBytes) {
-    // A bug in the size arithmetic must not put an over-limit message on the wire.
-    throw syncError(
-      'POS314',
-      `Packed batch is ${payload.length} bytes (computed ${total}), limit ${options.maxMessageBytes}: report this as a bug`,
-    );
-  }
-  return { payload, records, refused, stripped: [...stripped], full };
-}
-
-function keyOf(candidate: unknown): string {
-  const key = (candidate as { key?: unknown } | null)?.key;
-  return typeof key === 'string' ? key : String(key);
-}
-
-const WIRE_KEYS = {
-  record: ['key', 'seq', 'type', 'at', 'payment', 'card', 'sealed', 'sred', 'pinBlock', 'chain'],
-  payment: ['id', 'amountMinor', 'currency', 'reference', 'createdAt'],
-  card: [
-    'token',
-    'brand',
-    'first6',
-    'last4',
-    'expiryMonth',
-    'expiryYear',
-    'entryMode',
-    'cardholderName',
-  ],
-  sred: ['ksnHex', 'ciphertextHex'],
-  pinBlock: ['format', 'ksnHex', 'pinBlockHex'],
-} as const;
-
-function pick(
-  value: unknown,
-  keys: readonly string[],
-  where: string,
-  stripped: Set<string>,
-): unknown {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) {
-    if (keys.includes(k)) {
-      if (v !== undefined && v !== null) out[k] = v;
-      // null for an optional field (a SQL NULL column) means absent.
-      else if (
-        v === null &&
-        !['sealed', 'sred', 'pinBlock', 'reference', 'cardholderName'].includes(k)
-      )
-        out[k] = v;
-    } else stripped.add(`${where}${k}`);
-  }
-  return out;
-}
-
-/** The record with only the contract's keys (nested too); values untouched. */
-function toWireRecord(candidate: unknown, stripped: Set<string>): unknown {
-  const record = pick(candidate, WIRE_KEYS.record, '', stripped);
-  if (record === null || typeof record !== 'object') return record;
-  const r = record as Record<string, unknown>;
-  if ('payment' in r) r.payment = pick(r.payment, WIRE_KEYS.payment, 'payment.', stripped);
-  if ('card' in r) r.card = pick(r.card, WIRE_KEYS.card, 'card.', stripped);
-  if ('sred' in r) r.sred = pick(r.sred, WIRE_KEYS.sred, 'sred.', stripped);
-  if ('pinBlock' in r) r.pinBlock = pick(r.pinBlock, WIRE_KEYS.pinBlock, 'pinBlock.', stripped);
-  return r;
-}
 
 /** Options of {@link SyncWorker}. Units in the names; defaults in `@default`. */
 export interface SyncWorkerOptions {
@@ -419,22 +210,6 @@ export interface SyncWorkerEvents {
   command: [command: Command];
 }
 
-interface InFlightBatch {
-  id: string;
-  payload: Buffer;
-  keys: Set<string>;
-  records: number;
-  attempts: number;
-  due: boolean;
-  timer: TimerHandle | undefined;
-}
-
-interface PendingAuth {
-  resolve: (response: AuthResponse) => void;
-  reject: (error: AgentError) => void;
-  timer: TimerHandle;
-}
-
 function positive(name: string, value: number, min: number, unit: string): number {
   if (!Number.isFinite(value) || value < min) {
     throw syncError(
@@ -447,7 +222,8 @@ function positive(name: string, value: number, min: number, unit: string): numbe
 
 /**
  * Drains an {@link OutboxSource} to the cloud core over an {@link MqttSession}; see the file
- * header for the rules.
+ * header for the rules. The decisions (which batch to publish or resend, when to read the
+ * outbox, which acks to apply) are the pure {@link BatchWindow}'s; this class does the I/O.
  *
  * Lifecycle: `new SyncWorker(options)` (sets the session's will) → `start()` (subscribes, starts
  * draining whenever connected) → `notify()` on every new outbox record → `stop()`. The caller
@@ -460,10 +236,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
   readonly topics: DeviceTopics;
   #o: {
     maxMessageBytes: number;
-    maxInFlightBatches: number;
     maxRecordsPerBatch: number;
-    maxPublishesPerSecond: number | undefined;
-    statusThrottleMs: number;
     drainTimeoutMs: number;
     pollIntervalMs: number;
     policy: ResendPolicy;
@@ -472,32 +245,27 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
   #source: OutboxSource;
   #signer: EnvelopeSigner;
   #cloudKeys: PublicKeyLookup;
-  #version: string;
   #clock: Clock;
-  #random: () => number;
   #newBatchId: () => string;
   #log: SyncLogger;
   #commands: CommandGuard;
-  #inFlight = new Map<string, InFlightBatch>();
-  #auths = new Map<string, PendingAuth>();
+  #window: BatchWindow<{ payload: Buffer; records: number }>;
+  #auths: Authorizations;
+  #status: StatusReporter;
   #running = false;
   #stopping = false;
   #online = false;
   #pumpQueued = false;
-  #tokens: number;
-  #tokensAt: number;
+  /** The one timer for the window: the earliest resend, the rate cap, or a retry after an error. */
   #wakeTimer: TimerHandle | undefined;
-  #statusTimer: TimerHandle | undefined;
+  #wakeAt = Number.POSITIVE_INFINITY;
   #pollTimer: TimerHandle | undefined;
-  #lastStatusAt = Number.NEGATIVE_INFINITY;
   #drainWaiters = new Set<() => void>();
   #warnedStripped = false;
   /** `nextPending` limit, adapted per batch by {@link nextFetchLimit}. */
   #fetchLimit = 0;
-  /** The highest outbox `seq` held in flight; the next batch starts after it. */
-  #cursorSeq = 0;
   /** Verified acks waiting for the one commit they share (see {@link #flushAcks}). */
-  #ackQueue: { batch: InFlightBatch; results: AckResult[] }[] = [];
+  #ackQueue: { batch: string; results: AckResult[] }[] = [];
   #ackFlushQueued = false;
   #stats: SyncWorkerStats = {
     publishes: 0,
@@ -514,6 +282,8 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
   #onConnect = (): void => this.#handleConnect();
   #onDisconnect = (): void => this.#handleDisconnect();
   #onMessage = (topic: string, payload: Buffer): void => this.#handleMessage(topic, payload);
+  #onStatusError = (error: unknown): void =>
+    this.#log.debug({ err: error }, 'status not published');
 
   constructor(options: SyncWorkerOptions) {
     super();
@@ -523,6 +293,13 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
     if (!(jitterRatio >= 0 && jitterRatio <= 1)) {
       throw syncError('POS330', `Sync option jitterRatio is ${jitterRatio}, must be within 0–1`);
     }
+    const maxInFlightBatches = Math.floor(
+      positive('maxInFlightBatches', options.maxInFlightBatches ?? 16, 1, ''),
+    );
+    const maxPublishesPerSecond =
+      options.maxPublishesPerSecond === undefined
+        ? undefined
+        : positive('maxPublishesPerSecond', options.maxPublishesPerSecond, 0.001, '/s');
     this.#o = {
       maxMessageBytes: positive(
         'maxMessageBytes',
@@ -530,17 +307,9 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
         1024,
         ' bytes',
       ),
-      maxInFlightBatches: Math.floor(
-        positive('maxInFlightBatches', options.maxInFlightBatches ?? 16, 1, ''),
-      ),
       maxRecordsPerBatch: Math.floor(
         positive('maxRecordsPerBatch', options.maxRecordsPerBatch ?? 1000, 1, ''),
       ),
-      maxPublishesPerSecond:
-        options.maxPublishesPerSecond === undefined
-          ? undefined
-          : positive('maxPublishesPerSecond', options.maxPublishesPerSecond, 0.001, '/s'),
-      statusThrottleMs: options.statusThrottleMs ?? 1000,
       drainTimeoutMs: options.drainTimeoutMs ?? 5000,
       pollIntervalMs: positive('pollIntervalMs', options.pollIntervalMs ?? 5000, 100, ' ms'),
       policy: {
@@ -559,9 +328,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
     this.#source = options.source;
     this.#signer = { ...options.signer, kid: signerKeyId(options.signer) };
     this.#cloudKeys = options.cloudPublicKeys;
-    this.#version = options.version;
     this.#clock = options.clock ?? systemClock;
-    this.#random = options.random ?? Math.random;
     this.#newBatchId = options.newBatchId ?? (() => uuidv7());
     this.#log = options.logger ?? silentLogger;
     this.#commands = new CommandGuard({
@@ -571,13 +338,35 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
         ? {}
         : { maxLifetimeMs: options.maxCommandLifetimeMs }),
     });
-    this.#tokens = Math.max(1, this.#o.maxPublishesPerSecond ?? 1);
-    this.#tokensAt = this.#clock.now();
+    this.#window = new BatchWindow({
+      maxInFlight: maxInFlightBatches,
+      maxPublishesPerSecond,
+      policy: this.#o.policy,
+      random: options.random ?? Math.random,
+      now: this.#clock.now(),
+    });
+    const session = this.#session;
+    this.#auths = new Authorizations(this.#clock, {
+      get connected() {
+        return session.connected;
+      },
+      publish: (payload) => session.publish(this.topics.auth, payload, { qos: 1 }),
+    });
+    this.#status = new StatusReporter({
+      clock: this.#clock,
+      version: options.version,
+      signer: () => this.#signer,
+      queueStats: () => this.#source.queueStats(),
+      canPublish: () => this.#session.connected && this.#running,
+      publish: (payload) =>
+        this.#session.publish(this.topics.status, payload, { qos: 1, retain: true }),
+      throttleMs: options.statusThrottleMs ?? 1000,
+    });
     // The broker publishes this retained, signed offline status if the link dies (MQTT 3.1.1
     // §3.1.2.5); evaluated before every connect, so its timestamp and stats are fresh.
     this.#session.setWill(() => ({
       topic: this.topics.status,
-      payload: this.#statusPayload('offline'),
+      payload: this.#status.payload('offline'),
       qos: 1,
       retain: true,
     }));
@@ -631,7 +420,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
 
   /** Counters (a copy). */
   stats(): SyncWorkerStats {
-    return { ...this.#stats, inFlightBatches: this.#inFlight.size };
+    return { ...this.#stats, inFlightBatches: this.#window.inFlight };
   }
 
   /** True while connected and started. */
@@ -640,8 +429,8 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
   }
 
   /**
-   * Online authorization (architecture.md §5): publishes a signed `AuthRequest` on `up/auth` and waits for
-   * the `AuthResponse` with the same key on `down/auth`.
+   * Online authorization (architecture.md §5): publishes a signed `AuthRequest` on `up/auth` and
+   * waits for the `AuthResponse` with the same key on `down/auth` (cloud-sync/authorization.ts).
    *
    * A timeout is ambiguous (the cloud may have approved): the caller stores the payment under the
    * offline policy or declines it; the same idempotency key reaches the cloud later anyway.
@@ -659,53 +448,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
     if (!this.#running || this.#stopping) {
       throw syncError('POS331', 'The sync worker is stopped: start() it before authorizing online');
     }
-    const payload = signEnvelope(request, this.#signer, AuthRequestSchema);
-    if (!this.#session.connected) {
-      // Checked synchronously right before the publish: nothing leaves the terminal.
-      throw syncError(
-        'POS325',
-        `Authorization for key ${request.key} not sent: not connected to the broker; nothing reached the cloud, so the payment is not authorized online — apply the offline policy (no void record needed)`,
-      );
-    }
-    const timeoutMs = options.timeoutMs ?? 15_000;
-    this.#auths
-      .get(request.key)
-      ?.reject(
-        syncError('POS323', `Authorization for key ${request.key} superseded by a new request`),
-      );
-    const response = new Promise<AuthResponse>((resolve, reject) => {
-      const timer = this.#clock.setTimeout(() => {
-        this.#auths.delete(request.key);
-        reject(
-          syncError(
-            'POS323',
-            `No authorization response for key ${request.key} within ${timeoutMs} ms: the outcome is unknown; store the payment under the offline policy or decline it (the cloud dedupes the key)`,
-          ),
-        );
-      }, timeoutMs);
-      this.#auths.set(request.key, {
-        resolve: (r) => {
-          this.#clock.clearTimeout(timer);
-          this.#auths.delete(request.key);
-          resolve(r);
-        },
-        reject: (e) => {
-          this.#clock.clearTimeout(timer);
-          this.#auths.delete(request.key);
-          reject(e);
-        },
-        timer,
-      });
-    });
-    // The publish is not awaited before the caller holds `response`: during a silent partition
-    // the PUBACK never comes, the timer above rejects `response` first, and an await here left
-    // that rejection without a handler (POS323 as an unhandled rejection ended the process,
-    // issue 10). A failed publish rejects `response` early (POS302); a late one finds no entry.
-    const entry = this.#auths.get(request.key);
-    this.#session.publish(this.topics.auth, payload, { qos: 1 }).catch((error: unknown) => {
-      if (this.#auths.get(request.key) === entry) entry?.reject(error as AgentError);
-    });
-    return response;
+    return this.#auths.request(request, this.#signer, options.timeoutMs ?? 15_000);
   }
 
   /**
@@ -717,8 +460,9 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
   async stop(options: { drainTimeoutMs?: number } = {}): Promise<void> {
     if (!this.#running || this.#stopping) return;
     this.#stopping = true;
+    this.#window.drain();
     const drainTimeoutMs = options.drainTimeoutMs ?? this.#o.drainTimeoutMs;
-    if (this.#inFlight.size > 0 && drainTimeoutMs > 0) {
+    if (this.#window.inFlight > 0 && drainTimeoutMs > 0) {
       await new Promise<void>((resolve) => {
         const done = (): void => {
           this.#clock.clearTimeout(timer);
@@ -729,30 +473,23 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
         this.#drainWaiters.add(done);
       });
     }
-    for (const batch of this.#inFlight.values()) {
-      if (batch.timer !== undefined) this.#clock.clearTimeout(batch.timer);
-    }
-    if (this.#inFlight.size > 0) {
+    if (this.#window.inFlight > 0) {
       this.#log.info(
-        { batches: this.#inFlight.size },
+        { batches: this.#window.inFlight },
         'sync stopped with batches awaiting acks; they are sent again at the next start',
       );
     }
-    this.#inFlight.clear();
+    this.#window.reset();
     this.#ackQueue = [];
-    this.#cursorSeq = 0;
-    for (const timer of [this.#wakeTimer, this.#statusTimer]) {
-      if (timer !== undefined) this.#clock.clearTimeout(timer);
-    }
-    this.#wakeTimer = undefined;
-    this.#statusTimer = undefined;
+    this.#clearWake();
+    this.#status.cancel();
     this.#disarmPoll();
-    for (const auth of [...this.#auths.values()]) {
-      auth.reject(syncError('POS331', 'The sync worker stopped before the authorization response'));
-    }
+    this.#auths.rejectAll(
+      syncError('POS331', 'The sync worker stopped before the authorization response'),
+    );
     if (this.#session.connected) {
       await this.#session
-        .publish(this.topics.status, this.#statusPayload('offline'), { qos: 1, retain: true })
+        .publish(this.topics.status, this.#status.payload('offline'), { qos: 1, retain: true })
         .catch(() => undefined);
     }
     this.#session.off('connect', this.#onConnect);
@@ -771,9 +508,9 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
       this.#online = true;
       this.emit('state', 'online');
     }
-    this.#log.info({ inFlight: this.#inFlight.size }, 'connected to the broker; draining');
-    for (const batch of this.#inFlight.values()) batch.due = true;
-    this.#publishStatus();
+    this.#log.info({ inFlight: this.#window.inFlight }, 'connected to the broker; draining');
+    this.#window.connect();
+    this.#status.publishNow(this.#onStatusError);
     this.#pump();
     this.#armPoll();
   }
@@ -800,10 +537,11 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
 
   #handleDisconnect(): void {
     this.#disarmPoll();
+    this.#window.disconnect();
     if (this.#online) {
       this.#online = false;
       this.emit('state', 'offline');
-      this.#log.warn({ inFlight: this.#inFlight.size }, 'disconnected from the broker');
+      this.#log.warn({ inFlight: this.#window.inFlight }, 'disconnected from the broker');
     }
   }
 
@@ -816,81 +554,77 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
     });
   }
 
-  #takeToken(): boolean {
-    const rate = this.#o.maxPublishesPerSecond;
-    if (rate === undefined) return true;
-    const now = this.#clock.now();
-    this.#tokens = Math.min(
-      Math.max(1, rate),
-      this.#tokens + ((now - this.#tokensAt) / 1000) * rate,
-    );
-    this.#tokensAt = now;
-    if (this.#tokens >= 1) {
-      this.#tokens -= 1;
-      return true;
+  /**
+   * Runs the window's steps until it is idle, waits, or the outbox has nothing to send; then arms
+   * the one wake timer for exactly what comes next (the earliest resend, the rate cap, or a
+   * retry after a store error).
+   */
+  #pump(): void {
+    if (!this.#running || !this.#session.connected) {
+      this.#clearWake();
+      return;
     }
-    const waitMs = Math.ceil(((1 - this.#tokens) / rate) * 1000);
-    if (this.#wakeTimer === undefined) {
-      this.#wakeTimer = this.#clock.setTimeout(() => {
-        this.#wakeTimer = undefined;
-        this.#pump();
-      }, waitMs);
+    // The window's own notion of the link follows the session's (a CONNACK may come before
+    // the worker's listener saw it).
+    if (!this.#window.connected) this.#window.connect();
+    let wakeAt = Number.POSITIVE_INFINITY;
+    for (;;) {
+      const step = this.#window.step(this.#clock.now());
+      if (step.kind === 'idle') break;
+      if (step.kind === 'wait') {
+        wakeAt = step.until;
+        break;
+      }
+      if (step.kind === 'publish') {
+        this.#publish(step);
+        continue;
+      }
+      const opened = this.#openBatch(step.afterSeq);
+      if (opened === 'empty') break;
+      if (opened === 'error') {
+        // After a store error: again after `ackTimeoutMs` (or sooner on notify/ack/reconnect).
+        wakeAt = this.#clock.now() + this.#o.policy.ackTimeoutMs;
+        break;
+      }
     }
-    return false;
+    this.#wake(Math.min(wakeAt, this.#window.nextResendAt() ?? Number.POSITIVE_INFINITY));
   }
 
-  #pump(): void {
-    if (!this.#running || !this.#session.connected) return;
-    for (const batch of this.#inFlight.values()) {
-      if (!batch.due) continue;
-      if (!this.#takeToken()) return;
-      this.#send(batch);
-    }
-    if (this.#stopping) return;
-    while (this.#inFlight.size < this.#o.maxInFlightBatches) {
-      if (this.#o.maxPublishesPerSecond !== undefined && !this.#peekToken()) {
-        this.#takeToken();
-        return;
-      }
-      const batch = this.#nextBatch();
-      if (batch === 'empty') break;
-      if (batch === 'refused-only') continue;
-      this.#takeToken();
-      this.#send(batch);
-    }
+  /** (Re)arms the one wake timer for `at` (ms); +Infinity clears it. */
+  #wake(at: number): void {
+    if (this.#wakeTimer !== undefined && this.#wakeAt === at) return;
+    this.#clearWake();
+    if (at === Number.POSITIVE_INFINITY) return;
+    this.#wakeAt = at;
+    this.#wakeTimer = this.#clock.setTimeout(
+      () => {
+        this.#wakeTimer = undefined;
+        this.#wakeAt = Number.POSITIVE_INFINITY;
+        this.#pump();
+      },
+      Math.max(0, at - this.#clock.now()),
+    );
+  }
+
+  #clearWake(): void {
+    if (this.#wakeTimer !== undefined) this.#clock.clearTimeout(this.#wakeTimer);
+    this.#wakeTimer = undefined;
+    this.#wakeAt = Number.POSITIVE_INFINITY;
   }
 
   /**
-   * After a store error (disk full, SQLITE_BUSY) while packing: pumps again after `ackTimeoutMs`
-   * (or on the next notify/ack/reconnect, whichever comes first).
+   * Reads, packs and opens the next batch after `afterSeq`. 'empty' when nothing is pending,
+   * 'error' after a store error (logged), 'opened' when a batch or only refused records came
+   * out.
    */
-  #retryLater(): void {
-    if (this.#wakeTimer !== undefined) return;
-    this.#wakeTimer = this.#clock.setTimeout(() => {
-      this.#wakeTimer = undefined;
-      this.#pump();
-    }, this.#o.policy.ackTimeoutMs);
-  }
-
-  #peekToken(): boolean {
-    const rate = this.#o.maxPublishesPerSecond;
-    if (rate === undefined) return true;
-    const now = this.#clock.now();
-    return this.#tokens + ((now - this.#tokensAt) / 1000) * rate >= 1;
-  }
-
-  #nextBatch(): InFlightBatch | 'empty' | 'refused-only' {
+  #openBatch(afterSeq: number): 'opened' | 'empty' | 'error' {
     let candidates: OutboxRecord[];
     const limit = this.#fetchLimit > 0 ? this.#fetchLimit : this.#o.maxRecordsPerBatch;
-    // With nothing in flight, start again from the oldest pending record: a record requeued
-    // behind the cursor (`queue --retry`) is picked up then.
-    if (this.#inFlight.size === 0 && this.#ackQueue.length === 0) this.#cursorSeq = 0;
     try {
-      candidates = this.#source.nextPending(limit, this.#cursorSeq);
+      candidates = this.#source.nextPending(limit, afterSeq);
     } catch (error) {
       this.#log.error({ err: error }, 'the outbox could not be read; retrying later');
-      this.#retryLater();
-      return 'empty';
+      return 'error';
     }
     if (candidates.length === 0) return 'empty';
     const batchId = this.#newBatchId();
@@ -933,63 +667,52 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
           { err: error, records: packed.refused.length },
           'the outbox could not record refused records; retrying later',
         );
-        this.#retryLater();
-        return 'empty';
+        return 'error';
       }
       this.emit('refused', packed.refused);
       this.#scheduleStatus();
     }
-    if (packed.records.length === 0) return packed.refused.length > 0 ? 'refused-only' : 'empty';
-    const keys = packed.records.map((r) => r.key);
-    // In flight lives here, not in the store (architecture.md §4): nothing is written to publish.
-    for (const record of packed.records) this.#cursorSeq = Math.max(this.#cursorSeq, record.seq);
-    const batch: InFlightBatch = {
+    if (packed.records.length === 0) return packed.refused.length > 0 ? 'opened' : 'empty';
+    // In flight lives in the window, not in the store (architecture.md §4): nothing is written.
+    let maxSeq = 0;
+    for (const record of packed.records) maxSeq = Math.max(maxSeq, record.seq);
+    this.#window.opened({
       id: batchId,
-      payload: packed.payload,
-      keys: new Set(keys),
-      records: keys.length,
-      attempts: 0,
-      due: true,
-      timer: undefined,
-    };
-    this.#inFlight.set(batchId, batch);
+      payload: { payload: packed.payload, records: packed.records.length },
+      keys: packed.records.map((r) => r.key),
+      maxSeq,
+    });
     this.#stats.batches += 1;
-    this.#stats.maxInFlightSeen = Math.max(this.#stats.maxInFlightSeen, this.#inFlight.size);
-    return batch;
+    this.#stats.maxInFlightSeen = Math.max(this.#stats.maxInFlightSeen, this.#window.inFlight);
+    return 'opened';
   }
 
-  #send(batch: InFlightBatch): void {
-    batch.attempts += 1;
-    batch.due = false;
+  #publish(
+    step: Extract<WindowStep<{ payload: Buffer; records: number }>, { kind: 'publish' }>,
+  ): void {
     this.#stats.publishes += 1;
-    if (batch.attempts > 1) this.#stats.resends += 1;
-    if (batch.timer !== undefined) this.#clock.clearTimeout(batch.timer);
-    const delay = resendDelayMs(batch.attempts, this.#o.policy, this.#random);
-    batch.timer = this.#clock.setTimeout(() => {
-      batch.timer = undefined;
-      if (this.#inFlight.get(batch.id) !== batch) return;
+    if (step.attempt > 1) this.#stats.resends += 1;
+    if (step.reason === 'timeout') {
       this.#log.warn(
-        { batch: batch.id, attempt: batch.attempts, records: batch.keys.size, waitedMs: delay },
+        { batch: step.id, attempt: step.attempt - 1, records: step.records },
         'no ack for the batch in time; sending it again',
       );
-      batch.due = true;
-      this.#pump();
-    }, delay);
-    const attempt = batch.attempts;
-    this.#session.publish(this.topics.records, batch.payload, { qos: 1 }).then(
+    }
+    const { payload, records } = step.payload;
+    this.#session.publish(this.topics.records, payload, { qos: 1 }).then(
       () => {
         this.#stats.pubacks += 1;
         this.emit('batch-sent', {
-          batchId: batch.id,
-          records: batch.records,
-          bytes: batch.payload.length,
-          attempt,
+          batchId: step.id,
+          records,
+          bytes: payload.length,
+          attempt: step.attempt,
         });
       },
       (error: unknown) => {
         // Not lost: the batch stays in flight and is resent on reconnect or after its timeout.
         this.#log.debug(
-          { batch: batch.id, err: error },
+          { batch: step.id, err: error },
           'batch publish not acknowledged by the broker',
         );
       },
@@ -1027,8 +750,8 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
       this.#refuseDownlink(topic, error);
       return;
     }
-    const batch = this.#inFlight.get(acks.batch);
-    if (batch === undefined) {
+    const results = this.#window.ack(acks.batch, acks.results);
+    if (results === undefined) {
       this.#stats.unknownBatchAcks += 1;
       this.#log.debug(
         { batch: acks.batch },
@@ -1036,15 +759,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
       );
       return;
     }
-    const results: AckResult[] = [];
-    for (const result of acks.results) {
-      if (batch.keys.delete(result.key)) results.push(result);
-    }
-    if (results.length === 0) {
-      this.#stats.unknownBatchAcks += 1;
-      return;
-    }
-    this.#ackQueue.push({ batch, results });
+    this.#ackQueue.push({ batch: acks.batch, results });
     if (!this.#ackFlushQueued) {
       this.#ackFlushQueued = true;
       queueMicrotask(() => this.#flushAcks());
@@ -1061,28 +776,24 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
     this.#ackQueue = [];
     if (queued.length === 0) return;
     const results = queued.flatMap((q) => q.results);
+    let ok = true;
     try {
       this.#source.applyAcks(
         results,
-        queued.map((q) => q.batch.id),
+        queued.map((q) => q.batch),
       );
     } catch (error) {
-      for (const { batch, results: rs } of queued) for (const r of rs) batch.keys.add(r.key);
+      ok = false;
       this.#log.error(
-        { err: error, batches: queued.map((q) => q.batch.id) },
+        { err: error, batches: queued.map((q) => q.batch) },
         'acks could not be applied; the batches are resent',
       );
-      return;
     }
+    for (const { batch, results: rs } of queued) this.#window.settled(batch, rs, ok);
+    if (!ok) return;
     this.#stats.acksApplied += results.length;
-    for (const { batch, results: rs } of queued) {
-      if (batch.keys.size === 0 && this.#inFlight.get(batch.id) === batch) {
-        if (batch.timer !== undefined) this.#clock.clearTimeout(batch.timer);
-        this.#inFlight.delete(batch.id);
-      }
-      this.emit('acked', rs, batch.id);
-    }
-    if (this.#inFlight.size === 0) for (const done of [...this.#drainWaiters]) done();
+    for (const { batch, results: rs } of queued) this.emit('acked', rs, batch);
+    if (this.#window.inFlight === 0) for (const done of [...this.#drainWaiters]) done();
     this.#scheduleStatus();
     this.#pump();
   }
@@ -1095,21 +806,17 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
       this.#refuseDownlink(topic, error);
       return;
     }
-    const pending = this.#auths.get(response.key);
-    if (pending === undefined) {
+    if (!this.#auths.resolve(response)) {
       this.#log.debug(
         { idempotencyKey: response.key },
         'authorization response after its timeout; ignored',
       );
-      return;
     }
-    pending.resolve(response);
   }
 
   #handleCommand(topic: string, payload: Buffer): void {
     try {
-      const command = openEnvelope(payload, { keys: this.#cloudKeys }, CommandSchema);
-      this.#commands.accept(command);
+      const command = openCommand(payload, this.#cloudKeys, this.#commands);
       this.#log.info({ command: command.id, type: command.command.type }, 'cloud command');
       this.emit('command', command);
     } catch (error) {
@@ -1117,32 +824,8 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
     }
   }
 
-  #statusPayload(state: 'online' | 'offline'): Buffer {
-    let queue: Status['queue'];
-    try {
-      const stats = this.#source.queueStats();
-      queue = { depth: stats.depth, oldestAt: stats.oldestAt, dead: stats.dead };
-    } catch {
-      queue = { depth: 0, oldestAt: null, dead: 0 };
-    }
-    const status: Status = { state, at: isoAt(this.#clock.now()), version: this.#version, queue };
-    return signEnvelope(status, this.#signer, StatusSchema);
-  }
-
-  #publishStatus(): void {
-    if (!this.#session.connected || !this.#running) return;
-    this.#lastStatusAt = this.#clock.now();
-    this.#session
-      .publish(this.topics.status, this.#statusPayload('online'), { qos: 1, retain: true })
-      .catch((error: unknown) => this.#log.debug({ err: error }, 'status not published'));
-  }
-
   #scheduleStatus(): void {
-    if (this.#statusTimer !== undefined || !this.#running || this.#stopping) return;
-    const wait = Math.max(0, this.#lastStatusAt + this.#o.statusThrottleMs - this.#clock.now());
-    this.#statusTimer = this.#clock.setTimeout(() => {
-      this.#statusTimer = undefined;
-      this.#publishStatus();
-    }, wait);
+    if (!this.#running || this.#stopping) return;
+    this.#status.schedule(this.#onStatusError);
   }
 }

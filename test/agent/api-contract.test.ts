@@ -12,6 +12,7 @@ import { PosAgentApiError, PosAgentClient, PosAgentContractError } from '../../a
 import { findTestCard } from '../../simulator/test-cards.js';
 import { sweepForPans } from '../helpers/leak-sweep.js';
 import { startRig, type Rig } from '../e2e/payment-rig.js';
+import { newPayment } from '../store-forward/helpers.js';
 
 let rig: Rig;
 beforeEach(async () => {
@@ -188,5 +189,27 @@ describe('refusals have a sentence for the cashier beside the code', () => {
     });
     expect(answer.json.error).toMatchObject({ code: 'POS406' });
     expect((answer.json.error as Record<string, unknown>).cashierMessage).toBeUndefined();
+  });
+});
+
+describe('GET /v1/payments pages by keyset cursor (issue 9)', () => {
+  it('walks every payment once, newest first, by `next`; a bad cursor is 400 POS213', async () => {
+    for (let i = 0; i < 5; i++) rig.agent.store.createPayment(newPayment(`page-key-${i}`));
+    const client = new PosAgentClient({ baseUrl: rig.agent.apiUrl, token: rig.agent.apiToken });
+    const seen: string[] = [];
+    let before: string | undefined;
+    let pages = 0;
+    for (;;) {
+      const page = await client.listPaymentPage({ limit: 2, ...(before ? { before } : {}) });
+      pages += 1;
+      seen.push(...page.payments.map((p) => p.idempotencyKey));
+      if (page.next === null) break;
+      before = page.next;
+    }
+    expect(pages).toBe(3);
+    expect(seen).toEqual([4, 3, 2, 1, 0].map((i) => `page-key-${i}`));
+    const bad = await rig.request('GET', '/v1/payments?before=yesterday');
+    expect(bad.status).toBe(400);
+    expect((bad.json.error as { code: string }).code).toBe('POS213');
   });
 });

@@ -9,11 +9,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from '../../agent/agent.js';
+import { startBackgroundCheck } from '../../agent/background-check.js';
 import { parseConfig } from '../../agent/config.js';
 import { generateDevelopmentKeys } from '../../agent/keys.js';
 import { createLogger } from '../../agent/logger.js';
 import { PaymentStore } from '../../store-forward/payment-store.js';
-import { newPayment, rawConnection } from '../store-forward/helpers.js';
+import { freshStore, newPayment, rawConnection } from '../store-forward/helpers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -40,6 +41,7 @@ async function start(dir: string): Promise<RunningAgent> {
   const agent = await startAgent({
     config,
     keys,
+    backgroundCheckDelayMs: 0,
     logger: createLogger({ level: 'silent', file: path.join(dir, 'agent.log') }),
   });
   cleanups.push(() => agent.stop());
@@ -90,5 +92,39 @@ describe('start-up from a verified checkpoint', () => {
     ]);
     // A pass that failed moves no checkpoint.
     expect(second.store.integrity.lastCheckpoint()?.seq).toBe(32);
+  });
+});
+
+describe('the background pass waits for an idle agent', () => {
+  it('starts no page while the agent is busy, then checks everything once it is idle', async () => {
+    const { store, close } = freshStore();
+    cleanups.push(close);
+    for (let i = 0; i < 5; i++) store.createPayment(newPayment(`idle-${i}`));
+    let busyAnswers = 0;
+    let pagesStartedWhileBusy = 0;
+    const fullCheck = store.integrity.fullCheck.bind(store.integrity);
+    store.integrity.fullCheck = () => {
+      if (busyAnswers < 5) pagesStartedWhileBusy += 1;
+      return fullCheck();
+    };
+    const check = startBackgroundCheck(store, createLogger({ level: 'silent' }), () => undefined, {
+      delayMs: 0,
+      busyRetryMs: 1,
+      isBusy: () => ++busyAnswers <= 5,
+    });
+    expect(await check.done).toMatchObject({
+      chain: { ok: true, events: 5 },
+      projection: { ok: true, payments: 5 },
+    });
+    expect(busyAnswers).toBeGreaterThan(5);
+    expect(pagesStartedWhileBusy).toBe(0);
+  });
+
+  it('a pass stopped before its start resolves undefined and reads nothing', async () => {
+    const { store, close } = freshStore();
+    cleanups.push(close);
+    const check = startBackgroundCheck(store, createLogger({ level: 'silent' }), () => undefined);
+    check.stop();
+    expect(await check.done).toBeUndefined();
   });
 });

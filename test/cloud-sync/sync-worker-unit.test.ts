@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { CommandGuard } from '../../cloud-sync/commands.js';
 import { keyId, openEnvelope } from '../../cloud-sync/envelope.js';
 import { RecordsBatchSchema } from '../../cloud-sync/schemas.js';
-import { nextFetchLimit, packBatch, resendDelayMs } from '../../cloud-sync/sync-worker.js';
+import { resendDelayMs } from '../../cloud-sync/batch-window.js';
+import { nextFetchLimit, packBatch } from '../../cloud-sync/pack.js';
 import { isAgentError } from '../../common/agent-error.js';
 import { ManualClock, makeRecord } from './fixtures.js';
 

@@ -1,0 +1,78 @@
+/**
+ * Per-record cost of the agent's own drain work, without the broker or the cloud: read pending
+ * records (`nextPending`), pack and sign a batch (`packBatch`), apply the cloud's acks as a set
+ * (`applyAcks`), on a seeded database on a RAM disk when there is one. Prints µs of CPU per
+ * record for each part (process.cpuUsage, so a busy shared machine skews it less than wall
+ * time; for stable figures run it under `valgrind --tool=callgrind` and compare instruction
+ * counts). A tool for decisions about store-forward/ and cloud-sync/ code, not a bench target.
+ *
+ * Usage: `node dist/bench/drain-micro.js [records=20000] [batch=180]`
+ */
+import { copyFileSync } from 'node:fs';
+import path from 'node:path';
+import { packBatch } from '../cloud-sync/pack.js';
+import { PaymentStore } from '../store-forward/payment-store.js';
+import {
+  makeCardTokens,
+  makeKeys,
+  removeDir,
+  seedStore,
+  tempDir,
+  templateDir,
+} from './fixtures.js';
+
+const records = Number(process.argv[2] ?? 20_000);
+const batch = Number(process.argv[3] ?? 180);
+const keys = makeKeys();
+const dir = tempDir('pos-drain-micro-', templateDir(tempDir('pos-drain-micro-fallback-')));
+const template = path.join(dir, 'template.db');
+seedStore(template, records, makeCardTokens(keys, 16));
+const dbPath = path.join(dir, 'agent.db');
+copyFileSync(template, dbPath);
+const store = PaymentStore.open({ path: dbPath });
+const cpu = (): number => {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+};
+let readUs = 0;
+let packUs = 0;
+let ackUs = 0;
+let done = 0;
+let cursor = 0;
+try {
+  for (;;) {
+    let t = cpu();
+    const pending = store.outbox.nextPending(batch, cursor);
+    readUs += cpu() - t;
+    if (pending.length === 0) break;
+    t = cpu();
+    const packed = packBatch(pending, {
+      batchId: `b-${done}`,
+      signer: { secretKey: keys.device.secretKey },
+      maxMessageBytes: 1 << 24,
+      trusted: true,
+    });
+    packUs += cpu() - t;
+    cursor = Math.max(...packed.records.map((r) => r.seq));
+    t = cpu();
+    store.outbox.applyAcks(
+      packed.records.map((r) => ({
+        key: r.key,
+        status: 'accepted' as const,
+        outcome: 'approved' as const,
+        authCode: 'A1B2C3',
+      })),
+      [`b-${done}`],
+    );
+    ackUs += cpu() - t;
+    done += packed.records.length;
+  }
+} finally {
+  store.close();
+  removeDir(dir);
+}
+const per = (us: number): string => (us / done).toFixed(1);
+console.log(
+  `${done} records, batches of ${batch}: µs CPU per record — nextPending ${per(readUs)}, ` +
+    `packBatch ${per(packUs)}, applyAcks ${per(ackUs)}, total ${per(readUs + packUs + ackUs)}`,
+);
