@@ -266,11 +266,12 @@ async function startSteps(
     logger.info({ released }, 'records in flight at the last stop will be sent again');
 
   const session = new MqttSession({
-    url: config.broker.url,
+    urls: config.broker.urls,
     clientId: config.deviceId,
     keepaliveSeconds: config.broker.keepaliveSeconds,
     pingTimeoutMs: config.broker.pingTimeoutMs,
     reconnectPeriodMs: config.broker.reconnectPeriodMs,
+    reconnectMaxMs: config.broker.reconnectMaxMs,
     ...brokerTls(config),
   });
   const storagePause = new StoragePauseWatch(logger, () => clock.now());
@@ -316,11 +317,21 @@ async function startSteps(
   session.on('disconnect', ({ loss }) => {
     if (loss === undefined || loss.reason === 'ended') return;
     logger.warn(
-      { reason: loss.reason, silentForMs: loss.silentForMs, broker: config.broker.url },
+      { reason: loss.reason, silentForMs: loss.silentForMs, broker: session.url },
       loss.reason === 'ping_timeout'
         ? 'link to the broker lost: no answer to the keep-alive ping (silent partition); selling offline, reconnecting'
         : 'link to the broker lost; selling offline, reconnecting',
     );
+  });
+  // Issue 16: the agent moved to another node of the broker cluster.
+  session.on('failover', ({ from, to, downForMs }) => {
+    logger.warn(
+      { from, to, downForMs },
+      'link to the broker moved to another endpoint (failover); same client id and session',
+    );
+  });
+  session.on('connect', ({ sessionPresent }) => {
+    logger.info({ broker: session.url, sessionPresent }, 'link to the broker up');
   });
   session.connect();
   cleanups.push(() => session.end());
@@ -447,7 +458,9 @@ async function startSteps(
     // The same link state the payment flow decides online/offline by.
     link: {
       state: worker.online ? 'online' : 'offline',
-      broker: config.broker.url,
+      // The endpoint in use (or being tried), issue 16; all of them in health.endpoints.
+      broker: session.url,
+      endpoints: [...session.endpoints],
       health: session.health(),
     },
     queue: store.queueStats(),

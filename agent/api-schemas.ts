@@ -280,7 +280,14 @@ export const StatusSchema = z
         state: z.string().describe('`connected`, `disconnected`, …'),
       }),
     ),
-    link: z.object({ state: z.enum(['online', 'offline']), broker: z.string() }),
+    link: z.object({
+      state: z.enum(['online', 'offline']),
+      broker: z.string().describe('the broker endpoint in use, or being tried while offline'),
+      endpoints: z
+        .array(z.string())
+        .optional()
+        .describe('every configured broker endpoint (cluster node), in order of preference'),
+    }),
     queue: z.object({
       depth: z.number().int().describe('outbox records not yet acknowledged by the cloud'),
       inFlight: z.number().int(),

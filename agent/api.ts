@@ -61,7 +61,14 @@ export interface AgentStatus {
   /** Each device's state, e.g. `{ name: 'pinPad', path, state: 'connected' }`. */
   devices: Array<{ name: string; path: string; state: string }>;
   /** The MQTT link: `online` when connected to the broker. */
-  link: { state: 'online' | 'offline'; broker: string; health?: LinkHealth };
+  link: {
+    state: 'online' | 'offline';
+    /** The broker endpoint in use, or being tried while offline (issue 16). */
+    broker: string;
+    /** Every configured broker endpoint, in order. */
+    endpoints?: string[];
+    health?: LinkHealth;
+  };
   /** Outbox: records not yet acknowledged, dead records, age of the oldest. */
   queue: { depth: number; inFlight: number; dead: number; acked: number; oldestAt: string | null };
   /** Issue 10: forwarding paused by storage (disk full), and the code payments are refused with. */

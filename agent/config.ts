@@ -97,13 +97,24 @@ const CardConfig = z
   })
   .strict();
 
+const BrokerUrl = z
+  .string()
+  .regex(/^mqtts?:\/\/[^/\s]+(:\d{1,5})?\/?$/, 'must be mqtt://host:port or mqtts://host:port');
+
 /** The MQTT broker that links the agent with the cloud core (architecture.md §5). */
 const BrokerConfig = z
   .object({
-    /** Broker URL: `mqtts://host:8883`, or `mqtt://…` for a development setup. */
-    url: z
-      .string()
-      .regex(/^mqtts?:\/\/[^/\s]+(:\d{1,5})?\/?$/, 'must be mqtt://host:port or mqtts://host:port'),
+    /**
+     * One broker URL: `mqtts://host:8883`, or `mqtt://…` for a development setup. Still accepted;
+     * `urls` is the form for a broker cluster. Give one of the two.
+     */
+    url: BrokerUrl.optional(),
+    /**
+     * The broker cluster's nodes, in order of preference (issue 16): the agent connects to the
+     * first, and after a lost connection or a failed attempt to the next one (round robin), with
+     * backoff and jitter, the same client id and persistent session. 1–16 URLs of one scheme.
+     */
+    urls: z.array(BrokerUrl).min(1).max(16).optional(),
     /** Topic prefix `{p}` of architecture.md §5. Default `pos/v1`. */
     topicPrefix: z
       .string()
@@ -121,8 +132,13 @@ const BrokerConfig = z
      * 100–60000, default 2000. MQTT.js drops the link at 1.5 × keep-alive at the latest.
      */
     pingTimeoutMs: z.number().int().min(100).max(60_000).default(2000),
-    /** Wait between reconnect attempts, in ms. Default 1000. */
+    /**
+     * First wait before a reconnect attempt, in ms: the base of the backoff (doubling per failed
+     * attempt up to `reconnectMaxMs`, stretched by up to 50 % jitter). Default 1000.
+     */
     reconnectPeriodMs: z.number().int().min(100).max(300_000).default(1000),
+    /** Cap of the reconnect backoff before jitter, ms. 100–600000, default 30000. */
+    reconnectMaxMs: z.number().int().min(100).max(600_000).default(30_000),
     /** PEM file of the CA that signed the broker's certificate (pinned; required for mqtts://). */
     caFile: z.string().min(1).optional(),
     /** PEM file of this terminal's client certificate (mutual TLS; required for mqtts://). */
@@ -138,34 +154,73 @@ const BrokerConfig = z
   })
   .strict()
   .superRefine((broker, ctx) => {
-    const url = /^(mqtts?):\/\/(\[[^\]]+\]|[^:/\s]+)/.exec(broker.url);
-    if (url === null) return;
-    if (url[1] === 'mqtt') {
+    if (broker.url !== undefined && broker.urls !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['url'],
+        message:
+          'give broker.urls (the list of broker nodes) or broker.url (one broker), not both: move the URL into broker.urls and delete broker.url',
+      });
+      return;
+    }
+    const list = broker.urls ?? (broker.url === undefined ? [] : [broker.url]);
+    const field = broker.urls === undefined ? 'url' : 'urls';
+    if (list.length === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['urls'],
+        message:
+          'is required: the broker nodes in order, e.g. ["mqtts://broker-1:8883", "mqtts://broker-2:8883"] (or broker.url for one broker)',
+      });
+      return;
+    }
+    const parsed = list.map((u) => /^(mqtts?):\/\/(\[[^\]]+\]|[^:/\s]+)/.exec(u));
+    if (parsed.some((m) => m === null)) return;
+    const schemes = new Set(parsed.map((m) => m?.[1]));
+    if (schemes.size > 1) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [field],
+        message:
+          'mixes mqtt:// and mqtts://: every broker node must use the same scheme (mqtts:// with caFile, certFile and keyFile)',
+      });
+      return;
+    }
+    if (schemes.has('mqtt')) {
       if (!broker.development)
         ctx.addIssue({
           code: 'custom',
-          path: ['url'],
+          path: [field],
           message:
             'plaintext mqtt:// is refused: use mqtts:// with caFile, certFile and keyFile, or set broker.development to true for a development setup',
         });
-      // Even in development, plaintext stays on this machine (issue 11): tokens, sealed card
-      // data and signed commands would otherwise cross the store network in clear.
-      else if (!isLoopbackHost(url[2] ?? ''))
-        ctx.addIssue({
-          code: 'custom',
-          path: ['url'],
-          message: `plaintext mqtt:// to ${url[2] ?? ''} is refused, also in development: only to loopback (127.0.0.1, ::1, localhost); use mqtts:// for any other host`,
-        });
+      else
+        for (const [i, m] of parsed.entries()) {
+          // Even in development, plaintext stays on this machine (issue 11): tokens, sealed card
+          // data and signed commands would otherwise cross the store network in clear.
+          const host = m?.[2] ?? '';
+          if (!isLoopbackHost(host))
+            ctx.addIssue({
+              code: 'custom',
+              path: field === 'urls' ? ['urls', i] : ['url'],
+              message: `plaintext mqtt:// to ${host} is refused, also in development: only to loopback (127.0.0.1, ::1, localhost); use mqtts:// for any other host`,
+            });
+        }
       return;
     }
-    for (const field of ['caFile', 'certFile', 'keyFile'] as const) {
-      if (broker[field] === undefined)
+    for (const file of ['caFile', 'certFile', 'keyFile'] as const) {
+      if (broker[file] === undefined)
         ctx.addIssue({
           code: 'custom',
-          path: [field],
-          message: `mqtts:// needs ${field} (PEM) for mutual TLS; run "pos-agent provision" to write it`,
+          path: [file],
+          message: `mqtts:// needs ${file} (PEM) for mutual TLS; run "pos-agent provision" to write it`,
         });
     }
+  })
+  // One shape after parsing: `urls` always set, `url` its first entry (where one URL is shown).
+  .transform(({ url, urls, ...rest }) => {
+    const list = urls ?? (url === undefined ? [] : [url]);
+    return { ...rest, url: list[0] ?? '', urls: list };
   });
 
 /** True for `localhost`, `127.x.x.x` and `[::1]` (a URL's host part). */

@@ -7,6 +7,9 @@
  * | `pos_agent_link_losses_total` | counter | `reason` = ping_timeout (silent partition), reset, closed |
  * | `pos_agent_link_last_loss_silent_seconds` | gauge | how long the broker had been silent when the last loss was noticed |
  * | `pos_agent_link_notice_within_seconds` | gauge | the longest a silent partition goes unnoticed (keep-alive + ping timeout) |
+ * | `pos_agent_link_endpoint` | gauge | `endpoint` = each configured broker URL; 1 for the one in use or being tried (issue 16) |
+ * | `pos_agent_link_failovers_total` | counter | connections made to another endpoint than the previous one |
+ * | `pos_agent_link_reconnect_attempts_total` | counter | reconnect attempts, every endpoint |
  * | `pos_agent_forwarding_paused_by_storage` | gauge | 1 while the outbox cannot be written (disk full) |
  * | `pos_agent_forwarding_storage_pauses_total` | counter | times forwarding was paused by storage |
  */
@@ -58,6 +61,35 @@ export function createFaultMetrics(sources: FaultMetricSources): {
     registers: [registry],
     collect() {
       this.set(sources.link().noticeWithinMs / 1000);
+    },
+  });
+  new Gauge({
+    name: 'pos_agent_link_endpoint',
+    help: 'Broker endpoints (cluster nodes) by URL: 1 for the one in use or being tried, 0 for the others',
+    labelNames: ['endpoint'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const { endpoint, endpoints } = sources.link();
+      for (const url of endpoints) this.set({ endpoint: url }, url === endpoint ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'pos_agent_link_failovers_total',
+    help: 'Broker connections made to another endpoint than the previous connection (failovers) since start',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(sources.link().failovers);
+    },
+  });
+  new Counter({
+    name: 'pos_agent_link_reconnect_attempts_total',
+    help: 'Broker reconnect attempts since start, every endpoint',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(sources.link().reconnectAttempts);
     },
   });
   new Gauge({

@@ -17,11 +17,19 @@
  *   resend its in-flight PUBLISH with DUP=1 after a reconnect (MQTT 3.1.1 §4.4); the cloud dedupes.
  * - Last will (MQTT 3.1.1 §3.1.2.5): given as a value or as a function evaluated before every
  *   (re)connect, so a signed retained `offline` status carries a fresh timestamp.
+ * - Several endpoints (issue 16): `urls` is an ordered list of the nodes of one broker cluster.
+ *   The session reconnects itself (MQTT.js's own fixed-period reconnect is off): after a lost
+ *   connection or a failed attempt it waits {@link backoffDelayMs} (base `reconnectPeriodMs`,
+ *   doubling up to `reconnectMaxMs`, stretched by up to `reconnectJitterRatio` so a fleet that
+ *   lost the same node does not come back in lock-step) and tries the NEXT endpoint of the list,
+ *   round robin, with the same client id and persistent session. A resend after a failover is
+ *   harmless: the cloud dedupes by idempotency key and the outbox waits for the cloud's own ack.
  */
 import { EventEmitter } from 'node:events';
 import mqtt from 'mqtt';
 import type { IClientOptions, IStore, MqttClient } from 'mqtt';
 import type { AgentError } from '../common/agent-error.js';
+import { backoffDelayMs } from '../common/backoff.js';
 import { syncError } from './errors.js';
 
 /**
@@ -91,8 +99,14 @@ export interface MqttTlsOptions {
 
 /** Options of {@link MqttSession}. Units in the names. */
 export interface MqttSessionOptions {
-  /** Broker URL: `mqtt://host:port` or `mqtts://host:port`. */
-  url: string;
+  /** Broker URL: `mqtt://host:port` or `mqtts://host:port`. Give this or `urls`. */
+  url?: string;
+  /**
+   * Ordered broker endpoints (the nodes of one cluster, issue 16), same form as `url`; the first
+   * is tried first, then the next one after every lost connection or failed attempt. Wins over
+   * `url` when both are given.
+   */
+  urls?: readonly string[];
   /** Client id; the device id for agents (architecture.md §5). */
   clientId: string;
   /** Persistent session when false (the default, MQTT 3.1.1 §3.1.2.4). */
@@ -113,8 +127,17 @@ export interface MqttSessionOptions {
    * from the broker, and never later than MQTT.js's own 1.5 × keep-alive.
    */
   pingTimeoutMs?: number;
-  /** Delay between reconnect attempts in ms; default 1000; 0 disables reconnection. */
+  /**
+   * The first delay before a reconnect attempt in ms (the base of the backoff); default 1000;
+   * 0 disables reconnection.
+   */
   reconnectPeriodMs?: number;
+  /** Cap of the reconnect backoff before jitter, ms; default 30000 (at least `reconnectPeriodMs`). */
+  reconnectMaxMs?: number;
+  /** Fraction 0–1 by which a reconnect delay is stretched at most (jitter); default 0.5. */
+  reconnectJitterRatio?: number;
+  /** Uniform random numbers in [0, 1) for the jitter; injected by tests. */
+  random?: () => number;
   /** Time to wait for CONNACK in ms; default 10000. */
   connectTimeoutMs?: number;
   /** Last will; a function is evaluated before every connect attempt. See also `setWill()`. */
@@ -145,6 +168,16 @@ export interface LinkHealth {
   losses: Record<LinkLossReason, number>;
   /** The last loss: when, why, and how long the broker had been silent when it was noticed. */
   lastLoss?: { at: number; reason: LinkLossReason; silentForMs: number };
+  /** The endpoint in use (connected) or being tried (issue 16). */
+  endpoint: string;
+  /** Every configured endpoint, in order. */
+  endpoints: string[];
+  /** Connections made to another endpoint than the previous connection's, since start. */
+  failovers: number;
+  /** Reconnect attempts since start (every endpoint). */
+  reconnectAttempts: number;
+  /** The last failover: when the new connection came up, from where, to where, how long the link was down (ms). */
+  lastFailover?: { at: number; from: string; to: string; downForMs: number };
 }
 
 /** Events of {@link MqttSession}. */
@@ -158,6 +191,11 @@ export interface MqttSessionEvents {
   disconnect: [info: { error?: Error; loss?: NonNullable<LinkHealth['lastLoss']> }];
   /** A PUBLISH from the broker. */
   message: [topic: string, payload: Buffer];
+  /**
+   * Connected to another endpoint than the previous connection's (issue 16); follows `connect`.
+   * `downForMs` runs from the loss of the previous connection to this CONNACK.
+   */
+  failover: [info: NonNullable<LinkHealth['lastFailover']>];
   /** A connection-level error (POS301) or a failed re-subscribe (POS303); reconnection continues. */
   error: [error: AgentError];
 }
@@ -171,8 +209,19 @@ export interface MqttSessionEvents {
  * never crashes the process.
  */
 export class MqttSession extends EventEmitter<MqttSessionEvents> {
-  readonly url: string;
   readonly clientId: string;
+  /** The configured endpoints, in order (at least one). */
+  readonly endpoints: readonly string[];
+  /** Index in {@link endpoints} of the endpoint in use or being tried. */
+  #index = 0;
+  /** Index of the endpoint of the last connection that was up; -1 before the first. */
+  #lastUpIndex = -1;
+  #attempt = 0;
+  #reconnectAttempts = 0;
+  #failovers = 0;
+  #lastFailover: LinkHealth['lastFailover'];
+  #downSince = 0;
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #options: MqttSessionOptions;
   #will: MqttWill | (() => MqttWill) | undefined;
   #client: MqttClient | undefined;
@@ -187,10 +236,21 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
   #lastPacketAt = 0;
   #pingTimer: ReturnType<typeof setTimeout> | undefined;
 
-  /** @throws nothing; connecting starts with {@link MqttSession.connect}. */
+  /**
+   * @throws Error when neither `url` nor `urls` names an endpoint (a programming error; the
+   *   agent's config validation refuses that with POS501 first). Connecting starts with
+   *   {@link MqttSession.connect}.
+   */
   constructor(options: MqttSessionOptions) {
     super();
-    this.url = options.url;
+    const endpoints =
+      options.urls !== undefined && options.urls.length > 0
+        ? [...options.urls]
+        : options.url !== undefined
+          ? [options.url]
+          : [];
+    if (endpoints.length === 0) throw new Error('MqttSession needs url or a non-empty urls');
+    this.endpoints = endpoints;
     this.clientId = options.clientId;
     this.#options = options;
     this.#will = options.will;
@@ -230,13 +290,14 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
     if (this.#ended) throw this.#closedError();
     if (this.#client !== undefined) return;
     const options = this.#options;
-    const url = this.url;
+    const reconnectPeriodMs = options.reconnectPeriodMs ?? 1000;
     const mqttOptions: IClientOptions = {
       clientId: options.clientId,
       clean: options.clean ?? false,
       protocolVersion: options.protocolVersion ?? 4,
       keepalive: options.keepaliveSeconds ?? 5,
-      reconnectPeriod: options.reconnectPeriodMs ?? 1000,
+      // The session reconnects itself, to the next endpoint with backoff (#scheduleReconnect).
+      reconnectPeriod: 0,
       connectTimeout: options.connectTimeoutMs ?? 10_000,
       // We subscribe ourselves on every CONNACK; MQTT.js's own resubscribe would double it.
       resubscribe: false,
@@ -260,7 +321,7 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
     // publish promises are rejected with POS302, and the worker's own resend is the only one.
     const outgoingStore = new ForgetfulStore();
     mqttOptions.outgoingStore = outgoingStore;
-    const client = mqtt.connect(url, mqttOptions);
+    const client = mqtt.connect(this.endpoints[0] ?? '', mqttOptions);
     this.#client = client;
     client.on('reconnect', () => {
       // The will is fixed in CONNECT; refresh it so the retained offline status is current.
@@ -291,6 +352,23 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
       setNoDelay(client.stream);
       this.#lastError = undefined;
       this.#ending = undefined;
+      this.#attempt = 0;
+      const previous = this.#lastUpIndex;
+      this.#lastUpIndex = this.#index;
+      if (previous !== -1 && previous !== this.#index) {
+        this.#failovers += 1;
+        const now = Date.now();
+        this.#lastFailover = {
+          at: now,
+          from: this.endpoints[previous] ?? '',
+          to: this.url,
+          downForMs: Math.max(0, now - this.#downSince),
+        };
+        const failover = { ...this.#lastFailover };
+        // After `connect` (below), so listeners see the link up.
+        setImmediate(() => this.emit('failover', failover));
+      }
+      const url = this.url;
       const sessionPresent = connack.sessionPresent;
       if (this.#subscriptions.size === 0) {
         this.emit('connect', { sessionPresent });
@@ -315,9 +393,11 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
     client.on('connect', () => (wasUp = true));
     client.on('close', () => {
       this.#clearPingTimer();
+      const url = this.url;
       let loss: LinkHealth['lastLoss'];
       if (wasUp) {
         wasUp = false;
+        this.#downSince = Date.now();
         const reason: LinkLossReason =
           this.#ended && this.#ending === undefined
             ? 'ended'
@@ -349,6 +429,7 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
         ...(this.#lastError === undefined ? {} : { error: this.#lastError }),
         ...(loss === undefined ? {} : { loss }),
       });
+      if (!this.#ended && reconnectPeriodMs > 0) this.#scheduleReconnect(client, outgoingStore);
     });
     client.on('error', (cause) => {
       this.#lastError = cause;
@@ -358,7 +439,7 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
         'error',
         syncError(
           'POS301',
-          `MQTT broker ${url} refused or failed the connection (${cause.message}): check the URL, that the broker runs, the TLS files and the credentials; reconnecting every ${mqttOptions.reconnectPeriod} ms`,
+          `MQTT broker ${this.url} refused or failed the connection (${cause.message}): check the URL, that the broker runs, the TLS files and the credentials; reconnecting${this.endpoints.length > 1 ? ' to the next endpoint' : ''} with backoff from ${reconnectPeriodMs} ms`,
           { cause },
         ),
       );
@@ -366,7 +447,41 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
     client.on('message', (topic, payload) => this.emit('message', topic, payload));
   }
 
-  /** The link's health: settings, losses by reason, the last loss (a copy). */
+  /**
+   * Waits the backoff delay, then connects to the next endpoint (round robin) with the same
+   * client, client id and persistent session.
+   */
+  #scheduleReconnect(client: MqttClient, outgoingStore: ForgetfulStore): void {
+    if (this.#reconnectTimer !== undefined) return;
+    const options = this.#options;
+    const baseMs = options.reconnectPeriodMs ?? 1000;
+    this.#attempt += 1;
+    const delay = backoffDelayMs(
+      this.#attempt,
+      {
+        baseMs,
+        maxMs: Math.max(baseMs, options.reconnectMaxMs ?? 30_000),
+        jitterRatio: options.reconnectJitterRatio ?? 0.5,
+      },
+      options.random,
+    );
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      if (this.#ended) return;
+      this.#index = (this.#index + 1) % this.endpoints.length;
+      Object.assign(client.options, endpointOptions(this.url));
+      this.#reconnectAttempts += 1;
+      // reconnect() without a store would replace ours with MQTT.js's replaying one.
+      client.reconnect({ outgoingStore });
+    }, delay);
+  }
+
+  /** The endpoint in use (connected) or being tried. */
+  get url(): string {
+    return this.endpoints[this.#index] ?? '';
+  }
+
+  /** The link's health: settings, losses by reason, the last loss, endpoints (a copy). */
   health(): LinkHealth {
     const keepaliveSeconds = this.#options.keepaliveSeconds ?? 5;
     const pingTimeoutMs = this.#options.pingTimeoutMs ?? 2000;
@@ -376,6 +491,11 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
       noticeWithinMs: Math.min(keepaliveSeconds * 1000 + pingTimeoutMs, keepaliveSeconds * 1500),
       losses: { ...this.#losses },
       ...(this.#lastLoss === undefined ? {} : { lastLoss: { ...this.#lastLoss } }),
+      endpoint: this.url,
+      endpoints: [...this.endpoints],
+      failovers: this.#failovers,
+      reconnectAttempts: this.#reconnectAttempts,
+      ...(this.#lastFailover === undefined ? {} : { lastFailover: { ...this.#lastFailover } }),
     };
   }
 
@@ -507,6 +627,8 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
   async end(options: { force?: boolean } = {}): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
+    if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
     const client = this.#client;
     if (client === undefined) return;
     await new Promise<void>((resolve) => client.end(options.force ?? false, {}, () => resolve()));
@@ -518,6 +640,23 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
       `MQTT session ${this.clientId} on ${this.url} was ended: create a new session`,
     );
   }
+}
+
+/**
+ * The MQTT.js connection options (`protocol`, `host`, `hostname`, `port`) of one endpoint URL
+ * `mqtt[s]://host[:port]`; the port defaults to 1883 (mqtt) or 8883 (mqtts).
+ */
+export function endpointOptions(url: string): {
+  protocol: 'mqtt' | 'mqtts';
+  host: string;
+  hostname: string;
+  port: number;
+} {
+  const parsed = new URL(url);
+  const protocol = parsed.protocol === 'mqtts:' ? 'mqtts' : 'mqtt';
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
+  const port = parsed.port === '' ? (protocol === 'mqtts' ? 8883 : 1883) : Number(parsed.port);
+  return { protocol, host, hostname: host, port };
 }
 
 /**

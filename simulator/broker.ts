@@ -10,6 +10,12 @@
  * their subscriptions and queued QoS 1 messages, MQTT 3.1.1 §3.1.2.4) survives a restart, like a
  * production broker with persistence on; `keepStateAcrossRestart: false` behaves like Mosquitto
  * with `persistence false` (sessions lost, clients must resubscribe).
+ *
+ * Two or more brokers started with `joinCluster` form an in-process aedes cluster (issue 16):
+ * they share one message bus (mqemitter) and one persistence, as aedes nodes share Redis or
+ * MongoDB in production, so a client of one node receives what a client of another publishes
+ * and finds its persistent session (subscriptions, queued QoS 1 messages) on any node. Stopping
+ * one node is the loss of a cluster node: its clients must fail over to another.
  */
 import { type AddressInfo, type Server, type Socket, createServer } from 'node:net';
 import { Aedes, type AedesOptions } from 'aedes';
@@ -24,6 +30,32 @@ export interface EmbeddedBrokerOptions {
   keepStateAcrossRestart?: boolean;
   /** Longest client id accepted; default 128 (aedes defaults to MQTT 3.1.1's 23 bytes). */
   maxClientIdLength?: number;
+  /** Another node of the cluster to join (see the file header); it must have been started once. */
+  joinCluster?: EmbeddedBroker;
+}
+
+/** What aedes uses of its message bus (aedes.js: on, removeListener, emit, close). */
+interface MessageBus {
+  on: (...args: unknown[]) => unknown;
+  removeListener: (...args: unknown[]) => unknown;
+  emit: (...args: unknown[]) => unknown;
+  close: (cb: () => void) => void;
+}
+
+/** The bus and persistence the nodes of one in-process cluster share. */
+interface ClusterState {
+  mq: MessageBus;
+  persistence: unknown;
+}
+
+/** The bus seen through a node: everything passes through but `close`, which the node may not do. */
+function keepOpen(mq: MessageBus): MessageBus {
+  return {
+    on: (...args) => mq.on(...args),
+    removeListener: (...args) => mq.removeListener(...args),
+    emit: (...args) => mq.emit(...args),
+    close: (cb) => cb(),
+  };
 }
 
 /** An aedes broker on a TCP port, with real stop and restart. */
@@ -32,6 +64,7 @@ export class EmbeddedBroker {
   #port: number;
   #options: EmbeddedBrokerOptions;
   #persistence: unknown;
+  #cluster: ClusterState | undefined;
   #aedes: Aedes | undefined;
   #server: Server | undefined;
   #sockets = new Set<Socket>();
@@ -77,9 +110,19 @@ export class EmbeddedBroker {
   async start(): Promise<void> {
     if (this.#server !== undefined) return;
     const keep = this.#options.keepStateAcrossRestart ?? true;
+    const root = this.#options.joinCluster;
+    if (root !== undefined) this.#cluster ??= root.#shareCluster();
+    const cluster = this.#cluster;
     const aedesOptions: AedesOptions = {
       // aedes' own in-memory persistence of the previous run (aedes.close() does not destroy it).
       ...(keep && this.#persistence !== undefined ? { persistence: this.#persistence } : {}),
+      ...(cluster === undefined
+        ? {}
+        : {
+            persistence: cluster.persistence as AedesOptions['persistence'],
+            // aedes closes its bus on close(): a node leaving must not close the cluster's.
+            mq: keepOpen(cluster.mq) as unknown as AedesOptions['mq'],
+          }),
       maxClientsIdLength: this.#options.maxClientIdLength ?? 128,
       heartbeatInterval: 60_000,
     };
@@ -107,6 +150,22 @@ export class EmbeddedBroker {
     this.#aedes = aedes;
     this.#server = server;
     this.#persistence = (aedes as unknown as { persistence: unknown }).persistence;
+  }
+
+  /**
+   * Makes this broker the root of an in-process cluster (idempotent) and returns what the nodes
+   * share: this broker's bus and persistence, its bus no longer closed when this broker stops.
+   *
+   * @throws Error when this broker was never started.
+   */
+  #shareCluster(): ClusterState {
+    if (this.#cluster !== undefined) return this.#cluster;
+    const aedes = this.#aedes as unknown as { mq: MessageBus; persistence: unknown } | undefined;
+    if (aedes === undefined) throw new Error('start the broker before another joins its cluster');
+    const cluster: ClusterState = { mq: aedes.mq, persistence: aedes.persistence };
+    aedes.mq = keepOpen(cluster.mq);
+    this.#cluster = cluster;
+    return cluster;
   }
 
   /** Stops: closes every client socket, the broker and the listening server. No-op when stopped. */

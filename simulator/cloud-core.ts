@@ -200,6 +200,11 @@ export interface CloudCoreCounters {
 export interface CloudCoreOptions {
   /** `mqtt://host:port`. */
   brokerUrl: string;
+  /**
+   * The broker cluster's nodes in order (issue 16); when given, the core fails over between
+   * them like an agent (MqttSession `urls`) and `brokerUrl` is only the first one's name.
+   */
+  brokerUrls?: readonly string[];
   /** `{p}`; default `pos/v1`. */
   topicPrefix?: string;
   /** The cloud's Ed25519 key that signs downlinks (agents pin its public key). */
@@ -297,6 +302,7 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     this.#voids = this.#ledger.voids;
     this.#session = new MqttSession({
       url: options.brokerUrl,
+      ...(options.brokerUrls === undefined ? {} : { urls: options.brokerUrls }),
       clientId: options.clientId ?? 'cloud-core-sim',
       clean: false,
       reconnectPeriodMs: options.reconnectPeriodMs ?? 1000,

@@ -315,9 +315,10 @@ export function provision(options: ProvisionOptions, now: number = Date.now()): 
   ensurePrivateDir(keysDir);
   ensurePrivateDir(dataDir);
 
-  const broker: NonNullable<AgentConfigInput['broker']> = { url: options.broker as string };
+  const brokerUrl = options.broker as string;
+  const broker: NonNullable<AgentConfigInput['broker']> = { url: brokerUrl };
   let csrFile: string | undefined;
-  if (broker.url.startsWith('mqtts://')) {
+  if (brokerUrl.startsWith('mqtts://')) {
     copyPrivate(options.caFile as string, path.join(keysDir, 'broker-ca.pem'));
     broker.caFile = 'keys/broker-ca.pem';
     broker.certFile = 'keys/client.pem';

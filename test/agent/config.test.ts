@@ -123,4 +123,46 @@ describe('config', () => {
     });
     expect(() => parseConfig({ ...base, sync: { brokerLimits: 'aws' } })).toThrow(/brokerLimits/);
   });
+
+  it('broker.urls lists the cluster nodes in order; broker.url still works as one endpoint (issue 16)', () => {
+    const one = parseConfig(good);
+    expect(one.broker.urls).toEqual(['mqtt://127.0.0.1:1883']);
+    expect(one.broker.url).toBe('mqtt://127.0.0.1:1883');
+    expect(one.broker.reconnectMaxMs).toBe(30_000);
+    const list = parseConfig({
+      ...good,
+      broker: { urls: ['mqtt://127.0.0.1:1883', 'mqtt://localhost:1884'], development: true },
+    });
+    expect(list.broker.urls).toEqual(['mqtt://127.0.0.1:1883', 'mqtt://localhost:1884']);
+    expect(list.broker.url).toBe('mqtt://127.0.0.1:1883');
+  });
+
+  it('refuses broker.url with broker.urls, an empty list, mixed schemes and a plaintext non-loopback node (POS501 with the fix)', () => {
+    const bad = (broker: Record<string, unknown>): AgentError => {
+      try {
+        parseConfig({ ...good, broker });
+      } catch (error) {
+        if (error instanceof AgentError) return error;
+      }
+      throw new Error('not refused');
+    };
+    const both = bad({
+      url: 'mqtt://127.0.0.1:1',
+      urls: ['mqtt://127.0.0.1:2'],
+      development: true,
+    });
+    expect(both.code).toBe('POS501');
+    expect(both.message).toMatch(/broker\.url: give broker\.urls .* not both: move the URL/);
+    expect(bad({ development: true }).message).toMatch(
+      /broker\.urls: is required: the broker nodes/,
+    );
+    expect(bad({ urls: [], development: true }).message).toMatch(/broker\.urls/);
+    expect(
+      bad({ urls: ['mqtt://127.0.0.1:1', 'mqtts://broker:8883'], development: true }).message,
+    ).toMatch(/mixes mqtt:\/\/ and mqtts:\/\//);
+    expect(
+      bad({ urls: ['mqtt://127.0.0.1:1', 'mqtt://10.0.0.9:1883'], development: true }).message,
+    ).toMatch(/broker\.urls\.1: plaintext mqtt:\/\/ to 10\.0\.0\.9 is refused/);
+    expect(bad({ urls: ['mqtts://a:8883', 'mqtts://b:8883'] }).message).toMatch(/caFile/);
+  });
 });
