@@ -10,7 +10,7 @@ import { simReader } from '../../agent/commands/sim-reader.js';
 import { CardBoundary } from '../../drivers/boundary/card-boundary.js';
 import { CardReader } from '../../drivers/readers/card-reader.js';
 import { createTransport } from '../../drivers/transport/transport.js';
-import { FakeClock } from '../fixtures/link-fake-clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 describe('pos-agent sim reader', () => {
   it.each(['hid-msr', 'wedge', 'sred'])(

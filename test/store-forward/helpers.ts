@@ -6,27 +6,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import type { Clock, TimerHandle } from '../../common/clock.js';
+import type { Clock } from '../../common/clock.js';
 import type { NewPayment } from '../../store-forward/model.js';
 import { PaymentStore } from '../../store-forward/payment-store.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
-/** A clock that only moves when the test says so; every `now()` also advances 1 ms. */
-export class ManualClock implements Clock {
-  #now: number;
-  constructor(startIso = '2026-11-21T09:00:00.000Z') {
-    this.#now = Date.parse(startIso);
-  }
-  now(): number {
-    this.#now += 1;
-    return this.#now;
-  }
-  advance(ms: number): void {
-    this.#now += ms;
-  }
-  setTimeout(): TimerHandle {
-    throw new Error('the store sets no timers');
-  }
-  clearTimeout(): void {}
+/**
+ * The store tests' clock: the one {@link FakeClock}, starting at `startIso`, with every `now()`
+ * moving time 1 ms on so the store's events get strictly increasing timestamps.
+ */
+export function storeClock(startIso = '2026-11-21T09:00:00.000Z'): FakeClock {
+  return new FakeClock(startIso, { stepMs: 1 });
 }
 
 /** A fresh temporary directory, removed by the returned `cleanup`. */
@@ -45,7 +35,7 @@ export function freshStore(opts: { clock?: Clock; forwardingDeadlineHours?: numb
 } {
   const { dir, cleanup } = tempDir();
   const path = join(dir, 'agent.db');
-  const clock = opts.clock ?? new ManualClock();
+  const clock = opts.clock ?? storeClock();
   const store = PaymentStore.open({
     path,
     clock,
