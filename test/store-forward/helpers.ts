@@ -2,7 +2,7 @@
  * Helpers of the store-forward tests: a fresh temporary directory and database file per test
  * (STYLE habit 4), a clock the test moves by hand, and valid inputs to vary one field at a time.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -19,21 +19,31 @@ export function storeClock(startIso = '2026-11-21T09:00:00.000Z'): FakeClock {
   return new FakeClock(startIso, { stepMs: 1 });
 }
 
-/** A fresh temporary directory, removed by the returned `cleanup`. */
-export function tempDir(): { dir: string; cleanup: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), 'pos-sf-'));
+/**
+ * A fresh temporary directory, removed by the returned `cleanup`.
+ *
+ * @param options.memory — put it on the RAM-backed `/dev/shm` when there is one: for property
+ *   tests that open hundreds of stores to check their logic, where each commit's fsync (the
+ *   store runs synchronous=FULL) would otherwise cost a disk flush on a shared machine. What is
+ *   written and read is the same; durability itself is tested on disk (commit-durability.test.ts).
+ */
+export function tempDir(options: { memory?: boolean } = {}): { dir: string; cleanup: () => void } {
+  const base = options.memory === true && existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  const dir = mkdtempSync(join(base, 'pos-sf-'));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /** A store on a fresh file; `close()` closes it and removes the directory. */
-export function freshStore(opts: { clock?: Clock; forwardingDeadlineHours?: number } = {}): {
+export function freshStore(
+  opts: { clock?: Clock; forwardingDeadlineHours?: number; memory?: boolean } = {},
+): {
   store: PaymentStore;
   path: string;
   dir: string;
   clock: Clock;
   close: () => void;
 } {
-  const { dir, cleanup } = tempDir();
+  const { dir, cleanup } = tempDir({ memory: opts.memory === true });
   const path = join(dir, 'agent.db');
   const clock = opts.clock ?? storeClock();
   const store = PaymentStore.open({
