@@ -134,6 +134,11 @@ export interface StartAgentOptions {
    * @default 5000 (`BACKGROUND_CHECK_DELAY_MS`, agent/background-check.ts); tests pass 0.
    */
   backgroundCheckDelayMs?: number;
+  /**
+   * Waits between attempts to open a PIN pad absent at start-up, ms: the first, doubling to the
+   * longest. @default { initialDelayMs: 500, maxDelayMs: 30000 } (tests make them short).
+   */
+  pinPadOpenRetry?: { initialDelayMs: number; maxDelayMs: number };
 }
 
 async function startSteps(
@@ -385,7 +390,11 @@ async function startSteps(
       );
     } catch (error) {
       pinPadState = 'disconnected';
-      const retryInMs = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
+      const retry = options.pinPadOpenRetry ?? { initialDelayMs: 500, maxDelayMs: 30_000 };
+      const retryInMs = Math.min(
+        retry.maxDelayMs,
+        retry.initialDelayMs * 2 ** Math.min(attempt, 6),
+      );
       logger.error(
         { err: error, path: config.pinPad.path, retryInMs },
         'cannot open the PIN pad; will retry',

@@ -123,14 +123,18 @@ program
   .option('--device-id <id>', 'device id', 'dev-terminal-1')
   .option('--pinpad <path>', 'PIN pad path', 'tcp://127.0.0.1:7421')
   .option('--broker <url>', 'broker URL', 'mqtt://127.0.0.1:1883')
-  .option('--api-port <port>', 'local API port', positiveInt, 7420)
+  .option(
+    '--api-port <port>',
+    "local API port (default: the config schema's api.port)",
+    positiveInt,
+  )
   .action(
     async (options: {
       dir: string;
       deviceId: string;
       pinpad: string;
       broker: string;
-      apiPort: number;
+      apiPort?: number;
     }) => {
       const { initDev } = await import('./service.js');
       initDev(options, process.stdout);

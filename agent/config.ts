@@ -412,7 +412,7 @@ export const AgentConfigSchema = z
     /** Directory of the key files (see agent/keys.ts). */
     keysDir: z.string().min(1),
     pinPad: PinPadConfig,
-    card: CardConfig.default({ allowCardholderName: false, allowFallbackSwipe: false }),
+    card: CardConfig.prefault({}),
     /** Card readers besides the PIN pad (issue 4); a card on any of them feeds the payment. Default []. */
     cardReaders: z
       .array(CardReaderConfig)
@@ -422,28 +422,14 @@ export const AgentConfigSchema = z
         message: 'card reader names must be unique',
       }),
     broker: BrokerConfig,
-    sync: SyncConfig.default({
-      maxMessageBytes: 131_072,
-      maxInFlightBatches: 16,
-      ackTimeoutMs: 10_000,
-      maxCommandLifetimeMs: 86_400_000,
-      brokerLimits: 'none',
-    }),
-    api: ApiConfig.default({ host: '127.0.0.1', port: 7420 }),
-    log: LogConfig.default({ level: 'info', rotateBytes: 10 * 1024 * 1024, keepFiles: 5 }),
-    offline: OfflineConfig.default({
-      perTransactionLimitMinor: { EUR: 10_000, USD: 10_000, GBP: 10_000 },
-      totalLimitMinor: { EUR: 500_000, USD: 500_000, GBP: 500_000 },
-      maxCount: 500,
-      forwardingDeadlineHours: 72,
-      warningBeforeDeadlineHours: 12,
-    }),
-    authorization: AuthorizationConfig.default({
-      timeoutMs: 15_000,
-      onlinePinEntryModes: [],
-      pinTimeoutSeconds: 60,
-    }),
-    retention: RetentionConfig.default({ acknowledgedDays: 30 }),
+    // A section left out is `{}` run through its own schema (`prefault`), so every default is
+    // written once, on its field (issue 15).
+    sync: SyncConfig.prefault({}),
+    api: ApiConfig.prefault({}),
+    log: LogConfig.prefault({}),
+    offline: OfflineConfig.prefault({}),
+    authorization: AuthorizationConfig.prefault({}),
+    retention: RetentionConfig.prefault({}),
   })
   .strict();
 
@@ -451,6 +437,23 @@ export const AgentConfigSchema = z
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;
 /** The configuration as written in a file (defaults may be left out). */
 export type AgentConfigInput = z.input<typeof AgentConfigSchema>;
+
+/**
+ * The defaults of the sections every field of which has one, read from the schema, the one place
+ * defaults are written (issue 15): e.g. `CONFIG_DEFAULTS.api.port` is 7420. Writers of config
+ * files (`pos-agent provision`, `init-dev`) take a value from here instead of repeating it.
+ */
+export const CONFIG_DEFAULTS: Readonly<
+  Pick<AgentConfig, 'card' | 'sync' | 'api' | 'log' | 'offline' | 'authorization' | 'retention'>
+> = Object.freeze({
+  card: CardConfig.parse({}),
+  sync: SyncConfig.parse({}),
+  api: ApiConfig.parse({}),
+  log: LogConfig.parse({}),
+  offline: OfflineConfig.parse({}),
+  authorization: AuthorizationConfig.parse({}),
+  retention: RetentionConfig.parse({}),
+});
 
 /**
  * Validates a configuration object.
@@ -476,22 +479,123 @@ export function parseConfig(input: unknown, source = 'config'): AgentConfig {
     }
     return config;
   }
-  const problems = result.error.issues.map((issue, i) => {
-    const where = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
-    const message = / received undefined$/.test(issue.message)
-      ? 'is required (see AgentConfigSchema in agent/config.ts for what it holds)'
-      : issue.message;
-    return `  ${i + 1}. ${where}: ${message}`;
-  });
+  const problems = describeProblems(result.error.issues);
+  const numbered = problems.map(
+    (p, i) => `  ${i + 1}. ${p.path === '' ? '(top level)' : p.path}: ${p.message}`,
+  );
   throw new AgentError(
     'POS501',
-    `${source} has ${problems.length} problem${problems.length === 1 ? '' : 's'}; fix them and start again:\n${problems.join('\n')}\n`,
-    {
-      details: {
-        problems: result.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
-      },
-    },
+    `${source} has ${problems.length} problem${problems.length === 1 ? '' : 's'}; fix them and start again:\n${numbered.join('\n')}\n`,
+    { details: { problems } },
   );
+}
+
+/** One problem of a config file: the dotted path of the field (`''` = top level) and what is wrong. */
+interface ConfigProblem {
+  path: string;
+  message: string;
+}
+
+/**
+ * The schema's issues as problems a field tech can act on: a missing field "is required"; an
+ * unknown key (zod's `unrecognized_keys`, one problem per key) names the known key it is closest
+ * to ("did you mean `pinPad`?"), and when that key is required and missing, the two issues are
+ * one problem.
+ */
+function describeProblems(issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
+  const dotted = (where: readonly PropertyKey[]): string => where.map(String).join('.');
+  const missing = new Set(
+    issues.filter((i) => / received undefined$/.test(i.message)).map((i) => dotted(i.path)),
+  );
+  const merged = new Set<string>();
+  const problems: ConfigProblem[] = [];
+  for (const issue of issues) {
+    if (issue.code !== 'unrecognized_keys') {
+      problems.push({
+        path: dotted(issue.path),
+        message: / received undefined$/.test(issue.message)
+          ? 'is required (see AgentConfigSchema in agent/config.ts for what it holds)'
+          : issue.message,
+      });
+      continue;
+    }
+    const known = knownKeys(issue.path);
+    for (const key of issue.keys) {
+      const suggestion = closestKey(key, known);
+      const target = dotted([...issue.path, suggestion ?? '']);
+      const message =
+        suggestion === undefined
+          ? `unknown key; remove it${known.length === 0 ? '' : ` (known here: ${known.join(', ')})`}`
+          : missing.has(target)
+            ? `unknown key; did you mean \`${suggestion}\`? (${suggestion} is required and missing)`
+            : `unknown key; did you mean \`${suggestion}\`?`;
+      if (suggestion !== undefined && missing.has(target)) merged.add(target);
+      problems.push({ path: dotted([...issue.path, key]), message });
+    }
+  }
+  // A required key that was only misspelt is reported once, as the misspelling.
+  return problems.filter((p) => !(merged.has(p.path) && p.message.startsWith('is required')));
+}
+
+/** The keys the object at `where` (a zod issue path) of {@link AgentConfigSchema} takes. */
+function knownKeys(where: readonly PropertyKey[]): string[] {
+  let schema: unknown = AgentConfigSchema;
+  const unwrap = (s: unknown): unknown => {
+    let inner = s;
+    while (
+      inner instanceof z.ZodDefault ||
+      inner instanceof z.ZodPrefault ||
+      inner instanceof z.ZodOptional
+    )
+      inner = inner.unwrap();
+    return inner;
+  };
+  for (const step of where) {
+    schema = unwrap(schema);
+    if (schema instanceof z.ZodArray && typeof step === 'number') schema = schema.element;
+    else if (schema instanceof z.ZodObject && typeof step === 'string')
+      schema = (schema.shape as Record<string, unknown>)[step];
+    else return [];
+  }
+  schema = unwrap(schema);
+  return schema instanceof z.ZodObject ? Object.keys(schema.shape) : [];
+}
+
+/**
+ * The known key a misspelt `key` most likely meant: the nearest by {@link editDistance} (case
+ * ignored), when at most a third of its letters (at least 1) differ; `undefined` otherwise.
+ */
+export function closestKey(key: string, known: readonly string[]): string | undefined {
+  let best: { key: string; distance: number } | undefined;
+  for (const candidate of known) {
+    const distance = editDistance(key.toLowerCase(), candidate.toLowerCase());
+    if (best === undefined || distance < best.distance) best = { key: candidate, distance };
+  }
+  const allowed = Math.max(1, Math.floor(key.length / 3));
+  return best !== undefined && best.distance <= allowed ? best.key : undefined;
+}
+
+/**
+ * Edits (insert, delete, substitute, swap of two neighbours) that turn `a` into `b`: the optimal
+ * string alignment distance, so `hots` is 1 from `host`.
+ */
+export function editDistance(a: string, b: string): number {
+  // d[i][j] = distance between the first i characters of a and the first j of b.
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  const at = (i: number, j: number): number => d[i]?.[j] ?? Number.POSITIVE_INFINITY;
+  for (let i = 1; i <= a.length; i++) {
+    const row = d[i] as number[];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let best = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        best = Math.min(best, at(i - 2, j - 2) + 1);
+      row[j] = best;
+    }
+  }
+  return at(a.length, b.length);
 }
 
 /**

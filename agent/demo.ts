@@ -124,7 +124,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     deviceId,
     dataDir,
     keysDir: path.join(dataDir, 'keys'),
-    pinPad: { path: padServer.url, ackTimeoutMs: 1000 },
+    pinPad: { path: padServer.url },
     broker: { url: broker.url, reconnectPeriodMs: 250, development: true },
     sync: { ackTimeoutMs: 2000 },
     api: { port: 0 },

@@ -5,7 +5,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { AgentError } from '../common/agent-error.js';
 import { startAgent } from './agent.js';
-import { loadConfig, type AgentConfigInput } from './config.js';
+import { CONFIG_DEFAULTS, loadConfig, type AgentConfigInput } from './config.js';
 import {
   ensurePrivateDir,
   generateDevelopmentKeys,
@@ -108,7 +108,7 @@ export function installFatalHandler(
  * @throws AgentError POS503 when `dir` already holds a config.
  */
 export function initDev(
-  options: { dir: string; deviceId: string; pinpad: string; broker: string; apiPort: number },
+  options: { dir: string; deviceId: string; pinpad: string; broker: string; apiPort?: number },
   out: NodeJS.WritableStream,
 ): void {
   const dir = path.resolve(options.dir);
@@ -119,6 +119,7 @@ export function initDev(
       `${configFile} exists already; choose another --dir or delete it`,
     );
   }
+  const apiPort = options.apiPort ?? CONFIG_DEFAULTS.api.port;
   ensurePrivateDir(dir);
   const { terminal, cloud } = generateDevelopmentKeys(path.join(dir, 'keys'));
   writeCloudSideKeys(path.join(dir, 'cloud'), {
@@ -131,8 +132,8 @@ export function initDev(
     keysDir: 'keys',
     pinPad: { path: options.pinpad },
     broker: { url: options.broker, development: options.broker.startsWith('mqtt://') },
-    api: { host: '127.0.0.1', port: options.apiPort },
-    log: { level: 'info', file: 'agent.log' },
+    api: { port: apiPort },
+    log: { file: 'agent.log' },
   };
   writeFileSync(configFile, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
   out.write(
@@ -146,7 +147,7 @@ export function initDev(
       `then: curl -H "Authorization: Bearer $(cat ${path.join(dir, 'keys', 'api.token')})" -H 'Content-Type: application/json' \\`,
       // Required (400 POS406 without): one new key per payment, the same on every retry of it.
       `        -H "Idempotency-Key: $(cat /proc/sys/kernel/random/uuid)" \\`,
-      `        -d '{"amount":1250,"currency":"EUR"}' http://127.0.0.1:${options.apiPort}/v1/payments`,
+      `        -d '{"amount":1250,"currency":"EUR"}' http://127.0.0.1:${apiPort}/v1/payments`,
       `status page: pos-agent open --config ${configFile}   (prints a one-time login link)`,
       '',
     ].join('\n'),

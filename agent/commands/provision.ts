@@ -57,7 +57,7 @@ import {
   claimTopics,
   DEFAULT_TOPIC_PREFIX,
 } from '../../cloud-sync/schemas.js';
-import { AgentConfigSchema, type AgentConfigInput } from '../config.js';
+import { AgentConfigSchema, CONFIG_DEFAULTS, type AgentConfigInput } from '../config.js';
 import { DEFAULT_CONFIG_FILE } from '../config-path.js';
 import {
   ensurePrivateDir,
@@ -93,7 +93,7 @@ export interface ProvisionOptions {
   vaultKeyFile?: string;
   /** File holding the tenant token key (base64 of 32 bytes). */
   tokenKeyFile?: string;
-  /** Local API port. Default 7420. */
+  /** Local API port. Default: the schema's `api.port` ({@link CONFIG_DEFAULTS}). */
   apiPort?: number;
   /** Directory of the database. Default `DIR/data`. */
   dataDir?: string;
@@ -356,8 +356,9 @@ export function provision(options: ProvisionOptions, now: number = Date.now()): 
     keysDir: 'keys',
     pinPad: { path: options.pinPad ?? DEFAULT_PIN_PAD },
     broker,
-    api: { host: '127.0.0.1', port: options.apiPort ?? 7420 },
-    log: { level: 'info', file: 'agent.log' },
+    // The port is written even when defaulted: the POS app and `pos-agent open` read it here.
+    api: { port: options.apiPort ?? CONFIG_DEFAULTS.api.port },
+    log: { file: 'agent.log' },
   };
   const configFile = path.join(dir, 'config.json');
   writeFileSync(configFile, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });

@@ -1,9 +1,17 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AgentError } from '../../common/agent-error.js';
-import { loadConfig, parseConfig, syncLimits } from '../../agent/config.js';
+import {
+  AgentConfigSchema,
+  closestKey,
+  CONFIG_DEFAULTS,
+  editDistance,
+  loadConfig,
+  parseConfig,
+  syncLimits,
+} from '../../agent/config.js';
 
 const good = {
   deviceId: 'store-0042-lane-3',
@@ -62,7 +70,7 @@ describe('config', () => {
       'pinPad.ackTimeoutMs',
       'broker.url',
       'api.host',
-      '(top level)',
+      'pinpad: unknown key; did you mean `pinPad`?',
     ]) {
       expect(agentError.message).toContain(where);
     }
@@ -164,5 +172,102 @@ describe('config', () => {
       bad({ urls: ['mqtt://127.0.0.1:1', 'mqtt://10.0.0.9:1883'], development: true }).message,
     ).toMatch(/broker\.urls\.1: plaintext mqtt:\/\/ to 10\.0\.0\.9 is refused/);
     expect(bad({ urls: ['mqtts://a:8883', 'mqtts://b:8883'] }).message).toMatch(/caFile/);
+  });
+
+  it('names the key a misspelt one most likely meant; a misspelt required key is one problem', () => {
+    const { pinPad, ...withoutPinPad } = good;
+    let error: unknown;
+    try {
+      parseConfig({ ...withoutPinPad, pinpad: pinPad }, 'typo.json');
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(AgentError);
+    const agentError = error as AgentError;
+    expect(agentError.code).toBe('POS501');
+    expect(agentError.message).toContain('typo.json has 1 problem;');
+    expect(agentError.message).toContain(
+      '1. pinpad: unknown key; did you mean `pinPad`? (pinPad is required and missing)',
+    );
+    expect(agentError.details).toEqual({
+      problems: [
+        {
+          path: 'pinpad',
+          message: 'unknown key; did you mean `pinPad`? (pinPad is required and missing)',
+        },
+      ],
+    });
+  });
+
+  it('suggests in nested sections and array items, and lists the known keys when nothing is close', () => {
+    const message = (input: unknown): string => {
+      try {
+        parseConfig(input);
+      } catch (e) {
+        return (e as AgentError).message;
+      }
+      throw new Error('parseConfig accepted a bad config');
+    };
+    const nested = message({
+      ...good,
+      pinPad: { path: '/dev/ttyUSB0', ackTimeout: 800 },
+      api: { prot: 7421 },
+      cardReaders: [
+        { name: 'msr', path: 'hid://0801:0002', kind: 'hid-msr', reconectMaxDelayMs: 1 },
+      ],
+    });
+    expect(nested).toContain('has 3 problems');
+    expect(nested).toContain('pinPad.ackTimeout: unknown key; did you mean `ackTimeoutMs`?');
+    expect(nested).toContain('api.prot: unknown key; did you mean `port`?');
+    expect(nested).toContain(
+      'cardReaders.0.reconectMaxDelayMs: unknown key; did you mean `reconnectMaxDelayMs`?',
+    );
+    expect(message({ ...good, retention: { keepForever: true } })).toContain(
+      'retention.keepForever: unknown key; remove it (known here: acknowledgedDays)',
+    );
+  });
+
+  it('closestKey: nearest by edit distance, case ignored, a third of the letters at most', () => {
+    expect(editDistance('host', 'hots')).toBe(1); // a swap of neighbours is one edit
+    expect(editDistance('kitten', 'sitting')).toBe(3);
+    expect(editDistance('', 'abc')).toBe(3);
+    expect(closestKey('pinpad', ['pinPad', 'cardReaders'])).toBe('pinPad');
+    expect(closestKey('hots', ['host', 'port'])).toBe('host');
+    expect(closestKey('colour', ['level', 'file'])).toBeUndefined();
+    expect(closestKey('x', [])).toBeUndefined();
+  });
+
+  it('keeps every default in the schema: a section left out equals `{}` parsed by the schema', () => {
+    const config = parseConfig(good);
+    for (const section of Object.keys(CONFIG_DEFAULTS) as (keyof typeof CONFIG_DEFAULTS)[]) {
+      expect(config[section], section).toEqual(CONFIG_DEFAULTS[section]);
+      expect(parseConfig({ ...good, [section]: {} })[section], section).toEqual(
+        CONFIG_DEFAULTS[section],
+      );
+    }
+    expect(CONFIG_DEFAULTS.api).toEqual({ host: '127.0.0.1', port: 7420 });
+    // Every section whose fields all have defaults is in CONFIG_DEFAULTS (no second copy).
+    const defaulted = Object.entries(AgentConfigSchema.shape)
+      .filter(([, schema]) => schema.safeParse(undefined).success)
+      .map(([key]) => key)
+      .filter((key) => key !== 'cardReaders' && key !== 'tenantId' && key !== 'storeId');
+    expect(defaulted.sort()).toEqual(Object.keys(CONFIG_DEFAULTS).sort());
+  });
+
+  it('the PIN pad link defaults docs/architecture.md §3.1 quotes are the schema’s', () => {
+    const doc = readFileSync(new URL('../../docs/architecture.md', import.meta.url), 'utf8');
+    const quoted =
+      /Defaults \(`pinPad`[^)]*\), all config with the unit in the name:([^.]*)\./s.exec(doc);
+    expect(quoted).not.toBeNull();
+    const pairs = [...(quoted?.[1] ?? '').matchAll(/`(\w+)` (\d+)/g)].map(([, k, v]) => [
+      k,
+      Number(v),
+    ]);
+    expect(pairs.length).toBe(3);
+    expect(Object.fromEntries(pairs)).toEqual(
+      Object.fromEntries(
+        pairs.map(([k]) => [k, (parseConfig(good).pinPad as Record<string, unknown>)[k as string]]),
+      ),
+    );
   });
 });

@@ -14,6 +14,7 @@ import { EmbeddedBroker } from '../../simulator/broker.js';
 import { serveTcp, type PadServer } from '../../simulator/pad-server.js';
 import { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
 import { freePort } from '../helpers/free-port.js';
+import { until } from '../helpers/wait.js';
 
 describe('PIN pad absent at start-up', () => {
   const cleanups: Array<() => Promise<void> | void> = [];
@@ -41,10 +42,15 @@ describe('PIN pad absent at start-up', () => {
       config,
       keys: terminal,
       logger: createLogger({ file: path.join(dir, 'agent.log') }),
+      // The production backoff (0.5 s doubling to 30 s) made this test wait up to 16 s for the
+      // next attempt; the retry itself is what is tested, so its waits are short here.
+      pinPadOpenRetry: { initialDelayMs: 20, maxDelayMs: 100 },
     });
     cleanups.push(() => agent.stop());
 
     expect(agent.status().devices[0]).toMatchObject({ name: 'pinPad', state: 'disconnected' });
+    // force_offline: no cloud core runs here, so an online attempt would wait out the
+    // authorization timeout (15 s) before the offline policy answers.
     const pay = (key: string) =>
       fetch(`${agent.apiUrl}/v1/payments`, {
         method: 'POST',
@@ -53,7 +59,7 @@ describe('PIN pad absent at start-up', () => {
           'content-type': 'application/json',
           'idempotency-key': key,
         },
-        body: JSON.stringify({ amount: 1000, currency: 'EUR' }),
+        body: JSON.stringify({ amount: 1000, currency: 'EUR', offline: 'force_offline' }),
       });
     const refused = await pay('startup-key-0001');
     expect(refused.status).toBe(503);
@@ -62,12 +68,12 @@ describe('PIN pad absent at start-up', () => {
     const pad = new VirtualPinPad({ autoPresent: 'visa' });
     const server: PadServer = await serveTcp(pad, { port: padPort });
     cleanups.splice(1, 0, () => server.stop());
-    const deadline = Date.now() + 15_000;
-    while (agent.status().devices[0]?.state !== 'connected' && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    expect(agent.status().devices[0]?.state).toBe('connected');
+    await until(() => agent.status().devices[0]?.state === 'connected', {
+      what: 'the agent to open the PIN pad once it appears',
+      timeoutMs: 15_000,
+    });
     const taken = await pay('startup-key-0002');
     expect(taken.status).toBe(201);
+    expect(await taken.json()).toMatchObject({ state: 'stored', approval: 'offline' });
   }, 30_000);
 });

@@ -14,7 +14,8 @@ import { type Command, CommandSchema, topics } from '../../cloud-sync/schemas.js
 import { SyncWorker } from '../../cloud-sync/sync-worker.js';
 import { isAgentError } from '../../common/agent-error.js';
 import { EmbeddedBroker } from '../../simulator/broker.js';
-import { ManualClock, MemoryOutbox, waitFor } from './fixtures.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { FIXTURE_NOW, MemoryOutbox, waitFor } from './fixtures.js';
 
 const codeOf = (fn: () => void): string | undefined => {
   try {
@@ -26,7 +27,7 @@ const codeOf = (fn: () => void): string | undefined => {
 };
 
 describe('CommandGuard bounds', () => {
-  const command = (over: Partial<Command>, clock: ManualClock): Command => ({
+  const command = (over: Partial<Command>, clock: FakeClock): Command => ({
     id: `c-${Math.random()}`,
     deviceId: 'lane-a',
     issuedAt: new Date(clock.now()).toISOString(),
@@ -36,7 +37,7 @@ describe('CommandGuard bounds', () => {
   });
 
   it('refuses a command for another device or for none (POS326), accepts its own', () => {
-    const clock = new ManualClock();
+    const clock = new FakeClock(FIXTURE_NOW);
     const guard = new CommandGuard({ clock, deviceId: 'lane-a' });
     expect(codeOf(() => guard.accept(command({ deviceId: 'lane-b' }, clock)))).toBe('POS326');
     const { deviceId: _omitted, ...unbound } = command({}, clock);
@@ -45,7 +46,7 @@ describe('CommandGuard bounds', () => {
   });
 
   it('refuses a lifetime over the maximum (POS327): 1,000 years by default, 2 min when set', () => {
-    const clock = new ManualClock();
+    const clock = new FakeClock(FIXTURE_NOW);
     const thousandYears = command(
       { expiresAt: new Date(clock.now() + 1000 * 365 * 86_400_000).toISOString() },
       clock,

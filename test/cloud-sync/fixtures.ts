@@ -1,13 +1,15 @@
 /**
  * Test fixtures for cloud-sync: wire records, a Map-based in-memory {@link OutboxSource} that
  * checks the worker's use of it (store-forward's SQLite outbox is tested by its own suite), a
- * manual clock, and a poll helper.
+ * poll helper. The clock is test/helpers/fake-clock.ts, started at {@link FIXTURE_NOW}.
  */
 import { createHash } from 'node:crypto';
 import nacl from 'tweetnacl';
-import type { Clock, TimerHandle } from '../../common/clock.js';
 import type { AckResult, OutboxRecord } from '../../cloud-sync/schemas.js';
 import type { OutboxSource } from '../../cloud-sync/sync-worker.js';
+
+/** The instant the fixture records are made at; cloud-sync tests start their FakeClock here. */
+export const FIXTURE_NOW = '2026-11-21T09:54:21.000Z';
 
 /** A valid wire record; `seq` also drives the key and amount. */
 export function makeRecord(seq: number, overrides: Partial<OutboxRecord> = {}): OutboxRecord {
@@ -100,52 +102,6 @@ export class MemoryOutbox implements OutboxSource {
 
   count(state: State): number {
     return [...this.rows.values()].filter((r) => r.state === state).length;
-  }
-}
-
-/** A clock that only moves when told (STYLE habit 2). */
-export class ManualClock implements Clock {
-  #now: number;
-  #timers = new Map<number, { at: number; callback: () => void }>();
-  #next = 1;
-
-  constructor(start = Date.parse('2026-11-21T09:54:21.000Z')) {
-    this.#now = start;
-  }
-
-  now(): number {
-    return this.#now;
-  }
-
-  setTimeout(callback: () => void, delayMs: number): TimerHandle {
-    const id = this.#next++;
-    this.#timers.set(id, { at: this.#now + Math.max(0, delayMs), callback });
-    return id as unknown as TimerHandle;
-  }
-
-  clearTimeout(handle: TimerHandle): void {
-    this.#timers.delete(handle as unknown as number);
-  }
-
-  /** Moves time forward, firing due timers in order. */
-  advance(ms: number): void {
-    const target = this.#now + ms;
-    for (;;) {
-      let due: [number, { at: number; callback: () => void }] | undefined;
-      for (const entry of this.#timers) {
-        if (entry[1].at <= target && (due === undefined || entry[1].at < due[1].at)) due = entry;
-      }
-      if (due === undefined) break;
-      this.#timers.delete(due[0]);
-      this.#now = due[1].at;
-      due[1].callback();
-    }
-    this.#now = target;
-  }
-
-  /** Delays of pending timers from now, ascending. */
-  pending(): number[] {
-    return [...this.#timers.values()].map((t) => t.at - this.#now).sort((a, b) => a - b);
   }
 }
 

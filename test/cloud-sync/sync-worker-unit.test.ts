@@ -7,7 +7,8 @@ import { RecordsBatchSchema } from '../../cloud-sync/schemas.js';
 import { resendDelayMs } from '../../cloud-sync/batch-window.js';
 import { nextFetchLimit, packBatch } from '../../cloud-sync/pack.js';
 import { isAgentError } from '../../common/agent-error.js';
-import { ManualClock, makeRecord } from './fixtures.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { FIXTURE_NOW, makeRecord } from './fixtures.js';
 
 const device = nacl.sign.keyPair();
 const keys = new Map([[keyId(device.publicKey), device.publicKey]]);
@@ -183,7 +184,7 @@ describe('CommandGuard', () => {
   };
 
   it('accepts once, refuses replays (POS321), expired (POS320) and future (POS322) commands', () => {
-    const clock = new ManualClock();
+    const clock = new FakeClock(FIXTURE_NOW);
     const guard = new CommandGuard({ clock, maxClockSkewMs: 60_000 });
     const c1 = command('c1', clock.now(), 10_000);
     expect(codeOf(() => guard.accept(c1))).toBeUndefined();
@@ -205,7 +206,7 @@ describe('CommandGuard with a SeenCommandStore', () => {
   });
 
   it('a new guard on the same store refuses a replay (POS321); expired ids are pruned', () => {
-    const clock = new ManualClock();
+    const clock = new FakeClock(FIXTURE_NOW);
     let saved: { id: string; expiresAt: number }[] = [];
     const store = { load: () => saved, save: (s: typeof saved) => void (saved = [...s]) };
     new CommandGuard({ clock, store }).accept(command('c-1', '2026-11-21T10:00:00.000Z'));
@@ -229,7 +230,7 @@ describe('CommandGuard with a SeenCommandStore', () => {
   });
 
   it('refuses (POS324) and forgets a command whose id cannot be saved', () => {
-    const clock = new ManualClock();
+    const clock = new FakeClock(FIXTURE_NOW);
     let fail = false;
     const guard = new CommandGuard({ clock });
     guard.useStore({

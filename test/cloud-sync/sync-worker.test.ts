@@ -11,7 +11,8 @@ import { SyncWorker, type SyncWorkerOptions } from '../../cloud-sync/sync-worker
 import { EmbeddedBroker } from '../../simulator/broker.js';
 import { CloudCore } from '../../simulator/cloud-core.js';
 import { MOSQUITTO_SKIP_REASON, mosquittoAvailable, startMosquitto } from '../helpers/mosquitto.js';
-import { ManualClock, MemoryOutbox, makeRecord, waitFor } from './fixtures.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { FIXTURE_NOW, MemoryOutbox, makeRecord, waitFor } from './fixtures.js';
 
 interface TestBroker {
   url: string;
@@ -306,7 +307,7 @@ describe('SyncWorker over aedes: timing, status, authorization, commands', () =>
   it('resends exactly at the backoff computed with the injected clock and random', async () => {
     const broker = await EmbeddedBroker.start();
     cleanups.push(() => broker.stop());
-    const clock = new ManualClock();
+    const clock = new FakeClock(FIXTURE_NOW);
     const { outbox, worker, cloud, session, tap } = await harness(broker, 5, {
       clock,
       random: () => 0.5,
@@ -320,7 +321,7 @@ describe('SyncWorker over aedes: timing, status, authorization, commands', () =>
     worker.start();
     session.connect();
     await waitFor(() => sent.length === 1, 'the first publish');
-    // A resend is published synchronously from the timer that ManualClock.advance fires, so the
+    // A resend is published synchronously from the timer that FakeClock.advance fires, so the
     // publish count is exact right after advance(); no sleep needed, nothing to wait out.
     clock.advance(1099); // first wait: 1000 · (1 + 0.2 · 0.5) = 1100 ms
     expect(worker.stats().publishes).toBe(1);
@@ -348,7 +349,7 @@ describe('SyncWorker over aedes: timing, status, authorization, commands', () =>
   it('a store error while reading the outbox is logged, nothing is sent, the retry sends it', async () => {
     const broker = await EmbeddedBroker.start();
     cleanups.push(() => broker.stop());
-    const clock = new ManualClock();
+    const clock = new FakeClock(FIXTURE_NOW);
     const errors: string[] = [];
     const logger = {
       debug: () => undefined,
@@ -390,7 +391,7 @@ describe('SyncWorker over aedes: timing, status, authorization, commands', () =>
   it('polls the outbox every pollIntervalMs while online: a record made pending without notify() is sent (B15)', async () => {
     const broker = await EmbeddedBroker.start();
     cleanups.push(() => broker.stop());
-    const clock = new ManualClock();
+    const clock = new FakeClock(FIXTURE_NOW);
     const { outbox, worker, cloud, session } = await harness(broker, 0, {
       clock,
       pollIntervalMs: 1000,
@@ -404,7 +405,7 @@ describe('SyncWorker over aedes: timing, status, authorization, commands', () =>
     clock.advance(50); // the status throttle; the poll timer is armed from the CONNACK
     // `pos-agent queue --retry` from another process: pending in the store, no notify().
     outbox.add(makeRecord(1));
-    // The pump runs synchronously from the timer ManualClock.advance fires: counts are exact.
+    // The pump runs synchronously from the timer FakeClock.advance fires: counts are exact.
     clock.advance(949);
     expect(worker.stats().publishes).toBe(0);
     expect(outbox.count('pending')).toBe(1);

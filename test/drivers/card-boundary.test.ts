@@ -10,7 +10,7 @@ import { CardBoundary, luhnValidBytes } from '../../drivers/boundary/card-bounda
 import { openSealedCard } from '../../drivers/boundary/sealed-card.js';
 import { parseTrack1, parseTrack2 } from '../../drivers/boundary/track-parser.js';
 import { TEST_CARDS, buildEmvTlv, buildTrack1, buildTrack2 } from '../../simulator/test-cards.js';
-import { FakeClock } from '../fixtures/link-fake-clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 const ascii = (s: string): Buffer => Buffer.from(s, 'latin1');
 const tokenKey = Buffer.alloc(32, 7);

@@ -17,7 +17,7 @@ import {
   serveSerialReaderTcp,
   VirtualSerialReader,
 } from '../../simulator/virtual-serial-reader.js';
-import { FakeClock } from '../fixtures/link-fake-clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { visaHidMsrReport, visaSerialLine } from '../fixtures/reader-traces.js';
 import { until } from '../helpers/wait.js';
 

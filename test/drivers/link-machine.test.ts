@@ -5,7 +5,7 @@ import { systemClock } from '../../common/clock.js';
 import { ACK, EOT, NAK, encodeFrame } from '../../drivers/link/framing.js';
 import { LinkMachine, type LinkCommand } from '../../drivers/link/link-machine.js';
 import { SerialLink } from '../../drivers/link/serial-link.js';
-import { FakeClock } from '../fixtures/link-fake-clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { STATUS_REQUEST_FRAME } from '../fixtures/link-traces.js';
 
 const ascii = (s: string): Buffer => Buffer.from(s, 'latin1');

@@ -17,7 +17,7 @@ import { createTransport } from '../../drivers/transport/transport.js';
 import { serveMock } from '../../simulator/pad-server.js';
 import { buildEmvTlv, findTestCard } from '../../simulator/test-cards.js';
 import { VirtualPinPad, type VirtualPinPadOptions } from '../../simulator/virtual-pin-pad.js';
-import { FakeClock } from '../fixtures/link-fake-clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 /** Every message 21 the host decodes, as the PinPad got it (to check that it wipes them). */
 const decodedCards: Extract<PadMessage, { id: '21' }>[] = [];

@@ -27,7 +27,7 @@ import {
   VirtualHidBackend,
   VirtualHidReader,
 } from '../../simulator/virtual-hid-reader.js';
-import { FakeClock } from '../fixtures/link-fake-clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import {
   VISA_ENCRYPTED_TRACK1,
   VISA_ENCRYPTED_TRACK2,

@@ -60,6 +60,8 @@ describe.skipIf(missing.length > 0)('end to end over mutual TLS with per-device 
   let padServer: PadServer;
   let agent: RunningAgent;
   let configFile: string;
+  /** The cloud side's view: subscribed to every device's topics on the back-end listener. */
+  let tap: MqttSession;
   const traffic: SweepItem[] = [];
   const apiAnswers: SweepItem[] = [];
   const sessions: MqttSession[] = [];
@@ -122,7 +124,7 @@ describe.skipIf(missing.length > 0)('end to end over mutual TLS with per-device 
     });
     cloudCore.registerDevice(DEVICE, keys.devicePublicKey);
     // The tap is the cloud core's identity on the back-end listener: it sees every topic.
-    const tap = new MqttSession({ url: broker.cloudUrl, clientId: 'cloud-core-tap', clean: true });
+    tap = new MqttSession({ url: broker.cloudUrl, clientId: 'cloud-core-tap', clean: true });
     sessions.push(tap);
     tap.on('message', (topic, payload) =>
       traffic.push({ source: `mqtt ${topic}`, content: Buffer.from(payload) }),
@@ -198,6 +200,8 @@ describe.skipIf(missing.length > 0)('end to end over mutual TLS with per-device 
     // Mosquitto 2 answers a SUBSCRIBE that the ACL denies with a granted QoS, but never delivers
     // (the ACL is checked per message); either way nothing of the first device may arrive.
     await intruder.subscribe(`pos/v1/${DEVICE}/#`).catch(() => undefined);
+    // A downlink topic of its own, which it may read: the marker that proves delivery caught up.
+    await intruder.subscribe(`pos/v1/${OTHER}/down/probe`);
 
     // Forge an uplink on the first device's topic, signed with a key the cloud does not know,
     // and a plain status on its retained status topic.
@@ -216,7 +220,10 @@ describe.skipIf(missing.length > 0)('end to end over mutual TLS with per-device 
     // A legitimate publish of the second device on its own topic does reach the cloud side:
     // this proves the intruder's connection works, so the silence above is the ACL's doing.
     // (The same connection: the broker makes the certificate CN the client id, so a second
-    // connection with this certificate would replace the first.)
+    // connection with this certificate would replace the first.) It is also the positive
+    // signal for the absence: the broker forwards one client's publishes to a subscriber in
+    // the order they came (MQTT 3.1.1 §4.6), so once the tap has this one, the forged one would
+    // have arrived before it.
     await intruder.publish(`pos/v1/${OTHER}/status`, forged);
 
     // The first device takes another payment meanwhile; its topics carry traffic.
@@ -234,13 +241,13 @@ describe.skipIf(missing.length > 0)('end to end over mutual TLS with per-device 
     });
     apiAnswers.push({ source: 'POST /v1/payments after', content: await response.text() });
     const deadline = Date.now() + 15_000;
+    const seen = (source: string) => traffic.slice(before).some((t) => t.source === source);
     while (
       Date.now() < deadline &&
-      !traffic.slice(before).some((t) => t.source === `mqtt pos/v1/${OTHER}/status`)
+      !(seen(`mqtt pos/v1/${OTHER}/status`) && seen(`mqtt pos/v1/${DEVICE}/up/records`))
     )
       await sleep(50);
     while (Date.now() < deadline && agent.store.queueStats().depth > 0) await sleep(50);
-    await sleep(300);
 
     const after = traffic.slice(before).map((t) => t.source);
     expect(after).toContain(`mqtt pos/v1/${OTHER}/status`);
@@ -251,7 +258,18 @@ describe.skipIf(missing.length > 0)('end to end over mutual TLS with per-device 
       .filter((t) => t.source === `mqtt pos/v1/${DEVICE}/status`)
       .some((t) => Buffer.from(t.content).equals(forged));
     expect(forgedSeen).toBe(false);
-    // ...and the intruder's subscription received nothing of the first device.
+
+    // ...and the intruder's subscription received nothing of the first device. The positive
+    // signal: the tap (the cloud identity, which may write anywhere) publishes a probe on the
+    // first device's topics and then a marker on the intruder's own. Both come from one
+    // client, so the broker queues them for the intruder in that order, after every earlier
+    // message of the first device (the tap already received those, so the broker had routed
+    // them): when the marker arrives, anything of the first device would have come before it.
+    await tap.publish(`pos/v1/${DEVICE}/down/probe`, Buffer.from('probe'));
+    await tap.publish(`pos/v1/${OTHER}/down/probe`, Buffer.from('marker'));
+    while (Date.now() < deadline && !received.includes(`pos/v1/${OTHER}/down/probe`))
+      await sleep(20);
+    expect(received).toContain(`pos/v1/${OTHER}/down/probe`);
     expect(received.filter((t) => t.startsWith(`pos/v1/${DEVICE}/`))).toEqual([]);
     expect(broker.log()).toContain(OTHER);
   }, 60_000);

@@ -14,7 +14,7 @@ import { createTransport } from '../../drivers/transport/transport.js';
 import { serveMock } from '../../simulator/pad-server.js';
 import { VirtualHidBackend, VirtualHidReader } from '../../simulator/virtual-hid-reader.js';
 import { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
-import { FakeClock } from '../fixtures/link-fake-clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { until } from '../helpers/wait.js';
 
 const vault = nacl.box.keyPair();

@@ -10,7 +10,7 @@ import { simReader } from '../../agent/commands/sim-reader.js';
 import { CardBoundary } from '../../drivers/boundary/card-boundary.js';
 import { CardReader } from '../../drivers/readers/card-reader.js';
 import { createTransport } from '../../drivers/transport/transport.js';
-import { FakeClock } from '../fixtures/link-fake-clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 describe('pos-agent sim reader', () => {
   it.each(['hid-msr', 'wedge', 'sred'])(
@@ -66,7 +66,12 @@ describe('pos-agent sim reader', () => {
     // The server attaches the connection asynchronously: press Enter until a swipe is delivered.
     let text = '';
     out.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+    // A deadline, so a server that never swipes fails the test with a reason instead of
+    // pressing Enter forever after vitest's timeout.
+    const deadline = Date.now() + 10_000;
     while (!text.includes('  swiped\n')) {
+      if (Date.now() > deadline)
+        throw new Error(`no swipe after 10 s of pressing Enter; the server wrote:\n${text}`);
       input.write('\n');
       await new Promise((r) => setTimeout(r, 10));
     }

@@ -16,7 +16,8 @@ import {
 import { EmbeddedBroker } from '../../simulator/broker.js';
 import { CloudCore } from '../../simulator/cloud-core.js';
 import type { Clock } from '../../common/clock.js';
-import { ManualClock, makeRecord, waitFor } from '../cloud-sync/fixtures.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { FIXTURE_NOW, makeRecord, waitFor } from '../cloud-sync/fixtures.js';
 import { sweepForPans } from '../helpers/leak-sweep.js';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -218,7 +219,7 @@ describe('CloudCore simulator', () => {
   });
 
   it('fault switch ackDelayMs: the ack leaves only when the injected clock has moved that far', async () => {
-    const clock = new ManualClock();
+    const clock = new FakeClock(FIXTURE_NOW);
     const { cloud, cloudKeys, t, acks, send } = await setup({ clock });
     cloud.setFaults({ ackDelayMs: 300 });
     await send('l1', [sealedRecord(8)]);

@@ -11,7 +11,7 @@ import { CardReader } from '../../drivers/readers/card-reader.js';
 import { createTransport } from '../../drivers/transport/transport.js';
 import { hasSocat, serveSerialReaderPty } from '../../simulator/reader-server.js';
 import { VirtualSerialReader } from '../../simulator/virtual-serial-reader.js';
-import { FakeClock } from '../fixtures/link-fake-clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { visaSerialLine } from '../fixtures/reader-traces.js';
 import { until } from '../helpers/wait.js';
 

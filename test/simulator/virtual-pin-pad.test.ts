@@ -16,7 +16,7 @@ import {
 } from '../../simulator/pad-server.js';
 import { TEST_PANS } from '../../simulator/test-cards.js';
 import { VirtualPinPad, type VirtualPinPadOptions } from '../../simulator/virtual-pin-pad.js';
-import { FakeClock } from '../fixtures/link-fake-clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import {
   CANCEL_EXCHANGE_HOST_TO_PAD,
   CANCEL_EXCHANGE_PAD_TO_HOST,

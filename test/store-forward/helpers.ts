@@ -2,50 +2,50 @@
  * Helpers of the store-forward tests: a fresh temporary directory and database file per test
  * (STYLE habit 4), a clock the test moves by hand, and valid inputs to vary one field at a time.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import type { Clock, TimerHandle } from '../../common/clock.js';
+import type { Clock } from '../../common/clock.js';
 import type { NewPayment } from '../../store-forward/model.js';
 import { PaymentStore } from '../../store-forward/payment-store.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
-/** A clock that only moves when the test says so; every `now()` also advances 1 ms. */
-export class ManualClock implements Clock {
-  #now: number;
-  constructor(startIso = '2026-11-21T09:00:00.000Z') {
-    this.#now = Date.parse(startIso);
-  }
-  now(): number {
-    this.#now += 1;
-    return this.#now;
-  }
-  advance(ms: number): void {
-    this.#now += ms;
-  }
-  setTimeout(): TimerHandle {
-    throw new Error('the store sets no timers');
-  }
-  clearTimeout(): void {}
+/**
+ * The store tests' clock: the one {@link FakeClock}, starting at `startIso`, with every `now()`
+ * moving time 1 ms on so the store's events get strictly increasing timestamps.
+ */
+export function storeClock(startIso = '2026-11-21T09:00:00.000Z'): FakeClock {
+  return new FakeClock(startIso, { stepMs: 1 });
 }
 
-/** A fresh temporary directory, removed by the returned `cleanup`. */
-export function tempDir(): { dir: string; cleanup: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), 'pos-sf-'));
+/**
+ * A fresh temporary directory, removed by the returned `cleanup`.
+ *
+ * @param options.memory — put it on the RAM-backed `/dev/shm` when there is one: for property
+ *   tests that open hundreds of stores to check their logic, where each commit's fsync (the
+ *   store runs synchronous=FULL) would otherwise cost a disk flush on a shared machine. What is
+ *   written and read is the same; durability itself is tested on disk (commit-durability.test.ts).
+ */
+export function tempDir(options: { memory?: boolean } = {}): { dir: string; cleanup: () => void } {
+  const base = options.memory === true && existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  const dir = mkdtempSync(join(base, 'pos-sf-'));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /** A store on a fresh file; `close()` closes it and removes the directory. */
-export function freshStore(opts: { clock?: Clock; forwardingDeadlineHours?: number } = {}): {
+export function freshStore(
+  opts: { clock?: Clock; forwardingDeadlineHours?: number; memory?: boolean } = {},
+): {
   store: PaymentStore;
   path: string;
   dir: string;
   clock: Clock;
   close: () => void;
 } {
-  const { dir, cleanup } = tempDir();
+  const { dir, cleanup } = tempDir({ memory: opts.memory === true });
   const path = join(dir, 'agent.db');
-  const clock = opts.clock ?? new ManualClock();
+  const clock = opts.clock ?? storeClock();
   const store = PaymentStore.open({
     path,
     clock,

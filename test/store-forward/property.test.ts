@@ -75,7 +75,7 @@ interface ModelRecord {
 }
 
 function run(ops: Op[]): void {
-  const fx = freshStore();
+  const fx = freshStore({ memory: true });
   const raw = rawConnection(fx.path);
   const model = new Map<string, ModelRecord>();
   try {

@@ -2,7 +2,7 @@ import { openSync, readFileSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PaymentStore } from '../../store-forward/payment-store.js';
-import { ManualClock, newPayment, tempDir } from './helpers.js';
+import { storeClock, newPayment, tempDir } from './helpers.js';
 
 describe('PaymentStore.quickCheck (for pos-agent doctor)', () => {
   let cleanup: (() => void) | undefined;
@@ -12,7 +12,7 @@ describe('PaymentStore.quickCheck (for pos-agent doctor)', () => {
     const t = tempDir();
     cleanup = t.cleanup;
     const file = join(t.dir, 'agent.db');
-    let store = PaymentStore.open({ path: file, clock: new ManualClock() });
+    let store = PaymentStore.open({ path: file, clock: storeClock() });
     for (let i = 0; i < 200; i++) store.createPayment(newPayment(`quick-check-key-${i}`));
     expect(store.quickCheck()).toEqual({ ok: true });
     store.close();
@@ -25,7 +25,7 @@ describe('PaymentStore.quickCheck (for pos-agent doctor)', () => {
     writeSync(fd, Buffer.alloc(512, 0xa5), 0, 512, size - pageSize + 8);
     closeSync(fd);
 
-    store = PaymentStore.open({ path: file, clock: new ManualClock() });
+    store = PaymentStore.open({ path: file, clock: storeClock() });
     const report = store.quickCheck();
     store.close();
     expect(report.ok).toBe(false);

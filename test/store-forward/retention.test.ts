@@ -6,13 +6,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isAgentError } from '../../common/agent-error.js';
-import { isoAt, type Clock, type TimerHandle } from '../../common/clock.js';
+import { isoAt } from '../../common/clock.js';
 import type { NewPayment } from '../../store-forward/model.js';
 import type { PaymentStore } from '../../store-forward/payment-store.js';
 import { startRetention } from '../../store-forward/retention.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import {
   freshStore,
-  ManualClock,
+  storeClock,
   newPayment,
   rawConnection,
   sealedBlob,
@@ -75,7 +76,7 @@ function fileBytes(path: string): Buffer {
 
 describe('purgeSettled', () => {
   it('purges old settled payments only, keeps the chain and the projection verifiable, and leaves no card data in the file or WAL', () => {
-    const clock = new ManualClock('2026-01-01T08:00:00.000Z');
+    const clock = storeClock('2026-01-01T08:00:00.000Z');
     const fx = freshStore({ clock });
     cleanups.push(fx.close);
     const { store, path } = fx;
@@ -163,7 +164,7 @@ describe('purgeSettled', () => {
   });
 
   it('never charges a purged idempotency key again, and never reuses an outbox seq', () => {
-    const clock = new ManualClock('2026-01-01T08:00:00.000Z');
+    const clock = storeClock('2026-01-01T08:00:00.000Z');
     const fx = freshStore({ clock });
     cleanups.push(fx.close);
     const { store } = fx;
@@ -197,7 +198,7 @@ describe('purgeSettled', () => {
   });
 
   it('the schema refuses to purge or delete a payment that is not settled and acknowledged', () => {
-    const clock = new ManualClock();
+    const clock = storeClock();
     const fx = freshStore({ clock });
     cleanups.push(fx.close);
     const id = stored(fx.store, 'pending-one', 1);
@@ -222,40 +223,9 @@ describe('purgeSettled', () => {
   });
 });
 
-/** A clock whose timers fire only when the test moves time past them. */
-class TimerClock implements Clock {
-  #now = Date.parse('2026-01-01T08:00:00.000Z');
-  readonly timers = new Map<number, { at: number; fn: () => void }>();
-  #next = 1;
-  now(): number {
-    return this.#now;
-  }
-  setTimeout(fn: () => void, delayMs: number): TimerHandle {
-    const id = this.#next++;
-    this.timers.set(id, { at: this.#now + delayMs, fn });
-    return id as unknown as TimerHandle;
-  }
-  clearTimeout(handle: TimerHandle): void {
-    this.timers.delete(handle as unknown as number);
-  }
-  advance(ms: number): void {
-    const until = this.#now + ms;
-    for (;;) {
-      const due = [...this.timers.entries()]
-        .filter(([, t]) => t.at <= until)
-        .sort((a, b) => a[1].at - b[1].at)[0];
-      if (due === undefined) break;
-      this.timers.delete(due[0]);
-      this.#now = due[1].at;
-      due[1].fn();
-    }
-    this.#now = until;
-  }
-}
-
 describe('startRetention', () => {
   it('purges at start and then every hour on the injected clock, until stopped', () => {
-    const clock = new TimerClock();
+    const clock = new FakeClock('2026-01-01T08:00:00.000Z');
     const fx = freshStore({ clock });
     cleanups.push(fx.close);
     const first = stored(fx.store, 'a', 1);
@@ -280,11 +250,11 @@ describe('startRetention', () => {
     expect(purged).toEqual([1, 1]);
     expect(fx.store.getPayment(second)).toBeUndefined();
     schedule.stop();
-    expect(clock.timers.size).toBe(0);
+    expect(clock.pendingTimers).toBe(0);
   });
 
   it('refuses a retention out of 1–3650 days (POS213)', () => {
-    const clock = new TimerClock();
+    const clock = new FakeClock('2026-01-01T08:00:00.000Z');
     const fx = freshStore({ clock });
     cleanups.push(fx.close);
     for (const days of [0, 3651, 1.5]) {
