@@ -63,8 +63,8 @@ import {
   CommandSchema,
   DEFAULT_TOPIC_PREFIX,
   type DeviceTopics,
-  type OutboxRecord,
-  OutboxRecordSchema,
+  type UplinkRecord,
+  UplinkRecordSchema,
   type Status,
   StatusSchema,
   topics,
@@ -83,8 +83,11 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 131_072;
  * everything still pending is sent again (the cloud dedupes by key).
  */
 export interface OutboxSource {
-  /** Up to `limit` records in state `pending` with `seq > afterSeq`, in ascending `seq` order. */
-  nextPending(limit: number, afterSeq?: number): OutboxRecord[];
+  /**
+   * Up to `limit` records in state `pending` with `seq > afterSeq`, in ascending `seq` order:
+   * payment and void records, and batch records (issue 17), all handled alike.
+   */
+  nextPending(limit: number, afterSeq?: number): UplinkRecord[];
   /**
    * Applies acknowledgements as one set: accepted/duplicate → acked (with the outcome); rejected
    * → dead with code and reason. `batches` names the batches they came in.
@@ -151,7 +154,7 @@ export interface PackedBatch {
   /** Signed envelope bytes of `{ batch, records }`, ≤ maxMessageBytes; empty when no record fits. */
   payload: Buffer;
   /** The records in the batch, seq order (wire form: unknown keys stripped). */
-  records: OutboxRecord[];
+  records: UplinkRecord[];
   /** Records refused locally (status rejected, POS313/POS314), to be applied as dead. */
   refused: AckResult[];
   /** Names of unknown keys stripped from records (for one warning; never values). */
@@ -210,7 +213,7 @@ export function packBatch(
   const tail = ']}';
   const fixed = envelopeBytesFor(escapedJsonBytes(head) + escapedJsonBytes(tail), kid);
   const maxRecords = options.maxRecords ?? Number.POSITIVE_INFINITY;
-  const records: OutboxRecord[] = [];
+  const records: UplinkRecord[] = [];
   const texts: string[] = [];
   const refused: AckResult[] = [];
   const stripped = new Set<string>();
@@ -221,8 +224,8 @@ export function packBatch(
     const key = keyOf(candidate);
     const parsed =
       options.trusted === true
-        ? ({ success: true, data: candidate as OutboxRecord } as const)
-        : OutboxRecordSchema.safeParse(toWireRecord(candidate, stripped));
+        ? ({ success: true, data: candidate as UplinkRecord } as const)
+        : UplinkRecordSchema.safeParse(toWireRecord(candidate, stripped));
     if (!parsed.success) {
       refused.push({
         key,
@@ -272,7 +275,19 @@ function keyOf(candidate: unknown): string {
 }
 
 const WIRE_KEYS = {
-  record: ['key', 'seq', 'type', 'at', 'payment', 'card', 'sealed', 'sred', 'pinBlock', 'chain'],
+  record: [
+    'key',
+    'seq',
+    'type',
+    'at',
+    'payment',
+    'card',
+    'sealed',
+    'sred',
+    'pinBlock',
+    'chain',
+    'batch',
+  ],
   payment: ['id', 'amountMinor', 'currency', 'reference', 'createdAt'],
   card: [
     'token',
@@ -880,7 +895,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
   }
 
   #nextBatch(): InFlightBatch | 'empty' | 'refused-only' {
-    let candidates: OutboxRecord[];
+    let candidates: UplinkRecord[];
     const limit = this.#fetchLimit > 0 ? this.#fetchLimit : this.#o.maxRecordsPerBatch;
     // With nothing in flight, start again from the oldest pending record: a record requeued
     // behind the cursor (`queue --retry`) is picked up then.
