@@ -327,7 +327,9 @@ export function reconStateOf(payment: {
 }): ReconState {
   switch (payment.state) {
     case 'approved':
-      return payment.approval === 'offline' ? 'approved_offline' : 'approved_online';
+      // Online approvals always carry approval `online`; a payment stored without one (the
+      // walking skeleton's createPayment) was approved offline.
+      return payment.approval === 'online' ? 'approved_online' : 'approved_offline';
     case 'confirmed':
       return payment.approval === 'online' ? 'approved_online' : 'approved_offline';
     case 'stored':
@@ -549,7 +551,8 @@ const SQL = {
   openBatch: "SELECT * FROM batches WHERE state = 'open'",
   batchById: 'SELECT * FROM batches WHERE id = ?',
   listBatches: 'SELECT * FROM batches ORDER BY opened_at DESC, id DESC LIMIT ?',
-  allBatches: 'SELECT * FROM batches ORDER BY opened_at, id',
+  // In creation order: the first is the one migration 5 opened.
+  allBatches: 'SELECT * FROM batches ORDER BY rowid',
   lastClosed: `SELECT * FROM batches WHERE state = 'closed'
     ORDER BY closed_at DESC, id DESC LIMIT 1`,
   insertBatch: `INSERT INTO batches (id, terminal, opened_at, state)
@@ -768,7 +771,10 @@ export class BatchBook implements RecordKind {
           { details: { batchId: open.id, unforwarded } },
         );
       }
-      const at = this.#k.now();
+      // Never before the opening (a clock set back, or the migration's batch opened by SQLite's
+      // clock): closed_at >= opened_at is the schema's rule.
+      const now = this.#k.now();
+      const at = now < open.opened_at ? open.opened_at : now;
       const head = this.#k.head();
       const first = this.#s.firstEventSeqOfBatch.get(open.id) as { seq: number | null };
       const totals = this.#liveTotals(open.id);
