@@ -292,7 +292,8 @@ const ByCurrencySchema = z.record(CurrencyKey, AmountsSchema);
 export const BatchTotalsSchema = z.strictObject({
   count: z.number().int().min(0),
   byCurrency: ByCurrencySchema,
-  byBrand: z.record(CardBrandSchema, ByCurrencySchema),
+  // Not z.record(CardBrandSchema, …): a record with enum keys requires every key in zod 4.
+  byBrand: z.record(z.string().regex(/^[a-z]{1,16}$/), ByCurrencySchema),
   byState: z.record(z.string().regex(/^[a-z_]{1,32}$/), ByCurrencySchema),
 });
 
@@ -515,6 +516,11 @@ export const CommandBodySchema = z.discriminatedUnion('type', [
    * public key in the command result signed by the OLD key, then signs with the new one.
    */
   z.object({ type: z.literal('rotate_signing_key') }),
+  /**
+   * Close the terminal's open batch now (issue 17), as `pos-agent batch close` would; `force`
+   * closes although payments are not yet forwarded (they are listed in the result).
+   */
+  z.object({ type: z.literal('close_batch'), force: z.boolean().optional() }),
 ]);
 /** {@link CommandBodySchema}. */
 export type CommandBody = z.infer<typeof CommandBodySchema>;
