@@ -38,6 +38,7 @@ import { brokerTls, ensurePrivateDir, type TerminalKeys } from './keys.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { createFaultMetrics } from './fault-metrics.js';
+import { startReconciliation, type Reconciliation } from './reconciliation.js';
 import {
   integrityRefusal,
   keepDamagedCopy,
@@ -82,6 +83,8 @@ export interface RunningAgent {
   cardInput: CardInput;
   /** Applies cloud commands and reports their results (agent/cloud-commands.ts). */
   commands: CloudCommands;
+  /** Batches, the drift check and the daily close (agent/reconciliation.ts, issue 17). */
+  reconciliation: Reconciliation;
   /** What `GET /v1/status` answers. */
   status(): AgentStatus;
   /**
@@ -294,8 +297,29 @@ async function startSteps(
     version: AGENT_VERSION,
     clock,
   });
+  // Issue 17: drift checks between closes, the daily close, exceptions logged and counted.
+  const reconciliation = startReconciliation({
+    store,
+    logger,
+    clock,
+    terminal: config.deviceId,
+    notifySync: () => worker.notify(),
+    closeAt: config.batch.closeAt,
+    driftCheckSeconds: config.batch.driftCheckSeconds,
+  });
+  cleanups.push(() => reconciliation.stop());
   // Cloud commands (issue 5): verified by the worker, applied and answered here.
   const commands = new CloudCommands({
+    closeBatch: (force) => {
+      const closed = reconciliation.close(force);
+      return {
+        batchId: closed.batch.id,
+        next: closed.next.id,
+        record: closed.recordKey,
+        totals: closed.batch.totals as unknown as Record<string, unknown>,
+        unforwarded: closed.unforwarded.length,
+      };
+    },
     source: worker,
     publish: (topic, payload) => session.publish(topic, payload, { qos: 1 }),
     deviceSecretKey: keys.deviceSecretKey,
@@ -312,6 +336,7 @@ async function startSteps(
   let noteAcked: (keys: string[]) => void = () => undefined;
   worker.on('acked', (results) => {
     noteAcked(results.map((r) => r.key));
+    reconciliation.noteAcks();
     for (const r of results)
       logger.info(
         { idempotencyKey: r.key, status: r.status, outcome: r.outcome },
@@ -484,12 +509,14 @@ async function startSteps(
         )
         .map((p) => ({ paymentId: p.id, forwardingDeadlineAt: p.forwardingDeadlineAt ?? null })),
     },
+    batch: reconciliation.status(),
   });
 
   const metrics = createMetrics({
     status,
     sync: () => worker.stats(),
     commands: () => commands.counters(),
+    reconciliation: () => reconciliation.counters(),
     // Read at scrape time, when `api` (built just below) exists.
     apiAuth: () => api.apiAuth.counters(),
     now: () => clock.now(),
@@ -549,6 +576,7 @@ async function startSteps(
     payments,
     worker,
     commands,
+    reconciliation,
     cardReaders,
     cardInput,
     status,
@@ -559,6 +587,7 @@ async function startSteps(
       stopping = true;
       if (pinPadRetry !== undefined) clock.clearTimeout(pinPadRetry);
       retention.stop();
+      reconciliation.stop();
       // The API waits for requests in flight; a POST waiting for a card would hold the stop for
       // up to cardReadTimeoutSeconds. End the card read (new payments answer POS431) and the
       // readers first, so that POST answers before the API closes: a keep-alive connection that

@@ -268,6 +268,24 @@ export const PaymentListSchema = z.object({
     ),
 });
 
+const AmountsByCurrency = z.record(
+  z.string(),
+  z.object({
+    count: z.number().int(),
+    amountMinor: z.number().int().describe('integer minor units'),
+  }),
+);
+
+/** Totals of a terminal batch (issue 17): charged per currency and brand, all per state. */
+const BatchTotalsSchema = z
+  .object({
+    count: z.number().int().describe('payments in the batch'),
+    byCurrency: AmountsByCurrency.describe('charged: approved online, offline, pending forward'),
+    byBrand: z.record(z.string(), AmountsByCurrency),
+    byState: z.record(z.string(), AmountsByCurrency),
+  })
+  .meta({ id: 'BatchTotals' });
+
 /** `GET /v1/status` answer. */
 export const StatusSchema = z
   .object({
@@ -310,6 +328,35 @@ export const StatusSchema = z
         ),
       })
       .optional(),
+    batch: z
+      .object({
+        open: z.object({
+          id: z.string().describe('the open terminal batch, `bat_…`'),
+          openedAt: IsoTime,
+          totals: BatchTotalsSchema,
+        }),
+        lastClosed: z
+          .object({
+            id: z.string(),
+            closedAt: IsoTime,
+            reconciliation: z
+              .enum(['none', 'awaiting_cloud', 'matched', 'exceptions', 'resolved'])
+              .describe('what matching with the cloud made of the batch'),
+            totals: BatchTotalsSchema,
+          })
+          .nullable(),
+        openExceptions: z
+          .number()
+          .int()
+          .describe('reconciliation exceptions waiting for a tech (`pos-agent batch exceptions`)'),
+        exceptionsByKind: z.record(z.string(), z.number().int()),
+        lastCheck: z
+          .object({ at: IsoTime, result: z.enum(['matched', 'exceptions']) })
+          .nullable()
+          .describe('the last drift check the cloud answered'),
+      })
+      .optional()
+      .describe('issue 17: terminal batches and reconciliation (docs/reconciliation.md)'),
   })
   .meta({ id: 'Status' });
 /** What `GET /v1/status` answers. */

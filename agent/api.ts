@@ -31,6 +31,7 @@ import type { LinkHealth } from '../cloud-sync/mqtt-session.js';
 import type { StoragePauseState } from './storage-guard.js';
 import { AgentError } from '../common/agent-error.js';
 import type { OfflineExposure, Payment, PaymentStore } from '../store-forward/payment-store.js';
+import type { BatchStatus } from '../store-forward/batches.js';
 import {
   ApiErrorSchema,
   ApiPaymentSchema,
@@ -78,6 +79,8 @@ export interface AgentStatus {
     exposure: OfflineExposure;
     deadlineWarnings: Array<{ paymentId: string; forwardingDeadlineAt: string | null }>;
   };
+  /** Issue 17: the open batch's running totals, the last close, open exceptions, drift. */
+  batch?: BatchStatus;
 }
 
 /** `Retry-After` of a 503 POS207 for a full disk, seconds. */
@@ -440,6 +443,24 @@ export function buildApi(deps: {
             amount: formatAmount(e.amountMinor, currency),
             count: e.count,
           })),
+          // Issue 17: the open batch's charged totals and the last close, worded.
+          batchText:
+            status.batch === undefined
+              ? null
+              : {
+                  open: Object.entries(status.batch.open.totals.byCurrency).map(
+                    ([currency, e]) => `${formatAmount(e.amountMinor, currency)} (${e.count})`,
+                  ),
+                  count: status.batch.open.totals.count,
+                  lastClosed:
+                    status.batch.lastClosed === null
+                      ? null
+                      : `${status.batch.lastClosed.reconciliation.replace('_', ' ')}, ` +
+                        Object.entries(status.batch.lastClosed.totals.byCurrency)
+                          .map(([c, e]) => formatAmount(e.amountMinor, c))
+                          .join(', '),
+                  openExceptions: status.batch.openExceptions,
+                },
         };
       },
       recent: () =>

@@ -13,6 +13,7 @@
  * | `pos-agent queue [--config FILE] [--retry] [--watch] [--json]` | the outbox (agent/commands/queue.ts) |
  * | `pos-agent verify [--config FILE] [--json]` | hash chain and projection (agent/commands/verify.ts) |
  * | `pos-agent devices [--json]` | what is plugged in and the path to configure (agent/commands/devices.ts) |
+ * | `pos-agent batch show\|close\|exceptions\|resolve` | terminal batches and reconciliation (agent/commands/batch.ts) |
  * | `pos-agent sim pinpad --listen tcp://127.0.0.1:7421` | a virtual PIN pad on TCP (and a pty with `--pty`) |
  * | `pos-agent sim broker --port 1883` | the embedded MQTT broker |
  * | `pos-agent sim cloud --broker URL --keys DIR` | the cloud core simulator |
@@ -32,6 +33,7 @@ import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { AgentError, isAgentError } from '../common/agent-error.js';
 import { AGENT_VERSION } from './agent.js';
+import { registerBatchCommands } from './commands/batch.js';
 import { registerSimCommands } from './commands/sim-cli.js';
 import {
   CONFIG_ENV,
@@ -273,6 +275,9 @@ program
       err: process.stderr,
     });
   });
+
+// Issue 17: `pos-agent batch show|close|exceptions|resolve` (agent/commands/batch.ts).
+registerBatchCommands(program, { configHelp: CONFIG_HELP, configOf, reportError });
 
 const sim = program
   .command('sim')

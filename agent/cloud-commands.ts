@@ -27,6 +27,9 @@
  *   uplink. If the announcement cannot be published the old key stays.
  * - `request_diagnostics` — status, queue and a summary of recent payments by state; counts,
  *   states and times only, never card data (not even the token).
+ * - `close_batch` — closes the open terminal batch (issue 17, docs/reconciliation.md); the
+ *   result carries the batch id and totals, or fails with POS601 (unforwarded payments, unless
+ *   `force`) or POS602 (a payment in progress).
  */
 import { EventEmitter } from 'node:events';
 import {
@@ -233,6 +236,11 @@ export interface CloudCommandsOptions {
   logger: Logger;
   /** Diagnostics data; must hold no card data. */
   diagnostics: () => NonNullable<CommandResult['data']>;
+  /**
+   * `close_batch` (issue 17): closes the open batch and returns what the result says (batch id,
+   * totals, unforwarded payments); throws POS601/POS602 when it cannot close.
+   */
+  closeBatch?: (force: boolean) => NonNullable<CommandResult['data']>;
   clock?: Clock;
 }
 
@@ -373,6 +381,14 @@ export class CloudCommands extends EventEmitter<CloudCommandsEvents> {
         }
         case 'rotate_signing_key': {
           await this.#rotate(base);
+          return;
+        }
+        case 'close_batch': {
+          if (this.#o.closeBatch === undefined) {
+            throw new AgentError('POS507', 'this agent has no batches to close');
+          }
+          const data = this.#o.closeBatch(body.force === true);
+          await this.#done({ ...base, status: 'applied', data });
           return;
         }
       }

@@ -365,6 +365,32 @@ const RetentionConfig = z
   })
   .strict();
 
+/** Reconciliation (issue 17, docs/reconciliation.md): terminal batches and the drift check. */
+const BatchConfig = z
+  .object({
+    /**
+     * Local time ("HH:MM", 24-hour) at which the agent closes the open batch every day, like a
+     * terminal's end-of-day close; a close refused because payments are still unforwarded or in
+     * progress is tried again every minute. Absent: batches close only by `pos-agent batch
+     * close` or the cloud's `close_batch` command.
+     */
+    closeAt: z
+      .string()
+      .regex(/^([01][0-9]|2[0-3]):[0-5][0-9]$/, 'a local time "HH:MM", 00:00–23:59')
+      .optional(),
+    /**
+     * Seconds between drift checks: the open batch's running totals are reported to the cloud
+     * when something changed, and a difference with its answer is an exception (metric, status,
+     * log). 0 turns the check off; 30–86400, default 300.
+     */
+    driftCheckSeconds: z
+      .number()
+      .int()
+      .refine((n) => n === 0 || (n >= 30 && n <= 86_400), '0 (off) or 30–86400 seconds')
+      .default(300),
+  })
+  .strict();
+
 /** Logging (architecture.md §8). */
 const LogConfig = z
   .object({
@@ -430,6 +456,7 @@ export const AgentConfigSchema = z
     offline: OfflineConfig.prefault({}),
     authorization: AuthorizationConfig.prefault({}),
     retention: RetentionConfig.prefault({}),
+    batch: BatchConfig.prefault({}),
   })
   .strict();
 

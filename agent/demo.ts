@@ -13,9 +13,10 @@
  * broker (payments are then approved offline under the offline policy, one over the cap is
  * declined locally, and one with the issuer-decline card is approved offline and reversed when
  * the issuer declines it later), starts it again, waits until the cloud core has acknowledged
- * everything, prints each payment's story with the terminal's prompts, and returns true only if
- * nothing was lost or left unacknowledged, the cloud core holds each key once and charges
- * exactly the payments the store took.
+ * everything, prints each payment's story with the terminal's prompts, closes the day's batch and
+ * matches it with the cloud core's ledger (issue 17), and returns true only if nothing was lost or
+ * left unacknowledged, the cloud core holds each key once and charges exactly the payments the
+ * store took, and the closed batch matches the cloud.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -294,6 +295,36 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     }
     out();
 
+    // Issue 17: the day ends with the terminal's batch closed and matched with the cloud's
+    // ledger (docs/reconciliation.md).
+    out('5. End of day: the batch closes and is matched with the cloud core ledger');
+    const closed = agent.reconciliation.close(false);
+    const matched = await waitFor(
+      () => agent.store.batches.get(closed.batch.id).reconciliation !== 'awaiting_cloud',
+      options.drainTimeoutMs ?? 60_000,
+    );
+    const batch = agent.store.batches.get(closed.batch.id);
+    const money = (m: Record<string, { count: number; amountMinor: number }>): string =>
+      Object.entries(m)
+        .map(([cur, a]) => `${formatAmount(a.amountMinor, cur)} (${a.count})`)
+        .join(', ') || 'nothing';
+    out(`   batch ${batch.id}, ${batch.totals.count} payments, closed ${batch.closedAt ?? '-'}`);
+    out(`   charged: ${money(batch.totals.byCurrency)}`);
+    out('   by state:');
+    for (const [state, m] of Object.entries(batch.totals.byState))
+      out(`     ${state.replace(/_/g, ' ').padEnd(17)} ${money(m)}`);
+    out('   charged by brand:');
+    for (const [brand, m] of Object.entries(batch.totals.byBrand))
+      out(`     ${brand.padEnd(17)} ${money(m)}`);
+    out(
+      `   events ${batch.firstEventSeq ?? '-'}…${batch.lastEventSeq ?? '-'}, chain head ${batch.chainHead ?? '-'}`,
+    );
+    const batchMatched = matched && batch.reconciliation === 'matched';
+    out(
+      `   the cloud core's signed totals: ${batchMatched ? 'MATCH, per currency, brand, state and payment' : `${batch.reconciliation.toUpperCase()} (${batch.openExceptions} exceptions; pos-agent batch exceptions)`}`,
+    );
+    out();
+
     const stats = agent.store.queueStats();
     const states = taken.map((t) => agent.store.getPayment(t.id)?.state);
     const approved = states.filter((s) => s === 'approved').length;
@@ -342,7 +373,8 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
       chargesMatch &&
       finalExposure.count === 0 &&
       chain.ok &&
-      projection.ok;
+      projection.ok &&
+      batchMatched;
     out(
       ok
         ? '  result: OK, nothing lost, nothing charged twice'

@@ -20,6 +20,7 @@
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { AgentStatus } from './api.js';
+import type { ReconciliationCounters } from './reconciliation.js';
 
 /** Where the metrics come from; each callback is called once per scrape. */
 export interface MetricSources {
@@ -35,6 +36,8 @@ export interface MetricSources {
   apiAuth?: () => { POS401: number; POS402: number; POS403: number };
   /** Epoch ms, for the age of the oldest stored record. */
   now: () => number;
+  /** Reconciliation counters (agent/reconciliation.ts, issue 17); absent: not exported. */
+  reconciliation?: () => ReconciliationCounters;
 }
 
 /**
@@ -172,6 +175,67 @@ export function createMetrics(sources: MetricSources): {
         setCounter(this, n, { code });
     },
   });
+
+  // Issue 17: reconciliation as a monitored system: open exceptions now, exceptions raised
+  // (at the close or by the drift check between closes), batches closed, drift checks sent.
+  new Gauge({
+    name: 'pos_agent_reconciliation_open_exceptions',
+    help: 'Reconciliation exceptions waiting for a tech, by kind (docs/reconciliation.md)',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const batch = status().batch;
+      if (batch === undefined) return;
+      this.set({ kind: 'all' }, batch.openExceptions);
+      for (const [kind, n] of Object.entries(batch.exceptionsByKind)) this.set({ kind }, n ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'pos_agent_batch_open_amount_minor',
+    help: 'Charged amount of the open batch so far, integer minor units, by currency',
+    labelNames: ['currency'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const batch = status().batch;
+      if (batch === undefined) return;
+      for (const [currency, a] of Object.entries(batch.open.totals.byCurrency))
+        this.set({ currency }, a.amountMinor);
+    },
+  });
+  const reconciliation = sources.reconciliation;
+  if (reconciliation !== undefined) {
+    new Counter({
+      name: 'pos_agent_reconciliation_exceptions_total',
+      help: 'Reconciliation exceptions raised since start, by kind and found_by (close or drift)',
+      labelNames: ['kind', 'found_by'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [name, n] of Object.entries(reconciliation().raised)) {
+          const [kind, foundBy] = name.split(':') as [string, string];
+          setCounter(this, n ?? 0, { kind, found_by: foundBy });
+        }
+      },
+    });
+    new Counter({
+      name: 'pos_agent_batches_closed_total',
+      help: 'Terminal batches closed by this agent since start',
+      registers: [registry],
+      collect() {
+        setCounter(this, reconciliation().closed);
+      },
+    });
+    new Counter({
+      name: 'pos_agent_reconciliation_drift_checks_total',
+      help: 'Drift checks (running totals reported to the cloud between closes) since start',
+      registers: [registry],
+      collect() {
+        setCounter(this, reconciliation().checks);
+      },
+    });
+  }
 
   const apiAuth = sources.apiAuth;
   if (apiAuth !== undefined) {

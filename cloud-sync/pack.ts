@@ -19,7 +19,7 @@ import {
   signerKeyId,
 } from './envelope.js';
 import { syncError } from './errors.js';
-import { type AckResult, type OutboxRecord, OutboxRecordSchema } from './schemas.js';
+import { type AckResult, type UplinkRecord, UplinkRecordSchema } from './schemas.js';
 
 /** Default largest payload: 128 KiB, the AWS IoT Core message size limit. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 131_072;
@@ -29,7 +29,7 @@ export interface PackedBatch {
   /** Signed envelope bytes of `{ batch, records }`, ≤ maxMessageBytes; empty when no record fits. */
   payload: Buffer;
   /** The records in the batch, seq order (wire form: unknown keys stripped). */
-  records: OutboxRecord[];
+  records: UplinkRecord[];
   /** Records refused locally (status rejected, POS313/POS314), to be applied as dead. */
   refused: AckResult[];
   /** Names of unknown keys stripped from records (for one warning; never values). */
@@ -88,7 +88,7 @@ export function packBatch(
   const tail = ']}';
   const fixed = envelopeBytesFor(escapedJsonBytes(head) + escapedJsonBytes(tail), kid);
   const maxRecords = options.maxRecords ?? Number.POSITIVE_INFINITY;
-  const records: OutboxRecord[] = [];
+  const records: UplinkRecord[] = [];
   const texts: string[] = [];
   const refused: AckResult[] = [];
   const stripped = new Set<string>();
@@ -99,8 +99,8 @@ export function packBatch(
     const key = keyOf(candidate);
     const parsed =
       options.trusted === true
-        ? ({ success: true, data: candidate as OutboxRecord } as const)
-        : OutboxRecordSchema.safeParse(toWireRecord(candidate, stripped));
+        ? ({ success: true, data: candidate as UplinkRecord } as const)
+        : UplinkRecordSchema.safeParse(toWireRecord(candidate, stripped));
     if (!parsed.success) {
       refused.push({
         key,
@@ -150,7 +150,7 @@ function keyOf(candidate: unknown): string {
 }
 
 const WIRE_KEYS = {
-  record: ['key', 'seq', 'type', 'at', 'payment', 'card', 'sealed', 'sred', 'pinBlock', 'chain'],
+  record: ['key', 'seq', 'type', 'at', 'payment', 'card', 'sealed', 'sred', 'pinBlock', 'chain', 'batch'],
   payment: ['id', 'amountMinor', 'currency', 'reference', 'createdAt'],
   card: [
     'token',

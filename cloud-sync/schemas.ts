@@ -4,7 +4,7 @@
  * JSON Schema (contract-json-schema.ts).
  *
  * ```
- *  {p}/{d}/up/records     agent → cloud   RecordsBatch   { batch, records: OutboxRecord[] }
+ *  {p}/{d}/up/records     agent → cloud   RecordsBatch   { batch, records: (OutboxRecord | BatchRecord)[] }
  *  {p}/{d}/up/auth        agent → cloud   AuthRequest    { key, payment, card, sealed?, sred?, pinBlock? }
  *  {p}/{d}/status         agent → cloud   Status         retained; the last will says offline
  *  {p}/{d}/down/acks      cloud → agent   Acks           { batch, results: AckResult[] }
@@ -275,6 +275,95 @@ export const OutboxRecordSchema = z.strictObject({
 /** {@link OutboxRecordSchema}; the record type of {@link OutboxSource} (sync-worker.ts). */
 export type OutboxRecord = z.infer<typeof OutboxRecordSchema>;
 
+/** Integer count and amount (integer minor units) of payments. */
+const AmountsSchema = z.strictObject({
+  count: z.number().int().min(0),
+  amountMinor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+});
+const CurrencyKey = z.string().regex(/^[A-Z]{3}$/, 'ISO 4217 alpha code, 3 upper-case letters');
+const ByCurrencySchema = z.record(CurrencyKey, AmountsSchema);
+
+/**
+ * The totals of a terminal batch (issue 17): `count` payments; `byCurrency` the charged ones per
+ * ISO 4217 currency; `byBrand` the charged ones per card brand and currency; `byState` every
+ * payment per state and currency (the agent's states in a report, `charged`/`declined`/`voided`
+ * in the cloud's answer). Amounts in integer minor units.
+ */
+export const BatchTotalsSchema = z.strictObject({
+  count: z.number().int().min(0),
+  byCurrency: ByCurrencySchema,
+  // Not z.record(CardBrandSchema, …): a record with enum keys requires every key in zod 4.
+  byBrand: z.record(z.string().regex(/^[a-z]{1,16}$/), ByCurrencySchema),
+  byState: z.record(z.string().regex(/^[a-z_]{1,32}$/), ByCurrencySchema),
+});
+
+/** A terminal batch id: `bat_` + a UUID. */
+export const TerminalBatchIdSchema = z
+  .string()
+  .regex(/^bat_[0-9a-z-]{1,60}$/, 'terminal batch id: bat_ + 1–60 of 0–9 a–z -');
+
+/**
+ * How the agent counts a payment in a batch report (issue 17, docs/reconciliation.md):
+ * approved online, approved offline, pending forward (stored, not yet acknowledged), declined,
+ * reversed (an offline approval the issuer declined), voided (canceled after an approval), not
+ * completed (canceled before an approval, failed).
+ */
+export const ReconStateSchema = z.enum([
+  'approved_online',
+  'approved_offline',
+  'pending_forward',
+  'declined',
+  'reversed',
+  'voided',
+  'not_completed',
+]);
+
+/**
+ * A batch record (issue 17): the report of a terminal batch at its close (`kind: close`) or
+ * between closes (`kind: check`, the drift check), sent in the outbox's `seq` order with the
+ * payment records. The cloud answers in the record's ack result with `batch`: its own totals and
+ * its view of each payment from its ledger.
+ * - `key`: `<batch id>.close.<n>` / `<batch id>.check.<n>`; the cloud dedupes by it.
+ * - `chain`: the hash of the batch's close event (of the chain head, for a check), unpadded
+ *   base64url; `batch.chainHead` the chain head before it, `firstEventSeq`/`lastEventSeq` the
+ *   events the batch covers.
+ */
+export const BatchRecordSchema = z.strictObject({
+  key: IdempotencyKeySchema,
+  seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  type: z.literal('batch'),
+  at: IsoDateTimeSchema,
+  batch: z.strictObject({
+    id: TerminalBatchIdSchema,
+    kind: z.enum(['close', 'check']),
+    terminal: z.string().regex(/^[\x21-\x7E]{1,128}$/),
+    openedAt: IsoDateTimeSchema,
+    closedAt: IsoDateTimeSchema.optional(),
+    asOf: IsoDateTimeSchema,
+    firstEventSeq: z.number().int().min(1).nullable(),
+    lastEventSeq: z.number().int().min(0),
+    chainHead: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+    totals: BatchTotalsSchema,
+    payments: z.array(
+      z.strictObject({
+        key: IdempotencyKeySchema,
+        amountMinor: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+        currency: CurrencyKey,
+        brand: CardBrandSchema.optional(),
+        state: ReconStateSchema,
+      }),
+    ),
+  }),
+  chain: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'SHA-256 as 43 characters of unpadded base64url'),
+});
+/** {@link BatchRecordSchema}. */
+export type BatchRecord = z.infer<typeof BatchRecordSchema>;
+
+/** Any record of `up/records`: a payment or void record, or a batch record. */
+export const UplinkRecordSchema = z.union([OutboxRecordSchema, BatchRecordSchema]);
+/** {@link UplinkRecordSchema}. */
+export type UplinkRecord = z.infer<typeof UplinkRecordSchema>;
+
 /** A batch id: a UUID (the agent makes UUIDv7) or any 1–64 visible ASCII characters. */
 export const BatchIdSchema = z
   .string()
@@ -284,7 +373,7 @@ export const BatchIdSchema = z
 export const RecordsBatchSchema = z
   .strictObject({
     batch: BatchIdSchema,
-    records: z.array(OutboxRecordSchema).min(1),
+    records: z.array(UplinkRecordSchema).min(1),
   })
   .refine((b) => b.records.every((r, i) => i === 0 || r.seq > (b.records[i - 1]?.seq ?? 0)), {
     message: 'records must be in strictly increasing seq order',
@@ -345,6 +434,33 @@ export const AckResultSchema = z.object({
   outcome: OutcomeSchema.optional(),
   authCode: z.string().max(16).optional(),
   declineCode: z.string().max(32).optional(),
+  /**
+   * The answer to a batch record (issue 17), signed with the rest: the cloud's totals for the
+   * same batch from its ledger, and its view of each payment the report named plus those of this
+   * terminal it has and the report did not name.
+   */
+  batch: z
+    .object({
+      id: TerminalBatchIdSchema,
+      kind: z.enum(['close', 'check']),
+      asOf: IsoDateTimeSchema,
+      totals: z.object({
+        count: z.number().int().min(0),
+        byCurrency: z.record(z.string(), AmountsSchema),
+        byBrand: z.record(z.string(), z.record(z.string(), AmountsSchema)),
+        byState: z.record(z.string(), z.record(z.string(), AmountsSchema)),
+      }),
+      payments: z.array(
+        z.object({
+          key: IdempotencyKeySchema,
+          amountMinor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+          currency: z.string().max(3),
+          brand: z.string().max(16).optional(),
+          state: z.enum(['charged', 'declined', 'voided']),
+        }),
+      ),
+    })
+    .optional(),
 });
 /** {@link AckResultSchema}. */
 export type AckResult = z.infer<typeof AckResultSchema>;
@@ -400,6 +516,11 @@ export const CommandBodySchema = z.discriminatedUnion('type', [
    * public key in the command result signed by the OLD key, then signs with the new one.
    */
   z.object({ type: z.literal('rotate_signing_key') }),
+  /**
+   * Close the terminal's open batch now (issue 17), as `pos-agent batch close` would; `force`
+   * closes although payments are not yet forwarded (they are listed in the result).
+   */
+  z.object({ type: z.literal('close_batch'), force: z.boolean().optional() }),
 ]);
 /** {@link CommandBodySchema}. */
 export type CommandBody = z.infer<typeof CommandBodySchema>;
@@ -517,6 +638,7 @@ export type ClaimResponse = z.infer<typeof ClaimResponseSchema>;
 export const WIRE_SCHEMAS = {
   RecordsBatch: RecordsBatchSchema,
   OutboxRecord: OutboxRecordSchema,
+  BatchRecord: BatchRecordSchema,
   AuthRequest: AuthRequestSchema,
   Status: StatusSchema,
   Acks: AcksSchema,

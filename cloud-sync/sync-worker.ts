@@ -66,7 +66,7 @@ import {
   type Command,
   DEFAULT_TOPIC_PREFIX,
   type DeviceTopics,
-  type OutboxRecord,
+  type UplinkRecord,
   topics,
 } from './schemas.js';
 import { StatusReporter } from './status.js';
@@ -81,8 +81,11 @@ import { StatusReporter } from './status.js';
  * everything still pending is sent again (the cloud dedupes by key).
  */
 export interface OutboxSource {
-  /** Up to `limit` records in state `pending` with `seq > afterSeq`, in ascending `seq` order. */
-  nextPending(limit: number, afterSeq?: number): OutboxRecord[];
+  /**
+   * Up to `limit` records in state `pending` with `seq > afterSeq`, in ascending `seq` order:
+   * payment and void records, and batch records (issue 17), all handled alike.
+   */
+  nextPending(limit: number, afterSeq?: number): UplinkRecord[];
   /**
    * Applies acknowledgements as one set: accepted/duplicate → acked (with the outcome); rejected
    * → dead with code and reason. `batches` names the batches they came in.
@@ -618,7 +621,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
    * out.
    */
   #openBatch(afterSeq: number): 'opened' | 'empty' | 'error' {
-    let candidates: OutboxRecord[];
+    let candidates: UplinkRecord[];
     const limit = this.#fetchLimit > 0 ? this.#fetchLimit : this.#o.maxRecordsPerBatch;
     try {
       candidates = this.#source.nextPending(limit, afterSeq);

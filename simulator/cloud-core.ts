@@ -12,6 +12,11 @@
  *  {p}/+/status     ──▶ verified, kept per device
  * ```
  *
+ * The ledger logic (decisions, dedupe, voids, batch answers and the ledger faults) is the pure
+ * {@link CloudBook} (cloud-book.ts); this class is its MQTT shell: it verifies, parses, calls the
+ * book and signs and sends the answers, with the transport faults (lost, late, duplicated and
+ * reordered acks and authorization responses).
+ *
  * It uses the same zod schemas and envelope code as the agent (cloud-sync/), so the two sides
  * cannot drift apart, and the same {@link MqttSession} (only cloud-sync/mqtt-session.ts imports
  * `mqtt`).
@@ -28,7 +33,7 @@
  * PCI: the PAN exists only inside `decide()` as the string returned by the injected opener and
  * is never logged, stored, counted or put in an ack.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { AgentError, isAgentError } from '../common/agent-error.js';
 import { type Clock, type TimerHandle, isoAt, systemClock } from '../common/clock.js';
@@ -39,21 +44,26 @@ import {
   signEnvelope,
   signerKeyId,
 } from '../cloud-sync/envelope.js';
-import { CloudLedger, type DurableMap } from './cloud-ledger.js';
+import {
+  CloudBook,
+  NO_LEDGER_FAULTS,
+  type CloudCoreCounters,
+  type CloudRecordEntry,
+  type DecisionRules,
+  type LedgerFaults,
+  type OpenedCard,
+} from './cloud-book.js';
 import { MqttSession } from '../cloud-sync/mqtt-session.js';
 import {
   type AckResult,
   type Acks,
   AcksSchema,
-  type AuthRequest,
   AuthRequestSchema,
-  type AuthResponse,
   AuthResponseSchema,
   type Command,
   type CommandBody,
   CommandSchema,
   DEFAULT_TOPIC_PREFIX,
-  type OutboxRecord,
   RecordsBatchSchema,
   type Status,
   StatusSchema,
@@ -63,43 +73,14 @@ import {
 } from '../cloud-sync/schemas.js';
 import type { SyncLogger } from '../cloud-sync/sync-worker.js';
 
-/** What the vault sees in sealed card data (the drivers' `openSealedCard` gives more; we need these). */
-export interface OpenedCard {
-  /** The PAN as ASCII digits. Never logged. */
-  panDigits: string;
-  /** Expiry YYMM. */
-  expiry: string;
-}
-
-/** One amount rule: when `matches`, the payment is declined with `declineCode`. */
-export interface AmountRule {
-  /** Short name for logs and docs, e.g. `ends-in-51`. */
-  name: string;
-  /** `amountMinor` — integer minor units; `currency` — ISO 4217 alpha. */
-  matches(amountMinor: number, currency: string): boolean;
-  /** ISO 8583 response code, e.g. `51`. */
-  declineCode: string;
-}
-
-/** How the simulator approves or declines. */
-export interface DecisionRules {
-  /** PAN → decline code. */
-  declinedPans: ReadonlyMap<string, string>;
-  /** Checked in order after the PAN rules. */
-  amountRules: readonly AmountRule[];
-}
-
-/** The defaults documented in the file header. */
-export const DEFAULT_DECISION_RULES: DecisionRules = {
-  declinedPans: new Map([['4000000000000002', '05']]),
-  amountRules: [
-    {
-      name: 'ends-in-51',
-      matches: (amountMinor) => amountMinor % 100 === 51,
-      declineCode: '51',
-    },
-  ],
-};
+export {
+  DEFAULT_DECISION_RULES,
+  type AmountRule,
+  type CloudCoreCounters,
+  type CloudRecordEntry,
+  type DecisionRules,
+  type OpenedCard,
+} from './cloud-book.js';
 
 /** Fault switches for acknowledgements (architecture.md §7: lost, late, duplicated, reordered). */
 export interface CloudFaults {
@@ -125,9 +106,19 @@ export interface CloudFaults {
    * (e.g. `05`), whatever the card and amount; `undefined` follows the decision rules.
    */
   declineCode: string | undefined;
+  /** Ledger fault (issue 17): the next N payment records are acknowledged, then lost. */
+  loseRecords: number;
+  /** Ledger fault: the next payment record is booked with its amount changed by this much. */
+  alterAmountMinor: number;
+  /** Ledger fault: the next N offline approvals are acknowledged approved, booked declined. */
+  declineAfterOffline: number;
+  /** Ledger fault: the next N void records are acknowledged but not applied. */
+  ignoreVoids: number;
+  /** Ledger fault: a charge of this many minor units appears at the next batch report. */
+  phantomChargeMinor: number;
 }
 
-const NO_FAULTS: CloudFaults = {
+const NO_TRANSPORT_FAULTS = {
   dropAcks: false,
   ackDelayMs: 0,
   duplicateAcks: false,
@@ -135,66 +126,9 @@ const NO_FAULTS: CloudFaults = {
   reorderFlushMs: 100,
   dropAuthResponses: false,
   authResponseDelayMs: 0,
-  declineCode: undefined,
 };
-
-/** What the cloud core knows about one idempotency key. */
-export interface CloudRecordEntry {
-  key: string;
-  deviceId: string;
-  type: 'payment' | 'void';
-  seq: number | undefined;
-  paymentId: string;
-  amountMinor: number;
-  currency: string;
-  /** The effect applied once: accepted (with outcome for payments) or rejected. */
-  status: 'accepted' | 'rejected';
-  outcome?: 'approved' | 'declined';
-  authCode?: string;
-  declineCode?: string;
-  code?: string;
-  /**
-   * A void record undid this key: whatever was approved under it is not charged (the store
-   * canceled it, or declined it locally after an ambiguous authorization timeout).
-   */
-  voided?: boolean;
-  /** How many times the key arrived (records and auth requests; resends included). */
-  count: number;
-  /** Epoch ms of the first arrival. */
-  firstSeenAt: number;
-  /** Epoch ms of the last arrival. */
-  lastSeenAt: number;
-}
-
-/** Counters of the cloud core. */
-export interface CloudCoreCounters {
-  /** Verified record batches received. */
-  batches: number;
-  /** Records received (resends included). */
-  records: number;
-  /** Keys applied for the first time. */
-  accepted: number;
-  /** Records answered `duplicate`. */
-  duplicates: number;
-  /** Records answered `rejected`. */
-  rejected: number;
-  approved: number;
-  declined: number;
-  /** Ack messages published (duplicates included). */
-  acksSent: number;
-  /** Ack messages dropped by the fault switch. */
-  acksDropped: number;
-  /** Ack publishes that failed (not connected). */
-  acksFailed: number;
-  /** Payloads refused (bad envelope, signature, unknown key, schema). */
-  refused: number;
-  /** New keys that arrived with a lower seq than one already seen from the device. */
-  outOfOrder: number;
-  /** Authorization requests received. */
-  authRequests: number;
-  /** Authorization responses published. */
-  authResponses: number;
-}
+type TransportFaults = Omit<CloudFaults, keyof LedgerFaults>;
+const LEDGER_FAULT_KEYS = Object.keys(NO_LEDGER_FAULTS) as (keyof LedgerFaults)[];
 
 /** Options of {@link CloudCore.start}. */
 export interface CloudCoreOptions {
@@ -257,49 +191,32 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
   readonly prefix: string;
   #session: MqttSession;
   #signer: EnvelopeSigner;
-  #openSealed: ((sealedBase64: string) => OpenedCard) | undefined;
-  #rules: DecisionRules;
   #clock: Clock;
   #log: SyncLogger;
   #devices = new Map<string, Map<string, Uint8Array>>();
-  // The ledger (issue 10): in a SQLite file when `ledgerFile` is given, so dedupe survives a
-  // restart; every in-place change of an entry is followed by a set() that writes it through.
-  #ledger: CloudLedger<CloudRecordEntry, AckResult>;
-  #records: DurableMap<CloudRecordEntry>;
-  #voids: DurableMap<AckResult>;
-  #lastSeq = new Map<string, number>();
+  // The ledger logic (cloud-book.ts); its ledger is in a SQLite file when `ledgerFile` is given.
+  #book: CloudBook;
   #status = new Map<string, Status>();
-  #faults: CloudFaults = { ...NO_FAULTS };
+  #faults: TransportFaults = { ...NO_TRANSPORT_FAULTS };
   #held = new Map<string, { acks: HeldAck[]; timer: TimerHandle | undefined }>();
   #timers = new Set<TimerHandle>();
-  #counters: CloudCoreCounters = {
-    batches: 0,
-    records: 0,
-    accepted: 0,
-    duplicates: 0,
-    rejected: 0,
-    approved: 0,
-    declined: 0,
-    acksSent: 0,
-    acksDropped: 0,
-    acksFailed: 0,
-    refused: 0,
-    outOfOrder: 0,
-    authRequests: 0,
-    authResponses: 0,
-  };
+  get #counters(): CloudCoreCounters {
+    return this.#book.counters;
+  }
 
   private constructor(options: CloudCoreOptions) {
     super();
     this.prefix = options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;
     this.#signer = { ...options.signer, kid: signerKeyId(options.signer) };
-    this.#openSealed = options.openSealed;
-    this.#rules = { ...DEFAULT_DECISION_RULES, ...options.rules };
     this.#clock = options.clock ?? systemClock;
     this.#log = options.logger ?? silent;
-    this.#ledger = new CloudLedger(options.ledgerFile);
-    this.#records = this.#ledger.entries;
-    this.#voids = this.#ledger.voids;
+    this.#book = new CloudBook({
+      openSealed: options.openSealed,
+      rules: options.rules,
+      clock: this.#clock,
+      logger: this.#log,
+      ledgerFile: options.ledgerFile,
+    });
     this.#session = new MqttSession({
       url: options.brokerUrl,
       ...(options.brokerUrls === undefined ? {} : { urls: options.brokerUrls }),
@@ -373,28 +290,50 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
 
   /** Changes fault switches (others keep their values); `setFaults({})` after `clearFaults()` resets. */
   setFaults(faults: Partial<CloudFaults>): void {
-    this.#faults = { ...this.#faults, ...faults };
+    const ledger: Partial<LedgerFaults> = {};
+    const transport: Partial<TransportFaults> = {};
+    for (const [name, value] of Object.entries(faults)) {
+      if ((LEDGER_FAULT_KEYS as string[]).includes(name)) {
+        (ledger as Record<string, unknown>)[name] = value;
+      } else (transport as Record<string, unknown>)[name] = value;
+    }
+    this.#book.setFaults(ledger);
+    this.#faults = { ...this.#faults, ...transport };
   }
 
   /** Turns every fault off and flushes held (reordered) acks. */
   clearFaults(): void {
-    this.#faults = { ...NO_FAULTS };
+    this.#faults = { ...NO_TRANSPORT_FAULTS };
+    this.#book.setFaults({ ...NO_LEDGER_FAULTS });
     for (const deviceId of this.#held.keys()) this.#flushHeld(deviceId);
   }
 
   /** The current fault switches (a copy). */
   get faults(): CloudFaults {
-    return { ...this.#faults };
+    return { ...this.#faults, ...this.#book.faults };
+  }
+
+  /** The ledger logic under this shell (cloud-book.ts). */
+  get book(): CloudBook {
+    return this.#book;
   }
 
   /** Every idempotency key seen, with its single effect and how often it arrived. */
   records(): ReadonlyMap<string, CloudRecordEntry> {
-    return this.#records.asReadonlyMap();
+    return this.#book.records();
   }
 
   /** The idempotency keys seen, in first-arrival order. */
   keys(): string[] {
-    return [...this.#records.keys()];
+    return this.#book.keys();
+  }
+
+  /**
+   * Keys that would be charged: approved and not voided. "Never two charges per key" holds by
+   * construction (one entry per key); this is what a test compares with the store's view.
+   */
+  charges(): string[] {
+    return this.#book.charges();
   }
 
   /** Counters (a copy). */
@@ -448,7 +387,7 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     }
     this.#held.clear();
     await this.#session.end();
-    this.#ledger.close();
+    this.#book.close();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -500,7 +439,7 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     }
     this.#counters.batches += 1;
     const results: AckResult[] = [];
-    for (const record of batch.records) results.push(this.#applyRecord(deviceId, record));
+    for (const record of batch.records) results.push(this.#book.applyRecord(deviceId, record));
     this.emit('batch', { deviceId, batch: batch.batch, results });
     this.#sendAcks(deviceId, { batch: batch.batch, results });
   }
@@ -530,226 +469,10 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     }
   }
 
-  /**
-   * Keys that would be charged: approved and not voided. "Never two charges per key" holds by
-   * construction (one entry per key); this is what a test compares with the store's view.
-   */
-  charges(): string[] {
-    return [...this.#records.values()]
-      .filter((e) => e.outcome === 'approved' && e.voided !== true)
-      .map((e) => e.key);
-  }
-
-  /**
-   * A void record: the payment under `record.key` (or, for a void with its own key, the payment
-   * with the same device and payment id) is marked voided. Answered `accepted` with the
-   * ORIGINAL outcome, so the agent can record what the cloud had done; a void for a key the cloud
-   * never saw leaves a voided entry under that key, so a late authorization with it can never be
-   * approved.
-   */
-  #applyVoid(deviceId: string, record: OutboxRecord): AckResult {
-    const now = this.#clock.now();
-    const known = this.#voids.get(record.key);
-    if (known !== undefined) {
-      this.#counters.duplicates += 1;
-      return { ...known, status: 'duplicate' };
-    }
-    let target = this.#records.get(record.key);
-    if (target === undefined) {
-      target = [...this.#records.values()].find(
-        (e) => e.deviceId === deviceId && e.paymentId === record.payment.id && e.type === 'payment',
-      );
-    }
-    if (target === undefined) {
-      target = {
-        key: record.key,
-        deviceId,
-        type: 'void',
-        seq: record.seq,
-        paymentId: record.payment.id,
-        amountMinor: record.payment.amountMinor,
-        currency: record.payment.currency,
-        status: 'accepted',
-        count: 0,
-        firstSeenAt: now,
-        lastSeenAt: now,
-      };
-      this.#records.set(record.key, target);
-    }
-    target.voided = true;
-    target.lastSeenAt = now;
-    this.#records.set(target.key, target);
-    this.#counters.accepted += 1;
-    const result: AckResult = { key: record.key, status: 'accepted' };
-    if (target.outcome !== undefined) result.outcome = target.outcome;
-    if (target.authCode !== undefined) result.authCode = target.authCode;
-    if (target.declineCode !== undefined) result.declineCode = target.declineCode;
-    this.#voids.set(record.key, result);
-    this.#log.info(
-      { deviceId, idempotencyKey: record.key, voided: target.key, outcome: target.outcome },
-      'cloud core voided a payment',
-    );
-    return result;
-  }
-
-  #applyRecord(deviceId: string, record: OutboxRecord): AckResult {
-    this.#counters.records += 1;
-    if (record.type === 'void') return this.#applyVoid(deviceId, record);
-    const now = this.#clock.now();
-    const known = this.#records.get(record.key);
-    if (known !== undefined) {
-      known.count += 1;
-      known.lastSeenAt = now;
-      if (known.seq === undefined) known.seq = record.seq;
-      this.#records.set(known.key, known);
-      this.#counters.duplicates += 1;
-      return this.#resultOf(known, 'duplicate');
-    }
-    const lastSeq = this.#lastSeq.get(deviceId) ?? 0;
-    if (record.seq <= lastSeq) this.#counters.outOfOrder += 1;
-    else this.#lastSeq.set(deviceId, record.seq);
-    const entry = this.#newEntry(deviceId, record, now);
-    if (entry.status === 'accepted') this.#counters.accepted += 1;
-    else this.#counters.rejected += 1;
-    return this.#resultOf(entry, entry.status);
-  }
-
-  #newEntry(
-    deviceId: string,
-    record: Pick<OutboxRecord, 'key' | 'payment' | 'card' | 'sealed'> & {
-      type?: 'payment' | 'void';
-      seq?: number;
-    },
-    now: number,
-  ): CloudRecordEntry {
-    const entry: CloudRecordEntry = {
-      key: record.key,
-      deviceId,
-      type: record.type ?? 'payment',
-      seq: record.seq,
-      paymentId: record.payment.id,
-      amountMinor: record.payment.amountMinor,
-      currency: record.payment.currency,
-      status: 'accepted',
-      count: 1,
-      firstSeenAt: now,
-      lastSeenAt: now,
-    };
-    if (entry.type === 'payment') {
-      const decision = this.#decide(record);
-      if ('rejected' in decision) {
-        entry.status = 'rejected';
-        entry.code = decision.rejected;
-      } else {
-        entry.outcome = decision.outcome;
-        if (decision.outcome === 'approved') {
-          entry.authCode = decision.authCode;
-          this.#counters.approved += 1;
-        } else {
-          entry.declineCode = decision.declineCode;
-          this.#counters.declined += 1;
-        }
-      }
-    }
-    this.#records.set(record.key, entry);
-    this.#log.info(
-      {
-        deviceId,
-        idempotencyKey: entry.key,
-        paymentId: entry.paymentId,
-        status: entry.status,
-        outcome: entry.outcome,
-        declineCode: entry.declineCode,
-      },
-      'cloud core applied a record',
-    );
-    return entry;
-  }
-
-  #resultOf(entry: CloudRecordEntry, status: AckResult['status']): AckResult {
-    const result: AckResult = { key: entry.key, status };
-    if (entry.status === 'rejected') {
-      result.status = 'rejected';
-      result.code = entry.code ?? 'rejected';
-      result.reason = 'sealed card data could not be opened with the vault key';
-    }
-    if (entry.outcome !== undefined) result.outcome = entry.outcome;
-    if (entry.authCode !== undefined) result.authCode = entry.authCode;
-    if (entry.declineCode !== undefined) result.declineCode = entry.declineCode;
-    return result;
-  }
-
-  /** Approve or decline; the PAN lives only in this function's scope. */
-  #decide(
-    record: Pick<OutboxRecord, 'key' | 'payment' | 'card' | 'sealed'>,
-  ):
-    | { outcome: 'approved'; authCode: string }
-    | { outcome: 'declined'; declineCode: string }
-    | { rejected: string } {
-    let panDecline: string | undefined;
-    if (record.sealed !== undefined && this.#openSealed !== undefined) {
-      let opened: OpenedCard;
-      try {
-        opened = this.#openSealed(record.sealed);
-      } catch {
-        return { rejected: 'sealed_unreadable' };
-      }
-      panDecline = this.#rules.declinedPans.get(opened.panDigits);
-    } else {
-      for (const [pan, code] of this.#rules.declinedPans) {
-        if (pan.startsWith(record.card.first6) && pan.endsWith(record.card.last4)) {
-          panDecline = code;
-          break;
-        }
-      }
-    }
-    if (panDecline !== undefined) return { outcome: 'declined', declineCode: panDecline };
-    const forced = this.#faults.declineCode;
-    if (forced !== undefined) return { outcome: 'declined', declineCode: forced };
-    for (const rule of this.#rules.amountRules) {
-      if (rule.matches(record.payment.amountMinor, record.payment.currency)) {
-        return { outcome: 'declined', declineCode: rule.declineCode };
-      }
-    }
-    const authCode = createHash('sha256')
-      .update(record.key)
-      .digest('hex')
-      .slice(0, 6)
-      .toUpperCase();
-    return { outcome: 'approved', authCode };
-  }
-
   #handleAuth(deviceId: string, payload: Buffer): void {
-    const request: AuthRequest = openEnvelope(
-      payload,
-      { keys: this.#keysFor(deviceId) },
-      AuthRequestSchema,
-    );
-    this.#counters.authRequests += 1;
-    const now = this.#clock.now();
-    let entry = this.#records.get(request.key);
-    if (entry?.voided === true && entry.outcome === undefined) {
-      // A void arrived first (the agent gave up on this key): never approve it now.
-      entry.outcome = 'declined';
-      entry.declineCode = 'voided';
-    }
-    if (entry === undefined) {
-      entry = this.#newEntry(deviceId, { ...request, type: 'payment' }, now);
-      if (entry.status === 'accepted') this.#counters.accepted += 1;
-      else this.#counters.rejected += 1;
-    } else {
-      entry.count += 1;
-      entry.lastSeenAt = now;
-      this.#records.set(entry.key, entry);
-    }
+    const request = openEnvelope(payload, { keys: this.#keysFor(deviceId) }, AuthRequestSchema);
+    const response = this.#book.authorize(deviceId, request);
     if (this.#faults.dropAuthResponses) return;
-    const response: AuthResponse = {
-      key: entry.key,
-      outcome: entry.outcome ?? 'declined',
-    };
-    if (entry.authCode !== undefined) response.authCode = entry.authCode;
-    if (entry.declineCode !== undefined) response.declineCode = entry.declineCode;
-    else if (entry.outcome === undefined) response.declineCode = '96'; // system malfunction
     const send = (): void => {
       this.#session
         .publish(

@@ -6,6 +6,7 @@
  * ```
  * entries(key TEXT PRIMARY KEY, entry TEXT)   one CloudRecordEntry as JSON per key
  * voids  (key TEXT PRIMARY KEY, result TEXT)  the answer given to a void record, as JSON
+ * batches(key TEXT PRIMARY KEY, answer TEXT)  the answer given to a batch record (issue 17)
  * ```
  * Every change is written through at once with `synchronous=FULL` (before the cloud core
  * answers), as a real cloud's ledger commits before it acknowledges. Without a file the ledger
@@ -72,13 +73,15 @@ export class DurableMap<V> {
 }
 
 /**
- * The two tables of the cloud core's ledger.
+ * The tables of the cloud core's ledger.
  *
- * @typeParam E — the entry type (CloudRecordEntry); R — the void answer type (AckResult).
+ * @typeParam E — the entry type (CloudRecordEntry); R — the void answer type (AckResult);
+ *   B — the batch answer type (issue 17).
  */
-export class CloudLedger<E, R> {
+export class CloudLedger<E, R, B = unknown> {
   readonly entries: DurableMap<E>;
   readonly voids: DurableMap<R>;
+  readonly batches: DurableMap<B>;
   #db: Database.Database | undefined;
 
   /**
@@ -90,6 +93,7 @@ export class CloudLedger<E, R> {
     if (file === undefined) {
       this.entries = new DurableMap<E>([], undefined);
       this.voids = new DurableMap<R>([], undefined);
+      this.batches = new DurableMap<B>([], undefined);
       return;
     }
     const db = new Database(file);
@@ -97,9 +101,13 @@ export class CloudLedger<E, R> {
     db.pragma('synchronous = FULL');
     db.exec(
       'CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, entry TEXT NOT NULL) STRICT;' +
-        'CREATE TABLE IF NOT EXISTS voids (key TEXT PRIMARY KEY, result TEXT NOT NULL) STRICT;',
+        'CREATE TABLE IF NOT EXISTS voids (key TEXT PRIMARY KEY, result TEXT NOT NULL) STRICT;' +
+        'CREATE TABLE IF NOT EXISTS batches (key TEXT PRIMARY KEY, answer TEXT NOT NULL) STRICT;',
     );
-    const rows = (table: 'entries' | 'voids', column: string): Array<[string, string]> =>
+    const rows = (
+      table: 'entries' | 'voids' | 'batches',
+      column: string,
+    ): Array<[string, string]> =>
       (
         db.prepare(`SELECT key, ${column} AS json FROM ${table}`).all() as Array<{
           key: string;
@@ -112,7 +120,11 @@ export class CloudLedger<E, R> {
     const putVoid = db.prepare(
       'INSERT INTO voids (key, result) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET result = excluded.result',
     );
+    const putBatch = db.prepare(
+      'INSERT INTO batches (key, answer) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET answer = excluded.answer',
+    );
     this.entries = new DurableMap<E>(rows('entries', 'entry'), (k, j) => void putEntry.run(k, j));
+    this.batches = new DurableMap<B>(rows('batches', 'answer'), (k, j) => void putBatch.run(k, j));
     this.voids = new DurableMap<R>(rows('voids', 'result'), (k, j) => void putVoid.run(k, j));
     this.#db = db;
   }

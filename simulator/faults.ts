@@ -189,6 +189,31 @@ export const CLOUD_FAULTS: { readonly [K in keyof CloudFaults]: FaultEntry<Parti
         return { declineCode: code };
       },
     },
+    loseRecords: {
+      usage: 'lose-record[:N]',
+      help: 'the ledger loses the next N payment records (default 1) after acknowledging them: missing_at_cloud at the batch close',
+      parse: (arg) => ({ loseRecords: count('lose-record', arg, 1) }),
+    },
+    alterAmountMinor: {
+      usage: 'alter-amount[:MINOR]',
+      help: 'the next payment record is booked with its amount raised by MINOR minor units (default 100): amount_differs',
+      parse: (arg) => ({ alterAmountMinor: count('alter-amount', arg, 100) }),
+    },
+    declineAfterOffline: {
+      usage: 'decline-after-offline[:N]',
+      help: 'the next N offline approvals (default 1) are acknowledged approved, then booked declined: state_differs',
+      parse: (arg) => ({ declineAfterOffline: count('decline-after-offline', arg, 1) }),
+    },
+    ignoreVoids: {
+      usage: 'ignore-void[:N]',
+      help: 'the next N void records (default 1) are acknowledged but not applied: charged_declined_here',
+      parse: (arg) => ({ ignoreVoids: count('ignore-void', arg, 1) }),
+    },
+    phantomChargeMinor: {
+      usage: 'phantom-charge[:MINOR]',
+      help: 'a charge of MINOR minor units (default 1000) the terminal never made appears at its next batch report: missing_here',
+      parse: (arg) => ({ phantomChargeMinor: count('phantom-charge', arg, 1000) }),
+    },
   };
 
 function split(spec: string): { name: string; arg: string | undefined } {

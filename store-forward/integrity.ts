@@ -68,9 +68,19 @@ interface Walk {
 /** Chain and projection checks over a {@link StoreKernel}. Obtain from `PaymentStore.integrity`. */
 export class StoreIntegrity {
   readonly #k: StoreKernel;
+  readonly #extra: ReadonlyArray<() => string[]>;
 
-  constructor(kernel: StoreKernel) {
+  /**
+   * @param extraChecks — further projection checks run with the payments' (issue 17: the batch
+   *   projection of batches.ts); each returns problem sentences ending in `(POS221)`.
+   */
+  constructor(kernel: StoreKernel, extraChecks: ReadonlyArray<() => string[]> = []) {
     this.#k = kernel;
+    this.#extra = extraChecks;
+  }
+
+  #extraProblems(problems: Problems): void {
+    for (const check of this.#extra) for (const problem of check()) problems.add(problem);
   }
 
   /**
@@ -101,6 +111,7 @@ export class StoreIntegrity {
     while (!this.#projectionPage(state)) {
       // next page
     }
+    this.#extraProblems(state.problems);
     return projectionReport(state.payments, state.problems);
   }
 
@@ -129,6 +140,7 @@ export class StoreIntegrity {
       const problem = this.#k.read(() => this.#checkPayment(row));
       if (problem !== undefined) problems.add(`${problem} (POS221)`);
     }
+    this.#extraProblems(problems);
     return {
       chain: report,
       projection: projectionReport(payments, problems),
@@ -155,6 +167,7 @@ export class StoreIntegrity {
           return { done: false };
         }
         if (!this.#projectionPage(projection)) return { done: false };
+        this.#extraProblems(projection.problems);
         const chain = finished as { report: ChainReport; head: StartupCheck['head'] };
         return {
           done: true,

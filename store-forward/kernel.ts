@@ -177,6 +177,40 @@ export class StoreKernel {
     return seq;
   }
 
+  /**
+   * Appends one hash-chained batch event (issue 17, migration 5) inside the caller's transaction:
+   * the batch id takes the place of the payment id in the hash. The batch rows are the caller's
+   * to update (store-forward/batches.ts folds the event the same way the check does).
+   *
+   * @returns the event's seq and hash.
+   */
+  appendBatchEvent(
+    batchId: string,
+    type: string,
+    at: string,
+    data: Record<string, unknown>,
+  ): { seq: number; hash: Buffer } {
+    const dataText = canonicalJson(data);
+    const { seq, prevHash } = this.#nextLink();
+    const hash = eventHash(prevHash, { seq, paymentId: batchId, type, at, data: dataText });
+    this.stmts.insertBatchEvent.run({
+      seq,
+      batch_id: batchId,
+      type,
+      at,
+      data: dataText,
+      prev_hash: prevHash,
+      hash,
+    });
+    return { seq, hash };
+  }
+
+  /** The chain head: seq and hash (seq 0 and the genesis hash before the first event). */
+  head(): { seq: number; hash: Buffer } {
+    const head = this.stmts.chainHead.get() as { seq: number; hash: Buffer } | undefined;
+    return { seq: head?.seq ?? 0, hash: head?.hash ?? GENESIS_HASH };
+  }
+
   /** The seq of the newest event (0 before the first). */
   headSeq(): number {
     const head = this.stmts.chainHead.get() as { seq: number } | undefined;

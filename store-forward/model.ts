@@ -343,3 +343,90 @@ export interface PurgeReport {
 
 /** Result of `checkProjection()`: problems are sentences ending in `(POS221)`. */
 export type ProjectionReport = { ok: true; payments: number } | { ok: false; problems: string[] };
+
+/**
+ * A payment's state as reconciliation counts it (issue 17, docs/reconciliation.md), from its
+ * `state` and `approval`:
+ * `approved_online` (approved by the cloud while the customer waited), `approved_offline`
+ * (approved by the offline policy and acknowledged: `approved`/`confirmed` with approval
+ * `offline`), `pending_forward` (stored or forwarded, not yet acknowledged), `declined`,
+ * `reversed` (an offline approval the issuer declined), `voided` (canceled after an approval), and
+ * `not_completed` (canceled before an approval, failed, or still in progress).
+ */
+export const RECON_STATES = [
+  'approved_online',
+  'approved_offline',
+  'pending_forward',
+  'declined',
+  'reversed',
+  'voided',
+  'not_completed',
+] as const;
+/** One of {@link RECON_STATES}. */
+export type ReconState = (typeof RECON_STATES)[number];
+
+/** A count and a sum of integer minor units (of one currency). */
+export interface Amounts {
+  count: number;
+  /** Integer minor units. */
+  amountMinor: number;
+}
+
+/**
+ * The totals of a batch (issue 17): `count` payments in all; `byCurrency` the charged payments
+ * (approved online, approved offline, pending forward) per ISO 4217 currency; `byBrand` the same
+ * per card brand and currency; `byState` every payment per state and currency. The agent's states
+ * are {@link RECON_STATES}; the cloud's answer uses `charged`, `declined`, `voided`.
+ */
+export interface BatchTotals {
+  count: number;
+  byCurrency: Record<string, Amounts>;
+  byBrand: Record<string, Record<string, Amounts>>;
+  byState: Record<string, Record<string, Amounts>>;
+}
+
+/** One payment of a batch report: what the cloud compares by idempotency key. */
+export interface BatchReportLine {
+  key: string;
+  /** Integer minor units of `currency`. */
+  amountMinor: number;
+  currency: string;
+  brand?: CardBrand;
+  state: ReconState;
+}
+
+/**
+ * A batch record for the cloud (architecture.md §5 `up/records`, issue 17): the report of a batch
+ * at its close (`kind: close`) or between closes (`kind: check`, the drift check), in the outbox's
+ * `seq` order. The cloud answers in the ack result with its own totals for the same batch.
+ */
+export interface BatchReportRecord {
+  /** `<batch id>.close.<n>` or `<batch id>.check.<n>`; the cloud dedupes by it. */
+  key: string;
+  seq: number;
+  type: 'batch';
+  /** ISO 8601 UTC. */
+  at: string;
+  batch: {
+    id: string;
+    kind: 'close' | 'check';
+    terminal: string;
+    openedAt: string;
+    closedAt?: string;
+    /** The report is as of this instant (the close, or the check). */
+    asOf: string;
+    /** First event seq of the batch's payments; null for an empty batch. */
+    firstEventSeq: number | null;
+    /** The chain head seq when the report was made. */
+    lastEventSeq: number;
+    /** The chain head hash then, unpadded base64url (43 characters). */
+    chainHead: string;
+    totals: BatchTotals;
+    payments: BatchReportLine[];
+  };
+  /** Hash of the batch's close event (or the chain head of a check), unpadded base64url. */
+  chain: string;
+}
+
+/** What the outbox hands the sync worker: payment and void records, and batch records. */
+export type UplinkRecord = OutboxRecord | BatchReportRecord;

@@ -33,6 +33,7 @@ import {
   type OutboxState,
   type Payment,
   type QueueStats,
+  type UplinkRecord,
 } from './model.js';
 import { applyEvent } from './projection.js';
 import {
@@ -65,10 +66,31 @@ export interface DeadRecord {
   updatedAt: string;
 }
 
+/**
+ * Another kind of record in the outbox's `seq` space (issue 17: the batch records of
+ * store-forward/batches.ts), sent by the sync worker with the payment records, in one order, and
+ * acknowledged through the same {@link SqliteOutbox.applyAcks}. Every method runs inside the
+ * outbox's read or write transaction.
+ */
+export interface RecordKind {
+  /** Up to `limit` of its pending records with `seq > afterSeq`, in `seq` order, wire-shaped. */
+  pending(limit: number, afterSeq: number): UplinkRecord[];
+  /** How many of its records are still to deliver (for the queue depth). */
+  depth(): number;
+  /**
+   * Inside the ack transaction, before the payment results: takes the results whose keys are its
+   * own pending records and returns what it did with each, by index into `results`.
+   */
+  applyAcks(results: readonly AckResult[], at: string): Map<number, AppliedAck>;
+  /** Inside the ack transaction, after every result of the set was applied. */
+  afterAcks(at: string): void;
+}
+
 /** The SQLite outbox; see the file comment. Obtain it from `PaymentStore.outbox`. */
 export class SqliteOutbox {
   readonly #k: StoreKernel;
   #sealedDeleted = false;
+  readonly #kinds: RecordKind[] = [];
 
   /**
    * True: every record this outbox hands out was checked against the wire rules when it was
@@ -79,6 +101,11 @@ export class SqliteOutbox {
 
   constructor(kernel: StoreKernel) {
     this.#k = kernel;
+  }
+
+  /** Adds another kind of record to the outbox (issue 17: batch records). */
+  addKind(kind: RecordKind): void {
+    this.#kinds.push(kind);
   }
 
   /**
@@ -114,9 +141,17 @@ export class SqliteOutbox {
    * @param afterSeq — integer ≥ 0; default 0 (from the oldest pending record).
    * @throws AgentError POS213 limit or afterSeq out of range.
    */
-  nextPending(limit: number, afterSeq = 0): OutboxRecord[] {
+  nextPending(limit: number, afterSeq = 0): UplinkRecord[] {
     checkInteger('limit', limit, 1, 10_000);
     checkInteger('afterSeq', afterSeq, 0, Number.MAX_SAFE_INTEGER);
+    const records: UplinkRecord[] = this.#nextPaymentRecords(limit, afterSeq);
+    if (this.#kinds.length === 0) return records;
+    const others = this.#k.read(() => this.#kinds.flatMap((k) => k.pending(limit, afterSeq)));
+    if (others.length === 0) return records;
+    return [...records, ...others].sort((a, b) => a.seq - b.seq).slice(0, limit);
+  }
+
+  #nextPaymentRecords(limit: number, afterSeq: number): OutboxRecord[] {
     // Each round dead-letters at least one pending record, so the loop ends.
     for (;;) {
       const rows = this.#k.read(() =>
@@ -235,8 +270,9 @@ export class SqliteOutbox {
         counts[row.state] = row.n;
       }
       const oldest = this.#k.stmts.oldestQueued.get() as { at: string | null };
+      const others = this.#kinds.reduce((n, kind) => n + kind.depth(), 0);
       return {
-        depth: counts.pending + counts.in_flight,
+        depth: counts.pending + counts.in_flight + others,
         pending: counts.pending,
         inFlight: counts.in_flight,
         dead: counts.dead,
@@ -291,9 +327,19 @@ export class SqliteOutbox {
     // written at once and the acceptances go into the ack event at the end; the fold does not
     // depend on that order (dead_lettered leaves the state as it is).
     const keyState = new Map<string, OutboxState>();
+    // Results for the other record kinds' records (batch records, issue 17) are theirs.
+    const own = new Map<number, AppliedAck>();
+    for (const kind of this.#kinds) {
+      for (const [index, applied] of kind.applyAcks(results, at)) own.set(index, applied);
+    }
     for (let index = 0; index < results.length; index++) {
       const result = results[index] as AckResult;
       const key = typeof result?.key === 'string' ? result.key : String(result?.key);
+      const taken = own.get(index);
+      if (taken !== undefined) {
+        out[index] = taken;
+        continue;
+      }
       const problem = ackProblem(result);
       if (problem !== undefined) {
         out[index] = { key, action: 'invalid', detail: problem };
@@ -363,6 +409,7 @@ export class SqliteOutbox {
       const rows = [...changed].map((id) => toRow(payments.get(id) as Payment));
       k.stmts.applyPaymentRows.run({ a: JSON.stringify(rows) });
     }
+    for (const kind of this.#kinds) kind.afterAcks(at);
     return out;
   }
 

@@ -20,6 +20,7 @@
 import { v7 as uuidv7 } from 'uuid';
 import { isAgentError, type AgentError } from '../common/agent-error.js';
 import { isoAt, systemClock, type Clock } from '../common/clock.js';
+import { BatchBook } from './batches.js';
 import { openDatabase } from './database.js';
 import { storeError } from './errors.js';
 import { ackEntriesFor, StoreIntegrity } from './integrity.js';
@@ -33,13 +34,13 @@ import {
   type ChainReport,
   type NewPayment,
   type OfflineMode,
-  type OutboxRecord,
   type Payment,
   type PaymentState,
   type ProjectionReport,
   type PurgeReport,
   type QueueStats,
   type StoredEvent,
+  type UplinkRecord,
 } from './model.js';
 import {
   decideOffline,
@@ -75,6 +76,10 @@ export type {
   QueueStats,
   SredData,
   StoredEvent,
+  UplinkRecord,
+  BatchReportRecord,
+  BatchTotals,
+  ReconState,
 } from './model.js';
 
 /** Result of {@link PaymentStore.recoverInterrupted}. */
@@ -147,6 +152,8 @@ export class PaymentStore {
   readonly outbox: SqliteOutbox;
   /** Chain, projection, checkpoints and quick_check (integrity.ts). */
   readonly integrity: StoreIntegrity;
+  /** Terminal batches, their close, the match with the cloud and exceptions (batches.ts). */
+  readonly batches: BatchBook;
   /** Path of the database file. */
   readonly path: string;
 
@@ -155,7 +162,9 @@ export class PaymentStore {
     this.path = kernel.path;
     this.#deadlineMs = deadlineMs;
     this.outbox = new SqliteOutbox(kernel);
-    this.integrity = new StoreIntegrity(kernel);
+    this.batches = new BatchBook(kernel, this.outbox);
+    this.outbox.addKind(this.batches);
+    this.integrity = new StoreIntegrity(kernel, [() => this.batches.checkProjection()]);
   }
 
   /**
@@ -710,7 +719,7 @@ export class PaymentStore {
   }
 
   /** See {@link SqliteOutbox.nextPending}. */
-  nextPending(limit: number, afterSeq = 0): OutboxRecord[] {
+  nextPending(limit: number, afterSeq = 0): UplinkRecord[] {
     return this.outbox.nextPending(limit, afterSeq);
   }
 

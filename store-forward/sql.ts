@@ -53,18 +53,21 @@ export const SQL = {
   eventsOfPayment: 'SELECT * FROM events WHERE payment_id = ? ORDER BY seq',
   eventsOfPaymentRange:
     'SELECT * FROM events WHERE payment_id >= ? AND payment_id <= ? ORDER BY payment_id, seq',
-  // Stored events and the links of purged ones (migration 3), one chain in seq order.
-  // Payment events, ack events (payment_id '') and the links of purged events: one chain in seq
+  // Payment events, ack events (payment_id ''), batch events (payment_id = the batch id,
+  // migration 5) and the links of purged events: one chain in seq
   // order, from a checkpoint on (seq > ?), a page at a time (LIMIT ?).
   chainFrom: `SELECT * FROM (
       SELECT seq, payment_id, type, at, data, prev_hash, hash FROM events WHERE seq > @a
       UNION ALL SELECT seq, '', '${ACK_EVENT_TYPE}', at, data, prev_hash, hash FROM ack_events WHERE seq > @a
+      UNION ALL SELECT seq, batch_id, type, at, data, prev_hash, hash FROM batch_events WHERE seq > @a
       UNION ALL SELECT seq, payment_id, NULL, NULL, NULL, prev_hash, hash FROM purged_events WHERE seq > @a)
     ORDER BY seq LIMIT @b`,
   lastCheckpoint:
     'SELECT seq, hash, events, verified_at FROM chain_checkpoints ORDER BY seq DESC LIMIT 1',
   insertCheckpoint: `INSERT OR IGNORE INTO chain_checkpoints (seq, hash, events, verified_at)
     VALUES (@seq, @hash, @events, @verified_at)`,
+  insertBatchEvent: `INSERT INTO batch_events (seq, batch_id, type, at, data, prev_hash, hash)
+    VALUES (@seq, @batch_id, @type, @at, @data, @prev_hash, @hash)`,
   insertAckEvent: `INSERT INTO ack_events (seq, at, data, prev_hash, hash)
     VALUES (@seq, @at, @data, @prev_hash, @hash)`,
   // One statement for the whole set: the members of an ack event (a JSON array of payment ids).
@@ -80,8 +83,10 @@ export const SQL = {
   paymentsChangedAfter: `SELECT DISTINCT payment_id AS id FROM events WHERE seq > @a
     UNION SELECT payment_id FROM ack_event_members WHERE event_seq > @a`,
   // Never below a purged record's seq: the cloud sees seq only grow.
+  // Batch records (migration 5) share the outbox's seq space: the cloud sees one order.
   nextOutboxSeq: `SELECT max(coalesce((SELECT max(seq) FROM outbox), 0),
-      coalesce((SELECT max(last_outbox_seq) FROM purged_payments), 0)) + 1 AS seq`,
+      coalesce((SELECT max(last_outbox_seq) FROM purged_payments), 0),
+      coalesce((SELECT max(seq) FROM batch_records), 0)) + 1 AS seq`,
   purgedByKey: 'SELECT id, purged_at FROM purged_payments WHERE idempotency_key = ?',
   settledBefore: `SELECT p.* FROM payments p
     WHERE p.state IN (${sqlStates(FINAL_STATES)})

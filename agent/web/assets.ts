@@ -40,6 +40,12 @@ export const PAGE_HTML = `<!doctype html>
       <dt>Stored offline</dt><dd id="queue-exposure">–</dd>
       <dt>Send before</dt><dd id="queue-deadline">–</dd>
     </dl>
+    <h2>Batch</h2>
+    <dl class="queue">
+      <dt>Open batch</dt><dd id="batch-open">–</dd>
+      <dt>Last close</dt><dd id="batch-last">–</dd>
+      <dt>Exceptions</dt><dd id="batch-exceptions">–</dd>
+    </dl>
   </section>
   <section class="panel recent">
     <h2>Last payments</h2>
@@ -187,6 +193,13 @@ export const APP_JS = `'use strict';
       : exposure.map(function (e) { return e.amount + ' (' + e.count + ')'; }).join(', ');
     var deadline = s.offline && s.offline.exposure.earliestDeadlineAt;
     $('queue-deadline').textContent = deadline ? new Date(deadline).toLocaleString() : '–';
+    var batch = s.batchText;
+    if (batch) {
+      $('batch-open').textContent = batch.count + ' payments' + (batch.open.length ? ': ' + batch.open.join(', ') : '');
+      $('batch-last').textContent = batch.lastClosed || 'none yet';
+      $('batch-exceptions').textContent = batch.openExceptions === 0 ? 'none'
+        : batch.openExceptions + ' open: pos-agent batch exceptions';
+    }
     var rows = $('recent');
     rows.replaceChildren();
     (s.recent || []).slice(0, 4).forEach(function (p) {

@@ -58,6 +58,11 @@ const CLOUD_SWITCHES = Object.keys({
   dropAuthResponses: 0,
   authResponseDelayMs: 0,
   declineCode: 0,
+  loseRecords: 0,
+  alterAmountMinor: 0,
+  declineAfterOffline: 0,
+  ignoreVoids: 0,
+  phantomChargeMinor: 0,
 } satisfies Record<keyof CloudFaults, 0>) as (keyof CloudFaults)[];
 
 describe('every simulator fault is reachable from the CLI', () => {

@@ -106,6 +106,10 @@ describe('migrations', () => {
     ).toEqual([
       'ack_event_members',
       'ack_events',
+      'batch_events',
+      'batch_exceptions',
+      'batch_records',
+      'batches',
       'chain_checkpoints',
       'chain_head',
       'events',

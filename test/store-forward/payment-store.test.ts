@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { isAgentError } from '../../common/agent-error.js';
 import { freshStore, newPayment, rawConnection, tokenFor } from './helpers.js';
+import type { OutboxRecord } from '../../store-forward/model.js';
 
 type Fixture = ReturnType<typeof freshStore>;
 let fx: Fixture | undefined;
@@ -159,7 +160,7 @@ describe('PaymentStore.createPayment', () => {
         sred: { ksnHex: 'ffff9876543210e00001', ciphertextHex: 'a1b2c3d4e5f60718' },
       }),
     );
-    const [record] = store.nextPending(10);
+    const [record] = store.nextPending(10) as OutboxRecord[];
     expect(record?.sred).toEqual({
       ksnHex: 'FFFF9876543210E00001',
       ciphertextHex: 'A1B2C3D4E5F60718',
@@ -173,7 +174,7 @@ describe('PaymentStore outbox', () => {
     const { store } = setup();
     const a = store.createPayment(newPayment('key-a')).payment;
     const b = store.createPayment(newPayment('key-b', { reference: undefined })).payment;
-    const records = store.nextPending(10);
+    const records = store.nextPending(10) as OutboxRecord[];
     expect(records.map((r) => r.key)).toEqual(['key-a', 'key-b']);
     expect(records.map((r) => r.seq)).toEqual([1, 2]);
     const [first, second] = records;
