@@ -7,6 +7,7 @@ import type { ErrorSpec } from '../common/agent-error.js';
 import { SYNC_ERRORS } from '../cloud-sync/errors.js';
 import { DRIVER_ERRORS } from '../drivers/errors.js';
 import { STORE_ERRORS } from '../store-forward/errors.js';
+import { RECONCILIATION_ERRORS } from '../store-forward/reconciliation-errors.js';
 import { AGENT_ERRORS } from './errors.js';
 
 /**
@@ -58,6 +59,13 @@ export const ERROR_SECTIONS: ReadonlyArray<{
     predicates: '`isConfigError`',
     codes: AGENT_ERRORS,
     prefix: 'POS5',
+  },
+  {
+    title: 'POS6xx — reconciliation',
+    file: 'store-forward/reconciliation-errors.ts',
+    predicates: '`isReconciliationError`',
+    codes: RECONCILIATION_ERRORS,
+    prefix: 'POS6',
   },
 ];
 

@@ -17,6 +17,7 @@ import {
 import { SYNC_ERRORS } from '../cloud-sync/errors.js';
 import { DRIVER_ERRORS } from '../drivers/errors.js';
 import { STORE_ERRORS } from '../store-forward/errors.js';
+import { RECONCILIATION_ERRORS } from '../store-forward/reconciliation-errors.js';
 
 /**
  * Code → {@link ErrorSpec} of the agent's own codes. Adding a code is one entry here; `status`
@@ -200,6 +201,7 @@ export const ERROR_TABLE: Readonly<Record<ErrorCode, ErrorSpec>> = {
   ...STORE_ERRORS,
   ...SYNC_ERRORS,
   ...AGENT_ERRORS,
+  ...RECONCILIATION_ERRORS,
 };
 
 /**
