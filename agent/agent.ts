@@ -10,7 +10,7 @@
  *    not stop the agent (payments answer POS430 meanwhile).
  * 4. local API — last, so the POS app only gets answers from a complete agent.
  */
-import { chmodSync, closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import { type Clock, type TimerHandle, systemClock } from '../common/clock.js';
 import { CardBoundary } from '../drivers/boundary/card-boundary.js';
 import { PinPad } from '../drivers/pinpad/pin-pad.js';
@@ -47,25 +47,7 @@ import {
 import type { AgentError } from '../common/agent-error.js';
 import { PaymentService } from './payment-service.js';
 import path from 'node:path';
-
-/**
- * The agent's version, from package.json, reported in status messages. The file is one folder
- * up from the sources and two from the build (`dist/agent/`).
- */
-export const AGENT_VERSION: string = (() => {
-  for (const relative of ['../package.json', '../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(relative, import.meta.url), 'utf8')) as {
-        name?: string;
-        version?: string;
-      };
-      if (pkg.name === 'pos-edge-agent' && pkg.version !== undefined) return pkg.version;
-    } catch {
-      // try the next candidate
-    }
-  }
-  return '0.0.0-unknown';
-})();
+import { AGENT_VERSION } from './version.js';
 
 /** A running agent. */
 export interface RunningAgent {
