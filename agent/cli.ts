@@ -185,7 +185,7 @@ program
   .option('--force', 'replace existing keys and config')
   .option('--non-interactive', 'never prompt, even on a TTY')
   .action(async (options: Record<string, string | boolean | number | undefined>) => {
-    const { runProvision } = await import('./commands/provision.js');
+    const { runProvision } = await import('./commands/provision-command.js');
     if (typeof options.dir !== 'string') {
       const { file } = resolveConfigPath(undefined);
       options.dir = path.dirname(file);
