@@ -4,10 +4,8 @@
  * and CSR, then asks the cloud over MQTT for the client certificate.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-
 import { AgentError } from '../../common/agent-error.js';
 import { keyId, openEnvelope, signEnvelope } from '../../cloud-sync/envelope.js';
 import { MqttSession } from '../../cloud-sync/mqtt-session.js';
@@ -19,9 +17,7 @@ import {
   claimTopics,
   DEFAULT_TOPIC_PREFIX,
 } from '../../cloud-sync/schemas.js';
-
 import { loadTerminalKeys } from '../keys.js';
-
 import { provision, type ProvisionOptions, type ProvisionResult } from './provision.js';
 
 /** The claim certificate and registration code for {@link provisionByClaim}. */

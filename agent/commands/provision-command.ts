@@ -3,11 +3,8 @@
  * provisioning (agent/commands/provision.ts) or registration by claim
  * (agent/commands/provision-claim.ts), and what is printed afterwards (no secrets).
  */
-
 import path from 'node:path';
-
 import { DEFAULT_CONFIG_FILE } from '../config-path.js';
-
 import { provision, type ProvisionOptions, type ProvisionResult } from './provision.js';
 import { provisionByClaim } from './provision-claim.js';
 import { promptMissing } from './provision-prompts.js';

@@ -4,13 +4,9 @@
  * checked as it is typed (@inquirer/input), by the same checks as agent/commands/provision.ts.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-
 import { existsSync, readFileSync } from 'node:fs';
-
 import input from '@inquirer/input';
-
 import { AgentConfigSchema } from '../config.js';
-
 import { DEFAULT_PIN_PAD, ID, readCert, readKeyFile, type ProvisionOptions } from './provision.js';
 
 /** One question of interactive mode. */

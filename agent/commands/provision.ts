@@ -48,13 +48,10 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-
 import nacl from 'tweetnacl';
 import { AgentError } from '../../common/agent-error.js';
 import { keyId } from '../../cloud-sync/envelope.js';
-
 import { AgentConfigSchema, type AgentConfigInput } from '../config.js';
-
 import {
   ensurePrivateDir,
   publicKeyFingerprint,
