@@ -32,9 +32,8 @@
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { AgentError, isAgentError } from '../common/agent-error.js';
-import { AGENT_VERSION } from './agent.js';
+import { AGENT_VERSION } from './version.js';
 import { registerBatchCommands } from './commands/batch.js';
-import { registerSimCommands } from './commands/sim-cli.js';
 import {
   CONFIG_ENV,
   DEFAULT_CONFIG_FILE,
@@ -192,7 +191,7 @@ program
   .option('--force', 'replace existing keys and config')
   .option('--non-interactive', 'never prompt, even on a TTY')
   .action(async (options: Record<string, string | boolean | number | undefined>) => {
-    const { runProvision } = await import('./commands/provision.js');
+    const { runProvision } = await import('./commands/provision-command.js');
     if (typeof options.dir !== 'string') {
       const { file } = resolveConfigPath(undefined);
       options.dir = path.dirname(file);
@@ -285,7 +284,13 @@ const sim = program
     "the simulator: virtual PIN pad, card reader, broker, cloud core; every fault switch (see each command's --help)",
   );
 
-registerSimCommands(sim);
+// The sim subcommands (their help lists the simulator's faults and test cards) are registered only
+// when `sim` is the command: `--help`, `--version` and `run` do not load the simulator.
+program.hook('preSubcommand', async (_program, command) => {
+  if (command !== sim || sim.commands.length > 0) return;
+  const { registerSimCommands } = await import('./commands/sim-cli.js');
+  registerSimCommands(sim);
+});
 
 function parseTransport(value: string): 'auto' | 'pty' | 'tcp' | 'mock' {
   if (value === 'auto' || value === 'pty' || value === 'tcp' || value === 'mock') return value;

@@ -30,6 +30,10 @@
  * as a flag is asked for, with a default where one makes sense, and each answer is checked as it
  * is typed (@inquirer/input): a bad device id, broker URL, PIN pad path or key file is refused on
  * the spot with the reason, and only that answer is typed again.
+ *
+ * This file validates and writes; the prompts are agent/commands/provision-prompts.ts,
+ * registration by claim agent/commands/provision-claim.ts, the CLI action and its output
+ * agent/commands/provision-command.ts.
  */
 import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -44,24 +48,12 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import input from '@inquirer/input';
 import nacl from 'tweetnacl';
 import { AgentError } from '../../common/agent-error.js';
-import { keyId, openEnvelope, signEnvelope } from '../../cloud-sync/envelope.js';
-import { MqttSession } from '../../cloud-sync/mqtt-session.js';
-import {
-  type ClaimRequest,
-  type ClaimResponse,
-  ClaimRequestSchema,
-  ClaimResponseSchema,
-  claimTopics,
-  DEFAULT_TOPIC_PREFIX,
-} from '../../cloud-sync/schemas.js';
+import { keyId } from '../../cloud-sync/envelope.js';
 import { AgentConfigSchema, CONFIG_DEFAULTS, type AgentConfigInput } from '../config.js';
-import { DEFAULT_CONFIG_FILE } from '../config-path.js';
 import {
   ensurePrivateDir,
-  loadTerminalKeys,
   publicKeyFingerprint,
   TERMINAL_KEY_FILES,
   writeTerminalKeys,
@@ -132,10 +124,11 @@ export interface ProvisionResult {
 /** The PIN pad path written when none is given: the first USB-serial adapter. */
 export const DEFAULT_PIN_PAD = '/dev/ttyUSB0';
 
-const ID = /^[a-z0-9][a-z0-9-]{0,63}$/;
+/** A device, tenant or store id: 1–64 characters of a–z, 0–9 and -. */
+export const ID = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
 /** Reads a base64 key file of `bytes` bytes; a problem is pushed instead of thrown. */
-function readKeyFile(
+export function readKeyFile(
   file: string | undefined,
   flag: string,
   bytes: number,
@@ -164,7 +157,8 @@ function readKeyFile(
   return new Uint8Array(key);
 }
 
-function readCert(
+/** Reads a PEM X.509 certificate file; a problem is pushed instead of thrown. */
+export function readCert(
   file: string | undefined,
   flag: string,
   problems: string[],
@@ -446,395 +440,5 @@ function generateKeyAndCsr(keyFile: string, csrFile: string, options: ProvisionO
       `openssl could not generate the client key and CSR (${(cause as NodeJS.ErrnoException).code ?? 'failed'}): install openssl, or give --cert and --key`,
       { cause },
     );
-  }
-}
-
-/** One question of interactive mode. */
-export interface ProvisionQuestion {
-  /** The option it fills. */
-  key: keyof ProvisionOptions;
-  /** The prompt text. */
-  text: string;
-  default?: string;
-  /**
-   * Checks one typed answer against the answers so far: `true`, or the reason it is refused
-   * (shown under the prompt; the answer is typed again). An empty answer for the client
-   * certificate means "generate a CSR".
-   */
-  validate: (value: string, answers: ProvisionOptions) => true | string;
-}
-
-/** The first problem a check pushed, or `true`. */
-const firstProblem = (check: (problems: string[]) => void): true | string => {
-  const problems: string[] = [];
-  check(problems);
-  return problems[0]?.replace(/^--[\w-]+ /, '') ?? true;
-};
-const fileThere = (value: string): true | string =>
-  value === '' ? 'give a file path' : existsSync(value) ? true : `${value}: no such file`;
-
-/** The prompts of interactive mode, in order, with defaults and the check of each answer. */
-export const PROVISION_QUESTIONS: readonly ProvisionQuestion[] = [
-  {
-    key: 'deviceId',
-    text: 'Device id (e.g. store-0042-lane-3)',
-    validate: (v) =>
-      /^[a-z0-9][a-z0-9-]{2,63}$/.test(v) ||
-      'use 3–64 characters of a–z, 0–9 and -, e.g. store-0042-lane-3',
-  },
-  {
-    key: 'tenant',
-    text: 'Tenant id',
-    validate: (v) => ID.test(v) || 'use 1–64 characters of a–z, 0–9 and -',
-  },
-  {
-    key: 'store',
-    text: 'Store id',
-    validate: (v) => ID.test(v) || 'use 1–64 characters of a–z, 0–9 and -',
-  },
-  {
-    key: 'broker',
-    text: 'Broker URL',
-    default: 'mqtts://broker.example:8883',
-    validate: (v, a) =>
-      !/^mqtts?:\/\/[^/\s]+(:\d{1,5})?\/?$/.test(v)
-        ? 'not a broker URL: give mqtts://host:8883'
-        : v.startsWith('mqtt://') && a.development !== true
-          ? 'plaintext mqtt:// is refused: use mqtts:// (mutual TLS), or start again with --development'
-          : true,
-  },
-  {
-    key: 'pinPad',
-    text: 'PIN pad path (pos-agent devices lists them)',
-    default: DEFAULT_PIN_PAD,
-    validate: (v) =>
-      AgentConfigSchema.shape.pinPad.safeParse({ path: v }).success ||
-      'must be a serial device path (/dev/pos/pinpad, /dev/serial/by-id/…), tcp://host:port or mock://name',
-  },
-  {
-    key: 'caFile',
-    text: 'Broker CA certificate file (PEM)',
-    default: 'broker-ca.pem',
-    validate: (v) => {
-      const there = fileThere(v);
-      return there === true ? firstProblem((p) => readCert(v, '--ca', p)) : there;
-    },
-  },
-  {
-    key: 'certFile',
-    text: 'Client certificate file (PEM; empty = generate a key and a CSR)',
-    validate: (v, a) => {
-      if (v === '') return true;
-      const there = fileThere(v);
-      if (there !== true) return there;
-      return firstProblem((p) => {
-        const cert = readCert(v, '--cert', p);
-        const cn = cert === undefined ? undefined : /(?:^|\n)CN=([^\n]+)/.exec(cert.subject)?.[1];
-        if (cert !== undefined && a.deviceId !== undefined && cn !== a.deviceId)
-          p.push(`its subject CN is "${cn ?? ''}", not the device id "${a.deviceId}"`);
-      });
-    },
-  },
-  {
-    key: 'keyFile',
-    text: 'Client key file (PEM)',
-    default: 'client.key',
-    validate: (v, a) => {
-      const there = fileThere(v);
-      if (there !== true) return there;
-      try {
-        const key = createPrivateKey(readFileSync(v));
-        if (
-          a.certFile !== undefined &&
-          !new X509Certificate(readFileSync(a.certFile)).checkPrivateKey(key)
-        )
-          return 'does not belong to the client certificate given above';
-        return true;
-      } catch {
-        return 'not a PEM private key';
-      }
-    },
-  },
-  {
-    key: 'cloudKeyFile',
-    text: 'Cloud signing public key file',
-    default: 'cloud-signing.pub',
-    validate: (v) => firstProblem((p) => readKeyFile(v, '--cloud-key', 32, p)),
-  },
-  {
-    key: 'vaultKeyFile',
-    text: 'Vault public key file',
-    default: 'vault.pub',
-    validate: (v) => firstProblem((p) => readKeyFile(v, '--vault-key', 32, p)),
-  },
-  {
-    key: 'tokenKeyFile',
-    text: 'Tenant token key file',
-    default: 'token.key',
-    validate: (v) => firstProblem((p) => readKeyFile(v, '--token-key', 32, p)),
-  },
-];
-
-/**
- * Asks one question; resolves with the accepted answer (`''` for an empty one). The default
- * implementation is @inquirer/input on the given streams; tests may pass their own.
- */
-export type AskQuestion = (question: {
-  message: string;
-  default?: string;
-  validate: (value: string) => true | string;
-}) => Promise<string>;
-
-/**
- * Asks for every value not given in `options` (a TTY session), with defaults, and checks each
- * answer as it is typed (see {@link PROVISION_QUESTIONS}). An empty client certificate answer
- * switches to `generateCsr`.
- *
- * @param ask — how a question is asked; default @inquirer/input on `input`/`output`.
- */
-export async function promptMissing(
-  options: ProvisionOptions,
-  inputStream: NodeJS.ReadableStream,
-  output: NodeJS.WritableStream,
-  ask?: AskQuestion,
-): Promise<ProvisionOptions> {
-  const askOne: AskQuestion =
-    ask ??
-    ((q) =>
-      input(
-        {
-          message: q.message,
-          ...(q.default !== undefined ? { default: q.default } : {}),
-          validate: q.validate,
-        },
-        { input: inputStream, output },
-      ));
-  const answers: ProvisionOptions = { ...options };
-  for (const q of PROVISION_QUESTIONS) {
-    if (answers[q.key] !== undefined) continue;
-    if (q.key === 'keyFile' && answers.generateCsr === true) continue;
-    if (q.key === 'certFile' && answers.generateCsr === true) continue;
-    const mqtts = answers.broker?.startsWith('mqtts://') !== false;
-    if (!mqtts && (q.key === 'caFile' || q.key === 'certFile' || q.key === 'keyFile')) continue;
-    const answer = (
-      await askOne({
-        message: q.text,
-        ...(q.default !== undefined ? { default: q.default } : {}),
-        validate: (value) => q.validate(value.trim(), answers),
-      })
-    ).trim();
-    const value = answer === '' ? q.default : answer;
-    if (q.key === 'certFile' && value === undefined) answers.generateCsr = true;
-    else if (value !== undefined) (answers as unknown as Record<string, unknown>)[q.key] = value;
-  }
-  return answers;
-}
-
-/** The lines printed after a successful provisioning (no secrets). */
-export function describeProvisioning(result: ProvisionResult): string {
-  return [
-    `provisioned ${result.deviceId}`,
-    `  config          ${result.configFile}`,
-    `  keys            ${result.keysDir} (0700, files 0600)`,
-    `  device key      ${result.fingerprint}`,
-    `  key id          ${result.kid}`,
-    `  public key      ${result.publicKey}`,
-    `  data            ${result.dataDir}`,
-    `  PIN pad         ${result.pinPad}${result.pinPadDefaulted ? ' (the default: no --pinpad was given; "pos-agent devices" shows the right path, then set pinPad.path in the config)' : ''}`,
-    ...(result.csrFile !== undefined && !('certificateFile' in result)
-      ? [
-          `  CSR             ${result.csrFile}: send it to the cloud to be signed, then save the certificate as ${path.join(result.keysDir, 'client.pem')}`,
-        ]
-      : []),
-    `Register the device id and public key in the cloud, then run "pos-agent doctor${result.configFile === DEFAULT_CONFIG_FILE ? '' : ` --config ${result.configFile}`}".`,
-    '',
-  ].join('\n');
-}
-
-/**
- * The `pos-agent provision` action: maps the CLI flags, prompts for missing values when `input`
- * is a TTY (unless `--non-interactive`), provisions and prints the result.
- *
- * @throws AgentError POS504/POS505/POS503 from {@link provision}.
- */
-export async function runProvision(
-  flags: Record<string, string | boolean | number | undefined>,
-  input: NodeJS.ReadableStream & { isTTY?: boolean },
-  output: NodeJS.WritableStream,
-): Promise<ProvisionResult> {
-  const str = (name: string): string | undefined =>
-    typeof flags[name] === 'string' ? flags[name] : undefined;
-  let options: ProvisionOptions = { dir: str('dir') ?? '.' };
-  const map: Array<[keyof ProvisionOptions, string]> = [
-    ['deviceId', 'deviceId'],
-    ['tenant', 'tenant'],
-    ['store', 'store'],
-    ['broker', 'broker'],
-    ['pinPad', 'pinpad'],
-    ['caFile', 'ca'],
-    ['certFile', 'cert'],
-    ['keyFile', 'key'],
-    ['cloudKeyFile', 'cloudKey'],
-    ['vaultKeyFile', 'vaultKey'],
-    ['tokenKeyFile', 'tokenKey'],
-    ['dataDir', 'dataDir'],
-    ['owner', 'owner'],
-  ];
-  for (const [option, flag] of map) {
-    const value = str(flag);
-    if (value !== undefined) (options as unknown as Record<string, unknown>)[option] = value;
-  }
-  if (flags.generateCsr === true) options.generateCsr = true;
-  if (flags.development === true) options.development = true;
-  if (flags.force === true) options.force = true;
-  if (typeof flags.apiPort === 'number') options.apiPort = flags.apiPort;
-  if (input.isTTY === true && flags.nonInteractive !== true)
-    options = await promptMissing(options, input, output);
-  const claimCert = str('claimCert');
-  const result =
-    claimCert === undefined
-      ? provision(options)
-      : await provisionByClaim(options, {
-          certFile: claimCert,
-          keyFile: str('claimKey') ?? '',
-          registrationCode: str('registrationCode') ?? '',
-        });
-  output.write(describeProvisioning(result));
-  return result;
-}
-
-/** The claim certificate and registration code for {@link provisionByClaim}. */
-export interface ClaimOptions {
-  /** PEM file of the fleet's shared claim certificate. */
-  certFile: string;
-  /** PEM file of the claim certificate's private key. */
-  keyFile: string;
-  /** The one-time registration code of this terminal. */
-  registrationCode: string;
-  /** How long to wait for the cloud's answer, ms. Default 15000. */
-  timeoutMs?: number;
-}
-
-/**
- * Provisions by claim (issue 5, AWS IoT fleet provisioning by claim): validates and writes
- * everything as {@link provision} with a generated client key and CSR, then connects to the
- * broker with the claim certificate (client id = device id), publishes the device's new
- * public key and the CSR signed by the new device key, and waits for the client certificate
- * signed by the fleet CA, in a response signed by the pinned cloud key. The certificate is
- * written to `keys/client.pem` (0600).
- *
- * @throws AgentError POS504 invalid values (nothing written); POS505 when the claim is refused,
- *   not answered within `timeoutMs`, or its answer does not verify — the terminal then holds
- *   its keys and CSR; run again with `--force`, or send the CSR to the cloud team.
- */
-export async function provisionByClaim(
-  options: ProvisionOptions,
-  claim: ClaimOptions,
-  now: number = Date.now(),
-): Promise<ProvisionResult & { certificateFile: string }> {
-  const problems: string[] = [];
-  for (const [flag, file] of [
-    ['--claim-cert', claim.certFile],
-    ['--claim-key', claim.keyFile],
-  ] as const)
-    if (!existsSync(file)) problems.push(`${flag} ${file}: cannot read (ENOENT)`);
-  if (!/^[A-Za-z0-9-]{6,64}$/.test(claim.registrationCode))
-    problems.push('--registration-code: use the 6–64 character code from the cloud console');
-  if (options.broker?.startsWith('mqtts://') !== true)
-    problems.push(
-      '--broker: registration by claim needs mqtts:// (mutual TLS with the claim certificate)',
-    );
-  if (problems.length > 0)
-    throw new AgentError(
-      'POS504',
-      `provisioning refused, nothing was written; ${problems.length} problem(s):\n${problems.map((p, i) => `  ${i + 1}. ${p}`).join('\n')}\n`,
-      { details: { problems } },
-    );
-  const { certFile: _c, keyFile: _k, ...rest } = options;
-  const result = provision({ ...rest, generateCsr: true }, now);
-  const keys = loadTerminalKeys(result.keysDir);
-  const session = new MqttSession({
-    url: options.broker as string,
-    clientId: result.deviceId,
-    clean: true,
-    reconnectPeriodMs: 0,
-    tls: {
-      ca: readFileSync(options.caFile as string),
-      cert: readFileSync(claim.certFile),
-      key: readFileSync(claim.keyFile),
-    },
-  });
-  const t = claimTopics(DEFAULT_TOPIC_PREFIX, result.deviceId);
-  const timeoutMs = claim.timeoutMs ?? 15_000;
-  const fail = (why: string, cause?: unknown): AgentError =>
-    new AgentError(
-      'POS505',
-      `registration by claim failed: ${why}; the keys and the CSR ${result.csrFile ?? ''} are written: run provision again with --force, or send the CSR to the cloud team`,
-      { cause },
-    );
-  try {
-    const answer = new Promise<ClaimResponse>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(fail(`no answer from the cloud within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      session.on('message', (topic, payload) => {
-        if (topic !== t.response) return;
-        clearTimeout(timer);
-        try {
-          resolve(
-            openEnvelope(
-              payload,
-              { keys: new Map([[keyId(keys.cloudPublicKey), keys.cloudPublicKey]]) },
-              ClaimResponseSchema,
-            ),
-          );
-        } catch (error) {
-          reject(fail('the answer does not verify with the pinned cloud key', error));
-        }
-      });
-    });
-    answer.catch(() => undefined);
-    await session.subscribe(t.response);
-    session.connect();
-    await session.whenConnected(timeoutMs).catch((error: unknown) => {
-      throw fail('cannot connect with the claim certificate', error);
-    });
-    const request: ClaimRequest = {
-      deviceId: result.deviceId,
-      tenant: options.tenant as string,
-      store: options.store as string,
-      registrationCode: claim.registrationCode,
-      publicKey: result.publicKey,
-      csr: readFileSync(result.csrFile as string, 'utf8'),
-      at: new Date(now).toISOString(),
-    };
-    await session.publish(
-      t.request,
-      signEnvelope(request, { secretKey: keys.deviceSecretKey }, ClaimRequestSchema),
-    );
-    const response = await answer;
-    if (response.status !== 'accepted' || response.certificate === undefined)
-      throw fail(`the cloud refused the claim (${response.reason ?? 'no reason given'})`);
-    let certificate: X509Certificate;
-    try {
-      certificate = new X509Certificate(response.certificate);
-    } catch (error) {
-      throw fail('the cloud sent something that is not a certificate', error);
-    }
-    if (
-      !certificate.checkPrivateKey(
-        createPrivateKey(readFileSync(path.join(result.keysDir, 'client.key'))),
-      )
-    )
-      throw fail('the certificate does not belong to the generated client key');
-    const certificateFile = path.join(result.keysDir, 'client.pem');
-    writeFileSync(certificateFile, response.certificate, { mode: 0o600 });
-    chmodSync(certificateFile, 0o600);
-    return { ...result, certificateFile };
-  } finally {
-    keys.deviceSecretKey.fill(0);
-    keys.tokenKey.fill(0);
-    await session.end({ force: true });
   }
 }

@@ -205,6 +205,29 @@ export class PinPad extends EventEmitter<PinPadEvents> {
     return pad;
   }
 
+  /**
+   * A pad that is not opened yet: attach the `'state'` and `'warning'` listeners, then
+   * {@link start} it. For a host that must run while the pad is absent (the agent).
+   */
+  static create(opts: PinPadOptions): PinPad {
+    return new PinPad(opts);
+  }
+
+  /**
+   * Opens the transport; resolves after this first attempt whether or not it succeeded. A pad
+   * that cannot be opened now (unplugged, ser2net not up yet) stays `'disconnected'`, emits the
+   * failure as `'warning'` (`POS101`) and is reopened by the same backoff as after a disconnect
+   * (`reconnect`); `'state'` says `'connected'` once it opens.
+   */
+  async start(): Promise<void> {
+    try {
+      await this.#connect();
+    } catch (error) {
+      if (isAgentError(error)) this.emit('warning', error);
+      this.#scheduleReconnect();
+    }
+  }
+
   /** Current connection state. */
   get state(): PinPadState {
     return this.#state;
@@ -344,6 +367,11 @@ export class PinPad extends EventEmitter<PinPadEvents> {
 
   async #connect(): Promise<void> {
     await this.#transport.open();
+    if (this.#closed) {
+      // Closed while a reopen was under way: the host has let the pad go.
+      await this.#transport.close().catch(() => undefined);
+      return;
+    }
     // Another pad may be on the line now: request ids only after its status says so.
     this.#requestIds = false;
     const link = new SerialLink((bytes) => this.#transport.write(bytes), {

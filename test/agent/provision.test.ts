@@ -13,13 +13,9 @@ import path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import nacl from 'tweetnacl';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  describeProvisioning,
-  promptMissing,
-  provision,
-  runProvision,
-  type ProvisionOptions,
-} from '../../agent/commands/provision.js';
+import { provision, type ProvisionOptions } from '../../agent/commands/provision.js';
+import { describeProvisioning, runProvision } from '../../agent/commands/provision-command.js';
+import { promptMissing } from '../../agent/commands/provision-prompts.js';
 import { loadConfig, parseConfig } from '../../agent/config.js';
 import { brokerTls, loadTerminalKeys, publicKeyFingerprint } from '../../agent/keys.js';
 import { isAgentError } from '../../common/agent-error.js';
