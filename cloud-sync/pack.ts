@@ -150,7 +150,19 @@ function keyOf(candidate: unknown): string {
 }
 
 const WIRE_KEYS = {
-  record: ['key', 'seq', 'type', 'at', 'payment', 'card', 'sealed', 'sred', 'pinBlock', 'chain', 'batch'],
+  record: [
+    'key',
+    'seq',
+    'type',
+    'at',
+    'payment',
+    'card',
+    'sealed',
+    'sred',
+    'pinBlock',
+    'chain',
+    'batch',
+  ],
   payment: ['id', 'amountMinor', 'currency', 'reference', 'createdAt'],
   card: [
     'token',
