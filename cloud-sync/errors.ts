@@ -30,7 +30,7 @@ export const SYNC_ERRORS = {
   },
   POS303: {
     name: 'subscribe failed',
-    fix: 'check the broker ACL allows this device its command and ack topics',
+    fix: "check that the broker's ACL allows this client id its topics (deploy/mosquitto/)",
   },
   POS304: {
     name: 'invalid device id or topic prefix',
@@ -59,7 +59,7 @@ export const SYNC_ERRORS = {
   },
   POS315: {
     name: 'bad key material',
-    fix: 'provision the Ed25519 or X25519 key again (32-byte public, 64-byte secret)',
+    fix: 'provision the key again; the message names the key and the length it must have',
   },
   POS320: {
     name: 'command expired',

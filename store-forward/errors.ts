@@ -82,11 +82,11 @@ export const STORE_ERRORS = {
   },
   POS220: {
     name: 'hash chain broken',
-    fix: 'the event log was altered or damaged: keep the file for investigation and restore from backup',
+    fix: 'the event log was edited or damaged: keep the file for analysis, and call support before taking payments',
   },
   POS221: {
     name: 'projection differs from events',
-    fix: 'run "pos-agent verify" to name the payment; rebuild the projection from the events',
+    fix: 'stop the agent and rebuild the projection from the events (support procedure); "pos-agent verify" names the payment',
   },
   POS222: {
     name: 'value not representable in canonical JSON',
