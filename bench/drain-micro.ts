@@ -8,7 +8,7 @@
  *
  * Usage: `node dist/bench/drain-micro.js [records=20000] [batch=180]`
  */
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { packBatch } from '../cloud-sync/pack.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
@@ -25,8 +25,13 @@ const records = Number(process.argv[2] ?? 20_000);
 const batch = Number(process.argv[3] ?? 180);
 const keys = makeKeys();
 const dir = tempDir('pos-drain-micro-', templateDir(tempDir('pos-drain-micro-fallback-')));
-const template = path.join(dir, 'template.db');
-seedStore(template, records, makeCardTokens(keys, 16));
+// DRAIN_TEMPLATE=FILE keeps the seeded database there and reuses it, so a run under
+// `valgrind --tool=callgrind` counts the drain and not the seeding (compare against a run with
+// DRAIN_LIMIT=0 for node's own start-up).
+const kept = process.env.DRAIN_TEMPLATE;
+const template = kept ?? path.join(dir, 'template.db');
+if (!existsSync(template)) seedStore(template, records, makeCardTokens(keys, 16));
+const drainLimit = Number(process.env.DRAIN_LIMIT ?? Number.POSITIVE_INFINITY);
 const dbPath = path.join(dir, 'agent.db');
 copyFileSync(template, dbPath);
 const store = PaymentStore.open({ path: dbPath });
@@ -40,7 +45,7 @@ let ackUs = 0;
 let done = 0;
 let cursor = 0;
 try {
-  for (;;) {
+  while (done < drainLimit) {
     let t = cpu();
     const pending = store.outbox.nextPending(batch, cursor);
     readUs += cpu() - t;

@@ -143,11 +143,10 @@ export const SQL = {
   ackTargets: `SELECT o.key, o.seq, o.payment_id, o.type AS record_type, o.state AS outbox_state,
       p.*
     FROM json_each(?) j JOIN outbox o ON o.key = j.value JOIN payments p ON p.id = o.payment_id`,
-  // Set-based: the sealed card data of the acknowledged keys (JSON array of { key }), deleted
+  // Set-based: the sealed card data of the acknowledged payments (JSON array of ids), deleted
   // before the outbox update so its per-row trigger (outbox_ack_deletes_sealed, the schema's
   // guarantee) finds nothing left to delete: one DELETE costs a tenth of 180 trigger deletes.
-  deleteSealedOfKeys: `DELETE FROM sealed_cards WHERE payment_id IN (
-      SELECT o.payment_id FROM json_each(@a) j JOIN outbox o ON o.key = j.value ->> '$.key')`,
+  deleteSealedOfPayments: `DELETE FROM sealed_cards WHERE payment_id IN (SELECT value FROM json_each(?))`,
   // Set-based: every key of the JSON array → acked (the trigger deletes their sealed card data).
   ackKeys: `UPDATE outbox SET state = 'acked', ack_status = j.value ->> '$.status', acked_at = @b,
       updated_at = @b, dead_reason = NULL
