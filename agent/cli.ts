@@ -18,6 +18,7 @@
  * | `pos-agent sim cloud --broker URL --keys DIR` | the cloud core simulator |
  * | `pos-agent sim reader --kind serial [--pty DIR] [--every N]` | a virtual serial card reader |
  * | `pos-agent sim … --fault F --control PORT` | fault switches and a control endpoint (agent/commands/sim-cli.ts) |
+ * | `pos-agent sim fleet --terminals N [--broker URL,…]` | N simulated terminals against a broker list (agent/commands/sim-fleet.ts) |
  * | `pos-agent sim scenario FILE…` | scripted scenarios against an agent on the simulator |
  * | `pos-agent sim claim --keys DIR --ca-cert … --code …` | the claim service for provisioning by claim |
  *
@@ -33,6 +34,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { AgentError, isAgentError } from '../common/agent-error.js';
 import { AGENT_VERSION } from './agent.js';
 import { registerSimCommands } from './commands/sim-cli.js';
+import { registerSimFleet } from './commands/sim-fleet.js';
 import {
   CONFIG_ENV,
   DEFAULT_CONFIG_FILE,
@@ -277,6 +279,7 @@ const sim = program
   );
 
 registerSimCommands(sim);
+registerSimFleet(sim);
 
 function parseTransport(value: string): 'auto' | 'pty' | 'tcp' | 'mock' {
   if (value === 'auto' || value === 'pty' || value === 'tcp' || value === 'mock') return value;
