@@ -19,6 +19,7 @@
  * | `pos-agent sim cloud --broker URL --keys DIR` | the cloud core simulator |
  * | `pos-agent sim reader --kind serial [--pty DIR] [--every N]` | a virtual serial card reader |
  * | `pos-agent sim … --fault F --control PORT` | fault switches and a control endpoint (agent/commands/sim-cli.ts) |
+ * | `pos-agent sim fleet --terminals N [--broker URL,…]` | N simulated terminals against a broker list (agent/commands/sim-fleet.ts) |
  * | `pos-agent sim scenario FILE…` | scripted scenarios against an agent on the simulator |
  * | `pos-agent sim claim --keys DIR --ca-cert … --code …` | the claim service for provisioning by claim |
  *
@@ -290,6 +291,8 @@ program.hook('preSubcommand', async (_program, command) => {
   if (command !== sim || sim.commands.length > 0) return;
   const { registerSimCommands } = await import('./commands/sim-cli.js');
   registerSimCommands(sim);
+  const { registerSimFleet } = await import('./commands/sim-fleet.js');
+  registerSimFleet(sim);
 });
 
 function parseTransport(value: string): 'auto' | 'pty' | 'tcp' | 'mock' {

@@ -122,6 +122,12 @@ const mark = (v: Verdict): string => (v.pass ? 'PASS' : 'MISS');
 const mib = (bytes: number): string => fmt(bytes / 2 ** 20, 1);
 
 async function main(): Promise<void> {
+  // `npm run bench -- fleet`: the fleet bench and fault run of issue 16 (bench/fleet.ts) only.
+  if (process.argv.slice(2).includes('fleet')) {
+    const { runFleetBench } = await import('./fleet.js');
+    await runFleetBench();
+    return;
+  }
   const startedAt = new Date().toISOString();
   const t0 = performance.now();
   line(
@@ -630,7 +636,7 @@ async function httpTarget(work: string): Promise<void> {
 }
 
 main().then(
-  () => process.exit(0),
+  () => process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0),
   (error: unknown) => {
     process.stderr.write(
       `benchmark broke: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,

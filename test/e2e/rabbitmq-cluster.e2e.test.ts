@@ -27,7 +27,7 @@ import {
   rabbitmqAvailable,
   startRabbitCluster,
   type RabbitCluster,
-} from '../helpers/rabbitmq-cluster.js';
+} from '../../simulator/rabbitmq-cluster.js';
 import { until } from '../helpers/wait.js';
 
 const available = rabbitmqAvailable();

@@ -1,5 +1,5 @@
 /**
- * A 3-node RabbitMQ cluster on loopback for tests and the fleet bench (issue 16), started by
+ * A 3-node RabbitMQ cluster on loopback for the tests, the fleet bench and developers (issue 16), started by
  * deploy/rabbitmq-cluster.sh in a fresh temporary folder on a port range of its own.
  *
  * When Debian's rabbitmq-server is not installed, {@link rabbitmqAvailable} is false and the tests
@@ -14,11 +14,16 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-/** The script that starts and stops the cluster. */
-export const CLUSTER_SCRIPT = path.resolve(
-  path.dirname(fileURLToPath(import.meta.url)),
-  '../../deploy/rabbitmq-cluster.sh',
-);
+/** The script that starts and stops the cluster (found from the source or the built file). */
+export const CLUSTER_SCRIPT = ((): string => {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let up = 0; up < 4; up++) {
+    const candidate = path.join(dir, 'deploy', 'rabbitmq-cluster.sh');
+    if (existsSync(candidate)) return candidate;
+    dir = path.dirname(dir);
+  }
+  return 'deploy/rabbitmq-cluster.sh';
+})();
 
 /** Why the RabbitMQ tests were skipped, printed by the tests. */
 export const RABBITMQ_SKIP_REASON =

@@ -1,0 +1,271 @@
+/**
+ * The fleet bench and fault run (issue 16): `npm run bench -- fleet` (or `npm run bench:fleet`).
+ *
+ * N terminals (default 1000; `FLEET_TERMINALS`) of agent/fleet-sim.ts — each its own device key,
+ * SQLite store, MQTT session and sync worker — on a 3-node RabbitMQ cluster started by
+ * deploy/rabbitmq-cluster.sh (aedes in-process when rabbitmq-server is missing, said so), with
+ * the cloud core simulator on a durable ledger (a SQLite file). Phases:
+ *
+ * 1. steady: payments at the fleet rate; fleet payments/s and payment → cloud ack p50/p99;
+ * 2. cloud outage (`FLEET_OUTAGE_S`, default 30 s; the issue's 10 minutes scale linearly in
+ *    backlog): the cloud core is stopped, terminals keep selling; then a new cloud core instance
+ *    on the same ledger, and the time to drain the fleet's backlog;
+ * 3. node killed during a drain: another short outage builds a backlog, and at recovery the
+ *    node serving a third of the fleet is SIGKILLed; failover p50/p99 per terminal, drain time;
+ * 4. rolling restart: each node in turn stopped and started while payments flow;
+ * 5. the ledger: lost (approved payments the cloud never got) and charged twice (keys accepted
+ *    more than once), both must be 0; memory per terminal (RSS growth / N).
+ *
+ * Everything runs on this machine; the figures are for sizing (docs/fleet.md), not pass/fail,
+ * except lost and charged twice.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import nacl from 'tweetnacl';
+import { startFleet, type Fleet, type FleetFigures } from '../agent/fleet-sim.js';
+import { EmbeddedBroker } from '../simulator/broker.js';
+import { CloudCore } from '../simulator/cloud-core.js';
+import { rabbitmqAvailable, startRabbitCluster } from '../simulator/rabbitmq-cluster.js';
+
+const N = Number(process.env.FLEET_TERMINALS ?? 1000);
+const RATE = Number(process.env.FLEET_RATE ?? 0.05);
+const STEADY_S = Number(process.env.FLEET_STEADY_S ?? 20);
+const OUTAGE_S = Number(process.env.FLEET_OUTAGE_S ?? 30);
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const line = (text = ''): void => void process.stdout.write(`${text}\n`);
+const mb = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1);
+
+async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) return false;
+    await sleep(200);
+  }
+  return true;
+}
+
+interface Cluster {
+  name: string;
+  urls: readonly string[];
+  kill(n: number): Promise<void>;
+  stopNode(n: number): Promise<void>;
+  startNode(n: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function startCluster(): Promise<Cluster> {
+  if (rabbitmqAvailable()) {
+    const c = await startRabbitCluster();
+    return { name: 'RabbitMQ 3.10, 3 nodes (quorum session queues)', ...c, urls: c.urls };
+  }
+  line('rabbitmq-server is not installed: running on a 3-node in-process aedes cluster instead');
+  const a = await EmbeddedBroker.start();
+  const b = await EmbeddedBroker.start({ joinCluster: a });
+  const c = await EmbeddedBroker.start({ joinCluster: a });
+  const nodes = [a, b, c];
+  const node = (n: number): EmbeddedBroker => nodes[n - 1] as EmbeddedBroker;
+  return {
+    name: 'aedes, 3 in-process nodes',
+    urls: nodes.map((x) => x.url),
+    kill: (n) => node(n).stop(),
+    stopNode: (n) => node(n).stop(),
+    startNode: (n) => node(n).start(),
+    stop: async () => {
+      for (const x of nodes) await x.stop();
+    },
+  };
+}
+
+/** The cloud side: one cloud core instance at a time on the shared durable ledger. */
+class CloudSide {
+  #core: CloudCore | undefined;
+  #accepted = 0;
+  #duplicates = 0;
+  constructor(
+    private readonly urls: readonly string[],
+    private readonly ledgerFile: string,
+    private readonly secretKey: Uint8Array,
+    private readonly devices: ReadonlyMap<string, Uint8Array>,
+  ) {}
+  async start(): Promise<void> {
+    const core = await CloudCore.start({
+      brokerUrl: this.urls[0] ?? '',
+      brokerUrls: this.urls,
+      clientId: 'cloud-core-fleet',
+      signer: { secretKey: this.secretKey },
+      ledgerFile: this.ledgerFile,
+      reconnectPeriodMs: 200,
+      connectTimeoutMs: 60_000,
+    });
+    for (const [id, key] of this.devices) core.registerDevice(id, key);
+    this.#core = core;
+  }
+  async stop(): Promise<void> {
+    const core = this.#core;
+    if (core === undefined) return;
+    this.#core = undefined;
+    const c = core.counters();
+    this.#accepted += c.accepted;
+    this.#duplicates += c.duplicates;
+    await core.stop();
+  }
+  get core(): CloudCore | undefined {
+    return this.#core;
+  }
+  /** Keys accepted (charged) over every instance, and duplicates answered. */
+  totals(): { accepted: number; duplicates: number } {
+    const c = this.#core?.counters();
+    return {
+      accepted: this.#accepted + (c?.accepted ?? 0),
+      duplicates: this.#duplicates + (c?.duplicates ?? 0),
+    };
+  }
+}
+
+function report(label: string, f: FleetFigures, extra = ''): void {
+  line(
+    `${label}: ${f.online}/${f.terminals} online, ${f.payments} payments, backlog ${f.backlog}, ` +
+      `acked ${f.acked}, ack p50 ${f.ackLatency.p50} ms p99 ${f.ackLatency.p99} ms, ` +
+      `reconnects ${f.reconnects}, failovers ${f.failovers}${extra}`,
+  );
+}
+
+/** Runs the whole scenario and prints the figures. */
+export async function runFleetBench(): Promise<void> {
+  const work = mkdtempSync(path.join(tmpdir(), 'pos-fleet-'));
+  line(
+    `fleet bench: ${N} terminals, ${RATE} payments/s each (fleet ${(N * RATE).toFixed(0)}/s), outage ${OUTAGE_S} s`,
+  );
+  const t0 = Date.now();
+  const cluster = await startCluster();
+  line(
+    `cluster: ${cluster.name} up in ${((Date.now() - t0) / 1000).toFixed(0)} s: ${cluster.urls.join(' ')}`,
+  );
+  const cloudKeys = nacl.sign.keyPair();
+  const vault = nacl.box.keyPair();
+  let fleet: Fleet | undefined;
+  let cloud: CloudSide | undefined;
+  try {
+    global.gc?.();
+    const rssBefore = process.memoryUsage().rss;
+    const t1 = Date.now();
+    fleet = await startFleet({
+      terminals: N,
+      brokerUrls: cluster.urls,
+      dir: path.join(work, 'terminals'),
+      cloudPublicKey: cloudKeys.publicKey,
+      vaultPublicKey: vault.publicKey,
+      paymentsPerSecond: RATE,
+      ackTimeoutMs: 5000,
+    });
+    cloud = new CloudSide(
+      cluster.urls,
+      path.join(work, 'ledger.db'),
+      cloudKeys.secretKey,
+      fleet.devices,
+    );
+    await cloud.start();
+    const f = fleet;
+    await waitUntil(() => f.figures().online === N, 120_000);
+    global.gc?.();
+    const rssFleet = process.memoryUsage().rss;
+    line(
+      `fleet connected in ${((Date.now() - t1) / 1000).toFixed(1)} s; memory ${mb(rssFleet - rssBefore)} MB for ${N} terminals = ${((rssFleet - rssBefore) / N / 1024).toFixed(0)} KiB per terminal (RSS, stores + sessions + workers)`,
+    );
+
+    // 1. Steady state.
+    fleet.startPayments();
+    await sleep(STEADY_S * 1000);
+    const s = fleet.figures();
+    report(
+      `1. steady ${STEADY_S} s`,
+      s,
+      `; fleet ${(s.payments / STEADY_S).toFixed(1)} payments/s`,
+    );
+
+    // 2. Cloud outage, then recovery.
+    fleet.resetSamples();
+    await cloud.stop();
+    await sleep(OUTAGE_S * 1000);
+    const atRecovery = fleet.figures();
+    let t = Date.now();
+    await cloud.start();
+    const drained = await waitUntil(() => f.figures().backlog <= Math.max(5, N * RATE), 600_000);
+    const drainS = (Date.now() - t) / 1000;
+    report(
+      `2. cloud outage ${OUTAGE_S} s`,
+      fleet.figures(),
+      `; backlog at recovery ${atRecovery.backlog}, drained ${drained ? 'in' : 'NOT within'} ${drainS.toFixed(1)} s (${(atRecovery.backlog / drainS).toFixed(0)} records/s)`,
+    );
+
+    // 3. A node killed during a drain.
+    fleet.resetSamples();
+    await cloud.stop();
+    await sleep(Math.min(OUTAGE_S, 15) * 1000);
+    const backlog3 = fleet.figures().backlog;
+    await cloud.start();
+    await waitUntil(() => f.figures().acked > atRecovery.acked, 5000);
+    t = Date.now();
+    await cluster.kill(2);
+    const drained3 = await waitUntil(
+      () => f.figures().online === N && f.figures().backlog <= Math.max(5, N * RATE),
+      600_000,
+    );
+    const k = fleet.figures();
+    report(
+      '3. node 2 killed during the drain',
+      k,
+      `; backlog ${backlog3}, fleet back and drained ${drained3 ? 'in' : 'NOT within'} ${((Date.now() - t) / 1000).toFixed(1)} s; failover p50 ${k.failover.p50} ms p99 ${k.failover.p99} ms max ${k.failover.max} ms over ${k.failover.count} terminals`,
+    );
+    await cluster.startNode(2);
+
+    // 4. Rolling restart of the three nodes.
+    fleet.resetSamples();
+    t = Date.now();
+    for (const n of [1, 2, 3]) {
+      await cluster.stopNode(n);
+      await waitUntil(() => f.figures().online === N, 120_000);
+      await cluster.startNode(n);
+    }
+    const r = fleet.figures();
+    report(
+      '4. rolling restart',
+      r,
+      `; took ${((Date.now() - t) / 1000).toFixed(0)} s; failover p50 ${r.failover.p50} ms p99 ${r.failover.p99} ms over ${r.failover.count} failovers`,
+    );
+
+    // 5. The ledger.
+    fleet.stopPayments();
+    await waitUntil(() => f.figures().backlog === 0, 300_000);
+    const core = cloud.core;
+    const ledger = core?.records() ?? new Map();
+    const lost = fleet.keys.filter((key) => !ledger.has(key)).length;
+    const totals = cloud.totals();
+    const chargedTwice = totals.accepted - ledger.size;
+    const final = fleet.figures();
+    report('5. end', final);
+    line(
+      `ledger: ${fleet.keys.length} approved payments, ${ledger.size} keys in the ledger, lost ${lost}, charged twice ${chargedTwice}, duplicates answered ${totals.duplicates}`,
+    );
+    if (lost !== 0 || chargedTwice !== 0) process.exitCode = 1;
+  } finally {
+    await cloud?.stop().catch(() => undefined);
+    await fleet?.stop({ remove: true }).catch(() => undefined);
+    await cluster.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1]?.endsWith('fleet.js') === true) {
+  runFleetBench().then(
+    () => process.exit(process.exitCode ?? 0),
+    (error: unknown) => {
+      process.stderr.write(
+        `fleet bench broke: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
+      process.exit(1);
+    },
+  );
+}
