@@ -14,8 +14,9 @@
  *
  * Batch answers (issue 17, docs/reconciliation.md): for a batch record the ledger answers with
  * each named payment it holds (`charged`: approved and not voided; `declined`; `voided`), plus
- * the payments of the same terminal it holds that the report did not name, that were created
- * before the report and that no earlier close claimed (a close claims them); the totals are
+ * the payments of the same terminal it holds that the report did not name, whose records came
+ * before the report in the device's seq order and that no earlier close claimed (a close claims
+ * them); the totals are
  * computed over those. The answer to a batch key is kept, so a resend gets the same answer.
  *
  * Ledger faults (for the reconciliation scenarios): `loseRecords` (acknowledged, then lost: a
@@ -320,7 +321,7 @@ export class CloudBook {
         key,
         deviceId,
         type: 'payment',
-        seq: undefined,
+        seq: 0,
         paymentId: key,
         amountMinor: this.#faults.phantomChargeMinor,
         currency: report.payments[0]?.currency ?? 'EUR',
@@ -359,7 +360,10 @@ export class CloudBook {
       if (entry.deviceId !== deviceId || entry.type !== 'payment' || named.has(entry.key)) continue;
       if (entry.lost === true || entry.status !== 'accepted' || entry.batchId !== undefined)
         continue;
-      if (entry.createdAt === undefined || entry.createdAt >= report.asOf) continue;
+      // Only payments whose record came before the report in the device's seq order (a phantom
+      // has seq 0): a payment of a later batch, authorized online before this report arrived,
+      // is not this batch's.
+      if (entry.seq === undefined || entry.seq >= record.seq) continue;
       line(entry);
       claimed.push(entry);
     }

@@ -161,6 +161,7 @@ describe('contract JSON Schema', () => {
         'AckResult',
         'Acks',
         'AuthRequest',
+        'BatchRecord',
         'AuthResponse',
         'ClaimRequest',
         'ClaimResponse',
@@ -186,5 +187,48 @@ describe('contract JSON Schema', () => {
     } catch (error) {
       expect(isAgentError(error, 'POS304')).toBe(true);
     }
+  });
+});
+
+describe('batch records (issue 17)', () => {
+  const report = {
+    key: 'bat_0190-1.close.1',
+    seq: 7,
+    type: 'batch',
+    at: '2026-11-21T18:00:00.000Z',
+    batch: {
+      id: 'bat_0190-1',
+      kind: 'close',
+      terminal: 'store-1.lane-1',
+      openedAt: '2026-11-21T06:00:00.000Z',
+      closedAt: '2026-11-21T18:00:00.000Z',
+      asOf: '2026-11-21T18:00:00.000Z',
+      firstEventSeq: 1,
+      lastEventSeq: 6,
+      chainHead: 'A'.repeat(43),
+      totals: {
+        count: 1,
+        byCurrency: { EUR: { count: 1, amountMinor: 1250 } },
+        byBrand: { visa: { EUR: { count: 1, amountMinor: 1250 } } },
+        byState: { approved_online: { EUR: { count: 1, amountMinor: 1250 } } },
+      },
+      payments: [
+        { key: 'k-1', amountMinor: 1250, currency: 'EUR', brand: 'visa', state: 'approved_online' },
+      ],
+    },
+    chain: 'B'.repeat(43),
+  };
+
+  it('travels in a RecordsBatch with payment records, and is strict', () => {
+    expect(RecordsBatchSchema.safeParse({ batch: 'b-1', records: [report] }).success).toBe(true);
+    expect(
+      RecordsBatchSchema.safeParse({ batch: 'b-1', records: [{ ...report, pan: '4111' }] }).success,
+    ).toBe(false);
+    expect(
+      RecordsBatchSchema.safeParse({
+        batch: 'b-1',
+        records: [{ ...report, batch: { ...report.batch, kind: 'weekly' } }],
+      }).success,
+    ).toBe(false);
   });
 });
