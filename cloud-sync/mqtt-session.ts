@@ -158,7 +158,11 @@ export interface MqttSessionOptions {
  */
 export type LinkLossReason = 'ping_timeout' | 'reset' | 'closed' | 'ended';
 
-/** The link's health, for `/v1/status`, metrics and logs (issue 10). Times in epoch ms. */
+/**
+ * The link's health, for `/v1/status`, metrics and logs (issue 10). Durations in ms; instants as
+ * ISO 8601 UTC text, never as epoch ms: a 13-digit number is PAN-shaped (ISO/IEC 7812-1 length,
+ * Luhn-valid one time in ten), so the leak sweeps of API answers would flag it at random.
+ */
 export interface LinkHealth {
   keepaliveSeconds: number;
   pingTimeoutMs: number;
@@ -167,7 +171,7 @@ export interface LinkHealth {
   /** Connections lost since start, by reason. */
   losses: Record<LinkLossReason, number>;
   /** The last loss: when, why, and how long the broker had been silent when it was noticed. */
-  lastLoss?: { at: number; reason: LinkLossReason; silentForMs: number };
+  lastLoss?: { at: string; reason: LinkLossReason; silentForMs: number };
   /** The endpoint in use (connected) or being tried (issue 16). */
   endpoint: string;
   /** Every configured endpoint, in order. */
@@ -177,7 +181,7 @@ export interface LinkHealth {
   /** Reconnect attempts since start (every endpoint). */
   reconnectAttempts: number;
   /** The last failover: when the new connection came up, from where, to where, how long the link was down (ms). */
-  lastFailover?: { at: number; from: string; to: string; downForMs: number };
+  lastFailover?: { at: string; from: string; to: string; downForMs: number };
 }
 
 /** Events of {@link MqttSession}. */
@@ -359,7 +363,7 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
         this.#failovers += 1;
         const now = Date.now();
         this.#lastFailover = {
-          at: now,
+          at: new Date(now).toISOString(),
           from: this.endpoints[previous] ?? '',
           to: this.url,
           downForMs: Math.max(0, now - this.#downSince),
@@ -406,7 +410,11 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
                 ? 'reset'
                 : 'closed'));
         const now = Date.now();
-        loss = { at: now, reason, silentForMs: Math.max(0, now - this.#lastPacketAt) };
+        loss = {
+          at: new Date(now).toISOString(),
+          reason,
+          silentForMs: Math.max(0, now - this.#lastPacketAt),
+        };
         this.#losses[reason] += 1;
         this.#lastLoss = loss;
       }

@@ -108,6 +108,9 @@ describe('noticing a silent partition (issue 10: a half-open link went unnoticed
     expect(status.link.state).toBe('offline');
     expect(status.link.health.losses.ping_timeout).toBe(1);
     expect(status.link.health.lastLoss.reason).toBe('ping_timeout');
+    // Regression: `at` was epoch ms, a 13-digit number that is Luhn-valid one time in ten, so the
+    // leak sweep of the e2e test flagged GET /v1/status at random. Instants are ISO 8601 text.
+    expect(status.link.health.lastLoss.at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     expect(status.link.health.noticeWithinMs).toBe(1200);
     const metrics = (await r.get('/metrics')).text;
     expect(metrics).toContain('pos_agent_link_losses_total{reason="ping_timeout"} 1');
