@@ -155,6 +155,23 @@ describe('reconciliation (issue 17)', () => {
     expect((await cli('resolve', String(phantom?.id), '--void')).stderr).toMatch(/POS605/);
   });
 
+  it("the cloud's signed close_batch command closes the batch; refused (POS601) while a payment is unforwarded", async () => {
+    const before = rig.agent.store.batches.current().id;
+    rig.cloud.setFaults({ dropAcks: true });
+    await rig.pay('cmd-0001', { amount: 400, currency: 'EUR', offline: 'force_offline' });
+    const results: Array<{ status: string; code?: string | undefined }> = [];
+    rig.agent.commands.on('result', (r) => results.push(r));
+    await rig.cloud.sendCommand(rig.deviceId, { type: 'close_batch' });
+    await rig.waitFor(() => results.length === 1);
+    expect(results[0]).toMatchObject({ status: 'failed', code: 'POS601' });
+    rig.cloud.clearFaults();
+    await drained();
+    await rig.cloud.sendCommand(rig.deviceId, { type: 'close_batch' });
+    await rig.waitFor(() => results.length === 2);
+    expect(results[1]).toMatchObject({ status: 'applied', data: { batchId: before } });
+    await rig.waitFor(() => rig.agent.store.batches.get(before).reconciliation === 'matched');
+  });
+
   it('the drift check finds a difference before the close: exception, status and metric', async () => {
     rig.cloud.setFaults({ loseRecords: 1 });
     await rig.pay('drift-0001', { amount: 900, currency: 'EUR', offline: 'force_offline' });
