@@ -13,7 +13,7 @@ import type { BatchException } from '../../store-forward/batches.js';
 import { runCli } from '../helpers/cli.js';
 import { startRig, type Rig } from './payment-rig.js';
 
-describe('reconciliation (issue 17)', () => {
+describe('reconciliation (issue 17)', { timeout: 90_000 }, () => {
   let rig: Rig;
   let config: string;
   beforeEach(async () => {
