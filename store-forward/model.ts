@@ -348,8 +348,8 @@ export type ProjectionReport = { ok: true; payments: number } | { ok: false; pro
  * A payment's state as reconciliation counts it (issue 17, docs/reconciliation.md), from its
  * `state` and `approval`:
  * `approved_online` (approved by the cloud while the customer waited), `approved_offline`
- * (approved by the offline policy and acknowledged: `approved`/`confirmed` with approval
- * `offline`), `pending_forward` (stored or forwarded, not yet acknowledged), `declined`,
+ * (approved by the offline policy and acknowledged: `approved`/`confirmed` without approval
+ * `online`), `pending_forward` (stored or forwarded, not yet acknowledged), `declined`,
  * `reversed` (an offline approval the issuer declined), `voided` (canceled after an approval), and
  * `not_completed` (canceled before an approval, failed, or still in progress).
  */

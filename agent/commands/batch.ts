@@ -169,9 +169,11 @@ function printBatch(out: Out, b: Batch): void {
   line(out, `batch ${b.id} (${b.state}${b.forced ? ', forced' : ''}) terminal ${b.terminal}`);
   line(out, `  opened ${b.openedAt}${b.closedAt === null ? '' : `, closed ${b.closedAt}`}`);
   line(out, `  payments: ${b.totals.count}; charged: ${money(b.totals.byCurrency)}`);
+  line(out, '  by state:');
   for (const [state, amounts] of Object.entries(b.totals.byState)) {
     line(out, `    ${state.replace(/_/g, ' ')}: ${money(amounts)}`);
   }
+  line(out, '  charged by brand:');
   for (const [brand, amounts] of Object.entries(b.totals.byBrand)) {
     line(out, `    ${brand}: ${money(amounts)}`);
   }

@@ -13,7 +13,7 @@ import type { BatchException } from '../../store-forward/batches.js';
 import { runCli } from '../helpers/cli.js';
 import { startRig, type Rig } from './payment-rig.js';
 
-describe('reconciliation (issue 17)', () => {
+describe('reconciliation (issue 17)', { timeout: 90_000 }, () => {
   let rig: Rig;
   let config: string;
   beforeEach(async () => {
@@ -153,6 +153,23 @@ describe('reconciliation (issue 17)', () => {
     await rig.waitFor(() => !rig.cloud.charges().includes('void-0001'));
     const phantom = openExceptions().find((e) => e.kind === 'missing_here');
     expect((await cli('resolve', String(phantom?.id), '--void')).stderr).toMatch(/POS605/);
+  });
+
+  it("the cloud's signed close_batch command closes the batch; refused (POS601) while a payment is unforwarded", async () => {
+    const before = rig.agent.store.batches.current().id;
+    rig.cloud.setFaults({ dropAcks: true });
+    await rig.pay('cmd-0001', { amount: 400, currency: 'EUR', offline: 'force_offline' });
+    const results: Array<{ status: string; code?: string | undefined }> = [];
+    rig.agent.commands.on('result', (r) => results.push(r));
+    await rig.cloud.sendCommand(rig.deviceId, { type: 'close_batch' });
+    await rig.waitFor(() => results.length === 1);
+    expect(results[0]).toMatchObject({ status: 'failed', code: 'POS601' });
+    rig.cloud.clearFaults();
+    await drained();
+    await rig.cloud.sendCommand(rig.deviceId, { type: 'close_batch' });
+    await rig.waitFor(() => results.length === 2);
+    expect(results[1]).toMatchObject({ status: 'applied', data: { batchId: before } });
+    await rig.waitFor(() => rig.agent.store.batches.get(before).reconciliation === 'matched');
   });
 
   it('the drift check finds a difference before the close: exception, status and metric', async () => {
