@@ -14,6 +14,8 @@ const ISOLATED = [
   'test/cloud-sync/mqtt-session.test.ts',
   'test/drivers/link-machine.test.ts',
   'test/drivers/pin-pad-cancel.test.ts',
+  // Failed once in a shared run (up/auth not seen by the tap; cause not established yet).
+  'test/e2e/readers-sred.e2e.test.ts',
   'test/fuzz/parsers.fuzz.test.ts',
   'test/memory/card-data-memory.test.ts',
   'test/store-forward/commit-durability.test.ts',
@@ -23,8 +25,8 @@ const ISOLATED = [
  * `POS_TEST_SHARED_WORKERS=1` (opt-in, issue 15): the files not in {@link ISOLATED} share each
  * worker's module graph instead of importing agent/ (fastify, mqtt, SQLite, zod) again per file,
  * which is more than a third of the suite's time; measured on test/drivers + test/cloud-sync,
- * 116 s -> 66 s wall. Not the default until a full run has shown no file depends on a fresh
- * process.
+ * 116 s -> 66 s wall; test/agent + test/e2e + the rest, 697 s -> 338 s on the loaded machine. Not
+ * the default until a full run has shown no file depends on a fresh process.
  */
 const shared = process.env.POS_TEST_SHARED_WORKERS === '1';
 
