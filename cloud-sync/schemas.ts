@@ -183,8 +183,6 @@ export const PaymentSchema = z.strictObject({
   /** When the payment was created, ISO 8601 UTC. */
   createdAt: IsoDateTimeSchema,
 });
-/** {@link PaymentSchema}. */
-export type WirePayment = z.infer<typeof PaymentSchema>;
 
 /** Card brands of the BIN table (architecture.md §2 step 3). */
 export const CardBrandSchema = z.enum([
@@ -221,8 +219,6 @@ export const WireCardSchema = z.strictObject({
   /** Only when the config allows it (ISO/IEC 7813 name field: 2–26 characters). */
   cardholderName: z.string().min(1).max(26).optional(),
 });
-/** {@link WireCardSchema}. */
-export type WireCard = z.infer<typeof WireCardSchema>;
 
 /** `ephemeralPublicKey(32) ‖ nonce(24) ‖ nacl.box ciphertext` in base64 (architecture.md §2 step 4). */
 export const SealedSchema = z.base64().min(96).max(8192);
