@@ -22,6 +22,7 @@
  *   sender, and stripped keys never reach the agent's code. Unknown *command types* are still
  *   refused (discriminated union), because an agent must not act on a command it does not know.
  */
+import { CARD_BRANDS, ENTRY_MODES, FIRST6_PATTERN, LAST4_PATTERN } from '../common/card.js';
 import { z } from 'zod';
 import { syncError } from './errors.js';
 
@@ -184,20 +185,11 @@ export const PaymentSchema = z.strictObject({
   createdAt: IsoDateTimeSchema,
 });
 
-/** Card brands of the BIN table (architecture.md §2 step 3). */
-export const CardBrandSchema = z.enum([
-  'visa',
-  'mastercard',
-  'amex',
-  'discover',
-  'jcb',
-  'diners',
-  'unionpay',
-  'unknown',
-]);
+/** Card brands of the BIN table (common/card.ts, architecture.md §2 step 3). */
+export const CardBrandSchema = z.enum(CARD_BRANDS);
 
-/** Entry modes (architecture.md §2 step 3). */
-export const EntryModeSchema = z.enum(['swipe', 'chip', 'contactless', 'manual']);
+/** Entry modes (common/card.ts, architecture.md §2 step 3). */
+export const EntryModeSchema = z.enum(ENTRY_MODES);
 
 /**
  * What may be shown of a card: the token and the displayable fields (architecture.md §2). Strict: no
@@ -208,9 +200,9 @@ export const WireCardSchema = z.strictObject({
   token: z.string().regex(/^tok_[a-z2-7]+$/, 'tok_ + lower-case base32'),
   brand: CardBrandSchema,
   /** First 6 digits (BIN), PCI DSS 3.4.1 allows them to be shown. */
-  first6: z.string().regex(/^\d{6}$/, '6 digits'),
+  first6: z.string().regex(FIRST6_PATTERN, '6 digits'),
   /** Last 4 digits. */
-  last4: z.string().regex(/^\d{4}$/, '4 digits'),
+  last4: z.string().regex(LAST4_PATTERN, '4 digits'),
   /** 1–12. */
   expiryMonth: z.number().int().min(1).max(12),
   /** Four digits, e.g. 2028. */

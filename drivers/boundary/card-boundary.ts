@@ -11,6 +11,7 @@
  * Nothing here makes a JS string of a PAN, a track or a PIN; only first 6, last 4 and (when
  * allowed) the cardholder name become strings.
  */
+import { FIRST6_PATTERN, LAST4_PATTERN } from '../../common/card.js';
 import { Buffer } from 'node:buffer';
 import { type KeyObject, createHmac } from 'node:crypto';
 import { systemClock, type Clock } from '../../common/clock.js';
@@ -312,8 +313,8 @@ export class CardBoundary {
     if (
       masked.length < 12 ||
       masked.length > 19 ||
-      !/^\d{6}$/.test(first6) ||
-      !/^\d{4}$/.test(last4) ||
+      !FIRST6_PATTERN.test(first6) ||
+      !LAST4_PATTERN.test(last4) ||
       !HEX.test(read.ksnHex) ||
       !HEX.test(read.ciphertextHex) ||
       !/^\d{4}$/.test(read.expiry)
