@@ -16,7 +16,7 @@ import { Buffer } from 'node:buffer';
 import { type KeyObject, createHmac } from 'node:crypto';
 import { systemClock, type Clock } from '../../common/clock.js';
 import type { AgentError } from '../../common/agent-error.js';
-import { findPanShapedRuns } from '../../common/luhn-scan.js';
+import { findPanShapedRuns, luhnValidCodes } from '../../common/luhn-scan.js';
 import { driverError, type DriverErrorCode } from '../errors.js';
 import { base32Lower } from './base32.js';
 import { brandOfPan } from './bin-table.js';
@@ -104,19 +104,7 @@ function fail(reason: CardReadFailure, message: string): BoundaryResult {
 
 /** Luhn check (ISO/IEC 7812-1 Annex B) over ASCII digit bytes; false on any non-digit. */
 export function luhnValidBytes(digits: Uint8Array): boolean {
-  let sum = 0;
-  let double = false;
-  for (let i = digits.length - 1; i >= 0; i--) {
-    let d = (digits[i] ?? 0) - 0x30;
-    if (d < 0 || d > 9) return false;
-    if (double) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-    double = !double;
-  }
-  return digits.length > 0 && sum % 10 === 0;
+  return luhnValidCodes(digits.length, (i) => digits[i] ?? 0);
 }
 
 /**
