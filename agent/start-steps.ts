@@ -21,12 +21,8 @@ import type { StartupCheck } from '../store-forward/integrity.js';
 import { buildApi, type AgentStatus } from './api.js';
 import { listenApi } from './api-auth.js';
 import { CardInput } from './card-input.js';
-import {
-  applyOfflineLimitOverrides,
-  CloudCommands,
-  diagnostics,
-  loadOfflineLimitOverrides,
-} from './cloud-commands.js';
+import { CloudCommands, type diagnostics } from './cloud-commands.js';
+import { applyOfflineLimitOverrides, loadOfflineLimitOverrides } from './command-files.js';
 import { syncLimits, type AgentConfig } from './config.js';
 import { brokerTls, ensurePrivateDir, type TerminalKeys } from './keys.js';
 import type { Logger } from './logger.js';

@@ -22,6 +22,7 @@
  *   sender, and stripped keys never reach the agent's code. Unknown *command types* are still
  *   refused (discriminated union), because an agent must not act on a command it does not know.
  */
+import { CARD_BRANDS, ENTRY_MODES, FIRST6_PATTERN, LAST4_PATTERN } from '../common/card.js';
 import { z } from 'zod';
 import { syncError } from './errors.js';
 
@@ -183,23 +184,12 @@ export const PaymentSchema = z.strictObject({
   /** When the payment was created, ISO 8601 UTC. */
   createdAt: IsoDateTimeSchema,
 });
-/** {@link PaymentSchema}. */
-export type WirePayment = z.infer<typeof PaymentSchema>;
 
-/** Card brands of the BIN table (architecture.md §2 step 3). */
-export const CardBrandSchema = z.enum([
-  'visa',
-  'mastercard',
-  'amex',
-  'discover',
-  'jcb',
-  'diners',
-  'unionpay',
-  'unknown',
-]);
+/** Card brands of the BIN table (common/card.ts, architecture.md §2 step 3). */
+export const CardBrandSchema = z.enum(CARD_BRANDS);
 
-/** Entry modes (architecture.md §2 step 3). */
-export const EntryModeSchema = z.enum(['swipe', 'chip', 'contactless', 'manual']);
+/** Entry modes (common/card.ts, architecture.md §2 step 3). */
+export const EntryModeSchema = z.enum(ENTRY_MODES);
 
 /**
  * What may be shown of a card: the token and the displayable fields (architecture.md §2). Strict: no
@@ -210,9 +200,9 @@ export const WireCardSchema = z.strictObject({
   token: z.string().regex(/^tok_[a-z2-7]+$/, 'tok_ + lower-case base32'),
   brand: CardBrandSchema,
   /** First 6 digits (BIN), PCI DSS 3.4.1 allows them to be shown. */
-  first6: z.string().regex(/^\d{6}$/, '6 digits'),
+  first6: z.string().regex(FIRST6_PATTERN, '6 digits'),
   /** Last 4 digits. */
-  last4: z.string().regex(/^\d{4}$/, '4 digits'),
+  last4: z.string().regex(LAST4_PATTERN, '4 digits'),
   /** 1–12. */
   expiryMonth: z.number().int().min(1).max(12),
   /** Four digits, e.g. 2028. */
@@ -221,8 +211,6 @@ export const WireCardSchema = z.strictObject({
   /** Only when the config allows it (ISO/IEC 7813 name field: 2–26 characters). */
   cardholderName: z.string().min(1).max(26).optional(),
 });
-/** {@link WireCardSchema}. */
-export type WireCard = z.infer<typeof WireCardSchema>;
 
 /** `ephemeralPublicKey(32) ‖ nonce(24) ‖ nacl.box ciphertext` in base64 (architecture.md §2 step 4). */
 export const SealedSchema = z.base64().min(96).max(8192);

@@ -35,13 +35,17 @@
 /** Longest run of separator characters that still joins two digit groups (e.g. `" - "`). */
 export const MAX_SEPARATOR_RUN = 3;
 
-/** True when the ASCII digit string passes the Luhn check (ISO/IEC 7812-1 Annex B). */
-export function luhnValidDigits(digits: string): boolean {
+/**
+ * The Luhn check (ISO/IEC 7812-1 Annex B) over `length` ASCII character codes read by `codeAt`;
+ * false on any non-digit or when empty. One loop for strings and for byte buffers: a PAN held in
+ * a wipeable buffer (drivers/boundary/) is checked without becoming a string.
+ */
+export function luhnValidCodes(length: number, codeAt: (index: number) => number): boolean {
   let sum = 0;
   let double = false;
-  for (let i = digits.length - 1; i >= 0; i--) {
-    let d = digits.charCodeAt(i) - 48;
-    if (d < 0 || d > 9) return false;
+  for (let i = length - 1; i >= 0; i--) {
+    let d = codeAt(i) - 48;
+    if (!(d >= 0 && d <= 9)) return false;
     if (double) {
       d *= 2;
       if (d > 9) d -= 9;
@@ -49,7 +53,12 @@ export function luhnValidDigits(digits: string): boolean {
     sum += d;
     double = !double;
   }
-  return digits.length > 0 && sum % 10 === 0;
+  return length > 0 && sum % 10 === 0;
+}
+
+/** True when the ASCII digit string passes the Luhn check (ISO/IEC 7812-1 Annex B). */
+export function luhnValidDigits(digits: string): boolean {
+  return luhnValidCodes(digits.length, (i) => digits.charCodeAt(i));
 }
 
 /** A PAN-shaped span of a text: `text.slice(start, end)`, and its digits normalized to ASCII. */

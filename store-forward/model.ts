@@ -7,6 +7,7 @@
  * `PAYMENT_TRANSITIONS` from its transition function. Timestamps are ISO 8601 UTC text with milliseconds, `YYYY-MM-DDTHH:MM:SS.sssZ`
  * (`Date.prototype.toISOString`), in the database and in these types alike.
  */
+import type { CardBrand, EntryMode } from '../common/card.js';
 
 /**
  * Payment states, from creation to the end of life; `payment-machine.ts` says which event moves
@@ -102,24 +103,8 @@ export type OfflineMode = (typeof OFFLINE_MODES)[number];
 /** How a payment was approved: by the cloud during the payment, or by the agent's offline policy. */
 export type Approval = 'online' | 'offline';
 
-/** Card brands (architecture.md §2 step 3; drivers' `CardBrand`). */
-export const CARD_BRANDS = [
-  'visa',
-  'mastercard',
-  'amex',
-  'discover',
-  'jcb',
-  'diners',
-  'unionpay',
-  'unknown',
-] as const;
-/** One of {@link CARD_BRANDS}. */
-export type CardBrand = (typeof CARD_BRANDS)[number];
-
-/** How the card was presented (drivers' `EntryMode`). */
-export const ENTRY_MODES = ['swipe', 'chip', 'contactless', 'manual'] as const;
-/** One of {@link ENTRY_MODES}. */
-export type EntryMode = (typeof ENTRY_MODES)[number];
+/** Card brands and entry modes: the one card vocabulary of common/card.ts (architecture.md §2 step 3). */
+export { CARD_BRANDS, ENTRY_MODES, type CardBrand, type EntryMode } from '../common/card.js';
 
 /**
  * Suffix of the outbox key of a `void` record that follows a payment record of the same payment:

@@ -40,7 +40,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { isAgentError } from '../../common/agent-error.js';
 import { discoverDevices, type DiscoveryReport } from '../../drivers/discovery/discover.js';
-import { OFFLINE_LIMITS_FILE } from '../cloud-commands.js';
+import { OFFLINE_LIMITS_FILE } from '../command-files.js';
 import { type AgentConfig, loadConfig } from '../config.js';
 import { type ConfigPath } from '../config-path.js';
 import { loadTerminalKeys, TERMINAL_KEY_FILES } from '../keys.js';

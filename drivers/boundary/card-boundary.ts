@@ -11,11 +11,12 @@
  * Nothing here makes a JS string of a PAN, a track or a PIN; only first 6, last 4 and (when
  * allowed) the cardholder name become strings.
  */
+import { FIRST6_PATTERN, LAST4_PATTERN } from '../../common/card.js';
 import { Buffer } from 'node:buffer';
 import { type KeyObject, createHmac } from 'node:crypto';
 import { systemClock, type Clock } from '../../common/clock.js';
 import type { AgentError } from '../../common/agent-error.js';
-import { findPanShapedRuns } from '../../common/luhn-scan.js';
+import { findPanShapedRuns, luhnValidCodes } from '../../common/luhn-scan.js';
 import { driverError, type DriverErrorCode } from '../errors.js';
 import { base32Lower } from './base32.js';
 import { brandOfPan } from './bin-table.js';
@@ -103,19 +104,7 @@ function fail(reason: CardReadFailure, message: string): BoundaryResult {
 
 /** Luhn check (ISO/IEC 7812-1 Annex B) over ASCII digit bytes; false on any non-digit. */
 export function luhnValidBytes(digits: Uint8Array): boolean {
-  let sum = 0;
-  let double = false;
-  for (let i = digits.length - 1; i >= 0; i--) {
-    let d = (digits[i] ?? 0) - 0x30;
-    if (d < 0 || d > 9) return false;
-    if (double) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-    double = !double;
-  }
-  return digits.length > 0 && sum % 10 === 0;
+  return luhnValidCodes(digits.length, (i) => digits[i] ?? 0);
 }
 
 /**
@@ -312,8 +301,8 @@ export class CardBoundary {
     if (
       masked.length < 12 ||
       masked.length > 19 ||
-      !/^\d{6}$/.test(first6) ||
-      !/^\d{4}$/.test(last4) ||
+      !FIRST6_PATTERN.test(first6) ||
+      !LAST4_PATTERN.test(last4) ||
       !HEX.test(read.ksnHex) ||
       !HEX.test(read.ciphertextHex) ||
       !/^\d{4}$/.test(read.expiry)

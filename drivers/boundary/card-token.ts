@@ -3,16 +3,16 @@
  * what may be displayed (brand, first 6, last 4, expiry, entry mode, optionally the name), and
  * either the sealed blob for the vault or the reader's own SRED ciphertext.
  */
+import type { CardBrand, EntryMode, MaskedPan } from '../../common/card.js';
 
-/** Card scheme, from the longest-prefix BIN table (bin-table.ts, architecture.md §2 item 3). */
-export type CardBrand =
-  'visa' | 'mastercard' | 'amex' | 'discover' | 'jcb' | 'diners' | 'unionpay' | 'unknown';
+/** The card vocabulary of common/card.ts, under the names drivers/ has always used. */
+export type { CardBrand, EntryMode };
 
-/** How the card was read: magnetic stripe, contact chip, contactless, or keyed. */
-export type EntryMode = 'swipe' | 'chip' | 'contactless' | 'manual';
-
-/** A tokenized card (docs/internal-contracts.md). Contains no PAN, track data or PIN. */
-export interface CardToken {
+/**
+ * A tokenized card (docs/internal-contracts.md). Contains no PAN, track data or PIN: of the PAN
+ * only the first 6 (the BIN) and the last 4 ({@link MaskedPan}); PCI DSS 4.0.1 req. 3.4.1.
+ */
+export interface CardToken extends MaskedPan {
   /**
    * `'tok_'` + RFC 4648 base32 (lower case, no padding) of the first 20 bytes of
    * HMAC-SHA-256(tokenKey, PAN digits as ASCII) — 32 base32 characters. Same card and tenant key
@@ -21,10 +21,6 @@ export interface CardToken {
    */
   token: string;
   brand: CardBrand;
-  /** First 6 digits of the PAN (the BIN); PCI DSS 4.0.1 req. 3.4.1 allows BIN + last 4. */
-  first6: string;
-  /** Last 4 digits of the PAN. */
-  last4: string;
   /** 1–12. */
   expiryMonth: number;
   /** Four digits, e.g. 2028 (track data carries YY; 20YY is assumed). */

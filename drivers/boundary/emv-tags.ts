@@ -50,10 +50,3 @@ export function parseEmvTlv(
     ),
   };
 }
-
-/** Splits TLV objects by {@link classifyEmvTag}. */
-export function sortEmvObjects(objects: readonly TlvObject[]): Record<EmvTagHandling, TlvObject[]> {
-  const out: Record<EmvTagHandling, TlvObject[]> = { forward: [], seal: [], drop: [] };
-  for (const o of objects) out[classifyEmvTag(o.tag)].push(o);
-  return out;
-}

@@ -89,8 +89,6 @@ export type PadMessage =
 
 /** Any message of the set. */
 export type PinPadMessage = HostMessage | PadMessage;
-/** Message ids. */
-export type MessageId = PinPadMessage['id'];
 
 const HOST_IDS = new Set(['00', '10', '20', '30', '40', '50']);
 const ENTRY_MODES = new Set(['S', 'C', 'T']);

@@ -20,7 +20,7 @@ import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import type { AgentError } from '../../common/agent-error.js';
 import { driverError } from '../errors.js';
-import type { Transport } from './transport.js';
+import type { Transport } from './types.js';
 
 /** What node-hid's `devices()` reports for one HID interface (the fields the agent uses). */
 export interface HidDeviceInfo {

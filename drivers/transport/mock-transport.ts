@@ -15,7 +15,7 @@ import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { SerialPortMock } from 'serialport';
 import { driverError } from '../errors.js';
-import type { ByteEndpoint, MockPeer, Transport } from './transport.js';
+import type { ByteEndpoint, MockPeer, Transport } from './types.js';
 
 /** The opened binding-mock port (`MockPortBinding`), typed through serialport's own types. */
 type MockPortBinding = NonNullable<SerialPortMock['port']>;

@@ -6,7 +6,7 @@ import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { SerialPort } from 'serialport';
 import { driverError } from '../errors.js';
-import type { Transport } from './transport.js';
+import type { Transport } from './types.js';
 
 type TransportEvents = { data: [chunk: Buffer]; close: [error?: Error] };
 

@@ -12,11 +12,11 @@ import nacl from 'tweetnacl';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   applyOfflineLimitOverrides,
-  CloudCommands,
   loadOfflineLimitOverrides,
   OFFLINE_LIMITS_FILE,
   SEEN_COMMANDS_FILE,
-} from '../../agent/cloud-commands.js';
+} from '../../agent/command-files.js';
+import { CloudCommands } from '../../agent/cloud-commands.js';
 import { generateDevelopmentKeys, loadTerminalKeys } from '../../agent/keys.js';
 import { createLogger } from '../../agent/logger.js';
 import type { Logger } from '../../agent/logger.js';
