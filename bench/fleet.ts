@@ -97,10 +97,13 @@ class CloudSide {
       signer: { secretKey: this.secretKey },
       ledgerFile: this.ledgerFile,
       reconnectPeriodMs: 200,
-      connectTimeoutMs: 60_000,
+      // Not waited for in start(): the devices are registered before the first CONNACK, so
+      // the records queued for the cloud core during its outage are not refused as unknown.
+      connectTimeoutMs: 0,
     });
     for (const [id, key] of this.devices) core.registerDevice(id, key);
     this.#core = core;
+    await core.whenConnected(60_000);
   }
   async stop(): Promise<void> {
     const core = this.#core;
