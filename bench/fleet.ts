@@ -97,6 +97,7 @@ class CloudSide {
       signer: { secretKey: this.secretKey },
       ledgerFile: this.ledgerFile,
       reconnectPeriodMs: 200,
+      reconnectMaxMs: 2000,
       // Not waited for in start(): the devices are registered before the first CONNACK, so
       // the records queued for the cloud core during its outage are not refused as unknown.
       connectTimeoutMs: 0,
@@ -109,10 +110,11 @@ class CloudSide {
     const core = this.#core;
     if (core === undefined) return;
     this.#core = undefined;
+    await core.stop();
+    // Read after the stop: records handled while it closed count too.
     const c = core.counters();
     this.#accepted += c.accepted;
     this.#duplicates += c.duplicates;
-    await core.stop();
   }
   get core(): CloudCore | undefined {
     return this.#core;
