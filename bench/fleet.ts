@@ -148,6 +148,15 @@ export async function runFleetBench(): Promise<void> {
   line(
     `cluster: ${cluster.name} up in ${((Date.now() - t0) / 1000).toFixed(0)} s: ${cluster.urls.join(' ')}`,
   );
+  // An interrupted run (Ctrl-C, kill) still stops the broker nodes it started.
+  const interrupted = (): void => {
+    void cluster.stop().finally(() => {
+      rmSync(work, { recursive: true, force: true });
+      process.exit(130);
+    });
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   const cloudKeys = nacl.sign.keyPair();
   const vault = nacl.box.keyPair();
   let fleet: Fleet | undefined;
@@ -258,6 +267,8 @@ export async function runFleetBench(): Promise<void> {
   } finally {
     await cloud?.stop().catch(() => undefined);
     await fleet?.stop({ remove: true }).catch(() => undefined);
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
     await cluster.stop();
     rmSync(work, { recursive: true, force: true });
   }
