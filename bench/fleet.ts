@@ -97,19 +97,24 @@ class CloudSide {
       signer: { secretKey: this.secretKey },
       ledgerFile: this.ledgerFile,
       reconnectPeriodMs: 200,
-      connectTimeoutMs: 60_000,
+      reconnectMaxMs: 2000,
+      // Not waited for in start(): the devices are registered before the first CONNACK, so
+      // the records queued for the cloud core during its outage are not refused as unknown.
+      connectTimeoutMs: 0,
     });
     for (const [id, key] of this.devices) core.registerDevice(id, key);
     this.#core = core;
+    await core.whenConnected(60_000);
   }
   async stop(): Promise<void> {
     const core = this.#core;
     if (core === undefined) return;
     this.#core = undefined;
+    await core.stop();
+    // Read after the stop: records handled while it closed count too.
     const c = core.counters();
     this.#accepted += c.accepted;
     this.#duplicates += c.duplicates;
-    await core.stop();
   }
   get core(): CloudCore | undefined {
     return this.#core;
@@ -143,6 +148,15 @@ export async function runFleetBench(): Promise<void> {
   line(
     `cluster: ${cluster.name} up in ${((Date.now() - t0) / 1000).toFixed(0)} s: ${cluster.urls.join(' ')}`,
   );
+  // An interrupted run (Ctrl-C, kill) still stops the broker nodes it started.
+  const interrupted = (): void => {
+    void cluster.stop().finally(() => {
+      rmSync(work, { recursive: true, force: true });
+      process.exit(130);
+    });
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   const cloudKeys = nacl.sign.keyPair();
   const vault = nacl.box.keyPair();
   let fleet: Fleet | undefined;
@@ -253,6 +267,8 @@ export async function runFleetBench(): Promise<void> {
   } finally {
     await cloud?.stop().catch(() => undefined);
     await fleet?.stop({ remove: true }).catch(() => undefined);
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
     await cluster.stop();
     rmSync(work, { recursive: true, force: true });
   }

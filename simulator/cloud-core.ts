@@ -149,8 +149,10 @@ export interface CloudCoreOptions {
   rules?: Partial<DecisionRules>;
   /** MQTT client id; default `cloud-core-sim`. */
   clientId?: string;
-  /** Reconnect period in ms; default 1000. */
+  /** Reconnect period in ms (the backoff base); default 1000. */
   reconnectPeriodMs?: number;
+  /** Reconnect backoff cap in ms; default MqttSession's 30000. */
+  reconnectMaxMs?: number;
   /** Wait for the first connection in `start()`, ms; default 10000; 0 = do not wait. */
   connectTimeoutMs?: number;
   clock?: Clock;
@@ -223,6 +225,7 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
       clientId: options.clientId ?? 'cloud-core-sim',
       clean: false,
       reconnectPeriodMs: options.reconnectPeriodMs ?? 1000,
+      ...(options.reconnectMaxMs === undefined ? {} : { reconnectMaxMs: options.reconnectMaxMs }),
     });
     this.#session.on('message', (topic, payload) => this.#handle(topic, payload));
     // The session reports every failed reconnect attempt; the link event only the changes.
