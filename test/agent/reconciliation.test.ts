@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { dueCloseAt, startReconciliation } from '../../agent/reconciliation.js';
 import { createLogger } from '../../agent/logger.js';
 import { PaymentStore } from '../../store-forward/payment-store.js';
-import { ManualClock } from '../cloud-sync/fixtures.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { newPayment, tempDir } from '../store-forward/helpers.js';
 
 const cleanups: Array<() => void> = [];
@@ -19,7 +19,7 @@ afterEach(() => {
 function setup(options: { closeAt?: string; driftCheckSeconds: number }) {
   const { dir, cleanup } = tempDir();
   // After the migration's initial batch, which SQLite opens at the wall clock's now.
-  const clock = new ManualClock(Date.now() + 1000);
+  const clock = new FakeClock(Date.now() + 1000);
   const store = PaymentStore.open({ path: path.join(dir, 'agent.db'), clock });
   let notified = 0;
   const rec = startReconciliation({
