@@ -16,6 +16,9 @@
  * ACK, slow reply, garbage bytes, unplug/replug, card errors, PIN timeout/cancel/bypass, a cancel
  * the pad never confirms. {@link VirtualPinPad.setStandingFaults} arms faults again for every
  * payment (what `pos-agent sim pinpad --fault` uses).
+ *
+ * Over 500 lines on purpose: one class, the whole simulated pad (message handlers, faults, card
+ * presentation) over one private state; split, that state would have to be exposed.
  */
 import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';

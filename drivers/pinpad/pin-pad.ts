@@ -31,6 +31,10 @@
  *                                                          ◄── 41 (the pad is idle now)
  *                                                    20 ──►  ◄── 21 (this payment's card)
  * ```
+ *
+ * Over 500 lines on purpose: one class, whose methods share its private state (the link, the
+ * waiters, the serialized operation chain, the reconnect timer); split, that state would have to
+ * be exposed.
  */
 import type { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
