@@ -471,7 +471,10 @@ export type AgentConfigInput = z.input<typeof AgentConfigSchema>;
  * files (`pos-agent provision`, `init-dev`) take a value from here instead of repeating it.
  */
 export const CONFIG_DEFAULTS: Readonly<
-  Pick<AgentConfig, 'card' | 'sync' | 'api' | 'log' | 'offline' | 'authorization' | 'retention'>
+  Pick<
+    AgentConfig,
+    'card' | 'sync' | 'api' | 'log' | 'offline' | 'authorization' | 'retention' | 'batch'
+  >
 > = Object.freeze({
   card: CardConfig.parse({}),
   sync: SyncConfig.parse({}),
@@ -480,6 +483,7 @@ export const CONFIG_DEFAULTS: Readonly<
   offline: OfflineConfig.parse({}),
   authorization: AuthorizationConfig.parse({}),
   retention: RetentionConfig.parse({}),
+  batch: BatchConfig.parse({}),
 });
 
 /**
