@@ -27,11 +27,10 @@ import { v7 as uuidv7 } from 'uuid';
 import { keyId } from '../cloud-sync/envelope.js';
 import { MqttSession } from '../cloud-sync/mqtt-session.js';
 import { SyncWorker } from '../cloud-sync/sync-worker.js';
-import { CardBoundary } from '../drivers/boundary/card-boundary.js';
 import type { CardToken } from '../drivers/boundary/card-token.js';
 import type { OfflinePolicy } from '../store-forward/offline-policy.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
-import { TEST_CARDS, buildTrack2 } from '../simulator/test-cards.js';
+import { approvedCardTokens } from '../simulator/card-tokens.js';
 
 /** Options of {@link startFleet}. Units in the names. */
 export interface FleetOptions {
@@ -167,20 +166,6 @@ function summary(values: readonly number[]): FleetFigures['ackLatency'] {
   };
 }
 
-function cardPool(vaultPublicKey: Uint8Array, count: number): CardToken[] {
-  const boundary = new CardBoundary({ tokenKey: nacl.randomBytes(32), vaultPublicKey });
-  const cards = TEST_CARDS.filter((c) => c.outcome === 'approve');
-  const tokens: CardToken[] = [];
-  for (let i = 0; i < count; i++) {
-    const card = cards[i % cards.length];
-    if (card === undefined) throw new Error('no approving test card');
-    const result = boundary.tokenize({ entryMode: 'swipe', track2: buildTrack2(card.pan) });
-    if (!result.ok) throw new Error(`card boundary refused a test card: ${result.reason}`);
-    tokens.push(result.card);
-  }
-  return tokens;
-}
-
 /**
  * Starts the fleet: opens every terminal's store, connects its session (in batches of
  * `connectBatch`) and starts its sync worker. Payments start with `startPayments()` or `burst()`.
@@ -194,7 +179,10 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   const prefix = options.deviceIdPrefix ?? 'fleet';
   const rate = options.paymentsPerSecond ?? 0.05;
   const policy = options.policy ?? GENEROUS;
-  const tokens = cardPool(options.vaultPublicKey, 8);
+  const tokens = approvedCardTokens(
+    { tokenKey: nacl.randomBytes(32), vaultPublicKey: options.vaultPublicKey },
+    8,
+  );
   const cloudKeys = new Map([[keyId(options.cloudPublicKey), options.cloudPublicKey]]);
   const width = String(options.terminals - 1).length;
   const terminals: Terminal[] = [];

@@ -14,11 +14,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nacl from 'tweetnacl';
 import { v7 as uuidv7 } from 'uuid';
-import { CardBoundary } from '../drivers/boundary/card-boundary.js';
 import type { CardToken } from '../drivers/boundary/card-token.js';
 import type { NewPayment } from '../store-forward/model.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
-import { TEST_CARDS, buildTrack2 } from '../simulator/test-cards.js';
+import { approvedCardTokens } from '../simulator/card-tokens.js';
 
 /** Keys of one benchmark run: device signing, cloud signing, vault box, tenant token key. */
 export interface BenchKeys {
@@ -45,20 +44,10 @@ export function makeKeys(): BenchKeys {
  * real one of realistic size.
  */
 export function makeCardTokens(keys: BenchKeys, count: number): CardToken[] {
-  const boundary = new CardBoundary({
-    tokenKey: keys.tokenKey,
-    vaultPublicKey: keys.vault.publicKey,
-  });
-  const cards = TEST_CARDS.filter((c) => c.outcome === 'approve');
-  const tokens: CardToken[] = [];
-  for (let i = 0; i < count; i++) {
-    const card = cards[i % cards.length];
-    if (card === undefined) throw new Error('no approving test card');
-    const result = boundary.tokenize({ entryMode: 'swipe', track2: buildTrack2(card.pan) });
-    if (!result.ok) throw new Error(`card boundary refused a test card: ${result.reason}`);
-    tokens.push(result.card);
-  }
-  return tokens;
+  return approvedCardTokens(
+    { tokenKey: keys.tokenKey, vaultPublicKey: keys.vault.publicKey },
+    count,
+  );
 }
 
 /** The `i`-th payment of a run: a UUIDv7 idempotency key, an amount that the cloud approves. */

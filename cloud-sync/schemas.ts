@@ -23,6 +23,7 @@
  *   refused (discriminated union), because an agent must not act on a command it does not know.
  */
 import { CARD_BRANDS, ENTRY_MODES, FIRST6_PATTERN, LAST4_PATTERN } from '../common/card.js';
+import { RECON_STATES } from '../common/reconciliation.js';
 import { z } from 'zod';
 import { syncError } from './errors.js';
 
@@ -296,15 +297,7 @@ export const TerminalBatchIdSchema = z
  * reversed (an offline approval the issuer declined), voided (canceled after an approval), not
  * completed (canceled before an approval, failed).
  */
-export const ReconStateSchema = z.enum([
-  'approved_online',
-  'approved_offline',
-  'pending_forward',
-  'declined',
-  'reversed',
-  'voided',
-  'not_completed',
-]);
+export const ReconStateSchema = z.enum(RECON_STATES);
 
 /**
  * A batch record (issue 17): the report of a terminal batch at its close (`kind: close`) or

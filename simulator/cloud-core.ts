@@ -82,8 +82,12 @@ export {
   type OpenedCard,
 } from './cloud-book.js';
 
-/** Fault switches for acknowledgements (architecture.md §7: lost, late, duplicated, reordered). */
-export interface CloudFaults {
+/**
+ * Fault switches for acknowledgements (architecture.md §7: lost, late, duplicated, reordered),
+ * and the ledger's own (decline code, lost / altered records, issue 17), which
+ * {@link LedgerFaults} in simulator/cloud-book.ts lists once.
+ */
+export interface CloudFaults extends LedgerFaults {
   /** Drop acks: `true` every one, a number the next N (counting down), false none. */
   dropAcks: boolean | number;
   /** Delay every ack by this many ms (late acks). */
@@ -101,21 +105,6 @@ export interface CloudFaults {
    * case — the cloud approved, the agent never heard). The decision is made at once.
    */
   authResponseDelayMs: number;
-  /**
-   * Decline every payment the cloud sees for the first time with this ISO 8583 response code
-   * (e.g. `05`), whatever the card and amount; `undefined` follows the decision rules.
-   */
-  declineCode: string | undefined;
-  /** Ledger fault (issue 17): the next N payment records are acknowledged, then lost. */
-  loseRecords: number;
-  /** Ledger fault: the next payment record is booked with its amount changed by this much. */
-  alterAmountMinor: number;
-  /** Ledger fault: the next N offline approvals are acknowledged approved, booked declined. */
-  declineAfterOffline: number;
-  /** Ledger fault: the next N void records are acknowledged but not applied. */
-  ignoreVoids: number;
-  /** Ledger fault: a charge of this many minor units appears at the next batch report. */
-  phantomChargeMinor: number;
 }
 
 const NO_TRANSPORT_FAULTS = {

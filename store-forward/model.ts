@@ -8,6 +8,7 @@
  * (`Date.prototype.toISOString`), in the database and in these types alike.
  */
 import type { CardBrand, EntryMode } from '../common/card.js';
+import type { ReconState } from '../common/reconciliation.js';
 
 /**
  * Payment states, from creation to the end of life; `payment-machine.ts` says which event moves
@@ -338,17 +339,7 @@ export type ProjectionReport = { ok: true; payments: number } | { ok: false; pro
  * `reversed` (an offline approval the issuer declined), `voided` (canceled after an approval), and
  * `not_completed` (canceled before an approval, failed, or still in progress).
  */
-export const RECON_STATES = [
-  'approved_online',
-  'approved_offline',
-  'pending_forward',
-  'declined',
-  'reversed',
-  'voided',
-  'not_completed',
-] as const;
-/** One of {@link RECON_STATES}. */
-export type ReconState = (typeof RECON_STATES)[number];
+export { RECON_STATES, type ReconState } from '../common/reconciliation.js';
 
 /** A count and a sum of integer minor units (of one currency). */
 export interface Amounts {
