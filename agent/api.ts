@@ -31,7 +31,7 @@ import type { LinkHealth } from '../cloud-sync/mqtt-session.js';
 import type { StoragePauseState } from './storage-guard.js';
 import { AgentError } from '../common/agent-error.js';
 import type { OfflineExposure, Payment, PaymentStore } from '../store-forward/payment-store.js';
-import type { BatchStatus } from '../store-forward/batches.js';
+import type { BatchStatus } from '../store-forward/batch-types.js';
 import {
   ApiErrorSchema,
   ApiPaymentSchema,

@@ -30,18 +30,23 @@
  * refused with POS517 and the fix.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  realpathSync,
-  renameSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import nacl from 'tweetnacl';
 import { AgentError } from '../common/agent-error.js';
+import { b64, ensurePrivateDir, errnoOf, FILES, replaceKeyFile, writeKey } from './key-files.js';
+import { readTokenKey } from './token-key.js';
+
+export { ensurePrivateDir } from './key-files.js';
+export {
+  DEFAULT_HOST_KEY_FILE,
+  HOST_KEY_CREDENTIAL,
+  protectTokenKey,
+  resolveHostKeyFile,
+  unwrapTokenKey,
+  WRAPPED_TOKEN_KEY_PREFIX,
+  wrapTokenKey,
+} from './token-key.js';
 
 /** The keys the agent runs with. */
 export interface TerminalKeys {
@@ -67,13 +72,6 @@ export interface CloudSideKeys {
   cloudSecretKey: Uint8Array;
 }
 
-const FILES = {
-  deviceSecretKey: { file: 'device-signing.key', bytes: 64 },
-  tokenKey: { file: 'token.key', bytes: 32 },
-  vaultPublicKey: { file: 'vault.pub', bytes: 32 },
-  cloudPublicKey: { file: 'cloud-signing.pub', bytes: 32 },
-} as const;
-
 /**
  * Reads the key files of `dir`. A wrapped `token.key` is opened with the host key
  * ({@link resolveHostKeyFile}); a plain one is read as it is (legacy: `pos-agent run` wraps it
@@ -97,7 +95,7 @@ export function loadTerminalKeys(
         problems.push(`${full}: holds ${key.length} bytes, expected ${bytes} (base64 text)`);
       return key;
     } catch (cause) {
-      problems.push(`${full}: cannot read (${(cause as NodeJS.ErrnoException).code ?? 'error'})`);
+      problems.push(`${full}: cannot read (${errnoOf(cause)})`);
       return new Uint8Array(bytes);
     }
   };
@@ -112,9 +110,7 @@ export function loadTerminalKeys(
     if (apiToken.length < 32)
       problems.push(`${tokenFile}: the token is shorter than 32 characters`);
   } catch (cause) {
-    problems.push(
-      `${tokenFile}: cannot read (${(cause as NodeJS.ErrnoException).code ?? 'error'})`,
-    );
+    problems.push(`${tokenFile}: cannot read (${errnoOf(cause)})`);
   }
   if (problems.length > 0) {
     throw new AgentError(
@@ -131,221 +127,6 @@ export function loadTerminalKeys(
     cloudPublicKey,
     apiToken,
   };
-}
-
-/** Prefix of a wrapped `token.key` (format version 1). */
-export const WRAPPED_TOKEN_KEY_PREFIX = 'kek1:';
-/** The systemd credential name of the host key (`LoadCredential=pos-agent-host-key:…`). */
-export const HOST_KEY_CREDENTIAL = 'pos-agent-host-key';
-/** Where the host key lives when neither systemd nor the environment names it. */
-export const DEFAULT_HOST_KEY_FILE = '/etc/pos-agent/host.key';
-
-/**
- * The host key-encryption key's file: `$CREDENTIALS_DIRECTORY/pos-agent-host-key` when systemd
- * passes credentials, else `$POS_AGENT_HOST_KEY_FILE`, else {@link DEFAULT_HOST_KEY_FILE}.
- */
-export function resolveHostKeyFile(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.CREDENTIALS_DIRECTORY !== undefined && env.CREDENTIALS_DIRECTORY !== '')
-    return path.join(env.CREDENTIALS_DIRECTORY, HOST_KEY_CREDENTIAL);
-  if (env.POS_AGENT_HOST_KEY_FILE !== undefined && env.POS_AGENT_HOST_KEY_FILE !== '')
-    return env.POS_AGENT_HOST_KEY_FILE;
-  return DEFAULT_HOST_KEY_FILE;
-}
-
-function tokenKeyError(message: string, cause?: unknown): AgentError {
-  return new AgentError('POS517', message, cause === undefined ? {} : { cause });
-}
-
-/** Reads a host key file: 32 bytes as base64 text. @throws AgentError POS517 */
-function readHostKey(file: string): Uint8Array {
-  let key: Uint8Array;
-  try {
-    key = new Uint8Array(Buffer.from(readFileSync(file, 'utf8').trim(), 'base64'));
-  } catch (cause) {
-    throw tokenKeyError(
-      `the host key ${file} cannot be read (${(cause as NodeJS.ErrnoException).code ?? 'error'}): the token key is wrapped with it. Fix: restore the host key, or pass it as the systemd credential ${HOST_KEY_CREDENTIAL}, or set POS_AGENT_HOST_KEY_FILE; without it the terminal must be provisioned again`,
-      cause,
-    );
-  }
-  if (key.length !== 32)
-    throw tokenKeyError(
-      `the host key ${file} holds ${key.length} bytes, expected 32 (base64 text)`,
-    );
-  return key;
-}
-
-/**
- * Wraps a token key with the host key: `kek1:` + base64(nonce ‖ nacl.secretbox(...)).
- * @param tokenKey — 32 bytes. @param hostKey — 32 bytes.
- */
-export function wrapTokenKey(tokenKey: Uint8Array, hostKey: Uint8Array): string {
-  const nonce = nacl.randomBytes(nacl.secretbox.nonceLength);
-  const box = nacl.secretbox(tokenKey, nonce, hostKey);
-  return WRAPPED_TOKEN_KEY_PREFIX + Buffer.concat([nonce, box]).toString('base64');
-}
-
-/**
- * Opens a wrapped token key.
- * @throws AgentError POS517 when it is malformed or does not open with this host key.
- */
-export function unwrapTokenKey(wrapped: string, hostKey: Uint8Array): Uint8Array {
-  const blob = Buffer.from(wrapped.slice(WRAPPED_TOKEN_KEY_PREFIX.length), 'base64');
-  const nonce = blob.subarray(0, nacl.secretbox.nonceLength);
-  const opened =
-    blob.length > nacl.secretbox.nonceLength
-      ? nacl.secretbox.open(blob.subarray(nacl.secretbox.nonceLength), nonce, hostKey)
-      : null;
-  if (opened === null || opened.length !== 32)
-    throw tokenKeyError(
-      'the wrapped token key does not open with this host key: the host key was replaced or the file altered. Fix: restore the original host key, or provision the terminal again',
-    );
-  return opened;
-}
-
-function readTokenKey(
-  dir: string,
-  options: { hostKeyFile?: string; env?: NodeJS.ProcessEnv },
-  problems: string[],
-): Uint8Array {
-  const full = path.join(dir, FILES.tokenKey.file);
-  let text: string;
-  try {
-    text = readFileSync(full, 'utf8').trim();
-  } catch (cause) {
-    problems.push(`${full}: cannot read (${(cause as NodeJS.ErrnoException).code ?? 'error'})`);
-    return new Uint8Array(32);
-  }
-  if (text.startsWith(WRAPPED_TOKEN_KEY_PREFIX)) {
-    try {
-      const hostKey = readHostKey(options.hostKeyFile ?? resolveHostKeyFile(options.env));
-      const key = unwrapTokenKey(text, hostKey);
-      hostKey.fill(0);
-      return key;
-    } catch (error) {
-      problems.push(`${full}: ${(error as Error).message}`);
-      return new Uint8Array(32);
-    }
-  }
-  const key = new Uint8Array(Buffer.from(text, 'base64'));
-  if (key.length !== 32)
-    problems.push(`${full}: holds ${key.length} bytes, expected 32 (base64 text)`);
-  return key;
-}
-
-/** True when `file` is `dir` or inside it (symbolic links resolved where they exist). */
-function isInside(file: string, dir: string): boolean {
-  const real = (p: string): string => {
-    try {
-      return realpathSync(p);
-    } catch {
-      return path.resolve(p);
-    }
-  };
-  const relative = path.relative(
-    real(dir),
-    path.join(real(path.dirname(file)), path.basename(file)),
-  );
-  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
-}
-
-/**
- * Makes sure `keysDir/token.key` is wrapped with the host key (first start after provisioning,
- * or a terminal provisioned by an older version): creates the host key when it is missing and
- * its place is writable (0600 in a 0700 folder; not in systemd's read-only credentials
- * folder), then rewrites `token.key` wrapped (temporary file + rename). Already wrapped: nothing
- * to do. The token key itself does not change, so tokens stay the same.
- *
- * @param options.dataDir — the data folder; the host key may not lie in it (nor in `keysDir`).
- * @param options.hostKeyFile — default {@link resolveHostKeyFile}.
- * @returns `'wrapped'` when it wrapped a plain key now, `'already'` otherwise.
- * @throws AgentError POS517 when the host key lies inside the data or keys folder, cannot be
- *   created or read (the message names the fix); POS502 when `token.key` is unreadable.
- */
-export function protectTokenKey(
-  keysDir: string,
-  options: { dataDir?: string; hostKeyFile?: string; env?: NodeJS.ProcessEnv } = {},
-): 'wrapped' | 'already' {
-  const tokenFile = path.join(keysDir, FILES.tokenKey.file);
-  let text: string;
-  try {
-    text = readFileSync(tokenFile, 'utf8').trim();
-  } catch (cause) {
-    throw new AgentError(
-      'POS502',
-      `${tokenFile}: cannot read (${(cause as NodeJS.ErrnoException).code ?? 'error'}); provision the terminal again`,
-      { cause },
-    );
-  }
-  if (text.startsWith(WRAPPED_TOKEN_KEY_PREFIX)) return 'already';
-  const hostKeyFile = options.hostKeyFile ?? resolveHostKeyFile(options.env);
-  for (const [name, dir] of [
-    ['keys', keysDir],
-    ['data', options.dataDir],
-  ] as const) {
-    if (dir !== undefined && isInside(hostKeyFile, dir))
-      throw tokenKeyError(
-        `the host key ${hostKeyFile} lies inside the ${name} folder ${dir}: whoever copies that folder would get it with the tokens. Fix: set POS_AGENT_HOST_KEY_FILE to a root-only path elsewhere (default ${DEFAULT_HOST_KEY_FILE}) or pass it as the systemd credential ${HOST_KEY_CREDENTIAL}`,
-      );
-  }
-  const tokenKey = new Uint8Array(Buffer.from(text, 'base64'));
-  if (tokenKey.length !== 32)
-    throw new AgentError(
-      'POS502',
-      `${tokenFile}: holds ${tokenKey.length} bytes, expected 32 (base64 text); provision the terminal again`,
-    );
-  if (!existsSync(hostKeyFile)) {
-    try {
-      ensurePrivateDir(path.dirname(hostKeyFile));
-      writeFileSync(
-        hostKeyFile,
-        `${randomBytes(32).toString('base64')}
-`,
-        {
-          mode: 0o600,
-          flag: 'wx',
-        },
-      );
-      chmodSync(hostKeyFile, 0o600);
-    } catch (cause) {
-      throw tokenKeyError(
-        `${tokenFile} holds the token key in the clear and the host key ${hostKeyFile} cannot be created (${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}) to wrap it. Fix: start the agent once as root, or create it: "install -d -m 700 ${path.dirname(hostKeyFile)} && head -c 32 /dev/urandom | base64 > ${hostKeyFile} && chmod 600 ${hostKeyFile}", or set POS_AGENT_HOST_KEY_FILE / the systemd credential ${HOST_KEY_CREDENTIAL}`,
-        cause,
-      );
-    }
-  }
-  const hostKey = readHostKey(hostKeyFile);
-  const temp = `${tokenFile}.new`;
-  try {
-    writeKey(temp, wrapTokenKey(tokenKey, hostKey));
-    renameSync(temp, tokenFile);
-  } catch (cause) {
-    throw new AgentError(
-      'POS503',
-      `cannot rewrite ${tokenFile} wrapped (${(cause as NodeJS.ErrnoException).code ?? 'error'}): check the keys directory`,
-      { cause },
-    );
-  } finally {
-    tokenKey.fill(0);
-    hostKey.fill(0);
-  }
-  return 'wrapped';
-}
-
-/** Creates `dir` with mode 0700 (and parents), or tightens an existing one. */
-export function ensurePrivateDir(dir: string): void {
-  try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    chmodSync(dir, 0o700);
-  } catch (cause) {
-    throw new AgentError('POS503', `cannot create directory ${dir}: ${(cause as Error).message}`, {
-      cause,
-    });
-  }
-}
-
-function writeKey(file: string, content: string): void {
-  writeFileSync(file, `${content}\n`, { mode: 0o600 });
-  chmodSync(file, 0o600);
 }
 
 /**
@@ -369,12 +150,13 @@ export function generateDevelopmentKeys(dir: string): {
   const vault = nacl.box.keyPair();
   const tokenKey = new Uint8Array(randomBytes(32));
   const apiToken = randomBytes(32).toString('base64url');
-  const b64 = (k: Uint8Array): string => Buffer.from(k).toString('base64');
-  writeKey(path.join(dir, FILES.deviceSecretKey.file), b64(device.secretKey));
-  writeKey(path.join(dir, FILES.tokenKey.file), b64(tokenKey));
-  writeKey(path.join(dir, FILES.vaultPublicKey.file), b64(vault.publicKey));
-  writeKey(path.join(dir, FILES.cloudPublicKey.file), b64(cloud.publicKey));
-  writeKey(path.join(dir, 'api.token'), apiToken);
+  writeTerminalKeys(dir, {
+    deviceSecretKey: device.secretKey,
+    tokenKey,
+    vaultPublicKey: vault.publicKey,
+    cloudPublicKey: cloud.publicKey,
+    apiToken,
+  });
   return {
     terminal: {
       deviceSecretKey: device.secretKey,
@@ -397,7 +179,6 @@ export function writeCloudSideKeys(
   keys: CloudSideKeys & { devicePublicKeys: Record<string, Uint8Array> },
 ): void {
   ensurePrivateDir(dir);
-  const b64 = (k: Uint8Array): string => Buffer.from(k).toString('base64');
   writeKey(path.join(dir, 'vault.key'), b64(keys.vaultSecretKey));
   writeKey(path.join(dir, 'cloud-signing.key'), b64(keys.cloudSecretKey));
   writeKey(
@@ -467,9 +248,7 @@ export function brokerTls(config: {
     try {
       return readFileSync(file);
     } catch (cause) {
-      problems.push(
-        `${file} (broker.${field}): cannot read (${(cause as NodeJS.ErrnoException).code ?? 'error'})`,
-      );
+      problems.push(`${file} (broker.${field}): cannot read (${errnoOf(cause)})`);
       return Buffer.alloc(0);
     }
   };
@@ -528,7 +307,6 @@ export function writeTerminalKeys(dir: string, keys: ProvisionedKeys, force = fa
       `${dir} already holds a device key; pass --force to replace it (the cloud must then register the new public key)`,
     );
   }
-  const b64 = (k: Uint8Array): string => Buffer.from(k).toString('base64');
   try {
     writeKey(path.join(dir, FILES.deviceSecretKey.file), b64(keys.deviceSecretKey));
     writeKey(path.join(dir, FILES.tokenKey.file), b64(keys.tokenKey));
@@ -538,7 +316,7 @@ export function writeTerminalKeys(dir: string, keys: ProvisionedKeys, force = fa
   } catch (cause) {
     throw new AgentError(
       'POS503',
-      `cannot write the key files in ${dir} (${(cause as NodeJS.ErrnoException).code ?? 'error'}): check the directory's owner and free space`,
+      `cannot write the key files in ${dir} (${errnoOf(cause)}): check the directory's owner and free space`,
       { cause },
     );
   }
@@ -551,16 +329,5 @@ export function writeTerminalKeys(dir: string, keys: ProvisionedKeys, force = fa
  * @throws AgentError POS503 when the file cannot be written.
  */
 export function replaceDeviceSigningKey(dir: string, secretKey: Uint8Array): void {
-  const target = path.join(dir, FILES.deviceSecretKey.file);
-  const temp = `${target}.new`;
-  try {
-    writeKey(temp, Buffer.from(secretKey).toString('base64'));
-    renameSync(temp, target);
-  } catch (cause) {
-    throw new AgentError(
-      'POS503',
-      `cannot replace ${target} (${(cause as NodeJS.ErrnoException).code ?? 'error'}): check the keys directory`,
-      { cause },
-    );
-  }
+  replaceKeyFile(path.join(dir, FILES.deviceSecretKey.file), b64(secretKey));
 }

@@ -14,7 +14,7 @@
  * business day), everything else is UTC.
  */
 import type { Clock, TimerHandle } from '../common/clock.js';
-import type { BatchStatus, CloseResult, ExceptionKind } from '../store-forward/batches.js';
+import type { BatchStatus, CloseResult, ExceptionKind } from '../store-forward/batch-types.js';
 import type { PaymentStore } from '../store-forward/payment-store.js';
 import type { Logger } from './logger.js';
 

@@ -23,3 +23,13 @@ export const RECON_STATES = [
 
 /** One of {@link RECON_STATES}. */
 export type ReconState = (typeof RECON_STATES)[number];
+
+/**
+ * The cloud's state of a payment in its answer to a batch report: `charged` (approved and not
+ * voided), `declined`, `voided`. The store compares against it (store-forward/batch-compare.ts),
+ * the wire schema checks it (cloud-sync/schemas.ts) and the simulator's ledger answers with it.
+ */
+export const CLOUD_STATES = ['charged', 'declined', 'voided'] as const;
+
+/** One of {@link CLOUD_STATES}. */
+export type CloudState = (typeof CLOUD_STATES)[number];

@@ -21,7 +21,7 @@
  * terminal without one).
  */
 import type { Command } from 'commander';
-import type { Batch, BatchException, Resolution } from '../../store-forward/batches.js';
+import type { Batch, BatchException, Resolution } from '../../store-forward/batch-types.js';
 
 /** What `pos-agent batch show --json` prints (version 1; fields are only ever added). */
 export interface BatchShowReport {

@@ -9,7 +9,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { BatchException } from '../../store-forward/batches.js';
+import type { BatchException } from '../../store-forward/batch-types.js';
 import { runCli } from '../helpers/cli.js';
 import { startRig, type Rig } from './payment-rig.js';
 

@@ -7,7 +7,8 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isAgentError } from '../../common/agent-error.js';
-import { compareBatch, type CloudBatchAnswer } from '../../store-forward/batches.js';
+import { compareBatch } from '../../store-forward/batch-compare.js';
+import type { CloudBatchAnswer } from '../../store-forward/batch-types.js';
 import { openDatabase } from '../../store-forward/database.js';
 import { MIGRATIONS } from '../../store-forward/migrations.js';
 import type { BatchReportRecord } from '../../store-forward/model.js';
