@@ -31,6 +31,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { type Clock, isoAt, systemClock } from '../common/clock.js';
+import { totalsOf, type CloudState } from '../common/reconciliation.js';
 import type {
   AckResult,
   AuthRequest,
@@ -300,7 +301,7 @@ export class CloudBook {
   }
 
   /** The ledger's state of a payment in a batch answer. */
-  static stateOf(entry: CloudRecordEntry): 'charged' | 'declined' | 'voided' {
+  static stateOf(entry: CloudRecordEntry): CloudState {
     if (entry.voided === true) return 'voided';
     if (entry.outcome === 'approved' && entry.declinedLater !== true) return 'charged';
     return 'declined';
@@ -378,7 +379,7 @@ export class CloudBook {
       id: report.id,
       kind: report.kind,
       asOf: isoAt(now),
-      totals: cloudTotals(lines),
+      totals: totalsOf(lines),
       payments: lines,
     };
     this.#batches.set(record.key, answer);
@@ -628,27 +629,4 @@ export class CloudBook {
       .toUpperCase();
     return { outcome: 'approved', authCode };
   }
-}
-
-/** Totals of a batch answer: every payment per state, the charged ones per currency and brand. */
-export function cloudTotals(lines: BatchAnswer['payments']): BatchAnswer['totals'] {
-  const totals: BatchAnswer['totals'] = { count: 0, byCurrency: {}, byBrand: {}, byState: {} };
-  const add = (
-    map: Record<string, { count: number; amountMinor: number }>,
-    key: string,
-    amountMinor: number,
-  ): void => {
-    const known = map[key] ?? { count: 0, amountMinor: 0 };
-    known.count += 1;
-    known.amountMinor += amountMinor;
-    map[key] = known;
-  };
-  for (const line of lines) {
-    totals.count += 1;
-    add((totals.byState[line.state] ??= {}), line.currency, line.amountMinor);
-    if (line.state !== 'charged') continue;
-    add(totals.byCurrency, line.currency, line.amountMinor);
-    add((totals.byBrand[line.brand ?? 'unknown'] ??= {}), line.currency, line.amountMinor);
-  }
-  return totals;
 }
