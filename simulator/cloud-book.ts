@@ -31,6 +31,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { type Clock, isoAt, systemClock } from '../common/clock.js';
+import { totalsOf, type CloudState } from '../common/reconciliation.js';
 import type {
   AckResult,
   AuthRequest,
@@ -40,161 +41,32 @@ import type {
   UplinkRecord,
 } from '../cloud-sync/schemas.js';
 import type { SyncLogger } from '../cloud-sync/sync-worker.js';
+import {
+  DEFAULT_DECISION_RULES,
+  NO_LEDGER_FAULTS,
+  SILENT_LOG,
+  type BatchAnswer,
+  type CloudBookOptions,
+  type CloudCoreCounters,
+  type CloudRecordEntry,
+  type DecisionRules,
+  type LedgerFaults,
+  type OpenedCard,
+} from './cloud-book-types.js';
 import { CloudLedger, type DurableMap } from './cloud-ledger.js';
 
-/** What the vault sees in sealed card data (the drivers' `openSealedCard` gives more; we need these). */
-export interface OpenedCard {
-  /** The PAN as ASCII digits. Never logged. */
-  panDigits: string;
-  /** Expiry YYMM. */
-  expiry: string;
-}
-
-/** One amount rule: when `matches`, the payment is declined with `declineCode`. */
-export interface AmountRule {
-  /** Short name for logs and docs, e.g. `ends-in-51`. */
-  name: string;
-  /** `amountMinor` — integer minor units; `currency` — ISO 4217 alpha. */
-  matches(amountMinor: number, currency: string): boolean;
-  /** ISO 8583 response code, e.g. `51`. */
-  declineCode: string;
-}
-
-/** How the simulator approves or declines. */
-export interface DecisionRules {
-  /** PAN → decline code. */
-  declinedPans: ReadonlyMap<string, string>;
-  /** Checked in order after the PAN rules. */
-  amountRules: readonly AmountRule[];
-}
-
-/** The defaults documented in the file header. */
-export const DEFAULT_DECISION_RULES: DecisionRules = {
-  declinedPans: new Map([['4000000000000002', '05']]),
-  amountRules: [
-    {
-      name: 'ends-in-51',
-      matches: (amountMinor) => amountMinor % 100 === 51,
-      declineCode: '51',
-    },
-  ],
-};
-
-/** What the cloud core knows about one idempotency key. */
-export interface CloudRecordEntry {
-  key: string;
-  deviceId: string;
-  type: 'payment' | 'void';
-  seq: number | undefined;
-  paymentId: string;
-  amountMinor: number;
-  currency: string;
-  /** The effect applied once: accepted (with outcome for payments) or rejected. */
-  status: 'accepted' | 'rejected';
-  outcome?: 'approved' | 'declined';
-  authCode?: string;
-  declineCode?: string;
-  code?: string;
-  /**
-   * A void record undid this key: whatever was approved under it is not charged (the store
-   * canceled it, or declined it locally after an ambiguous authorization timeout).
-   */
-  voided?: boolean;
-  /** How many times the key arrived (records and auth requests; resends included). */
-  count: number;
-  /** Epoch ms of the first arrival. */
-  firstSeenAt: number;
-  /** Epoch ms of the last arrival. */
-  lastSeenAt: number;
-  /** The payment's `createdAt` on the terminal (ISO 8601 UTC), for batch membership. */
-  createdAt?: string;
-  /** Card brand of the payment, for the batch totals per brand. */
-  brand?: string;
-  /** The terminal batch that claimed this payment at its close (issue 17). */
-  batchId?: string;
-  /** Fault `lose-record`: acknowledged, but the ledger lost it (a resend books it again). */
-  lost?: boolean;
-  /** Fault `decline-after-offline`: acknowledged approved, booked declined afterwards. */
-  declinedLater?: boolean;
-}
-
-/** Counters of the cloud core (the ledger's and the MQTT shell's). */
-export interface CloudCoreCounters {
-  /** Verified record batches received. */
-  batches: number;
-  /** Records received (resends included). */
-  records: number;
-  /** Keys applied for the first time. */
-  accepted: number;
-  /** Records answered `duplicate`. */
-  duplicates: number;
-  /** Records answered `rejected`. */
-  rejected: number;
-  approved: number;
-  declined: number;
-  /** Ack messages published (duplicates included). */
-  acksSent: number;
-  /** Ack messages dropped by the fault switch. */
-  acksDropped: number;
-  /** Ack publishes that failed (not connected). */
-  acksFailed: number;
-  /** Payloads refused (bad envelope, signature, unknown key, schema). */
-  refused: number;
-  /** New keys that arrived with a lower seq than one already seen from the device. */
-  outOfOrder: number;
-  /** Authorization requests received. */
-  authRequests: number;
-  /** Authorization responses published. */
-  authResponses: number;
-}
-
-/** The ledger's fault switches (see the file comment); counts count down as they act. */
-export interface LedgerFaults {
-  /** Decline every new payment with this ISO 8583 code; undefined follows the rules. */
-  declineCode: string | undefined;
-  /** The next N payment records are acknowledged, then lost by the ledger. */
-  loseRecords: number;
-  /** The next payment record is booked with its amount changed by this many minor units (0 off). */
-  alterAmountMinor: number;
-  /** The next N offline approvals are acknowledged approved and booked declined. */
-  declineAfterOffline: number;
-  /** The next N void records are acknowledged but not applied. */
-  ignoreVoids: number;
-  /** A charge of this many minor units the terminal never made appears at its next batch report. */
-  phantomChargeMinor: number;
-}
-
-/** Every ledger fault off. */
-export const NO_LEDGER_FAULTS: LedgerFaults = {
-  declineCode: undefined,
-  loseRecords: 0,
-  alterAmountMinor: 0,
-  declineAfterOffline: 0,
-  ignoreVoids: 0,
-  phantomChargeMinor: 0,
-};
-
-/** The cloud's answer to a batch record (the `batch` of its ack result). */
-export type BatchAnswer = NonNullable<AckResult['batch']>;
-
-/** Options of {@link CloudBook}. */
-export interface CloudBookOptions {
-  /** Opens sealed card data with the vault's X25519 secret key (drivers' `openSealedCard`). */
-  openSealed?: ((sealedBase64: string) => OpenedCard) | undefined;
-  /** Decision rules; default {@link DEFAULT_DECISION_RULES}. */
-  rules?: Partial<DecisionRules> | undefined;
-  clock?: Clock | undefined;
-  logger?: SyncLogger | undefined;
-  /** SQLite file of the ledger (created); default in memory (see cloud-ledger.ts). */
-  ledgerFile?: string | undefined;
-}
-
-const silent: SyncLogger = {
-  debug: () => undefined,
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-};
+export {
+  DEFAULT_DECISION_RULES,
+  NO_LEDGER_FAULTS,
+  type AmountRule,
+  type BatchAnswer,
+  type CloudBookOptions,
+  type CloudCoreCounters,
+  type CloudRecordEntry,
+  type DecisionRules,
+  type LedgerFaults,
+  type OpenedCard,
+} from './cloud-book-types.js';
 
 /** The ledger logic; see the file comment. */
 export class CloudBook {
@@ -233,8 +105,8 @@ export class CloudBook {
     this.#openSealed = options.openSealed;
     this.#rules = { ...DEFAULT_DECISION_RULES, ...options.rules };
     this.#clock = options.clock ?? systemClock;
-    this.#log = options.logger ?? silent;
-    this.#ledger = new CloudLedger(options.ledgerFile);
+    this.#log = options.logger ?? SILENT_LOG;
+    this.#ledger = new CloudLedger(options.ledgerFile, { shared: options.sharedLedger === true });
     this.#records = this.#ledger.entries;
     this.#voids = this.#ledger.voids;
     this.#batches = this.#ledger.batches;
@@ -280,11 +152,17 @@ export class CloudBook {
       entry.outcome = 'declined';
       entry.declineCode = 'voided';
     }
-    if (entry === undefined) {
-      entry = this.#newEntry(deviceId, { ...request, type: 'payment' }, now);
+    const booked =
+      entry === undefined
+        ? this.#newEntry(deviceId, { ...request, type: 'payment' }, now)
+        : undefined;
+    if (booked !== undefined) {
+      entry = booked;
       if (entry.status === 'accepted') this.#counters.accepted += 1;
       else this.#counters.rejected += 1;
     } else {
+      // Known here, or booked a moment ago by another instance on the shared ledger (issue 16).
+      entry ??= this.#winner(request.key);
       entry.count += 1;
       entry.lastSeenAt = now;
       this.#records.set(entry.key, entry);
@@ -300,7 +178,7 @@ export class CloudBook {
   }
 
   /** The ledger's state of a payment in a batch answer. */
-  static stateOf(entry: CloudRecordEntry): 'charged' | 'declined' | 'voided' {
+  static stateOf(entry: CloudRecordEntry): CloudState {
     if (entry.voided === true) return 'voided';
     if (entry.outcome === 'approved' && entry.declinedLater !== true) return 'charged';
     return 'declined';
@@ -378,7 +256,7 @@ export class CloudBook {
       id: report.id,
       kind: report.kind,
       asOf: isoAt(now),
-      totals: cloudTotals(lines),
+      totals: totalsOf(lines),
       payments: lines,
     };
     this.#batches.set(record.key, answer);
@@ -480,24 +358,40 @@ export class CloudBook {
       this.#counters.accepted += 1;
       return this.#resultOf(known, 'accepted');
     }
-    if (known !== undefined) {
-      this.#faultsOnRecord(known, false);
-      known.count += 1;
-      known.lastSeenAt = now;
-      if (known.seq === undefined) known.seq = record.seq;
-      this.#records.set(known.key, known);
-      this.#counters.duplicates += 1;
-      return this.#resultOf(known, 'duplicate');
-    }
+    if (known !== undefined) return this.#duplicate(known, record.seq, now);
     const lastSeq = this.#lastSeq.get(deviceId) ?? 0;
     if (record.seq <= lastSeq) this.#counters.outOfOrder += 1;
     else this.#lastSeq.set(deviceId, record.seq);
     const entry = this.#newEntry(deviceId, record, now);
+    if (entry === undefined) {
+      // Another cloud core instance on the shared ledger booked this key a moment ago (issue 16):
+      // here it is a resend like any other, answered with the winner's effect.
+      return this.#duplicate(this.#winner(record.key), record.seq, now);
+    }
     if (entry.status === 'accepted') this.#counters.accepted += 1;
     else this.#counters.rejected += 1;
     const result = this.#resultOf(entry, entry.status);
     this.#faultsOnRecord(entry, true);
     return result;
+  }
+
+  /** A payment record whose key is booked already: its original effect, answered `duplicate`. */
+  #duplicate(known: CloudRecordEntry, seq: number, now: number): AckResult {
+    this.#faultsOnRecord(known, false);
+    known.count += 1;
+    known.lastSeenAt = now;
+    if (known.seq === undefined) known.seq = seq;
+    this.#records.set(known.key, known);
+    this.#counters.duplicates += 1;
+    return this.#resultOf(known, 'duplicate');
+  }
+
+  /** The entry another instance booked after {@link CloudLedger} refused this one's claim. */
+  #winner(key: string): CloudRecordEntry {
+    const entry = this.#records.get(key);
+    if (entry === undefined)
+      throw new Error(`ledger refused the claim of ${key} but holds no entry`);
+    return entry;
   }
 
   /** The ledger faults that act on a payment record's arrival (after its ack is decided). */
@@ -522,6 +416,10 @@ export class CloudBook {
     this.#records.set(entry.key, entry);
   }
 
+  /**
+   * Decides and books the first arrival of a key; undefined when another instance on the shared
+   * ledger booked it first (nothing counted then).
+   */
   #newEntry(
     deviceId: string,
     record: Pick<OutboxRecord, 'key' | 'payment' | 'card' | 'sealed'> & {
@@ -529,7 +427,7 @@ export class CloudBook {
       seq?: number;
     },
     now: number,
-  ): CloudRecordEntry {
+  ): CloudRecordEntry | undefined {
     const entry: CloudRecordEntry = {
       key: record.key,
       deviceId,
@@ -552,16 +450,14 @@ export class CloudBook {
         entry.code = decision.rejected;
       } else {
         entry.outcome = decision.outcome;
-        if (decision.outcome === 'approved') {
-          entry.authCode = decision.authCode;
-          this.#counters.approved += 1;
-        } else {
-          entry.declineCode = decision.declineCode;
-          this.#counters.declined += 1;
-        }
+        if (decision.outcome === 'approved') entry.authCode = decision.authCode;
+        else entry.declineCode = decision.declineCode;
       }
     }
-    this.#records.set(record.key, entry);
+    // One instance books a key: on a shared ledger another may have won it meanwhile.
+    if (!this.#records.claim(record.key, entry)) return undefined;
+    if (entry.outcome === 'approved') this.#counters.approved += 1;
+    if (entry.outcome === 'declined') this.#counters.declined += 1;
     this.#log.info(
       {
         deviceId,
@@ -628,27 +524,4 @@ export class CloudBook {
       .toUpperCase();
     return { outcome: 'approved', authCode };
   }
-}
-
-/** Totals of a batch answer: every payment per state, the charged ones per currency and brand. */
-export function cloudTotals(lines: BatchAnswer['payments']): BatchAnswer['totals'] {
-  const totals: BatchAnswer['totals'] = { count: 0, byCurrency: {}, byBrand: {}, byState: {} };
-  const add = (
-    map: Record<string, { count: number; amountMinor: number }>,
-    key: string,
-    amountMinor: number,
-  ): void => {
-    const known = map[key] ?? { count: 0, amountMinor: 0 };
-    known.count += 1;
-    known.amountMinor += amountMinor;
-    map[key] = known;
-  };
-  for (const line of lines) {
-    totals.count += 1;
-    add((totals.byState[line.state] ??= {}), line.currency, line.amountMinor);
-    if (line.state !== 'charged') continue;
-    add(totals.byCurrency, line.currency, line.amountMinor);
-    add((totals.byBrand[line.brand ?? 'unknown'] ??= {}), line.currency, line.amountMinor);
-  }
-  return totals;
 }

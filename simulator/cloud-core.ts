@@ -21,14 +21,8 @@
  * cannot drift apart, and the same {@link MqttSession} (only cloud-sync/mqtt-session.ts imports
  * `mqtt`).
  *
- * Decision rules (defaults, all replaceable through `rules`):
- * - PAN 4000000000000002 (architecture.md §7 declined test card) → declined, decline code `05` (do not
- *   honour). The PAN comes from the sealed card data opened with the vault key; when a record has
- *   no sealed data (SRED or no `openSealed`), first 6 + last 4 are compared instead.
- * - `amountMinor` ending in 51 (e.g. 1051 = 10.51) → declined `51` (insufficient funds).
- * - Everything else → approved with a 6-character auth code derived from the idempotency key.
- * - Sealed data that cannot be opened → the record is rejected (`code: 'sealed_unreadable'`).
- * - `void` records are accepted without an outcome.
+ * The decision rules are the book's (DEFAULT_DECISION_RULES, cloud-book-types.ts). Options,
+ * events and transport faults are in cloud-core-options.ts.
  *
  * PCI: the PAN exists only inside `decide()` as the string returned by the injected opener and
  * is never logged, stored, counted or put in an ack.
@@ -45,14 +39,21 @@ import {
   signerKeyId,
 } from '../cloud-sync/envelope.js';
 import {
+  LEDGER_FAULT_KEYS,
+  NO_TRANSPORT_FAULTS,
+  type CloudCoreEvents,
+  type CloudCoreOptions,
+  type CloudFaults,
+  type TransportFaults,
+} from './cloud-core-options.js';
+import {
   CloudBook,
   NO_LEDGER_FAULTS,
   type CloudCoreCounters,
   type CloudRecordEntry,
-  type DecisionRules,
   type LedgerFaults,
-  type OpenedCard,
 } from './cloud-book.js';
+import { SILENT_LOG } from './cloud-book-types.js';
 import { MqttSession } from '../cloud-sync/mqtt-session.js';
 import {
   type AckResult,
@@ -73,6 +74,7 @@ import {
 } from '../cloud-sync/schemas.js';
 import type { SyncLogger } from '../cloud-sync/sync-worker.js';
 
+export type { CloudCoreEvents, CloudCoreOptions, CloudFaults } from './cloud-core-options.js';
 export {
   DEFAULT_DECISION_RULES,
   type AmountRule,
@@ -81,96 +83,6 @@ export {
   type DecisionRules,
   type OpenedCard,
 } from './cloud-book.js';
-
-/**
- * Fault switches for acknowledgements (architecture.md §7: lost, late, duplicated, reordered),
- * and the ledger's own (decline code, lost / altered records, issue 17), which
- * {@link LedgerFaults} in simulator/cloud-book.ts lists once.
- */
-export interface CloudFaults extends LedgerFaults {
-  /** Drop acks: `true` every one, a number the next N (counting down), false none. */
-  dropAcks: boolean | number;
-  /** Delay every ack by this many ms (late acks). */
-  ackDelayMs: number;
-  /** Send every ack message twice. */
-  duplicateAcks: boolean;
-  /** Hold acks per device until this many are collected, then send them in reverse order; ≤ 1 off. */
-  reorderWindow: number;
-  /** How long a partly filled reorder window waits before it is flushed (reversed), ms. */
-  reorderFlushMs: number;
-  /** Drop authorization responses (the agent's online authorization times out). */
-  dropAuthResponses: boolean;
-  /**
-   * Answer authorization requests this many ms late (after the agent's timeout: the ambiguous
-   * case — the cloud approved, the agent never heard). The decision is made at once.
-   */
-  authResponseDelayMs: number;
-}
-
-const NO_TRANSPORT_FAULTS = {
-  dropAcks: false,
-  ackDelayMs: 0,
-  duplicateAcks: false,
-  reorderWindow: 0,
-  reorderFlushMs: 100,
-  dropAuthResponses: false,
-  authResponseDelayMs: 0,
-};
-type TransportFaults = Omit<CloudFaults, keyof LedgerFaults>;
-const LEDGER_FAULT_KEYS = Object.keys(NO_LEDGER_FAULTS) as (keyof LedgerFaults)[];
-
-/** Options of {@link CloudCore.start}. */
-export interface CloudCoreOptions {
-  /** `mqtt://host:port`. */
-  brokerUrl: string;
-  /**
-   * The broker cluster's nodes in order (issue 16); when given, the core fails over between
-   * them like an agent (MqttSession `urls`) and `brokerUrl` is only the first one's name.
-   */
-  brokerUrls?: readonly string[];
-  /** `{p}`; default `pos/v1`. */
-  topicPrefix?: string;
-  /** The cloud's Ed25519 key that signs downlinks (agents pin its public key). */
-  signer: EnvelopeSigner;
-  /** Opens sealed card data with the vault's X25519 secret key (drivers' `openSealedCard`). */
-  openSealed?: (sealedBase64: string) => OpenedCard;
-  /** Decision rules; default {@link DEFAULT_DECISION_RULES}. */
-  rules?: Partial<DecisionRules>;
-  /** MQTT client id; default `cloud-core-sim`. */
-  clientId?: string;
-  /** Reconnect period in ms (the backoff base); default 1000. */
-  reconnectPeriodMs?: number;
-  /** Reconnect backoff cap in ms; default MqttSession's 30000. */
-  reconnectMaxMs?: number;
-  /** Wait for the first connection in `start()`, ms; default 10000; 0 = do not wait. */
-  connectTimeoutMs?: number;
-  clock?: Clock;
-  logger?: SyncLogger;
-  /**
-   * SQLite file of the ledger (created): what the cloud knows per idempotency key survives a
-   * restart, so a resent record is answered `duplicate`, never charged twice. Default: in memory.
-   */
-  ledgerFile?: string;
-}
-
-/** Events of {@link CloudCore}. */
-export interface CloudCoreEvents {
-  /** A batch was processed (before faults are applied to its ack). */
-  batch: [info: { deviceId: string; batch: string; results: AckResult[] }];
-  /** The broker link went up or down (one event per change). */
-  link: [state: 'connected' | 'disconnected'];
-  /** An uplink was refused. */
-  refused: [info: { topic: string; error: AgentError }];
-  /** A verified status message arrived. */
-  status: [info: { deviceId: string; status: Status }];
-}
-
-const silent: SyncLogger = {
-  debug: () => undefined,
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-};
 
 interface HeldAck {
   topic: string;
@@ -200,13 +112,14 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     this.prefix = options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;
     this.#signer = { ...options.signer, kid: signerKeyId(options.signer) };
     this.#clock = options.clock ?? systemClock;
-    this.#log = options.logger ?? silent;
+    this.#log = options.logger ?? SILENT_LOG;
     this.#book = new CloudBook({
       openSealed: options.openSealed,
       rules: options.rules,
       clock: this.#clock,
       logger: this.#log,
       ledgerFile: options.ledgerFile,
+      sharedLedger: options.shareGroup !== undefined,
     });
     this.#session = new MqttSession({
       url: options.brokerUrl,
@@ -239,9 +152,16 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
    * @throws AgentError POS301 when the broker is not reachable within `connectTimeoutMs`.
    */
   static async start(options: CloudCoreOptions): Promise<CloudCore> {
+    if (options.shareGroup !== undefined && options.ledgerFile === undefined)
+      throw new Error('CloudCore: shareGroup needs the ledgerFile the instances share');
+    if (options.shareGroup !== undefined && !/^[A-Za-z0-9_-]+$/.test(options.shareGroup))
+      throw new Error('CloudCore: shareGroup is letters, digits, _ and - only');
     const core = new CloudCore(options);
     const filters = cloudTopicFilters(core.prefix);
-    await core.#session.subscribe([filters.records, filters.auth, filters.status]);
+    const share = options.shareGroup === undefined ? '' : `$share/${options.shareGroup}/`;
+    await core.#session.subscribe(
+      [filters.records, filters.auth, filters.status].map((f) => `${share}${f}`),
+    );
     core.#session.connect();
     const waitMs = options.connectTimeoutMs ?? 10_000;
     if (waitMs > 0) {

@@ -12,10 +12,10 @@
  * | not charged             | charged_declined_here     | —                 | —                   |
  * | absent                  | missing_here              | —                 | —                   |
  */
-import { CLOUD_STATES, type CloudState } from '../common/reconciliation.js';
+import { CLOUD_STATES, isCharged, totalsOf } from '../common/reconciliation.js';
 import type { CloudBatchAnswer, ExceptionKind } from './batch-types.js';
 import { canonicalJson } from './hash-chain.js';
-import type { Amounts, BatchTotals, PaymentState, ReconState } from './model.js';
+import type { PaymentState, ReconState } from './model.js';
 
 /** The reconciliation state of a payment (see `RECON_STATES`, common/reconciliation.ts). */
 export function reconStateOf(payment: {
@@ -43,50 +43,6 @@ export function reconStateOf(payment: {
     default:
       return 'not_completed';
   }
-}
-
-/** True for the states in which money is taken: approved online or offline, pending forward. */
-export function isCharged(state: ReconState | CloudState): boolean {
-  return (
-    state === 'charged' ||
-    state === 'approved_online' ||
-    state === 'approved_offline' ||
-    state === 'pending_forward'
-  );
-}
-
-function add(map: Record<string, Amounts>, key: string, amountMinor: number, count = 1): void {
-  const known = map[key] ?? { count: 0, amountMinor: 0 };
-  known.count += count;
-  known.amountMinor += amountMinor;
-  map[key] = known;
-}
-
-/**
- * Totals of payment lines: all of them in `count` and `byState`; the charged ones (see
- * {@link isCharged}) in `byCurrency` and `byBrand`.
- */
-export function totalsOf(
-  lines: ReadonlyArray<{
-    amountMinor: number;
-    currency: string;
-    brand?: string | undefined;
-    state: string;
-    count?: number;
-  }>,
-): BatchTotals {
-  const totals: BatchTotals = { count: 0, byCurrency: {}, byBrand: {}, byState: {} };
-  for (const line of lines) {
-    const n = line.count ?? 1;
-    totals.count += n;
-    const byState = (totals.byState[line.state] ??= {});
-    add(byState, line.currency, line.amountMinor, n);
-    if (!isCharged(line.state as ReconState)) continue;
-    add(totals.byCurrency, line.currency, line.amountMinor, n);
-    const byBrand = (totals.byBrand[line.brand ?? 'unknown'] ??= {});
-    add(byBrand, line.currency, line.amountMinor, n);
-  }
-  return totals;
 }
 
 /** One finding of {@link compareBatch}. */

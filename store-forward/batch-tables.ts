@@ -8,7 +8,8 @@
 import type { StoreKernel } from './kernel.js';
 import type { Batch, ExceptionKind } from './batch-types.js';
 import { applyBatchEvent } from './batch-fold.js';
-import { reconStateOf, totalsOf } from './batch-compare.js';
+import { totalsOf } from '../common/reconciliation.js';
+import { reconStateOf } from './batch-compare.js';
 import {
   b64url,
   foldOfRows,

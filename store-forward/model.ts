@@ -8,7 +8,7 @@
  * (`Date.prototype.toISOString`), in the database and in these types alike.
  */
 import type { CardBrand, EntryMode } from '../common/card.js';
-import type { ReconState } from '../common/reconciliation.js';
+import type { BatchTotals, ReconState } from '../common/reconciliation.js';
 
 /**
  * Payment states, from creation to the end of life; `payment-machine.ts` says which event moves
@@ -341,25 +341,7 @@ export type ProjectionReport = { ok: true; payments: number } | { ok: false; pro
  */
 export { RECON_STATES, type ReconState } from '../common/reconciliation.js';
 
-/** A count and a sum of integer minor units (of one currency). */
-export interface Amounts {
-  count: number;
-  /** Integer minor units. */
-  amountMinor: number;
-}
-
-/**
- * The totals of a batch (issue 17): `count` payments in all; `byCurrency` the charged payments
- * (approved online, approved offline, pending forward) per ISO 4217 currency; `byBrand` the same
- * per card brand and currency; `byState` every payment per state and currency. The agent's states
- * are {@link RECON_STATES}; the cloud's answer uses `charged`, `declined`, `voided`.
- */
-export interface BatchTotals {
-  count: number;
-  byCurrency: Record<string, Amounts>;
-  byBrand: Record<string, Record<string, Amounts>>;
-  byState: Record<string, Record<string, Amounts>>;
-}
+export type { Amounts, BatchTotals } from '../common/reconciliation.js';
 
 /** One payment of a batch report: what the cloud compares by idempotency key. */
 export interface BatchReportLine {
