@@ -23,7 +23,7 @@ import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { isAgentError } from '../common/agent-error.js';
 import { storeError } from './errors.js';
-import { MIGRATIONS, type Migration } from './migrations.js';
+import { MIGRATIONS, type Migration } from './migrations/index.js';
 
 /** The better-sqlite3 connection type, for the files of store-forward only. */
 export type SqliteDatabase = Database.Database;

@@ -1,6 +1,6 @@
 /**
  * The store's SQL, prepared once per connection: every statement the store runs is here, by
- * name, so the schema (migrations.ts) and the queries can be read side by side.
+ * name, so the schema (migrations/) and the queries can be read side by side.
  */
 import type Database from 'better-sqlite3';
 import {

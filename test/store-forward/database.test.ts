@@ -4,7 +4,11 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isAgentError } from '../../common/agent-error.js';
 import { APPLICATION_ID, openDatabase } from '../../store-forward/database.js';
-import { MIGRATIONS, SCHEMA_VERSION, type Migration } from '../../store-forward/migrations.js';
+import {
+  MIGRATIONS,
+  SCHEMA_VERSION,
+  type Migration,
+} from '../../store-forward/migrations/index.js';
 import { PaymentStore } from '../../store-forward/payment-store.js';
 import { newPayment, tempDir } from './helpers.js';
 
