@@ -19,6 +19,7 @@ export interface TargetResult {
   details: unknown;
 }
 
+/** The command line (see bench/run.ts for the options). */
 export const { values } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
@@ -30,12 +31,16 @@ export const { values } = parseArgs({
   strict: true,
 });
 
+/** `--quick`: the smaller run (~1 minute). */
 export const quick = values.quick === true;
+/** `--stored N`: the backlog of target 3, payments. */
 export const stored =
   values.stored === undefined ? (quick ? 10_000 : 100_000) : Number(values.stored);
 if (!Number.isInteger(stored) || stored < 1)
   throw new Error(`--stored ${values.stored} must be a positive integer (payments)`);
+/** `--only 1,2,…`: the targets to run. */
 export const only = new Set((values.only ?? '1,2,3,4,5,6').split(',').map((s) => s.trim()));
+/** Sizes of the run: iterations, payments and rounds per target. */
 export const plan = quick
   ? {
       enqueue: 300,
@@ -59,14 +64,20 @@ export const plan = quick
       listStored: 100_000,
       http: 300,
     };
+/** How long a memory child settles before it is measured, ms. */
 export const settleMs = 1500;
+/** `--dir DIR`: where the databases of targets 1 and 2 live (the disk under test). */
 export const diskParent = values.dir ?? os.tmpdir();
 
+/** Every target's outcome, in order, for the summary and `--json`. */
 export const results: TargetResult[] = [];
+/** Prints one line of the report. */
 export const line = (text = ''): void => {
   process.stdout.write(`${text}\n`);
 };
+/** PASS or MISS. */
 export const mark = (v: Verdict): string => (v.pass ? 'PASS' : 'MISS');
+/** Bytes as MiB with one decimal. */
 export const mib = (bytes: number): string => fmt(bytes / 2 ** 20, 1);
 
 /** `--json FILE`: where the results go, when given. */
