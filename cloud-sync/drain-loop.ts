@@ -24,20 +24,27 @@ export type WindowPayload = { payload: Buffer; records: number };
 
 /** What the drain loop works with; the worker owns all of it. */
 export interface DrainLoopDeps {
+  /** The worker's MQTT session: batches go out on it (QoS 1). */
   session: MqttSession;
+  /** The outbox: `nextPending`, `applyAcks`. */
   source: OutboxSource;
+  /** The device's topics (`up/records`). */
   topics: DeviceTopics;
   /** The current uplink signer (it can be rotated by a cloud command). */
   signer: () => EnvelopeSigner;
+  /** A fresh batch id (uuid v7 by default). */
   newBatchId: () => string;
   clock: Clock;
   log: SyncLogger;
   /** The worker's counters, updated in place. */
   stats: SyncWorkerStats;
+  /** The pure batch window; the worker also drives it on connect, disconnect and stop. */
   window: BatchWindow<WindowPayload>;
   /** True while the worker is started. */
   running: () => boolean;
+  /** Batch size limits (bytes, records) and the resend schedule, validated by the worker. */
   options: { maxMessageBytes: number; maxRecordsPerBatch: number; policy: ResendPolicy };
+  /** What the loop tells the worker (which emits its own events). */
   events: {
     acked(results: AckResult[], batchId: string): void;
     refused(results: AckResult[]): void;
