@@ -4,10 +4,11 @@
  *
  * ```
  * POS app ──POST /v1/payments { offline: prefer_online | require_online | force_offline }──▶
- *   1. store.startPayment           awaiting_card   (the idempotency key is durable from here)
- *   2. pad: "present card" → card   card_read       (token + sealed data, committed)
+ *   1. store.startPayment           awaiting_card   (a draft in memory: the key is taken, nothing
+ *                                                    is written before the decision, issue 9 §2)
+ *   2. pad: "present card" → card   card_read       (token + sealed data, held with the draft)
  *   3. online PIN if the card needs it (message 30 → 31 PIN block | 39 no PIN)   awaiting_pin
- *   4. decide:
+ *   4. decide (the draft's first write, one FULL commit):
  *      cloud reachable & mode ≠ force_offline → authorizing → up/auth … down/auth (timeoutMs)
  *          approved → approved (approval: online) + outbox record
  *          declined → declined (issuer code)
@@ -350,6 +351,9 @@ export class PaymentService extends EventEmitter {
       }
       if (now?.state === 'authorizing') this.#interrupted(payment.id, log);
       throw error;
+    } finally {
+      // Every write of its end failed: the draft goes, as a crash would take it.
+      this.#store.discardDraft(payment.id);
     }
     log.info(
       { paymentId: payment.id, state: payment.state, approval: payment.approval },
