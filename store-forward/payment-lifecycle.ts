@@ -41,7 +41,7 @@ import type { SqliteOutbox } from './outbox.js';
 import { PaymentDrafts, type DraftSecret } from './payment-drafts.js';
 import { assertSameParameters, refusePurgedKey, requirePaymentId } from './payment-rules.js';
 import { toPayment, type PaymentRow } from './rows.js';
-import { checkNewPayment, safeReason } from './validate.js';
+import { checkCardRead, checkNewPayment, checkPaymentStart, safeReason } from './validate.js';
 
 /** Result of {@link PaymentLifecycle.recoverInterrupted}. */
 export interface RecoveryReport {
@@ -56,17 +56,6 @@ export interface RecoveryReport {
     error: AgentError;
   }[];
 }
-
-/** A syntactically valid card used only to run the shared input checks before a card exists. */
-const PLACEHOLDER_CARD: NewPayment['card'] = {
-  token: 'tok_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
-  brand: 'unknown',
-  first6: '000000',
-  last4: '0000',
-  expiryMonth: 1,
-  expiryYear: 2099,
-  entryMode: 'manual',
-};
 
 /**
  * Free bytes on the database's disk below which a payment is refused at its start (POS207),
@@ -138,7 +127,7 @@ export class PaymentLifecycle {
     reference?: string | undefined;
     offlineMode: OfflineMode;
   }): { payment: Payment; created: boolean } {
-    const checked = checkNewPayment({ ...input, card: PLACEHOLDER_CARD });
+    const checked = checkPaymentStart(input);
     if (!(OFFLINE_MODES as readonly string[]).includes(input.offlineMode)) {
       throw storeError(
         'POS213',
@@ -155,7 +144,7 @@ export class PaymentLifecycle {
         return row === undefined ? undefined : toPayment(row);
       });
     if (existing !== undefined) {
-      assertSameParameters(existing, checked, { card: false });
+      assertSameParameters(existing, checked);
       return { payment: existing, created: false };
     }
     this.#requireRoom();
@@ -182,14 +171,7 @@ export class PaymentLifecycle {
     card: NewPayment['card'],
     secret: { sealed?: string | undefined; sred?: NewPayment['sred'] } = {},
   ): Payment {
-    const checked = checkNewPayment({
-      idempotencyKey: 'x',
-      amountMinor: 1,
-      currency: 'XXX',
-      card,
-      sealed: secret.sealed,
-      sred: secret.sred,
-    });
+    const checked = checkCardRead({ card, sealed: secret.sealed, sred: secret.sred });
     const held = { sealed: checked.sealed, sred: checked.sred };
     const at = this.#k.now();
     if (this.#drafts.get(paymentId) !== undefined) {

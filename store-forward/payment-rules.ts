@@ -7,6 +7,7 @@ import { storeError } from './errors.js';
 import type { StoreKernel } from './kernel.js';
 import type { NewPayment, Payment } from './model.js';
 import type { PaymentRow } from './rows.js';
+import type { PaymentStart } from './validate.js';
 
 /**
  * Refuses a key that belonged to a payment retention purged (in the caller's transaction).
@@ -43,15 +44,14 @@ export function requirePaymentId(k: StoreKernel, paymentId: string): string {
 
 /**
  * Refuses a repeated idempotency key whose parameters differ from the original payment's:
- * amount, currency, reference and (when `compare.card`) the card token.
+ * amount, currency, reference and, when `input` has a card (`createPayment`), the card token.
  *
  * @throws AgentError POS210 naming the first differing field (never card values); the local API
  *   answers 409.
  */
 export function assertSameParameters(
   original: Payment,
-  input: NewPayment,
-  compare: { card: boolean } = { card: true },
+  input: PaymentStart & { card?: NewPayment['card'] },
 ): void {
   const key = input.idempotencyKey;
   const conflict = (field: string, what: string): never => {
@@ -75,7 +75,7 @@ export function assertSameParameters(
       `first ${JSON.stringify(original.reference ?? null)}, now ${JSON.stringify(input.reference ?? null)}`,
     );
   }
-  if (compare.card && original.card?.token !== input.card.token) {
+  if (input.card !== undefined && original.card?.token !== input.card.token) {
     conflict('card', 'another card was presented: the card token differs');
   }
 }
