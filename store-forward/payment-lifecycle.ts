@@ -25,7 +25,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { isAgentError, type AgentError } from '../common/agent-error.js';
 import { isoAt } from '../common/clock.js';
 import { storeError } from './errors.js';
-import { StoreKernel, toAgentError } from './kernel.js';
+import { toAgentError, type StoreKernel } from './kernel.js';
 import {
   APPROVED_STATES,
   OFFLINE_MODES,
