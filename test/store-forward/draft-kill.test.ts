@@ -27,9 +27,10 @@ afterEach(() => {
 /** Bundles the child next to node_modules, so its packages resolve as the agent's do. */
 async function bundleChild(): Promise<string> {
   const { build } = await import('esbuild');
-  const dir = path.join(ROOT, 'node_modules', '.cache', 'pos-draft-kill');
+  const dir = path.join(ROOT, 'node_modules', '.cache', `pos-draft-kill-${process.pid}`);
   mkdirSync(dir, { recursive: true });
-  const outfile = path.join(dir, `draft-child-${process.pid}.mjs`);
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const outfile = path.join(dir, 'draft-child.mjs');
   await build({
     entryPoints: [path.join(ROOT, 'test', 'store-forward', 'draft-child.ts')],
     outfile,
@@ -40,7 +41,6 @@ async function bundleChild(): Promise<string> {
     packages: 'external',
     logLevel: 'silent',
   });
-  cleanups.push(() => rmSync(outfile, { force: true }));
   return outfile;
 }
 
