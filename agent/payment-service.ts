@@ -4,10 +4,11 @@
  *
  * ```
  * POS app ──POST /v1/payments { offline: prefer_online | require_online | force_offline }──▶
- *   1. store.startPayment           awaiting_card   (the idempotency key is durable from here)
- *   2. pad: "present card" → card   card_read       (token + sealed data, committed)
+ *   1. store.startPayment           awaiting_card   (a draft in memory: the key is taken, nothing
+ *                                                    is written before the decision, issue 9 §2)
+ *   2. pad: "present card" → card   card_read       (token + sealed data, held with the draft)
  *   3. online PIN if the card needs it (message 30 → 31 PIN block | 39 no PIN)   awaiting_pin
- *   4. decide:
+ *   4. decide (the draft's first write, one FULL commit):
  *      cloud reachable & mode ≠ force_offline → authorizing → up/auth … down/auth (timeoutMs)
  *          approved → approved (approval: online) + outbox record
  *          declined → declined (issuer code)
@@ -28,8 +29,7 @@
 import { EventEmitter } from 'node:events';
 import { v7 as uuidv7 } from 'uuid';
 import { AgentError, isAgentError } from '../common/agent-error.js';
-import type { AuthRequest, AuthResponse } from '../cloud-sync/schemas.js';
-import type { CardToken } from '../drivers/boundary/card-token.js';
+import type { AuthResponse } from '../cloud-sync/schemas.js';
 import type { EncryptedPinBlock, PinPad } from '../drivers/pinpad/pin-pad.js';
 import type {
   OfflineMode,
@@ -39,89 +39,25 @@ import type {
 } from '../store-forward/payment-store.js';
 import type { CardInput } from './card-input.js';
 import type { Logger } from './logger.js';
-import {
-  cardNotReadText,
-  declineText,
-  formatAmount,
-  outcomeText,
-  PROMPT_TEXTS,
-  toPadText,
-} from './texts.js';
+import { authRequestFor, secretOf, storeCardOf } from './payment-card.js';
+import { answerRepeatedKey } from './payment-idempotency.js';
+import { padCardNotReadText, padResultText, terminalPrompt } from './payment-screens.js';
+import type {
+  AuthorizationSettings,
+  OnlineAuthorizer,
+  PaymentRequest,
+  PromptKind,
+} from './payment-types.js';
+import { cardNotReadText, declineText, formatAmount, outcomeText, PROMPT_TEXTS } from './texts.js';
 
-export { formatAmount };
-
-/** What the POS app asks for. */
-export interface PaymentRequest {
-  /** Amount in integer minor units of `currency` (e.g. 1250 = 12.50 EUR). */
-  amountMinor: number;
-  /** ISO 4217 alphabetic code, upper case. */
-  currency: string;
-  /** The POS app's own reference (receipt number), shown back, never interpreted. */
-  reference?: string | undefined;
-  /** The `Idempotency-Key` header; a UUIDv7 is made when absent. */
-  idempotencyKey?: string | undefined;
-  /** Offline mode of this payment; default `prefer_online`. */
-  offlineMode?: OfflineMode | undefined;
-}
-
-/** Kinds of terminal prompts and results. */
-export type PromptKind =
-  | 'present_card'
-  | 'enter_pin'
-  | 'authorizing'
-  | 'approved_online'
-  | 'approved_offline'
-  | 'declined'
-  | 'canceled'
-  | 'failed'
-  | 'reversed'
-  | 'warning';
-
-/** A prompt or result for the terminal's screen, also sent to `GET /v1/events` subscribers. */
-export interface TerminalPrompt {
-  kind: PromptKind;
-  /**
-   * What the screen shows, a sentence from the table in agent/texts.ts, e.g. "Insert, tap or
-   * swipe the card", "Approved offline — payment stored", "Declined — USD 75.00 is over the
-   * offline limit of USD 50.00 per payment".
-   */
-  text: string;
-  /**
-   * The code behind `text` for the app: the decline code (`05`, `offline_amount_limit`, …) of a
-   * `declined`/`reversed` prompt, the card-read failure (`timeout`, `bad_read`, …) of `failed`.
-   */
-  code?: string;
-  /** The payment's amount: integer minor units, ISO 4217 code, and as the screen shows it. */
-  amountMinor?: number;
-  currency?: string;
-  amount?: string;
-  /** Correlation ids. */
-  idempotencyKey: string;
-  paymentId?: string;
-  /** ISO 8601 UTC. */
-  at: string;
-}
-
-/** The online side of the flow: the sync worker's authorize() and link state. */
-export interface OnlineAuthorizer {
-  /** True while the MQTT link is up. */
-  online(): boolean;
-  /**
-   * `SyncWorker.authorize`: POS325 not sent (link down: not ambiguous), POS323 on timeout and
-   * POS302 publish failed (both ambiguous), POS331 stopped.
-   */
-  authorize(request: AuthRequest, options: { timeoutMs: number }): Promise<AuthResponse>;
-}
-
-/** Online authorization settings (config `authorization`). */
-export interface AuthorizationSettings {
-  /** Wait for `down/auth`, ms. */
-  timeoutMs: number;
-  /** Entry modes whose cards need online PIN. */
-  onlinePinEntryModes: readonly CardToken['entryMode'][];
-  /** PIN entry time, seconds. */
-  pinTimeoutSeconds: number;
-}
+export { formatAmount, padCardNotReadText, padResultText };
+export type {
+  AuthorizationSettings,
+  OnlineAuthorizer,
+  PaymentRequest,
+  PromptKind,
+  TerminalPrompt,
+} from './payment-types.js';
 
 /**
  * Takes payments from the POS app through the PIN pad, the cloud or the offline policy into the
@@ -204,29 +140,13 @@ export class PaymentService extends EventEmitter {
    */
   async takePayment(request: PaymentRequest): Promise<{ payment: Payment; created: boolean }> {
     const idempotencyKey = request.idempotencyKey ?? uuidv7();
-    const running = this.#inProgress.get(idempotencyKey);
-    if (running !== undefined) {
-      if (!sameRequest(running.request, request)) {
-        throw new AgentError(
-          'POS409',
-          `idempotency key ${idempotencyKey} is in use by a payment in progress with other parameters; use a new key for a new payment`,
-        );
-      }
-      const { payment } = await running.done;
-      return { payment, created: false };
-    }
-    const existing = this.#store.getPaymentByKey(idempotencyKey);
-    if (existing !== undefined) {
-      const differs = differingFields(existing, request);
-      if (differs.length > 0) {
-        throw new AgentError(
-          'POS409',
-          `idempotency key ${idempotencyKey} was used for payment ${existing.id} with another ${differs.join(' and ')}; use a new key for a new payment`,
-          { details: { paymentId: existing.id, fields: differs } },
-        );
-      }
-      return { payment: existing, created: false };
-    }
+    const repeated = await answerRepeatedKey(
+      idempotencyKey,
+      request,
+      this.#inProgress.get(idempotencyKey),
+      () => this.#store.getPaymentByKey(idempotencyKey),
+    );
+    if (repeated !== undefined) return repeated;
     if (this.#stopping) {
       throw new AgentError(
         'POS431',
@@ -350,6 +270,9 @@ export class PaymentService extends EventEmitter {
       }
       if (now?.state === 'authorizing') this.#interrupted(payment.id, log);
       throw error;
+    } finally {
+      // Every write of its end failed: the draft goes, as a crash would take it.
+      this.#store.discardDraft(payment.id);
     }
     log.info(
       { paymentId: payment.id, state: payment.state, approval: payment.approval },
@@ -419,23 +342,7 @@ export class PaymentService extends EventEmitter {
       );
     }
     const { card } = read;
-    let payment = this.#store.recordCardRead(
-      id,
-      {
-        token: card.token,
-        brand: card.brand,
-        first6: card.first6,
-        last4: card.last4,
-        expiryMonth: card.expiryMonth,
-        expiryYear: card.expiryYear,
-        entryMode: card.entryMode,
-        ...(card.cardholderName !== undefined ? { cardholderName: card.cardholderName } : {}),
-      },
-      {
-        ...(card.sealed !== undefined ? { sealed: card.sealed } : {}),
-        ...(card.sred !== undefined ? { sred: card.sred } : {}),
-      },
-    );
+    let payment = this.#store.recordCardRead(id, storeCardOf(card), secretOf(card));
     const needsPin = this.#auth.onlinePinEntryModes.includes(card.entryMode);
     const reachable = this.#online !== undefined && this.#online.online();
 
@@ -461,28 +368,7 @@ export class PaymentService extends EventEmitter {
     }
     payment = this.#store.recordStep(id, 'authorization_requested');
     this.#prompt('authorizing', PROMPT_TEXTS.authorizing, payment);
-    const authRequest: AuthRequest = {
-      key: payment.idempotencyKey,
-      payment: {
-        id: payment.id,
-        amountMinor: payment.amountMinor,
-        currency: payment.currency,
-        createdAt: payment.createdAt,
-        ...(payment.reference !== undefined ? { reference: payment.reference } : {}),
-      },
-      card: {
-        token: card.token,
-        brand: card.brand,
-        first6: card.first6,
-        last4: card.last4,
-        expiryMonth: card.expiryMonth,
-        expiryYear: card.expiryYear,
-        entryMode: card.entryMode,
-      },
-      ...(card.sealed !== undefined ? { sealed: card.sealed } : {}),
-      ...(card.sred !== undefined ? { sred: card.sred } : {}),
-      ...(pinBlock !== undefined ? { pinBlock } : {}),
-    };
+    const authRequest = authRequestFor(payment, card, pinBlock);
     let response: AuthResponse;
     try {
       response = await (this.#online as OnlineAuthorizer).authorize(authRequest, {
@@ -606,66 +492,6 @@ export class PaymentService extends EventEmitter {
   }
 
   #prompt(kind: PromptKind, text: string, payment: Payment, code?: string): void {
-    const prompt: TerminalPrompt = {
-      kind,
-      text,
-      ...(code !== undefined ? { code } : {}),
-      ...(kind === 'reversed' && payment.declineCode !== undefined
-        ? { code: payment.declineCode }
-        : {}),
-      amountMinor: payment.amountMinor,
-      currency: payment.currency,
-      amount: formatAmount(payment.amountMinor, payment.currency),
-      idempotencyKey: payment.idempotencyKey,
-      paymentId: payment.id,
-      at: new Date(this.#now()).toISOString(),
-    };
-    this.emit('prompt', prompt);
+    this.emit('prompt', terminalPrompt(kind, text, payment, this.#now(), code));
   }
-}
-
-/**
- * The result line sent to the PIN pad (message 50) for a final payment, e.g. `Approved offline -
- * stored`: the sentence of agent/texts.ts made printable ASCII (0x20–0x7E), at most 32
- * characters, as the pad's wire format requires (POS122 otherwise; architecture.md §3.2,
- * drivers/pinpad/messages.ts). A decline shows its code, which fits where the sentence would not.
- */
-export function padResultText(payment: Payment): string {
-  if (payment.state === 'approved') return toPadText(PROMPT_TEXTS.approved_online);
-  if (payment.state === 'stored') return 'Approved offline - stored';
-  if (payment.state === 'declined')
-    return toPadText(`Declined ${payment.declineCode ?? ''}`.trim());
-  return toPadText(outcomeText(payment));
-}
-
-/**
- * The line sent to the PIN pad (message 50) when the card could not be read, e.g.
- * `Card not read: timeout`; printable ASCII, at most 32 characters (see {@link padResultText}).
- */
-export function padCardNotReadText(reason: string): string {
-  return toPadText(`Card not read: ${reason}`);
-}
-
-function sameRequest(a: PaymentRequest, b: PaymentRequest): boolean {
-  return (
-    a.amountMinor === b.amountMinor &&
-    a.currency === b.currency &&
-    a.reference === b.reference &&
-    (a.offlineMode ?? 'prefer_online') === (b.offlineMode ?? 'prefer_online')
-  );
-}
-
-/** Names of the parameters in which a retry differs from the stored payment. */
-function differingFields(payment: Payment, request: PaymentRequest): string[] {
-  const fields: string[] = [];
-  if (payment.amountMinor !== request.amountMinor) fields.push('amount');
-  if (payment.currency !== request.currency) fields.push('currency');
-  if ((payment.reference ?? undefined) !== request.reference) fields.push('reference');
-  if (
-    payment.offlineMode !== undefined &&
-    payment.offlineMode !== (request.offlineMode ?? 'prefer_online')
-  ) {
-    fields.push('offline mode');
-  }
-  return fields;
 }

@@ -4,10 +4,11 @@
  * single-row insert with `journal_mode=WAL` and `synchronous=FULL`, both files in the same
  * directory (same disk):
  *
- * - offline (force_offline): `startPayment` → `recordCardRead` (token + sealed card) →
- *   `storeOffline` (policy decided in the transaction; payment, approval event, outbox row);
- * - online: `startPayment` → `recordCardRead` → `recordStep(authorization_requested)` (durable
- *   before the request leaves) → `recordOnlineOutcome(approved)`.
+ * - offline (force_offline): `startPayment` → `recordCardRead` (token + sealed card; both a draft
+ *   in memory) → `storeOffline`: ONE FULL commit (policy decided in the transaction; payment,
+ *   card token, its events, approval, outbox row, sealed data);
+ * - online: `startPayment` → `recordCardRead` → `recordStep(authorization_requested)` (FULL
+ *   commit: durable before the request leaves) → `recordOnlineOutcome(approved)` (FULL commit).
  *
  * The three are interleaved one unit at a time and the order rotates, so drift of the disk or the
  * machine hits all alike. Targets (issue 9): offline p99 ≤ 1.5×, online p99 ≤ 2.5× the bare
@@ -30,9 +31,9 @@ export interface EnqueueResult {
   dir: string;
   iterations: number;
   warmup: number;
-  /** A real offline payment's store work (3 calls, one of them waits for the disk). */
+  /** A real offline payment's store work (3 calls, one commit, issue 9 §2). */
   offline: Summary;
-  /** A real online payment's store work (4 calls, two of them wait for the disk). */
+  /** A real online payment's store work (4 calls, two commits). */
   online: Summary;
   bareInsert: Summary;
   /** Bytes of the baseline row's blob. */

@@ -20,7 +20,7 @@ import type { SqliteDatabase } from './database.js';
 import { storeError, type StoreErrorCode } from './errors.js';
 import { GENESIS_HASH, canonicalJson, eventHash } from './hash-chain.js';
 import type { EventType, Payment } from './model.js';
-import { applyEvent } from './projection.js';
+import { applyEvent, type ProjectionEvent } from './projection.js';
 import { toPayment, toRow, type PaymentRow } from './rows.js';
 import { ACK_EVENT_TYPE, prepareStatements, type Statements } from './sql.js';
 
@@ -78,28 +78,6 @@ export class StoreKernel {
     } catch (error) {
       this.#rollbacks += 1;
       throw toAgentError(error);
-    }
-  }
-
-  /**
-   * Like {@link write}, but the commit does not wait for the disk (`synchronous=NORMAL` for this
-   * one transaction): for a step of a payment that nobody has been told about yet (started, card
-   * read, PIN requested). A kill -9 keeps it (the WAL is written before the commit returns); a
-   * power cut may lose it, which leaves nothing wrong behind: no answer was given, nothing was
-   * sent. The next FULL commit's fsync makes it durable with everything before it, since the WAL
-   * is one file appended in order — so an offline payment reaches the disk with ONE fsync, an
-   * online one with two (before the request leaves, and with the outcome).
-   */
-  writeLight<T>(fn: () => T): T {
-    this.#live();
-    this.db.pragma('synchronous = NORMAL');
-    try {
-      return this.#tx.immediate(fn) as T;
-    } catch (error) {
-      this.#rollbacks += 1;
-      throw toAgentError(error);
-    } finally {
-      this.db.pragma('synchronous = FULL');
     }
   }
 
@@ -171,6 +149,46 @@ export class StoreKernel {
       hash: eventHash(prevHash, { seq, paymentId, type, at, data: dataText }),
     });
     return next;
+  }
+
+  /**
+   * Creates a payment from its first events (issue 9 §2: a payment's in-memory draft and its
+   * decision become durable in one transaction): folds `events` in order with `applyEvent`,
+   * inserts the projection row ONCE in the state they lead to, and appends every event to the
+   * hash chain — the same rows a run of {@link record} calls would leave, with one row write.
+   * Runs inside the caller's transaction.
+   *
+   * @param events — the payment's events, its creating event (`payment_started`) first.
+   * @throws AgentError POS212 the state machine refuses an event (nothing is written);
+   *   POS213 a payment with this id or idempotency key exists already (the schema refuses it).
+   */
+  recordNew(paymentId: string, events: readonly ProjectionEvent[]): Payment {
+    const texts = events.map((event) => canonicalJson(event.data));
+    let payment: Payment | undefined;
+    events.forEach((event, i) => {
+      const data = JSON.parse(texts[i] as string) as Record<string, unknown>;
+      payment = applyEvent(payment, { type: event.type, at: event.at, data });
+    });
+    if (payment === undefined) throw storeError('POS212', 'a payment needs at least one event');
+    this.stmts.insertPayment.run(toRow(payment));
+    let { seq, prevHash } = this.#nextLink();
+    events.forEach((event, i) => {
+      const data = texts[i] as string;
+      const { type, at } = event;
+      const hash = eventHash(prevHash, { seq, paymentId, type, at, data });
+      this.stmts.insertEvent.run({
+        seq,
+        payment_id: paymentId,
+        type,
+        at,
+        data,
+        prev_hash: prevHash,
+        hash,
+      });
+      seq += 1;
+      prevHash = hash;
+    });
+    return payment;
   }
 
   /**

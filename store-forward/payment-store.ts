@@ -5,7 +5,9 @@
  * ```
  *  PaymentStore.open(path)
  *    ├─ kernel     (kernel.ts)     transactions, the event append (hash chain), the SQL (sql.ts)
- *    ├─ lifecycle  (this file)     start → card read → authorize / store offline → outcome
+ *    ├─ drafts     (payment-drafts.ts)    payments in progress, in memory until their decision
+ *    ├─ lifecycle  (payment-lifecycle.ts) start → card read → authorize / store offline → outcome
+ *    ├─ queries    (payment-queries.ts)   by id, by key, the list by index, one payment's history
  *    ├─ outbox     (outbox.ts)     pending records for the cloud, acks applied as a set
  *    ├─ integrity  (integrity.ts)  chain, projection, checkpoints, quick_check
  *    └─ retention  (purge.ts)      settled payments purged, chain links and keys kept
@@ -14,46 +16,42 @@
  * Every method is synchronous on purpose (better-sqlite3): each write runs in one
  * `BEGIN IMMEDIATE` transaction that commits with `synchronous=FULL` before the method returns,
  * so once a method returns, its change survives a power cut (the API answers the POS app only
- * after that). Every payment state change goes through `StoreKernel.record`, which appends the
- * event and writes what `applyEvent` makes of it, in the same transaction.
+ * after that). A payment commits as few times as its safety needs (issue 9 §2): offline once
+ * (payment, card, events, outbox row), online twice (before the request leaves, and with the
+ * outcome); the steps before the decision are a draft in memory. Every payment state change
+ * goes through `StoreKernel.record`/`recordNew`, which append the events and write what
+ * `applyEvent` makes of them, in the same transaction.
  */
-import { v7 as uuidv7 } from 'uuid';
-import { isAgentError, type AgentError } from '../common/agent-error.js';
-import { isoAt, systemClock, type Clock } from '../common/clock.js';
+import { systemClock, type Clock } from '../common/clock.js';
 import { BatchBook } from './batches.js';
 import { openDatabase } from './database.js';
 import { storeError } from './errors.js';
-import { ackEntriesFor, StoreIntegrity } from './integrity.js';
-import { StoreKernel, toAgentError } from './kernel.js';
-import {
-  APPROVED_STATES,
-  OFFLINE_MODES,
-  PAYMENT_STATES,
-  type AckResult,
-  type AppliedAck,
-  type ChainReport,
-  type NewPayment,
-  type OfflineMode,
-  type Payment,
-  type PaymentState,
-  type ProjectionReport,
-  type PurgeReport,
-  type QueueStats,
-  type StoredEvent,
-  type UplinkRecord,
+import { StoreIntegrity } from './integrity.js';
+import { StoreKernel } from './kernel.js';
+import type {
+  AckResult,
+  AppliedAck,
+  ChainReport,
+  NewPayment,
+  OfflineMode,
+  Payment,
+  PaymentState,
+  ProjectionReport,
+  PurgeReport,
+  QueueStats,
+  StoredEvent,
+  UplinkRecord,
 } from './model.js';
-import {
-  decideOffline,
-  type OfflineDecision,
-  type OfflineExposure,
-  type OfflinePolicy,
-} from './offline-policy.js';
+import { readDeadlineWarnings, readOfflineExposure } from './offline-exposure.js';
+import type { OfflineDecision, OfflineExposure, OfflinePolicy } from './offline-policy.js';
 import { SqliteOutbox, type DeadRecord } from './outbox.js';
+import { PaymentDrafts } from './payment-drafts.js';
+import { PaymentLifecycle, type RecoveryReport } from './payment-lifecycle.js';
+import { PaymentQueries, type PaymentPage } from './payment-queries.js';
 import { purgeSettled } from './purge.js';
-import { toPayment, type PaymentRow } from './rows.js';
-import { KEYSET_END } from './sql.js';
-import { checkInteger, checkNewPayment, safeReason } from './validate.js';
 
+export type { RecoveryReport } from './payment-lifecycle.js';
+export type { PaymentPage } from './payment-queries.js';
 /** The store's types, re-exported so callers import them with the store (they live in model.ts). */
 export type { OfflineDecision, OfflineExposure, OfflinePolicy } from './offline-policy.js';
 export type {
@@ -82,20 +80,6 @@ export type {
   ReconState,
 } from './model.js';
 
-/** Result of {@link PaymentStore.recoverInterrupted}. */
-export interface RecoveryReport {
-  /** Payments brought to a final state (`failed`, or `declined` with a void record). */
-  recovered: Payment[];
-  /** Payments left as they were: their own change was rolled back; `error` says why (POS2xx). */
-  failed: {
-    paymentId: string;
-    idempotencyKey: string;
-    /** The state the payment is still in. */
-    state: PaymentState;
-    error: AgentError;
-  }[];
-}
-
 /** Options of {@link PaymentStore.open}. */
 export interface PaymentStoreOptions {
   /** Path of the SQLite file; its directory must exist. In-memory databases are refused (POS205). */
@@ -119,24 +103,6 @@ export interface PaymentStoreOptions {
   readonly?: boolean;
 }
 
-/** A syntactically valid card used only to run the shared input checks before a card exists. */
-const PLACEHOLDER_CARD: NewPayment['card'] = {
-  token: 'tok_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
-  brand: 'unknown',
-  first6: '000000',
-  last4: '0000',
-  expiryMonth: 1,
-  expiryYear: 2099,
-  entryMode: 'manual',
-};
-
-/** A page of {@link PaymentStore.listPayments}: the payments and the cursor of the next page. */
-export interface PaymentPage {
-  payments: Payment[];
-  /** Pass as `before` for the next (older) page; `null` on the last page. */
-  next: string | null;
-}
-
 /**
  * The payment store (architecture.md §4). Open with {@link PaymentStore.open}; one instance per database
  * file per process; not for use after {@link PaymentStore.close} (POS206).
@@ -147,7 +113,8 @@ export interface PaymentPage {
  */
 export class PaymentStore {
   readonly #k: StoreKernel;
-  readonly #deadlineMs: number;
+  readonly #lifecycle: PaymentLifecycle;
+  readonly #queries: PaymentQueries;
   /** The outbox: pending records, acks applied as a set, dead records (outbox.ts). */
   readonly outbox: SqliteOutbox;
   /** Chain, projection, checkpoints and quick_check (integrity.ts). */
@@ -160,11 +127,13 @@ export class PaymentStore {
   private constructor(kernel: StoreKernel, deadlineMs: number) {
     this.#k = kernel;
     this.path = kernel.path;
-    this.#deadlineMs = deadlineMs;
     this.outbox = new SqliteOutbox(kernel);
     this.batches = new BatchBook(kernel, this.outbox);
     this.outbox.addKind(this.batches);
     this.integrity = new StoreIntegrity(kernel, [() => this.batches.checkProjection()]);
+    const drafts = new PaymentDrafts();
+    this.#lifecycle = new PaymentLifecycle(kernel, this.outbox, drafts, deadlineMs);
+    this.#queries = new PaymentQueries(kernel, drafts, this.integrity);
   }
 
   /**
@@ -204,7 +173,8 @@ export class PaymentStore {
    * (keyed by the idempotency key, next `seq`) and, when given, its `sealed_cards` row.
    *
    * Same `idempotencyKey` + same amount, currency, reference and card token →
-   * `{ created: false, payment: <the original> }`, nothing written (architecture.md §4).
+   * `{ created: false, payment: <the original> }`, nothing written (architecture.md §4); a key
+   * held by a payment in progress counts as used.
    *
    * @param input — see {@link NewPayment}; `amountMinor` in integer minor units of `currency`.
    * @returns the payment as stored, and whether this call created it.
@@ -213,53 +183,21 @@ export class PaymentStore {
    *   POS214 PAN-shaped text in `reference`, `idempotencyKey` or `cardholderName`.
    */
   createPayment(input: NewPayment): { payment: Payment; created: boolean } {
-    const checked = checkNewPayment(input);
-    return this.#k.write(() => {
-      this.#refusePurgedKey(checked.idempotencyKey);
-      const existing = this.#k.stmts.paymentByKey.get(checked.idempotencyKey) as
-        PaymentRow | undefined;
-      if (existing !== undefined) {
-        const original = toPayment(existing);
-        assertSameParameters(original, checked);
-        return { payment: original, created: false };
-      }
-      const nowMs = this.#k.clock.now();
-      const at = isoAt(nowMs);
-      const id = `pay_${uuidv7({ msecs: nowMs })}`;
-      const payment = this.#k.record(id, 'payment_stored', at, {
-        id,
-        idempotencyKey: checked.idempotencyKey,
-        amountMinor: checked.amountMinor,
-        currency: checked.currency,
-        reference: checked.reference,
-        card: { ...checked.card },
-        forwardingDeadlineAt: isoAt(nowMs + this.#deadlineMs),
-      });
-      this.outbox.queue(payment, 'payment', at);
-      if (checked.sealed !== undefined || checked.sred !== undefined) {
-        this.#k.stmts.insertSealed.run({
-          payment_id: id,
-          sealed: checked.sealed ?? null,
-          sred_ksn: checked.sred?.ksnHex ?? null,
-          sred_ciphertext: checked.sred?.ciphertextHex ?? null,
-          created_at: at,
-        });
-      }
-      return { payment, created: true };
-    });
+    return this.#lifecycle.createPayment(input);
   }
 
   /**
-   * Starts a payment of the state machine (issue 3): in ONE transaction the `payments` row in
-   * `awaiting_card` (no card yet) and its `payment_started` event. The idempotency key is stored
-   * before the card is read, so a retry of the POS app finds the payment whatever happens next.
-   * A light commit (no fsync, `StoreKernel.writeLight`): nobody has an answer yet; the decision's
-   * FULL commit makes it durable.
+   * Starts a payment of the state machine (issue 3) as a DRAFT in memory (issue 9 §2): state
+   * `awaiting_card`, no card yet, nothing written — nobody has an answer yet, so a crash loses
+   * nothing promised. The draft and its steps are written with its decision, in one FULL commit.
+   * The draft is found by id and by key (`getPayment`, `getPaymentByKey`, the list), and its
+   * key is taken: unique across drafts and stored payments.
    *
-   * Same key + same amount, currency and reference → `{ created: false, payment: <original> }`.
+   * Same key + same amount, currency and reference → `{ created: false, payment: <original> }`
+   * (the draft, or the stored payment).
    *
-   * @throws AgentError POS210 the key was used with other parameters; POS213 a field out of its
-   *   rules; POS214 PAN-shaped text in `reference` or the key.
+   * @throws AgentError POS210 the key was used with other parameters (or by a purged payment);
+   *   POS213 a field out of its rules; POS214 PAN-shaped text in `reference` or the key.
    */
   startPayment(input: {
     idempotencyKey: string;
@@ -268,40 +206,14 @@ export class PaymentStore {
     reference?: string | undefined;
     offlineMode: OfflineMode;
   }): { payment: Payment; created: boolean } {
-    const checked = checkNewPayment({ ...input, card: PLACEHOLDER_CARD });
-    if (!(OFFLINE_MODES as readonly string[]).includes(input.offlineMode)) {
-      throw storeError(
-        'POS213',
-        `offlineMode ${JSON.stringify(String(input.offlineMode).slice(0, 32))} is not one of ${OFFLINE_MODES.join(', ')}; fix: send one of them`,
-      );
-    }
-    return this.#k.writeLight(() => {
-      this.#refusePurgedKey(checked.idempotencyKey);
-      const existing = this.#k.stmts.paymentByKey.get(checked.idempotencyKey) as
-        PaymentRow | undefined;
-      if (existing !== undefined) {
-        const original = toPayment(existing);
-        assertSameParameters(original, checked, { card: false });
-        return { payment: original, created: false };
-      }
-      const nowMs = this.#k.clock.now();
-      const id = `pay_${uuidv7({ msecs: nowMs })}`;
-      const payment = this.#k.record(id, 'payment_started', isoAt(nowMs), {
-        id,
-        idempotencyKey: checked.idempotencyKey,
-        amountMinor: checked.amountMinor,
-        currency: checked.currency,
-        reference: checked.reference,
-        offlineMode: input.offlineMode,
-      });
-      return { payment, created: true };
-    });
+    return this.#lifecycle.startPayment(input);
   }
 
   /**
-   * The card boundary handed out a token: `awaiting_card → card_read`, with the sealed card data
-   * (or SRED data) kept in `sealed_cards` until the cloud no longer needs it. A light commit, like
-   * {@link startPayment}.
+   * The card boundary handed out a token: `awaiting_card → card_read`. On a draft nothing is
+   * written: the card and its sealed (or SRED) data are held with the draft until the decision,
+   * which writes the sealed data to `sealed_cards` only if the payment still needs it (stored,
+   * authorizing).
    *
    * @throws AgentError POS211 unknown payment; POS212 not awaiting a card; POS213 a card field
    *   out of its rules.
@@ -311,36 +223,14 @@ export class PaymentStore {
     card: NewPayment['card'],
     secret: { sealed?: string | undefined; sred?: NewPayment['sred'] } = {},
   ): Payment {
-    const checked = checkNewPayment({
-      idempotencyKey: 'x',
-      amountMinor: 1,
-      currency: 'XXX',
-      card,
-      sealed: secret.sealed,
-      sred: secret.sred,
-    });
-    return this.#k.writeLight(() => {
-      const at = this.#k.now();
-      const payment = this.#k.record(this.#requireId(paymentId), 'card_read', at, {
-        card: { ...checked.card },
-      });
-      if (checked.sealed !== undefined || checked.sred !== undefined) {
-        this.#k.stmts.insertSealed.run({
-          payment_id: paymentId,
-          sealed: checked.sealed ?? null,
-          sred_ksn: checked.sred?.ksnHex ?? null,
-          sred_ciphertext: checked.sred?.ciphertextHex ?? null,
-          created_at: at,
-        });
-      }
-      return payment;
-    });
+    return this.#lifecycle.recordCardRead(paymentId, card, secret);
   }
 
   /**
    * A step of the payment that only changes its state: `pin_requested` (card_read →
-   * awaiting_pin), `authorization_requested` (→ authorizing), `failed` (the terminal part of the
-   * payment ended without an outcome, `reason` says why).
+   * awaiting_pin; a draft stays in memory), `authorization_requested` (→ authorizing: FULL
+   * commit before the request leaves, so a crash is recovered with a void record), `failed` (the
+   * terminal part of the payment ended without an outcome, `reason` says why; FULL commit).
    *
    * @throws AgentError POS211 unknown payment; POS212 the machine refuses the event.
    */
@@ -349,13 +239,7 @@ export class PaymentStore {
     type: 'pin_requested' | 'authorization_requested' | 'failed',
     data: { reason?: string } = {},
   ): Payment {
-    const step = (): Payment =>
-      this.#k.record(this.#requireId(paymentId), type, this.#k.now(), {
-        reason: data.reason === undefined ? undefined : safeReason(data.reason),
-      });
-    // Asking for the PIN tells nobody anything; authorization_requested must be on the disk before
-    // the request leaves (a crash is then recovered with a void record), failed ends the payment.
-    return type === 'pin_requested' ? this.#k.writeLight(step) : this.#k.write(step);
+    return this.#lifecycle.recordStep(paymentId, type, data);
   }
 
   /**
@@ -372,31 +256,16 @@ export class PaymentStore {
       | { outcome: 'approved'; authCode?: string | undefined }
       | { outcome: 'declined'; declineCode?: string | undefined },
   ): Payment {
-    return this.#k.write(() => {
-      const at = this.#k.now();
-      const id = this.#requireId(paymentId);
-      let payment: Payment;
-      if (answer.outcome === 'approved') {
-        payment = this.#k.record(id, 'approved', at, { authCode: answer.authCode });
-        this.outbox.queue(payment, 'payment', at);
-      } else {
-        payment = this.#k.record(id, 'declined', at, {
-          declineCode: answer.declineCode ?? 'declined',
-          reason: `declined by the issuer (code ${answer.declineCode ?? 'none'})`,
-          by: 'issuer',
-        });
-      }
-      this.#k.stmts.deleteSealed.run(id);
-      return payment;
-    });
+    return this.#lifecycle.recordOnlineOutcome(paymentId, answer);
   }
 
   /**
    * Offline approval under `policy`, decided and written in ONE transaction, so two payments can
    * never both take the last room under a cap: within the caps the payment goes to `stored`
    * (approval `offline`, its forwarding deadline from the store's `forwardingDeadlineHours`
-   * option — not the policy's) with a `payment` outbox record; over a cap it is
-   * declined locally with the cap's code — and when `ambiguous` (the online request may have
+   * option — not the policy's) with a `payment` outbox record; for a draft that one commit also
+   * holds the payment row, its card token, its earlier events and its sealed data. Over a cap it
+   * is declined locally with the cap's code — and when `ambiguous` (the online request may have
    * reached the cloud) a `void` record with the same idempotency key is queued, so the cloud
    * cancels whatever it approved.
    *
@@ -408,38 +277,15 @@ export class PaymentStore {
     policy: OfflinePolicy,
     options: { ambiguous: boolean },
   ): { payment: Payment; decision: OfflineDecision } {
-    return this.#k.write(() => {
-      const nowMs = this.#k.clock.now();
-      const at = isoAt(nowMs);
-      const id = this.#requireId(paymentId);
-      const current = toPayment(this.#k.stmts.paymentById.get(id) as PaymentRow);
-      const decision = decideOffline(
-        policy,
-        this.#exposure(),
-        current.amountMinor,
-        current.currency,
-      );
-      if (!decision.ok) {
-        const payment = this.#declineLocally(current, decision.code, decision.reason, at, {
-          voidRecord: options.ambiguous,
-        });
-        return { payment, decision };
-      }
-      const payment = this.#k.record(id, 'payment_stored', at, {
-        // The store's option, like createPayment: one deadline rule for every stored payment.
-        forwardingDeadlineAt: isoAt(nowMs + this.#deadlineMs),
-        ambiguous: options.ambiguous,
-      });
-      this.outbox.queue(payment, 'payment', at);
-      return { payment, decision };
-    });
+    return this.#lifecycle.storeOffline(paymentId, policy, options);
   }
 
   /**
    * Declines a payment locally with a named `code` (`online_pin_required`,
-   * `offline_not_allowed`, `authorization_timeout`, …) and `reason`. With `voidRecord` (the
-   * online request may have reached the cloud) a `void` record with the payment's idempotency key
-   * is queued, so a charge the cloud made is undone. Sealed card data is deleted.
+   * `offline_not_allowed`, `authorization_timeout`, …) and `reason`, in one FULL commit (with the
+   * draft's events, for a payment in progress). With `voidRecord` (the online request may have
+   * reached the cloud) a `void` record with the payment's idempotency key is queued, so a charge
+   * the cloud made is undone. Sealed card data is deleted.
    *
    * @throws AgentError POS211 unknown payment; POS212 the machine refuses a decline here.
    */
@@ -449,17 +295,13 @@ export class PaymentStore {
     reason: string,
     options: { voidRecord: boolean },
   ): Payment {
-    return this.#k.write(() => {
-      const id = this.#requireId(paymentId);
-      const current = toPayment(this.#k.stmts.paymentById.get(id) as PaymentRow);
-      return this.#declineLocally(current, code, reason, this.#k.now(), options);
-    });
+    return this.#lifecycle.declineLocally(paymentId, code, reason, options);
   }
 
   /**
    * Cancels a payment for the POS app (`POST /v1/payments/:id/cancel`):
-   * - before authorization (awaiting_card, card_read, awaiting_pin) → `canceled`, nothing reaches
-   *   the cloud;
+   * - before authorization (awaiting_card, card_read, awaiting_pin: a draft) → `canceled`,
+   *   written with the draft's events; nothing reaches the cloud;
    * - after an approval (stored, forwarded, approved, confirmed) → `canceled` and a `void`
    *   record (key `<idempotency key>.void`) forwarded, so the cloud takes no money for it.
    *
@@ -468,21 +310,22 @@ export class PaymentStore {
    *   way: cancel after it) or after a final outcome.
    */
   cancelPayment(paymentId: string, reason: string): { payment: Payment; voided: boolean } {
-    return this.#k.write(() => {
-      const at = this.#k.now();
-      const id = this.#requireId(paymentId);
-      const before = toPayment(this.#k.stmts.paymentById.get(id) as PaymentRow);
-      const payment = this.#k.record(id, 'canceled', at, { reason: safeReason(reason) });
-      const approvedBefore = APPROVED_STATES.includes(before.state);
-      if (approvedBefore) this.outbox.queue(payment, 'void', at);
-      else this.#k.stmts.deleteSealed.run(id);
-      return { payment, voided: approvedBefore };
-    });
+    return this.#lifecycle.cancelPayment(paymentId, reason);
   }
 
   /**
-   * Start-up recovery (issue 3 §7): every payment left in a non-final state by a crash is brought
-   * to a defined state, one transaction with one savepoint per payment:
+   * Forgets the draft of a payment whose flow ended without a durable outcome (every write of
+   * its end failed): the same as a crash would leave — nothing. Harmless for any other id.
+   */
+  discardDraft(paymentId: string): void {
+    this.#lifecycle.discardDraft(paymentId);
+  }
+
+  /**
+   * Start-up recovery (issue 3 §7): every payment left in a non-final state in the database is
+   * brought to a defined state, one transaction with one savepoint per payment. Payments in
+   * progress are drafts (memory only) since issue 9, so a crash before the decision leaves
+   * nothing to recover; an older agent's rows still are:
    * - `awaiting_card`, `card_read`, `awaiting_pin` → `failed` ("interrupted before an outcome");
    * - `authorizing` → the request may have reached the cloud, so it is treated like an ambiguous
    *   timeout, on the safe side: `declined` with `authorization_interrupted` and a `void` record
@@ -497,52 +340,12 @@ export class PaymentStore {
    *   card-data-free error that stopped each (`failed`), for the agent's log.
    */
   recoverInterrupted(): RecoveryReport {
-    return this.#k.write(() => {
-      const at = this.#k.now();
-      const rows = this.#k.stmts.paymentsInStates.all() as PaymentRow[];
-      const report: RecoveryReport = { recovered: [], failed: [] };
-      for (const row of rows) {
-        try {
-          report.recovered.push(
-            this.#k.savepoint(() => this.#recoverOne(toPayment(row), at)) as Payment,
-          );
-        } catch (error) {
-          const agentError = toAgentError(error);
-          if (isAgentError(agentError, 'POS206') || isAgentError(agentError, 'POS207')) {
-            throw agentError;
-          }
-          report.failed.push({
-            paymentId: row.id,
-            idempotencyKey: row.idempotency_key,
-            state: row.state,
-            error: agentError,
-          });
-        }
-      }
-      return report;
-    });
-  }
-
-  #recoverOne(current: Payment, at: string): Payment {
-    if (current.state === 'authorizing') {
-      return this.#declineLocally(
-        current,
-        'authorization_interrupted',
-        'the agent stopped while the online authorization was under way; the cloud is told to void it',
-        at,
-        { voidRecord: true },
-      );
-    }
-    this.#k.stmts.deleteSealed.run(current.id);
-    return this.#k.record(current.id, 'failed', at, {
-      reason: `the agent stopped in ${current.state} before the payment had an outcome`,
-    });
+    return this.#lifecycle.recoverInterrupted();
   }
 
   /** Offline exposure: payments approved offline whose issuer outcome is not yet known. */
-
   offlineExposure(): OfflineExposure {
-    return this.#k.read(() => this.#exposure());
+    return this.#k.read(() => readOfflineExposure(this.#k));
   }
 
   /**
@@ -550,115 +353,25 @@ export class PaymentStore {
    * (ISO 8601 UTC; pass now + the warning hours), earliest first, at most 100.
    */
   deadlineWarnings(untilAt: string): Payment[] {
-    return (this.#k.read(() => this.#k.stmts.deadlineWarnings.all(untilAt)) as PaymentRow[]).map(
-      toPayment,
-    );
+    return this.#k.read(() => readDeadlineWarnings(this.#k, untilAt));
   }
 
-  /** Dead outbox records with their reasons, in `seq` order (for `pos-agent queue`). */
-  #exposure(): OfflineExposure {
-    const exposure: OfflineExposure = { count: 0, byCurrency: {}, earliestDeadlineAt: null };
-    for (const row of this.#k.stmts.offlineExposure.all() as {
-      currency: string;
-      n: number;
-      total: number;
-      deadline: string | null;
-    }[]) {
-      exposure.count += row.n;
-      exposure.byCurrency[row.currency] = { amountMinor: row.total, count: row.n };
-      if (
-        row.deadline !== null &&
-        (exposure.earliestDeadlineAt === null || row.deadline < exposure.earliestDeadlineAt)
-      ) {
-        exposure.earliestDeadlineAt = row.deadline;
-      }
-    }
-    return exposure;
-  }
-
-  #declineLocally(
-    current: Payment,
-    code: string,
-    reason: string,
-    at: string,
-    options: { voidRecord: boolean },
-  ): Payment {
-    const payment = this.#k.record(current.id, 'declined', at, {
-      declineCode: code,
-      reason: safeReason(reason),
-      by: 'agent',
-    });
-    if (options.voidRecord) this.outbox.queue(payment, 'void', at);
-    // A void needs no card data: the cloud finds what it approved by the key.
-    this.#k.stmts.deleteSealed.run(current.id);
-    return payment;
-  }
-
-  /** Queues the outbox record of `payment`'s latest event (inside the caller's transaction). */
-  #refusePurgedKey(key: string): void {
-    const purged = this.#k.stmts.purgedByKey.get(key) as
-      { id: string; purged_at: string } | undefined;
-    if (purged === undefined) return;
-    throw storeError(
-      'POS210',
-      `Idempotency-Key ${JSON.stringify(key)} was already used for payment ${purged.id}, which was ` +
-        `settled and purged by retention at ${purged.purged_at}; fix: send a new Idempotency-Key for a new payment`,
-      { details: { field: 'idempotencyKey', paymentId: purged.id, idempotencyKey: key } },
-    );
-  }
-
-  #requireId(paymentId: string): string {
-    const row = this.#k.stmts.paymentById.get(paymentId) as PaymentRow | undefined;
-    if (row === undefined) {
-      throw storeError(
-        'POS211',
-        `payment ${JSON.stringify(String(paymentId).slice(0, 64))} not found; fix: use the id returned by POST /v1/payments`,
-        { details: { paymentId } },
-      );
-    }
-    return row.id;
-  }
-
-  /** The payment with this id (`pay_…`), or `undefined`. */
+  /** The payment with this id (`pay_…`), in progress or stored, or `undefined`. */
   getPayment(id: string): Payment | undefined {
-    const row = this.#k.read(() => this.#k.stmts.paymentById.get(id)) as PaymentRow | undefined;
-    return row === undefined ? undefined : toPayment(row);
+    return this.#queries.getPayment(id);
   }
 
-  /**
-   * The payment with this id.
-   *
-   * @throws AgentError POS211 when there is none (the local API answers 404).
-   */
+  /** See {@link PaymentQueries.requirePayment}: POS211 when there is none (API: 404). */
   requirePayment(id: string): Payment {
-    const payment = this.getPayment(id);
-    if (payment === undefined) {
-      throw storeError(
-        'POS211',
-        `payment ${JSON.stringify(id.slice(0, 64))} not found; fix: use the id returned by POST /v1/payments, or look it up by its idempotency key`,
-        { details: { paymentId: id } },
-      );
-    }
-    return payment;
+    return this.#queries.requirePayment(id);
   }
 
-  /** The payment created with this idempotency key, or `undefined`. */
+  /** The payment created with this idempotency key, in progress or stored, or `undefined`. */
   getPaymentByKey(idempotencyKey: string): Payment | undefined {
-    const row = this.#k.read(() => this.#k.stmts.paymentByKey.get(idempotencyKey)) as
-      PaymentRow | undefined;
-    return row === undefined ? undefined : toPayment(row);
+    return this.#queries.getPaymentByKey(idempotencyKey);
   }
 
-  /** The events of one payment in `seq` order (empty for an unknown id). */
-
-  /**
-   * Payments, newest first, by index (flat in table size), a page at a time.
-   *
-   * @param filter.state — only payments in this state.
-   * @param filter.limit — 1–1000, default: 100.
-   * @param filter.before — the `next` cursor of the previous page; default: the newest.
-   * @throws AgentError POS213 unknown state, limit out of range or a malformed cursor.
-   */
+  /** See {@link PaymentQueries.listPaymentPage} (newest first, by index; POS213). */
   listPaymentPage(
     filter: {
       state?: PaymentState | undefined;
@@ -666,56 +379,19 @@ export class PaymentStore {
       before?: string | undefined;
     } = {},
   ): PaymentPage {
-    const limit = checkInteger('limit', filter.limit ?? 100, 1, 1000);
-    const state = filter.state;
-    if (state !== undefined && !(PAYMENT_STATES as readonly string[]).includes(state)) {
-      throw storeError(
-        'POS213',
-        `state is not one of ${PAYMENT_STATES.join(', ')}; fix: send one of them`,
-      );
-    }
-    const [createdAt, id] = parseCursor(filter.before);
-    const rows = this.#k.read(() =>
-      state === undefined
-        ? this.#k.stmts.listPayments.all(createdAt, id, limit)
-        : this.#k.stmts.listPaymentsByState.all(state, createdAt, id, limit),
-    ) as PaymentRow[];
-    const payments = rows.map(toPayment);
-    const last = payments[payments.length - 1];
-    return {
-      payments,
-      next: payments.length === limit && last !== undefined ? `${last.createdAt}~${last.id}` : null,
-    };
+    return this.#queries.listPaymentPage(filter);
   }
 
   /** The first page of {@link listPaymentPage}: payments, newest first. Errors as there. */
   listPayments(
     filter: { state?: PaymentState | undefined; limit?: number | undefined } = {},
   ): Payment[] {
-    return this.listPaymentPage(filter).payments;
+    return this.#queries.listPayments(filter);
   }
 
-  /**
-   * The history of one payment in chain order (empty for an unknown id): its own events, and its
-   * entries in ack events (`seq` and hashes of the ack event they belong to).
-   */
+  /** See {@link PaymentQueries.listEvents}: one payment's history in chain order. */
   listEvents(paymentId: string): StoredEvent[] {
-    const { events, acks } = this.integrity.historyRows(paymentId);
-    const list: StoredEvent[] = events.map((row) => ({
-      seq: row.seq,
-      paymentId: row.payment_id,
-      type: row.type,
-      at: row.at,
-      data: JSON.parse(row.data) as Record<string, unknown>,
-      prevHash: row.prev_hash.toString('hex'),
-      hash: row.hash.toString('hex'),
-    }));
-    for (const ack of acks) {
-      for (const entry of ackEntriesFor(paymentId, ack)) {
-        list.push({ ...entry, paymentId, prevHash: '', hash: '' });
-      }
-    }
-    return list.sort((a, b) => a.seq - b.seq);
+    return this.#queries.listEvents(paymentId);
   }
 
   /** See {@link SqliteOutbox.nextPending}. */
@@ -781,50 +457,5 @@ export class PaymentStore {
     this.#k.checkpointWal();
     this.outbox.walCheckpointed();
     return true;
-  }
-}
-
-/** `before` cursor → (created_at, id) bounds; no cursor → past the newest payment. */
-function parseCursor(before: string | undefined): [string, string] {
-  if (before === undefined) return [KEYSET_END, KEYSET_END];
-  const match = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)~(pay_[0-9a-f-]{36})$/.exec(before);
-  if (match === null) {
-    throw storeError(
-      'POS213',
-      'before is not a cursor of this list; fix: pass the `next` value of the previous page',
-    );
-  }
-  return [match[1] as string, match[2] as string];
-}
-
-function assertSameParameters(
-  original: Payment,
-  input: NewPayment,
-  compare: { card: boolean } = { card: true },
-): void {
-  const key = input.idempotencyKey;
-  const conflict = (field: string, what: string): never => {
-    throw storeError(
-      'POS210',
-      `Idempotency-Key ${JSON.stringify(key)} was already used for payment ${original.id} ` +
-        `with another ${field} (${what}); fix: send a new Idempotency-Key for a new payment, ` +
-        'or repeat the original request unchanged',
-      { details: { field, paymentId: original.id, idempotencyKey: key } },
-    );
-  };
-  if (original.amountMinor !== input.amountMinor) {
-    conflict('amountMinor', `first ${original.amountMinor}, now ${input.amountMinor}`);
-  }
-  if (original.currency !== input.currency) {
-    conflict('currency', `first ${original.currency}, now ${input.currency}`);
-  }
-  if (original.reference !== input.reference) {
-    conflict(
-      'reference',
-      `first ${JSON.stringify(original.reference ?? null)}, now ${JSON.stringify(input.reference ?? null)}`,
-    );
-  }
-  if (compare.card && original.card?.token !== input.card.token) {
-    conflict('card', 'another card was presented: the card token differs');
   }
 }

@@ -131,8 +131,6 @@ export const SQL = {
   deadlineWarnings: `SELECT * FROM payments WHERE approval = 'offline'
       AND state IN (${sqlStates(OFFLINE_OPEN_STATES)}) AND forwarding_deadline_at <= ?
     ORDER BY forwarding_deadline_at LIMIT 100`,
-  setAcked: `UPDATE outbox SET state = 'acked', ack_status = ?, acked_at = ?, updated_at = ?,
-      dead_reason = NULL WHERE key = ?`,
   setDead: "UPDATE outbox SET state = 'dead', dead_reason = ?, updated_at = ? WHERE key = ?",
   setPending: `UPDATE outbox SET state = 'pending', dead_reason = NULL, batch_id = NULL,
       updated_at = ? WHERE key = ?`,

@@ -156,24 +156,44 @@ export function checkCard(card: unknown): PaymentCard {
   return checked;
 }
 
+/** The fields a payment starts with, before its card is read (`PaymentStore.startPayment`). */
+export type PaymentStart = Pick<
+  NewPayment,
+  'idempotencyKey' | 'amountMinor' | 'currency' | 'reference'
+>;
+
+/** A card read: the boundary's card fields and the sealed (or SRED) data the cloud needs. */
+export type CardRead = Pick<NewPayment, 'card' | 'sealed' | 'sred'>;
+
 /**
- * Checks and normalizes the input of `createPayment`: hex of `sred` becomes upper-case, every
- * other value is returned as given.
+ * Checks the fields a payment starts with: the idempotency key, the amount (integer minor units,
+ * 1 … 2^53−1), the ISO 4217 currency and the optional reference (1–128 characters).
  *
  * @throws AgentError POS213 for a field outside its rules (named), POS214 for a PAN-shaped run
- *   in `reference`, `idempotencyKey` or `card.cardholderName`.
+ *   in `reference` or `idempotencyKey`.
  */
-export function checkNewPayment(input: NewPayment): NewPayment {
-  const out: NewPayment = {
+export function checkPaymentStart(input: PaymentStart): PaymentStart {
+  const out: PaymentStart = {
     idempotencyKey: checkIdempotencyKey(input.idempotencyKey),
     amountMinor: checkInteger('amountMinor', input.amountMinor, 1, Number.MAX_SAFE_INTEGER),
     currency: checkCurrency(input.currency),
-    card: checkCard(input.card),
   };
   if (input.reference !== undefined) {
     out.reference = checkText('reference', input.reference, 1, 128);
     refusePanShaped('reference', out.reference);
   }
+  return out;
+}
+
+/**
+ * Checks and normalizes a card read: the card fields, and `sealed` (padded base64, 96–8192
+ * characters) or `sred` (hex, made upper-case).
+ *
+ * @throws AgentError POS213 for a field outside its rules (named, never its value), POS214 for a
+ *   PAN-shaped run in `card.cardholderName`.
+ */
+export function checkCardRead(input: CardRead): CardRead {
+  const out: CardRead = { card: checkCard(input.card) };
   if (out.card.cardholderName !== undefined) {
     refusePanShaped('card.cardholderName', out.card.cardholderName);
   }
@@ -215,6 +235,17 @@ export function checkNewPayment(input: NewPayment): NewPayment {
     out.sred = { ksnHex: ksnHex.toUpperCase(), ciphertextHex: ciphertextHex.toUpperCase() };
   }
   return out;
+}
+
+/**
+ * Checks and normalizes the input of `createPayment`: {@link checkPaymentStart} and
+ * {@link checkCardRead}; hex of `sred` becomes upper-case, every other value is returned as given.
+ *
+ * @throws AgentError POS213 for a field outside its rules (named), POS214 for a PAN-shaped run
+ *   in `reference`, `idempotencyKey` or `card.cardholderName`.
+ */
+export function checkNewPayment(input: NewPayment): NewPayment {
+  return { ...checkPaymentStart(input), ...checkCardRead(input) };
 }
 
 /** Trims cloud-supplied text to 1–500 characters with PAN-shaped runs redacted. */

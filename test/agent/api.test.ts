@@ -105,6 +105,44 @@ describe('local API over HTTP', () => {
     expect(rig.cloud.records().get('idem-key-0001')).toMatchObject({ count: 2 });
   });
 
+  it('a repeated Idempotency-Key while the payment is a draft in memory: found, answered once, refused with other parameters', async () => {
+    // Issue 9 §2: before its decision the payment is written nowhere; the key is still taken.
+    const first = pay('draft-key-0001', { amount: 640, currency: 'EUR' }, null);
+    let id = '';
+    await rig.waitFor(() => {
+      const p = rig.agent.store.getPaymentByKey('draft-key-0001');
+      id = p?.id ?? '';
+      return p?.state === 'awaiting_card';
+    });
+    // Control: nothing of it is in the database yet.
+    expect(rig.agent.store.checkProjection()).toMatchObject({ ok: true, payments: 0 });
+    const byId = await rig.request('GET', `/v1/payments/${id}`);
+    expect(byId.status).toBe(200);
+    expect(byId.json).toMatchObject({ id, state: 'awaiting_card' });
+    const byKey = await rig.request('GET', '/v1/payments?idempotencyKey=draft-key-0001');
+    expect((byKey.json.payments as { id: string }[]).map((p) => p.id)).toEqual([id]);
+    const listed = await rig.request('GET', '/v1/payments');
+    expect((listed.json.payments as { id: string }[]).map((p) => p.id)).toEqual([id]);
+
+    const other = await pay('draft-key-0001', { amount: 650, currency: 'EUR' }, null);
+    expect(other.status).toBe(409);
+    expect(errorOf(other.json).code).toBe('POS409');
+    expect(errorOf(other.json).message).toContain('in progress');
+    // The same request again waits for the first one's answer and gets the same payment.
+    const same = pay('draft-key-0001', { amount: 640, currency: 'EUR' }, null);
+    const card = findTestCard('visa');
+    if (card === undefined) throw new Error('visa');
+    rig.pad.presentCard(card, { entryMode: 'C' });
+    const [answer, repeated] = await Promise.all([first, same]);
+    expect(answer.status).toBe(201);
+    expect(answer.json).toMatchObject({ id, state: 'approved', approval: 'online' });
+    expect(repeated.status).toBe(200);
+    expect(repeated.json).toMatchObject({ id, state: 'approved' });
+    expect(rig.agent.store.checkProjection()).toMatchObject({ ok: true, payments: 1 });
+    await rig.waitFor(() => rig.agent.store.queueStats().depth === 0);
+    expect(rig.cloud.charges()).toEqual(['draft-key-0001']);
+  });
+
   it('cancel before authorization → canceled, nothing reaches the cloud', async () => {
     const taking = pay('cancel-early-01', { amount: 500, currency: 'EUR' }, null);
     let id = '';

@@ -162,6 +162,9 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant('recover' as const) }),
 );
 
+/** The states of a payment before its decision: held in memory, nothing written. */
+const DRAFT_STATES = ['awaiting_card', 'card_read', 'awaiting_pin'];
+
 describe('PaymentStore under random payment flows', () => {
   it('keeps the projection equal to the fold of the events and the chain intact', () => {
     fc.assert(
@@ -253,14 +256,18 @@ describe('PaymentStore under random payment flows', () => {
               ).toBe(true);
               expect(s.store.verifyChain()).toEqual(eventsBefore);
             }
-            // The projection equals the fold of the events, after every step.
+            // The projection equals the fold of the events, after every step. A payment before
+            // its decision is a draft in memory (issue 9 §2): no event is written yet.
             for (const paymentId of ids) {
-              const folded = s.store
-                .listEvents(paymentId)
-                .reduce<ReturnType<typeof applyEvent> | undefined>(
-                  (acc, e) => applyEvent(acc, { type: e.type, at: e.at, data: e.data }),
-                  undefined,
-                );
+              const events = s.store.listEvents(paymentId);
+              if (events.length === 0) {
+                expect(DRAFT_STATES).toContain(s.store.getPayment(paymentId)?.state);
+                continue;
+              }
+              const folded = events.reduce<ReturnType<typeof applyEvent> | undefined>(
+                (acc, e) => applyEvent(acc, { type: e.type, at: e.at, data: e.data }),
+                undefined,
+              );
               expect(s.store.getPayment(paymentId)).toEqual(folded);
             }
             // Offline exposure stays within the caps.

@@ -412,3 +412,75 @@ describe('PaymentStore reads and lifecycle', () => {
     }
   });
 });
+
+describe('PaymentStore drafts (issue 9 §2: a payment before its decision is in memory)', () => {
+  const start = (key: string, amountMinor = 1000) => ({
+    idempotencyKey: key,
+    amountMinor,
+    currency: 'EUR',
+    offlineMode: 'prefer_online' as const,
+  });
+
+  it('a key is unique across drafts and stored payments', () => {
+    const { store } = setup();
+    const draft = store.startPayment(start('draft-key'));
+    expect(draft.created).toBe(true);
+    // Same key, same parameters: the draft itself; other parameters: POS210 naming the field.
+    expect(store.startPayment(start('draft-key'))).toEqual({
+      payment: draft.payment,
+      created: false,
+    });
+    expect(codeOf(() => store.startPayment(start('draft-key', 2000)))).toBe('POS210');
+    expect(codeOf(() => store.createPayment(newPayment('draft-key')))).toBe('POS210');
+    // And a stored key is not given to a draft.
+    const stored = store.createPayment(newPayment('stored-key')).payment;
+    expect(
+      store.startPayment({
+        ...start('stored-key', stored.amountMinor),
+        reference: stored.reference,
+      }),
+    ).toEqual({
+      payment: stored,
+      created: false,
+    });
+    expect(codeOf(() => store.startPayment(start('stored-key', 1)))).toBe('POS210');
+  });
+
+  it('lists a draft with the stored payments, newest first, by the same cursor', () => {
+    const { store } = setup();
+    const older = store.createPayment(newPayment('older')).payment;
+    const draft = store.startPayment(start('in-progress')).payment;
+    const newer = store.createPayment(newPayment('newer')).payment;
+    expect(store.listPayments().map((p) => p.id)).toEqual([newer.id, draft.id, older.id]);
+    const first = store.listPaymentPage({ limit: 2 });
+    expect(first.payments.map((p) => p.id)).toEqual([newer.id, draft.id]);
+    const second = store.listPaymentPage({ limit: 2, before: first.next ?? '' });
+    expect(second.payments.map((p) => p.id)).toEqual([older.id]);
+    expect(store.listPayments({ state: 'awaiting_card' }).map((p) => p.id)).toEqual([draft.id]);
+  });
+
+  it('canceling a draft writes it once, canceled, without card data', () => {
+    const { store, path } = setup();
+    const { payment } = store.startPayment(start('cancel-draft'));
+    store.recordCardRead(payment.id, { ...newPayment('x').card, token: tokenFor(9) });
+    const { payment: canceled, voided } = store.cancelPayment(payment.id, 'customer left');
+    expect(voided).toBe(false);
+    expect(canceled.state).toBe('canceled');
+    expect(store.listEvents(payment.id).map((e) => e.type)).toEqual([
+      'payment_started',
+      'card_read',
+      'canceled',
+    ]);
+    expect(countRows(path, 'SELECT count(*) AS n FROM sealed_cards')).toBe(0);
+    // Written: no longer a draft, and the machine refuses a late card read (POS212).
+    expect(codeOf(() => store.recordCardRead(payment.id, newPayment('x').card))).toBe('POS212');
+  });
+
+  it('a draft whose flow ended without a durable outcome is discarded: its key is free again', () => {
+    const { store } = setup();
+    const { payment } = store.startPayment(start('discarded'));
+    store.discardDraft(payment.id);
+    expect(store.getPayment(payment.id)).toBeUndefined();
+    expect(store.startPayment(start('discarded')).created).toBe(true);
+  });
+});

@@ -139,7 +139,8 @@ describe('purgeSettled', () => {
       events: total - report.events,
       purgedLinks: report.events,
     });
-    expect(store.checkProjection()).toMatchObject({ ok: true, payments: 6 });
+    // Six kept, one of them (old-in-progress) a draft in memory before its decision (issue 9 §2).
+    expect(store.checkProjection()).toMatchObject({ ok: true, payments: 5 });
     const stats = store.queueStats();
     expect(stats.acked).toBe(outboxSeqBefore.acked - 2);
     expect(stats.dead).toBe(1);
@@ -150,8 +151,8 @@ describe('purgeSettled', () => {
       expect(after.includes(Buffer.from(tokenFor(seed))), `token ${seed}`).toBe(false);
       expect(after.includes(Buffer.from(`"last4":"${5000 + seed}"`)), `last4 ${seed}`).toBe(false);
     }
-    // What is kept keeps its card data.
-    for (const seed of [3, 4, 5, 6, 8]) {
+    // What is kept keeps its card data (seed 6, the draft, is in memory, not in the file).
+    for (const seed of [3, 4, 5, 8]) {
       expect(after.includes(Buffer.from(tokenFor(seed))), `kept token ${seed}`).toBe(true);
     }
 

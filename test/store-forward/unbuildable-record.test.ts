@@ -23,9 +23,13 @@ describe('nextPending with a record that cannot be built', () => {
       currency: 'EUR',
       offlineMode: 'prefer_online',
     }).payment.id;
+    // Written as it ends without a card (a payment in progress is a draft in memory).
+    store.recordStep(cardless, 'failed', { reason: 'card not read: timeout' });
     const raw = rawConnection(path);
     try {
-      const { seq } = raw.prepare('SELECT seq FROM events WHERE payment_id = ?').get(cardless) as {
+      const { seq } = raw
+        .prepare("SELECT seq FROM events WHERE payment_id = ? AND type = 'payment_started'")
+        .get(cardless) as {
         seq: number;
       };
       raw
@@ -48,6 +52,7 @@ describe('nextPending with a record that cannot be built', () => {
     expect(dead?.reason).toMatch(/cannot be built for the wire: .*has no card.*\(POS221\)/);
     expect(store.listEvents(cardless).map((e) => e.type)).toEqual([
       'payment_started',
+      'failed',
       'dead_lettered',
     ]);
     expect(store.verifyChain().ok).toBe(true);

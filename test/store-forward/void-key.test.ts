@@ -108,13 +108,9 @@ describe('void-record keys are the agent’s namespace', () => {
     }
 
     const report = store.recoverInterrupted();
-    expect(report.recovered.map((p) => [p.id, p.state])).toEqual(
-      expect.arrayContaining([
-        [authorizing, 'declined'],
-        [awaitingCard, 'failed'],
-      ]),
-    );
-    expect(report.recovered).toHaveLength(2);
+    expect(report.recovered.map((p) => [p.id, p.state])).toEqual([[authorizing, 'declined']]);
+    // A payment still awaiting its card is a draft in memory (issue 9 §2): nothing to recover.
+    expect(store.getPayment(awaitingCard)?.state).toBe('awaiting_card');
     expect(report.failed).toHaveLength(1);
     expect(report.failed[0]).toMatchObject({
       paymentId: blocked,
