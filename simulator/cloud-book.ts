@@ -55,19 +55,6 @@ import {
 } from './cloud-book-types.js';
 import { CloudLedger, type DurableMap } from './cloud-ledger.js';
 
-export {
-  DEFAULT_DECISION_RULES,
-  NO_LEDGER_FAULTS,
-  type AmountRule,
-  type BatchAnswer,
-  type CloudBookOptions,
-  type CloudCoreCounters,
-  type CloudRecordEntry,
-  type DecisionRules,
-  type LedgerFaults,
-  type OpenedCard,
-} from './cloud-book-types.js';
-
 /** The ledger logic; see the file comment. */
 export class CloudBook {
   #openSealed: ((sealedBase64: string) => OpenedCard) | undefined;

@@ -50,14 +50,7 @@ import type {
   VirtualPinPadOptions,
 } from './virtual-pin-pad-types.js';
 
-export {
-  PAD_FAULT_KINDS,
-  type CardPresentation,
-  type PadFault,
-  type PadOverride,
-  type TraceEntry,
-  type VirtualPinPadOptions,
-} from './virtual-pin-pad-types.js';
+export * from './virtual-pin-pad-types.js';
 
 interface QueuedCard extends CardPresentation {
   pan: string;

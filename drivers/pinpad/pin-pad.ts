@@ -46,7 +46,7 @@ import type { CardBoundary } from '../boundary/card-boundary.js';
 import type { EntryMode } from '../boundary/card-token.js';
 import { driverError } from '../errors.js';
 import type { LinkStats } from '../link/serial-link.js';
-import { SerialLink } from '../link/serial-link.js';
+import { emptyLinkStats, SerialLink } from '../link/serial-link.js';
 import type { LinkTimings } from '../link/link-machine.js';
 import type { Transport } from '../transport/transport.js';
 import {
@@ -70,16 +70,7 @@ import type {
   ReadCardResult,
 } from './pin-pad-types.js';
 
-export type {
-  EncryptedPinBlock,
-  PinPadOptions,
-  PinPadState,
-  PinPadStatus,
-  PinRequest,
-  PinResult,
-  ReadCardRequest,
-  ReadCardResult,
-} from './pin-pad-types.js';
+export type * from './pin-pad-types.js';
 
 type PinPadEvents = {
   /** Connection state changed. */
@@ -195,16 +186,7 @@ export class PinPad extends EventEmitter<PinPadEvents> {
 
   /** Link counters of the current connection (zeros while disconnected). */
   get linkStats(): LinkStats {
-    return (
-      this.#link?.stats ?? {
-        framesSent: 0,
-        framesReceived: 0,
-        retransmissions: 0,
-        badFramesReceived: 0,
-        bytesDiscarded: 0,
-        failures: 0,
-      }
-    );
+    return this.#link?.stats ?? emptyLinkStats();
   }
 
   /** Asks for the pad's status (00 → 01). */
