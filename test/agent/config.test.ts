@@ -227,6 +227,19 @@ describe('config', () => {
     );
   });
 
+  it('regression: a misspelt broker key gets its suggestion too (the section is a transform pipe)', () => {
+    let message = '';
+    try {
+      parseConfig({
+        ...good,
+        broker: { url: 'mqtt://127.0.0.1:1883', developmnt: true },
+      });
+    } catch (e) {
+      message = (e as AgentError).message;
+    }
+    expect(message).toContain('broker.developmnt: unknown key; did you mean `development`?');
+  });
+
   it('closestKey: nearest by edit distance, case ignored, a third of the letters at most', () => {
     expect(editDistance('host', 'hots')).toBe(1); // a swap of neighbours is one edit
     expect(editDistance('kitten', 'sitting')).toBe(3);
