@@ -130,6 +130,17 @@ describe('config', () => {
       maxMessageBytes: 65_536,
     });
     expect(() => parseConfig({ ...base, sync: { brokerLimits: 'aws' } })).toThrow(/brokerLimits/);
+    // Regression: the preset replaced an explicit in-flight limit with its own 100.
+    const narrow = parseConfig({
+      ...base,
+      sync: { brokerLimits: 'aws-iot-core', maxInFlightBatches: 4 },
+    });
+    expect(syncLimits(narrow.sync).maxInFlightBatches).toBe(4);
+    const wide = parseConfig({
+      ...base,
+      sync: { brokerLimits: 'aws-iot-core', maxInFlightBatches: 500 },
+    });
+    expect(syncLimits(wide.sync).maxInFlightBatches).toBe(100);
   });
 
   it('broker.urls lists the cluster nodes in order; broker.url still works as one endpoint (issue 16)', () => {
