@@ -48,7 +48,7 @@ import {
   startWalMaintenance,
   type Context,
 } from './start-steps.js';
-import { StartUp } from './start-up.js';
+import { StartUp, type StepTiming } from './start-up.js';
 
 /** A running agent. */
 export interface RunningAgent {
@@ -74,6 +74,12 @@ export interface RunningAgent {
    * checkpoint and the payments touched since), and the full background pass that follows.
    */
   integrity: { startup: StartupCheck; background: BackgroundCheck };
+  /**
+   * Each start-up step's wall and CPU time, in the order run (agent/start-up.ts): what the bench
+   * and a field tech read to see which step grows with the stored history. Also logged once at
+   * info as `agent started` → `startUpMs`, and per step at debug.
+   */
+  startUp: StepTiming[];
   /** Stops the API, the PIN pad, the sync and closes the database, in that order. */
   stop(): Promise<void>;
 }
@@ -203,8 +209,15 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
         }),
       (b) => b.stop(),
     );
+    const startUp = steps.timings();
     logger.info(
-      { apiUrl: api.url, deviceId: config.deviceId, kid: keyId(keys.devicePublicKey) },
+      {
+        apiUrl: api.url,
+        deviceId: config.deviceId,
+        kid: keyId(keys.devicePublicKey),
+        startUpMs: Math.round(startUp.reduce((sum, t) => sum + t.wallMs, 0)),
+        slowestStep: [...startUp].sort((a, b) => b.wallMs - a.wallMs)[0]?.step,
+      },
       'agent started',
     );
 
@@ -221,6 +234,7 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
       cardInput,
       status,
       integrity: { startup: integrity.startup, background },
+      startUp,
       async stop() {
         // A second call (a signal during a stop) has nothing left to do.
         if (stopping) return;

@@ -91,7 +91,7 @@ export function startReconciliation(options: ReconciliationOptions): Reconciliat
           : 'reconciliation exception at the batch close; see `pos-agent batch exceptions`',
       );
     }
-    const closed = store.batches.list(3).filter((b) => b.reconciliation === 'matched');
+    const closed = store.batches.listClosed(3).filter((b) => b.reconciliation === 'matched');
     for (const b of closed) {
       if (b.reconciledAt !== null && !reported.has(b.id)) {
         reported.add(b.id);
@@ -101,7 +101,7 @@ export function startReconciliation(options: ReconciliationOptions): Reconciliat
   };
   const reported = new Set<string>(
     store.batches
-      .list(3)
+      .listClosed(3)
       .filter((b) => b.reconciliation === 'matched')
       .map((b) => b.id),
   );

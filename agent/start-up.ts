@@ -7,12 +7,27 @@
 import type { Logger } from './logger.js';
 
 /**
+ * How long one start-up step took (issue 9 §4: start-up must not grow with history; these show
+ * which step does). `wallMs` includes waits (a PIN pad open, a listen); `cpuMs` is this process's
+ * user + system CPU time over the step (`process.cpuUsage()`), which other processes on a busy
+ * machine do not inflate.
+ */
+export interface StepTiming {
+  step: string;
+  /** Wall-clock time of the step, ms. */
+  wallMs: number;
+  /** CPU time of the whole process during the step (user + system), ms. */
+  cpuMs: number;
+}
+
+/**
  * Runs start-up steps and keeps their undos. Not reusable: after {@link unwind} the steps are
  * gone.
  */
 export class StartUp {
   readonly #logger: Logger;
   readonly #undos: Array<{ step: string; undo: () => unknown }> = [];
+  readonly #timings: StepTiming[] = [];
 
   constructor(logger: Logger) {
     this.#logger = logger;
@@ -27,6 +42,8 @@ export class StartUp {
    */
   async step<T>(name: string, run: () => T | Promise<T>, undo?: (value: T) => unknown): Promise<T> {
     let value: T;
+    const wall0 = performance.now();
+    const cpu0 = process.cpuUsage();
     try {
       value = await run();
     } catch (error) {
@@ -36,9 +53,21 @@ export class StartUp {
       );
       throw error;
     }
+    const cpu = process.cpuUsage(cpu0);
+    const timing: StepTiming = {
+      step: name,
+      wallMs: Math.round((performance.now() - wall0) * 100) / 100,
+      cpuMs: Math.round((cpu.user + cpu.system) / 10) / 100,
+    };
+    this.#timings.push(timing);
     if (undo !== undefined) this.#undos.push({ step: name, undo: () => undo(value) });
-    this.#logger.debug({ step: name }, 'start-up step done');
+    this.#logger.debug(timing, 'start-up step done');
     return value;
+  }
+
+  /** The steps run so far, in order, with their wall and CPU times (a copy). */
+  timings(): StepTiming[] {
+    return this.#timings.map((t) => ({ ...t }));
   }
 
   /**

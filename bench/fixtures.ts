@@ -6,10 +6,8 @@
  * bench/ is a measurement tool outside the product layers of architecture.md §1: it may import every
  * folder and, for the bare baselines, `better-sqlite3` and `mqtt` directly.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { type AddressInfo, connect, createServer } from 'node:net';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nacl from 'tweetnacl';
@@ -18,6 +16,11 @@ import type { CardToken } from '../drivers/boundary/card-token.js';
 import type { NewPayment } from '../store-forward/model.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
 import { approvedCardTokens } from '../simulator/card-tokens.js';
+import { freePort } from '../simulator/free-port.js';
+import {
+  mosquittoAvailable,
+  startMosquitto as startSimulatedMosquitto,
+} from '../simulator/mosquitto.js';
 
 /** Keys of one benchmark run: device signing, cloud signing, vault box, tenant token key. */
 export interface BenchKeys {
@@ -114,17 +117,8 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** A TCP port that was free on 127.0.0.1 a moment ago. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+/** A TCP port that was free on 127.0.0.1 a moment ago (simulator/free-port.ts). */
+export { freePort };
 
 /** A broker the drain benchmark runs against. */
 export interface BenchBroker {
@@ -133,68 +127,17 @@ export interface BenchBroker {
   stop(): Promise<void>;
 }
 
-/** Path of the Mosquitto binary ($MOSQUITTO or /usr/sbin/mosquitto), or null. */
-export function mosquittoBinary(): string | null {
-  for (const candidate of [process.env.MOSQUITTO, '/usr/sbin/mosquitto']) {
-    if (candidate !== undefined && candidate !== '' && existsSync(candidate)) return candidate;
-  }
-  return null;
-}
+/** Path of the Mosquitto binary ($MOSQUITTO, /usr/sbin/mosquitto, or on PATH), or null. */
+export const mosquittoBinary = mosquittoAvailable;
 
 /**
- * Starts Mosquitto as a child process on a free loopback port (the same settings as the tests'
- * helper: anonymous, no persistence, room for a device's window of batches).
+ * Starts Mosquitto as a child process on a free loopback port with the tests' settings
+ * (simulator/mosquitto.ts: anonymous, no persistence, TCP_NODELAY, room for a device's window
+ * of batches).
  *
  * @throws Error when it does not accept connections within 5 s.
  */
 export async function startMosquitto(binary: string): Promise<BenchBroker> {
-  const port = await freePort();
-  const dir = tempDir('mosquitto');
-  const conf = path.join(dir, 'mosquitto.conf');
-  writeFileSync(
-    conf,
-    [
-      `listener ${port} 127.0.0.1`,
-      'allow_anonymous true',
-      // Mosquitto leaves Nagle's algorithm on by default: each delivery of a small message waits
-      // for the peer's delayed ACK (~40 ms on Linux), as the agent's own socket did (issue 9).
-      'set_tcp_nodelay true',
-      'persistence false',
-      'max_queued_messages 10000',
-      'max_inflight_messages 100',
-      'log_dest none',
-      '',
-    ].join('\n'),
-  );
-  const child: ChildProcess = spawn(binary, ['-c', conf], { stdio: 'ignore' });
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`mosquitto exited with code ${child.exitCode}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (ok) break;
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`mosquitto did not listen on ${port} within 5 s`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  return {
-    name: 'Mosquitto',
-    url: `mqtt://127.0.0.1:${port}`,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-        child.kill('SIGTERM');
-        await exited;
-      }
-      removeDir(dir);
-    },
-  };
+  const broker = await startSimulatedMosquitto({ binary });
+  return { name: 'Mosquitto', url: broker.url, stop: () => broker.dispose() };
 }

@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { startAgent } from '../agent/agent.js';
 import { parseConfig } from '../agent/config.js';
 import { createLogger } from '../agent/logger.js';
+import type { StepTiming } from '../agent/start-up.js';
 
 /** What the parent asks. */
 export interface MemoryChildRequest {
@@ -39,6 +40,10 @@ export interface MemoryChildReport {
   online: boolean;
   /** Milliseconds from the call of startAgent until it resolved (includes verifyChain). */
   startMs: number;
+  /** Each start-up step's wall and CPU time (`RunningAgent.startUp`): which step grows. */
+  steps: StepTiming[];
+  /** CPU time of the whole start (user + system), ms: not inflated by other processes. */
+  startCpuMs: number;
 }
 
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -60,6 +65,7 @@ process.once('message', (request: MemoryChildRequest) => {
       const cloud = nacl.sign.keyPair();
       const vault = nacl.box.keyPair();
       const t0 = performance.now();
+      const cpu0 = process.cpuUsage();
       const agent = await startAgent({
         config,
         keys: {
@@ -73,6 +79,8 @@ process.once('message', (request: MemoryChildRequest) => {
         logger: createLogger({ level: 'silent' }),
       });
       const startMs = performance.now() - t0;
+      const cpu = process.cpuUsage(cpu0);
+      const startCpuMs = (cpu.user + cpu.system) / 1000;
       await new Promise((resolve) => setTimeout(resolve, request.settleMs));
       const depth = agent.store.queueStats().depth;
       const online = agent.worker.online;
@@ -88,6 +96,8 @@ process.once('message', (request: MemoryChildRequest) => {
         depth,
         online,
         startMs,
+        steps: agent.startUp,
+        startCpuMs,
       };
       process.send?.(report);
       await agent.stop();

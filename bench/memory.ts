@@ -16,10 +16,21 @@ import { freePort, tempDir, removeDir } from './fixtures.js';
 import type { MemoryChildReport, MemoryChildRequest } from './memory-child.js';
 import { median } from './stats.js';
 
-/** Runs one child and resolves its report. @throws Error when the child fails or exits early. */
+/**
+ * Runs one child and resolves its report. With `BENCH_CHILD_PROF=DIR` in the environment the
+ * child also writes a V8 CPU profile (`--cpu-prof`) into DIR: where its start-up time goes.
+ *
+ * @throws Error when the child fails or exits early.
+ */
 export async function runMemoryChild(request: MemoryChildRequest): Promise<MemoryChildReport> {
+  const profileDir = process.env.BENCH_CHILD_PROF;
   const child = fork(new URL('./memory-child.js', import.meta.url), [], {
-    execArgv: ['--expose-gc'],
+    execArgv: [
+      '--expose-gc',
+      ...(profileDir === undefined || profileDir === ''
+        ? []
+        : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]),
+    ],
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
   const report = new Promise<MemoryChildReport>((resolve, reject) => {

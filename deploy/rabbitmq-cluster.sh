@@ -8,7 +8,7 @@
 # false) is replicated on the three nodes and survives the loss of one. Nothing listens beyond
 # 127.0.0.1; the nodes use their own epmd port, so a system RabbitMQ is not disturbed.
 #
-# Usage:  deploy/rabbitmq-cluster.sh start|stop|kill N|start-node N|stop-node N|urls|status
+# Usage:  deploy/rabbitmq-cluster.sh start|stop|kill N|start-node N|stop-node N|urls|plain-urls|add-device ID|status
 #
 #   start         create (or reuse) the folders, start node 1, join nodes 2 and 3 to it, add the
 #                 users; prints one line per node: `node N mqtt://127.0.0.1:PORT [mqtts://…]`
@@ -16,7 +16,9 @@
 #   kill N        SIGKILL node N (1–3): a node crash; `start-node N` brings it back
 #   stop-node N   stop node N cleanly (a rolling restart: stop-node, start-node, one at a time)
 #   start-node N  start node N again; it rejoins the cluster from its data folder
-#   urls          print the MQTT URLs of the nodes, comma-separated
+#   urls          print the MQTT URLs of the nodes, comma-separated (the mqtts:// ones with TLS)
+#   plain-urls    print the plaintext mqtt:// URLs (with TLS: the cloud side's loopback listener,
+#                 password login only)
 #
 # Environment:
 #   POS_RMQ_DIR        data folders, default /tmp/pos-rmq-cluster
@@ -232,6 +234,9 @@ stop)
   ;;
 urls)
   if [ -n "$TLS_DIR" ]; then tls_urls; else urls; fi
+  ;;
+plain-urls)
+  urls
   ;;
 status)
   ctl 1 cluster_status

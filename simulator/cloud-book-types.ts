@@ -161,6 +161,8 @@ export interface CloudBookOptions {
   logger?: SyncLogger | undefined;
   /** SQLite file of the ledger (created); default in memory (see cloud-ledger.ts). */
   ledgerFile?: string | undefined;
+  /** Several instances book keys in `ledgerFile` at once (cloud-ledger.ts `DurableMap`). */
+  sharedLedger?: boolean | undefined;
 }
 
 /** A logger that drops everything: the default of the ledger and the MQTT shell. */

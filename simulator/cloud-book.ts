@@ -93,7 +93,7 @@ export class CloudBook {
     this.#rules = { ...DEFAULT_DECISION_RULES, ...options.rules };
     this.#clock = options.clock ?? systemClock;
     this.#log = options.logger ?? SILENT_LOG;
-    this.#ledger = new CloudLedger(options.ledgerFile);
+    this.#ledger = new CloudLedger(options.ledgerFile, { shared: options.sharedLedger === true });
     this.#records = this.#ledger.entries;
     this.#voids = this.#ledger.voids;
     this.#batches = this.#ledger.batches;
@@ -139,11 +139,17 @@ export class CloudBook {
       entry.outcome = 'declined';
       entry.declineCode = 'voided';
     }
-    if (entry === undefined) {
-      entry = this.#newEntry(deviceId, { ...request, type: 'payment' }, now);
+    const booked =
+      entry === undefined
+        ? this.#newEntry(deviceId, { ...request, type: 'payment' }, now)
+        : undefined;
+    if (booked !== undefined) {
+      entry = booked;
       if (entry.status === 'accepted') this.#counters.accepted += 1;
       else this.#counters.rejected += 1;
     } else {
+      // Known here, or booked a moment ago by another instance on the shared ledger (issue 16).
+      entry ??= this.#winner(request.key);
       entry.count += 1;
       entry.lastSeenAt = now;
       this.#records.set(entry.key, entry);
@@ -339,24 +345,40 @@ export class CloudBook {
       this.#counters.accepted += 1;
       return this.#resultOf(known, 'accepted');
     }
-    if (known !== undefined) {
-      this.#faultsOnRecord(known, false);
-      known.count += 1;
-      known.lastSeenAt = now;
-      if (known.seq === undefined) known.seq = record.seq;
-      this.#records.set(known.key, known);
-      this.#counters.duplicates += 1;
-      return this.#resultOf(known, 'duplicate');
-    }
+    if (known !== undefined) return this.#duplicate(known, record.seq, now);
     const lastSeq = this.#lastSeq.get(deviceId) ?? 0;
     if (record.seq <= lastSeq) this.#counters.outOfOrder += 1;
     else this.#lastSeq.set(deviceId, record.seq);
     const entry = this.#newEntry(deviceId, record, now);
+    if (entry === undefined) {
+      // Another cloud core instance on the shared ledger booked this key a moment ago (issue 16):
+      // here it is a resend like any other, answered with the winner's effect.
+      return this.#duplicate(this.#winner(record.key), record.seq, now);
+    }
     if (entry.status === 'accepted') this.#counters.accepted += 1;
     else this.#counters.rejected += 1;
     const result = this.#resultOf(entry, entry.status);
     this.#faultsOnRecord(entry, true);
     return result;
+  }
+
+  /** A payment record whose key is booked already: its original effect, answered `duplicate`. */
+  #duplicate(known: CloudRecordEntry, seq: number, now: number): AckResult {
+    this.#faultsOnRecord(known, false);
+    known.count += 1;
+    known.lastSeenAt = now;
+    if (known.seq === undefined) known.seq = seq;
+    this.#records.set(known.key, known);
+    this.#counters.duplicates += 1;
+    return this.#resultOf(known, 'duplicate');
+  }
+
+  /** The entry another instance booked after {@link CloudLedger} refused this one's claim. */
+  #winner(key: string): CloudRecordEntry {
+    const entry = this.#records.get(key);
+    if (entry === undefined)
+      throw new Error(`ledger refused the claim of ${key} but holds no entry`);
+    return entry;
   }
 
   /** The ledger faults that act on a payment record's arrival (after its ack is decided). */
@@ -381,6 +403,10 @@ export class CloudBook {
     this.#records.set(entry.key, entry);
   }
 
+  /**
+   * Decides and books the first arrival of a key; undefined when another instance on the shared
+   * ledger booked it first (nothing counted then).
+   */
   #newEntry(
     deviceId: string,
     record: Pick<OutboxRecord, 'key' | 'payment' | 'card' | 'sealed'> & {
@@ -388,7 +414,7 @@ export class CloudBook {
       seq?: number;
     },
     now: number,
-  ): CloudRecordEntry {
+  ): CloudRecordEntry | undefined {
     const entry: CloudRecordEntry = {
       key: record.key,
       deviceId,
@@ -411,16 +437,14 @@ export class CloudBook {
         entry.code = decision.rejected;
       } else {
         entry.outcome = decision.outcome;
-        if (decision.outcome === 'approved') {
-          entry.authCode = decision.authCode;
-          this.#counters.approved += 1;
-        } else {
-          entry.declineCode = decision.declineCode;
-          this.#counters.declined += 1;
-        }
+        if (decision.outcome === 'approved') entry.authCode = decision.authCode;
+        else entry.declineCode = decision.declineCode;
       }
     }
-    this.#records.set(record.key, entry);
+    // One instance books a key: on a shared ledger another may have won it meanwhile.
+    if (!this.#records.claim(record.key, entry)) return undefined;
+    if (entry.outcome === 'approved') this.#counters.approved += 1;
+    if (entry.outcome === 'declined') this.#counters.declined += 1;
     this.#log.info(
       {
         deviceId,

@@ -86,6 +86,14 @@ export interface CloudCoreOptions {
    * restart, so a resent record is answered `duplicate`, never charged twice. Default: in memory.
    */
   ledgerFile?: string;
+  /**
+   * Run as one of several cloud core instances (issue 16): the uplinks are subscribed as the MQTT
+   * shared subscription `$share/<group>/…` (Mosquitto, for MQTT 3.1.1 and 5 clients), so the
+   * broker hands each message to one instance of the group, and `ledgerFile` (required then) is
+   * opened shared: the instances book keys in that one file, where the first to insert a key wins
+   * it and the others answer `duplicate`. Each instance needs every device registered.
+   */
+  shareGroup?: string;
 }
 
 /** Events of `CloudCore` (cloud-core.ts). */

@@ -119,6 +119,7 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
       clock: this.#clock,
       logger: this.#log,
       ledgerFile: options.ledgerFile,
+      sharedLedger: options.shareGroup !== undefined,
     });
     this.#session = new MqttSession({
       url: options.brokerUrl,
@@ -151,9 +152,16 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
    * @throws AgentError POS301 when the broker is not reachable within `connectTimeoutMs`.
    */
   static async start(options: CloudCoreOptions): Promise<CloudCore> {
+    if (options.shareGroup !== undefined && options.ledgerFile === undefined)
+      throw new Error('CloudCore: shareGroup needs the ledgerFile the instances share');
+    if (options.shareGroup !== undefined && !/^[A-Za-z0-9_-]+$/.test(options.shareGroup))
+      throw new Error('CloudCore: shareGroup is letters, digits, _ and - only');
     const core = new CloudCore(options);
     const filters = cloudTopicFilters(core.prefix);
-    await core.#session.subscribe([filters.records, filters.auth, filters.status]);
+    const share = options.shareGroup === undefined ? '' : `$share/${options.shareGroup}/`;
+    await core.#session.subscribe(
+      [filters.records, filters.auth, filters.status].map((f) => `${share}${f}`),
+    );
     core.#session.connect();
     const waitMs = options.connectTimeoutMs ?? 10_000;
     if (waitMs > 0) {

@@ -41,6 +41,17 @@ export interface RabbitCluster {
   readonly dir: string;
   /** `mqtt://127.0.0.1:PORT` of nodes 1–3, in order. */
   readonly urls: readonly string[];
+  /**
+   * `mqtts://127.0.0.1:PORT` of nodes 1–3 (mutual TLS, the client certificate's CN as the
+   * username); empty when the cluster was started without `tlsDir`.
+   */
+  readonly tlsUrls: readonly string[];
+  /**
+   * Creates the broker user of a device that logs in by certificate (CN = `deviceId`) with the
+   * topic permissions of the Mosquitto ACL: write `pos/v1/<id>/up/…` and `…/status`, read
+   * `pos/v1/<id>/down/…` only (deploy/rabbitmq-cluster.sh `add-device`).
+   */
+  addDevice(deviceId: string): Promise<void>;
   /** SIGKILL node `n` (1–3). */
   kill(n: number): Promise<void>;
   /** Stops node `n` cleanly. */
@@ -58,6 +69,9 @@ export interface RabbitCluster {
  *
  * @param options.portBase — first port (node N uses base+10N…base+10N+3, base+9 epmd); default
  *   a range derived from the process id in 36000–59999.
+ * @param options.tlsDir — a folder with `ca.pem`, `server.pem` and `server.key`: each node also
+ *   listens on mqtts:// with mutual TLS ({@link RabbitCluster.tlsUrls}); anonymous logins are
+ *   refused on every listener, so the cloud core logs in as `cloud-core` (URL user info).
  * @throws Error with the script's output when a node does not start.
  */
 export async function startRabbitCluster(
@@ -80,10 +94,14 @@ export async function startRabbitCluster(
     rmSync(dir, { recursive: true, force: true });
     throw error;
   }
-  const urls = (await script('urls')).stdout.trim().split(',');
+  const urls = (await script('plain-urls')).stdout.trim().split(',');
+  const tlsUrls =
+    options.tlsDir === undefined ? [] : (await script('urls')).stdout.trim().split(',');
   return {
     dir,
     urls,
+    tlsUrls,
+    addDevice: async (deviceId) => void (await script('add-device', deviceId)),
     kill: async (n) => void (await script('kill', String(n))),
     stopNode: async (n) => void (await script('stop-node', String(n))),
     startNode: async (n) => void (await script('start-node', String(n))),

@@ -78,6 +78,8 @@ export const BATCH_SQL = {
   allBatches: 'SELECT * FROM batches ORDER BY rowid',
   lastClosed: `SELECT * FROM batches WHERE state = 'closed'
     ORDER BY closed_at DESC, id DESC LIMIT 1`,
+  recentClosed: `SELECT * FROM batches WHERE state = 'closed'
+    ORDER BY closed_at DESC, id DESC LIMIT ?`,
   insertBatch: `INSERT INTO batches (id, terminal, opened_at, state)
     VALUES (@id, @terminal, @opened_at, 'open')`,
   closeBatch: `UPDATE batches SET state = 'closed', closed_at = @closed_at, forced = @forced,

@@ -5,6 +5,7 @@
  * in the outbox's seq order). Used by `BatchBook` (batches.ts) and `ExceptionDesk`
  * (batch-exceptions.ts), inside their transactions.
  */
+import type Database from 'better-sqlite3';
 import type { StoreKernel } from './kernel.js';
 import type { Batch, ExceptionKind } from './batch-types.js';
 import { applyBatchEvent } from './batch-fold.js';
@@ -50,6 +51,7 @@ export class BatchTables {
   constructor(kernel: StoreKernel) {
     this.k = kernel;
     this.s = prepareBatchStatements(kernel.db);
+    this.#totalChanges = kernel.db.prepare('SELECT total_changes()').pluck();
   }
 
   /**
@@ -114,8 +116,38 @@ export class BatchTables {
     return (this.s.firstEventSeqOfBatch.get(batchId) as { seq: number | null }).seq;
   }
 
-  /** The totals of the batch's payments now (grouped in SQL: flat in memory). */
+  /**
+   * What changed the database last: rows changed by this connection (`total_changes()`), the
+   * commits of other connections (`PRAGMA data_version`, e.g. `pos-agent batch resolve` from
+   * another process) and this kernel's rollbacks (which undo rows without lowering
+   * `total_changes()`). Equal marks = no row of any table changed in between.
+   */
+  #changeMark(): string {
+    const changes = this.#totalChanges.get() as number;
+    const version = this.k.db.pragma('data_version', { simple: true }) as number;
+    return `${changes}/${version}/${this.k.rollbacks}`;
+  }
+
+  readonly #totalChanges: Database.Statement;
+  #totalsCache: { batchId: string; mark: string; json: string } | undefined;
+
+  /**
+   * The totals of the batch's payments now (grouped in SQL: flat in memory). Summing them costs
+   * a pass over the batch's payments, and `/v1/status`, the status page and every metrics scrape
+   * ask for the open batch's totals: the answer is kept until a row changes (issue 9: reads that
+   * do not grow with the stored history), and each caller gets its own copy.
+   */
   liveTotals(batchId: string): BatchTotals {
+    const mark = this.#changeMark();
+    const cached = this.#totalsCache;
+    if (cached !== undefined && cached.batchId === batchId && cached.mark === mark)
+      return JSON.parse(cached.json) as BatchTotals;
+    const totals = this.#sumTotals(batchId);
+    this.#totalsCache = { batchId, mark, json: JSON.stringify(totals) };
+    return totals;
+  }
+
+  #sumTotals(batchId: string): BatchTotals {
     const groups = this.s.batchGroups.all(batchId) as {
       state: PaymentState;
       approval: 'online' | 'offline' | null;

@@ -87,6 +87,18 @@ export class BatchBook implements RecordKind {
     );
   }
 
+  /**
+   * The newest closed batches first (at most `limit`, 1–1000), with their stored totals. Unlike
+   * {@link list} it never sums the open batch's payments, so its cost does not grow with the
+   * open batch: the reconciliation reads it after every ack message and at start-up (issue 9).
+   */
+  listClosed(limit: number): Batch[] {
+    const n = Math.max(1, Math.min(1000, Math.floor(limit)));
+    return this.#t.k.read(() =>
+      (this.#t.s.recentClosed.all(n) as BatchRow[]).map((row) => this.#t.toBatch(row)),
+    );
+  }
+
   /** The newest batches first (at most `limit`, 1–1000, default 20). */
   list(limit = 20): Batch[] {
     const n = Math.max(1, Math.min(1000, Math.floor(limit)));

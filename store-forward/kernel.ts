@@ -76,6 +76,7 @@ export class StoreKernel {
     try {
       return this.#tx.immediate(fn) as T;
     } catch (error) {
+      this.#rollbacks += 1;
       throw toAgentError(error);
     }
   }
@@ -95,6 +96,7 @@ export class StoreKernel {
     try {
       return this.#tx.immediate(fn) as T;
     } catch (error) {
+      this.#rollbacks += 1;
       throw toAgentError(error);
     } finally {
       this.db.pragma('synchronous = FULL');
@@ -113,8 +115,24 @@ export class StoreKernel {
 
   /** A savepoint inside the caller's transaction: `fn`'s writes are undone if it throws. */
   savepoint<T>(fn: () => T): T {
-    return this.#tx(fn) as T;
+    try {
+      return this.#tx(fn) as T;
+    } catch (error) {
+      this.#rollbacks += 1;
+      throw error;
+    }
   }
+
+  /**
+   * How many transactions or savepoints of this kernel were rolled back: with SQLite's
+   * `total_changes()` and `PRAGMA data_version` it tells a reader whether rows may differ from
+   * what it saw before (a rollback undoes rows without lowering `total_changes()`).
+   */
+  get rollbacks(): number {
+    return this.#rollbacks;
+  }
+
+  #rollbacks = 0;
 
   /**
    * THE payment state change: folds the event into the payment with `applyEvent`, writes the

@@ -4,7 +4,7 @@
  * and the drift check queued between closes only when something changed.
  */
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { dueCloseAt, startReconciliation } from '../../agent/reconciliation.js';
 import { createLogger } from '../../agent/logger.js';
 import { PaymentStore } from '../../store-forward/payment-store.js';
@@ -78,6 +78,26 @@ describe('agent reconciliation timers (issue 17)', () => {
     // Unanswered: no second check on top of it.
     clock.advance(60_000);
     expect(rec.counters().checks).toBe(1);
+  });
+
+  it('reads only closed batches after an ack message: the open batch is not summed (issue 9)', () => {
+    const { store, rec } = setup({ driftCheckSeconds: 0 });
+    const first = store.batches.current();
+    store.createPayment(newPayment('k-1'));
+    const [record] = store.nextPending(10);
+    store.applyAcks([{ key: record?.key ?? '', status: 'accepted', outcome: 'approved' }]);
+    store.batches.close({ force: false, terminal: 'lane-7' });
+    store.createPayment(newPayment('k-2'));
+    // Regression: noteAcks ran `batches.list(3)`, which sums every payment of the open batch
+    // (GROUP BY over the batch) on each ack message and at start-up: O(backlog) per message.
+    const list = vi.spyOn(store.batches, 'list');
+    const closed = vi.spyOn(store.batches, 'listClosed');
+    rec.noteAcks();
+    expect(list).not.toHaveBeenCalled();
+    expect(closed).toHaveBeenCalledTimes(1);
+    const recent = store.batches.listClosed(3);
+    expect(recent.map((b) => b.id)).toEqual([first.id]);
+    expect(recent.every((b) => b.state === 'closed')).toBe(true);
   });
 
   it('finds the most recent daily close time in local time', () => {

@@ -13,7 +13,9 @@ import { keyId, openEnvelope, signEnvelope } from '../../cloud-sync/envelope.js'
 import { MqttSession } from '../../cloud-sync/mqtt-session.js';
 import { type Acks, AcksSchema, topics } from '../../cloud-sync/schemas.js';
 import { EmbeddedBroker } from '../../simulator/broker.js';
+import { CloudBook } from '../../simulator/cloud-book.js';
 import { CloudCore } from '../../simulator/cloud-core.js';
+import { CloudLedger } from '../../simulator/cloud-ledger.js';
 import { makeRecord } from '../cloud-sync/fixtures.js';
 import { until } from '../helpers/wait.js';
 
@@ -86,5 +88,60 @@ describe('CloudCore with a ledger file', () => {
     expect(acks[2]?.results[0]).toMatchObject({ key: record.key, status: 'duplicate', outcome });
     expect(restarted.charges()).toEqual([record.key]);
     expect(restarted.records().get(record.key)?.count).toBe(2);
+  });
+});
+
+describe('several cloud core instances on one shared ledger file (issue 16)', () => {
+  const ledgerDir = (): string => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pos-shared-ledger-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    return path.join(dir, 'ledger.db');
+  };
+
+  it("a key is claimed by exactly one instance; the other reads the winner's entry", () => {
+    const file = ledgerDir();
+    const a = new CloudLedger<{ by: string }, unknown>(file, { shared: true });
+    const b = new CloudLedger<{ by: string }, unknown>(file, { shared: true });
+    cleanups.push(
+      () => a.close(),
+      () => b.close(),
+    );
+    expect(b.entries.get('k-1')).toBeUndefined();
+    expect(a.entries.claim('k-1', { by: 'a' })).toBe(true);
+    expect(b.entries.claim('k-1', { by: 'b' })).toBe(false);
+    expect(b.entries.get('k-1')).toEqual({ by: 'a' });
+    expect([...b.entries.keys()]).toEqual(['k-1']);
+  });
+
+  it('a record applied by one instance is a duplicate at the other, with the first outcome: charged once', () => {
+    const file = ledgerDir();
+    const a = new CloudBook({ ledgerFile: file, sharedLedger: true });
+    const b = new CloudBook({ ledgerFile: file, sharedLedger: true });
+    cleanups.push(
+      () => a.close(),
+      () => b.close(),
+    );
+    const record = makeRecord(1);
+    const first = a.applyRecord('shared-lane-1', record);
+    expect(first).toMatchObject({ key: record.key, status: 'accepted' });
+    const second = b.applyRecord('shared-lane-1', record);
+    expect(second).toMatchObject({ key: record.key, status: 'duplicate', outcome: first.outcome });
+    expect(a.counters).toMatchObject({ accepted: 1, duplicates: 0 });
+    expect(b.counters).toMatchObject({ accepted: 0, duplicates: 1 });
+    expect(b.charges()).toEqual([record.key]);
+    expect(b.records().get(record.key)?.count).toBe(2);
+  });
+
+  it('control: unshared instances on one file each charge the key (why the group shares it)', () => {
+    const file = ledgerDir();
+    const a = new CloudBook({ ledgerFile: file });
+    const b = new CloudBook({ ledgerFile: file });
+    cleanups.push(
+      () => a.close(),
+      () => b.close(),
+    );
+    const record = makeRecord(1);
+    expect(a.applyRecord('shared-lane-1', record).status).toBe('accepted');
+    expect(b.applyRecord('shared-lane-1', record).status).toBe('accepted');
   });
 });
