@@ -2,7 +2,8 @@
  * The composition root (architecture.md §1): wires the PIN pad (drivers), the store (store-forward), the
  * MQTT sync (cloud-sync) and the local API into one running agent.
  *
- * Start-up is a list of named steps (agent/start-steps.ts, run by agent/start-up.ts: each logged by
+ * Start-up is a list of named steps (agent/start-steps.ts, start-sync.ts, start-devices.ts and
+ * start-api.ts, run by agent/start-up.ts: each logged by
  * name, the started ones undone in reverse when a later one fails), in this order, and why:
  * 1. data-dir, store, integrity, recovery — open, migrate, verify the hash chain, put `in_flight`
  *    records back to `pending` (a crash between publish and acknowledgement must resend, never
@@ -30,24 +31,19 @@ import type { TerminalKeys } from './keys.js';
 import type { Logger } from './logger.js';
 import type { PaymentService } from './payment-service.js';
 import type { Reconciliation } from './reconciliation.js';
+import { agentStatus, startApi } from './start-api.js';
+import { createPayments, startCardReaders, startPinPad } from './start-devices.js';
 import {
-  agentStatus,
   checkIntegrity,
-  createCloudCommands,
-  createPayments,
-  createSync,
   openStore,
   prepareDataDir,
   recoverInterrupted,
-  startApi,
-  startCardReaders,
   startFullCheck,
-  startPinPad,
-  startReconciliationStep,
   startRetentionStep,
   startWalMaintenance,
   type Context,
 } from './start-steps.js';
+import { createCloudCommands, createSync, startReconciliationStep } from './start-sync.js';
 import { StartUp, type StepTiming } from './start-up.js';
 
 /** A running agent. */

@@ -1,7 +1,9 @@
 /**
  * The sync worker: drains the SQLite outbox to the cloud core over MQTT (architecture.md §5).
  *
- * This file is the I/O shell. Beside it, each with one job (issue 15):
+ * This file is the I/O shell: lifecycle, downlinks, status. Beside it, each with one job (issue 15):
+ * - drain-loop.ts — reading, packing, publishing and applying acks as the window decides;
+ * - sync-options.ts — the outbox contract, the options (validated once), counters and events;
  * - batch-window.ts — the pure batch-window machine: what to publish, resend, read, apply;
  * - pack.ts — packing records into one signed, size-bounded batch;
  * - authorization.ts — online authorization requests and their responses;
@@ -42,12 +44,12 @@
  */
 import { EventEmitter } from 'node:events';
 import { v7 as uuidv7 } from 'uuid';
-import type { AgentError } from '../common/agent-error.js';
 import { isAgentError } from '../common/agent-error.js';
 import { type Clock, type TimerHandle, systemClock } from '../common/clock.js';
 import { Authorizations } from './authorization.js';
-import { BatchWindow, type ResendPolicy, type WindowStep } from './batch-window.js';
+import { BatchWindow } from './batch-window.js';
 import { CommandGuard, checkDownlinkSize, openCommand, type SeenCommandStore } from './commands.js';
+import { DrainLoop, type WindowPayload } from './drain-loop.js';
 import {
   type EnvelopeSigner,
   type PublicKeyLookup,
@@ -56,172 +58,34 @@ import {
 } from './envelope.js';
 import { syncError } from './errors.js';
 import type { MqttSession } from './mqtt-session.js';
-import { DEFAULT_MAX_MESSAGE_BYTES, nextFetchLimit, packBatch } from './pack.js';
 import {
-  type AckResult,
   AcksSchema,
   type AuthRequest,
   type AuthResponse,
   AuthResponseSchema,
-  type Command,
   DEFAULT_TOPIC_PREFIX,
   type DeviceTopics,
-  type UplinkRecord,
   topics,
 } from './schemas.js';
+import {
+  type OutboxSource,
+  type ResolvedSyncOptions,
+  type SyncLogger,
+  type SyncWorkerEvents,
+  type SyncWorkerOptions,
+  type SyncWorkerStats,
+  resolveSyncOptions,
+  silentLogger,
+} from './sync-options.js';
 import { StatusReporter } from './status.js';
 
-/**
- * The outbox as the sync worker sees it; implemented by the agent's `SqliteOutbox`
- * (store-forward/outbox.ts) and by the test fakes, which all run one conformance suite
- * (test/cloud-sync/outbox-contract.ts). All methods are synchronous (better-sqlite3).
- *
- * "In flight" is the worker's memory, not the outbox's state (architecture.md §4): publishing writes
- * nothing; the worker asks for the records after the highest `seq` it holds, and after a restart
- * everything still pending is sent again (the cloud dedupes by key).
- */
-export interface OutboxSource {
-  /**
-   * Up to `limit` records in state `pending` with `seq > afterSeq`, in ascending `seq` order:
-   * payment and void records, and batch records (issue 17), all handled alike.
-   */
-  nextPending(limit: number, afterSeq?: number): UplinkRecord[];
-  /**
-   * Applies acknowledgements as one set: accepted/duplicate → acked (with the outcome); rejected
-   * → dead with code and reason. `batches` names the batches they came in.
-   */
-  applyAcks(results: AckResult[], batches?: string[]): unknown;
-  /** Queue depth (not yet acked), oldest unacked record time, dead count; for the status topic. */
-  queueStats(): { depth: number; oldestAt: string | null; dead: number };
-  /**
-   * True when the source checked every record against the wire rules when it created it, so the
-   * worker need not validate each record again on every send (the SQLite outbox). Otherwise each
-   * record is stripped to the contract's keys and validated by the wire schema before it is sent.
-   */
-  readonly validatesRecords?: boolean;
-}
-
-/** Structured logger (pino-compatible: fields first, message second). */
-export interface SyncLogger {
-  debug(fields: object, message: string): void;
-  info(fields: object, message: string): void;
-  warn(fields: object, message: string): void;
-  error(fields: object, message: string): void;
-}
-
-const silentLogger: SyncLogger = {
-  debug: () => undefined,
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-};
-
-/** Options of {@link SyncWorker}. Units in the names; defaults in `@default`. */
-export interface SyncWorkerOptions {
-  /** The MQTT session (not yet connected or connected); the worker sets its last will. */
-  session: MqttSession;
-  /** The outbox. */
-  source: OutboxSource;
-  /** `{d}`, also the MQTT client id. */
-  deviceId: string;
-  /** `{p}`. @default 'pos/v1' */
-  topicPrefix?: string;
-  /** The device's Ed25519 key that signs uplinks. */
-  signer: EnvelopeSigner;
-  /** The cloud's pinned public key(s) that sign downlinks. */
-  cloudPublicKeys: PublicKeyLookup;
-  /** Agent version for the status topic. */
-  version: string;
-  /**
-   * Largest payload in bytes (≥ 1024), uplink and downlink: a larger downlink is refused unread
-   * (POS314). @default 131072 (AWS IoT Core limit)
-   */
-  maxMessageBytes?: number;
-  /** Longest lifetime of a cloud command, ms (≥ 1000; POS327 beyond). @default 86400000 (24 h) */
-  maxCommandLifetimeMs?: number;
-  /** Batches awaiting acks at once (≥ 1). @default 16 */
-  maxInFlightBatches?: number;
-  /** Records per batch at most (≥ 1). @default 1000 */
-  maxRecordsPerBatch?: number;
-  /** Cap on batch publishes per second (new and resends); undefined = no cap. */
-  maxPublishesPerSecond?: number;
-  /** First ack timeout, ms (≥ 1). @default 10000 */
-  ackTimeoutMs?: number;
-  /** Backoff growth per attempt (≥ 1). @default 2 */
-  backoffFactor?: number;
-  /** Cap on the backoff before jitter, ms. @default 300000 */
-  maxBackoffMs?: number;
-  /** Jitter fraction 0–1. @default 0.2 */
-  jitterRatio?: number;
-  /** Least time between two status publishes on queue changes, ms. @default 1000 */
-  statusThrottleMs?: number;
-  /** How long `stop()` waits for in-flight batches to be acked, ms. @default 5000 */
-  drainTimeoutMs?: number;
-  /**
-   * While started and connected, the outbox is polled every this many ms (≥ 100), so records
-   * made pending without a `notify()` (`pos-agent queue --retry` from another process, a dead
-   * record requeued) are sent without waiting for the next payment or reconnect. @default 5000
-   */
-  pollIntervalMs?: number;
-  /** @default systemClock */
-  clock?: Clock;
-  /** Uniform [0,1) source for the jitter. @default Math.random */
-  random?: () => number;
-  /** Batch id factory. @default uuid v7 */
-  newBatchId?: () => string;
-  /** @default silent */
-  logger?: SyncLogger;
-}
-
-/** Counters of a {@link SyncWorker}, for `/metrics` and tests. */
-export interface SyncWorkerStats {
-  /** Batch publishes (first sends and resends). */
-  publishes: number;
-  /** Of which resends (timeout or reconnect). */
-  resends: number;
-  /** PUBACKs received for batches. */
-  pubacks: number;
-  /** Distinct batches created. */
-  batches: number;
-  /** Ack results applied to the source. */
-  acksApplied: number;
-  /** Records refused locally (schema, size) and applied as rejected. */
-  refusedLocally: number;
-  /** Downlinks refused (bad envelope, signature, key id, schema, expired/replayed command). */
-  rejectedDownlinks: number;
-  /** Acks naming a batch not in flight (duplicate/late), ignored. */
-  unknownBatchAcks: number;
-  /** Batches in flight now. */
-  inFlightBatches: number;
-  /** Highest number of batches in flight seen. */
-  maxInFlightSeen: number;
-}
-
-/** Events of {@link SyncWorker}. */
-export interface SyncWorkerEvents {
-  /** The cloud acknowledged these records (already applied to the source). */
-  acked: [results: AckResult[], batchId: string];
-  /** Records refused locally and applied as rejected (dead). */
-  refused: [results: AckResult[]];
-  /** The broker PUBACKed a batch publish. */
-  'batch-sent': [info: { batchId: string; records: number; bytes: number; attempt: number }];
-  /** A downlink was refused (never applied). */
-  'rejected-downlink': [info: { topic: string; error: AgentError }];
-  /** The link state changed. */
-  state: [state: 'online' | 'offline'];
-  /** A verified, fresh, first-seen cloud command. */
-  command: [command: Command];
-}
-
-function positive(name: string, value: number, min: number, unit: string): number {
-  if (!Number.isFinite(value) || value < min) {
-    throw syncError(
-      'POS330',
-      `Sync option ${name} is ${value}${unit}, must be a number ≥ ${min}${unit}: fix the sync section of the config`,
-    );
-  }
-  return value;
-}
+export type {
+  OutboxSource,
+  SyncLogger,
+  SyncWorkerEvents,
+  SyncWorkerOptions,
+  SyncWorkerStats,
+} from './sync-options.js';
 
 /**
  * Drains an {@link OutboxSource} to the cloud core over an {@link MqttSession}; see the file
@@ -237,13 +101,7 @@ function positive(name: string, value: number, min: number, unit: string): numbe
  */
 export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
   readonly topics: DeviceTopics;
-  #o: {
-    maxMessageBytes: number;
-    maxRecordsPerBatch: number;
-    drainTimeoutMs: number;
-    pollIntervalMs: number;
-    policy: ResendPolicy;
-  };
+  #o: ResolvedSyncOptions;
   #session: MqttSession;
   #source: OutboxSource;
   #signer: EnvelopeSigner;
@@ -252,24 +110,15 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
   #newBatchId: () => string;
   #log: SyncLogger;
   #commands: CommandGuard;
-  #window: BatchWindow<{ payload: Buffer; records: number }>;
+  #window: BatchWindow<WindowPayload>;
+  #drain: DrainLoop;
   #auths: Authorizations;
   #status: StatusReporter;
   #running = false;
   #stopping = false;
   #online = false;
-  #pumpQueued = false;
-  /** The one timer for the window: the earliest resend, the rate cap, or a retry after an error. */
-  #wakeTimer: TimerHandle | undefined;
-  #wakeAt = Number.POSITIVE_INFINITY;
   #pollTimer: TimerHandle | undefined;
   #drainWaiters = new Set<() => void>();
-  #warnedStripped = false;
-  /** `nextPending` limit, adapted per batch by {@link nextFetchLimit}. */
-  #fetchLimit = 0;
-  /** Verified acks waiting for the one commit they share (see {@link #flushAcks}). */
-  #ackQueue: { batch: string; results: AckResult[] }[] = [];
-  #ackFlushQueued = false;
   #stats: SyncWorkerStats = {
     publishes: 0,
     resends: 0,
@@ -291,42 +140,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
   constructor(options: SyncWorkerOptions) {
     super();
     this.topics = topics(options.topicPrefix ?? DEFAULT_TOPIC_PREFIX, options.deviceId);
-    const ackTimeoutMs = positive('ackTimeoutMs', options.ackTimeoutMs ?? 10_000, 1, ' ms');
-    const jitterRatio = options.jitterRatio ?? 0.2;
-    if (!(jitterRatio >= 0 && jitterRatio <= 1)) {
-      throw syncError('POS330', `Sync option jitterRatio is ${jitterRatio}, must be within 0–1`);
-    }
-    const maxInFlightBatches = Math.floor(
-      positive('maxInFlightBatches', options.maxInFlightBatches ?? 16, 1, ''),
-    );
-    const maxPublishesPerSecond =
-      options.maxPublishesPerSecond === undefined
-        ? undefined
-        : positive('maxPublishesPerSecond', options.maxPublishesPerSecond, 0.001, '/s');
-    this.#o = {
-      maxMessageBytes: positive(
-        'maxMessageBytes',
-        options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
-        1024,
-        ' bytes',
-      ),
-      maxRecordsPerBatch: Math.floor(
-        positive('maxRecordsPerBatch', options.maxRecordsPerBatch ?? 1000, 1, ''),
-      ),
-      drainTimeoutMs: options.drainTimeoutMs ?? 5000,
-      pollIntervalMs: positive('pollIntervalMs', options.pollIntervalMs ?? 5000, 100, ' ms'),
-      policy: {
-        ackTimeoutMs,
-        backoffFactor: positive('backoffFactor', options.backoffFactor ?? 2, 1, ''),
-        maxBackoffMs: positive(
-          'maxBackoffMs',
-          options.maxBackoffMs ?? Math.max(300_000, ackTimeoutMs),
-          ackTimeoutMs,
-          ' ms',
-        ),
-        jitterRatio,
-      },
-    };
+    this.#o = resolveSyncOptions(options);
     this.#session = options.session;
     this.#source = options.source;
     this.#signer = { ...options.signer, kid: signerKeyId(options.signer) };
@@ -342,11 +156,33 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
         : { maxLifetimeMs: options.maxCommandLifetimeMs }),
     });
     this.#window = new BatchWindow({
-      maxInFlight: maxInFlightBatches,
-      maxPublishesPerSecond,
+      maxInFlight: this.#o.maxInFlightBatches,
+      maxPublishesPerSecond: this.#o.maxPublishesPerSecond,
       policy: this.#o.policy,
       random: options.random ?? Math.random,
       now: this.#clock.now(),
+    });
+    this.#drain = new DrainLoop({
+      session: this.#session,
+      source: this.#source,
+      topics: this.topics,
+      signer: () => this.#signer,
+      newBatchId: this.#newBatchId,
+      clock: this.#clock,
+      log: this.#log,
+      stats: this.#stats,
+      window: this.#window,
+      running: () => this.#running,
+      options: this.#o,
+      events: {
+        acked: (results, batchId) => this.emit('acked', results, batchId),
+        refused: (results) => this.emit('refused', results),
+        batchSent: (info) => this.emit('batch-sent', info),
+        changed: () => this.#scheduleStatus(),
+        drained: () => {
+          for (const done of [...this.#drainWaiters]) done();
+        },
+      },
     });
     const session = this.#session;
     this.#auths = new Authorizations(this.#clock, {
@@ -417,7 +253,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
 
   /** Wakes the worker: a new record was committed to the outbox. Cheap; coalesced. */
   notify(): void {
-    this.#schedulePump();
+    this.#drain.schedule();
     this.#scheduleStatus();
   }
 
@@ -483,8 +319,8 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
       );
     }
     this.#window.reset();
-    this.#ackQueue = [];
-    this.#clearWake();
+    this.#drain.reset();
+    this.#drain.clearWake();
     this.#status.cancel();
     this.#disarmPoll();
     this.#auths.rejectAll(
@@ -514,7 +350,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
     this.#log.info({ inFlight: this.#window.inFlight }, 'connected to the broker; draining');
     this.#window.connect();
     this.#status.publishNow(this.#onStatusError);
-    this.#pump();
+    this.#drain.pump();
     this.#armPoll();
   }
 
@@ -528,7 +364,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
     this.#pollTimer = this.#clock.setTimeout(() => {
       this.#pollTimer = undefined;
       if (!this.#running || this.#stopping || !this.#session.connected) return;
-      this.#pump();
+      this.#drain.pump();
       this.#armPoll();
     }, this.#o.pollIntervalMs);
   }
@@ -546,180 +382,6 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
       this.emit('state', 'offline');
       this.#log.warn({ inFlight: this.#window.inFlight }, 'disconnected from the broker');
     }
-  }
-
-  #schedulePump(): void {
-    if (this.#pumpQueued) return;
-    this.#pumpQueued = true;
-    queueMicrotask(() => {
-      this.#pumpQueued = false;
-      this.#pump();
-    });
-  }
-
-  /**
-   * Runs the window's steps until it is idle, waits, or the outbox has nothing to send; then arms
-   * the one wake timer for exactly what comes next (the earliest resend, the rate cap, or a
-   * retry after a store error).
-   */
-  #pump(): void {
-    if (!this.#running || !this.#session.connected) {
-      this.#clearWake();
-      return;
-    }
-    // The window's own notion of the link follows the session's (a CONNACK may come before
-    // the worker's listener saw it).
-    if (!this.#window.connected) this.#window.connect();
-    let wakeAt = Number.POSITIVE_INFINITY;
-    for (;;) {
-      const step = this.#window.step(this.#clock.now());
-      if (step.kind === 'idle') break;
-      if (step.kind === 'wait') {
-        wakeAt = step.until;
-        break;
-      }
-      if (step.kind === 'publish') {
-        this.#publish(step);
-        continue;
-      }
-      const opened = this.#openBatch(step.afterSeq);
-      if (opened === 'empty') break;
-      if (opened === 'error') {
-        // After a store error: again after `ackTimeoutMs` (or sooner on notify/ack/reconnect).
-        wakeAt = this.#clock.now() + this.#o.policy.ackTimeoutMs;
-        break;
-      }
-    }
-    this.#wake(Math.min(wakeAt, this.#window.nextResendAt() ?? Number.POSITIVE_INFINITY));
-  }
-
-  /** (Re)arms the one wake timer for `at` (ms); +Infinity clears it. */
-  #wake(at: number): void {
-    if (this.#wakeTimer !== undefined && this.#wakeAt === at) return;
-    this.#clearWake();
-    if (at === Number.POSITIVE_INFINITY) return;
-    this.#wakeAt = at;
-    this.#wakeTimer = this.#clock.setTimeout(
-      () => {
-        this.#wakeTimer = undefined;
-        this.#wakeAt = Number.POSITIVE_INFINITY;
-        this.#pump();
-      },
-      Math.max(0, at - this.#clock.now()),
-    );
-  }
-
-  #clearWake(): void {
-    if (this.#wakeTimer !== undefined) this.#clock.clearTimeout(this.#wakeTimer);
-    this.#wakeTimer = undefined;
-    this.#wakeAt = Number.POSITIVE_INFINITY;
-  }
-
-  /**
-   * Reads, packs and opens the next batch after `afterSeq`. 'empty' when nothing is pending,
-   * 'error' after a store error (logged), 'opened' when a batch or only refused records came
-   * out.
-   */
-  #openBatch(afterSeq: number): 'opened' | 'empty' | 'error' {
-    let candidates: UplinkRecord[];
-    const limit = this.#fetchLimit > 0 ? this.#fetchLimit : this.#o.maxRecordsPerBatch;
-    try {
-      candidates = this.#source.nextPending(limit, afterSeq);
-    } catch (error) {
-      this.#log.error({ err: error }, 'the outbox could not be read; retrying later');
-      return 'error';
-    }
-    if (candidates.length === 0) return 'empty';
-    const batchId = this.#newBatchId();
-    const packed = packBatch(candidates, {
-      batchId,
-      signer: this.#signer,
-      maxMessageBytes: this.#o.maxMessageBytes,
-      maxRecords: this.#o.maxRecordsPerBatch,
-      trusted: this.#source.validatesRecords === true,
-    });
-    this.#fetchLimit = nextFetchLimit(
-      {
-        limit,
-        candidates: candidates.length,
-        packed: packed.records.length + packed.refused.length,
-        full: packed.full,
-      },
-      this.#o.maxRecordsPerBatch,
-    );
-    if (packed.stripped.length > 0 && !this.#warnedStripped) {
-      this.#warnedStripped = true;
-      this.#log.warn(
-        { fields: packed.stripped },
-        'outbox records carry fields outside the wire contract; they are not sent',
-      );
-    }
-    if (packed.refused.length > 0) {
-      this.#stats.refusedLocally += packed.refused.length;
-      for (const r of packed.refused) {
-        this.#log.error(
-          { idempotencyKey: r.key, code: r.code, reason: r.reason },
-          'record refused before sending; moved to dead',
-        );
-      }
-      try {
-        this.#source.applyAcks(packed.refused);
-      } catch (error) {
-        // The refused records stay pending in the store: they are refused again on the retry.
-        this.#log.error(
-          { err: error, records: packed.refused.length },
-          'the outbox could not record refused records; retrying later',
-        );
-        return 'error';
-      }
-      this.emit('refused', packed.refused);
-      this.#scheduleStatus();
-    }
-    if (packed.records.length === 0) return packed.refused.length > 0 ? 'opened' : 'empty';
-    // In flight lives in the window, not in the store (architecture.md §4): nothing is written.
-    let maxSeq = 0;
-    for (const record of packed.records) maxSeq = Math.max(maxSeq, record.seq);
-    this.#window.opened({
-      id: batchId,
-      payload: { payload: packed.payload, records: packed.records.length },
-      keys: packed.records.map((r) => r.key),
-      maxSeq,
-    });
-    this.#stats.batches += 1;
-    this.#stats.maxInFlightSeen = Math.max(this.#stats.maxInFlightSeen, this.#window.inFlight);
-    return 'opened';
-  }
-
-  #publish(
-    step: Extract<WindowStep<{ payload: Buffer; records: number }>, { kind: 'publish' }>,
-  ): void {
-    this.#stats.publishes += 1;
-    if (step.attempt > 1) this.#stats.resends += 1;
-    if (step.reason === 'timeout') {
-      this.#log.warn(
-        { batch: step.id, attempt: step.attempt - 1, records: step.records },
-        'no ack for the batch in time; sending it again',
-      );
-    }
-    const { payload, records } = step.payload;
-    this.#session.publish(this.topics.records, payload, { qos: 1 }).then(
-      () => {
-        this.#stats.pubacks += 1;
-        this.emit('batch-sent', {
-          batchId: step.id,
-          records,
-          bytes: payload.length,
-          attempt: step.attempt,
-        });
-      },
-      (error: unknown) => {
-        // Not lost: the batch stays in flight and is resent on reconnect or after its timeout.
-        this.#log.debug(
-          { batch: step.id, err: error },
-          'batch publish not acknowledged by the broker',
-        );
-      },
-    );
   }
 
   #handleMessage(topic: string, payload: Buffer): void {
@@ -753,52 +415,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
       this.#refuseDownlink(topic, error);
       return;
     }
-    const results = this.#window.ack(acks.batch, acks.results);
-    if (results === undefined) {
-      this.#stats.unknownBatchAcks += 1;
-      this.#log.debug(
-        { batch: acks.batch },
-        'ack for a batch not in flight (duplicate or late); ignored',
-      );
-      return;
-    }
-    this.#ackQueue.push({ batch: acks.batch, results });
-    if (!this.#ackFlushQueued) {
-      this.#ackFlushQueued = true;
-      queueMicrotask(() => this.#flushAcks());
-    }
-  }
-
-  /**
-   * Applies every ack verified since the last flush in ONE call of the source (one commit, one
-   * ack event): acks that arrive together, in one socket read, share the commit.
-   */
-  #flushAcks(): void {
-    this.#ackFlushQueued = false;
-    const queued = this.#ackQueue;
-    this.#ackQueue = [];
-    if (queued.length === 0) return;
-    const results = queued.flatMap((q) => q.results);
-    let ok = true;
-    try {
-      this.#source.applyAcks(
-        results,
-        queued.map((q) => q.batch),
-      );
-    } catch (error) {
-      ok = false;
-      this.#log.error(
-        { err: error, batches: queued.map((q) => q.batch) },
-        'acks could not be applied; the batches are resent',
-      );
-    }
-    for (const { batch, results: rs } of queued) this.#window.settled(batch, rs, ok);
-    if (!ok) return;
-    this.#stats.acksApplied += results.length;
-    for (const { batch, results: rs } of queued) this.emit('acked', rs, batch);
-    if (this.#window.inFlight === 0) for (const done of [...this.#drainWaiters]) done();
-    this.#scheduleStatus();
-    this.#pump();
+    this.#drain.acks(acks.batch, acks.results);
   }
 
   #handleAuthResponse(topic: string, payload: Buffer): void {

@@ -1,7 +1,7 @@
 /**
  * The types of store-and-forward and the enumerations they share with the schema.
  *
- * The SQL `CHECK` constraints in `migrations.ts` are the truth (architecture.md §4); the constants here
+ * The SQL `CHECK` constraints in `migrations/` are the truth (architecture.md §4); the constants here
  * mirror them, and `test/store-forward/schema.test.ts` proves each list matches what SQLite
  * accepts. The allowed state changes are not listed here: `payment-machine.ts` derives
  * `PAYMENT_TRANSITIONS` from its transition function. Timestamps are ISO 8601 UTC text with milliseconds, `YYYY-MM-DDTHH:MM:SS.sssZ`

@@ -11,19 +11,21 @@
  * - "In flight" is the sync worker's memory, not durable state: a restart sends every pending
  *   record again and the cloud dedupes by key. So publishing writes nothing; the worker asks for
  *   the records after the last `seq` it holds ({@link SqliteOutbox.nextPending}`(limit, afterSeq)`).
- * - An acknowledgement message is applied as a set ({@link SqliteOutbox.applyAcks}): one
- *   hash-chained `ack_events` row with the cloud's results, one UPDATE of the outbox, one UPDATE of
- *   the payments whose projection changed, in one transaction. The outbox trigger deletes each
- *   acknowledged payment's sealed card data (PCI DSS 4.0.1 req. 3.3.1); the WAL frames that held
+ * - An acknowledgement message is applied as a set ({@link SqliteOutbox.applyAcks}, the set logic
+ *   in ack-set.ts): one hash-chained `ack_events` row with the cloud's results, one DELETE of the
+ *   set's sealed card data, one UPDATE of the outbox, one UPDATE of the payments whose projection
+ *   changed, in one transaction (the outbox trigger would delete each acknowledged payment's
+ *   sealed card data too) (PCI DSS 4.0.1 req. 3.3.1); the WAL frames that held
  *   it are truncated by the next {@link PaymentStore.maintenance} pass (at most a second later in
  *   the agent), not on the ack path.
  * - Records are validated once, when the lifecycle creates them; {@link SqliteOutbox.validatesRecords}
  *   tells the sync worker it need not check them again on every send.
  */
+import type Database from 'better-sqlite3';
 import { isAgentError, type AgentError } from '../common/agent-error.js';
+import { applyAckSet, deadLetterRecord } from './ack-set.js';
 import { storeError } from './errors.js';
-import type { AckEntry, StoreKernel } from './kernel.js';
-import { toAgentError } from './kernel.js';
+import type { StoreKernel } from './kernel.js';
 import {
   VOID_KEY_SUFFIX,
   type AckResult,
@@ -34,25 +36,9 @@ import {
   type QueueStats,
   type UplinkRecord,
 } from './model.js';
-import { applyEvent } from './projection.js';
-import {
-  toOutboxRecord,
-  toPayment,
-  toRow,
-  type OutboxRow,
-  type PaymentRow,
-  type PendingRow,
-} from './rows.js';
+import { toOutboxRecord, type OutboxRow, type PendingRow } from './rows.js';
+import { SQL } from './sql.js';
 import { checkInteger, safeReason } from './validate.js';
-
-/** A row of the `ackTargets` join: the outbox record of a key and its payment. */
-interface AckTargetRow extends PaymentRow {
-  key: string;
-  seq: number;
-  payment_id: string;
-  record_type: 'payment' | 'void';
-  outbox_state: OutboxState;
-}
 
 /** A dead record as `pos-agent queue` lists it. */
 export interface DeadRecord {
@@ -90,6 +76,8 @@ export class SqliteOutbox {
   readonly #k: StoreKernel;
   #sealedDeleted = false;
   readonly #kinds: RecordKind[] = [];
+  /** The drain's reads in raw mode (rows as arrays: no object per row built by SQLite's side). */
+  readonly #raw: { nextPending: Database.Statement; ackTargets: Database.Statement };
 
   /**
    * True: every record this outbox hands out was checked against the wire rules when it was
@@ -100,6 +88,10 @@ export class SqliteOutbox {
 
   constructor(kernel: StoreKernel) {
     this.#k = kernel;
+    this.#raw = {
+      nextPending: kernel.db.prepare(SQL.nextPending).raw(true),
+      ackTargets: kernel.db.prepare(SQL.ackTargets).raw(true),
+    };
   }
 
   /** Adds another kind of record to the outbox (issue 17: batch records). */
@@ -153,17 +145,15 @@ export class SqliteOutbox {
   #nextPaymentRecords(limit: number, afterSeq: number): OutboxRecord[] {
     // Each round dead-letters at least one pending record, so the loop ends.
     for (;;) {
-      const rows = this.#k.read(() =>
-        this.#k.stmts.nextPending.all(afterSeq, limit),
-      ) as PendingRow[];
+      const rows = this.#k.read(() => this.#raw.nextPending.all(afterSeq, limit)) as RawPending[];
       const records: OutboxRecord[] = [];
       const unbuildable: { key: string; error: AgentError }[] = [];
-      for (const row of rows) {
+      for (const raw of rows) {
         try {
-          records.push(toOutboxRecord(row));
+          records.push(toOutboxRecord(pendingRow(raw)));
         } catch (error) {
           if (!isAgentError(error)) throw error;
-          unbuildable.push({ key: row.key, error });
+          unbuildable.push({ key: raw[0], error });
         }
       }
       if (unbuildable.length === 0) return records;
@@ -174,7 +164,7 @@ export class SqliteOutbox {
           if (row?.state !== 'pending') continue;
           const reason = safeReason(`the record cannot be built for the wire: ${error.message}`);
           try {
-            this.#k.savepoint(() => this.#deadLetter(row, reason, at, error.code));
+            this.#k.savepoint(() => deadLetterRecord(this.#k, row, reason, at, error.code));
           } catch {
             // The payment cannot even take its dead_lettered event: the record still leaves the
             // queue, visible as dead with its reason.
@@ -204,7 +194,13 @@ export class SqliteOutbox {
    * @throws AgentError POS206 closed; POS207 SQLite could not write (nothing changed).
    */
   applyAcks(results: readonly AckResult[], batches: readonly string[] = []): AppliedAck[] {
-    const applied = this.#k.write(() => this.#applySet(results, batches));
+    const applied = this.#k.write(() =>
+      applyAckSet(
+        { kernel: this.#k, ackTargets: this.#raw.ackTargets, kinds: this.#kinds },
+        results,
+        batches,
+      ),
+    );
     if (applied.some((a) => a.action === 'acked')) this.#sealedDeleted = true;
     return applied;
   }
@@ -294,145 +290,6 @@ export class SqliteOutbox {
     }));
   }
 
-  #applySet(results: readonly AckResult[], batches: readonly string[]): AppliedAck[] {
-    const k = this.#k;
-    const at = k.now();
-    const out: AppliedAck[] = [];
-    const keys: string[] = [];
-    for (const result of results) {
-      if (ackProblem(result) === undefined) keys.push(result.key);
-    }
-    const targets = new Map<string, AckTargetRow>();
-    if (keys.length > 0) {
-      for (const row of k.stmts.ackTargets.all(
-        JSON.stringify([...new Set(keys)]),
-      ) as AckTargetRow[]) {
-        targets.set(row.key, row);
-      }
-    }
-    const payments = new Map<string, Payment>();
-    const current = (row: AckTargetRow): Payment => {
-      const known = payments.get(row.payment_id);
-      if (known !== undefined) return known;
-      const payment = toPayment(row);
-      payments.set(row.payment_id, payment);
-      return payment;
-    };
-    const entries: AckEntry[] = [];
-    const acked: { key: string; status: string }[] = [];
-    // The payments of the acknowledged records: their rows change, their sealed card data goes.
-    const changed = new Set<string>();
-    // Each key's outbox state as the results before it in this set leave it: the set has the
-    // meaning of applying its results one by one, in order. A rejection's dead_lettered event is
-    // written at once and the acceptances go into the ack event at the end; the fold does not
-    // depend on that order (dead_lettered leaves the state as it is).
-    const keyState = new Map<string, OutboxState>();
-    // Results for the other record kinds' records (batch records, issue 17) are theirs.
-    const own = new Map<number, AppliedAck>();
-    for (const kind of this.#kinds) {
-      for (const [index, applied] of kind.applyAcks(results, at)) own.set(index, applied);
-    }
-    for (let index = 0; index < results.length; index++) {
-      const result = results[index] as AckResult;
-      const key = typeof result?.key === 'string' ? result.key : String(result?.key);
-      const taken = own.get(index);
-      if (taken !== undefined) {
-        out[index] = taken;
-        continue;
-      }
-      const problem = ackProblem(result);
-      if (problem !== undefined) {
-        out[index] = { key, action: 'invalid', detail: problem };
-        continue;
-      }
-      const row = targets.get(key);
-      if (row === undefined) {
-        out[index] = { key, action: 'unknown_key' };
-        continue;
-      }
-      const paymentId = row.payment_id;
-      const state = keyState.get(key) ?? row.outbox_state;
-      if (state === 'acked' || (state === 'dead' && result.status === 'rejected')) {
-        out[index] = { key, action: 'already', paymentId, outboxState: state };
-        continue;
-      }
-      const deadLetter = (reason: string, code: string | undefined): AppliedAck => {
-        payments.set(paymentId, this.#deadLetter(row, reason, at, code, current(row)));
-        keyState.set(key, 'dead');
-        return { key, action: 'dead_lettered', paymentId, outboxState: 'dead', detail: reason };
-      };
-      if (result.status === 'rejected') {
-        const text = [result.code, result.reason].filter((part) => part !== undefined).join(': ');
-        const reason = safeReason(text === '' ? 'rejected by the cloud without a reason' : text);
-        out[index] = deadLetter(reason, result.code);
-        continue;
-      }
-      const entry = ackEntry(row, result);
-      let next: Payment;
-      try {
-        next = applyEvent(current(row), { type: entry.type, at, data: entry.data });
-        refuseOutsideSchema(next);
-      } catch (error) {
-        const agentError = toAgentError(error);
-        if (!isAgentError(agentError, 'POS212') && !isAgentError(agentError, 'POS213')) {
-          throw agentError;
-        }
-        const reason = safeReason(
-          `cloud ${result.status}${result.outcome === undefined ? '' : ` (${result.outcome})`} ` +
-            `could not be applied: ${agentError.reason}`,
-        );
-        if (state === 'dead') {
-          out[index] = { key, action: 'already', paymentId, outboxState: 'dead', detail: reason };
-          continue;
-        }
-        out[index] = deadLetter(reason, agentError.code);
-        continue;
-      }
-      payments.set(paymentId, next);
-      keyState.set(key, 'acked');
-      changed.add(paymentId);
-      entries.push(entry);
-      acked.push({ key, status: result.status });
-      out[index] = {
-        key,
-        action: 'acked',
-        paymentId,
-        paymentState: next.state,
-        outboxState: 'acked',
-      };
-    }
-    if (entries.length > 0) {
-      k.appendAckEvent(at, { batches: [...batches], results: entries });
-      k.stmts.deleteSealedOfPayments.run(JSON.stringify([...changed]));
-      k.stmts.ackKeys.run({ a: JSON.stringify(acked), b: at });
-      const rows = [...changed].map((id) => toRow(payments.get(id) as Payment));
-      k.stmts.applyPaymentRows.run({ a: JSON.stringify(rows) });
-    }
-    for (const kind of this.#kinds) kind.afterAcks(at);
-    return out;
-  }
-
-  #deadLetter(
-    row: { key: string; payment_id: string },
-    reason: string,
-    at: string,
-    code: string | undefined,
-    current?: Payment,
-  ): Payment {
-    this.#k.stmts.setDead.run(reason, at, row.key);
-    return this.#k.record(
-      row.payment_id,
-      'dead_lettered',
-      at,
-      {
-        key: row.key,
-        reason,
-        code: code === undefined ? undefined : safeReason(code).slice(0, 64),
-      },
-      current,
-    );
-  }
-
   #outboxRow(key: string): OutboxRow {
     const row = this.#k.stmts.outboxByKey.get(key) as OutboxRow | undefined;
     if (row === undefined) {
@@ -447,67 +304,52 @@ export class SqliteOutbox {
   }
 }
 
-/**
- * The ack event entry of one accepted/duplicate result: which payment event it stands for and
- * that event's canonical data (exactly what the projection check folds again).
- */
-function ackEntry(row: AckTargetRow, result: AckResult): AckEntry {
-  // A void record's acknowledgement changes no state: the payment is already declined or
-  // canceled. What the cloud had done under the key is kept in the entry as the recorded
-  // difference.
-  const type: AckEntry['type'] =
-    row.record_type === 'void'
-      ? 'confirmed'
-      : result.outcome === 'approved'
-        ? 'cloud_approved'
-        : result.outcome === 'declined'
-          ? 'cloud_declined'
-          : 'confirmed';
-  // Strings only, absent fields left out: what canonicalJson + JSON.parse made of it before,
-  // without that round trip per record (the ack event's canonical text is made once, for the set).
-  const data: Record<string, string> = { key: row.key, record: row.record_type };
-  if (row.record_type === 'void') data.cloudOutcome = result.outcome ?? 'none';
-  data.status = result.status;
-  if (result.authCode !== undefined) data.authCode = result.authCode;
-  if (result.declineCode !== undefined) data.declineCode = result.declineCode;
-  if (result.reason !== undefined) data.reason = safeReason(result.reason);
-  return { key: row.key, paymentId: row.payment_id, type, data };
-}
+/** A raw `nextPending` row (sql.ts), by position. */
+type RawPending = [
+  key: string,
+  seq: number,
+  type: 'payment' | 'void',
+  at: string,
+  id: string,
+  amountMinor: number,
+  currency: string,
+  reference: string | null,
+  paymentCreatedAt: string,
+  cardToken: string | null,
+  cardBrand: string | null,
+  cardFirst6: string | null,
+  cardLast4: string | null,
+  cardExpiryMonth: number | null,
+  cardExpiryYear: number | null,
+  cardEntryMode: string | null,
+  sealed: string | null,
+  sredKsn: string | null,
+  sredCiphertext: string | null,
+  chain: Buffer,
+];
 
-/**
- * POS213 when the projected row breaks a rule of the `payments` schema (migration 1's CHECKs on
- * the fields an acknowledgement sets): the set-based UPDATE would fail for the whole set, so the
- * one result is dead-lettered instead, as a single-row write refused by the CHECK would be.
- */
-function refuseOutsideSchema(payment: Payment): void {
-  const problem =
-    payment.authCode !== undefined && !/^[0-9A-Za-z]{1,16}$/.test(payment.authCode)
-      ? 'authCode must be 1–16 letters or digits'
-      : payment.declineCode !== undefined && !/^[0-9A-Za-z_.-]{1,32}$/.test(payment.declineCode)
-        ? 'declineCode must be 1–32 letters, digits, "_", "." or "-"'
-        : payment.reason !== undefined && (payment.reason.length < 1 || payment.reason.length > 500)
-          ? 'reason must be 1–500 characters'
-          : undefined;
-  if (problem !== undefined) {
-    throw storeError('POS213', `the schema refuses the acknowledged payment: ${problem}`);
-  }
-}
-
-/** Why a result from the wire cannot be applied at all, or `undefined`. */
-function ackProblem(result: AckResult): string | undefined {
-  if (typeof result !== 'object' || result === null) return 'the result is not an object';
-  if (typeof result.key !== 'string' || result.key.length < 1 || result.key.length > 255) {
-    return 'key must be 1–255 characters';
-  }
-  if (!['accepted', 'duplicate', 'rejected'].includes(result.status)) {
-    return 'status must be accepted, duplicate or rejected';
-  }
-  if (result.outcome !== undefined && !['approved', 'declined'].includes(result.outcome)) {
-    return 'outcome must be approved or declined';
-  }
-  for (const field of ['code', 'reason', 'authCode', 'declineCode'] as const) {
-    const value = result[field];
-    if (value !== undefined && typeof value !== 'string') return `${field} must be text`;
-  }
-  return undefined;
+/** The named row of a raw `nextPending` row: one object literal, one hidden class. */
+function pendingRow(r: RawPending): PendingRow {
+  return {
+    key: r[0],
+    seq: r[1],
+    type: r[2],
+    at: r[3],
+    id: r[4],
+    amount_minor: r[5],
+    currency: r[6],
+    reference: r[7],
+    payment_created_at: r[8],
+    card_token: r[9],
+    card_brand: r[10],
+    card_first6: r[11],
+    card_last4: r[12],
+    card_expiry_month: r[13],
+    card_expiry_year: r[14],
+    card_entry_mode: r[15],
+    sealed: r[16],
+    sred_ksn: r[17],
+    sred_ciphertext: r[18],
+    chain: r[19],
+  };
 }

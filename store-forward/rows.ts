@@ -1,7 +1,7 @@
 /**
  * The rows of the store's tables as better-sqlite3 returns them, and the mappers between them and
  * the model (`Payment`, `OutboxRecord`). Pure: no SQL runs here. Column names, types and
- * constraints are migrations.ts's; these types mirror them.
+ * constraints are migrations/'s; these types mirror them.
  */
 import { storeError } from './errors.js';
 import type {

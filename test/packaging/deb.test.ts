@@ -22,7 +22,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { USB_FINGERPRINTS } from '../../drivers/discovery/usb-fingerprints.js';
-import { SCHEMA_VERSION } from '../../store-forward/migrations.js';
+import { SCHEMA_VERSION } from '../../store-forward/migrations/index.js';
 import { PaymentStore } from '../../store-forward/payment-store.js';
 
 const execFileAsync = promisify(execFile);

@@ -10,7 +10,7 @@ import { isAgentError } from '../../common/agent-error.js';
 import { compareBatch } from '../../store-forward/batch-compare.js';
 import type { CloudBatchAnswer } from '../../store-forward/batch-types.js';
 import { openDatabase } from '../../store-forward/database.js';
-import { MIGRATIONS } from '../../store-forward/migrations.js';
+import { MIGRATIONS } from '../../store-forward/migrations/index.js';
 import type { BatchReportRecord } from '../../store-forward/model.js';
 import { PaymentStore } from '../../store-forward/payment-store.js';
 import { freshStore, newPayment, rawConnection, tempDir, tokenFor } from './helpers.js';

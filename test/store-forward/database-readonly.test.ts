@@ -9,7 +9,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isAgentError } from '../../common/agent-error.js';
 import { openDatabase } from '../../store-forward/database.js';
-import { SCHEMA_VERSION } from '../../store-forward/migrations.js';
+import { SCHEMA_VERSION } from '../../store-forward/migrations/index.js';
 import { PaymentStore } from '../../store-forward/payment-store.js';
 import { newPayment, tempDir } from './helpers.js';
 

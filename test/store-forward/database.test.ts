@@ -4,7 +4,11 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isAgentError } from '../../common/agent-error.js';
 import { APPLICATION_ID, openDatabase } from '../../store-forward/database.js';
-import { MIGRATIONS, SCHEMA_VERSION, type Migration } from '../../store-forward/migrations.js';
+import {
+  MIGRATIONS,
+  SCHEMA_VERSION,
+  type Migration,
+} from '../../store-forward/migrations/index.js';
 import { PaymentStore } from '../../store-forward/payment-store.js';
 import { newPayment, tempDir } from './helpers.js';
 
@@ -37,13 +41,15 @@ function schemaOf(path: string): unknown[] {
 }
 
 describe('openDatabase pragmas', () => {
-  it('reads back WAL, synchronous FULL (2), foreign keys, secure delete and busy timeout', () => {
+  it('reads back WAL, synchronous FULL (2), foreign keys, secure delete, temp store MEMORY (2) and busy timeout', () => {
     const db = openDatabase(dbPath(), { busyTimeoutMs: 1234 });
     try {
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
       expect(db.pragma('synchronous', { simple: true })).toBe(2);
       expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
       expect(db.pragma('secure_delete', { simple: true })).toBe(1);
+      // Issue 9: statement journals and set-based scratch tables in memory, never a temp file.
+      expect(db.pragma('temp_store', { simple: true })).toBe(2);
       expect(db.pragma('busy_timeout', { simple: true })).toBe(1234);
     } finally {
       db.close();
