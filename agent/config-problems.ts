@@ -58,15 +58,21 @@ export function describeProblems(
 /** The keys the object at `where` (a zod issue path) of `root` takes. */
 function knownKeys(root: z.ZodType, where: readonly PropertyKey[]): string[] {
   let schema: unknown = root;
+  // A section with a `.transform()` (broker, sync) is a pipe whose input side holds the keys; a
+  // `z.preprocess()` pipe holds them on its output side.
   const unwrap = (s: unknown): unknown => {
     let inner = s;
-    while (
-      inner instanceof z.ZodDefault ||
-      inner instanceof z.ZodPrefault ||
-      inner instanceof z.ZodOptional
-    )
-      inner = inner.unwrap();
-    return inner;
+    for (;;) {
+      if (
+        inner instanceof z.ZodDefault ||
+        inner instanceof z.ZodPrefault ||
+        inner instanceof z.ZodOptional
+      )
+        inner = inner.unwrap();
+      else if (inner instanceof z.ZodPipe)
+        inner = inner.in instanceof z.ZodTransform ? inner.out : inner.in;
+      else return inner;
+    }
   };
   for (const step of where) {
     schema = unwrap(schema);

@@ -137,13 +137,19 @@ function isLoopbackHost(host: string): boolean {
   return h === 'localhost' || h === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
+/** AWS IoT Core's in-flight limit (unacknowledged QoS 1 publishes per connection). */
+const AWS_IOT_CORE_IN_FLIGHT = 100;
+
 /** The store-and-forward sync with the cloud core (architecture.md §5). */
 export const SyncConfig = z
   .object({
     /** Largest MQTT payload in bytes; AWS IoT Core's limit is 128 KiB. Default 131072. */
     maxMessageBytes: z.number().int().min(2048).max(268_435_455).default(131_072),
-    /** Batches awaiting the cloud's acknowledgement at once. Default 16. */
-    maxInFlightBatches: z.number().int().min(1).max(1000).default(16),
+    /**
+     * Batches awaiting the cloud's acknowledgement at once. 1–1000; default 16, or the preset's
+     * under `brokerLimits` (filled in below, so a value written here always wins).
+     */
+    maxInFlightBatches: z.number().int().min(1).max(1000).optional(),
     /** Time to wait for a batch's acknowledgement before sending it again, in ms. Default 10000. */
     ackTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
     /**
@@ -163,7 +169,14 @@ export const SyncConfig = z
      */
     maxCommandLifetimeMs: z.number().int().min(1000).max(31_536_000_000).default(86_400_000),
   })
-  .strict();
+  .strict()
+  // The in-flight default depends on the preset: a default of 16 written on the field could not
+  // be told from a 16 the config wrote, and the preset would override the config's choice.
+  .transform(({ maxInFlightBatches, ...rest }) => ({
+    ...rest,
+    maxInFlightBatches:
+      maxInFlightBatches ?? (rest.brokerLimits === 'aws-iot-core' ? AWS_IOT_CORE_IN_FLIGHT : 16),
+  }));
 
 /** The effective sync limits: the {@link SyncConfig} values with its `brokerLimits` preset applied. */
 export interface SyncLimits {
@@ -179,19 +192,19 @@ export interface SyncLimits {
  */
 export const AWS_IOT_CORE_LIMITS: SyncLimits = {
   maxMessageBytes: 131_072,
-  maxInFlightBatches: 100,
+  maxInFlightBatches: AWS_IOT_CORE_IN_FLIGHT,
   maxPublishesPerSecond: 100,
 };
 
 /**
  * The limits the sync worker runs with: the preset's, each lowered by an explicit config value
- * (a preset never raises a limit the config sets lower).
+ * (a preset never raises a limit the config sets lower, and never lets one exceed the broker's).
  */
 export function syncLimits(sync: z.infer<typeof SyncConfig>): SyncLimits {
   if (sync.brokerLimits === 'aws-iot-core') {
     return {
       maxMessageBytes: Math.min(sync.maxMessageBytes, AWS_IOT_CORE_LIMITS.maxMessageBytes),
-      maxInFlightBatches: AWS_IOT_CORE_LIMITS.maxInFlightBatches,
+      maxInFlightBatches: Math.min(sync.maxInFlightBatches, AWS_IOT_CORE_LIMITS.maxInFlightBatches),
       maxPublishesPerSecond: Math.min(
         sync.maxPublishesPerSecond ?? Number.POSITIVE_INFINITY,
         AWS_IOT_CORE_LIMITS.maxPublishesPerSecond ?? Number.POSITIVE_INFINITY,

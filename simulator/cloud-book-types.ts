@@ -1,7 +1,7 @@
 /**
  * The shapes of the cloud core simulator's ledger (cloud-book.ts) and its MQTT shell
  * (cloud-core.ts): decision rules, what the ledger knows per idempotency key, counters, ledger
- * faults, the book's options. Types and constants only.
+ * faults, the book's options. Types and constants only (and a zeroed counter set).
  */
 import type { Clock } from '../common/clock.js';
 import type { AckResult } from '../cloud-sync/schemas.js';
@@ -120,6 +120,26 @@ export interface CloudCoreCounters {
   authRequests: number;
   /** Authorization responses published. */
   authResponses: number;
+}
+
+/** Every counter at zero, for a new ledger. */
+export function zeroCounters(): CloudCoreCounters {
+  return {
+    batches: 0,
+    records: 0,
+    accepted: 0,
+    duplicates: 0,
+    rejected: 0,
+    approved: 0,
+    declined: 0,
+    acksSent: 0,
+    acksDropped: 0,
+    acksFailed: 0,
+    refused: 0,
+    outOfOrder: 0,
+    authRequests: 0,
+    authResponses: 0,
+  };
 }
 
 /** The ledger's fault switches (see the file comment); counts count down as they act. */

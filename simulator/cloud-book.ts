@@ -16,15 +16,11 @@
  * each named payment it holds (`charged`: approved and not voided; `declined`; `voided`), plus
  * the payments of the same terminal it holds that the report did not name, whose records came
  * before the report in the device's seq order and that no earlier close claimed (a close claims
- * them); the totals are
- * computed over those. The answer to a batch key is kept, so a resend gets the same answer.
+ * them); the totals are computed over those. The answer to a batch key is kept, so a resend gets
+ * the same answer.
  *
- * Ledger faults (for the reconciliation scenarios): `loseRecords` (acknowledged, then lost: a
- * resend books it again), `alterAmountMinor` (the next payment record is booked with another
- * amount), `declineAfterOffline` (an offline approval acknowledged approved and booked declined),
- * `ignoreVoids` (a void acknowledged but not applied), `phantomChargeMinor` (a charge the
- * terminal never made appears at the next batch report), `declineCode` (decline every new
- * payment).
+ * Ledger faults (for the reconciliation scenarios) are listed, each with its effect, on
+ * `LedgerFaults` (cloud-book-types.ts).
  *
  * PCI: the PAN exists only inside `decide()` as the string returned by the injected opener and
  * is never logged, stored, counted or put in an ack.
@@ -45,6 +41,7 @@ import {
   DEFAULT_DECISION_RULES,
   NO_LEDGER_FAULTS,
   SILENT_LOG,
+  zeroCounters,
   type BatchAnswer,
   type CloudBookOptions,
   type CloudCoreCounters,
@@ -54,19 +51,6 @@ import {
   type OpenedCard,
 } from './cloud-book-types.js';
 import { CloudLedger, type DurableMap } from './cloud-ledger.js';
-
-export {
-  DEFAULT_DECISION_RULES,
-  NO_LEDGER_FAULTS,
-  type AmountRule,
-  type BatchAnswer,
-  type CloudBookOptions,
-  type CloudCoreCounters,
-  type CloudRecordEntry,
-  type DecisionRules,
-  type LedgerFaults,
-  type OpenedCard,
-} from './cloud-book-types.js';
 
 /** The ledger logic; see the file comment. */
 export class CloudBook {
@@ -81,22 +65,7 @@ export class CloudBook {
   #lastSeq = new Map<string, number>();
   #faults: LedgerFaults = { ...NO_LEDGER_FAULTS };
   /** The counters, shared with the MQTT shell (which counts batches, acks and refusals). */
-  readonly counters: CloudCoreCounters = {
-    batches: 0,
-    records: 0,
-    accepted: 0,
-    duplicates: 0,
-    rejected: 0,
-    approved: 0,
-    declined: 0,
-    acksSent: 0,
-    acksDropped: 0,
-    acksFailed: 0,
-    refused: 0,
-    outOfOrder: 0,
-    authRequests: 0,
-    authResponses: 0,
-  };
+  readonly counters: CloudCoreCounters = zeroCounters();
   get #counters(): CloudCoreCounters {
     return this.counters;
   }

@@ -46,14 +46,14 @@ import {
   type CloudFaults,
   type TransportFaults,
 } from './cloud-core-options.js';
+import { CloudBook } from './cloud-book.js';
 import {
-  CloudBook,
   NO_LEDGER_FAULTS,
+  SILENT_LOG,
   type CloudCoreCounters,
   type CloudRecordEntry,
   type LedgerFaults,
-} from './cloud-book.js';
-import { SILENT_LOG } from './cloud-book-types.js';
+} from './cloud-book-types.js';
 import { MqttSession } from '../cloud-sync/mqtt-session.js';
 import {
   type AckResult,
@@ -82,7 +82,7 @@ export {
   type CloudRecordEntry,
   type DecisionRules,
   type OpenedCard,
-} from './cloud-book.js';
+} from './cloud-book-types.js';
 
 interface HeldAck {
   topic: string;

@@ -55,10 +55,23 @@ export interface MosquittoBroker {
   log(): string;
 }
 
-async function waitForPort(port: number, timeoutMs: number, child: ChildProcess): Promise<void> {
+/**
+ * Waits until `127.0.0.1:port` accepts a connection (polled every 25 ms).
+ *
+ * @param log — the broker's log so far, appended to the error when given.
+ * @throws Error when `child` exits first, or nothing listens within `timeoutMs`.
+ */
+export async function waitForPort(
+  port: number,
+  timeoutMs: number,
+  child: ChildProcess,
+  log?: () => string,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  const tail = (): string => (log === undefined ? '' : `\n${log()}`);
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`mosquitto exited with code ${child.exitCode}`);
+    if (child.exitCode !== null)
+      throw new Error(`mosquitto exited with code ${child.exitCode}${tail()}`);
     const ok = await new Promise<boolean>((resolve) => {
       const socket = connect(port, '127.0.0.1');
       socket.once('connect', () => {
@@ -69,7 +82,7 @@ async function waitForPort(port: number, timeoutMs: number, child: ChildProcess)
     });
     if (ok) return;
     if (Date.now() > deadline)
-      throw new Error(`mosquitto did not listen on ${port} within ${timeoutMs} ms`);
+      throw new Error(`mosquitto did not listen on ${port} within ${timeoutMs} ms${tail()}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }

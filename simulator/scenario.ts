@@ -28,27 +28,13 @@
  */
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
+import { PAYMENT_STATES } from '../common/payment-states.js';
 import { CloudControlSchema, PadControlSchema, ReaderControlSchema } from './control.js';
 import { findTestCard, TEST_CARDS } from './test-cards.js';
 
 const cardName = z.string().refine((c) => findTestCard(c) !== undefined, {
   message: `unknown test card; one of: ${TEST_CARDS.map((c) => c.name).join(', ')} (docs/test-cards.md)`,
 });
-
-const PAYMENT_STATES = [
-  'awaiting_card',
-  'card_read',
-  'awaiting_pin',
-  'authorizing',
-  'approved',
-  'declined',
-  'stored',
-  'forwarded',
-  'confirmed',
-  'reversed',
-  'canceled',
-  'failed',
-] as const;
 
 /** What a payment must end as; every field given is compared, the others are not. */
 export const PaymentExpectationSchema = z.strictObject({

@@ -16,6 +16,7 @@ import {
 import type { BatchFold } from './batch-fold.js';
 import { canonicalJson } from './hash-chain.js';
 import { IN_PROGRESS_STATES } from './model.js';
+import { prepareAll } from './sql.js';
 
 /** A row of `batches`. */
 export interface BatchRow {
@@ -151,9 +152,7 @@ export type BatchStmts = { [K in keyof typeof BATCH_SQL]: Database.Statement };
 
 /** Prepares {@link BATCH_SQL} on `db`. */
 export function prepareBatchStatements(db: Database.Database): BatchStmts {
-  return Object.fromEntries(
-    Object.entries(BATCH_SQL).map(([name, text]) => [name, db.prepare(text)]),
-  ) as BatchStmts;
+  return prepareAll(db, BATCH_SQL);
 }
 
 /** A hash as unpadded base64url, the way events and records carry it. */

@@ -31,19 +31,15 @@ import type {
 import { reconError } from './reconciliation-errors.js';
 import type { PaymentRow } from './rows.js';
 
-/** A batch report's content: what `<batch>.close.<n>` and `<batch>.check.<n>` carry. */
-export interface BatchReport {
-  /** ISO 8601 UTC; only on a close report. */
-  closedAt?: string;
-  firstEventSeq: number | null;
-  lastEventSeq: number;
-  /** Chain head the report covers, unpadded base64url. */
-  chainHead: string;
-  totals: BatchTotals;
-  payments: BatchReportLine[];
-  /** The chain hash the record carries, unpadded base64url. */
-  chain: string;
-}
+/**
+ * A batch report's content: what `<batch>.close.<n>` and `<batch>.check.<n>` carry (the fields
+ * of {@link BatchReportRecord} the report makes; the record adds its id, kind and terminal).
+ */
+export type BatchReport = Pick<
+  BatchReportRecord['batch'],
+  'closedAt' | 'firstEventSeq' | 'lastEventSeq' | 'chainHead' | 'totals' | 'payments'
+> &
+  Pick<BatchReportRecord, 'chain'>;
 
 /** The batch tables; see the file comment. */
 export class BatchTables {

@@ -327,9 +327,8 @@ export class BatchBook implements RecordKind {
       const row = typeof result?.key === 'string' ? byKey.get(result.key) : undefined;
       if (row === undefined) return;
       byKey.delete(result.key);
-      if (result.status === 'rejected') {
-        const text = [result.code, result.reason].filter((p) => p !== undefined).join(': ');
-        const reason = safeReason(text === '' ? 'rejected by the cloud without a reason' : text);
+      const deadLetter = (text: string): void => {
+        const reason = safeReason(text);
         this.#t.s.deadRecord.run({ key: row.key, reason });
         out.set(index, {
           key: result.key,
@@ -337,6 +336,10 @@ export class BatchBook implements RecordKind {
           outboxState: 'dead',
           detail: reason,
         });
+      };
+      if (result.status === 'rejected') {
+        const text = [result.code, result.reason].filter((p) => p !== undefined).join(': ');
+        deadLetter(text === '' ? 'rejected by the cloud without a reason' : text);
         return;
       }
       let answer: string | null = null;
@@ -344,14 +347,7 @@ export class BatchBook implements RecordKind {
         const given = (result as { batch?: unknown }).batch;
         const problem = answerProblem(given);
         if (problem !== undefined) {
-          const reason = safeReason(`${problem} (POS607)`);
-          this.#t.s.deadRecord.run({ key: row.key, reason });
-          out.set(index, {
-            key: result.key,
-            action: 'dead_lettered',
-            outboxState: 'dead',
-            detail: reason,
-          });
+          deadLetter(`${problem} (POS607)`);
           return;
         }
         answer = canonicalJson(given);

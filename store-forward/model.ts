@@ -8,28 +8,10 @@
  * (`Date.prototype.toISOString`), in the database and in these types alike.
  */
 import type { CardBrand, EntryMode } from '../common/card.js';
+import type { PaymentState } from '../common/payment-states.js';
 import type { BatchTotals, ReconState } from '../common/reconciliation.js';
 
-/**
- * Payment states, from creation to the end of life; `payment-machine.ts` says which event moves
- * a payment from which state to which.
- */
-export const PAYMENT_STATES = [
-  'awaiting_card',
-  'card_read',
-  'awaiting_pin',
-  'authorizing',
-  'approved',
-  'declined',
-  'stored',
-  'forwarded',
-  'confirmed',
-  'reversed',
-  'canceled',
-  'failed',
-] as const;
-/** One of {@link PAYMENT_STATES}. */
-export type PaymentState = (typeof PAYMENT_STATES)[number];
+export { PAYMENT_STATES, type PaymentState } from '../common/payment-states.js';
 
 /**
  * Event types of the append-only log (the `events.type` CHECK of migration 1). What each does to

@@ -166,9 +166,17 @@ export const SQL = {
 
 export type Statements = { [K in keyof typeof SQL]: Database.Statement };
 
+/** Prepares every statement of a table of SQL texts on `db`, by the same names. */
+export function prepareAll<T extends Record<string, string>>(
+  db: Database.Database,
+  texts: T,
+): { [K in keyof T]: Database.Statement } {
+  return Object.fromEntries(
+    Object.entries(texts).map(([name, text]) => [name, db.prepare(text)]),
+  ) as { [K in keyof T]: Database.Statement };
+}
+
 /** Prepares every statement of {@link SQL} on `db`. */
 export function prepareStatements(db: Database.Database): Statements {
-  return Object.fromEntries(
-    Object.entries(SQL).map(([name, text]) => [name, db.prepare(text)]),
-  ) as Statements;
+  return prepareAll(db, SQL);
 }

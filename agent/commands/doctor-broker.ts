@@ -4,10 +4,10 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { type AgentConfig } from '../config.js';
 import type { DoctorFinding } from './doctor-finding.js';
+import { tcpProbe } from './tcp-probe.js';
 
 const DAY_MS = 86_400_000;
 
@@ -78,18 +78,7 @@ export async function checkBroker(
       message: `plaintext ${config.broker.url} (development setup)`,
       fix: 'production terminals use mqtts:// with mutual TLS (pos-agent provision)',
     });
-    const error = await new Promise<Error | undefined>((resolve) => {
-      const socket = netConnect({ host, port, timeout: timeoutMs });
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(undefined);
-      });
-      socket.once('timeout', () => {
-        socket.destroy();
-        resolve(new Error(`no answer within ${timeoutMs} ms`));
-      });
-      socket.once('error', resolve);
-    });
+    const error = await tcpProbe(host, port, timeoutMs);
     if (error !== undefined)
       add({
         check: 'broker',

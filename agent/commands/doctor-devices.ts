@@ -3,28 +3,11 @@
  * openable, matched to what `pos-agent devices` lists.
  */
 import { closeSync, constants, openSync, realpathSync } from 'node:fs';
-import { connect as netConnect } from 'node:net';
 import { type DiscoveredDevice, type DiscoveryReport } from '../../drivers/discovery/discover.js';
 import { parseHidPath } from '../../drivers/transport/hid-transport.js';
 import { type AgentConfig } from '../config.js';
 import type { DoctorDevice, DoctorFinding } from './doctor-finding.js';
-
-/** Connects to `tcp://host:port`; the error when it fails within `timeoutMs`. */
-function tcpProbe(target: string, timeoutMs: number): Promise<Error | undefined> {
-  const url = new URL(target);
-  return new Promise<Error | undefined>((resolve) => {
-    const socket = netConnect({ host: url.hostname, port: Number(url.port), timeout: timeoutMs });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(undefined);
-    });
-    socket.once('timeout', () => {
-      socket.destroy();
-      resolve(new Error('timeout'));
-    });
-    socket.once('error', resolve);
-  });
-}
+import { tcpProbe } from './tcp-probe.js';
 
 const matchOf = (d: DiscoveredDevice): NonNullable<DoctorDevice['matched']> => ({
   systemPath: d.systemPath,
@@ -82,7 +65,8 @@ export async function checkDevices(
       continue;
     }
     if (e.path.startsWith('tcp://')) {
-      const error = await tcpProbe(e.path, timeoutMs);
+      const target = new URL(e.path);
+      const error = await tcpProbe(target.hostname, Number(target.port), timeoutMs);
       if (error === undefined)
         finding({ level: 'ok', message: `${e.what} ${e.path} accepts connections` });
       else

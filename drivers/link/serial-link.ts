@@ -45,6 +45,18 @@ export interface LinkStats {
   failures: number;
 }
 
+/** Link counters all at zero: a new link's, and what a device reports while it has none. */
+export function emptyLinkStats(): LinkStats {
+  return {
+    framesSent: 0,
+    framesReceived: 0,
+    retransmissions: 0,
+    badFramesReceived: 0,
+    bytesDiscarded: 0,
+    failures: 0,
+  };
+}
+
 type LinkEvents = {
   /** A valid payload from the peer (the listener owns it; wipe it after use). */
   frame: [payload: Buffer];
@@ -72,14 +84,7 @@ export class SerialLink extends EventEmitter<LinkEvents> {
   readonly #queue: Pending[] = [];
   #current: Pending | undefined;
   #closed: Error | undefined;
-  readonly #stats: LinkStats = {
-    framesSent: 0,
-    framesReceived: 0,
-    retransmissions: 0,
-    badFramesReceived: 0,
-    bytesDiscarded: 0,
-    failures: 0,
-  };
+  readonly #stats: LinkStats = emptyLinkStats();
 
   /** @param write — where bytes go; @param options — timings, clock, fault filter. */
   constructor(write: ByteWriter, options: SerialLinkOptions = {}) {

@@ -32,19 +32,21 @@
  *                                                    20 ──►  ◄── 21 (this payment's card)
  * ```
  *
- * Over 500 lines on purpose: one class, whose methods share its private state (the link, the
- * waiters, the serialized operation chain, the reconnect timer); split, that state would have to
- * be exposed.
+ * Why this file is over 500 lines: nearly all of it is the one class `PinPad`, whose methods share
+ * its private state (the link, the waiters, the serialized operation chain, the abandoned-cancel
+ * flag, the reconnect timer); split, that state would have to be exposed. Its API shapes are in
+ * pin-pad-types.ts, the backoff in common/backoff.ts.
  */
 import type { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { isAgentError, type AgentError } from '../../common/agent-error.js';
+import { backoffDelayMs } from '../../common/backoff.js';
 import { systemClock, type Clock, type TimerHandle } from '../../common/clock.js';
 import type { CardBoundary } from '../boundary/card-boundary.js';
-import type { CardReadFailure, CardToken, EntryMode } from '../boundary/card-token.js';
+import type { EntryMode } from '../boundary/card-token.js';
 import { driverError } from '../errors.js';
 import type { LinkStats } from '../link/serial-link.js';
-import { SerialLink } from '../link/serial-link.js';
+import { emptyLinkStats, SerialLink } from '../link/serial-link.js';
 import type { LinkTimings } from '../link/link-machine.js';
 import type { Transport } from '../transport/transport.js';
 import {
@@ -55,76 +57,20 @@ import {
   type HostMessage,
   type PadEvent,
   type PadMessage,
-  type PinFailure,
   REQUEST_ID_CAPABILITY,
   type ResultOutcome,
 } from './messages.js';
+import type {
+  PinPadOptions,
+  PinPadState,
+  PinPadStatus,
+  PinRequest,
+  PinResult,
+  ReadCardRequest,
+  ReadCardResult,
+} from './pin-pad-types.js';
 
-/** Connection state reported by the `'state'` event. */
-export type PinPadState = 'connected' | 'disconnected';
-
-/** Options of {@link PinPad.open} (docs/internal-contracts.md). */
-export interface PinPadOptions {
-  /** The transport to the pad; the PinPad opens, reopens and closes it. */
-  transport: Transport;
-  /** Tokenizes card data from message 21/22. */
-  boundary: CardBoundary;
-  /** Link timings (architecture.md §3.1 defaults: ack 1000 ms, 3 transmissions, inter-byte 500 ms). */
-  link?: Partial<LinkTimings>;
-  /** @default systemClock */
-  clock?: Clock;
-  /** How long to wait for a reply to 00/40, and beyond the pad's own timeout for 20/30. ms, ≥ 1, default: 5000 */
-  responseTimeoutMs?: number;
-  /** How long to wait for 51 after 50 (the pad answers when the card is removed). ms, default: 30000 */
-  resultTimeoutMs?: number;
-  /**
-   * Reopen the transport after a disconnect, with exponential backoff from `initialDelayMs`
-   * (default 500 ms) doubling to `maxDelayMs` (default 30000 ms). `false` turns it off.
-   */
-  reconnect?: { initialDelayMs?: number; maxDelayMs?: number } | false;
-}
-
-/** Status of the pad (message 01). */
-export interface PinPadStatus {
-  model: string;
-  serial: string;
-  firmware: string;
-  /** e.g. `['MSR', 'ICC', 'CTLS', 'PIN', 'SRED']`. */
-  capabilities: string[];
-}
-
-/** Request of {@link PinPad.readCard}. */
-export interface ReadCardRequest {
-  /** Integer minor units of `currency`. */
-  amountMinor: number;
-  /** ISO 4217 alpha-3, e.g. `EUR`. */
-  currency: string;
-  /** How long the customer has to present a card, 1–300 s. */
-  timeoutSeconds: number;
-  /** Allowed entry: S swipe, C chip, T tap. */
-  entryModes: EntryModeCode[];
-}
-
-/** Result of {@link PinPad.readCard}. */
-export type ReadCardResult = { ok: true; card: CardToken } | { ok: false; reason: CardReadFailure };
-
-/** Request of {@link PinPad.requestPin}. */
-export interface PinRequest {
-  amountMinor: number;
-  currency: string;
-  timeoutSeconds: number;
-}
-
-/** An encrypted PIN block as the pad produced it (ISO 9564 format 0 or 4 under DUKPT). */
-export interface EncryptedPinBlock {
-  format: 0 | 4;
-  ksnHex: string;
-  pinBlockHex: string;
-}
-
-/** Result of {@link PinPad.requestPin}. */
-export type PinResult =
-  { ok: true; pinBlock: EncryptedPinBlock } | { ok: false; reason: PinFailure };
+export type * from './pin-pad-types.js';
 
 type PinPadEvents = {
   /** Connection state changed. */
@@ -175,7 +121,8 @@ export class PinPad extends EventEmitter<PinPadEvents> {
   #requestIds = false;
   #lastRequestId = 0;
   #reconnectTimer: TimerHandle | undefined;
-  #reconnectDelayMs = 0;
+  /** Reconnect attempts since the last connection (the backoff's attempt number). */
+  #reconnectAttempt = 0;
   readonly #onData = (chunk: Buffer): void => {
     this.#link?.receive(chunk);
     chunk.fill(0);
@@ -239,16 +186,7 @@ export class PinPad extends EventEmitter<PinPadEvents> {
 
   /** Link counters of the current connection (zeros while disconnected). */
   get linkStats(): LinkStats {
-    return (
-      this.#link?.stats ?? {
-        framesSent: 0,
-        framesReceived: 0,
-        retransmissions: 0,
-        badFramesReceived: 0,
-        bytesDiscarded: 0,
-        failures: 0,
-      }
-    );
+    return this.#link?.stats ?? emptyLinkStats();
   }
 
   /** Asks for the pad's status (00 → 01). */
@@ -394,7 +332,7 @@ export class PinPad extends EventEmitter<PinPadEvents> {
     this.#link = link;
     this.#transport.on('data', this.#onData);
     this.#transport.on('close', this.#onClose);
-    this.#reconnectDelayMs = 0;
+    this.#reconnectAttempt = 0;
     this.#setState('connected');
   }
 
@@ -410,10 +348,11 @@ export class PinPad extends EventEmitter<PinPadEvents> {
   #scheduleReconnect(): void {
     if (this.#closed || this.#reconnect === false || this.#reconnectTimer !== undefined) return;
     const { initialDelayMs, maxDelayMs } = this.#reconnect;
-    this.#reconnectDelayMs = Math.min(
-      maxDelayMs,
-      this.#reconnectDelayMs === 0 ? initialDelayMs : this.#reconnectDelayMs * 2,
-    );
+    this.#reconnectAttempt += 1;
+    const delayMs = backoffDelayMs(this.#reconnectAttempt, {
+      baseMs: initialDelayMs,
+      maxMs: maxDelayMs,
+    });
     this.#reconnectTimer = this.#clock.setTimeout(() => {
       this.#reconnectTimer = undefined;
       if (this.#closed) return;
@@ -421,7 +360,7 @@ export class PinPad extends EventEmitter<PinPadEvents> {
         if (isAgentError(error)) this.emit('warning', error);
         this.#scheduleReconnect();
       });
-    }, this.#reconnectDelayMs);
+    }, delayMs);
   }
 
   #failAll(error: Error): void {

@@ -23,6 +23,7 @@ import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { ReadlineParser } from '@serialport/parser-readline';
 import { isAgentError, type AgentError } from '../../common/agent-error.js';
+import { backoffDelayMs } from '../../common/backoff.js';
 import { systemClock, type Clock, type TimerHandle } from '../../common/clock.js';
 import type { CardBoundary } from '../boundary/card-boundary.js';
 import type { CardReadFailure, CardToken } from '../boundary/card-token.js';
@@ -97,7 +98,8 @@ export class CardReader extends EventEmitter<CardReaderEvents> {
   #wedge = new WedgeDecoder();
   #lines: ReadlineParser | undefined;
   #reconnectTimer: TimerHandle | undefined;
-  #delayMs = 0;
+  /** Reopen attempts since the last open (the backoff's attempt number). */
+  #attempt = 0;
   #closed = false;
   readonly #onData = (chunk: Buffer): void => this.#receive(chunk);
   readonly #onClose = (error?: Error): void => this.#disconnected(error);
@@ -202,7 +204,7 @@ export class CardReader extends EventEmitter<CardReaderEvents> {
     }
     this.#transport.on('data', this.#onData);
     this.#transport.on('close', this.#onClose);
-    this.#delayMs = 0;
+    this.#attempt = 0;
     this.#lastError = undefined;
     this.#setState('connected');
   }
@@ -234,7 +236,8 @@ export class CardReader extends EventEmitter<CardReaderEvents> {
   #scheduleReconnect(): void {
     if (this.#closed || this.#reconnect === false || this.#reconnectTimer !== undefined) return;
     const { initialDelayMs, maxDelayMs } = this.#reconnect;
-    this.#delayMs = Math.min(maxDelayMs, this.#delayMs === 0 ? initialDelayMs : this.#delayMs * 2);
+    this.#attempt += 1;
+    const delayMs = backoffDelayMs(this.#attempt, { baseMs: initialDelayMs, maxMs: maxDelayMs });
     this.#reconnectTimer = this.#clock.setTimeout(() => {
       this.#reconnectTimer = undefined;
       if (this.#closed) return;
@@ -245,7 +248,7 @@ export class CardReader extends EventEmitter<CardReaderEvents> {
         this.#setState('disconnected', this.#lastError);
         this.#scheduleReconnect();
       });
-    }, this.#delayMs);
+    }, delayMs);
   }
 
   #setState(state: CardReaderState, error?: AgentError): void {

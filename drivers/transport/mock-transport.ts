@@ -16,6 +16,7 @@ import { EventEmitter } from 'node:events';
 import { SerialPortMock } from 'serialport';
 import { driverError } from '../errors.js';
 import type { ByteEndpoint, MockPeer, Transport } from './types.js';
+import { writeThrough } from './write-through.js';
 
 /** The opened binding-mock port (`MockPortBinding`), typed through serialport's own types. */
 type MockPortBinding = NonNullable<SerialPortMock['port']>;
@@ -179,17 +180,7 @@ export class MockTransport extends EventEmitter<TransportEvents> implements Tran
     const port = this.#port;
     if (port === undefined || !port.isOpen)
       throw driverError('POS102', `Transport ${this.path} is not open: open it before writing`);
-    await new Promise<void>((resolve, reject) => {
-      port.write(Buffer.from(bytes), (error) => {
-        if (error === null || error === undefined) resolve();
-        else
-          reject(
-            driverError('POS102', `Write to ${this.path} failed: ${error.message}`, {
-              cause: error,
-            }),
-          );
-      });
-    });
+    await writeThrough(this.path, (done) => port.write(Buffer.from(bytes), done));
   }
 
   /** Closes the port; the peer's endpoint sees `onClose`. */

@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import { SerialPort } from 'serialport';
 import { driverError } from '../errors.js';
 import type { Transport } from './types.js';
+import { writeThrough } from './write-through.js';
 
 type TransportEvents = { data: [chunk: Buffer]; close: [error?: Error] };
 
@@ -76,17 +77,7 @@ export class SerialTransport extends EventEmitter<TransportEvents> implements Tr
   async write(bytes: Uint8Array): Promise<void> {
     const port = this.#port;
     if (port === undefined || !port.isOpen) throw notOpen(this.path);
-    await new Promise<void>((resolve, reject) => {
-      port.write(Buffer.from(bytes), (error) => {
-        if (error === null || error === undefined) resolve();
-        else
-          reject(
-            driverError('POS102', `Write to serial port ${this.path} failed: ${error.message}`, {
-              cause: error,
-            }),
-          );
-      });
-    });
+    await writeThrough(`serial port ${this.path}`, (done) => port.write(Buffer.from(bytes), done));
   }
 
   /** Closes the port; resolves after `'close'`. A no-op when not open. */

@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { driverError } from '../errors.js';
 import type { Transport } from './types.js';
+import { writeThrough } from './write-through.js';
 
 type TransportEvents = { data: [chunk: Buffer]; close: [error?: Error] };
 
@@ -93,17 +94,7 @@ export class TcpTransport extends EventEmitter<TransportEvents> implements Trans
     const socket = this.#socket;
     if (socket === undefined)
       throw driverError('POS102', `Transport ${this.path} is not open: open it before writing`);
-    await new Promise<void>((resolve, reject) => {
-      socket.write(bytes, (error) => {
-        if (error === null || error === undefined) resolve();
-        else
-          reject(
-            driverError('POS102', `Write to ${this.path} failed: ${error.message}`, {
-              cause: error,
-            }),
-          );
-      });
-    });
+    await writeThrough(this.path, (done) => socket.write(bytes, done));
   }
 
   /** Closes the socket; resolves after `'close'`. */

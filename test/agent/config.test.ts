@@ -130,6 +130,17 @@ describe('config', () => {
       maxMessageBytes: 65_536,
     });
     expect(() => parseConfig({ ...base, sync: { brokerLimits: 'aws' } })).toThrow(/brokerLimits/);
+    // Regression: the preset replaced an explicit in-flight limit with its own 100.
+    const narrow = parseConfig({
+      ...base,
+      sync: { brokerLimits: 'aws-iot-core', maxInFlightBatches: 4 },
+    });
+    expect(syncLimits(narrow.sync).maxInFlightBatches).toBe(4);
+    const wide = parseConfig({
+      ...base,
+      sync: { brokerLimits: 'aws-iot-core', maxInFlightBatches: 500 },
+    });
+    expect(syncLimits(wide.sync).maxInFlightBatches).toBe(100);
   });
 
   it('broker.urls lists the cluster nodes in order; broker.url still works as one endpoint (issue 16)', () => {
@@ -225,6 +236,19 @@ describe('config', () => {
     expect(message({ ...good, retention: { keepForever: true } })).toContain(
       'retention.keepForever: unknown key; remove it (known here: acknowledgedDays)',
     );
+  });
+
+  it('regression: a misspelt broker key gets its suggestion too (the section is a transform pipe)', () => {
+    let message = '';
+    try {
+      parseConfig({
+        ...good,
+        broker: { url: 'mqtt://127.0.0.1:1883', developmnt: true },
+      });
+    } catch (e) {
+      message = (e as AgentError).message;
+    }
+    expect(message).toContain('broker.developmnt: unknown key; did you mean `development`?');
   });
 
   it('closestKey: nearest by edit distance, case ignored, a third of the letters at most', () => {

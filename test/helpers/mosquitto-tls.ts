@@ -14,7 +14,7 @@
  * cloud.acl   user cloud-core → pos/v1/#         the cloud core sees every device
  * ```
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import {
   copyFileSync,
   existsSync,
@@ -23,12 +23,12 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './free-port.js';
 import type { TestCa } from './certs.js';
+import { waitForPort } from '../../simulator/mosquitto.js';
 import { mosquittoAvailable, MOSQUITTO_SKIP_REASON } from './mosquitto.js';
 
 /** The shipped broker configuration (deploy/mosquitto/). */
@@ -46,25 +46,6 @@ export interface TlsMosquitto {
   readonly dir: string;
   log(): string;
   dispose(): Promise<void>;
-}
-
-async function waitForPort(port: number, child: ChildProcess, log: () => string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    if (child.exitCode !== null)
-      throw new Error(`mosquitto exited with code ${child.exitCode}\n${log()}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`mosquitto did not listen on ${port}\n${log()}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 /**
@@ -125,8 +106,8 @@ export async function startTlsMosquitto(ca: TestCa): Promise<TlsMosquitto> {
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const logs = (): string => `${stderr}\n${log()}`;
   try {
-    await waitForPort(tlsPort, child, logs);
-    await waitForPort(cloudPort, child, logs);
+    await waitForPort(tlsPort, 5000, child, logs);
+    await waitForPort(cloudPort, 5000, child, logs);
   } catch (error) {
     child.kill('SIGKILL');
     throw error;
