@@ -48,16 +48,15 @@ export function authRequestFor(
       createdAt: payment.createdAt,
       ...(payment.reference !== undefined ? { reference: payment.reference } : {}),
     },
-    card: {
-      token: card.token,
-      brand: card.brand,
-      first6: card.first6,
-      last4: card.last4,
-      expiryMonth: card.expiryMonth,
-      expiryYear: card.expiryYear,
-      entryMode: card.entryMode,
-    },
+    // The store's card fields without the cardholder name: the wire's auth request has none.
+    card: withoutName(storeCardOf(card)),
     ...secretOf(card),
     ...(pinBlock !== undefined ? { pinBlock } : {}),
   };
+}
+
+/** The card fields without the cardholder name. */
+function withoutName(card: NewPayment['card']): Omit<NewPayment['card'], 'cardholderName'> {
+  const { cardholderName: _name, ...rest } = card;
+  return rest;
 }

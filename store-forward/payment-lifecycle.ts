@@ -68,6 +68,17 @@ const MIN_FREE_BYTES = 256 * 1024;
 const KEEPS_SEALED: readonly PaymentState[] = ['stored', 'authorizing'];
 
 /** The lifecycle commands over one kernel, its outbox and its drafts; see the file comment. */
+/** What a payment starts with, before its card (`PaymentStore.startPayment`). */
+export interface PaymentStart {
+  idempotencyKey: string;
+  /** Integer minor units, > 0. */
+  amountMinor: number;
+  /** ISO 4217 alphabetic code. */
+  currency: string;
+  reference?: string | undefined;
+  offlineMode: OfflineMode;
+}
+
 export class PaymentLifecycle {
   readonly #k: StoreKernel;
   readonly #outbox: SqliteOutbox;
@@ -120,13 +131,7 @@ export class PaymentLifecycle {
   }
 
   /** See `PaymentStore.startPayment`: a draft in memory, nothing written. */
-  startPayment(input: {
-    idempotencyKey: string;
-    amountMinor: number;
-    currency: string;
-    reference?: string | undefined;
-    offlineMode: OfflineMode;
-  }): { payment: Payment; created: boolean } {
+  startPayment(input: PaymentStart): { payment: Payment; created: boolean } {
     const checked = checkPaymentStart(input);
     if (!(OFFLINE_MODES as readonly string[]).includes(input.offlineMode)) {
       throw storeError(

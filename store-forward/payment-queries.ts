@@ -21,6 +21,16 @@ export interface PaymentPage {
 }
 
 /** The store's payment reads over one kernel and its drafts. */
+/** Which page of payments `listPaymentPage` answers. */
+export interface PaymentPageFilter {
+  /** Only payments in this state. */
+  state?: PaymentState | undefined;
+  /** 1–1000, default 100. */
+  limit?: number | undefined;
+  /** The `next` cursor of the previous page; default: the newest. */
+  before?: string | undefined;
+}
+
 export class PaymentQueries {
   readonly #k: StoreKernel;
   readonly #drafts: PaymentDrafts;
@@ -75,13 +85,7 @@ export class PaymentQueries {
    * @param filter.before — the `next` cursor of the previous page; default: the newest.
    * @throws AgentError POS213 unknown state, limit out of range or a malformed cursor.
    */
-  listPaymentPage(
-    filter: {
-      state?: PaymentState | undefined;
-      limit?: number | undefined;
-      before?: string | undefined;
-    } = {},
-  ): PaymentPage {
+  listPaymentPage(filter: PaymentPageFilter = {}): PaymentPage {
     const limit = checkInteger('limit', filter.limit ?? 100, 1, 1000);
     const state = filter.state;
     if (state !== undefined && !(PAYMENT_STATES as readonly string[]).includes(state)) {

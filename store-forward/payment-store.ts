@@ -33,7 +33,6 @@ import type {
   AppliedAck,
   ChainReport,
   NewPayment,
-  OfflineMode,
   Payment,
   PaymentState,
   ProjectionReport,
@@ -46,12 +45,12 @@ import { readDeadlineWarnings, readOfflineExposure } from './offline-exposure.js
 import type { OfflineDecision, OfflineExposure, OfflinePolicy } from './offline-policy.js';
 import { SqliteOutbox, type DeadRecord } from './outbox.js';
 import { PaymentDrafts } from './payment-drafts.js';
-import { PaymentLifecycle, type RecoveryReport } from './payment-lifecycle.js';
-import { PaymentQueries, type PaymentPage } from './payment-queries.js';
+import { PaymentLifecycle, type PaymentStart, type RecoveryReport } from './payment-lifecycle.js';
+import { PaymentQueries, type PaymentPage, type PaymentPageFilter } from './payment-queries.js';
 import { purgeSettled } from './purge.js';
 
-export type { RecoveryReport } from './payment-lifecycle.js';
-export type { PaymentPage } from './payment-queries.js';
+export type { PaymentStart, RecoveryReport } from './payment-lifecycle.js';
+export type { PaymentPage, PaymentPageFilter } from './payment-queries.js';
 /** The store's types, re-exported so callers import them with the store (they live in model.ts). */
 export type { OfflineDecision, OfflineExposure, OfflinePolicy } from './offline-policy.js';
 export type {
@@ -199,13 +198,7 @@ export class PaymentStore {
    * @throws AgentError POS210 the key was used with other parameters (or by a purged payment);
    *   POS213 a field out of its rules; POS214 PAN-shaped text in `reference` or the key.
    */
-  startPayment(input: {
-    idempotencyKey: string;
-    amountMinor: number;
-    currency: string;
-    reference?: string | undefined;
-    offlineMode: OfflineMode;
-  }): { payment: Payment; created: boolean } {
+  startPayment(input: PaymentStart): { payment: Payment; created: boolean } {
     return this.#lifecycle.startPayment(input);
   }
 
@@ -372,13 +365,7 @@ export class PaymentStore {
   }
 
   /** See {@link PaymentQueries.listPaymentPage} (newest first, by index; POS213). */
-  listPaymentPage(
-    filter: {
-      state?: PaymentState | undefined;
-      limit?: number | undefined;
-      before?: string | undefined;
-    } = {},
-  ): PaymentPage {
+  listPaymentPage(filter: PaymentPageFilter = {}): PaymentPage {
     return this.#queries.listPaymentPage(filter);
   }
 
