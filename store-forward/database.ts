@@ -144,22 +144,7 @@ function openReadonly(
         { cause, details: { path } },
       );
     }
-    if (appId !== APPLICATION_ID && !(appId === 0 && current === 0)) {
-      throw storeError(
-        'POS204',
-        `${path} belongs to another application (application_id ${appId}, user_version ${current}); ` +
-          'fix: point the agent at its own database file',
-        { details: { path, applicationId: appId } },
-      );
-    }
-    if (current > latest) {
-      throw storeError(
-        'POS203',
-        `${path} has schema version ${current}, newer than the ${latest} this agent knows; ` +
-          'fix: install the agent version that wrote it (or newer); never downgrade over a store with unsent payments',
-        { details: { path, userVersion: current, latest } },
-      );
-    }
+    checkHeader(path, { appId, current, latest, empty: appId === 0 && current === 0 });
     if (current < latest) {
       throw storeError(
         'POS208',
@@ -230,16 +215,18 @@ function applyPragmas(db: SqliteDatabase, path: string, busyTimeoutMs: number): 
   }
 }
 
-function migrate(db: SqliteDatabase, path: string, migrations: readonly Migration[]): void {
-  const latest = migrations[migrations.length - 1]?.version ?? 0;
-  const current = db.pragma('user_version', { simple: true }) as number;
-  const appId = db.pragma('application_id', { simple: true }) as number;
-  const objects = (
-    db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'").get() as {
-      n: number;
-    }
-  ).n;
-  if (appId !== APPLICATION_ID && (appId !== 0 || current !== 0 || objects !== 0)) {
+/**
+ * The database header's checks, for the reader and for the migration: the file must be this
+ * agent's (`application_id`), or a new empty one, and not from a newer agent (`user_version`).
+ *
+ * @throws AgentError POS204 another application's file; POS203 a schema newer than `latest`.
+ */
+function checkHeader(
+  path: string,
+  header: { appId: number; current: number; latest: number; empty: boolean },
+): void {
+  const { appId, current, latest } = header;
+  if (appId !== APPLICATION_ID && !header.empty) {
     throw storeError(
       'POS204',
       `${path} belongs to another application (application_id ${appId}, user_version ${current}); ` +
@@ -255,6 +242,23 @@ function migrate(db: SqliteDatabase, path: string, migrations: readonly Migratio
       { details: { path, userVersion: current, latest } },
     );
   }
+}
+
+function migrate(db: SqliteDatabase, path: string, migrations: readonly Migration[]): void {
+  const latest = migrations[migrations.length - 1]?.version ?? 0;
+  const current = db.pragma('user_version', { simple: true }) as number;
+  const appId = db.pragma('application_id', { simple: true }) as number;
+  const objects = (
+    db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'").get() as {
+      n: number;
+    }
+  ).n;
+  checkHeader(path, {
+    appId,
+    current,
+    latest,
+    empty: appId === 0 && current === 0 && objects === 0,
+  });
   if (current === latest) return;
 
   let running: Migration | undefined;
