@@ -68,6 +68,11 @@ const MIN_FREE_BYTES = 256 * 1024;
 const KEEPS_SEALED: readonly PaymentState[] = ['stored', 'authorizing'];
 
 /** The lifecycle commands over one kernel, its outbox and its drafts; see the file comment. */
+/** The issuer's answer to an online authorization (`PaymentStore.recordOnlineOutcome`). */
+export type OnlineOutcome =
+  | { outcome: 'approved'; authCode?: string | undefined }
+  | { outcome: 'declined'; declineCode?: string | undefined };
+
 /** What a payment starts with, before its card (`PaymentStore.startPayment`). */
 export interface PaymentStart {
   idempotencyKey: string;
@@ -214,12 +219,7 @@ export class PaymentLifecycle {
   }
 
   /** See `PaymentStore.recordOnlineOutcome`. */
-  recordOnlineOutcome(
-    paymentId: string,
-    answer:
-      | { outcome: 'approved'; authCode?: string | undefined }
-      | { outcome: 'declined'; declineCode?: string | undefined },
-  ): Payment {
+  recordOnlineOutcome(paymentId: string, answer: OnlineOutcome): Payment {
     return this.#write(paymentId, () => {
       const at = this.#k.now();
       let payment: Payment;

@@ -45,11 +45,16 @@ import { readDeadlineWarnings, readOfflineExposure } from './offline-exposure.js
 import type { OfflineDecision, OfflineExposure, OfflinePolicy } from './offline-policy.js';
 import { SqliteOutbox, type DeadRecord } from './outbox.js';
 import { PaymentDrafts } from './payment-drafts.js';
-import { PaymentLifecycle, type PaymentStart, type RecoveryReport } from './payment-lifecycle.js';
+import {
+  PaymentLifecycle,
+  type OnlineOutcome,
+  type PaymentStart,
+  type RecoveryReport,
+} from './payment-lifecycle.js';
 import { PaymentQueries, type PaymentPage, type PaymentPageFilter } from './payment-queries.js';
 import { purgeSettled } from './purge.js';
 
-export type { PaymentStart, RecoveryReport } from './payment-lifecycle.js';
+export type { OnlineOutcome, PaymentStart, RecoveryReport } from './payment-lifecycle.js';
 export type { PaymentPage, PaymentPageFilter } from './payment-queries.js';
 /** The store's types, re-exported so callers import them with the store (they live in model.ts). */
 export type { OfflineDecision, OfflineExposure, OfflinePolicy } from './offline-policy.js';
@@ -243,12 +248,7 @@ export class PaymentStore {
    *
    * @throws AgentError POS211 unknown payment; POS212 not authorizing.
    */
-  recordOnlineOutcome(
-    paymentId: string,
-    answer:
-      | { outcome: 'approved'; authCode?: string | undefined }
-      | { outcome: 'declined'; declineCode?: string | undefined },
-  ): Payment {
+  recordOnlineOutcome(paymentId: string, answer: OnlineOutcome): Payment {
     return this.#lifecycle.recordOnlineOutcome(paymentId, answer);
   }
 
