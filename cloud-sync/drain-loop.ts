@@ -81,11 +81,17 @@ export class DrainLoop {
     this.#ackQueue = [];
   }
 
-  /** Runs {@link pump} once in a microtask, however often it is asked before. */
+  /**
+   * Runs {@link pump} once, soon, however often it is asked before: in the event loop's check
+   * phase (`setImmediate`), not a microtask. A payment's commit calls this before its HTTP answer
+   * is written, and the answer's promise continuations are microtasks queued after this one: a
+   * microtask pump (read, pack, sign, publish: a millisecond or more) ran before every answer.
+   * Now the cashier's answer goes out first, then the record (issue 9: POST p50).
+   */
   schedule(): void {
     if (this.#pumpQueued) return;
     this.#pumpQueued = true;
-    queueMicrotask(() => {
+    setImmediate(() => {
       this.#pumpQueued = false;
       this.pump();
     });

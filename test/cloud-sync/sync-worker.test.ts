@@ -457,6 +457,28 @@ describe('SyncWorker over aedes: timing, status, authorization, commands', () =>
     expect(['online', 'offline']).toContain(status.state);
   });
 
+  it('notify() drains after the pending microtasks: a payment answer goes out before its record is read', async () => {
+    // Regression (issue 9, POST p50): the drain ran in a microtask queued by notify(), ahead of
+    // the API answer's own promise continuations, so every answer waited for a read, pack, sign
+    // and publish. The drain now runs in the event loop's check phase (setImmediate).
+    const broker = await EmbeddedBroker.start();
+    cleanups.push(() => broker.stop());
+    const { outbox, worker, cloud, session } = await harness(broker, 0);
+    worker.start();
+    session.connect();
+    await waitFor(() => worker.online, 'online');
+    await new Promise((resolve) => setImmediate(resolve));
+    const reads = outbox.limits.length;
+    outbox.add(makeRecord(1));
+    worker.notify();
+    // What an answer's continuations are: microtasks. None of them may find the drain done.
+    for (let i = 0; i < 20; i++) await Promise.resolve();
+    expect(outbox.limits.length).toBe(reads);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(outbox.limits.length).toBeGreaterThan(reads);
+    await waitFor(() => cloud.counters().accepted === 1, 'the record accepted');
+  });
+
   it('authorizes online; a lost response times out with POS323', async () => {
     const broker = await EmbeddedBroker.start();
     cleanups.push(() => broker.stop());
