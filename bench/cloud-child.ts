@@ -5,7 +5,8 @@
  *
  * Parent → child: `{ start: { brokerUrl, clientId, deviceId, devicePublicKey, cloudSecretKey,
  * vaultSecretKey, openSealed } }` (keys base64), then `{ counters: true }`, then `{ stop: true }`.
- * Child → parent: `{ started: true }`, `{ counters: CloudCoreCounters }`, `{ error: string }`.
+ * Child → parent: `{ started: true }`, `{ counters: CloudCoreCounters, cpuMs }` (`cpuMs`: this
+ * process's CPU time, user + system, since it answered `started`, ms), `{ error: string }`.
  */
 import { openSealedCard } from '../drivers/boundary/sealed-card.js';
 import { CloudCore, type CloudCoreCounters } from '../simulator/cloud-core.js';
@@ -27,7 +28,7 @@ export type CloudChildMessage =
   | { counters: true }
   | { stop: true }
   | { started: true }
-  | { counters: CloudCoreCounters }
+  | { counters: CloudCoreCounters; cpuMs: number }
   | { error: string };
 
 const b64 = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'base64'));
@@ -36,6 +37,7 @@ const send = (message: CloudChildMessage): void => {
 };
 
 let core: CloudCore | undefined;
+let cpu0 = process.cpuUsage();
 
 process.on('message', (message: CloudChildMessage) => {
   void (async () => {
@@ -52,9 +54,13 @@ process.on('message', (message: CloudChildMessage) => {
             : {}),
         });
         core.registerDevice(s.deviceId, b64(s.devicePublicKey));
+        cpu0 = process.cpuUsage();
         send({ started: true });
       } else if ('counters' in message && message.counters === true) {
-        if (core !== undefined) send({ counters: core.counters() });
+        if (core !== undefined) {
+          const cpu = process.cpuUsage(cpu0);
+          send({ counters: core.counters(), cpuMs: (cpu.user + cpu.system) / 1000 });
+        }
       } else if ('stop' in message) {
         await core?.stop();
         process.disconnect();

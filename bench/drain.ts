@@ -1,37 +1,44 @@
 /**
- * architecture.md §9 target 2 — draining a backlog: stored payments go store → SyncWorker → broker →
- * cloud core simulator (verifies, opens the sealed card, decides, signs the ack) → ack →
- * marked acked in the store, measured in payments per second; against bare MQTT.js QoS 1
- * publishes with a window of 100 in flight on the same broker, each message as many bytes as
- * one signed record (an `up/records` envelope holding one real record), counted at PUBACK.
+ * architecture.md §9 target 2 — draining a backlog through the running agent: a whole agent
+ * (`startAgent`, as `pos-agent run` starts it) on a store that holds a backlog (seeded while no
+ * broker was reachable), its sync worker → broker → cloud core simulator (verifies, opens the
+ * sealed card, decides, signs the ack) → ack → marked acked in the store, measured in payments
+ * per second; against bare MQTT.js QoS 1 publishes with a window of 100 in flight on the same
+ * broker, each message as many bytes as one signed record (an `up/records` envelope holding one
+ * real record), counted at PUBACK.
  *
- * The clock of the agent run starts when the worker goes online (after CONNECT, like the
- * baseline, which starts after its CONNACK) and stops when the last record is marked acked.
- * Broker and agent share this process, as the baseline shares it with the broker; the cloud core
- * simulator runs in a child process (bench/cloud-child.ts) because a real cloud core is another
- * machine: opening the sealed card data (tweetnacl X25519, about a millisecond per record) in
- * this process would be charged to the agent.
+ * The clock of the agent run starts when the agent's worker goes online (after its CONNACK, like
+ * the baseline, which starts after its CONNACK; the cloud core is subscribed before the agent
+ * starts) and stops when the last record is marked acked. Broker and agent share this process,
+ * as the baseline shares it with the broker; the cloud core simulator runs in a child process
+ * (bench/cloud-child.ts) because a real cloud core is another machine: opening the sealed card
+ * data (tweetnacl X25519, about a millisecond per record) in this process would be charged to
+ * the agent. The child's CPU time is reported apart.
  *
  * bench/ is a measurement tool outside the product layers (architecture.md §1); it imports `mqtt`
  * directly for the baseline.
  */
 import { fork } from 'node:child_process';
-import { copyFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import mqtt from 'mqtt';
+import { destination as pinoDestination, pino } from 'pino';
 import { v7 as uuidv7 } from 'uuid';
-import { keyId, signEnvelope } from '../cloud-sync/envelope.js';
-import { MqttSession } from '../cloud-sync/mqtt-session.js';
+import { startAgent } from '../agent/agent.js';
+import { parseConfig } from '../agent/config.js';
+import { signEnvelope } from '../cloud-sync/envelope.js';
 import { RecordsBatchSchema } from '../cloud-sync/schemas.js';
-import { SyncWorker } from '../cloud-sync/sync-worker.js';
 import type { CloudCoreCounters } from '../simulator/cloud-core.js';
+import { freePort } from '../simulator/free-port.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
 import type { CloudChildMessage } from './cloud-child.js';
 import type { BenchKeys } from './fixtures.js';
 
 /** The cloud core simulator in a child process (bench/cloud-child.ts). */
 interface CloudChild {
-  counters(): Promise<CloudCoreCounters>;
+  /** The core's counters and the child's CPU time (user + system) since it started, ms. */
+  counters(): Promise<{ counters: CloudCoreCounters; cpuMs: number }>;
   stop(): Promise<void>;
 }
 
@@ -75,7 +82,7 @@ async function startCloudChild(options: {
       const message = await answer;
       if (!('counters' in message) || message.counters === true)
         throw new Error('cloud core child answered something else than counters');
-      return message.counters;
+      return { counters: message.counters, cpuMs: message.cpuMs };
     },
     async stop() {
       if (child.exitCode !== null) return;
@@ -174,12 +181,26 @@ export interface AgentRun {
   resends: number;
   /** Mean records per batch. */
   recordsPerBatch: number;
+  /** Wall time of `startAgent` on the seeded store (before the clock of the drain starts), ms. */
+  startMs: number;
+  /**
+   * CPU time (user + system) of this process during the drain, ms: the agent, and on aedes the
+   * broker too (it shares the process); Mosquitto's and the cloud core's are not in it.
+   */
+  processCpuMs: number;
+  /** CPU time (user + system) of the cloud core simulator's child process during the run, ms. */
+  cloudCpuMs: number;
 }
 
 /**
- * Copies the seeded `templatePath` (holding `payments` pending records) into `dir`, then drains
- * it through a real SyncWorker with default sync settings (128 KiB batches, 16 in flight) to a
- * fresh cloud core simulator, and checks every record ended acked, once.
+ * Copies the seeded `templatePath` (holding `payments` pending records) into a fresh data
+ * directory under `dir` — the backlog a terminal stores while its link is down — and starts a
+ * whole agent on it with `startAgent` (agent/agent.ts: the start-up checks, MQTT session, sync
+ * worker, PIN pad attempt and local API the agent runs), its broker link pointed at `url`, where
+ * the cloud core simulator (a child process) already listens, after a first broker node that is
+ * unreachable. The clock runs from the moment the agent's sync worker is online — the first
+ * moment the cloud can answer it — until the last record is acked; then every record must be
+ * acked once and the outbox empty.
  *
  * @throws Error when the drain does not complete within `timeoutMs` or a record is not acked.
  */
@@ -194,38 +215,91 @@ export async function agentDrain(options: {
   /** Whether the cloud core opens the sealed card data (false: a diagnostic of the agent side). */
   openSealed: boolean;
   /**
-   * The sync limits the agent would run with (agent/config.ts `syncLimits`, e.g. the
-   * aws-iot-core preset); default: the agent's defaults.
+   * The agent's `sync` config section (agent/config-sync.ts), e.g. `{ brokerLimits:
+   * 'aws-iot-core' }`; default: the agent's defaults (128 KiB batches, 16 in flight).
    */
-  limits?: { maxMessageBytes: number; maxInFlightBatches: number; maxPublishesPerSecond?: number };
+  sync?: Record<string, unknown>;
 }): Promise<AgentRun> {
-  const { url, payments, keys } = options;
-  const dbPath = path.join(options.dir, `drain-${options.run}.db`);
-  copyFileSync(options.templatePath, dbPath);
+  const dataDir = path.join(options.dir, `drain-${options.run}`);
+  mkdirSync(dataDir, { recursive: true });
+  copyFileSync(options.templatePath, path.join(dataDir, 'agent.db'));
   const deviceId = `bench-lane-${process.pid}-${options.run}`;
   const cloud = await startCloudChild({
-    brokerUrl: url,
+    brokerUrl: options.url,
     clientId: `bench-cloud-${process.pid}-${options.run}`,
     deviceId,
-    keys,
+    keys: options.keys,
     openSealed: options.openSealed,
   });
-  const store = PaymentStore.open({ path: dbPath });
-  const session = new MqttSession({ url, clientId: deviceId, reconnectPeriodMs: 1000 });
-  const worker = new SyncWorker({
-    session,
-    source: store.outbox,
-    deviceId,
-    signer: { secretKey: keys.device.secretKey },
-    cloudPublicKeys: new Map([[keyId(keys.cloud.publicKey), keys.cloud.publicKey]]),
-    version: 'bench',
-    ...(options.limits ?? {}),
-  });
   try {
+    return await drainThroughAgent(options, deviceId, dataDir, cloud);
+  } finally {
+    await cloud.stop();
+  }
+}
+
+async function drainThroughAgent(
+  options: Parameters<typeof agentDrain>[0],
+  deviceId: string,
+  dataDir: string,
+  cloud: CloudChild,
+): Promise<AgentRun> {
+  const { url, payments, keys } = options;
+  // The agent logs at info, as it runs by default (one line per acknowledged record), to a sink
+  // that costs what a file costs: a synchronous write(2) per line.
+  const logger = pino({ level: 'info' }, pinoDestination({ dest: '/dev/null', sync: true }));
+  const config = parseConfig({
+    deviceId,
+    dataDir,
+    keysDir: path.join(dataDir, 'keys'),
+    pinPad: { path: `tcp://127.0.0.1:${await freePort()}` },
+    // The first broker node is unreachable, as a store's link is while the backlog grows: the
+    // agent starts, fails to connect, and reaches `url` on its failover attempt a backoff later,
+    // after startAgent has resolved and the clock is armed.
+    broker: {
+      urls: [`mqtt://127.0.0.1:${await freePort()}`, url],
+      reconnectPeriodMs: 300,
+      development: true,
+    },
+    api: { port: 0 },
+    log: { level: 'info' },
+    ...(options.sync === undefined ? {} : { sync: options.sync }),
+  });
+  let acked = 0;
+  let finished: (() => void) | undefined;
+  const done = new Promise<void>((resolve) => (finished = resolve));
+  const s0 = performance.now();
+  const agent = await startAgent({
+    config,
+    keys: {
+      deviceSecretKey: keys.device.secretKey,
+      devicePublicKey: keys.device.publicKey,
+      tokenKey: keys.tokenKey,
+      vaultPublicKey: keys.vault.publicKey,
+      cloudPublicKey: keys.cloud.publicKey,
+      apiToken: randomBytes(32).toString('base64url'),
+    },
+    logger,
+  });
+  const startMs = performance.now() - s0;
+  try {
+    if (agent.worker.online)
+      throw new Error('the agent was online before the clock started: raise reconnectPeriodMs');
     let t0 = 0;
-    let acked = 0;
-    const done = new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(
+    let cpu0 = process.cpuUsage();
+    agent.worker.on('state', (state) => {
+      if (state === 'online' && t0 === 0) {
+        t0 = performance.now();
+        cpu0 = process.cpuUsage();
+      }
+    });
+    agent.worker.on('acked', (results) => {
+      acked += results.length;
+      if (acked >= payments) finished?.();
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
         () =>
           reject(
             new Error(
@@ -234,28 +308,18 @@ export async function agentDrain(options: {
           ),
         options.timeoutMs,
       );
-      worker.on('state', (state) => {
-        if (state === 'online' && t0 === 0) t0 = performance.now();
-      });
-      worker.on('acked', (results) => {
-        acked += results.length;
-        if (acked >= payments) {
-          clearTimeout(timer);
-          resolve(performance.now());
-        }
-      });
     });
-    worker.start();
-    session.connect();
-    const t1 = await done;
+    await Promise.race([done, timeout]).finally(() => clearTimeout(timer));
+    const t1 = performance.now();
+    const cpu = process.cpuUsage(cpu0);
     const ms = t1 - t0;
-    const stats = store.queueStats();
+    const stats = agent.store.queueStats();
     if (stats.acked !== payments || stats.depth !== 0 || stats.dead !== 0)
       throw new Error(`after the drain: ${JSON.stringify(stats)}, expected ${payments} acked`);
-    const counters = await cloud.counters();
+    const { counters, cpuMs: cloudCpuMs } = await cloud.counters();
     if (counters.accepted !== payments)
       throw new Error(`cloud accepted ${counters.accepted}, expected ${payments}`);
-    const w = worker.stats();
+    const w = agent.worker.stats();
     return {
       payments,
       ms,
@@ -264,11 +328,11 @@ export async function agentDrain(options: {
       publishes: w.publishes,
       resends: w.resends,
       recordsPerBatch: payments / Math.max(1, w.batches),
+      startMs,
+      processCpuMs: (cpu.user + cpu.system) / 1000,
+      cloudCpuMs,
     };
   } finally {
-    await worker.stop({ drainTimeoutMs: 0 });
-    await session.end();
-    await cloud.stop();
-    store.close();
+    await agent.stop();
   }
 }
