@@ -50,13 +50,10 @@ export function createSync({ config, keys, logger, clock }: Context, store: Paym
     version: AGENT_VERSION,
     clock,
   });
-  worker.on('acked', (results) => {
-    for (const r of results)
-      logger.info(
-        { idempotencyKey: r.key, status: r.status, outcome: r.outcome },
-        'cloud acknowledged',
-      );
-  });
+  // One line per ack message, not per record: a line each cost ~10-15 % of the drain's CPU
+  // (issue 9). The keys are all in it, so a payment is still found by its key; the ones the cloud
+  // did not simply accept are listed apart with their status.
+  worker.on('acked', (results) => logger.info(ackLogFields(results), 'cloud acknowledged'));
   // Issue 10: a lost link is in the log with its reason (a silent partition is `ping_timeout`).
   session.on('disconnect', ({ loss }) => {
     if (loss === undefined || loss.reason === 'ended') return;
@@ -132,4 +129,39 @@ export function createCloudCommands(
   // In place: the payment service holds config.offline and reads it for every payment.
   commands.on('offline-limits', (limits) => applyOfflineLimitOverrides(config.offline, limits));
   return commands;
+}
+
+/**
+ * The fields of the one `cloud acknowledged` log line of an ack message: counts by status and
+ * outcome, every idempotency key, and the records the cloud did not answer `accepted`
+ * (duplicate, rejected) with their status and code.
+ */
+export function ackLogFields(
+  results: readonly {
+    key: string;
+    status: string;
+    outcome?: string | undefined;
+    code?: string | undefined;
+  }[],
+): Record<string, unknown> {
+  const byStatus: Record<string, number> = {};
+  const byOutcome: Record<string, number> = {};
+  const other: { idempotencyKey: string; status: string; code?: string }[] = [];
+  for (const r of results) {
+    byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
+    if (r.outcome !== undefined) byOutcome[r.outcome] = (byOutcome[r.outcome] ?? 0) + 1;
+    if (r.status !== 'accepted')
+      other.push({
+        idempotencyKey: r.key,
+        status: r.status,
+        ...(r.code === undefined ? {} : { code: r.code }),
+      });
+  }
+  return {
+    records: results.length,
+    byStatus,
+    byOutcome,
+    idempotencyKeys: results.map((r) => r.key),
+    ...(other.length > 0 ? { notAccepted: other } : {}),
+  };
 }
