@@ -9,10 +9,14 @@
  * - online through Mosquitto when installed (aedes otherwise) on loopback: p50 ≤ 10 ms (an
  *   absolute target of architecture.md §9, printed with the bare commit beside it).
  *
+ * The POS app posts from a worker thread (bench/payment-http-client.ts): on a terminal it is
+ * another process, and its HTTP client must not run on the agent's event loop.
+ *
  * bench/ is a measurement tool outside the product layers (architecture.md §1).
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { v7 as uuidv7 } from 'uuid';
 import { startAgent } from '../agent/agent.js';
@@ -24,6 +28,7 @@ import { CloudCore } from '../simulator/cloud-core.js';
 import { serveMock } from '../simulator/pad-server.js';
 import { findTestCard } from '../simulator/test-cards.js';
 import { VirtualPinPad } from '../simulator/virtual-pin-pad.js';
+import type { ClientAnswer, ClientData, ClientRequest } from './payment-http-client.js';
 import { type Summary, summarize } from './stats.js';
 
 /** Result of {@link benchPaymentHttp}, milliseconds. */
@@ -80,6 +85,7 @@ export async function benchPaymentHttp(options: {
     logger: createLogger({ level: 'silent' }),
   });
   const bare = new Database(path.join(dir, 'bare.db'));
+  let stopClient: () => Promise<unknown> = () => Promise.resolve();
   try {
     bare.pragma('journal_mode = WAL');
     bare.pragma('synchronous = FULL');
@@ -95,30 +101,30 @@ export async function benchPaymentHttp(options: {
     }
     const card = findTestCard('visa');
     if (card === undefined) throw new Error('no visa test card');
+    // The POS app: another thread, as it is another process on the terminal.
+    const client = new Worker(new URL('./payment-http-client.js', import.meta.url), {
+      workerData: { apiUrl: agent.apiUrl, apiToken: agent.apiToken } satisfies ClientData,
+    });
+    stopClient = () => client.terminate();
+    const post = (request: ClientRequest): Promise<ClientAnswer> =>
+      new Promise((resolve, reject) => {
+        client.once('message', resolve);
+        client.once('error', reject);
+        client.postMessage(request);
+      });
     const pay = async (
       offline: 'force_offline' | 'prefer_online',
       expected: string,
     ): Promise<number> => {
       pad.presentCard(card, { entryMode: 'C' });
-      const t0 = performance.now();
-      const response = await fetch(`${agent.apiUrl}/v1/payments`, {
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${agent.apiToken}`,
-          'content-type': 'application/json',
-          'idempotency-key': uuidv7(),
-        },
-        body: JSON.stringify({ amount: 1000, currency: 'EUR', offline }),
+      const answer = await post({
+        idempotencyKey: uuidv7(),
+        body: { amount: 1000, currency: 'EUR', offline },
       });
-      const json = (await response.json()) as { state?: string; payment?: { state?: string } };
-      const ms = performance.now() - t0;
-      const state = json.state ?? json.payment?.state;
-      if (response.status !== 201 || state !== expected) {
-        throw new Error(
-          `payment answered ${response.status} ${JSON.stringify(json).slice(0, 200)}`,
-        );
+      if (answer.status !== 201 || answer.state !== expected) {
+        throw new Error(`payment answered ${answer.status} ${answer.text.slice(0, 200)}`);
       }
-      return ms;
+      return answer.ms;
     };
     const offline: number[] = [];
     const online: number[] = [];
@@ -150,6 +156,7 @@ export async function benchPaymentHttp(options: {
       brokerName: options.brokerName,
     };
   } finally {
+    await stopClient();
     bare.close();
     await agent.stop();
     await cloud.stop();
