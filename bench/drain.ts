@@ -36,17 +36,25 @@ import type { CloudChildMessage } from './cloud-child.js';
 import type { BenchKeys } from './fixtures.js';
 
 /** The cloud core simulator in a child process (bench/cloud-child.ts). */
-interface CloudChild {
+export interface CloudChild {
   /** The core's counters and the child's CPU time (user + system) since it started, ms. */
   counters(): Promise<{ counters: CloudCoreCounters; cpuMs: number }>;
   stop(): Promise<void>;
 }
 
-async function startCloudChild(options: {
+/**
+ * Starts the cloud core simulator in a child process (bench/cloud-child.ts), connected to
+ * `brokerUrl` and subscribed, with `deviceId` registered: the drain rows and the HTTP bench's
+ * online payments run against it, so its CPU is not charged to the agent's process.
+ *
+ * @throws Error when the child fails to start or exits.
+ */
+export async function startCloudChild(options: {
   brokerUrl: string;
   clientId: string;
   deviceId: string;
-  keys: BenchKeys;
+  /** The device's Ed25519 public key, the cloud's Ed25519 secret key, the vault's X25519 one. */
+  keys: { devicePublicKey: Uint8Array; cloudSecretKey: Uint8Array; vaultSecretKey: Uint8Array };
   openSealed: boolean;
 }): Promise<CloudChild> {
   const child = fork(new URL('./cloud-child.js', import.meta.url), [], { stdio: 'inherit' });
@@ -68,9 +76,9 @@ async function startCloudChild(options: {
       brokerUrl: options.brokerUrl,
       clientId: options.clientId,
       deviceId: options.deviceId,
-      devicePublicKey: b64(options.keys.device.publicKey),
-      cloudSecretKey: b64(options.keys.cloud.secretKey),
-      vaultSecretKey: b64(options.keys.vault.secretKey),
+      devicePublicKey: b64(options.keys.devicePublicKey),
+      cloudSecretKey: b64(options.keys.cloudSecretKey),
+      vaultSecretKey: b64(options.keys.vaultSecretKey),
       openSealed: options.openSealed,
     },
   } satisfies CloudChildMessage);
@@ -228,7 +236,11 @@ export async function agentDrain(options: {
     brokerUrl: options.url,
     clientId: `bench-cloud-${process.pid}-${options.run}`,
     deviceId,
-    keys: options.keys,
+    keys: {
+      devicePublicKey: options.keys.device.publicKey,
+      cloudSecretKey: options.keys.cloud.secretKey,
+      vaultSecretKey: options.keys.vault.secretKey,
+    },
     openSealed: options.openSealed,
   });
   try {

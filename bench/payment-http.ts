@@ -10,7 +10,8 @@
  *   absolute target of architecture.md §9, printed with the bare commit beside it).
  *
  * The POS app posts from a worker thread (bench/payment-http-client.ts): on a terminal it is
- * another process, and its HTTP client must not run on the agent's event loop.
+ * another process, and its HTTP client must not run on the agent's event loop. The cloud core
+ * simulator runs in a child process (bench/cloud-child.ts), as it is another machine.
  *
  * bench/ is a measurement tool outside the product layers (architecture.md §1).
  */
@@ -23,11 +24,10 @@ import { startAgent } from '../agent/agent.js';
 import { parseConfig } from '../agent/config.js';
 import { generateDevelopmentKeys } from '../agent/keys.js';
 import { createLogger } from '../agent/logger.js';
-import { openSealedCard } from '../drivers/boundary/sealed-card.js';
-import { CloudCore } from '../simulator/cloud-core.js';
 import { serveMock } from '../simulator/pad-server.js';
 import { findTestCard } from '../simulator/test-cards.js';
 import { VirtualPinPad } from '../simulator/virtual-pin-pad.js';
+import { startCloudChild } from './drain.js';
 import type { ClientAnswer, ClientData, ClientRequest } from './payment-http-client.js';
 import { type Summary, summarize } from './stats.js';
 
@@ -55,14 +55,19 @@ export async function benchPaymentHttp(options: {
 }): Promise<PaymentHttpResult> {
   const { dir } = options;
   const { terminal, cloud: cloudKeys } = generateDevelopmentKeys(path.join(dir, 'keys'));
-  const cloud = await CloudCore.start({
-    brokerUrl: options.brokerUrl,
-    signer: { secretKey: cloudKeys.cloudSecretKey },
-    openSealed: (sealed) => openSealedCard(sealed, cloudKeys.vaultSecretKey),
-    reconnectPeriodMs: 100,
-  });
   const deviceId = `bench-http-${process.pid}`;
-  cloud.registerDevice(deviceId, terminal.devicePublicKey);
+  // The cloud core in its own process, as it is another machine (bench/cloud-child.ts).
+  const cloud = await startCloudChild({
+    brokerUrl: options.brokerUrl,
+    clientId: `bench-http-cloud-${process.pid}`,
+    deviceId,
+    keys: {
+      devicePublicKey: terminal.devicePublicKey,
+      cloudSecretKey: cloudKeys.cloudSecretKey,
+      vaultSecretKey: cloudKeys.vaultSecretKey,
+    },
+    openSealed: true,
+  });
   const pad = new VirtualPinPad();
   const padServer = serveMock(pad, `bench-http-pad-${process.pid}`);
   const config = parseConfig({
@@ -95,8 +100,8 @@ export async function benchPaymentHttp(options: {
     const insert = bare.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
     const blob = randomBytes(256);
     const start = Date.now();
-    while (!(agent.worker.online && cloud.connected)) {
-      if (Date.now() - start > 20_000) throw new Error('agent or cloud core not online in 20 s');
+    while (!agent.worker.online) {
+      if (Date.now() - start > 20_000) throw new Error('agent not online in 20 s');
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     const card = findTestCard('visa');
@@ -106,10 +111,13 @@ export async function benchPaymentHttp(options: {
       workerData: { apiUrl: agent.apiUrl, apiToken: agent.apiToken } satisfies ClientData,
     });
     stopClient = () => client.terminate();
+    // One request at a time: the next answer is this request's.
+    let pending: { resolve: (a: ClientAnswer) => void; reject: (e: Error) => void } | undefined;
+    client.on('message', (answer: ClientAnswer) => pending?.resolve(answer));
+    client.on('error', (error: Error) => pending?.reject(error));
     const post = (request: ClientRequest): Promise<ClientAnswer> =>
       new Promise((resolve, reject) => {
-        client.once('message', resolve);
-        client.once('error', reject);
+        pending = { resolve, reject };
         client.postMessage(request);
       });
     const pay = async (
