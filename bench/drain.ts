@@ -20,7 +20,7 @@
  */
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { destination as pinoDestination, pino } from 'pino';
@@ -33,7 +33,7 @@ import type { CloudCoreCounters } from '../simulator/cloud-core.js';
 import { freePort } from '../simulator/free-port.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
 import type { CloudChildMessage } from './cloud-child.js';
-import type { BenchKeys } from './fixtures.js';
+import { copyDurably, type BenchKeys } from './fixtures.js';
 
 /** The cloud core simulator in a child process (bench/cloud-child.ts). */
 export interface CloudChild {
@@ -230,7 +230,7 @@ export async function agentDrain(options: {
 }): Promise<AgentRun> {
   const dataDir = path.join(options.dir, `drain-${options.run}`);
   mkdirSync(dataDir, { recursive: true });
-  copyFileSync(options.templatePath, path.join(dataDir, 'agent.db'));
+  copyDurably(options.templatePath, path.join(dataDir, 'agent.db'));
   const deviceId = `bench-lane-${process.pid}-${options.run}`;
   const cloud = await startCloudChild({
     brokerUrl: options.url,

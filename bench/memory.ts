@@ -10,9 +10,9 @@
  * directory on the disk.
  */
 import { fork } from 'node:child_process';
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { freePort, tempDir, removeDir } from './fixtures.js';
+import { copyDurably, freePort, tempDir, removeDir } from './fixtures.js';
 import type { MemoryChildReport, MemoryChildRequest } from './memory-child.js';
 import { median } from './stats.js';
 
@@ -87,7 +87,7 @@ export async function benchMemory(options: {
       try {
         const dataDir = path.join(dir, 'data');
         mkdirSync(dataDir, { mode: 0o700 });
-        if (withBacklog) copyFileSync(options.templatePath, path.join(dataDir, 'agent.db'));
+        if (withBacklog) copyDurably(options.templatePath, path.join(dataDir, 'agent.db'));
         const report = await runMemoryChild({
           dataDir,
           keysDir: path.join(dir, 'keys'),

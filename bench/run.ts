@@ -29,7 +29,7 @@
  * bench/ is a measurement tool outside the product layers of architecture.md §1: it imports every folder
  * and, for the baselines, `better-sqlite3` and `mqtt` directly.
  */
-import { copyFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { EmbeddedBroker } from '../simulator/broker.js';
@@ -47,6 +47,7 @@ import {
   startMosquitto,
   tempDir,
   templateDir,
+  copyDurably,
 } from './fixtures.js';
 import { benchMemory } from './memory.js';
 import {
@@ -277,7 +278,7 @@ function listTarget(
   const measure = (template: string): { list: number; stats: number } => {
     const dir = tempDir('list', work);
     const dbPath = path.join(dir, 'agent.db');
-    copyFileSync(template, dbPath);
+    copyDurably(template, dbPath);
     const store = PaymentStore.open({ path: dbPath });
     try {
       const lists: number[] = [];
