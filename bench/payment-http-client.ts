@@ -1,65 +1,85 @@
 /**
- * The POS app of the HTTP bench (bench/payment-http.ts) in a worker thread: it posts
- * `POST /v1/payments` and times the answer. The POS app is another process on the terminal;
- * posting from the agent's own event loop would charge the HTTP client's work (undici, JSON) to
- * the agent and delay the agent's answers behind the client's callbacks.
+ * The terminal's other parts in the HTTP bench (bench/payment-http.ts), in a worker thread: the
+ * POS app, which posts `POST /v1/payments` and times the answer, and the PIN pad, a virtual pad
+ * served on `tcp://` (the agent talks to it through its real TCP transport, as to a pad behind
+ * ser2net). On a terminal both are other processes or devices: on the agent's event loop, the
+ * HTTP client's work and the pad simulator's would be charged to the agent and delay its answers.
  *
- * Parent → worker: {@link ClientRequest}. Worker → parent: {@link ClientAnswer}.
+ * Parent → worker: {@link ClientRequest}s, answered in order by {@link ClientAnswer}s.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
+import { serveTcp } from '../simulator/pad-server.js';
+import { findTestCard } from '../simulator/test-cards.js';
+import { VirtualPinPad } from '../simulator/virtual-pin-pad.js';
 
-/** One payment to post. */
-export interface ClientRequest {
-  idempotencyKey: string;
-  body: { amount: number; currency: string; offline: 'force_offline' | 'prefer_online' };
+/** What the worker is asked, in order: start the pad, learn the API, pay (many times), stop. */
+export type ClientRequest =
+  | { kind: 'start-pad' }
+  | { kind: 'api'; apiUrl: string; apiToken: string }
+  | {
+      kind: 'pay';
+      idempotencyKey: string;
+      body: { amount: number; currency: string; offline: 'force_offline' | 'prefer_online' };
+    }
+  | { kind: 'stop' };
+
+/** The answers: the pad's URL; ready; a payment's status, state and time (ms); stopped. */
+export type ClientAnswer =
+  | { kind: 'pad'; url: string }
+  | { kind: 'ready' }
+  | { kind: 'paid'; status: number; state: string | undefined; ms: number; text: string }
+  | { kind: 'stopped' };
+
+const pad = new VirtualPinPad();
+let padServer: Awaited<ReturnType<typeof serveTcp>> | undefined;
+let api: { apiUrl: string; apiToken: string } | undefined;
+const card = findTestCard('visa');
+const reply = (answer: ClientAnswer): void => parentPort?.postMessage(answer);
+
+/** Posts one payment with the card presented on the pad; never throws (status 0 = no answer). */
+async function pay(request: Extract<ClientRequest, { kind: 'pay' }>): Promise<ClientAnswer> {
+  if (api === undefined || card === undefined) throw new Error('the API is not known yet');
+  pad.presentCard(card, { entryMode: 'C' });
+  const t0 = performance.now();
+  try {
+    const response = await fetch(`${api.apiUrl}/v1/payments`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${api.apiToken}`,
+        'content-type': 'application/json',
+        'idempotency-key': request.idempotencyKey,
+      },
+      body: JSON.stringify(request.body),
+    });
+    const text = await response.text();
+    const ms = performance.now() - t0;
+    let state: string | undefined;
+    try {
+      const json = JSON.parse(text) as { state?: string; payment?: { state?: string } };
+      state = json.state ?? json.payment?.state;
+    } catch {
+      state = undefined;
+    }
+    return { kind: 'paid', status: response.status, state, ms, text };
+  } catch (error) {
+    const text = error instanceof Error ? error.message : String(error);
+    return { kind: 'paid', status: 0, state: undefined, ms: performance.now() - t0, text };
+  }
 }
-
-/** Its answer: HTTP status, the payment's state, the time from send to the whole answer (ms). */
-export interface ClientAnswer {
-  status: number;
-  state: string | undefined;
-  ms: number;
-  text: string;
-}
-
-/** What the worker is started with. */
-export interface ClientData {
-  apiUrl: string;
-  apiToken: string;
-}
-
-const { apiUrl, apiToken } = workerData as ClientData;
 
 parentPort?.on('message', (request: ClientRequest) => {
   void (async () => {
-    const t0 = performance.now();
-    try {
-      const response = await fetch(`${apiUrl}/v1/payments`, {
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${apiToken}`,
-          'content-type': 'application/json',
-          'idempotency-key': request.idempotencyKey,
-        },
-        body: JSON.stringify(request.body),
-      });
-      const text = await response.text();
-      const ms = performance.now() - t0;
-      let state: string | undefined;
-      try {
-        const json = JSON.parse(text) as { state?: string; payment?: { state?: string } };
-        state = json.state ?? json.payment?.state;
-      } catch {
-        state = undefined;
-      }
-      parentPort?.postMessage({ status: response.status, state, ms, text } satisfies ClientAnswer);
-    } catch (error) {
-      parentPort?.postMessage({
-        status: 0,
-        state: undefined,
-        ms: performance.now() - t0,
-        text: error instanceof Error ? error.message : String(error),
-      } satisfies ClientAnswer);
+    if (request.kind === 'start-pad') {
+      padServer = await serveTcp(pad);
+      reply({ kind: 'pad', url: padServer.url });
+    } else if (request.kind === 'api') {
+      api = { apiUrl: request.apiUrl, apiToken: request.apiToken };
+      reply({ kind: 'ready' });
+    } else if (request.kind === 'pay') {
+      reply(await pay(request));
+    } else {
+      await padServer?.stop();
+      reply({ kind: 'stopped' });
     }
   })();
 });

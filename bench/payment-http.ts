@@ -1,16 +1,18 @@
 /**
  * architecture.md §9 / issue 9 — a payment through the whole local API path, as the POS app sees it:
  * `POST /v1/payments` over HTTP on loopback → PaymentService → the virtual PIN pad (reference
- * message set over the framed link, in process on `mock://`) → card boundary → store (and, online,
- * the MQTT round trip to the cloud core simulator through a real broker) → the answer.
+ * message set over the framed link, on `tcp://` through the agent's TCP transport) → card
+ * boundary → store (and, online, the MQTT round trip to the cloud core simulator through a real
+ * broker) → the answer.
  *
  * - offline (`force_offline`): p50 against a bare better-sqlite3 FULL commit on the same disk,
  *   measured interleaved in the same run (target ≤ 2×);
  * - online through Mosquitto when installed (aedes otherwise) on loopback: p50 ≤ 10 ms (an
  *   absolute target of architecture.md §9, printed with the bare commit beside it).
  *
- * The POS app posts from a worker thread (bench/payment-http-client.ts): on a terminal it is
- * another process, and its HTTP client must not run on the agent's event loop. The cloud core
+ * The POS app posts and the virtual PIN pad answers from a worker thread
+ * (bench/payment-http-client.ts): on a terminal they are another process and a device, and
+ * their work must not run on the agent's event loop. The cloud core
  * simulator runs in a child process (bench/cloud-child.ts), as it is another machine.
  *
  * bench/ is a measurement tool outside the product layers (architecture.md §1).
@@ -24,11 +26,8 @@ import { startAgent } from '../agent/agent.js';
 import { parseConfig } from '../agent/config.js';
 import { generateDevelopmentKeys } from '../agent/keys.js';
 import { createLogger } from '../agent/logger.js';
-import { serveMock } from '../simulator/pad-server.js';
-import { findTestCard } from '../simulator/test-cards.js';
-import { VirtualPinPad } from '../simulator/virtual-pin-pad.js';
 import { startCloudChild } from './drain.js';
-import type { ClientAnswer, ClientData, ClientRequest } from './payment-http-client.js';
+import type { ClientAnswer, ClientRequest } from './payment-http-client.js';
 import { type Summary, summarize } from './stats.js';
 
 /** Result of {@link benchPaymentHttp}, milliseconds. */
@@ -68,13 +67,24 @@ export async function benchPaymentHttp(options: {
     },
     openSealed: true,
   });
-  const pad = new VirtualPinPad();
-  const padServer = serveMock(pad, `bench-http-pad-${process.pid}`);
+  // The POS app and the PIN pad: another thread, as they are another process and a device.
+  const client = new Worker(new URL('./payment-http-client.js', import.meta.url));
+  // One request at a time: the next answer is this request's.
+  let pending: { resolve: (a: ClientAnswer) => void; reject: (e: Error) => void } | undefined;
+  client.on('message', (answer: ClientAnswer) => pending?.resolve(answer));
+  client.on('error', (error: Error) => pending?.reject(error));
+  const ask = (request: ClientRequest): Promise<ClientAnswer> =>
+    new Promise((resolve, reject) => {
+      pending = { resolve, reject };
+      client.postMessage(request);
+    });
+  const padAnswer = await ask({ kind: 'start-pad' });
+  if (padAnswer.kind !== 'pad') throw new Error('the PIN pad worker did not start its pad');
   const config = parseConfig({
     deviceId,
     dataDir: path.join(dir, 'data'),
     keysDir: path.join(dir, 'keys'),
-    pinPad: { path: padServer.url },
+    pinPad: { path: padAnswer.url },
     broker: { url: options.brokerUrl, reconnectPeriodMs: 100, development: true },
     api: { port: 0 },
     offline: {
@@ -90,7 +100,6 @@ export async function benchPaymentHttp(options: {
     logger: createLogger({ level: 'silent' }),
   });
   const bare = new Database(path.join(dir, 'bare.db'));
-  let stopClient: () => Promise<unknown> = () => Promise.resolve();
   try {
     bare.pragma('journal_mode = WAL');
     bare.pragma('synchronous = FULL');
@@ -104,31 +113,17 @@ export async function benchPaymentHttp(options: {
       if (Date.now() - start > 20_000) throw new Error('agent not online in 20 s');
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    const card = findTestCard('visa');
-    if (card === undefined) throw new Error('no visa test card');
-    // The POS app: another thread, as it is another process on the terminal.
-    const client = new Worker(new URL('./payment-http-client.js', import.meta.url), {
-      workerData: { apiUrl: agent.apiUrl, apiToken: agent.apiToken } satisfies ClientData,
-    });
-    stopClient = () => client.terminate();
-    // One request at a time: the next answer is this request's.
-    let pending: { resolve: (a: ClientAnswer) => void; reject: (e: Error) => void } | undefined;
-    client.on('message', (answer: ClientAnswer) => pending?.resolve(answer));
-    client.on('error', (error: Error) => pending?.reject(error));
-    const post = (request: ClientRequest): Promise<ClientAnswer> =>
-      new Promise((resolve, reject) => {
-        pending = { resolve, reject };
-        client.postMessage(request);
-      });
+    await ask({ kind: 'api', apiUrl: agent.apiUrl, apiToken: agent.apiToken });
     const pay = async (
       offline: 'force_offline' | 'prefer_online',
       expected: string,
     ): Promise<number> => {
-      pad.presentCard(card, { entryMode: 'C' });
-      const answer = await post({
+      const answer = await ask({
+        kind: 'pay',
         idempotencyKey: uuidv7(),
         body: { amount: 1000, currency: 'EUR', offline },
       });
+      if (answer.kind !== 'paid') throw new Error(`the POS app worker answered ${answer.kind}`);
       if (answer.status !== 201 || answer.state !== expected) {
         throw new Error(`payment answered ${answer.status} ${answer.text.slice(0, 200)}`);
       }
@@ -164,10 +159,10 @@ export async function benchPaymentHttp(options: {
       brokerName: options.brokerName,
     };
   } finally {
-    await stopClient();
     bare.close();
     await agent.stop();
+    await ask({ kind: 'stop' });
+    await client.terminate();
     await cloud.stop();
-    await padServer.stop();
   }
 }

@@ -355,7 +355,7 @@ async function httpTarget(work: string): Promise<void> {
   const on = verdict(r.online.p50, 10, { direction: 'at-most', limit: 1 });
   line();
   line(
-    `6. POST /v1/payments through the local API (HTTP → PIN pad on mock:// → boundary → store` +
+    `6. POST /v1/payments through the local API (HTTP → PIN pad on tcp:// in another thread → boundary → store` +
       ` [→ ${r.brokerName} → cloud core → answer]), ${r.iterations} rotating rounds`,
   );
   const row = (name: string, x: typeof r.offline): string[] => [
