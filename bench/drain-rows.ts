@@ -24,6 +24,14 @@ import {
 import { line, mark, plan, results } from './run-context.js';
 import { fmt, formatTable, median, verdict } from './stats.js';
 
+/**
+ * Bench target 2, the drain: seeds `plan.drainPayments` payments into a template in
+ * `templates`, then per broker (aedes in process, Mosquitto when installed) interleaves the
+ * bare MQTT.js QoS 1 baseline with a drain through a running agent (bench/drain.ts), and
+ * records the ratio, the CPU per record of this process and of the cloud core, and the verdict.
+ *
+ * @throws Error when a broker cannot start or a drain run breaks (the bench then exits 1).
+ */
 export async function drainTarget(
   work: string,
   templates: string,

@@ -67,7 +67,6 @@ const MIN_FREE_BYTES = 256 * 1024;
 /** States whose payment still needs its sealed card data (the cloud has not authorized it yet). */
 const KEEPS_SEALED: readonly PaymentState[] = ['stored', 'authorizing'];
 
-/** The lifecycle commands over one kernel, its outbox and its drafts; see the file comment. */
 /** The issuer's answer to an online authorization (`PaymentStore.recordOnlineOutcome`). */
 export type OnlineOutcome =
   | { outcome: 'approved'; authCode?: string | undefined }
@@ -84,6 +83,7 @@ export interface PaymentStart {
   offlineMode: OfflineMode;
 }
 
+/** The lifecycle commands over one kernel, its outbox and its drafts; see the file comment. */
 export class PaymentLifecycle {
   readonly #k: StoreKernel;
   readonly #outbox: SqliteOutbox;

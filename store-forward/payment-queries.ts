@@ -20,7 +20,6 @@ export interface PaymentPage {
   next: string | null;
 }
 
-/** The store's payment reads over one kernel and its drafts. */
 /** Which page of payments `listPaymentPage` answers. */
 export interface PaymentPageFilter {
   /** Only payments in this state. */
@@ -31,6 +30,7 @@ export interface PaymentPageFilter {
   before?: string | undefined;
 }
 
+/** The store's payment reads over one kernel and its drafts. */
 export class PaymentQueries {
   readonly #k: StoreKernel;
   readonly #drafts: PaymentDrafts;

@@ -103,6 +103,7 @@ export interface PendingRow extends CardColumns {
   chain: Buffer;
 }
 
+/** A `payments` row as the store's {@link Payment} (card fields grouped, nulls as absent). */
 export function toPayment(row: PaymentRow): Payment {
   const card = cardOf(row);
   if (card !== undefined && row.cardholder_name !== null) card.cardholderName = row.cardholder_name;
@@ -142,6 +143,7 @@ export function cardOf(row: CardColumns): PaymentCard | undefined {
   };
 }
 
+/** A {@link Payment} as its `payments` row: the inverse of {@link toPayment}. */
 export function toRow(payment: Payment): PaymentRow {
   return {
     id: payment.id,
@@ -169,6 +171,13 @@ export function toRow(payment: Payment): PaymentRow {
   };
 }
 
+/**
+ * A pending outbox row joined with its payment (and sealed card data while it is kept) as the
+ * {@link OutboxRecord} the sync worker sends.
+ *
+ * @throws AgentError POS221 when the row has no card or its payment is missing: the projection
+ * is damaged and no record can be built.
+ */
 export function toOutboxRecord(row: PendingRow): OutboxRecord {
   const card = cardOf(row);
   if (card === undefined) {

@@ -21,6 +21,7 @@ function sqlStates(states: readonly PaymentState[]): string {
   return states.map((state) => `'${state}'`).join(', ');
 }
 
+/** Every statement of the store, by name (prepared once per connection, {@link Statements}). */
 export const SQL = {
   paymentById: 'SELECT * FROM payments WHERE id = ?',
   paymentByKey: 'SELECT * FROM payments WHERE idempotency_key = ?',
@@ -164,6 +165,7 @@ export const SQL = {
       SELECT * FROM (SELECT created_at AS at FROM outbox WHERE state = 'in_flight' ORDER BY seq LIMIT 1))`,
 } as const;
 
+/** The prepared form of {@link SQL}, one better-sqlite3 statement per name. */
 export type Statements = { [K in keyof typeof SQL]: Database.Statement };
 
 /** Prepares every statement of a table of SQL texts on `db`, by the same names. */

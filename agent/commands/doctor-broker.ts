@@ -11,6 +11,11 @@ import { tcpProbe } from './tcp-probe.js';
 
 const DAY_MS = 86_400_000;
 
+/**
+ * Adds the findings of one certificate's validity window (X.509 `notBefore` / `notAfter`, as
+ * node:crypto prints them): expired or not yet valid → a POS516 problem, expiring within 30 days
+ * → a POS516 warning, else an ok line. `now` is epoch ms.
+ */
 export function certExpiry(
   what: string,
   validFrom: string,
@@ -60,6 +65,12 @@ export function certExpiry(
     });
 }
 
+/**
+ * The broker check of `pos-agent doctor`: the URL's scheme (plaintext `mqtt://` is a POS514 warning), a
+ * TCP connect within `timeoutMs` (POS301 when nothing answers), and for `mqtts://` the CA,
+ * client certificate and key files (POS502 when one is unreadable) with their validity
+ * ({@link certExpiry}). Findings go to `add`; never throws.
+ */
 export async function checkBroker(
   config: AgentConfig,
   now: number,
