@@ -18,7 +18,6 @@ import { createLogger } from '../../agent/logger.js';
 import { openSealedCard } from '../../drivers/boundary/sealed-card.js';
 import { CloudCore } from '../../simulator/cloud-core.js';
 import { serveMock, type PadServer } from '../../simulator/pad-server.js';
-import { findTestCard } from '../../simulator/test-cards.js';
 import { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
 import {
   MOSQUITTO_SKIP_REASON,
@@ -26,6 +25,7 @@ import {
   startMosquitto,
   type MosquittoBroker,
 } from '../helpers/mosquitto.js';
+import { payThroughApi } from '../helpers/pay.js';
 import { until } from '../helpers/wait.js';
 
 const available = mosquittoAvailable() !== null;
@@ -88,19 +88,12 @@ describe.skipIf(!available)('two cloud core instances on one shared subscription
   });
 
   const pay = async (key: string, amount: number): Promise<void> => {
-    const card = findTestCard('visa');
-    if (card === undefined) throw new Error('visa test card');
-    pad.presentCard(card, { entryMode: 'C' });
-    const response = await fetch(`${agent.apiUrl}/v1/payments`, {
-      method: 'POST',
-      headers: {
-        authorization: `Bearer ${agent.apiToken}`,
-        'content-type': 'application/json',
-        'idempotency-key': key,
-      },
-      body: JSON.stringify({ amount, currency: 'EUR', offline: 'force_offline' }),
+    const answer = await payThroughApi(agent, pad, key, {
+      amount,
+      currency: 'EUR',
+      offline: 'force_offline',
     });
-    expect(response.status, await response.text()).toBeLessThan(300);
+    expect(answer.status, answer.text).toBeLessThan(300);
   };
 
   it('both instances drain the backlog; resends after lost acks are duplicates; each key charged once', async () => {

@@ -13,8 +13,8 @@ import { openSealedCard } from '../../drivers/boundary/sealed-card.js';
 import { EmbeddedBroker } from '../../simulator/broker.js';
 import { CloudCore } from '../../simulator/cloud-core.js';
 import { serveMock, type PadServer } from '../../simulator/pad-server.js';
-import { findTestCard } from '../../simulator/test-cards.js';
 import { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
+import { payThroughApi } from '../helpers/pay.js';
 import { until } from '../helpers/wait.js';
 
 /** A complete agent on the simulator; `offline` overrides the config's offline section. */
@@ -121,19 +121,8 @@ export async function startRig(overrides: Record<string, unknown> = {}): Promise
     pad,
     waitFor,
     async pay(key, body, card = 'visa') {
-      const testCard = findTestCard(card);
-      if (testCard === undefined) throw new Error(card);
-      pad.presentCard(testCard, { entryMode: 'C' });
-      const response = await fetch(`${agent.apiUrl}/v1/payments`, {
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${agent.apiToken}`,
-          'content-type': 'application/json',
-          'idempotency-key': key,
-        },
-        body: JSON.stringify(body),
-      });
-      return { status: response.status, json: (await response.json()) as Record<string, unknown> };
+      const { status, json } = await payThroughApi(agent, pad, key, body, card);
+      return { status, json };
     },
     async dispose() {
       await agent.stop();

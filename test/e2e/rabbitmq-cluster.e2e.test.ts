@@ -32,7 +32,6 @@ import {
   startRabbitCluster,
   type RabbitCluster,
 } from '../../simulator/rabbitmq-cluster.js';
-import { findTestCard } from '../../simulator/test-cards.js';
 import { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
 import {
   createTestCa,
@@ -40,6 +39,7 @@ import {
   OPENSSL_SKIP_REASON,
   type TestCa,
 } from '../helpers/certs.js';
+import { payThroughApi } from '../helpers/pay.js';
 import { until } from '../helpers/wait.js';
 
 const missing = [
@@ -151,19 +151,12 @@ describe.skipIf(missing.length > 0)(
     }, 60_000);
 
     const pay = async (key: string, amount: number): Promise<void> => {
-      const card = findTestCard('visa');
-      if (card === undefined) throw new Error('visa test card');
-      pad.presentCard(card, { entryMode: 'C' });
-      const response = await fetch(`${agent.apiUrl}/v1/payments`, {
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${agent.apiToken}`,
-          'content-type': 'application/json',
-          'idempotency-key': key,
-        },
-        body: JSON.stringify({ amount, currency: 'EUR', offline: 'force_offline' }),
+      const answer = await payThroughApi(agent, pad, key, {
+        amount,
+        currency: 'EUR',
+        offline: 'force_offline',
       });
-      expect(response.status, await response.text()).toBeLessThan(300);
+      expect(answer.status, answer.text).toBeLessThan(300);
     };
 
     it('the agent logs in by certificate over mqtts:// and its payments reach the cloud core', async () => {
