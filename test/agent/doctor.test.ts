@@ -12,6 +12,7 @@ import {
   writeFileSync,
   writeSync,
   closeSync,
+  readFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -22,6 +23,7 @@ import { doctor, runDoctor, type DoctorReport } from '../../agent/commands/docto
 import { provision } from '../../agent/commands/provision.js';
 import { loadConfig } from '../../agent/config.js';
 import { serveTcp, type PadServer } from '../../simulator/pad-server.js';
+import { freePort } from '../../simulator/free-port.js';
 import { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
 import { PaymentStore } from '../../store-forward/payment-store.js';
 import {
@@ -112,6 +114,54 @@ describe.skipIf(missing.length > 0)('pos-agent doctor', () => {
       /1\. POS516 \[broker\] broker certificate \(CN=broker\) expires in 29 day/,
     );
     expect(status).toBe(0);
+  });
+
+  it('probes every node of a cluster config: a dead node is a warning while another answers, a problem when none does', async () => {
+    // Regression: doctor probed only broker.urls[0], so a dead second node went unseen until
+    // a failover to it failed.
+    const dead = [`mqtts://127.0.0.1:${await freePort()}`, `mqtts://127.0.0.1:${await freePort()}`];
+    const withUrls = (urls: string[]): string => {
+      const json = JSON.parse(readFileSync(configFile, 'utf8')) as {
+        broker: { url?: string; urls?: string[] };
+      };
+      delete json.broker.url;
+      json.broker.urls = urls;
+      const file = path.join(
+        path.dirname(configFile),
+        `cluster-${urls.length}-${urls.indexOf(broker.tlsUrl)}.json`,
+      );
+      writeFileSync(file, JSON.stringify(json), { mode: 0o600 });
+      return file;
+    };
+    const options = { minFreeBytes: 1024, timeoutMs: 1000 };
+
+    const degraded = await doctor(withUrls([dead[0] as string, broker.tlsUrl]), options);
+    const brokerFindings = degraded.filter((f) => f.check === 'broker');
+    expect(brokerFindings).toContainEqual(
+      expect.objectContaining({
+        level: 'warn',
+        code: 'POS301',
+        message: expect.stringContaining(`broker node unreachable at ${dead[0]}: ECONNREFUSED`),
+      }),
+    );
+    expect(brokerFindings).toContainEqual(
+      expect.objectContaining({
+        level: 'ok',
+        message: `TLS handshake with ${broker.tlsUrl} succeeded (mutual TLS, pinned CA)`,
+      }),
+    );
+    // The client certificate is checked once, not once per node.
+    expect(brokerFindings.filter((f) => f.message.startsWith('client certificate'))).toHaveLength(
+      1,
+    );
+    expect(brokerFindings.filter((f) => f.level === 'problem')).toEqual([]);
+
+    const down = await doctor(withUrls(dead), options);
+    expect(
+      down
+        .filter((f) => f.code === 'POS301')
+        .map((f) => [f.level, f.message.split(':').slice(0, 3).join(':')]),
+    ).toEqual(dead.map((url) => ['problem', `broker node unreachable at ${url}`]));
   });
 
   it('lists each problem of a broken terminal with its fix and exits 1', async () => {
