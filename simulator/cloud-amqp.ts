@@ -178,6 +178,12 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
       this.#lastError = error;
       this.emit('disconnect');
     });
+    // A socket error (ECONNRESET when the node dies) comes before the close that reconnects;
+    // unlistened, it would be thrown.
+    this.#model.on('error', (error: Error) => {
+      this.#lastError = error;
+      this.#log.warn({ err: error }, 'cloud core AMQP connection error');
+    });
     this.#model.on('connect-failed', (error: Error) => {
       this.#lastError = error;
       const failure = isAgentError(error)

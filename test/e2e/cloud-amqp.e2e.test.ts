@@ -44,6 +44,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const DEVICE = 'amqp-lane-1';
 const QUEUE = 'cloud-core-uplinks';
 const PAYMENTS = 60;
+/** Payments of the node-loss test. */
+const NODE_LOSS_PAYMENTS = 30;
 /** Deliveries B holds unacknowledged at most: what it takes before it stops taking more. */
 const B_PREFETCH = 4;
 
@@ -107,6 +109,9 @@ describe.skipIf(!available)('cloud core instances as competing AMQP consumers (R
   let cluster: RabbitCluster;
   let coreA: CloudCore;
   let instanceB: ChildInstance | undefined;
+  /** Options of a child instance on node `n` (1–3). */
+  let childOn: (n: number, prefetch: number, ackDelayMs: number) => CloudAmqpChildOptions;
+  const children: ChildInstance[] = [];
   let agent: RunningAgent;
   let padServer: PadServer;
   const pad = new VirtualPinPad();
@@ -126,18 +131,20 @@ describe.skipIf(!available)('cloud core instances as competing AMQP consumers (R
       connectTimeoutMs: 30_000,
     });
     const b64 = (key: Uint8Array): string => Buffer.from(key).toString('base64');
-    instanceB = await startChild(bundle.file, {
-      url: cluster.amqpUrls[1] ?? '',
+    childOn = (n, prefetch, ackDelayMs) => ({
+      url: cluster.amqpUrls[n - 1] ?? '',
       queue: QUEUE,
-      prefetch: B_PREFETCH,
+      prefetch,
       ledgerFile,
       deviceId: DEVICE,
       devicePublicKey: b64(terminal.devicePublicKey),
       cloudSecretKey: b64(cloudKeys.cloudSecretKey),
       vaultSecretKey: b64(cloudKeys.vaultSecretKey),
-      // B never answers while it lives: every delivery it takes stays unacknowledged.
-      ackDelayMs: 600_000,
+      ackDelayMs,
     });
+    // B never answers while it lives: every delivery it takes stays unacknowledged.
+    instanceB = await startChild(bundle.file, childOn(2, B_PREFETCH, 600_000));
+    children.push(instanceB);
     padServer = serveMock(pad, `amqp-pad-${process.pid}`);
     agent = await startAgent({
       config: parseConfig({
@@ -159,8 +166,9 @@ describe.skipIf(!available)('cloud core instances as competing AMQP consumers (R
 
   afterAll(async () => {
     await agent?.stop();
-    if (instanceB?.process.exitCode === null && instanceB.process.signalCode === null)
-      instanceB.process.kill('SIGKILL');
+    for (const child of children)
+      if (child.process.exitCode === null && child.process.signalCode === null)
+        child.process.kill('SIGKILL');
     await coreA?.stop();
     await padServer?.stop();
     await cluster?.stop();
@@ -199,12 +207,14 @@ describe.skipIf(!available)('cloud core instances as competing AMQP consumers (R
     const redeliveredBefore = coreA.amqp?.counters.redelivered ?? 0;
     expect(redeliveredBefore).toBe(0);
 
+    const killedAt = performance.now();
     b.process.kill('SIGKILL');
     expect(await b.exited).toBe('SIGKILL');
     await until(() => agent.store.queueStats().depth === 0, {
       what: "B's deliveries answered by A",
       timeoutMs: 30_000,
     });
+    const takenOverMs = Math.round(performance.now() - killedAt);
 
     const a = coreA.counters();
     const link = coreA.amqp?.counters;
@@ -227,7 +237,49 @@ describe.skipIf(!available)('cloud core instances as competing AMQP consumers (R
       what: "A's deliveries acknowledged",
     });
     console.log(
-      `AMQP consumers: A ${a.batches} batches / ${a.accepted} accepted / ${a.duplicates} duplicates (${link?.redelivered} redelivered from B); B ${b.batches.length} batches / ${heldByB} accepted, killed unacknowledged`,
+      `AMQP consumers: A ${a.batches} batches / ${a.accepted} accepted / ${a.duplicates} duplicates (${link?.redelivered} redelivered from B); B ${b.batches.length} batches / ${heldByB} accepted, killed unacknowledged; SIGKILL to drained ${takenOverMs} ms`,
+    );
+  }, 120_000);
+
+  it('node 1 killed under instance A: its unacknowledged deliveries go to C on node 2; the quorum queue survives', async () => {
+    // A now books what it takes and holds its answers; C on node 2 answers at once.
+    coreA.setFaults({ ackDelayMs: 600_000 });
+    const c = await startChild(bundle.file, childOn(2, 8, 0));
+    children.push(c);
+    const before = coreA.counters();
+    const keys: string[] = [];
+    for (let n = 1; n <= NODE_LOSS_PAYMENTS; n++) {
+      const key = `amqp-node-${String(n).padStart(3, '0')}`;
+      keys.push(key);
+      await pay(key, 900 + n);
+    }
+    const heldByA = (): number => coreA.counters().accepted - before.accepted;
+    await until(() => heldByA() > 0 && agent.store.queueStats().depth === heldByA(), {
+      what: 'C to answer every batch A does not hold',
+    });
+    // Control: A's answers are held, so its keys wait at the agent.
+    const held = heldByA();
+    expect(agent.store.queueStats().depth).toBe(held);
+
+    const killedAt = performance.now();
+    await cluster.kill(1);
+    await until(() => agent.store.queueStats().depth === 0, {
+      what: "A's deliveries answered by C after node 1 died",
+      timeoutMs: 60_000,
+    });
+    const takenOverMs = Math.round(performance.now() - killedAt);
+    expect(coreA.amqp?.connected).toBe(false);
+    const cAccepted = bookedByB(c);
+    const cDuplicates = c.batches.reduce((sum, batch) => sum + batch.duplicates, 0);
+    // Each key booked once, by A or by C; C answered A's keys from the ledger.
+    expect(held + cAccepted).toBe(NODE_LOSS_PAYMENTS);
+    expect(cDuplicates).toBe(held);
+    const ledger = coreA.records();
+    expect(keys.filter((k) => ledger.get(k)?.status !== 'accepted')).toEqual([]);
+    expect(ledger.size).toBe(PAYMENTS + NODE_LOSS_PAYMENTS);
+    expect(agent.store.queueStats()).toMatchObject({ depth: 0, dead: 0 });
+    console.log(
+      `AMQP node loss: A held ${held} keys on node 1; C ${c.batches.length} batches / ${cAccepted} accepted / ${cDuplicates} duplicates; node 1 SIGKILL to drained ${takenOverMs} ms`,
     );
   }, 120_000);
 });
