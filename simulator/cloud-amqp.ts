@@ -2,7 +2,8 @@
  * The cloud core's AMQP link (issue 16): on RabbitMQ 3.10, whose MQTT plugin has no `$share`,
  * several cloud core instances are competing consumers on one quorum queue bound to the topic
  * exchange the MQTT plugin publishes to. One connection per instance (amqplib, with its
- * connection recovery), one confirm channel for both directions.
+ * connection recovery: backoff and jitter; to the next of the cluster's nodes when the one in use
+ * stays down), one confirm channel for both directions.
  *
  * ```
  *  agent ─MQTT─▶ pos/v1/{d}/up/records ─plugin─▶ amq.topic  rk pos.v1.{d}.up.records
@@ -42,6 +43,8 @@ import type { CloudAmqpOptions } from './cloud-core-options.js';
 
 /** The exchange the MQTT plugin publishes to by default (`mqtt.exchange`). */
 export const MQTT_EXCHANGE = 'amq.topic';
+/** Reconnects to the node in use before the link moves to the next of several `urls`. */
+export const RETRIES_PER_NODE = 2;
 /** Unacknowledged deliveries per instance by default. */
 export const DEFAULT_PREFETCH = 16;
 
@@ -92,6 +95,8 @@ export interface AmqpLinkCounters {
   published: number;
   /** Connections made (1 + reconnects). */
   connects: number;
+  /** Moves to the next node of `urls` after the one in use gave up. */
+  failovers: number;
 }
 
 /**
@@ -114,7 +119,10 @@ export interface AmqpLinkEvents {
  */
 export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
   readonly queue: string;
-  #options: Required<CloudAmqpOptions>;
+  #options: Required<Omit<CloudAmqpOptions, 'urls'>>;
+  /** The nodes, in order; `#index` is the one in use or being tried. */
+  #urls: readonly string[];
+  #index = 0;
   #prefix: string;
   #handler: UplinkHandler;
   #log: SyncLogger;
@@ -129,6 +137,7 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
     requeued: 0,
     published: 0,
     connects: 0,
+    failovers: 0,
   };
 
   /**
@@ -146,6 +155,8 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
     if (options.queue.length === 0 || options.queue.length > 255)
       throw new Error('CloudCore amqp.queue must be 1–255 characters (AMQP shortstr)');
     this.queue = options.queue;
+    this.#urls =
+      options.urls !== undefined && options.urls.length > 0 ? options.urls : [options.url];
     this.#options = {
       url: options.url,
       queue: options.queue,
@@ -159,32 +170,47 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
     this.on('error', () => undefined);
   }
 
-  /** Starts connecting (and reconnecting with backoff after a loss, to the same node). */
+  /**
+   * Starts connecting. After a loss amqplib's recovery reconnects with backoff and jitter; with
+   * several `urls`, after {@link RETRIES_PER_NODE} failed retries it moves to the next node.
+   */
   async start(): Promise<void> {
-    this.#model = await amqp.connect(this.#options.url, {
+    await this.#open();
+  }
+
+  /** A recovering connection to the node in use; the next node when it gives up. */
+  async #open(): Promise<void> {
+    const several = this.#urls.length > 1;
+    const model = await amqp.connect(this.url, {
       recovery: {
         waitForConnect: false,
         initialDelay: 200,
         maxDelay: 5000,
-        setup: (model: ChannelModel) => this.#setup(model),
+        ...(several ? { maxRetries: RETRIES_PER_NODE } : {}),
+        setup: (m: ChannelModel) => this.#setup(m),
       },
     });
-    this.#model.on('connect', () => {
+    this.#model = model;
+    if (this.#ended) {
+      await model.close().catch(() => undefined);
+      return;
+    }
+    model.on('connect', () => {
       this.#counters.connects += 1;
       this.emit('connect');
     });
-    this.#model.on('disconnect', (error: Error) => {
+    model.on('disconnect', (error: Error) => {
       this.#channel = undefined;
       this.#lastError = error;
       this.emit('disconnect');
     });
     // A socket error (ECONNRESET when the node dies) comes before the close that reconnects;
     // unlistened, it would be thrown.
-    this.#model.on('error', (error: Error) => {
+    model.on('error', (error: Error) => {
       this.#lastError = error;
       this.#log.warn({ err: error }, 'cloud core AMQP connection error');
     });
-    this.#model.on('connect-failed', (error: Error) => {
+    model.on('connect-failed', (error: Error) => {
       this.#lastError = error;
       const failure = isAgentError(error)
         ? error
@@ -196,6 +222,13 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
             },
           );
       this.emit('error', failure);
+    });
+    model.on('reconnect-failed', () => {
+      if (this.#ended) return;
+      this.#index = (this.#index + 1) % this.#urls.length;
+      this.#counters.failovers += 1;
+      this.#log.warn({ node: this.#where() }, 'cloud core AMQP link moves to the next node');
+      void this.#open();
     });
   }
 
@@ -257,6 +290,11 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
         this.#log.debug({ err: error }, 'cloud core AMQP ack on a closed channel');
       }
     });
+  }
+
+  /** The URL of the node in use or being tried. */
+  get url(): string {
+    return this.#urls[this.#index] ?? this.#options.url;
   }
 
   /** True while the consumer is on. */
@@ -338,7 +376,7 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
   /** The node of the URL, without credentials (for messages). */
   #where(): string {
     try {
-      const url = new URL(this.#options.url);
+      const url = new URL(this.url);
       return `${url.protocol}//${url.host}`;
     } catch {
       return 'the AMQP URL';

@@ -66,6 +66,11 @@ export interface CloudAmqpOptions {
    */
   url: string;
   /**
+   * The cluster's nodes in order (`url` is then only the first one's name): when the node in use
+   * is lost and does not come back within a couple of retries, the link moves to the next one.
+   */
+  urls?: readonly string[];
+  /**
    * The queue the instances share: declared durable with `x-queue-type: quorum` (replicated on
    * the cluster's nodes) and bound to the uplink routing keys of `exchange`.
    */
