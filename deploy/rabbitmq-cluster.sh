@@ -31,11 +31,13 @@
 #                      (mqtt.ssl_cert_login), and no anonymous login
 #   POS_RMQ_USER       the user the nodes run as when started by root, default rabbitmq
 #
-# Users (vhost /): `cloud-core` (password `cloud-core`, may read and write every topic, and
-# configure, read and write every queue and exchange: over AMQP it declares its quorum queue, binds
-# it to amq.topic and publishes the downlinks there) for the cloud core; with TLS, each device logs in by certificate and `add-device ID` gives it the
-# topic permissions of the Mosquitto ACL (deploy/mosquitto): write pos/v1/ID/up/..., read
-# pos/v1/ID/down/... only. Without TLS, anonymous MQTT logins map to `guest` (loopback only).
+# Users (vhost /): `cloud-core` (password `cloud-core`, may read and write every topic) for the
+# cloud core: it may configure, read and write only queues named cloud-core* (its AMQP quorum
+# queue) and mqtt-subscription-cloud-core* (the sessions of MQTT client ids cloud-core*), and
+# read and write amq.topic (bind its queue there, publish the downlinks). With TLS, each device
+# logs in by certificate and `add-device ID` gives it the topic permissions of the Mosquitto ACL
+# (deploy/mosquitto): write pos/v1/ID/up/..., read pos/v1/ID/down/... only. Without TLS,
+# anonymous MQTT logins map to `guest` (loopback only).
 #
 #   add-device ID   create the device user ID (certificate login) with its topic permissions
 set -euo pipefail
@@ -206,7 +208,8 @@ start)
     fi
   done
   ctl 1 add_user cloud-core cloud-core >/dev/null 2>&1 || true
-  ctl 1 set_permissions -p / cloud-core '.*' '.*' '.*' >/dev/null
+  cloud_queues='cloud-core.*|mqtt-subscription-cloud-core.*'
+  ctl 1 set_permissions -p / cloud-core "^($cloud_queues)\$" "^(amq\.topic|$cloud_queues)\$" "^(amq\.topic|$cloud_queues)\$" >/dev/null
   for n in 1 2 3; do
     if [ -n "$TLS_DIR" ]; then
       echo "node $n mqtt://127.0.0.1:$(port "$n" 1) mqtts://127.0.0.1:$(port "$n" 2) $(nodename "$n")"
@@ -257,7 +260,8 @@ status)
   ctl 1 cluster_status
   ;;
 *)
-  sed -n '2,40p' "$0"
+  # The header above, up to `set -euo pipefail`.
+  awk 'NR > 1 && /^set -euo/ { exit } NR > 1' "$0"
   exit 2
   ;;
 esac

@@ -236,6 +236,11 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
   async #setup(model: ChannelModel): Promise<void> {
     const channel = await model.createConfirmChannel();
     const { queue, exchange, prefetch } = this.#options;
+    // A channel closed by the broker (ACCESS_REFUSED, PRECONDITION_FAILED) emits `error` as
+    // well as rejecting the call; unlistened, it would be thrown.
+    channel.on('error', (error: Error) =>
+      this.#log.warn({ err: error, queue }, 'cloud core AMQP channel error'),
+    );
     try {
       await channel.prefetch(prefetch);
       // Quorum: the queue (and what it holds) survives the loss of a minority of the nodes.
@@ -251,9 +256,6 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
         { cause: error },
       );
     }
-    channel.on('error', (error: Error) =>
-      this.#log.warn({ err: error, queue }, 'cloud core AMQP channel error'),
-    );
     // A channel closed under a live connection (a broker-side error) does not reconnect by
     // itself: close the connection so amqplib's recovery makes a new one and consumes again.
     channel.on('close', () => {

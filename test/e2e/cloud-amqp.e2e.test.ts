@@ -291,6 +291,24 @@ describe.skipIf(!available)('cloud core instances as competing AMQP consumers (R
       `AMQP node loss: A held ${held} keys on node 1; C ${c.batches.length} batches / ${cAccepted} accepted / ${cDuplicates} duplicates, A ${aDuplicates} duplicates; node 1 SIGKILL to drained ${drainedMs} ms, A consuming on ${coreA.amqp?.url.replace(/\/\/.*@/, '//')} after ${movedMs} ms`,
     );
   }, 120_000);
+
+  it('the cloud-core user may not declare a queue outside cloud-core*: POS303, and start() fails', async () => {
+    const codes: string[] = [];
+    const note = (fields: object): void => {
+      const code = (fields as { code?: unknown }).code;
+      if (typeof code === 'string') codes.push(code);
+    };
+    const started = CloudCore.start({
+      amqp: { url: cluster.amqpUrls[1] ?? '', queue: `mqtt-subscription-${DEVICE}qos1` },
+      ledgerFile: path.join(dir, 'refused-ledger.db'),
+      signer: { secretKey: new Uint8Array(64) },
+      connectTimeoutMs: 3000,
+      logger: { debug: () => undefined, info: () => undefined, warn: note, error: note },
+    });
+    await expect(started).rejects.toMatchObject({ code: 'POS301' });
+    // Why: the broker refused the queue (ACCESS_REFUSED), reported with the permissions to check.
+    expect(codes).toContain('POS303');
+  }, 30_000);
 });
 
 /** Keys instance B booked (accepted) so far. */
