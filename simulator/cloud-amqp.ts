@@ -228,7 +228,9 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
       this.#index = (this.#index + 1) % this.#urls.length;
       this.#counters.failovers += 1;
       this.#log.warn({ node: this.#where() }, 'cloud core AMQP link moves to the next node');
-      void this.#open();
+      this.#open().catch((error: unknown) =>
+        this.emit('error', syncError('POS301', `AMQP link to ${this.#where()}: ${String(error)}`)),
+      );
     });
   }
 
