@@ -8,7 +8,7 @@
 # false) is replicated on the three nodes and survives the loss of one. Nothing listens beyond
 # 127.0.0.1; the nodes use their own epmd port, so a system RabbitMQ is not disturbed.
 #
-# Usage:  deploy/rabbitmq-cluster.sh start|stop|kill N|start-node N|stop-node N|urls|plain-urls|add-device ID|status
+# Usage:  deploy/rabbitmq-cluster.sh start|stop|kill N|start-node N|stop-node N|urls|plain-urls|amqp-urls|add-device ID|status
 #
 #   start         create (or reuse) the folders, start node 1, join nodes 2 and 3 to it, add the
 #                 users; prints one line per node: `node N mqtt://127.0.0.1:PORT [mqtts://…]`
@@ -19,6 +19,8 @@
 #   urls          print the MQTT URLs of the nodes, comma-separated (the mqtts:// ones with TLS)
 #   plain-urls    print the plaintext mqtt:// URLs (with TLS: the cloud side's loopback listener,
 #                 password login only)
+#   amqp-urls     print the AMQP 0-9-1 URLs of the nodes as the `cloud-core` user, comma-separated:
+#                 the cloud core instances consume one quorum queue there (simulator/cloud-amqp.ts)
 #
 # Environment:
 #   POS_RMQ_DIR        data folders, default /tmp/pos-rmq-cluster
@@ -30,9 +32,12 @@
 #   POS_RMQ_USER       the user the nodes run as when started by root, default rabbitmq
 #
 # Users (vhost /): `cloud-core` (password `cloud-core`, may read and write every topic) for the
-# cloud core; with TLS, each device logs in by certificate and `add-device ID` gives it the
-# topic permissions of the Mosquitto ACL (deploy/mosquitto): write pos/v1/ID/up/..., read
-# pos/v1/ID/down/... only. Without TLS, anonymous MQTT logins map to `guest` (loopback only).
+# cloud core: it may configure, read and write only queues named cloud-core* (its AMQP quorum
+# queue) and mqtt-subscription-cloud-core* (the sessions of MQTT client ids cloud-core*), and
+# read and write amq.topic (bind its queue there, publish the downlinks). With TLS, each device
+# logs in by certificate and `add-device ID` gives it the topic permissions of the Mosquitto ACL
+# (deploy/mosquitto): write pos/v1/ID/up/..., read pos/v1/ID/down/... only. Without TLS,
+# anonymous MQTT logins map to `guest` (loopback only).
 #
 #   add-device ID   create the device user ID (certificate login) with its topic permissions
 set -euo pipefail
@@ -166,6 +171,15 @@ urls() {
   )
 }
 
+amqp_urls() {
+  local list=()
+  for n in 1 2 3; do list+=("amqp://cloud-core:cloud-core@127.0.0.1:$(port "$n" 0)"); done
+  (
+    IFS=,
+    echo "${list[*]}"
+  )
+}
+
 tls_urls() {
   local list=()
   for n in 1 2 3; do list+=("mqtts://127.0.0.1:$(port "$n" 2)"); done
@@ -194,7 +208,8 @@ start)
     fi
   done
   ctl 1 add_user cloud-core cloud-core >/dev/null 2>&1 || true
-  ctl 1 set_permissions -p / cloud-core '.*' '.*' '.*' >/dev/null
+  cloud_queues='cloud-core.*|mqtt-subscription-cloud-core.*'
+  ctl 1 set_permissions -p / cloud-core "^($cloud_queues)\$" "^(amq\.topic|$cloud_queues)\$" "^(amq\.topic|$cloud_queues)\$" >/dev/null
   for n in 1 2 3; do
     if [ -n "$TLS_DIR" ]; then
       echo "node $n mqtt://127.0.0.1:$(port "$n" 1) mqtts://127.0.0.1:$(port "$n" 2) $(nodename "$n")"
@@ -238,11 +253,15 @@ urls)
 plain-urls)
   urls
   ;;
+amqp-urls)
+  amqp_urls
+  ;;
 status)
   ctl 1 cluster_status
   ;;
 *)
-  sed -n '2,40p' "$0"
+  # The header above, up to `set -euo pipefail`.
+  awk 'NR > 1 && /^set -euo/ { exit } NR > 1' "$0"
   exit 2
   ;;
 esac

@@ -54,10 +54,40 @@ export type TransportFaults = Omit<CloudFaults, keyof LedgerFaults>;
 /** The names of the ledger's faults, to split a {@link CloudFaults} between book and shell. */
 export const LEDGER_FAULT_KEYS = Object.keys(NO_LEDGER_FAULTS) as (keyof LedgerFaults)[];
 
+/**
+ * The AMQP uplink mode of the cloud core (issue 16, RabbitMQ 3.10, whose MQTT plugin has no
+ * `$share`): the instances are competing consumers on one quorum queue bound to the MQTT
+ * plugin's topic exchange (simulator/cloud-amqp.ts).
+ */
+export interface CloudAmqpOptions {
+  /**
+   * `amqp://user:password@host:port[/vhost]` of one RabbitMQ node (the cluster script's
+   * `amqp-urls`). The instance reconnects to this node with backoff when its link drops.
+   */
+  url: string;
+  /**
+   * The cluster's nodes in order (`url` is then only the first one's name): when the node in use
+   * is lost and does not come back within a couple of retries, the link moves to the next one.
+   */
+  urls?: readonly string[];
+  /**
+   * The queue the instances share: declared durable with `x-queue-type: quorum` (replicated on
+   * the cluster's nodes) and bound to the uplink routing keys of `exchange`.
+   */
+  queue: string;
+  /** Deliveries an instance holds unacknowledged at once (AMQP basic.qos); default 16, 1–65535. */
+  prefetch?: number;
+  /** The topic exchange the MQTT plugin publishes to (`mqtt.exchange`); default `amq.topic`. */
+  exchange?: string;
+}
+
 /** Options of `CloudCore.start` (cloud-core.ts). */
 export interface CloudCoreOptions {
-  /** `mqtt://host:port`. */
-  brokerUrl: string;
+  /**
+   * `mqtt://host:port`. Required unless `amqp` is given (then uplinks and downlinks both go over
+   * AMQP and no MQTT connection is made).
+   */
+  brokerUrl?: string;
   /**
    * The broker cluster's nodes in order (issue 16); when given, the core fails over between
    * them like an agent (MqttSession `urls`) and `brokerUrl` is only the first one's name.
@@ -94,6 +124,40 @@ export interface CloudCoreOptions {
    * it and the others answer `duplicate`. Each instance needs every device registered.
    */
   shareGroup?: string;
+  /**
+   * Run as one of several instances consuming one AMQP quorum queue (issue 16; RabbitMQ):
+   * uplinks arrive as deliveries acknowledged only after the ledger commit and the answer's
+   * publisher confirm, so a killed instance's unacknowledged deliveries go to another instance;
+   * answers are published to the topic exchange under the device's downlink routing key. Needs
+   * `ledgerFile` (opened shared, as with `shareGroup`); excludes `shareGroup` and `brokerUrls`.
+   */
+  amqp?: CloudAmqpOptions;
+  /**
+   * Devices registered before the first uplink can arrive (as `registerDevice` after start): a
+   * durable queue may hold a backlog that is delivered as soon as the instance consumes.
+   */
+  devices?: readonly { deviceId: string; publicKey: Uint8Array }[];
+}
+
+/**
+ * Refuses option combinations `CloudCore.start` cannot run: a group of instances (`shareGroup`,
+ * `amqp`) without the ledger file they share, a bad group name, AMQP with MQTT-only options, or
+ * neither broker.
+ *
+ * @throws Error naming the option and the fix.
+ */
+export function checkCloudCoreOptions(options: CloudCoreOptions): void {
+  if (options.shareGroup !== undefined && options.ledgerFile === undefined)
+    throw new Error('CloudCore: shareGroup needs the ledgerFile the instances share');
+  if (options.shareGroup !== undefined && !/^[A-Za-z0-9_-]+$/.test(options.shareGroup))
+    throw new Error('CloudCore: shareGroup is letters, digits, _ and - only');
+  if (options.amqp !== undefined) {
+    if (options.ledgerFile === undefined)
+      throw new Error('CloudCore: amqp needs the ledgerFile the instances share');
+    if (options.shareGroup !== undefined || options.brokerUrls !== undefined)
+      throw new Error('CloudCore: amqp excludes shareGroup and brokerUrls (uplinks are AMQP)');
+  } else if (options.brokerUrl === undefined)
+    throw new Error('CloudCore: brokerUrl (mqtt://…) or amqp ({ url, queue }) is required');
 }
 
 /** Events of `CloudCore` (cloud-core.ts). */

@@ -12,6 +12,10 @@
  *  {p}/+/status     ──▶ verified, kept per device
  * ```
  *
+ * Uplinks arrive over MQTT (one subscription, or the `$share` group of several instances), or,
+ * with `amqp`, as deliveries of a quorum queue that several instances consume on RabbitMQ
+ * (cloud-amqp.ts); a delivery is acknowledged once its answer is published.
+ *
  * The ledger logic (decisions, dedupe, voids, batch answers and the ledger faults) is the pure
  * {@link CloudBook} (cloud-book.ts); this class is its MQTT shell: it verifies, parses, calls the
  * book and signs and sends the answers, with the transport faults (lost, late, duplicated and
@@ -40,6 +44,7 @@ import {
 } from '../cloud-sync/envelope.js';
 import {
   LEDGER_FAULT_KEYS,
+  checkCloudCoreOptions,
   NO_TRANSPORT_FAULTS,
   type CloudCoreEvents,
   type CloudCoreOptions,
@@ -47,6 +52,7 @@ import {
   type TransportFaults,
 } from './cloud-core-options.js';
 import { CloudBook } from './cloud-book.js';
+import { AmqpLink } from './cloud-amqp.js';
 import {
   NO_LEDGER_FAULTS,
   SILENT_LOG,
@@ -74,7 +80,12 @@ import {
 } from '../cloud-sync/schemas.js';
 import type { SyncLogger } from '../cloud-sync/sync-worker.js';
 
-export type { CloudCoreEvents, CloudCoreOptions, CloudFaults } from './cloud-core-options.js';
+export type {
+  CloudAmqpOptions,
+  CloudCoreEvents,
+  CloudCoreOptions,
+  CloudFaults,
+} from './cloud-core-options.js';
 export {
   DEFAULT_DECISION_RULES,
   type AmountRule,
@@ -84,15 +95,21 @@ export {
   type OpenedCard,
 } from './cloud-book-types.js';
 
+/** An uplink settled at once (no answer to wait for). */
+const SETTLED = Promise.resolve(true);
+
 interface HeldAck {
   topic: string;
   payload: Buffer;
+  /** Settles the uplink's promise (cloud-amqp.ts acknowledges its delivery then). */
+  done: (published: boolean) => void;
 }
 
 /** The cloud core simulator; see the file header. */
 export class CloudCore extends EventEmitter<CloudCoreEvents> {
   readonly prefix: string;
-  #session: MqttSession;
+  // The MQTT session, or the AMQP link that carries both directions (cloud-amqp.ts).
+  #session: MqttSession | AmqpLink;
   #signer: EnvelopeSigner;
   #clock: Clock;
   #log: SyncLogger;
@@ -119,50 +136,67 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
       clock: this.#clock,
       logger: this.#log,
       ledgerFile: options.ledgerFile,
-      sharedLedger: options.shareGroup !== undefined,
+      sharedLedger: options.shareGroup !== undefined || options.amqp !== undefined,
     });
-    this.#session = new MqttSession({
-      url: options.brokerUrl,
-      ...(options.brokerUrls === undefined ? {} : { urls: options.brokerUrls }),
-      clientId: options.clientId ?? 'cloud-core-sim',
-      clean: false,
-      reconnectPeriodMs: options.reconnectPeriodMs ?? 1000,
-      ...(options.reconnectMaxMs === undefined ? {} : { reconnectMaxMs: options.reconnectMaxMs }),
-    });
-    this.#session.on('message', (topic, payload) => this.#handle(topic, payload));
+    for (const device of options.devices ?? [])
+      this.registerDevice(device.deviceId, device.publicKey);
+    const session =
+      options.amqp === undefined
+        ? new MqttSession({
+            url: options.brokerUrl ?? '',
+            ...(options.brokerUrls === undefined ? {} : { urls: options.brokerUrls }),
+            clientId: options.clientId ?? 'cloud-core-sim',
+            clean: false,
+            reconnectPeriodMs: options.reconnectPeriodMs ?? 1000,
+            ...(options.reconnectMaxMs === undefined
+              ? {}
+              : { reconnectMaxMs: options.reconnectMaxMs }),
+          })
+        : new AmqpLink({
+            ...options.amqp,
+            prefix: this.prefix,
+            logger: this.#log,
+            onUplink: (topic, payload) => this.#handle(topic, payload),
+          });
+    this.#session = session;
+    if (session instanceof MqttSession)
+      session.on('message', (topic, payload) => void this.#handle(topic, payload));
     // The session reports every failed reconnect attempt; the link event only the changes.
     let up = false;
-    this.#session.on('connect', () => {
+    const link = session as EventEmitter<{ connect: unknown[]; disconnect: unknown[] }>;
+    link.on('connect', () => {
       if (!up) this.emit('link', 'connected');
       up = true;
     });
-    this.#session.on('disconnect', () => {
+    link.on('disconnect', () => {
       if (up) this.emit('link', 'disconnected');
       up = false;
     });
-    this.#session.on('error', (error) =>
+    (session as EventEmitter<{ error: [AgentError] }>).on('error', (error) =>
       this.#log.warn({ code: error.code, err: error }, 'cloud core broker link'),
     );
   }
 
   /**
-   * Connects to the broker, subscribes the uplinks of every device and (by default) waits for
-   * the first CONNACK.
+   * Connects to the broker, subscribes the uplinks of every device (with `amqp`: declares, binds
+   * and consumes the shared quorum queue) and (by default) waits for the first connection.
    *
-   * @throws AgentError POS301 when the broker is not reachable within `connectTimeoutMs`.
+   * @throws AgentError POS301 when the broker is not reachable within `connectTimeoutMs`; Error
+   *   on options that cannot run together (checkCloudCoreOptions, cloud-core-options.ts).
    */
   static async start(options: CloudCoreOptions): Promise<CloudCore> {
-    if (options.shareGroup !== undefined && options.ledgerFile === undefined)
-      throw new Error('CloudCore: shareGroup needs the ledgerFile the instances share');
-    if (options.shareGroup !== undefined && !/^[A-Za-z0-9_-]+$/.test(options.shareGroup))
-      throw new Error('CloudCore: shareGroup is letters, digits, _ and - only');
+    checkCloudCoreOptions(options);
     const core = new CloudCore(options);
-    const filters = cloudTopicFilters(core.prefix);
-    const share = options.shareGroup === undefined ? '' : `$share/${options.shareGroup}/`;
-    await core.#session.subscribe(
-      [filters.records, filters.auth, filters.status].map((f) => `${share}${f}`),
-    );
-    core.#session.connect();
+    const session = core.#session;
+    if (session instanceof AmqpLink) await session.start();
+    else {
+      const filters = cloudTopicFilters(core.prefix);
+      const share = options.shareGroup === undefined ? '' : `$share/${options.shareGroup}/`;
+      await session.subscribe(
+        [filters.records, filters.auth, filters.status].map((f) => `${share}${f}`),
+      );
+      session.connect();
+    }
     const waitMs = options.connectTimeoutMs ?? 10_000;
     if (waitMs > 0) {
       try {
@@ -223,6 +257,11 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
   /** The current fault switches (a copy). */
   get faults(): CloudFaults {
     return { ...this.#faults, ...this.#book.faults };
+  }
+
+  /** The AMQP link in the `amqp` mode (its delivery counters), else undefined. */
+  get amqp(): AmqpLink | undefined {
+    return this.#session instanceof AmqpLink ? this.#session : undefined;
   }
 
   /** The ledger logic under this shell (cloud-book.ts). */
@@ -319,16 +358,22 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     this.emit('refused', { topic, error: agentError });
   }
 
-  #handle(topic: string, payload: Buffer): void {
+  /**
+   * Handles one uplink. Resolves when it is settled: booked (committed) and its answer published,
+   * refused, or its answer dropped by a fault switch (true); false when an answer could not be
+   * published. The AMQP link acknowledges the delivery only then (cloud-amqp.ts).
+   */
+  #handle(topic: string, payload: Buffer): Promise<boolean> {
     const parsed = parseTopic(this.prefix, topic);
-    if (parsed === undefined) return;
+    if (parsed === undefined) return SETTLED;
     try {
-      if (parsed.kind === 'records') this.#handleRecords(parsed.deviceId, topic, payload);
-      else if (parsed.kind === 'auth') this.#handleAuth(parsed.deviceId, payload);
-      else if (parsed.kind === 'status') this.#handleStatus(parsed.deviceId, payload);
+      if (parsed.kind === 'records') return this.#handleRecords(parsed.deviceId, topic, payload);
+      if (parsed.kind === 'auth') return this.#handleAuth(parsed.deviceId, payload);
+      if (parsed.kind === 'status') this.#handleStatus(parsed.deviceId, payload);
     } catch (error) {
       this.#refuse(topic, error);
     }
+    return SETTLED;
   }
 
   #handleStatus(deviceId: string, payload: Buffer): void {
@@ -338,7 +383,7 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     this.emit('status', { deviceId, status });
   }
 
-  #handleRecords(deviceId: string, topic: string, payload: Buffer): void {
+  #handleRecords(deviceId: string, topic: string, payload: Buffer): Promise<boolean> {
     let batch;
     try {
       batch = openEnvelope(payload, { keys: this.#keysFor(deviceId) }, RecordsBatchSchema);
@@ -346,23 +391,24 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
       this.#refuse(topic, error);
       // Signed by the device but not to the contract: reject its keys so they go to `dead`
       // on the agent instead of being resent for ever.
-      if (isAgentError(error, 'POS313')) this.#rejectMalformed(deviceId, payload, error);
-      return;
+      return isAgentError(error, 'POS313')
+        ? this.#rejectMalformed(deviceId, payload, error)
+        : SETTLED;
     }
     this.#counters.batches += 1;
     const results: AckResult[] = [];
     for (const record of batch.records) results.push(this.#book.applyRecord(deviceId, record));
     this.emit('batch', { deviceId, batch: batch.batch, results });
-    this.#sendAcks(deviceId, { batch: batch.batch, results });
+    return this.#sendAcks(deviceId, { batch: batch.batch, results });
   }
 
-  #rejectMalformed(deviceId: string, payload: Buffer, error: AgentError): void {
+  #rejectMalformed(deviceId: string, payload: Buffer, error: AgentError): Promise<boolean> {
     try {
       const body = JSON.parse((JSON.parse(payload.toString('utf8')) as { body: string }).body) as {
         batch?: unknown;
         records?: unknown;
       };
-      if (typeof body.batch !== 'string' || !Array.isArray(body.records)) return;
+      if (typeof body.batch !== 'string' || !Array.isArray(body.records)) return SETTLED;
       const results: AckResult[] = [];
       for (const r of body.records as { key?: unknown }[]) {
         if (typeof r?.key === 'string') {
@@ -375,17 +421,18 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
         }
       }
       this.#counters.rejected += results.length;
-      if (results.length > 0) this.#sendAcks(deviceId, { batch: body.batch, results });
+      if (results.length > 0) return this.#sendAcks(deviceId, { batch: body.batch, results });
     } catch {
       // Not even loosely readable: nothing to acknowledge.
     }
+    return SETTLED;
   }
 
-  #handleAuth(deviceId: string, payload: Buffer): void {
+  #handleAuth(deviceId: string, payload: Buffer): Promise<boolean> {
     const request = openEnvelope(payload, { keys: this.#keysFor(deviceId) }, AuthRequestSchema);
     const response = this.#book.authorize(deviceId, request);
-    if (this.#faults.dropAuthResponses) return;
-    const send = (): void => {
+    if (this.#faults.dropAuthResponses) return SETTLED;
+    const send = (): Promise<boolean> =>
       this.#session
         .publish(
           topics(this.prefix, deviceId).authResponse,
@@ -393,14 +440,13 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
           { qos: 1 },
         )
         .then(
-          () => (this.#counters.authResponses += 1),
-          () => (this.#counters.acksFailed += 1),
+          () => ((this.#counters.authResponses += 1), true),
+          () => ((this.#counters.acksFailed += 1), false),
         );
-    };
-    this.#later(send, this.#faults.authResponseDelayMs);
+    return this.#later(send, this.#faults.authResponseDelayMs);
   }
 
-  #sendAcks(deviceId: string, acks: Acks): void {
+  #sendAcks(deviceId: string, acks: Acks): Promise<boolean> {
     const topic = topics(this.prefix, deviceId).acks;
     const payload = signEnvelope(acks, this.#signer, AcksSchema);
     const faults = this.#faults;
@@ -408,12 +454,12 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
       if (typeof faults.dropAcks === 'number') this.#faults.dropAcks = faults.dropAcks - 1;
       this.#counters.acksDropped += 1;
       this.#log.debug({ deviceId, batch: acks.batch }, 'fault: ack dropped');
-      return;
+      return SETTLED;
     }
     if (faults.reorderWindow > 1) {
       const held = this.#held.get(deviceId) ?? { acks: [], timer: undefined };
       this.#held.set(deviceId, held);
-      held.acks.push({ topic, payload });
+      const published = new Promise<boolean>((done) => held.acks.push({ topic, payload, done }));
       if (held.acks.length >= faults.reorderWindow) this.#flushHeld(deviceId);
       else if (held.timer === undefined) {
         held.timer = this.#clock.setTimeout(() => {
@@ -421,9 +467,9 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
           this.#flushHeld(deviceId);
         }, faults.reorderFlushMs);
       }
-      return;
+      return published;
     }
-    this.#deliver({ topic, payload });
+    return this.#deliver({ topic, payload });
   }
 
   #flushHeld(deviceId: string): void {
@@ -431,32 +477,39 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     if (held === undefined) return;
     if (held.timer !== undefined) this.#clock.clearTimeout(held.timer);
     this.#held.delete(deviceId);
-    for (const ack of held.acks.reverse()) this.#deliver(ack);
+    for (const ack of held.acks.reverse()) void this.#deliver(ack).then(ack.done);
   }
 
-  #deliver(ack: HeldAck): void {
+  /** Publishes an ack (twice with `duplicateAcks`); true when every copy was published. */
+  #deliver(ack: Omit<HeldAck, 'done'>): Promise<boolean> {
     const copies = this.#faults.duplicateAcks ? 2 : 1;
-    const send = (): void => {
+    const send = async (): Promise<boolean> => {
+      const sent: Promise<boolean>[] = [];
       for (let i = 0; i < copies; i++) {
-        this.#session.publish(ack.topic, ack.payload, { qos: 1 }).then(
-          () => (this.#counters.acksSent += 1),
-          () => (this.#counters.acksFailed += 1),
+        sent.push(
+          this.#session.publish(ack.topic, ack.payload, { qos: 1 }).then(
+            () => ((this.#counters.acksSent += 1), true),
+            () => ((this.#counters.acksFailed += 1), false),
+          ),
         );
       }
+      return (await Promise.all(sent)).every(Boolean);
     };
-    this.#later(send, this.#faults.ackDelayMs);
+    return this.#later(send, this.#faults.ackDelayMs);
   }
 
-  /** Runs `send` now, or after `delayMs` on the injected clock (a late-answer fault switch). */
-  #later(send: () => void, delayMs: number): void {
-    if (delayMs <= 0) {
-      send();
-      return;
-    }
-    const timer = this.#clock.setTimeout(() => {
-      this.#timers.delete(timer);
-      send();
-    }, delayMs);
-    this.#timers.add(timer);
+  /**
+   * Runs `send` now, or after `delayMs` on the injected clock (a late-answer fault switch). The
+   * promise stays pending when `stop()` cancels the timer: the answer was never sent.
+   */
+  #later(send: () => Promise<boolean>, delayMs: number): Promise<boolean> {
+    if (delayMs <= 0) return send();
+    return new Promise((resolve) => {
+      const timer = this.#clock.setTimeout(() => {
+        this.#timers.delete(timer);
+        void send().then(resolve);
+      }, delayMs);
+      this.#timers.add(timer);
+    });
   }
 }

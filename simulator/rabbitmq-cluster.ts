@@ -47,6 +47,11 @@ export interface RabbitCluster {
    */
   readonly tlsUrls: readonly string[];
   /**
+   * `amqp://cloud-core:cloud-core@127.0.0.1:PORT` of nodes 1–3 (AMQP 0-9-1, the `cloud-core`
+   * user): where cloud core instances consume their quorum queue (CloudCore `amqp`, issue 16).
+   */
+  readonly amqpUrls: readonly string[];
+  /**
    * Creates the broker user of a device that logs in by certificate (CN = `deviceId`) with the
    * topic permissions of the Mosquitto ACL: write `pos/v1/<id>/up/…` and `…/status`, read
    * `pos/v1/<id>/down/…` only (deploy/rabbitmq-cluster.sh `add-device`).
@@ -97,10 +102,12 @@ export async function startRabbitCluster(
   const urls = (await script('plain-urls')).stdout.trim().split(',');
   const tlsUrls =
     options.tlsDir === undefined ? [] : (await script('urls')).stdout.trim().split(',');
+  const amqpUrls = (await script('amqp-urls')).stdout.trim().split(',');
   return {
     dir,
     urls,
     tlsUrls,
+    amqpUrls,
     addDevice: async (deviceId) => void (await script('add-device', deviceId)),
     kill: async (n) => void (await script('kill', String(n))),
     stopNode: async (n) => void (await script('stop-node', String(n))),
