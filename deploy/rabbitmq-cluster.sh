@@ -151,7 +151,11 @@ prepare() {
 start_node() {
   local n=$1
   if node_running "$n"; then return 0; fi
-  as_node "$n" "$RMQ_BIN/rabbitmq-server" >"$DIR/n$n/log/console.log" 2>&1 </dev/null &
+  # Every MQTT connection takes a socket slot of RabbitMQ's file handle cache, sized from the
+  # soft open-files limit (1024 after runuser's PAM session): near it, new connections wait in
+  # the TCP handshake with no error, so a fleet of ~800 terminals stalls. The node raises its
+  # soft limit to its hard one first.
+  as_node "$n" bash -c 'ulimit -n "$(ulimit -Hn)"; exec "$0"' "$RMQ_BIN/rabbitmq-server" >"$DIR/n$n/log/console.log" 2>&1 </dev/null &
   disown || true
   ctl "$n" wait "$DIR/n$n/pid" --timeout 120 >/dev/null ||
     die "node $n did not start; see $DIR/n$n/log/"

@@ -159,6 +159,18 @@ describe.skipIf(missing.length > 0)(
       expect(answer.status, answer.text).toBeLessThan(300);
     };
 
+    it('each node runs with its open-files limit raised above 1024', () => {
+      // Regression: started through runuser, the nodes kept PAM's soft limit of 1024; RabbitMQ's
+      // file handle cache then caps sockets near 830 and the next connections hang in the
+      // handshake with no error (the 1,000-terminal fleet stalled at ~840 sessions).
+      for (const n of [1, 2, 3]) {
+        const pid = readFileSync(path.join(cluster.dir, `n${n}`, 'pid'), 'utf8').trim();
+        const limits = readFileSync(`/proc/${pid}/limits`, 'utf8');
+        const soft = /^Max open files\s+(\d+)/m.exec(limits)?.[1];
+        expect(Number(soft), `node ${n}: ${limits}`).toBeGreaterThan(4096);
+      }
+    });
+
     it('the agent logs in by certificate over mqtts:// and its payments reach the cloud core', async () => {
       expect(agent.status().link.broker).toBe(cluster.tlsUrls[0]);
       const keys: string[] = [];
