@@ -19,14 +19,17 @@
  * Everything runs on this machine; the figures are for sizing (docs/fleet.md), not pass/fail,
  * except lost and charged twice.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import nacl from 'tweetnacl';
 import { startFleet, type Fleet, type FleetFigures } from '../agent/fleet-sim.js';
 import { EmbeddedBroker } from '../simulator/broker.js';
-import { CloudCore } from '../simulator/cloud-core.js';
+import { CloudLedger } from '../simulator/cloud-ledger.js';
 import { rabbitmqAvailable, startRabbitCluster } from '../simulator/rabbitmq-cluster.js';
+import type { FleetCloudOptions } from './fleet-cloud.js';
 
 const N = Number(process.env.FLEET_TERMINALS ?? 1000);
 const RATE = Number(process.env.FLEET_RATE ?? 0.05);
@@ -49,6 +52,8 @@ async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<b
 interface Cluster {
   name: string;
   urls: readonly string[];
+  /** `amqp://` URLs of the nodes (RabbitMQ); empty on the aedes fallback. */
+  amqpUrls: readonly string[];
   kill(n: number): Promise<void>;
   stopNode(n: number): Promise<void>;
   startNode(n: number): Promise<void>;
@@ -69,6 +74,7 @@ async function startCluster(): Promise<Cluster> {
   return {
     name: 'aedes, 3 in-process nodes',
     urls: nodes.map((x) => x.url),
+    amqpUrls: [],
     kill: (n) => node(n).stop(),
     stopNode: (n) => node(n).stop(),
     startNode: (n) => node(n).start(),
@@ -78,54 +84,113 @@ async function startCluster(): Promise<Cluster> {
   };
 }
 
-/** The cloud side: one cloud core instance at a time on the shared durable ledger. */
+/** How many cloud core instances compete for the uplinks on RabbitMQ (`FLEET_CLOUD_INSTANCES`). */
+const CLOUD_INSTANCES = Number(process.env.FLEET_CLOUD_INSTANCES ?? 2);
+
+/**
+ * The cloud side: cloud core instances in child processes of their own (bench/fleet-cloud.ts) on
+ * the shared durable ledger. On RabbitMQ, `FLEET_CLOUD_INSTANCES` competing AMQP consumers of one
+ * quorum queue, each starting on another node; on the aedes fallback, one MQTT instance (aedes
+ * has no shared subscriptions). `stop()` is a cloud outage: every instance stops.
+ */
 class CloudSide {
-  #core: CloudCore | undefined;
+  #children: ChildProcess[] = [];
   #accepted = 0;
   #duplicates = 0;
+  readonly #devicesFile: string;
   constructor(
-    private readonly urls: readonly string[],
+    private readonly cluster: Cluster,
     private readonly ledgerFile: string,
     private readonly secretKey: Uint8Array,
-    private readonly devices: ReadonlyMap<string, Uint8Array>,
-  ) {}
+    devices: ReadonlyMap<string, Uint8Array>,
+  ) {
+    this.#devicesFile = path.join(path.dirname(ledgerFile), 'devices.json');
+    writeFileSync(
+      this.#devicesFile,
+      JSON.stringify([...devices].map(([id, k]) => [id, Buffer.from(k).toString('base64')])),
+    );
+  }
+  /** Instances that run at once. */
+  get instances(): number {
+    return this.cluster.amqpUrls.length > 0 ? CLOUD_INSTANCES : 1;
+  }
+  /** Starts the instances and waits until each consumes (`ready`). */
   async start(): Promise<void> {
-    const core = await CloudCore.start({
-      brokerUrl: this.urls[0] ?? '',
-      brokerUrls: this.urls,
-      clientId: 'cloud-core-fleet',
-      signer: { secretKey: this.secretKey },
-      ledgerFile: this.ledgerFile,
-      reconnectPeriodMs: 200,
-      reconnectMaxMs: 2000,
-      // Not waited for in start(): the devices are registered before the first CONNACK, so
-      // the records queued for the cloud core during its outage are not refused as unknown.
-      connectTimeoutMs: 0,
-    });
-    for (const [id, key] of this.devices) core.registerDevice(id, key);
-    this.#core = core;
-    await core.whenConnected(60_000);
+    const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fleet-cloud.js');
+    const amqpUrls = [...this.cluster.amqpUrls];
+    this.#children = await Promise.all(
+      Array.from({ length: this.instances }, (_, i) => {
+        const options: FleetCloudOptions = {
+          ...(amqpUrls.length > 0
+            ? {
+                amqp: {
+                  urls: amqpUrls,
+                  first: i % amqpUrls.length,
+                  queue: 'cloud-core-fleet',
+                  prefetch: 64,
+                },
+              }
+            : { mqttUrls: [...this.cluster.urls] }),
+          clientId: `cloud-core-fleet-${i}`,
+          ledgerFile: this.ledgerFile,
+          cloudSecretKey: Buffer.from(this.secretKey).toString('base64'),
+          devicesFile: this.#devicesFile,
+        };
+        const proc = spawn(process.execPath, [child, JSON.stringify(options)], {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
+        return new Promise<ChildProcess>((resolve, reject) => {
+          const timer = setTimeout(
+            () => reject(new Error('cloud core instance not ready in 120 s')),
+            120_000,
+          );
+          proc.stdout?.setEncoding('utf8').on('data', (text: string) => {
+            if (text.includes('ready')) {
+              clearTimeout(timer);
+              resolve(proc);
+            }
+          });
+          proc.once('exit', (code) => reject(new Error(`cloud core instance exited (${code})`)));
+        });
+      }),
+    );
   }
+  /** Stops every instance (SIGTERM) and adds up its counters. */
   async stop(): Promise<void> {
-    const core = this.#core;
-    if (core === undefined) return;
-    this.#core = undefined;
-    await core.stop();
-    // Read after the stop: records handled while it closed count too.
-    const c = core.counters();
-    this.#accepted += c.accepted;
-    this.#duplicates += c.duplicates;
+    const children = this.#children;
+    this.#children = [];
+    await Promise.all(
+      children.map(
+        (proc) =>
+          new Promise<void>((resolve) => {
+            let out = '';
+            proc.stdout?.on('data', (text: string) => (out += text));
+            proc.once('exit', () => {
+              const m = /counters (\{.*\})/.exec(out);
+              if (m !== null) {
+                const c = JSON.parse(m[1] as string) as { accepted: number; duplicates: number };
+                this.#accepted += c.accepted;
+                this.#duplicates += c.duplicates;
+              }
+              resolve();
+            });
+            proc.kill('SIGTERM');
+          }),
+      ),
+    );
   }
-  get core(): CloudCore | undefined {
-    return this.#core;
-  }
-  /** Keys accepted (charged) over every instance, and duplicates answered. */
+  /** Keys accepted (charged) over every instance that has stopped, and duplicates answered. */
   totals(): { accepted: number; duplicates: number } {
-    const c = this.#core?.counters();
-    return {
-      accepted: this.#accepted + (c?.accepted ?? 0),
-      duplicates: this.#duplicates + (c?.duplicates ?? 0),
-    };
+    return { accepted: this.#accepted, duplicates: this.#duplicates };
+  }
+  /** The keys booked in the shared ledger file. */
+  ledgerKeys(): Set<string> {
+    const ledger = new CloudLedger(this.ledgerFile, { shared: true });
+    try {
+      return new Set(ledger.entries.keys());
+    } finally {
+      ledger.close();
+    }
   }
 }
 
@@ -172,10 +237,9 @@ export async function runFleetBench(): Promise<void> {
       cloudPublicKey: cloudKeys.publicKey,
       vaultPublicKey: vault.publicKey,
       paymentsPerSecond: RATE,
-      ackTimeoutMs: 5000,
     });
     cloud = new CloudSide(
-      cluster.urls,
+      cluster,
       path.join(work, 'ledger.db'),
       cloudKeys.secretKey,
       fleet.devices,
@@ -253,8 +317,8 @@ export async function runFleetBench(): Promise<void> {
     // 5. The ledger.
     fleet.stopPayments();
     await waitUntil(() => f.figures().backlog === 0, 300_000);
-    const core = cloud.core;
-    const ledger = core?.records() ?? new Map();
+    await cloud.stop();
+    const ledger = cloud.ledgerKeys();
     const lost = fleet.keys.filter((key) => !ledger.has(key)).length;
     const totals = cloud.totals();
     const chargedTwice = totals.accepted - ledger.size;
