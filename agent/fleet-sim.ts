@@ -61,8 +61,13 @@ export interface FleetOptions {
   reconnectPeriodMs?: number;
   /** Reconnect backoff cap, ms; default 5000. */
   reconnectMaxMs?: number;
-  /** MQTT keep-alive, s; default 5. */
+  /** MQTT keep-alive, s; default 5 (the agent's `broker.keepaliveSeconds`). */
   keepaliveSeconds?: number;
+  /**
+   * How long a PINGREQ waits for its PINGRESP before the link is dropped, ms; default 2000 (the
+   * agent's `broker.pingTimeoutMs`).
+   */
+  pingTimeoutMs?: number;
   /** MQTT username/password (a RabbitMQ user when anonymous logins are off). */
   username?: string;
   password?: string;
@@ -203,6 +208,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       urls,
       clientId: deviceId,
       keepaliveSeconds: options.keepaliveSeconds ?? 5,
+      pingTimeoutMs: options.pingTimeoutMs ?? 2000,
       reconnectPeriodMs: options.reconnectPeriodMs ?? 500,
       reconnectMaxMs: options.reconnectMaxMs ?? 5000,
       connectTimeoutMs: 10_000,

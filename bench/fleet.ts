@@ -35,6 +35,16 @@ const N = Number(process.env.FLEET_TERMINALS ?? 1000);
 const RATE = Number(process.env.FLEET_RATE ?? 0.05);
 const STEADY_S = Number(process.env.FLEET_STEADY_S ?? 20);
 const OUTAGE_S = Number(process.env.FLEET_OUTAGE_S ?? 30);
+/**
+ * Keep-alive and PINGRESP timeout of the terminals: 30 s and 5 s, as a fleet on a WAN broker
+ * cluster is configured (`broker.keepaliveSeconds`, `broker.pingTimeoutMs`; AWS IoT Core raises
+ * keep-alives below 30 s). The agent's store-LAN defaults (5 s, 2 s) turn late PINGRESPs of three
+ * broker nodes sharing two cores with 1,000 terminals into spurious failovers.
+ */
+const KEEPALIVE_S = Number(process.env.FLEET_KEEPALIVE_S ?? 30);
+const PING_TIMEOUT_MS = Number(process.env.FLEET_PING_TIMEOUT_MS ?? 5000);
+/** The agent's default ack timeout (`sync.ackTimeoutMs`). */
+const ACK_TIMEOUT_MS = 10_000;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const line = (text = ''): void => void process.stdout.write(`${text}\n`);
@@ -237,6 +247,9 @@ export async function runFleetBench(): Promise<void> {
       cloudPublicKey: cloudKeys.publicKey,
       vaultPublicKey: vault.publicKey,
       paymentsPerSecond: RATE,
+      keepaliveSeconds: KEEPALIVE_S,
+      pingTimeoutMs: PING_TIMEOUT_MS,
+      ackTimeoutMs: ACK_TIMEOUT_MS,
     });
     cloud = new CloudSide(
       cluster,

@@ -26,6 +26,10 @@ export interface SimFleetOptions {
   dir?: string;
   /** Print one line per terminal at the end (else the 10 with the largest backlog). */
   perTerminal?: boolean;
+  /** MQTT keep-alive of every terminal, s (the agent's `broker.keepaliveSeconds`); default 5. */
+  keepalive?: number;
+  /** PINGRESP timeout, ms (the agent's `broker.pingTimeoutMs`); default 2000. */
+  pingTimeout?: number;
 }
 
 const number = (value: string): number => (/^\d+(\.\d+)?$/.test(value) ? Number(value) : NaN);
@@ -49,6 +53,18 @@ export function registerSimFleet(sim: Command): void {
     .option('--every <seconds>', 'fleet report interval', number, 5)
     .option('--dir <dir>', 'folder for the terminals’ stores (default: a temp folder, removed)')
     .option('--per-terminal', 'print every terminal at the end')
+    .option(
+      '--keepalive <seconds>',
+      'MQTT keep-alive of each terminal (broker.keepaliveSeconds; 30 for a fleet on a WAN broker)',
+      number,
+      5,
+    )
+    .option(
+      '--ping-timeout <ms>',
+      'how long a PINGREQ waits for its PINGRESP before the link is dropped (broker.pingTimeoutMs)',
+      number,
+      2000,
+    )
     .action(async (options: SimFleetOptions) => {
       await simFleet(options, process.stdout);
     });
@@ -58,7 +74,8 @@ export function registerSimFleet(sim: Command): void {
  * Runs the fleet (see the file header).
  *
  * @throws AgentError POS501 for a bad option (terminals outside 1–5000, a negative rate, a
- *   broker URL that is not mqtt:// or mqtts://).
+ *   keep-alive outside 1–1200 s or a ping timeout outside 100–60000 ms, a broker URL that is not
+ *   mqtt:// or mqtts://).
  */
 export async function simFleet(
   options: SimFleetOptions,
@@ -73,6 +90,15 @@ export async function simFleet(
     throw new AgentError('POS501', '--rate must be a number of payments per second ≥ 0, e.g. 0.05');
   if (!Number.isFinite(options.duration) || !Number.isFinite(options.every) || options.every <= 0)
     throw new AgentError('POS501', '--duration and --every must be seconds, e.g. --duration 60');
+  const keepalive = options.keepalive ?? 5;
+  const pingTimeout = options.pingTimeout ?? 2000;
+  if (!Number.isInteger(keepalive) || keepalive < 1 || keepalive > 1200)
+    throw new AgentError('POS501', '--keepalive must be whole seconds 1–1200, e.g. --keepalive 30');
+  if (!Number.isInteger(pingTimeout) || pingTimeout < 100 || pingTimeout > 60_000)
+    throw new AgentError(
+      'POS501',
+      '--ping-timeout must be whole milliseconds 100–60000, e.g. --ping-timeout 5000',
+    );
   const urls = (options.broker ?? '').split(',').filter((u) => u !== '');
   const badUrl = urls.find((u) => !/^mqtts?:\/\/[^/\s]+(:\d{1,5})?\/?$/.test(u));
   if (badUrl !== undefined)
@@ -110,6 +136,8 @@ export async function simFleet(
     cloudPublicKey: cloudKeys.publicKey,
     vaultPublicKey: vault.publicKey,
     paymentsPerSecond: options.rate,
+    keepaliveSeconds: keepalive,
+    pingTimeoutMs: pingTimeout,
   });
   const cloud = await CloudCore.start({
     brokerUrl: brokerUrls[0] ?? '',

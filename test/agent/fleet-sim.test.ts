@@ -88,5 +88,13 @@ describe('fleet simulator', () => {
       code: 'POS501',
       message: expect.stringMatching(/--broker http:\/\/x is not mqtt/),
     });
+    await expect(simFleet({ ...base, keepalive: 0 }, out)).rejects.toMatchObject({
+      code: 'POS501',
+      message: expect.stringMatching(/--keepalive must be whole seconds 1–1200/),
+    });
+    await expect(simFleet({ ...base, pingTimeout: 5 }, out)).rejects.toMatchObject({
+      code: 'POS501',
+      message: expect.stringMatching(/--ping-timeout must be whole milliseconds/),
+    });
   });
 });
