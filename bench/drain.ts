@@ -45,7 +45,8 @@ export interface CloudChild {
 /**
  * Starts the cloud core simulator in a child process (bench/cloud-child.ts), connected to
  * `brokerUrl` and subscribed, with `deviceId` registered: the drain rows and the HTTP bench's
- * online payments run against it, so its CPU is not charged to the agent's process.
+ * online payments run against it, so its CPU is not charged to the agent's process. With
+ * `BENCH_CHILD_PROF=DIR` in the environment the child writes a V8 CPU profile into DIR.
  *
  * @throws Error when the child fails to start or exits.
  */
@@ -57,7 +58,16 @@ export async function startCloudChild(options: {
   keys: { devicePublicKey: Uint8Array; cloudSecretKey: Uint8Array; vaultSecretKey: Uint8Array };
   openSealed: boolean;
 }): Promise<CloudChild> {
-  const child = fork(new URL('./cloud-child.js', import.meta.url), [], { stdio: 'inherit' });
+  // BENCH_CHILD_PROF=DIR: the child also writes a V8 CPU profile (`--cpu-prof`) into DIR, where
+  // the cloud core's time per record goes.
+  const profileDir = process.env.BENCH_CHILD_PROF;
+  const child = fork(new URL('./cloud-child.js', import.meta.url), [], {
+    stdio: 'inherit',
+    execArgv:
+      profileDir === undefined || profileDir === ''
+        ? []
+        : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
+  });
   const b64 = (key: Uint8Array): string => Buffer.from(key).toString('base64');
   const next = (): Promise<CloudChildMessage> =>
     new Promise((resolve, reject) => {
