@@ -206,6 +206,8 @@ export interface AgentRun {
    * broker too (it shares the process); Mosquitto's and the cloud core's are not in it.
    */
   processCpuMs: number;
+  /** The system (kernel) part of {@link processCpuMs}: socket and file writes, fsync, ms. */
+  processSystemMs: number;
   /** CPU time (user + system) of the cloud core simulator's child process during the run, ms. */
   cloudCpuMs: number;
 }
@@ -352,6 +354,7 @@ async function drainThroughAgent(
       recordsPerBatch: payments / Math.max(1, w.batches),
       startMs,
       processCpuMs: (cpu.user + cpu.system) / 1000,
+      processSystemMs: cpu.system / 1000,
       cloudCpuMs,
     };
   } finally {
