@@ -12,7 +12,8 @@
  *   `startAgent` on; not the seeding) to FILE (.cpuprofile, for Chrome DevTools or a script).
  * - `DRAIN_SEEDED=DIR` keeps the seeded template and its keys in DIR and reuses them.
  * - `BENCH_CHILD_PROF=DIR` also profiles the cloud core's child (bench/drain.ts).
- * - `DRAIN_ACK_TIMEOUT_MS=N` sets the agent's `sync.ackTimeoutMs` (e.g. 600000 under valgrind).
+ * - `DRAIN_ACK_TIMEOUT_MS=N` sets the agent's `sync.ackTimeoutMs` (e.g. 600000 under valgrind)
+ *   and the longest keep-alive, so a slow run neither resends nor reconnects.
  * - `DRAIN_OPEN_SEALED=1` lets the cloud core open each sealed card (the full path).
  * With Mosquitto (the default when installed) the broker's CPU is in neither figure.
  */
@@ -120,7 +121,10 @@ try {
     // Under valgrind the agent runs ~50 times slower: acks would time out and batches be resent.
     ...(process.env.DRAIN_ACK_TIMEOUT_MS === undefined
       ? {}
-      : { sync: { ackTimeoutMs: Number(process.env.DRAIN_ACK_TIMEOUT_MS) } }),
+      : {
+          sync: { ackTimeoutMs: Number(process.env.DRAIN_ACK_TIMEOUT_MS) },
+          broker: { keepaliveSeconds: 1200, pingTimeoutMs: 60_000 },
+        }),
   });
   if (inspector !== undefined && profFile !== undefined) {
     const { profile } = await inspector.post('Profiler.stop');
@@ -131,7 +135,7 @@ try {
   console.log(
     `${broker.name}: ${run.payments} payments in ${run.ms.toFixed(0)} ms = ` +
       `${run.perSecond.toFixed(0)}/s, ${run.recordsPerBatch.toFixed(0)} records/batch, ` +
-      `${run.resends} resends; CPU µs per record: agent process ${us(run.processCpuMs)} ` +
+      `${run.resends} resends, ${run.ackCommits} ack commits; CPU µs per record: agent process ${us(run.processCpuMs)} ` +
       `(kernel ${us(run.processSystemMs)}), ` +
       `cloud core ${us(run.cloudCpuMs)} (seeded in ${(seedMs / 1000).toFixed(1)} s)`,
   );

@@ -197,6 +197,8 @@ export interface AgentRun {
   batches: number;
   publishes: number;
   resends: number;
+  /** Commits of acks (`applyAcks` calls): fewer than batches when acks share a commit. */
+  ackCommits: number;
   /** Mean records per batch. */
   recordsPerBatch: number;
   /** Wall time of `startAgent` on the seeded store (before the clock of the drain starts), ms. */
@@ -239,6 +241,8 @@ export async function agentDrain(options: {
    * 'aws-iot-core' }`; default: the agent's defaults (128 KiB batches, 16 in flight).
    */
   sync?: Record<string, unknown>;
+  /** More of the agent's `broker` config section, e.g. `{ keepaliveSeconds: 600 }` under valgrind. */
+  broker?: Record<string, unknown>;
 }): Promise<AgentRun> {
   const dataDir = path.join(options.dir, `drain-${options.run}`);
   mkdirSync(dataDir, { recursive: true });
@@ -284,6 +288,7 @@ async function drainThroughAgent(
       urls: [`mqtt://127.0.0.1:${await freePort()}`, url],
       reconnectPeriodMs: 300,
       development: true,
+      ...options.broker,
     },
     api: { port: 0 },
     log: { level: 'info' },
@@ -351,6 +356,7 @@ async function drainThroughAgent(
       batches: w.batches,
       publishes: w.publishes,
       resends: w.resends,
+      ackCommits: w.ackCommits,
       recordsPerBatch: payments / Math.max(1, w.batches),
       startMs,
       processCpuMs: (cpu.user + cpu.system) / 1000,
