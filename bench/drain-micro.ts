@@ -24,7 +24,11 @@ import {
 const records = Number(process.argv[2] ?? 20_000);
 const batch = Number(process.argv[3] ?? 180);
 const keys = makeKeys();
-const dir = tempDir('pos-drain-micro-', templateDir(tempDir('pos-drain-micro-fallback-')));
+// The run's directory, inside a template directory (RAM disk when there is one) whose fallback is
+// on the disk: all three are removed at the end (they were left behind, empty, after every run).
+const fallback = tempDir('drain-micro-fallback');
+const parent = templateDir(fallback);
+const dir = tempDir('drain-micro', parent);
 // DRAIN_TEMPLATE=FILE keeps the seeded database there and reuses it, so a run under
 // `valgrind --tool=callgrind` counts the drain and not the seeding (compare against a run with
 // DRAIN_LIMIT=0 for node's own start-up).
@@ -75,6 +79,8 @@ try {
 } finally {
   store.close();
   removeDir(dir);
+  removeDir(parent);
+  removeDir(fallback);
 }
 const per = (us: number): string => (us / done).toFixed(1);
 console.log(

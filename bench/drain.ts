@@ -45,7 +45,8 @@ export interface CloudChild {
 /**
  * Starts the cloud core simulator in a child process (bench/cloud-child.ts), connected to
  * `brokerUrl` and subscribed, with `deviceId` registered: the drain rows and the HTTP bench's
- * online payments run against it, so its CPU is not charged to the agent's process.
+ * online payments run against it, so its CPU is not charged to the agent's process. With
+ * `BENCH_CHILD_PROF=DIR` in the environment the child writes a V8 CPU profile into DIR.
  *
  * @throws Error when the child fails to start or exits.
  */
@@ -57,7 +58,16 @@ export async function startCloudChild(options: {
   keys: { devicePublicKey: Uint8Array; cloudSecretKey: Uint8Array; vaultSecretKey: Uint8Array };
   openSealed: boolean;
 }): Promise<CloudChild> {
-  const child = fork(new URL('./cloud-child.js', import.meta.url), [], { stdio: 'inherit' });
+  // BENCH_CHILD_PROF=DIR: the child also writes a V8 CPU profile (`--cpu-prof`) into DIR, where
+  // the cloud core's time per record goes.
+  const profileDir = process.env.BENCH_CHILD_PROF;
+  const child = fork(new URL('./cloud-child.js', import.meta.url), [], {
+    stdio: 'inherit',
+    execArgv:
+      profileDir === undefined || profileDir === ''
+        ? []
+        : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
+  });
   const b64 = (key: Uint8Array): string => Buffer.from(key).toString('base64');
   const next = (): Promise<CloudChildMessage> =>
     new Promise((resolve, reject) => {
@@ -187,6 +197,8 @@ export interface AgentRun {
   batches: number;
   publishes: number;
   resends: number;
+  /** Commits of acks (`applyAcks` calls): fewer than batches when acks share a commit. */
+  ackCommits: number;
   /** Mean records per batch. */
   recordsPerBatch: number;
   /** Wall time of `startAgent` on the seeded store (before the clock of the drain starts), ms. */
@@ -196,6 +208,8 @@ export interface AgentRun {
    * broker too (it shares the process); Mosquitto's and the cloud core's are not in it.
    */
   processCpuMs: number;
+  /** The system (kernel) part of {@link processCpuMs}: socket and file writes, fsync, ms. */
+  processSystemMs: number;
   /** CPU time (user + system) of the cloud core simulator's child process during the run, ms. */
   cloudCpuMs: number;
 }
@@ -227,6 +241,8 @@ export async function agentDrain(options: {
    * 'aws-iot-core' }`; default: the agent's defaults (128 KiB batches, 16 in flight).
    */
   sync?: Record<string, unknown>;
+  /** More of the agent's `broker` config section, e.g. `{ keepaliveSeconds: 600 }` under valgrind. */
+  broker?: Record<string, unknown>;
 }): Promise<AgentRun> {
   const dataDir = path.join(options.dir, `drain-${options.run}`);
   mkdirSync(dataDir, { recursive: true });
@@ -272,6 +288,7 @@ async function drainThroughAgent(
       urls: [`mqtt://127.0.0.1:${await freePort()}`, url],
       reconnectPeriodMs: 300,
       development: true,
+      ...options.broker,
     },
     api: { port: 0 },
     log: { level: 'info' },
@@ -339,9 +356,11 @@ async function drainThroughAgent(
       batches: w.batches,
       publishes: w.publishes,
       resends: w.resends,
+      ackCommits: w.ackCommits,
       recordsPerBatch: payments / Math.max(1, w.batches),
       startMs,
       processCpuMs: (cpu.user + cpu.system) / 1000,
+      processSystemMs: cpu.system / 1000,
       cloudCpuMs,
     };
   } finally {

@@ -297,6 +297,7 @@ export class DrainLoop {
     if (queued.length === 0) return;
     const results = queued.flatMap((q) => q.results);
     let ok = true;
+    this.#d.stats.ackCommits += 1;
     try {
       this.#d.source.applyAcks(
         results,

@@ -170,6 +170,28 @@ export function signBody(body: string, signer: EnvelopeSigner): Buffer {
 }
 
 /**
+ * {@link signBody} for a body whose JSON-escaped text (the inside of a JSON string, without the
+ * quotes: `JSON.stringify(body).slice(1, -1)`) the caller already has: the same bytes, without
+ * escaping the body again. The sync worker packs 128 KiB batches from records it escaped one by
+ * one to measure them; escaping is per character, so the pieces joined are the escaped body.
+ *
+ * @param escapedBody — exactly `JSON.stringify(body).slice(1, -1)`; anything else makes an
+ *   envelope whose signature does not verify (the receiver refuses it, POS311).
+ * @throws AgentError POS315 for a bad key.
+ */
+export function signBodyEscaped(body: string, escapedBody: string, signer: EnvelopeSigner): Buffer {
+  checkSecretKey(signer.secretKey);
+  const sig = ed25519Sign(Buffer.from(body, 'utf8'), signer.secretKey);
+  // JSON.stringify of { v, kid, body, sig } writes these bytes, in this order (see signBody).
+  const kid = signerKeyId(signer);
+  return Buffer.from(
+    `{"v":${ENVELOPE_VERSION},"kid":${JSON.stringify(kid)},"body":"${escapedBody}",` +
+      `"sig":"${Buffer.from(sig).toString('base64')}"}`,
+    'utf8',
+  );
+}
+
+/**
  * Byte length of the envelope that {@link signBody} makes for a body whose JSON-escaped UTF-8
  * length is `escapedBodyBytes` (see {@link escapedJsonBytes}); exact, without signing.
  */

@@ -15,7 +15,7 @@ import {
   envelopeBytesFor,
   escapedJsonBytes,
   issuesText,
-  signBody,
+  signBodyEscaped,
   signerKeyId,
 } from './envelope.js';
 import { syncError } from './errors.js';
@@ -86,10 +86,15 @@ export function packBatch(
   const kid = signerKeyId(options.signer);
   const head = `{"batch":${JSON.stringify(options.batchId)},"records":[`;
   const tail = ']}';
+  const escapedHead = JSON.stringify(head).slice(1, -1);
+  const escapedTail = JSON.stringify(tail).slice(1, -1);
   const fixed = envelopeBytesFor(escapedJsonBytes(head) + escapedJsonBytes(tail), kid);
   const maxRecords = options.maxRecords ?? Number.POSITIVE_INFINITY;
   const records: UplinkRecord[] = [];
   const texts: string[] = [];
+  // Each record's text as the inside of a JSON string: measured here, and the envelope's `body`
+  // is these pieces joined, so the 128 KiB body is not escaped a second time (signBodyEscaped).
+  const escaped: string[] = [];
   const refused: AckResult[] = [];
   const stripped = new Set<string>();
   let total = fixed;
@@ -111,7 +116,8 @@ export function packBatch(
       continue;
     }
     const text = JSON.stringify(parsed.data);
-    const bytes = escapedJsonBytes(text);
+    const quoted = JSON.stringify(text);
+    const bytes = Buffer.byteLength(quoted, 'utf8') - 2;
     if (fixed + bytes > options.maxMessageBytes) {
       refused.push({
         key,
@@ -129,11 +135,16 @@ export function packBatch(
     total += added;
     records.push(parsed.data);
     texts.push(text);
+    escaped.push(quoted.slice(1, -1));
   }
   if (records.length === 0) {
     return { payload: Buffer.alloc(0), records, refused, stripped: [...stripped], full };
   }
-  const payload = signBody(`${head}${texts.join(',')}${tail}`, options.signer);
+  const payload = signBodyEscaped(
+    `${head}${texts.join(',')}${tail}`,
+    `${escapedHead}${escaped.join(',')}${escapedTail}`,
+    options.signer,
+  );
   if (payload.length !== total || payload.length > options.maxMessageBytes) {
     // A bug in the size arithmetic must not put an over-limit message on the wire.
     throw syncError(

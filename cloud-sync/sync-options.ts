@@ -126,6 +126,8 @@ export interface SyncWorkerStats {
   batches: number;
   /** Ack results applied to the source. */
   acksApplied: number;
+  /** Calls of the source's `applyAcks` for acks (commits): acks arriving together share one. */
+  ackCommits: number;
   /** Records refused locally (schema, size) and applied as rejected. */
   refusedLocally: number;
   /** Downlinks refused (bad envelope, signature, key id, schema, expired/replayed command). */

@@ -125,6 +125,7 @@ export class SyncWorker extends EventEmitter<SyncWorkerEvents> {
     pubacks: 0,
     batches: 0,
     acksApplied: 0,
+    ackCommits: 0,
     refusedLocally: 0,
     rejectedDownlinks: 0,
     unknownBatchAcks: 0,

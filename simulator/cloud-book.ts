@@ -308,6 +308,15 @@ export class CloudBook {
   }
 
   /**
+   * Applies the records of one `up/records` message in order ({@link applyRecord} each), their
+   * ledger writes in ONE commit: the message's acks go out after it, as before, but a ledger file
+   * takes one fsync per message instead of one or two per record.
+   */
+  applyRecords(deviceId: string, records: readonly UplinkRecord[]): AckResult[] {
+    return this.#ledger.transaction(() => records.map((r) => this.applyRecord(deviceId, r)));
+  }
+
+  /**
    * Applies one record of `up/records` once by its key and returns its ack result: a payment is
    * decided and booked, a void undoes a payment, a batch record is answered with the ledger's
    * totals for the batch. A resent key is answered `duplicate` with the original effect.

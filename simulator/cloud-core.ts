@@ -396,8 +396,7 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
         : SETTLED;
     }
     this.#counters.batches += 1;
-    const results: AckResult[] = [];
-    for (const record of batch.records) results.push(this.#book.applyRecord(deviceId, record));
+    const results = this.#book.applyRecords(deviceId, batch.records);
     this.emit('batch', { deviceId, batch: batch.batch, results });
     return this.#sendAcks(deviceId, { batch: batch.batch, results });
   }

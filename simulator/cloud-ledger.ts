@@ -8,9 +8,10 @@
  * voids  (key TEXT PRIMARY KEY, result TEXT)  the answer given to a void record, as JSON
  * batches(key TEXT PRIMARY KEY, answer TEXT)  the answer given to a batch record (issue 17)
  * ```
- * Every change is written through at once with `synchronous=FULL` (before the cloud core
- * answers), as a real cloud's ledger commits before it acknowledges. Without a file the ledger
- * lives in memory only (fast tests and the benchmark).
+ * Every change is written through with `synchronous=FULL` before the cloud core answers, as a
+ * real cloud's ledger commits before it acknowledges: the changes a whole `up/records` message
+ * makes share ONE commit ({@link CloudLedger.transaction}), not one (and an fsync) per write.
+ * Without a file the ledger lives in memory only (fast tests and the benchmark).
  *
  * The simulator is the one place outside store-forward/ allowed better-sqlite3 (eslint.config.js):
  * it stands in for the cloud's own database, not for the agent's store.
@@ -134,6 +135,7 @@ export class CloudLedger<E, R, B = unknown> {
   readonly voids: DurableMap<R>;
   readonly batches: DurableMap<B>;
   #db: Database.Database | undefined;
+  #tx: Database.Transaction<(fn: () => unknown) => unknown> | undefined;
 
   /**
    * Opens (creates) the ledger in `file`, or an in-memory one when `file` is undefined.
@@ -179,6 +181,19 @@ export class CloudLedger<E, R, B = unknown> {
     this.voids = new DurableMap<R>(access('voids', 'result'), shared);
     this.batches = new DurableMap<B>(access('batches', 'answer'), shared);
     this.#db = db;
+    this.#tx = db.transaction((fn: () => unknown) => fn());
+  }
+
+  /**
+   * Runs `fn` in one `BEGIN IMMEDIATE` transaction of the ledger file, committed (FULL) before it
+   * returns: every write `fn` makes is durable together, or (when `fn` throws) none is in the
+   * file. The memory copy of an unshared ledger keeps what `fn` set before it threw (nothing was
+   * answered for it; a resend books it again after a restart). Without a file, just `fn()`.
+   * Nested calls join the outer transaction (a savepoint).
+   */
+  transaction<T>(fn: () => T): T {
+    if (this.#tx === undefined || this.#db?.open !== true) return fn();
+    return this.#tx.immediate(fn) as T;
   }
 
   /** Closes the file (an in-memory ledger has nothing to close). Idempotent. */

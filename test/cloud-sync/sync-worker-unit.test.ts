@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import nacl from 'tweetnacl';
 import { describe, expect, it } from 'vitest';
 import { CommandGuard } from '../../cloud-sync/commands.js';
-import { keyId, openEnvelope } from '../../cloud-sync/envelope.js';
+import { keyId, openEnvelope, signBody } from '../../cloud-sync/envelope.js';
 import { RecordsBatchSchema } from '../../cloud-sync/schemas.js';
 import { resendDelayMs } from '../../cloud-sync/batch-window.js';
 import { nextFetchLimit, packBatch } from '../../cloud-sync/pack.js';
@@ -77,6 +77,33 @@ describe('packBatch', () => {
         },
       ),
       { numRuns: 40 },
+    );
+  });
+
+  it('makes byte for byte the envelope signBody makes of the same body (the body escaped once, in pieces)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.string({ unit: 'grapheme', maxLength: 40 }), { minLength: 1, maxLength: 8 }),
+        fc.boolean(),
+        (references, trusted) => {
+          const records = references.map((reference, i) =>
+            makeRecord(i + 1, { payment: { ...makeRecord(i + 1).payment, reference } }),
+          );
+          const signer = { secretKey: device.secretKey };
+          const packed = packBatch(records, {
+            batchId: 'b-"\\-1',
+            signer,
+            maxMessageBytes: 1_000_000,
+            trusted,
+          });
+          const { body } = JSON.parse(packed.payload.toString('utf8')) as { body: string };
+          expect(packed.payload.equals(signBody(body, signer))).toBe(true);
+          expect(openEnvelope(packed.payload, { keys }, RecordsBatchSchema).records).toHaveLength(
+            records.length,
+          );
+        },
+      ),
+      { numRuns: 60 },
     );
   });
 

@@ -157,6 +157,11 @@ for (const kind of brokers) {
       }
       expect(seqs).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
       expect(worker.stats().maxInFlightSeen).toBeLessThanOrEqual(4);
+      // Every result applied once, in at least one and at most one commit per batch.
+      const { acksApplied, ackCommits, batches } = worker.stats();
+      expect(acksApplied).toBe(500);
+      expect(ackCommits).toBeGreaterThanOrEqual(1);
+      expect(ackCommits).toBeLessThanOrEqual(batches);
       // After the first (full) batch the worker asks only for about what fits, not 1000 rows.
       expect(outbox.limits[0]).toBe(1000);
       expect(Math.max(...outbox.limits.slice(1))).toBeLessThan(100);

@@ -63,6 +63,8 @@ describe('late outcomes', () => {
   });
 
   it('a payment approved offline that the issuer declines ends reversed, with no charge', async () => {
+    const prompts: { kind: string; idempotencyKey: string }[] = [];
+    rig.agent.payments.on('prompt', (prompt) => prompts.push(prompt));
     await rig.broker.stop();
     await rig.waitFor(() => !rig.agent.worker.online);
     const { json } = await rig.pay('late-decl-0001', { amount: 1500, currency: 'EUR' }, 'declined');
@@ -81,5 +83,10 @@ describe('late outcomes', () => {
     expect(rig.cloud.charges()).toEqual([]);
     expect(rig.agent.store.offlineExposure().count).toBe(0);
     expect(rig.agent.store.checkProjection()).toMatchObject({ ok: true });
+    // Regression (issue 9): the acked listener reads back only the payments the cloud declined;
+    // the late decline must still reach the terminal as a `reversed` prompt.
+    expect(prompts.filter((p) => p.kind === 'reversed')).toEqual([
+      expect.objectContaining({ idempotencyKey: 'late-decl-0001' }),
+    ]);
   });
 });

@@ -145,3 +145,61 @@ describe('several cloud core instances on one shared ledger file (issue 16)', ()
     expect(b.applyRecord('shared-lane-1', record).status).toBe('accepted');
   });
 });
+
+describe('CloudLedger.transaction: one commit per up/records message (issue 9)', () => {
+  const ledgerDir = (): string => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pos-ledger-tx-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    return path.join(dir, 'ledger.db');
+  };
+
+  it('keeps a message’s bookings out of the file until they commit together', () => {
+    const file = ledgerDir();
+    const writer = new CloudLedger<{ n: number }, unknown>(file, { shared: true });
+    const reader = new CloudLedger<{ n: number }, unknown>(file, { shared: true });
+    cleanups.push(
+      () => writer.close(),
+      () => reader.close(),
+    );
+    writer.transaction(() => {
+      writer.entries.set('k1', { n: 1 });
+      writer.entries.set('k2', { n: 2 });
+      // Not committed yet: another connection does not see them.
+      expect(reader.entries.get('k1')).toBeUndefined();
+    });
+    expect(reader.entries.get('k1')).toEqual({ n: 1 });
+    expect(reader.entries.get('k2')).toEqual({ n: 2 });
+  });
+
+  it('writes none of a message’s bookings when it fails half way', () => {
+    const file = ledgerDir();
+    const ledger = new CloudLedger<{ n: number }, unknown>(file);
+    cleanups.push(() => ledger.close());
+    expect(() =>
+      ledger.transaction(() => {
+        ledger.entries.set('k3', { n: 3 });
+        throw new Error('fails half way');
+      }),
+    ).toThrow('fails half way');
+    const reopened = new CloudLedger<{ n: number }, unknown>(file);
+    cleanups.push(() => reopened.close());
+    expect(reopened.entries.has('k3')).toBe(false);
+  });
+
+  it('CloudBook.applyRecords books every record of a message, durable for a new instance', () => {
+    const file = ledgerDir();
+    const book = new CloudBook({ ledgerFile: file });
+    cleanups.push(() => book.close());
+    const records = [makeRecord(1), makeRecord(2), makeRecord(3)];
+    const results = book.applyRecords('batch-lane-1', records);
+    expect(results.map((r) => [r.key, r.status])).toEqual(records.map((r) => [r.key, 'accepted']));
+    const restarted = new CloudBook({ ledgerFile: file });
+    cleanups.push(() => restarted.close());
+    expect(restarted.applyRecords('batch-lane-1', records).map((r) => r.status)).toEqual([
+      'duplicate',
+      'duplicate',
+      'duplicate',
+    ]);
+    expect(restarted.charges().sort()).toEqual(records.map((r) => r.key).sort());
+  });
+});
