@@ -30,6 +30,7 @@
 #                      per node with mutual TLS, the client certificate's CN as the username
 #                      (mqtt.ssl_cert_login), and no anonymous login
 #   POS_RMQ_USER       the user the nodes run as when started by root, default rabbitmq
+#   POS_RMQ_START_TIMEOUT  seconds a node may take to report running, default 300
 #
 # Users (vhost /): `cloud-core` (password `cloud-core`, may read and write every topic) for the
 # cloud core: it may configure, read and write only queues named cloud-core* (its AMQP quorum
@@ -46,6 +47,7 @@ DIR=${POS_RMQ_DIR:-/tmp/pos-rmq-cluster}
 BASE=${POS_RMQ_PORT_BASE:-35600}
 TLS_DIR=${POS_RMQ_TLS_DIR:-}
 RUN_AS=${POS_RMQ_USER:-rabbitmq}
+START_TIMEOUT=${POS_RMQ_START_TIMEOUT:-300}
 RMQ_BIN=/usr/lib/rabbitmq/bin
 EPMD_PORT=$((BASE + 9))
 HOST=localhost
@@ -157,8 +159,12 @@ start_node() {
   # soft limit to its hard one first.
   as_node "$n" bash -c 'ulimit -n "$(ulimit -Hn)"; exec "$0"' "$RMQ_BIN/rabbitmq-server" >"$DIR/n$n/log/console.log" 2>&1 </dev/null &
   disown || true
-  ctl "$n" wait "$DIR/n$n/pid" --timeout 120 >/dev/null ||
-    die "node $n did not start; see $DIR/n$n/log/"
+  # A restarted node recovers every quorum queue (a fleet's sessions) before it reports running:
+  # give it longer than a first boot.
+  ctl "$n" wait "$DIR/n$n/pid" --timeout "$START_TIMEOUT" >/dev/null || {
+    tail -n 20 "$DIR/n$n/log/$(nodename "$n").log" "$DIR/n$n/log/console.log" >&2 2>/dev/null || true
+    die "node $n did not start within $START_TIMEOUT s; see $DIR/n$n/log/"
+  }
 }
 
 node_running() {

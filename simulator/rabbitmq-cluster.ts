@@ -91,7 +91,7 @@ export async function startRabbitCluster(
     ...(options.tlsDir === undefined ? {} : { POS_RMQ_TLS_DIR: options.tlsDir }),
   };
   const script = (...args: string[]): Promise<{ stdout: string }> =>
-    run('bash', [CLUSTER_SCRIPT, ...args], { env, timeout: 300_000 });
+    run('bash', [CLUSTER_SCRIPT, ...args], { env, timeout: 900_000 });
   try {
     await script('start');
   } catch (error) {
