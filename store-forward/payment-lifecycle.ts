@@ -250,7 +250,7 @@ export class PaymentLifecycle {
       const current = this.#current(paymentId);
       const decision = decideOffline(
         policy,
-        readOfflineExposure(this.#k),
+        readOfflineExposure(this.#k, { withDeadline: false }),
         current.amountMinor,
         current.currency,
       );

@@ -41,7 +41,11 @@ import type {
   StoredEvent,
   UplinkRecord,
 } from './model.js';
-import { readDeadlineWarnings, readOfflineExposure } from './offline-exposure.js';
+import {
+  checkOfflineExposure,
+  readDeadlineWarnings,
+  readOfflineExposure,
+} from './offline-exposure.js';
 import type { OfflineDecision, OfflineExposure, OfflinePolicy } from './offline-policy.js';
 import { SqliteOutbox, type DeadRecord } from './outbox.js';
 import { PaymentDrafts } from './payment-drafts.js';
@@ -134,7 +138,10 @@ export class PaymentStore {
     this.outbox = new SqliteOutbox(kernel);
     this.batches = new BatchBook(kernel, this.outbox);
     this.outbox.addKind(this.batches);
-    this.integrity = new StoreIntegrity(kernel, [() => this.batches.checkProjection()]);
+    this.integrity = new StoreIntegrity(kernel, [
+      () => this.batches.checkProjection(),
+      () => checkOfflineExposure(kernel),
+    ]);
     const drafts = new PaymentDrafts();
     this.#lifecycle = new PaymentLifecycle(kernel, this.outbox, drafts, deadlineMs);
     this.#queries = new PaymentQueries(kernel, drafts, this.integrity);
