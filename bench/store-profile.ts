@@ -71,6 +71,7 @@ function main(): void {
     });
     store.recordCardRead(payment.id, input.card, { sealed: input.sealed });
     store.storeOffline(payment.id, POLICY, { ambiguous: false });
+    store.maintenance(); // the agent's timer between payments (bench/enqueue.ts does the same)
   };
   try {
     for (let b = 0; b < backlog; b++) offline();

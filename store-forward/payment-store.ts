@@ -441,13 +441,14 @@ export class PaymentStore {
   /**
    * Housekeeping off the payment and ack paths, for a timer (the agent: every second): when acks
    * deleted sealed card data since the last pass, checkpoints and truncates the WAL so its frames
-   * no longer hold it (PCI DSS 4.0.1 req. 3.3.1).
+   * no longer hold it (PCI DSS 4.0.1 req. 3.3.1); otherwise checkpoints when enough commits piled
+   * up (`StoreKernel.checkpointIfDue`), so payments' commits never pay for a checkpoint.
    *
    * @returns whether a checkpoint ran.
    * @throws AgentError POS207 SQLite could not checkpoint (tried again at the next pass).
    */
   maintenance(): boolean {
-    if (!this.outbox.walHoldsDeletedCardData) return false;
+    if (!this.outbox.walHoldsDeletedCardData) return this.#k.checkpointIfDue();
     this.#k.checkpointWal();
     this.outbox.walCheckpointed();
     return true;
