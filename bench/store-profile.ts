@@ -5,13 +5,14 @@
  * such commit writes against the bare better-sqlite3 single-row commit of the baseline.
  *
  * ```
- *  npm run build && node --cpu-prof dist/bench/store-profile.js [n] [dir] [backlog]
+ *  npm run build && node --cpu-prof dist/bench/store-profile.js [n] [dir] [backlog] [online]
  * ```
  *
  * Prints one JSON line: CPU µs per payment (user + system, process.cpuUsage), wall µs per
  * payment, WAL frames and bytes per payment and per bare row. `dir` defaults to a fresh temp
  * directory (use /dev/shm to take fsync out of the wall time). `backlog` (default 0) stores that
- * many unsettled offline payments first, as an outage would.
+ * many unsettled offline payments first, as an outage would. `online` times the online payment's
+ * store work instead (authorization_requested, then the approval: two commits).
  *
  * bench/ is a measurement tool outside the product layers (architecture.md §1); it imports
  * `better-sqlite3` directly for the baseline and for reading the WAL.
@@ -47,6 +48,7 @@ function main(): void {
   const n = Number(process.argv[2] ?? 2000);
   const dir = process.argv[3] ?? tempDir('store-profile');
   const backlog = Number(process.argv[4] ?? 0);
+  const mode = process.argv[5] === 'online' ? 'online' : 'offline';
   const tokens = makeCardTokens(makeKeys(), 16);
   const dbPath = path.join(dir, `agent-${process.pid}.db`);
   const barePath = path.join(dir, `bare-${process.pid}.db`);
@@ -73,12 +75,27 @@ function main(): void {
     store.storeOffline(payment.id, POLICY, { ambiguous: false });
     store.maintenance(); // the agent's timer between payments (bench/enqueue.ts does the same)
   };
+  const online = (): void => {
+    const input = newPayment(i, tokens[i % tokens.length] as (typeof tokens)[number]);
+    i += 1;
+    const { payment } = store.startPayment({
+      idempotencyKey: input.idempotencyKey,
+      amountMinor: input.amountMinor,
+      currency: input.currency,
+      offlineMode: 'prefer_online',
+    });
+    store.recordCardRead(payment.id, input.card, { sealed: input.sealed });
+    store.recordStep(payment.id, 'authorization_requested');
+    store.recordOnlineOutcome(payment.id, { outcome: 'approved', authCode: 'A1B2C3' });
+    store.maintenance();
+  };
+  const measured = mode === 'online' ? online : offline;
   try {
     for (let b = 0; b < backlog; b++) offline();
-    for (let w = 0; w < 200; w++) offline();
+    for (let w = 0; w < 200; w++) measured();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
-    for (let k = 0; k < n; k++) offline();
+    for (let k = 0; k < n; k++) measured();
     const wallUs = ((performance.now() - t0) * 1000) / n;
     const cpu = process.cpuUsage(cpu0);
     const cpuUs = (cpu.user + cpu.system) / n;
@@ -96,7 +113,7 @@ function main(): void {
     let frames = 0;
     let bareFrames = 0;
     for (let k = 0; k < samples; k++) {
-      frames += walFrames(`${dbPath}-wal`, side, offline);
+      frames += walFrames(`${dbPath}-wal`, side, measured);
       bareFrames += walFrames(`${barePath}-wal`, bareSide, () => insert.run(uuidv7(), blob));
     }
     side.close();
@@ -105,6 +122,7 @@ function main(): void {
     console.log(
       JSON.stringify({
         n,
+        mode,
         backlog,
         dir,
         payment: {

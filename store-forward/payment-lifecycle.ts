@@ -39,7 +39,12 @@ import { readOfflineExposure } from './offline-exposure.js';
 import { decideOffline, type OfflineDecision, type OfflinePolicy } from './offline-policy.js';
 import type { SqliteOutbox } from './outbox.js';
 import { PaymentDrafts, type DraftSecret } from './payment-drafts.js';
-import { assertSameParameters, refusePurgedKey, requirePaymentId } from './payment-rules.js';
+import {
+  assertSameParameters,
+  refusePurgedKey,
+  requirePayment,
+  requirePaymentId,
+} from './payment-rules.js';
 import { toPayment, type PaymentRow } from './rows.js';
 import { checkCardRead, checkNewPayment, checkPaymentStart, safeReason } from './validate.js';
 
@@ -369,8 +374,7 @@ export class PaymentLifecycle {
   #current(paymentId: string): Payment {
     const draft = this.#drafts.get(paymentId);
     if (draft !== undefined) return draft.payment;
-    const id = requirePaymentId(this.#k, paymentId);
-    return toPayment(this.#k.stmts.paymentById.get(id) as PaymentRow);
+    return requirePayment(this.#k, paymentId);
   }
 
   /**
@@ -381,7 +385,9 @@ export class PaymentLifecycle {
   #append(paymentId: string, type: EventType, at: string, data: Record<string, unknown>): Payment {
     const draft = this.#drafts.get(paymentId);
     if (draft === undefined) {
-      return this.#k.record(requirePaymentId(this.#k, paymentId), type, at, data);
+      // One read: the row is the `current` that record would otherwise read again.
+      const current = requirePayment(this.#k, paymentId);
+      return this.#k.record(current.id, type, at, data, current);
     }
     const payment = this.#k.recordNew(paymentId, [...draft.events, { type, at, data }]);
     if (draft.secret !== undefined && KEEPS_SEALED.includes(payment.state)) {
