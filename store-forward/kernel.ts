@@ -298,12 +298,12 @@ export class StoreKernel {
    * agent: a timer), so no payment's commit pays for copying and syncing other payments' pages,
    * which SQLite's own auto-checkpoint made every ~37th offline payment do.
    *
-   * @returns whether a checkpoint ran.
+   * @returns whether a checkpoint ran (false when the store is closed).
    * @throws AgentError POS207 SQLite could not checkpoint.
    */
   checkpointIfDue(): boolean {
-    this.#live();
-    if (this.#writesSinceCheckpoint < WAL_CHECKPOINT_WRITES) return false;
+    // Closed: close() checkpointed already (a maintenance timer may fire once after it).
+    if (this.#writesSinceCheckpoint < WAL_CHECKPOINT_WRITES || !this.db.open) return false;
     try {
       this.db.pragma('wal_checkpoint(PASSIVE)');
     } catch (error) {

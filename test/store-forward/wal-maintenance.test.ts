@@ -53,4 +53,14 @@ describe('WAL maintenance', () => {
       fx.close();
     }
   });
+  it('passes quietly when its timer fires after the store closed (close checkpointed already)', () => {
+    const fx = freshStore({ memory: true });
+    try {
+      for (let k = 0; k < WAL_CHECKPOINT_WRITES; k++) fx.store.createPayment(newPayment(`c-${k}`));
+      fx.store.close();
+      expect(fx.store.maintenance()).toBe(false);
+    } finally {
+      fx.close();
+    }
+  });
 });
