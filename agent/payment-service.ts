@@ -280,20 +280,26 @@ export class PaymentService extends EventEmitter {
     );
     // The outcome is committed: the POS app is answered now. The pad shows the result meanwhile;
     // its 51 (result shown, card removed) takes as long as the customer does, and the pad driver
-    // serializes the next payment's operations behind it.
-    void pad
-      .showResult(
-        payment.state === 'stored'
-          ? 'stored'
-          : payment.state === 'approved'
-            ? 'approved'
-            : 'declined',
-        padResultText(payment),
-      )
-      .catch((error: unknown) => {
-        // The outcome is committed; a display hiccup must not turn it into an error for the POS app.
-        log.warn({ err: error }, 'could not show the result on the PIN pad');
-      });
+    // serializes the next payment's operations behind it. The 50 frame goes out right after the
+    // answer is written (setImmediate runs after the microtasks that send it, before any next
+    // request can be read): its write to the pad's transport is not on the POS app's path
+    // (issue 9, the HTTP path).
+    const shown = payment;
+    setImmediate(() => {
+      void pad
+        .showResult(
+          shown.state === 'stored'
+            ? 'stored'
+            : shown.state === 'approved'
+              ? 'approved'
+              : 'declined',
+          padResultText(shown),
+        )
+        .catch((error: unknown) => {
+          // The outcome is committed; a display hiccup must not turn it into an error for the POS app.
+          log.warn({ err: error }, 'could not show the result on the PIN pad');
+        });
+    });
     return { payment, created: true };
   }
 

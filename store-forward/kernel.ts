@@ -42,6 +42,20 @@ export interface AckEventData {
   results: AckEntry[];
 }
 
+/**
+ * Committed write transactions after which {@link StoreKernel.checkpointIfDue} checkpoints: an
+ * offline payment's commit writes ~25 WAL pages, so 32 of them are ~800 pages, about SQLite's
+ * default auto-checkpoint of 1000 pages.
+ */
+export const WAL_CHECKPOINT_WRITES = 32;
+
+/**
+ * `PRAGMA wal_autocheckpoint` of the store's connection, in pages (4 KiB each: 40 MiB). SQLite
+ * checkpoints inside the commit that takes the WAL past it; maintenance checkpoints long before
+ * (every second in the agent), so this only bounds the WAL of a store nobody maintains.
+ */
+export const WAL_AUTOCHECKPOINT_PAGES = 10_000;
+
 /** The store kernel; see the file comment. One per database file per process. */
 export class StoreKernel {
   readonly db: SqliteDatabase;
@@ -57,6 +71,9 @@ export class StoreKernel {
     this.clock = clock;
     this.stmts = prepareStatements(db);
     this.#tx = db.transaction((fn: () => unknown) => fn());
+    // The checkpoint belongs to maintenance (checkpointIfDue), not to a payment's commit; this
+    // only bounds the WAL when no maintenance runs (see WAL_AUTOCHECKPOINT_PAGES).
+    if (!db.readonly) db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
   }
 
   /** The clock's now as ISO 8601 UTC. */
@@ -74,7 +91,9 @@ export class StoreKernel {
   write<T>(fn: () => T): T {
     this.#live();
     try {
-      return this.#tx.immediate(fn) as T;
+      const result = this.#tx.immediate(fn) as T;
+      this.#writesSinceCheckpoint += 1;
+      return result;
     } catch (error) {
       this.#rollbacks += 1;
       throw toAgentError(error);
@@ -268,7 +287,33 @@ export class StoreKernel {
     } catch (error) {
       throw toAgentError(error);
     }
+    this.#writesSinceCheckpoint = 0;
   }
+
+  /**
+   * Maintenance's checkpoint (issue 9): when {@link WAL_CHECKPOINT_WRITES} or more transactions
+   * committed since the last checkpoint, moves the WAL's content into the database file
+   * (`PASSIVE`: never waits for a reader; the WAL is then reused from its start, not truncated,
+   * so the next commits overwrite blocks the file already has). Run off the payment path (the
+   * agent: a timer), so no payment's commit pays for copying and syncing other payments' pages,
+   * which SQLite's own auto-checkpoint made every ~37th offline payment do.
+   *
+   * @returns whether a checkpoint ran (false when the store is closed).
+   * @throws AgentError POS207 SQLite could not checkpoint.
+   */
+  checkpointIfDue(): boolean {
+    // Closed: close() checkpointed already (a maintenance timer may fire once after it).
+    if (this.#writesSinceCheckpoint < WAL_CHECKPOINT_WRITES || !this.db.open) return false;
+    try {
+      this.db.pragma('wal_checkpoint(PASSIVE)');
+    } catch (error) {
+      throw toAgentError(error);
+    }
+    this.#writesSinceCheckpoint = 0;
+    return true;
+  }
+
+  #writesSinceCheckpoint = 0;
 
   /** Closes the connection (checkpointing the WAL). Harmless twice. */
   close(): void {

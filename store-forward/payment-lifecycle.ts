@@ -10,14 +10,22 @@
  *  recordStep(pin_requested) awaiting_pin │
  *  ───────────────────────────────────────┼──────────────────────────────────────────────────────
  *  offline:  storeOffline ────────────────► payment + card + its events + approval + outbox row  (1)
- *  online:   recordStep(authorization_requested) ► payment + card + events + sealed data     (1)
- *            recordOnlineOutcome ──────────► outcome (+ outbox row), sealed data deleted       (2)
+ *  online:   recordStep(authorization_requested) ► payment + card + events; sealed data held (1)
+ *            recordOnlineOutcome ──────────► outcome (+ outbox row); held sealed data dropped  (2)
+ *            storeOffline (ambiguous) ─────► payment_stored + outbox row + the held sealed data (2)
  *  declineLocally / recordStep(failed) / cancelPayment on a draft ► payment + its end          (1)
  * ```
  *
  * Every write runs in one `BEGIN IMMEDIATE` transaction committed with `synchronous=FULL`
  * before the method returns; the caller (the API) answers the POS app only after it. A draft is
  * forgotten once its first write committed; if that write fails, the draft stays as it was.
+ *
+ * The sealed card data of a payment being authorized online stays in memory, not on the disk
+ * (issue 9): the request carries it from memory, an approval or decline needs none, and after a
+ * crash recovery declines the payment with a void record, which needs none either. Only the
+ * fallback to offline after an ambiguous timeout (`storeOffline`) writes it, with the stored
+ * payment it belongs to. Two b-trees fewer in each of the online payment's two commits, and the
+ * sealed data of an online payment never reaches the WAL (PCI DSS 4.0.1 req. 3.3.1).
  */
 import { statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -39,7 +47,12 @@ import { readOfflineExposure } from './offline-exposure.js';
 import { decideOffline, type OfflineDecision, type OfflinePolicy } from './offline-policy.js';
 import type { SqliteOutbox } from './outbox.js';
 import { PaymentDrafts, type DraftSecret } from './payment-drafts.js';
-import { assertSameParameters, refusePurgedKey, requirePaymentId } from './payment-rules.js';
+import {
+  assertSameParameters,
+  refusePurgedKey,
+  requirePayment,
+  requirePaymentId,
+} from './payment-rules.js';
 import { toPayment, type PaymentRow } from './rows.js';
 import { checkCardRead, checkNewPayment, checkPaymentStart, safeReason } from './validate.js';
 
@@ -64,8 +77,11 @@ export interface RecoveryReport {
  */
 const MIN_FREE_BYTES = 256 * 1024;
 
-/** States whose payment still needs its sealed card data (the cloud has not authorized it yet). */
-const KEEPS_SEALED: readonly PaymentState[] = ['stored', 'authorizing'];
+/**
+ * The state whose payment keeps its sealed card data on the disk: stored, waiting for the cloud.
+ * An `authorizing` payment's is held in memory (see the file comment).
+ */
+const WRITES_SEALED: PaymentState = 'stored';
 
 /** The issuer's answer to an online authorization (`PaymentStore.recordOnlineOutcome`). */
 export type OnlineOutcome =
@@ -89,6 +105,8 @@ export class PaymentLifecycle {
   readonly #outbox: SqliteOutbox;
   readonly #drafts: PaymentDrafts;
   readonly #deadlineMs: number;
+  /** Sealed card data of the payments in `authorizing`, by payment id (see the file comment). */
+  readonly #held = new Map<string, DraftSecret>();
 
   /** @param deadlineMs — how long a stored payment may wait to reach the cloud, ms (> 0). */
   constructor(k: StoreKernel, outbox: SqliteOutbox, drafts: PaymentDrafts, deadlineMs: number) {
@@ -215,7 +233,11 @@ export class PaymentLifecycle {
     if (type === 'pin_requested' && this.#drafts.get(paymentId) !== undefined) {
       return this.#drafts.step(paymentId, { type, at, data: eventData });
     }
-    return this.#write(paymentId, () => this.#append(paymentId, type, at, eventData));
+    const secret = this.#drafts.get(paymentId)?.secret;
+    const payment = this.#write(paymentId, () => this.#append(paymentId, type, at, eventData));
+    // Held only once the request's intent is durable: a failed write keeps the draft instead.
+    if (payment.state === 'authorizing' && secret !== undefined) this.#held.set(payment.id, secret);
+    return payment;
   }
 
   /** See `PaymentStore.recordOnlineOutcome`. */
@@ -250,7 +272,7 @@ export class PaymentLifecycle {
       const current = this.#current(paymentId);
       const decision = decideOffline(
         policy,
-        readOfflineExposure(this.#k),
+        readOfflineExposure(this.#k, { withDeadline: false }),
         current.amountMinor,
         current.currency,
       );
@@ -265,6 +287,9 @@ export class PaymentLifecycle {
         forwardingDeadlineAt: isoAt(nowMs + this.#deadlineMs),
         ambiguous: options.ambiguous,
       });
+      // After an ambiguous online attempt: the sealed data held since its request goes with it.
+      const held = this.#held.get(current.id);
+      if (held !== undefined) this.#insertSealed(current.id, held, at);
       this.#outbox.queue(payment, 'payment', at);
       return { payment, decision };
     });
@@ -301,6 +326,7 @@ export class PaymentLifecycle {
    */
   discardDraft(paymentId: string): void {
     this.#drafts.delete(paymentId);
+    this.#held.delete(paymentId);
   }
 
   /** See `PaymentStore.recoverInterrupted`. */
@@ -369,8 +395,7 @@ export class PaymentLifecycle {
   #current(paymentId: string): Payment {
     const draft = this.#drafts.get(paymentId);
     if (draft !== undefined) return draft.payment;
-    const id = requirePaymentId(this.#k, paymentId);
-    return toPayment(this.#k.stmts.paymentById.get(id) as PaymentRow);
+    return requirePayment(this.#k, paymentId);
   }
 
   /**
@@ -381,19 +406,26 @@ export class PaymentLifecycle {
   #append(paymentId: string, type: EventType, at: string, data: Record<string, unknown>): Payment {
     const draft = this.#drafts.get(paymentId);
     if (draft === undefined) {
-      return this.#k.record(requirePaymentId(this.#k, paymentId), type, at, data);
+      // One read: the row is the `current` that record would otherwise read again.
+      const current = requirePayment(this.#k, paymentId);
+      return this.#k.record(current.id, type, at, data, current);
     }
     const payment = this.#k.recordNew(paymentId, [...draft.events, { type, at, data }]);
-    if (draft.secret !== undefined && KEEPS_SEALED.includes(payment.state)) {
+    if (draft.secret !== undefined && payment.state === WRITES_SEALED) {
       this.#insertSealed(paymentId, draft.secret, draft.cardReadAt ?? at);
     }
     return payment;
   }
 
-  /** One write of payment `paymentId`; its draft (if any) is forgotten once it committed. */
+  /**
+   * One write of payment `paymentId`; its draft (if any) is forgotten once it committed, and so
+   * is its held sealed data: every write of an `authorizing` payment ends that state
+   * (recordStep(authorization_requested) holds it again after this returns).
+   */
   #write<T>(paymentId: string, fn: () => T): T {
     const result = this.#k.write(fn);
     this.#drafts.delete(paymentId);
+    this.#held.delete(paymentId);
     return result;
   }
 

@@ -6,7 +6,7 @@
 import { storeError } from './errors.js';
 import type { StoreKernel } from './kernel.js';
 import type { NewPayment, Payment } from './model.js';
-import type { PaymentRow } from './rows.js';
+import { toPayment, type PaymentRow } from './rows.js';
 import type { PaymentStart } from './validate.js';
 
 /**
@@ -31,6 +31,20 @@ export function refusePurgedKey(k: StoreKernel, key: string): void {
  * @throws AgentError POS211 when there is none.
  */
 export function requirePaymentId(k: StoreKernel, paymentId: string): string {
+  return requireRow(k, paymentId).id;
+}
+
+/**
+ * The stored payment `paymentId` as its row says (in the caller's transaction): one read, for a
+ * command that changes it (`StoreKernel.record` takes it instead of reading it again).
+ *
+ * @throws AgentError POS211 when there is none.
+ */
+export function requirePayment(k: StoreKernel, paymentId: string): Payment {
+  return toPayment(requireRow(k, paymentId));
+}
+
+function requireRow(k: StoreKernel, paymentId: string): PaymentRow {
   const row = k.stmts.paymentById.get(paymentId) as PaymentRow | undefined;
   if (row === undefined) {
     throw storeError(
@@ -39,7 +53,7 @@ export function requirePaymentId(k: StoreKernel, paymentId: string): string {
       { details: { paymentId } },
     );
   }
-  return row.id;
+  return row;
 }
 
 /**

@@ -41,7 +41,11 @@ import type {
   StoredEvent,
   UplinkRecord,
 } from './model.js';
-import { readDeadlineWarnings, readOfflineExposure } from './offline-exposure.js';
+import {
+  checkOfflineExposure,
+  readDeadlineWarnings,
+  readOfflineExposure,
+} from './offline-exposure.js';
 import type { OfflineDecision, OfflineExposure, OfflinePolicy } from './offline-policy.js';
 import { SqliteOutbox, type DeadRecord } from './outbox.js';
 import { PaymentDrafts } from './payment-drafts.js';
@@ -134,7 +138,10 @@ export class PaymentStore {
     this.outbox = new SqliteOutbox(kernel);
     this.batches = new BatchBook(kernel, this.outbox);
     this.outbox.addKind(this.batches);
-    this.integrity = new StoreIntegrity(kernel, [() => this.batches.checkProjection()]);
+    this.integrity = new StoreIntegrity(kernel, [
+      () => this.batches.checkProjection(),
+      () => checkOfflineExposure(kernel),
+    ]);
     const drafts = new PaymentDrafts();
     this.#lifecycle = new PaymentLifecycle(kernel, this.outbox, drafts, deadlineMs);
     this.#queries = new PaymentQueries(kernel, drafts, this.integrity);
@@ -210,8 +217,8 @@ export class PaymentStore {
   /**
    * The card boundary handed out a token: `awaiting_card → card_read`. On a draft nothing is
    * written: the card and its sealed (or SRED) data are held with the draft until the decision,
-   * which writes the sealed data to `sealed_cards` only if the payment still needs it (stored,
-   * authorizing).
+   * which writes the sealed data to `sealed_cards` only if the payment is stored for the cloud;
+   * while it is authorized online the store holds it in memory (payment-lifecycle.ts).
    *
    * @throws AgentError POS211 unknown payment; POS212 not awaiting a card; POS213 a card field
    *   out of its rules.
@@ -243,8 +250,9 @@ export class PaymentStore {
   /**
    * The cloud answered the online authorization: `authorizing → approved` (approval `online`)
    * with a `payment` outbox record, so the cloud's ledger gets the record and its chain hash; or
-   * `→ declined` with the issuer's code. Either way the sealed card data is deleted now: the
-   * authorization is done (PCI DSS 4.0.1 req. 3.3.1).
+   * `→ declined` with the issuer's code. Either way the sealed card data held since the request
+   * is dropped (it was never written; a row an older agent wrote is deleted): the authorization
+   * is done (PCI DSS 4.0.1 req. 3.3.1).
    *
    * @throws AgentError POS211 unknown payment; POS212 not authorizing.
    */
@@ -257,7 +265,8 @@ export class PaymentStore {
    * never both take the last room under a cap: within the caps the payment goes to `stored`
    * (approval `offline`, its forwarding deadline from the store's `forwardingDeadlineHours`
    * option — not the policy's) with a `payment` outbox record; for a draft that one commit also
-   * holds the payment row, its card token, its earlier events and its sealed data. Over a cap it
+   * holds the payment row, its card token, its earlier events and its sealed data (after an
+   * ambiguous online attempt, the sealed data held since its request). Over a cap it
    * is declined locally with the cap's code — and when `ambiguous` (the online request may have
    * reached the cloud) a `void` record with the same idempotency key is queued, so the cloud
    * cancels whatever it approved.
@@ -434,13 +443,14 @@ export class PaymentStore {
   /**
    * Housekeeping off the payment and ack paths, for a timer (the agent: every second): when acks
    * deleted sealed card data since the last pass, checkpoints and truncates the WAL so its frames
-   * no longer hold it (PCI DSS 4.0.1 req. 3.3.1).
+   * no longer hold it (PCI DSS 4.0.1 req. 3.3.1); otherwise checkpoints when enough commits piled
+   * up (`StoreKernel.checkpointIfDue`), so payments' commits never pay for a checkpoint.
    *
    * @returns whether a checkpoint ran.
    * @throws AgentError POS207 SQLite could not checkpoint (tried again at the next pass).
    */
   maintenance(): boolean {
-    if (!this.outbox.walHoldsDeletedCardData) return false;
+    if (!this.outbox.walHoldsDeletedCardData) return this.#k.checkpointIfDue();
     this.#k.checkpointWal();
     this.outbox.walCheckpointed();
     return true;

@@ -32,14 +32,17 @@ export const SQL = {
   listPaymentsByState: `SELECT * FROM payments WHERE state = ? AND (created_at, id) < (?, ?)
     ORDER BY state DESC, created_at DESC, id DESC LIMIT ?`,
   paymentsPage: 'SELECT * FROM payments WHERE id > ? ORDER BY id LIMIT ?',
+  // The open batch is set here (index batches_one_open), so the trigger payments_join_open_batch
+  // (migration 5, for other writers) does not UPDATE the row it just inserted.
   insertPayment: `INSERT INTO payments (id, idempotency_key, amount_minor, currency, reference, state,
       card_token, card_first6, card_brand, card_last4, card_expiry_month, card_expiry_year,
       card_entry_mode, cardholder_name, auth_code, decline_code, reason, created_at, updated_at,
-      forwarding_deadline_at, approval, offline_mode)
+      forwarding_deadline_at, approval, offline_mode, batch_id)
     VALUES (@id, @idempotency_key, @amount_minor, @currency, @reference, @state,
       @card_token, @card_first6, @card_brand, @card_last4, @card_expiry_month, @card_expiry_year,
       @card_entry_mode, @cardholder_name, @auth_code, @decline_code, @reason, @created_at,
-      @updated_at, @forwarding_deadline_at, @approval, @offline_mode)`,
+      @updated_at, @forwarding_deadline_at, @approval, @offline_mode,
+      (SELECT id FROM batches WHERE state = 'open'))`,
   updatePayment: `UPDATE payments SET state = @state, card_token = @card_token,
       card_first6 = @card_first6, card_brand = @card_brand, card_last4 = @card_last4,
       card_expiry_month = @card_expiry_month, card_expiry_year = @card_expiry_year,
@@ -125,11 +128,19 @@ export const SQL = {
   outboxOfPayment: 'SELECT * FROM outbox WHERE payment_id = ? ORDER BY seq',
   paymentsInStates: `SELECT * FROM payments WHERE state IN (${sqlStates(IN_PROGRESS_STATES)})
     ORDER BY created_at`,
-  offlineExposure: `SELECT currency, count(*) AS n, sum(amount_minor) AS total,
-      min(forwarding_deadline_at) AS deadline
-    FROM payments WHERE approval = 'offline' AND state IN (${sqlStates(OFFLINE_OPEN_STATES)})
+  // The running total (migration 6, kept by triggers): a row per currency ever approved offline
+  // (n = 0 once all settled), whatever the backlog.
+  offlineExposure: 'SELECT currency, n, total_minor AS total FROM offline_exposure',
+  // The first entry of the partial index payments_offline_open (migration 6), not a scan.
+  offlineEarliestDeadline: `SELECT min(forwarding_deadline_at) AS deadline
+    FROM payments INDEXED BY payments_offline_open WHERE approval = 'offline' AND state IN (${sqlStates(OFFLINE_OPEN_STATES)})`,
+  // The exposure counted from the payments (the integrity pass compares it with the running
+  // total): reads only the partial index payments_offline_open, which covers it.
+  offlineExposureCounted: `SELECT currency, count(*) AS n, sum(amount_minor) AS total
+    FROM payments INDEXED BY payments_offline_open WHERE approval = 'offline' AND state IN (${sqlStates(OFFLINE_OPEN_STATES)})
     GROUP BY currency`,
-  deadlineWarnings: `SELECT * FROM payments WHERE approval = 'offline'
+  deadlineWarnings: `SELECT * FROM payments INDEXED BY payments_offline_open
+    WHERE approval = 'offline'
       AND state IN (${sqlStates(OFFLINE_OPEN_STATES)}) AND forwarding_deadline_at <= ?
     ORDER BY forwarding_deadline_at LIMIT 100`,
   setDead: "UPDATE outbox SET state = 'dead', dead_reason = ?, updated_at = ? WHERE key = ?",

@@ -119,6 +119,7 @@ describe('migrations', () => {
       'chain_checkpoints',
       'chain_head',
       'events',
+      'offline_exposure',
       'outbox',
       'outbox_counts',
       'payment_transitions',
