@@ -236,6 +236,13 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
 
   /** Declares the queue, binds it, and consumes; run by amqplib after every (re)connection. */
   async #setup(model: ChannelModel): Promise<void> {
+    // amqplib listens to a new connection's errors only once this setup has succeeded: a socket
+    // error meanwhile (ECONNRESET when the node dies while the queue is declared) would be
+    // thrown and end the process. Setup then fails and recovery tries again.
+    model.on('error', (error: Error) => {
+      this.#lastError = error;
+      this.#log.warn({ err: error }, 'cloud core AMQP connection error during set-up');
+    });
     const channel = await model.createConfirmChannel();
     const { queue, exchange, prefetch } = this.#options;
     // A channel closed by the broker (ACCESS_REFUSED, PRECONDITION_FAILED) emits `error` as

@@ -15,6 +15,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -309,6 +310,65 @@ describe.skipIf(!available)('cloud core instances as competing AMQP consumers (R
     // Why: the broker refused the queue (ACCESS_REFUSED), reported with the permissions to check.
     expect(codes).toContain('POS303');
   }, 30_000);
+
+  it('a connection reset while the link declares its queue is retried, not thrown', async () => {
+    // Regression: amqplib listens to a new connection's errors only after the set-up; a node
+    // dying during the set-up (queue.declare … basic.consume) threw ECONNRESET and ended the
+    // cloud core's process (seen in the 1,000-terminal fleet bench when node 2 was killed).
+    const node = new URL(cluster.amqpUrls[2] ?? '');
+    let resets = 0;
+    const proxy = createServer((client) => {
+      const upstream = connect(Number(node.port), node.hostname);
+      let first = resets === 0;
+      let buffered = Buffer.alloc(0);
+      client.on('data', (chunk: Buffer) => {
+        if (first) {
+          // The first connection is reset (RST) when the client sends basic.consume (AMQP 0-9-1
+          // method frame, class 60, method 20): the set-up is under way, the socket errors.
+          buffered = Buffer.concat([buffered, chunk]);
+          for (
+            let at = buffered.indexOf(1);
+            at >= 0 && at + 11 <= buffered.length;
+            at = buffered.indexOf(1, at + 1)
+          )
+            if (buffered.readUInt16BE(at + 7) === 60 && buffered.readUInt16BE(at + 9) === 20) {
+              first = false;
+              resets += 1;
+              client.resetAndDestroy();
+              upstream.destroy();
+              return;
+            }
+        }
+        upstream.write(chunk);
+      });
+      upstream.on('data', (chunk: Buffer) => client.write(chunk));
+      upstream.on('error', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+      client.on('close', () => upstream.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const port = (proxy.address() as AddressInfo).port;
+    const url = new URL(cluster.amqpUrls[2] ?? '');
+    url.port = String(port);
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown): void => void uncaught.push(error);
+    process.prependListener('uncaughtException', onUncaught);
+    try {
+      const core = await CloudCore.start({
+        amqp: { url: url.toString(), queue: 'cloud-core-reset' },
+        ledgerFile: path.join(dir, 'reset-ledger.db'),
+        signer: { secretKey: new Uint8Array(64) },
+        connectTimeoutMs: 20_000,
+      });
+      await core.stop();
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+    }
+    expect(resets).toBe(1);
+    expect(uncaught).toEqual([]);
+  }, 60_000);
 });
 
 /** Keys instance B booked (accepted) so far. */
