@@ -396,7 +396,15 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
         : SETTLED;
     }
     this.#counters.batches += 1;
-    const results = this.#book.applyRecords(deviceId, batch.records);
+    let results;
+    try {
+      results = this.#book.applyRecords(deviceId, batch.records);
+    } catch (error) {
+      // Nothing was booked (the ledger commit failed, e.g. SQLITE_BUSY between instances): not
+      // settled, so an AMQP delivery goes back to the queue; over MQTT the agent resends.
+      this.#log.warn({ err: error, deviceId }, 'cloud core ledger commit failed; not answered');
+      return Promise.resolve(false);
+    }
     this.emit('batch', { deviceId, batch: batch.batch, results });
     return this.#sendAcks(deviceId, { batch: batch.batch, results });
   }

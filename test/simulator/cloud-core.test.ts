@@ -3,6 +3,10 @@
  * with the drivers' real sealing code), dedupe with the original outcome, refusals, and the PCI
  * rule that it never logs a PAN.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
 import nacl from 'tweetnacl';
 import { afterEach, describe, expect, it } from 'vitest';
 import { keyId, openEnvelope, signBody, signEnvelope } from '../../cloud-sync/envelope.js';
@@ -36,7 +40,7 @@ function sealedRecord(seq: number, overrides: Partial<OutboxRecord> = {}): Outbo
   return makeRecord(seq, { sealed: sealed('4111111111111111'), ...overrides });
 }
 
-async function setup(options: { clock?: Clock } = {}) {
+async function setup(options: { clock?: Clock; ledgerFile?: string } = {}) {
   const broker = await EmbeddedBroker.start();
   cleanups.push(() => broker.stop());
   const cloudKeys = nacl.sign.keyPair();
@@ -50,6 +54,7 @@ async function setup(options: { clock?: Clock } = {}) {
     openSealed: (s) => openSealedCard(s, vault.secretKey),
     logger: { debug: log, info: log, warn: log, error: log },
     ...(options.clock === undefined ? {} : { clock: options.clock }),
+    ...(options.ledgerFile === undefined ? {} : { ledgerFile: options.ledgerFile }),
   });
   cleanups.push(() => cloud.stop());
   const device = nacl.sign.keyPair();
@@ -150,6 +155,32 @@ describe('CloudCore simulator', () => {
     expect(cloud.counters()).toMatchObject({ accepted: 2, duplicates: 2 });
     expect(cloud.keys()).toEqual([declined.key, makeRecord(2).key]);
   });
+
+  it('a ledger commit that fails answers nothing, so the batch is resent and booked once', async () => {
+    // Regression: the failure (SQLITE_BUSY after the 5 s busy timeout when another instance holds
+    // the shared ledger's write lock) was treated as a refused message and settled: an AMQP
+    // delivery was acknowledged with nothing booked.
+    const dir = mkdtempSync(path.join(tmpdir(), 'pos-cloud-busy-'));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const ledgerFile = path.join(dir, 'ledger.db');
+    const { cloud, acks, send, logLines } = await setup({ ledgerFile });
+    const other = new Database(ledgerFile);
+    other.exec('BEGIN IMMEDIATE');
+    await send('b1', [sealedRecord(1)]);
+    await waitFor(
+      () => logLines.some((l) => l.startsWith('cloud core ledger commit failed')),
+      'the failed commit',
+      10_000,
+    );
+    other.exec('ROLLBACK');
+    other.close();
+    expect(acks).toEqual([]);
+    expect(cloud.records().size).toBe(0);
+    await send('b1', [sealedRecord(1)]);
+    await waitFor(() => acks.length === 1, 'the ack of the resend');
+    expect(acks[0]?.results[0]).toMatchObject({ status: 'accepted' });
+    expect(cloud.counters()).toMatchObject({ accepted: 1, duplicates: 0 });
+  }, 20_000);
 
   it('refuses unsigned, unregistered and other-device signatures, without acking', async () => {
     const { cloud, acks, agent, t, send } = await setup();
