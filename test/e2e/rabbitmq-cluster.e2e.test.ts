@@ -166,8 +166,9 @@ describe.skipIf(missing.length > 0)(
       for (const n of [1, 2, 3]) {
         const pid = readFileSync(path.join(cluster.dir, `n${n}`, 'pid'), 'utf8').trim();
         const limits = readFileSync(`/proc/${pid}/limits`, 'utf8');
-        const soft = /^Max open files\s+(\d+)/m.exec(limits)?.[1];
-        expect(Number(soft), `node ${n}: ${limits}`).toBeGreaterThan(4096);
+        const [, soft, hard] = /^Max open files\s+(\d+)\s+(\d+)/m.exec(limits) ?? [];
+        expect(Number(soft), `node ${n}: ${limits}`).toBe(Number(hard));
+        expect(Number(soft), `node ${n}: ${limits}`).toBeGreaterThan(1024);
       }
     });
 
