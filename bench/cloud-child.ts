@@ -4,7 +4,9 @@
  * measuring). Started by bench/drain.ts with IPC; talks in {@link CloudChildMessage}s.
  *
  * Parent → child: `{ start: { brokerUrl, clientId, deviceId, devicePublicKey, cloudSecretKey,
- * vaultSecretKey, openSealed } }` (keys base64), then `{ counters: true }`, then `{ stop: true }`.
+ * vaultSecretKey, openSealed, … } }` (keys base64; the fleet bench adds `devices`, `brokerUrls`,
+ * `amqp` and `ledgerFile`), then `{ counters: true }`, then `{ stop: true }` (answered with the final counters). Keys travel over
+ * IPC, never on the command line (where `/proc/<pid>/cmdline` would show them).
  * Child → parent: `{ started: true }`, `{ counters: CloudCoreCounters, cpuMs }` (`cpuMs`: this
  * process's CPU time, user + system, since it answered `started`, ms), `{ error: string }`.
  */
@@ -23,6 +25,14 @@ export type CloudChildMessage =
         vaultSecretKey: string;
         /** Open sealed card data with the vault key (the simulator's default behaviour). */
         openSealed: boolean;
+        /** More devices to register: `[deviceId, base64 Ed25519 public key]` (the fleet). */
+        devices?: [string, string][];
+        /** The broker cluster's MQTT nodes (CloudCoreOptions.brokerUrls). */
+        brokerUrls?: string[];
+        /** AMQP mode (CloudCoreOptions.amqp): competing consumers of one quorum queue. */
+        amqp?: { url: string; urls: string[]; queue: string; prefetch: number };
+        /** The durable ledger file, shared by the instances (CloudCoreOptions.ledgerFile). */
+        ledgerFile?: string;
       };
     }
   | { counters: true }
@@ -46,14 +56,21 @@ process.on('message', (message: CloudChildMessage) => {
         const s = message.start;
         const vault = b64(s.vaultSecretKey);
         core = await CloudCore.start({
-          brokerUrl: s.brokerUrl,
+          ...(s.amqp === undefined ? { brokerUrl: s.brokerUrl } : { amqp: s.amqp }),
+          ...(s.brokerUrls === undefined ? {} : { brokerUrls: s.brokerUrls }),
+          ...(s.ledgerFile === undefined ? {} : { ledgerFile: s.ledgerFile }),
           clientId: s.clientId,
           signer: { secretKey: b64(s.cloudSecretKey) },
           ...(s.openSealed
             ? { openSealed: (sealed: string) => openSealedCard(sealed, vault) }
             : {}),
+          // Registered before the first message is consumed: a queued backlog is not refused.
+          devices: [
+            { deviceId: s.deviceId, publicKey: b64(s.devicePublicKey) },
+            ...(s.devices ?? []).map(([deviceId, key]) => ({ deviceId, publicKey: b64(key) })),
+          ],
+          connectTimeoutMs: 60_000,
         });
-        core.registerDevice(s.deviceId, b64(s.devicePublicKey));
         cpu0 = process.cpuUsage();
         send({ started: true });
       } else if ('counters' in message && message.counters === true) {
@@ -63,6 +80,11 @@ process.on('message', (message: CloudChildMessage) => {
         }
       } else if ('stop' in message) {
         await core?.stop();
+        // The final counters, read after the stop: records handled while it closed count too.
+        if (core !== undefined) {
+          const cpu = process.cpuUsage(cpu0);
+          send({ counters: core.counters(), cpuMs: (cpu.user + cpu.system) / 1000 });
+        }
         process.disconnect();
       }
     } catch (error) {

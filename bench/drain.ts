@@ -39,7 +39,11 @@ import { copyDurably, type BenchKeys } from './fixtures.js';
 export interface CloudChild {
   /** The core's counters and the child's CPU time (user + system) since it started, ms. */
   counters(): Promise<{ counters: CloudCoreCounters; cpuMs: number }>;
-  stop(): Promise<void>;
+  /**
+   * Stops the core and the child (SIGKILL after 15 s); resolves with the final counters, read
+   * after the core stopped, or undefined when the child had already exited.
+   */
+  stop(): Promise<{ counters: CloudCoreCounters; cpuMs: number } | undefined>;
 }
 
 /**
@@ -57,6 +61,14 @@ export async function startCloudChild(options: {
   /** The device's Ed25519 public key, the cloud's Ed25519 secret key, the vault's X25519 one. */
   keys: { devicePublicKey: Uint8Array; cloudSecretKey: Uint8Array; vaultSecretKey: Uint8Array };
   openSealed: boolean;
+  /** More devices to register, with their Ed25519 public keys (the fleet bench). */
+  devices?: ReadonlyMap<string, Uint8Array>;
+  /** The broker cluster's MQTT nodes. */
+  brokerUrls?: readonly string[];
+  /** AMQP mode: one of the competing consumers of `queue` (CloudCoreOptions.amqp). */
+  amqp?: { url: string; urls: readonly string[]; queue: string; prefetch: number };
+  /** The ledger file the instances share. */
+  ledgerFile?: string;
 }): Promise<CloudChild> {
   // BENCH_CHILD_PROF=DIR: the child also writes a V8 CPU profile (`--cpu-prof`) into DIR, where
   // the cloud core's time per record goes.
@@ -80,7 +92,11 @@ export async function startCloudChild(options: {
         else resolve(message);
       });
     });
-  const started = next();
+  const started = next().catch((error: unknown) => {
+    // Not started: do not leave the child running.
+    child.kill('SIGKILL');
+    throw error;
+  });
   child.send({
     start: {
       brokerUrl: options.brokerUrl,
@@ -90,6 +106,14 @@ export async function startCloudChild(options: {
       cloudSecretKey: b64(options.keys.cloudSecretKey),
       vaultSecretKey: b64(options.keys.vaultSecretKey),
       openSealed: options.openSealed,
+      ...(options.devices === undefined
+        ? {}
+        : { devices: [...options.devices].map(([id, key]): [string, string] => [id, b64(key)]) }),
+      ...(options.brokerUrls === undefined ? {} : { brokerUrls: [...options.brokerUrls] }),
+      ...(options.amqp === undefined
+        ? {}
+        : { amqp: { ...options.amqp, urls: [...options.amqp.urls] } }),
+      ...(options.ledgerFile === undefined ? {} : { ledgerFile: options.ledgerFile }),
     },
   } satisfies CloudChildMessage);
   await started;
@@ -103,12 +127,19 @@ export async function startCloudChild(options: {
       return { counters: message.counters, cpuMs: message.cpuMs };
     },
     async stop() {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null || !child.connected)
+        return undefined;
+      let last: { counters: CloudCoreCounters; cpuMs: number } | undefined;
+      child.on('message', (message: CloudChildMessage) => {
+        if ('counters' in message && message.counters !== true)
+          last = { counters: message.counters, cpuMs: message.cpuMs };
+      });
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       child.send({ stop: true } satisfies CloudChildMessage);
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
       await exited;
       clearTimeout(timer);
+      return last;
     },
   };
 }

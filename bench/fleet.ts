@@ -19,17 +19,15 @@
  * Everything runs on this machine; the figures are for sizing (docs/fleet.md), not pass/fail,
  * except lost and charged twice.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import nacl from 'tweetnacl';
 import { startFleet, type Fleet, type FleetFigures } from '../agent/fleet-sim.js';
 import { EmbeddedBroker } from '../simulator/broker.js';
 import { CloudLedger } from '../simulator/cloud-ledger.js';
 import { rabbitmqAvailable, startRabbitCluster } from '../simulator/rabbitmq-cluster.js';
-import type { FleetCloudOptions } from './fleet-cloud.js';
+import { startCloudChild, type CloudChild } from './drain.js';
 
 const N = Number(process.env.FLEET_TERMINALS ?? 1000);
 const RATE = Number(process.env.FLEET_RATE ?? 0.05);
@@ -98,100 +96,82 @@ async function startCluster(): Promise<Cluster> {
 const CLOUD_INSTANCES = Number(process.env.FLEET_CLOUD_INSTANCES ?? 2);
 
 /**
- * The cloud side: cloud core instances in child processes of their own (bench/fleet-cloud.ts) on
- * the shared durable ledger. On RabbitMQ, `FLEET_CLOUD_INSTANCES` competing AMQP consumers of one
- * quorum queue, each starting on another node; on the aedes fallback, one MQTT instance (aedes
- * has no shared subscriptions). `stop()` is a cloud outage: every instance stops.
+ * The cloud side: cloud core instances in child processes of their own (bench/cloud-child.ts, keys
+ * over IPC) on the shared durable ledger. On RabbitMQ, `FLEET_CLOUD_INSTANCES` competing AMQP
+ * consumers of one quorum queue, each starting on another node; on the aedes fallback, one MQTT
+ * instance (aedes has no shared subscriptions). `stop()` is a cloud outage: every instance stops.
  */
 class CloudSide {
-  #children: ChildProcess[] = [];
+  #children: CloudChild[] = [];
   #accepted = 0;
   #duplicates = 0;
-  readonly #devicesFile: string;
+  #cpuMs = 0;
   constructor(
     private readonly cluster: Cluster,
     private readonly ledgerFile: string,
-    private readonly secretKey: Uint8Array,
-    devices: ReadonlyMap<string, Uint8Array>,
-  ) {
-    this.#devicesFile = path.join(path.dirname(ledgerFile), 'devices.json');
-    writeFileSync(
-      this.#devicesFile,
-      JSON.stringify([...devices].map(([id, k]) => [id, Buffer.from(k).toString('base64')])),
-    );
-  }
+    private readonly keys: { cloudSecretKey: Uint8Array; vaultSecretKey: Uint8Array },
+    private readonly devices: ReadonlyMap<string, Uint8Array>,
+  ) {}
   /** Instances that run at once. */
   get instances(): number {
     return this.cluster.amqpUrls.length > 0 ? CLOUD_INSTANCES : 1;
   }
-  /** Starts the instances and waits until each consumes (`ready`). */
+  /** Starts the instances and waits until each consumes; none is left running on a failure. */
   async start(): Promise<void> {
-    const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fleet-cloud.js');
-    const amqpUrls = [...this.cluster.amqpUrls];
-    this.#children = await Promise.all(
-      Array.from({ length: this.instances }, (_, i) => {
-        const options: FleetCloudOptions = {
+    const amqpUrls = this.cluster.amqpUrls;
+    const [first] = this.devices;
+    if (first === undefined) throw new Error('the fleet has no devices');
+    const started = await Promise.allSettled(
+      Array.from({ length: this.instances }, (_, i) =>
+        startCloudChild({
+          brokerUrl: this.cluster.urls[0] ?? '',
+          clientId: `cloud-core-fleet-${i}`,
+          deviceId: first[0],
+          keys: { devicePublicKey: first[1], ...this.keys },
+          openSealed: false,
+          devices: this.devices,
+          ledgerFile: this.ledgerFile,
           ...(amqpUrls.length > 0
             ? {
                 amqp: {
-                  urls: amqpUrls,
-                  first: i % amqpUrls.length,
+                  url: amqpUrls[i % amqpUrls.length] as string,
+                  // Each instance starts on another node and fails over along the list.
+                  urls: [
+                    ...amqpUrls.slice(i % amqpUrls.length),
+                    ...amqpUrls.slice(0, i % amqpUrls.length),
+                  ],
                   queue: 'cloud-core-fleet',
                   prefetch: 64,
                 },
               }
-            : { mqttUrls: [...this.cluster.urls] }),
-          clientId: `cloud-core-fleet-${i}`,
-          ledgerFile: this.ledgerFile,
-          cloudSecretKey: Buffer.from(this.secretKey).toString('base64'),
-          devicesFile: this.#devicesFile,
-        };
-        const proc = spawn(process.execPath, [child, JSON.stringify(options)], {
-          stdio: ['ignore', 'pipe', 'inherit'],
-        });
-        return new Promise<ChildProcess>((resolve, reject) => {
-          const timer = setTimeout(
-            () => reject(new Error('cloud core instance not ready in 120 s')),
-            120_000,
-          );
-          proc.stdout?.setEncoding('utf8').on('data', (text: string) => {
-            if (text.includes('ready')) {
-              clearTimeout(timer);
-              resolve(proc);
-            }
-          });
-          proc.once('exit', (code) => reject(new Error(`cloud core instance exited (${code})`)));
-        });
-      }),
+            : { brokerUrls: this.cluster.urls }),
+        }),
+      ),
     );
+    this.#children = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const failed = started.find((r) => r.status === 'rejected');
+    if (failed !== undefined) {
+      await this.stop();
+      throw (failed as PromiseRejectedResult).reason;
+    }
   }
-  /** Stops every instance (SIGTERM) and adds up its counters. */
+  /** Stops every instance and adds up its final counters (read after its stop). */
   async stop(): Promise<void> {
     const children = this.#children;
     this.#children = [];
-    await Promise.all(
-      children.map(
-        (proc) =>
-          new Promise<void>((resolve) => {
-            let out = '';
-            proc.stdout?.on('data', (text: string) => (out += text));
-            proc.once('exit', () => {
-              const m = /counters (\{.*\})/.exec(out);
-              if (m !== null) {
-                const c = JSON.parse(m[1] as string) as { accepted: number; duplicates: number };
-                this.#accepted += c.accepted;
-                this.#duplicates += c.duplicates;
-              }
-              resolve();
-            });
-            proc.kill('SIGTERM');
-          }),
-      ),
-    );
+    for (const last of await Promise.all(children.map((c) => c.stop()))) {
+      if (last === undefined) continue;
+      this.#accepted += last.counters.accepted;
+      this.#duplicates += last.counters.duplicates;
+      this.#cpuMs += last.cpuMs;
+    }
   }
-  /** Keys accepted (charged) over every instance that has stopped, and duplicates answered. */
-  totals(): { accepted: number; duplicates: number } {
-    return { accepted: this.#accepted, duplicates: this.#duplicates };
+  /**
+   * Keys accepted (charged) over every instance that has stopped, duplicates answered, and the
+   * instances' CPU time (user + system), ms.
+   */
+  totals(): { accepted: number; duplicates: number; cpuMs: number } {
+    return { accepted: this.#accepted, duplicates: this.#duplicates, cpuMs: this.#cpuMs };
   }
   /** The keys booked in the shared ledger file. */
   ledgerKeys(): Set<string> {
@@ -224,18 +204,21 @@ export async function runFleetBench(): Promise<void> {
     `cluster: ${cluster.name} up in ${((Date.now() - t0) / 1000).toFixed(0)} s: ${cluster.urls.join(' ')}`,
   );
   // An interrupted run (Ctrl-C, kill) still stops the broker nodes it started.
+  let cloud: CloudSide | undefined;
   const interrupted = (): void => {
-    void cluster.stop().finally(() => {
-      rmSync(work, { recursive: true, force: true });
-      process.exit(130);
-    });
+    void (cloud?.stop() ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => cluster.stop())
+      .finally(() => {
+        rmSync(work, { recursive: true, force: true });
+        process.exit(130);
+      });
   };
   process.once('SIGINT', interrupted);
   process.once('SIGTERM', interrupted);
   const cloudKeys = nacl.sign.keyPair();
   const vault = nacl.box.keyPair();
   let fleet: Fleet | undefined;
-  let cloud: CloudSide | undefined;
   try {
     global.gc?.();
     const rssBefore = process.memoryUsage().rss;
@@ -254,7 +237,7 @@ export async function runFleetBench(): Promise<void> {
     cloud = new CloudSide(
       cluster,
       path.join(work, 'ledger.db'),
-      cloudKeys.secretKey,
+      { cloudSecretKey: cloudKeys.secretKey, vaultSecretKey: vault.secretKey },
       fleet.devices,
     );
     await cloud.start();
@@ -339,6 +322,10 @@ export async function runFleetBench(): Promise<void> {
     report('5. end', final);
     line(
       `ledger: ${fleet.keys.length} approved payments, ${ledger.size} keys in the ledger, lost ${lost}, charged twice ${chargedTwice}, duplicates answered ${totals.duplicates}`,
+    );
+    const answered = totals.accepted + totals.duplicates;
+    line(
+      `cloud core: ${cloud.instances} instance(s) at a time, CPU ${(totals.cpuMs / 1000).toFixed(1)} s over ${answered} records answered = ${answered === 0 ? '-' : ((totals.cpuMs * 1000) / answered).toFixed(0)} µs per record (user + system, every instance)`,
     );
     if (lost !== 0 || chargedTwice !== 0) process.exitCode = 1;
   } finally {
