@@ -30,7 +30,7 @@ export const SYNC_ERRORS = {
   },
   POS303: {
     name: 'subscribe failed',
-    fix: "check that the broker's ACL allows this client id its topics (deploy/mosquitto/)",
+    fix: "check that the broker's ACL allows this client id its topics (deploy/mosquitto/); on RabbitMQ, the user's topic permissions, and for the cloud core's AMQP queue its configure/read/write permissions (deploy/rabbitmq-cluster.sh)",
   },
   POS304: {
     name: 'invalid device id or topic prefix',
