@@ -188,23 +188,22 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     checkCloudCoreOptions(options);
     const core = new CloudCore(options);
     const session = core.#session;
-    if (session instanceof AmqpLink) await session.start();
-    else {
-      const filters = cloudTopicFilters(core.prefix);
-      const share = options.shareGroup === undefined ? '' : `$share/${options.shareGroup}/`;
-      await session.subscribe(
-        [filters.records, filters.auth, filters.status].map((f) => `${share}${f}`),
-      );
-      session.connect();
-    }
-    const waitMs = options.connectTimeoutMs ?? 10_000;
-    if (waitMs > 0) {
-      try {
-        await core.#session.whenConnected(waitMs);
-      } catch (error) {
-        await core.#session.end();
-        throw error;
+    try {
+      if (session instanceof AmqpLink) await session.start();
+      else {
+        const filters = cloudTopicFilters(core.prefix);
+        const share = options.shareGroup === undefined ? '' : `$share/${options.shareGroup}/`;
+        await session.subscribe(
+          [filters.records, filters.auth, filters.status].map((f) => `${share}${f}`),
+        );
+        session.connect();
       }
+      const waitMs = options.connectTimeoutMs ?? 10_000;
+      if (waitMs > 0) await core.#session.whenConnected(waitMs);
+    } catch (error) {
+      // Not started: the link and the ledger file are closed, not left open.
+      await core.stop().catch(() => undefined);
+      throw error;
     }
     return core;
   }

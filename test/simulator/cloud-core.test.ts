@@ -3,7 +3,7 @@
  * with the drivers' real sealing code), dedupe with the original outcome, refusals, and the PCI
  * rule that it never logs a PAN.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -19,6 +19,7 @@ import {
 } from '../../drivers/boundary/sealed-card.js';
 import { EmbeddedBroker } from '../../simulator/broker.js';
 import { CloudCore } from '../../simulator/cloud-core.js';
+import { freePort } from '../../simulator/free-port.js';
 import type { Clock } from '../../common/clock.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { FIXTURE_NOW, makeRecord, waitFor } from '../cloud-sync/fixtures.js';
@@ -181,6 +182,32 @@ describe('CloudCore simulator', () => {
     expect(acks[0]?.results[0]).toMatchObject({ status: 'accepted' });
     expect(cloud.counters()).toMatchObject({ accepted: 1, duplicates: 0 });
   }, 20_000);
+
+  it('a start that fails (no broker) closes the ledger file it opened', async () => {
+    // Regression: start() ended the session but left the ledger's SQLite handle open.
+    const dir = mkdtempSync(path.join(tmpdir(), 'pos-cloud-nostart-'));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const ledgerFile = path.join(dir, 'ledger.db');
+    const openFiles = (): string[] =>
+      readdirSync('/proc/self/fd').flatMap((fd) => {
+        try {
+          return [readlinkSync(`/proc/self/fd/${fd}`)];
+        } catch {
+          return [];
+        }
+      });
+    await expect(
+      CloudCore.start({
+        brokerUrl: `mqtt://127.0.0.1:${await freePort()}`,
+        signer: { secretKey: nacl.sign.keyPair().secretKey },
+        ledgerFile,
+        reconnectPeriodMs: 100,
+        connectTimeoutMs: 500,
+      }),
+    ).rejects.toThrow();
+    expect(existsSync(ledgerFile)).toBe(true);
+    expect(openFiles().filter((f) => f.startsWith(ledgerFile))).toEqual([]);
+  });
 
   it('refuses unsigned, unregistered and other-device signatures, without acking', async () => {
     const { cloud, acks, agent, t, send } = await setup();
