@@ -29,7 +29,6 @@
  */
 import { statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { v7 as uuidv7 } from 'uuid';
 import { isAgentError, type AgentError } from '../common/agent-error.js';
 import { isoAt } from '../common/clock.js';
 import { storeError } from './errors.js';
@@ -46,6 +45,7 @@ import {
 import { readOfflineExposure } from './offline-exposure.js';
 import { decideOffline, type OfflineDecision, type OfflinePolicy } from './offline-policy.js';
 import type { SqliteOutbox } from './outbox.js';
+import { PaymentIds } from './payment-ids.js';
 import { PaymentDrafts, type DraftSecret } from './payment-drafts.js';
 import {
   assertSameParameters,
@@ -107,6 +107,8 @@ export class PaymentLifecycle {
   readonly #deadlineMs: number;
   /** Sealed card data of the payments in `authorizing`, by payment id (see the file comment). */
   readonly #held = new Map<string, DraftSecret>();
+  /** Payment ids in creation order (store-forward/payment-ids.ts). */
+  readonly #ids = new PaymentIds();
 
   /** @param deadlineMs — how long a stored payment may wait to reach the cloud, ms (> 0). */
   constructor(k: StoreKernel, outbox: SqliteOutbox, drafts: PaymentDrafts, deadlineMs: number) {
@@ -135,7 +137,7 @@ export class PaymentLifecycle {
       }
       const nowMs = this.#k.clock.now();
       const at = isoAt(nowMs);
-      const id = `pay_${uuidv7({ msecs: nowMs })}`;
+      const id = this.#ids.next(nowMs);
       const payment = this.#k.record(id, 'payment_stored', at, {
         id,
         idempotencyKey: checked.idempotencyKey,
@@ -177,7 +179,7 @@ export class PaymentLifecycle {
     }
     this.#requireRoom();
     const nowMs = this.#k.clock.now();
-    const id = `pay_${uuidv7({ msecs: nowMs })}`;
+    const id = this.#ids.next(nowMs);
     const payment = this.#drafts.start({
       type: 'payment_started',
       at: isoAt(nowMs),
