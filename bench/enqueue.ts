@@ -44,7 +44,7 @@ export interface EnqueueResult {
 }
 
 /** Caps no bench payment reaches: the policy is decided, never refused. */
-const POLICY: OfflinePolicy = {
+export const POLICY: OfflinePolicy = {
   perTransactionLimitMinor: { EUR: 1_000_000_000 },
   totalLimitMinor: { EUR: Number.MAX_SAFE_INTEGER },
   maxCount: 1_000_000_000,

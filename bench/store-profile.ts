@@ -22,18 +22,9 @@ import { statSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { v7 as uuidv7 } from 'uuid';
-import type { OfflinePolicy } from '../store-forward/offline-policy.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
+import { POLICY } from './enqueue.js';
 import { makeCardTokens, makeKeys, newPayment, tempDir } from './fixtures.js';
-
-/** Caps no payment here reaches (as bench/enqueue.ts). */
-const POLICY: OfflinePolicy = {
-  perTransactionLimitMinor: { EUR: 1_000_000_000 },
-  totalLimitMinor: { EUR: Number.MAX_SAFE_INTEGER },
-  maxCount: 1_000_000_000,
-  forwardingDeadlineHours: 72,
-  warningBeforeDeadlineHours: 12,
-};
 
 /** WAL frames of one commit: the WAL is truncated first, then the commit, then its size read. */
 function walFrames(walPath: string, side: Database.Database, commit: () => void): number {

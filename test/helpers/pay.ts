@@ -2,6 +2,7 @@
  * A payment through the agent's local API, as the POS app makes it: a test card presented on the
  * virtual PIN pad, then `POST /v1/payments` with the bearer token and an Idempotency-Key.
  */
+import { expect } from 'vitest';
 import type { RunningAgent } from '../../agent/agent.js';
 import { findTestCard } from '../../simulator/test-cards.js';
 import type { VirtualPinPad } from '../../simulator/virtual-pin-pad.js';
@@ -46,4 +47,23 @@ export async function payThroughApi(
     // not JSON: the caller looks at text
   }
   return { status: response.status, text, json };
+}
+
+/**
+ * A `force_offline` payment of `amount` EUR minor units under `idempotencyKey` (see
+ * {@link payThroughApi}) that the agent must accept: fails the test with the answer's text when
+ * the status is not 2xx.
+ */
+export async function payOffline(
+  agent: Pick<RunningAgent, 'apiUrl' | 'apiToken'>,
+  pad: VirtualPinPad,
+  idempotencyKey: string,
+  amount: number,
+): Promise<void> {
+  const answer = await payThroughApi(agent, pad, idempotencyKey, {
+    amount,
+    currency: 'EUR',
+    offline: 'force_offline',
+  });
+  expect(answer.status, answer.text).toBeLessThan(300);
 }
