@@ -111,8 +111,16 @@ export class CloudBook {
    * outcome; a key a void arrived for first is declined `voided`).
    *
    * @returns the response to send.
+   * @throws SqliteError when the ledger commit fails (SQLITE_BUSY after the busy timeout, an I/O
+   *   error): nothing of it is in the file then, and nothing is answered.
    */
   authorize(deviceId: string, request: AuthRequest): AuthResponse {
+    // One transaction: on a shared ledger, the read of the key and its booking are not split by
+    // another instance's void of the same key (which would otherwise be overwritten).
+    return this.#ledger.transaction(() => this.#authorize(deviceId, request));
+  }
+
+  #authorize(deviceId: string, request: AuthRequest): AuthResponse {
     this.#counters.authRequests += 1;
     const now = this.#clock.now();
     let entry = this.#records.get(request.key);

@@ -436,7 +436,14 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
 
   #handleAuth(deviceId: string, payload: Buffer): Promise<boolean> {
     const request = openEnvelope(payload, { keys: this.#keysFor(deviceId) }, AuthRequestSchema);
-    const response = this.#book.authorize(deviceId, request);
+    let response;
+    try {
+      response = this.#book.authorize(deviceId, request);
+    } catch (error) {
+      // Nothing was booked (the ledger commit failed): not settled, as for records.
+      this.#log.warn({ err: error, deviceId }, 'cloud core ledger commit failed; not answered');
+      return Promise.resolve(false);
+    }
     if (this.#faults.dropAuthResponses) return SETTLED;
     const send = (): Promise<boolean> =>
       this.#session

@@ -183,6 +183,41 @@ describe('CloudCore simulator', () => {
     expect(cloud.counters()).toMatchObject({ accepted: 1, duplicates: 0 });
   }, 20_000);
 
+  it('an authorization whose ledger commit fails is not answered; asked again, it is decided once', async () => {
+    // Regression: authorize() ran outside a ledger transaction (another instance's void of the
+    // key could be overwritten) and a failed commit was settled as a refusal.
+    const dir = mkdtempSync(path.join(tmpdir(), 'pos-cloud-busy-auth-'));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const ledgerFile = path.join(dir, 'ledger.db');
+    const { broker, cloud, agent, device, t, logLines } = await setup({ ledgerFile });
+    // The device's session parses what it receives as acks: the responses are watched apart.
+    const responses: Buffer[] = [];
+    const watcher = new MqttSession({ url: broker.url, clientId: 'auth-watcher', clean: true });
+    cleanups.push(() => watcher.end());
+    watcher.on('message', (_topic, payload) => void responses.push(payload));
+    await watcher.subscribe(t.authResponse);
+    watcher.connect();
+    await watcher.whenConnected();
+    const { key, payment, card } = makeRecord(7);
+    const ask = (): Promise<void> =>
+      agent.publish(t.auth, signEnvelope({ key, payment, card }, { secretKey: device.secretKey }));
+    const other = new Database(ledgerFile);
+    other.exec('BEGIN IMMEDIATE');
+    await ask();
+    await waitFor(
+      () => logLines.some((l) => l.startsWith('cloud core ledger commit failed')),
+      'the failed commit',
+      10_000,
+    );
+    other.exec('ROLLBACK');
+    other.close();
+    expect(responses).toEqual([]);
+    expect(cloud.records().has(key)).toBe(false);
+    await ask();
+    await waitFor(() => responses.length === 1, 'the authorization response');
+    expect(cloud.records().get(key)).toMatchObject({ count: 1 });
+  }, 20_000);
+
   it('a start that fails (no broker) closes the ledger file it opened', async () => {
     // Regression: start() ended the session but left the ledger's SQLite handle open.
     const dir = mkdtempSync(path.join(tmpdir(), 'pos-cloud-nostart-'));
