@@ -36,6 +36,7 @@ import type { IClientOptions, IStore, MqttClient } from 'mqtt';
 import type { AgentError } from '../common/agent-error.js';
 import { backoffDelayMs } from '../common/backoff.js';
 import { syncError } from './errors.js';
+import { waitForConnect } from './wait-connect.js';
 import {
   clientOptions,
   endpointOptions,
@@ -418,23 +419,13 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
   whenConnected(timeoutMs = 10_000): Promise<void> {
     if (this.#ended) return Promise.reject(this.#closedError());
     if (this.connected) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const onConnect = (): void => {
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.off('connect', onConnect);
-        reject(
-          syncError(
-            'POS301',
-            `MQTT broker ${this.url} not reachable within ${timeoutMs} ms${this.#lastError ? ` (${this.#lastError.message})` : ''}: check that the broker runs and the URL, TLS files and credentials`,
-            { cause: this.#lastError },
-          ),
-        );
-      }, timeoutMs);
-      this.once('connect', onConnect);
-    });
+    return waitForConnect(this, timeoutMs, () =>
+      syncError(
+        'POS301',
+        `MQTT broker ${this.url} not reachable within ${timeoutMs} ms${this.#lastError ? ` (${this.#lastError.message})` : ''}: check that the broker runs and the URL, TLS files and credentials`,
+        { cause: this.#lastError },
+      ),
+    );
   }
 
   /**

@@ -39,6 +39,7 @@ import amqp, {
 import { type AgentError, isAgentError } from '../common/agent-error.js';
 import { syncError } from '../cloud-sync/errors.js';
 import type { SyncLogger } from '../cloud-sync/sync-options.js';
+import { waitForConnect } from '../cloud-sync/wait-connect.js';
 import type { CloudAmqpOptions } from './cloud-core-options.js';
 
 /** The exchange the MQTT plugin publishes to by default (`mqtt.exchange`). */
@@ -326,23 +327,13 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
   whenConnected(timeoutMs = 10_000): Promise<void> {
     if (this.#ended) return Promise.reject(syncError('POS305', 'AMQP link ended'));
     if (this.connected) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const onConnect = (): void => {
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.off('connect', onConnect);
-        reject(
-          syncError(
-            'POS301',
-            `AMQP broker ${this.#where()} not reachable within ${timeoutMs} ms${this.#lastError ? ` (${this.#lastError.message})` : ''}: check that the node runs, the URL and the user's password`,
-            { cause: this.#lastError },
-          ),
-        );
-      }, timeoutMs);
-      this.once('connect', onConnect);
-    });
+    return waitForConnect(this, timeoutMs, () =>
+      syncError(
+        'POS301',
+        `AMQP broker ${this.#where()} not reachable within ${timeoutMs} ms${this.#lastError ? ` (${this.#lastError.message})` : ''}: check that the node runs, the URL and the user's password`,
+        { cause: this.#lastError },
+      ),
+    );
   }
 
   /**
