@@ -85,6 +85,38 @@ async function setup(options: { clock?: Clock; ledgerFile?: string } = {}) {
   return { broker, cloud, cloudKeys, device, deviceId, t, acks, raw, agent, send, logLines };
 }
 
+/**
+ * A ledger file in a fresh folder (removed after the test), and `whileLocked(send)`: another
+ * connection holds the file's write lock (as a second cloud core instance would) while `send`
+ * runs and until the core has logged its failed commit (after its 5 s busy timeout).
+ */
+function lockableLedger(prefix: string): {
+  ledgerFile: string;
+  whileLocked: (send: () => Promise<void>, logLines: string[]) => Promise<void>;
+} {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+  const ledgerFile = path.join(dir, 'ledger.db');
+  return {
+    ledgerFile,
+    async whileLocked(send, logLines) {
+      const other = new Database(ledgerFile);
+      other.exec('BEGIN IMMEDIATE');
+      try {
+        await send();
+        await waitFor(
+          () => logLines.some((l) => l.startsWith('cloud core ledger commit failed')),
+          'the failed commit',
+          10_000,
+        );
+      } finally {
+        other.exec('ROLLBACK');
+        other.close();
+      }
+    },
+  };
+}
+
 describe('CloudCore simulator', () => {
   it('approves, declines the declined test card (05) and amounts ending in 51, and acks signed', async () => {
     const { cloud, acks, send, logLines, raw } = await setup();
@@ -161,20 +193,9 @@ describe('CloudCore simulator', () => {
     // Regression: the failure (SQLITE_BUSY after the 5 s busy timeout when another instance holds
     // the shared ledger's write lock) was treated as a refused message and settled: an AMQP
     // delivery was acknowledged with nothing booked.
-    const dir = mkdtempSync(path.join(tmpdir(), 'pos-cloud-busy-'));
-    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
-    const ledgerFile = path.join(dir, 'ledger.db');
+    const { ledgerFile, whileLocked } = lockableLedger('pos-cloud-busy-');
     const { cloud, acks, send, logLines } = await setup({ ledgerFile });
-    const other = new Database(ledgerFile);
-    other.exec('BEGIN IMMEDIATE');
-    await send('b1', [sealedRecord(1)]);
-    await waitFor(
-      () => logLines.some((l) => l.startsWith('cloud core ledger commit failed')),
-      'the failed commit',
-      10_000,
-    );
-    other.exec('ROLLBACK');
-    other.close();
+    await whileLocked(() => send('b1', [sealedRecord(1)]), logLines);
     expect(acks).toEqual([]);
     expect(cloud.records().size).toBe(0);
     await send('b1', [sealedRecord(1)]);
@@ -186,9 +207,7 @@ describe('CloudCore simulator', () => {
   it('an authorization whose ledger commit fails is not answered; asked again, it is decided once', async () => {
     // Regression: authorize() ran outside a ledger transaction (another instance's void of the
     // key could be overwritten) and a failed commit was settled as a refusal.
-    const dir = mkdtempSync(path.join(tmpdir(), 'pos-cloud-busy-auth-'));
-    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
-    const ledgerFile = path.join(dir, 'ledger.db');
+    const { ledgerFile, whileLocked } = lockableLedger('pos-cloud-busy-auth-');
     const { broker, cloud, agent, device, t, logLines } = await setup({ ledgerFile });
     // The device's session parses what it receives as acks: the responses are watched apart.
     const responses: Buffer[] = [];
@@ -201,16 +220,7 @@ describe('CloudCore simulator', () => {
     const { key, payment, card } = makeRecord(7);
     const ask = (): Promise<void> =>
       agent.publish(t.auth, signEnvelope({ key, payment, card }, { secretKey: device.secretKey }));
-    const other = new Database(ledgerFile);
-    other.exec('BEGIN IMMEDIATE');
-    await ask();
-    await waitFor(
-      () => logLines.some((l) => l.startsWith('cloud core ledger commit failed')),
-      'the failed commit',
-      10_000,
-    );
-    other.exec('ROLLBACK');
-    other.close();
+    await whileLocked(ask, logLines);
     expect(responses).toEqual([]);
     expect(cloud.records().has(key)).toBe(false);
     await ask();
