@@ -69,6 +69,16 @@ async function until(condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise((resolve) => setImmediate(resolve));
 }
 
+/** True once `condition` holds, false when it has not within `ms` (checked every 5 ms). */
+async function within(ms: number, condition: () => boolean): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return true;
+}
+
 const bytesOf = (pad: VirtualPinPad, direction: 'host-to-pad' | 'pad-to-host'): number[] =>
   pad.trace.filter((t) => t.direction === direction).flatMap((t) => [...t.bytes]);
 
@@ -342,29 +352,44 @@ describe('PinPad ⇄ virtual PIN pad over tcp://: disconnect', () => {
 });
 
 describe('PinPad ⇄ virtual PIN pad over a real pty (socat)', () => {
-  it.skipIf(!socat)('the pty path can be opened again after the agent closed it', async () => {
-    const pad = new VirtualPinPad();
-    const server = await servePty(pad);
-    cleanups.push(() => server.stop());
-    const boundary = new CardBoundary({ tokenKey, vaultPublicKey: vault.publicKey });
-    for (let round = 0; round < 2; round++) {
-      // socat starts again after each close; until it has, the link may still point at the old
-      // pty (open fails, or opens and drops at once), which the reconnect loop absorbs.
-      let pinPad: PinPad | undefined;
-      while (pinPad === undefined)
-        pinPad = await PinPad.open({
-          transport: createTransport(server.url),
-          boundary,
-          reconnect: { initialDelayMs: 10, maxDelayMs: 50 },
-        }).catch(
-          () => new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 20)),
-        );
-      const opened = pinPad;
-      await until(() => pad.connected && opened.state === 'connected');
-      await expect(opened.status()).resolves.toMatchObject({ model: 'VPP-100' });
-      await opened.close();
-      await until(() => !pad.connected);
-    }
-    expect(pad.received.map((m) => m.id)).toEqual(['00', '00']);
-  });
+  it.skipIf(!socat)(
+    'the pty path can be opened again after the agent closed it',
+    async () => {
+      const pad = new VirtualPinPad();
+      const server = await servePty(pad);
+      cleanups.push(() => server.stop());
+      const boundary = new CardBoundary({ tokenKey, vaultPublicKey: vault.publicKey });
+      for (let round = 0; round < 2; round++) {
+        // socat starts again after each close. Until the old socat has exited, the link may still
+        // point at the old pty: the open fails, or it succeeds on a pty whose socat is going away,
+        // so the pad never answers on it. Either way: close and open again, a bounded number of times.
+        let opened: PinPad | undefined;
+        for (let attempt = 1; opened === undefined; attempt++) {
+          if (attempt > 10) throw new Error(`round ${round}: the pty never led to the pad`);
+          const candidate = await PinPad.open({
+            transport: createTransport(server.url),
+            boundary,
+            reconnect: { initialDelayMs: 10, maxDelayMs: 50 },
+          }).catch(() => undefined);
+          if (
+            candidate !== undefined &&
+            (await within(3000, () => pad.connected && candidate.state === 'connected'))
+          ) {
+            opened = candidate;
+            break;
+          }
+          await candidate?.close();
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        await expect(opened.status()).resolves.toMatchObject({ model: 'VPP-100' });
+        await opened.close();
+        if (!(await within(10_000, () => !pad.connected)))
+          throw new Error(
+            `round ${round}: socat kept the pad's TCP link after the agent closed the pty`,
+          );
+      }
+      expect(pad.received.map((m) => m.id)).toEqual(['00', '00']);
+    },
+    60_000,
+  );
 });
