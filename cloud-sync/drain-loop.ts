@@ -239,8 +239,15 @@ export class DrainLoop {
     if (step.attempt > 1) this.#d.stats.resends += 1;
     if (step.reason === 'timeout') {
       this.#d.log.warn(
-        { batch: step.id, attempt: step.attempt - 1, records: step.records },
-        'no ack for the batch in time; sending it again',
+        {
+          batch: step.id,
+          attempt: step.attempt - 1,
+          records: step.records,
+          held: this.#d.window.held,
+        },
+        this.#d.window.held > 0
+          ? 'no ack for the oldest batch in time; sending it again as a probe (the later batches wait until the cloud answers)'
+          : 'no ack for the batch in time; sending it again',
       );
     }
     const { payload, records } = step.payload;
@@ -270,7 +277,7 @@ export class DrainLoop {
    * later). An ack for a batch not in flight is counted and ignored.
    */
   acks(batch: string, results: AckResult[]): void {
-    const applied = this.#d.window.ack(batch, results);
+    const applied = this.#d.window.ack(batch, results, this.#d.clock.now());
     if (applied === undefined) {
       this.#d.stats.unknownBatchAcks += 1;
       this.#d.log.debug(

@@ -135,7 +135,7 @@ class World {
       key,
       status: this.applied.has(key) ? 'duplicate' : 'accepted',
     }));
-    const fresh = this.window.ack(message.id, results);
+    const fresh = this.window.ack(message.id, results, this.now);
     if (fresh !== undefined) this.queue.push({ id: message.id, results: fresh });
   }
 
@@ -251,12 +251,12 @@ describe('BatchWindow (pure): every record applied exactly once, whatever the in
     expect(w.step(999)).toEqual({ kind: 'idle' });
     expect(w.step(1000)).toMatchObject({ kind: 'publish', attempt: 2, reason: 'timeout' });
     expect(w.nextResendAt()).toBe(3000);
-    expect(w.ack('b', [{ key: 'k1', status: 'accepted' }])).toHaveLength(1);
+    expect(w.ack('b', [{ key: 'k1', status: 'accepted' }], 3000)).toHaveLength(1);
     // A duplicate ack gives nothing more to apply.
-    expect(w.ack('b', [{ key: 'k1', status: 'duplicate' }])).toBeUndefined();
+    expect(w.ack('b', [{ key: 'k1', status: 'duplicate' }], 3000)).toBeUndefined();
     expect(w.settled('b', [{ key: 'k1', status: 'accepted' }], true)).toBe(true);
     expect(w.inFlight).toBe(0);
-    expect(w.ack('b', [{ key: 'k1', status: 'duplicate' }])).toBeUndefined();
+    expect(w.ack('b', [{ key: 'k1', status: 'duplicate' }], 3000)).toBeUndefined();
   });
 
   it('a publish-rate cap holds the next publish back until a token is there', () => {
@@ -273,5 +273,82 @@ describe('BatchWindow (pure): every record applied exactly once, whatever the in
     expect(w.step(0)).toMatchObject({ kind: 'publish', id: 'b' });
     expect(w.step(0)).toEqual({ kind: 'wait', until: 500 });
     expect(w.step(500)).toMatchObject({ kind: 'publish', id: 'c' });
+  });
+
+  /** Publishes everything due at `now`; returns the batch ids published, in order. */
+  const publishDue = (w: BatchWindow<string>, now: number): string[] => {
+    const ids: string[] = [];
+    for (let step = w.step(now); step.kind === 'publish'; step = w.step(now)) ids.push(step.id);
+    return ids;
+  };
+
+  const openFour = (): BatchWindow<string> => {
+    const w = new BatchWindow<string>({ maxInFlight: 4, policy, random: () => 0, now: 0 });
+    w.connect();
+    for (const [i, id] of ['b1', 'b2', 'b3', 'b4'].entries()) {
+      w.opened({ id, payload: id, keys: [`k${i + 1}`], maxSeq: i + 1 });
+      expect(publishDue(w, i)).toEqual([id]);
+    }
+    return w;
+  };
+
+  it('while the cloud is silent only the oldest batch is resent; an outage adds one message per backoff step', () => {
+    const w = openFour();
+    const published: string[] = [];
+    // Ten silent minutes, the worker woken at every resend time it is given.
+    for (let now = 3; now <= 600_000;) {
+      published.push(...publishDue(w, now));
+      now = w.nextResendAt() ?? Number.POSITIVE_INFINITY;
+    }
+    expect(w.held).toBe(3);
+    // b1 at 1 s, 3 s, 7 s, then every 8 s (the cap): no copy of b2–b4 at all.
+    expect(new Set(published)).toEqual(new Set(['b1']));
+    expect(published.length).toBe(3 + Math.floor((600_000 - 7000) / 8000));
+  });
+
+  it('when the cloud answers again, the held batches wait for their queued messages, not for resends', () => {
+    const w = openFour();
+    for (const now of [1000, 1001, 1002, 1003]) publishDue(w, now);
+    expect(w.held).toBe(3);
+    // The cloud is back at 100 s and works through its queue: b1's first message first.
+    const ok = (k: string): AckResult[] => [{ key: k, status: 'accepted' }];
+    const t = 100_000;
+    for (const [id, key] of [
+      ['b1', 'k1'],
+      ['b2', 'k2'],
+      ['b3', 'k3'],
+      ['b4', 'k4'],
+    ] as const) {
+      const fresh = w.ack(id, ok(key), t);
+      expect(fresh).toHaveLength(1);
+      expect(w.settled(id, ok(key), true)).toBe(true);
+      // The next oldest becomes the probe, due one ack timeout later: nothing is sent now.
+      expect(publishDue(w, t)).toEqual([]);
+    }
+    expect(w.inFlight).toBe(0);
+  });
+
+  it('a held batch the cloud was heard past (its message was lost) is resent one ack timeout later', () => {
+    const w = openFour();
+    for (const now of [1000, 1001, 1002, 1003]) publishDue(w, now);
+    expect(w.held).toBe(3);
+    // b3 answered, b2 not: b2 was last published (at 1 ms) before b3's first publish (2 ms).
+    const ok: AckResult[] = [{ key: 'k3', status: 'accepted' }];
+    expect(w.ack('b3', ok, 5000)).toHaveLength(1);
+    w.settled('b3', ok, true);
+    expect(w.held).toBe(1); // b4 was first sent after b3: no evidence it is lost
+    // b1 (the probe, due at 3 s) goes on; b2 one ack timeout after b3's ack, at 6 s.
+    expect(publishDue(w, 5999)).toEqual(['b1']);
+    expect(publishDue(w, 6000)).toEqual(['b2']);
+  });
+
+  it('a reconnect sends every batch in flight again, held ones too', () => {
+    const w = openFour();
+    for (const now of [1000, 1001, 1002, 1003]) publishDue(w, now);
+    expect(w.held).toBe(3);
+    w.disconnect();
+    w.connect();
+    expect(publishDue(w, 2000)).toEqual(['b1', 'b2', 'b3', 'b4']);
+    expect(w.held).toBe(0);
   });
 });
