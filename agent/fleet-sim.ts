@@ -84,6 +84,9 @@ export interface TerminalFigures {
   backlog: number;
   reconnects: number;
   failovers: number;
+  /** Records-batch publishes of the sync worker, and how many of them were resends. */
+  publishes: number;
+  resends: number;
   /** The node in use. */
   endpoint: string;
   online: boolean;
@@ -101,6 +104,9 @@ export interface FleetFigures {
   backlog: number;
   reconnects: number;
   failovers: number;
+  /** Records-batch publishes over the fleet, and how many were resends (same batch again). */
+  publishes: number;
+  resends: number;
   /** Payment committed → cloud ack applied: p50, p99, max, count. */
   ackLatency: { p50: number; p99: number; max: number; count: number };
   /** Failover durations over every terminal: p50, p99, max, count. */
@@ -305,6 +311,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
 
   const figuresOf = (t: Terminal): TerminalFigures => {
     const health = t.session.health();
+    const sync = t.worker.stats();
     return {
       deviceId: t.deviceId,
       payments: t.payments,
@@ -313,6 +320,8 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       backlog: t.store.queueStats().depth,
       reconnects: t.reconnects,
       failovers: health.failovers,
+      publishes: sync.publishes,
+      resends: sync.resends,
       endpoint: health.endpoint,
       online: t.worker.online,
       failoverMs: [...t.failoverMs],
@@ -349,6 +358,8 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
         backlog: sum((x) => x.backlog),
         reconnects: sum((x) => x.reconnects),
         failovers: sum((x) => x.failovers),
+        publishes: sum((x) => x.publishes),
+        resends: sum((x) => x.resends),
         ackLatency: summary(latencies),
         failover: summary(all.flatMap((x) => x.failoverMs)),
       };

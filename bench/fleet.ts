@@ -261,6 +261,7 @@ export async function runFleetBench(): Promise<void> {
 
     // 2. Cloud outage, then recovery.
     fleet.resetSamples();
+    const beforeOutage = fleet.figures();
     await cloud.stop();
     await sleep(OUTAGE_S * 1000);
     const atRecovery = fleet.figures();
@@ -271,7 +272,8 @@ export async function runFleetBench(): Promise<void> {
     report(
       `2. cloud outage ${OUTAGE_S} s`,
       fleet.figures(),
-      `; backlog at recovery ${atRecovery.backlog}, drained ${drained ? 'in' : 'NOT within'} ${drainS.toFixed(1)} s (${(atRecovery.backlog / drainS).toFixed(0)} records/s)`,
+      `; backlog at recovery ${atRecovery.backlog}, drained ${drained ? 'in' : 'NOT within'} ${drainS.toFixed(1)} s (${(atRecovery.backlog / drainS).toFixed(0)} records/s); ` +
+        `during the outage ${atRecovery.publishes - beforeOutage.publishes} batch publishes, ${atRecovery.resends - beforeOutage.resends} of them resends`,
     );
 
     // 3. A node killed during a drain.

@@ -71,6 +71,9 @@ describe('fleet simulator', () => {
     const figures = fleet.figures();
     expect(figures).toMatchObject({ terminals: 4, online: 4, payments: 20, acked: 20 });
     expect(figures.failovers).toBeGreaterThanOrEqual(2);
+    // Each terminal published its batches; the fleet figure is the sum of its terminals'.
+    expect(fleet.terminals().every((t) => t.publishes >= 1 && t.resends < t.publishes)).toBe(true);
+    expect(figures.publishes).toBe(fleet.terminals().reduce((n, t) => n + t.publishes, 0));
     expect(fleet.terminals().every((t) => t.endpoint === b.url)).toBe(true);
     const ledger = cloud.records();
     expect(fleet.keys.filter((k) => !ledger.has(k))).toEqual([]);

@@ -351,6 +351,41 @@ describe('SyncWorker over aedes: timing, status, authorization, commands', () =>
     expectExactlyOnce(outbox, cloud, 5);
   });
 
+  it('a silent cloud gets only the oldest batch again (a probe); the held batches follow once it answers', async () => {
+    const broker = await EmbeddedBroker.start();
+    cleanups.push(() => broker.stop());
+    const clock = new FakeClock(FIXTURE_NOW);
+    const { outbox, worker, cloud, session } = await harness(broker, 100, {
+      clock,
+      random: () => 0,
+      ackTimeoutMs: 1000,
+      jitterRatio: 0,
+      maxBackoffMs: 8000,
+    });
+    cloud.setFaults({ dropAcks: true });
+    const sent: { batchId: string; attempt: number }[] = [];
+    worker.on('batch-sent', ({ batchId, attempt }) => sent.push({ batchId, attempt }));
+    worker.start();
+    session.connect();
+    await waitFor(() => sent.length === 4, 'four batches in flight');
+    const first = sent[0]!.batchId;
+    // One silent minute, the clock advanced in steps of 100 ms.
+    for (let t = 0; t < 60_000; t += 100) clock.advance(100);
+    await waitFor(() => sent.length === worker.stats().publishes, 'every publish PUBACKed');
+    const resent = sent.filter((s) => s.attempt > 1);
+    // 1 s, 3 s, 7 s, then every 8 s: 9 probes, all of the oldest batch.
+    expect(resent.map((s) => s.batchId)).toEqual(Array.from({ length: 9 }, () => first));
+    expect(worker.stats().resends).toBe(9);
+    // The cloud answers again: every record is acked, each applied once.
+    cloud.clearFaults();
+    for (let t = 0; t < 30_000 && outbox.count('acked') < 100; t += 100) {
+      clock.advance(100);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await waitFor(() => outbox.count('acked') === 100, 'every record acked');
+    expectExactlyOnce(outbox, cloud, 100);
+  });
+
   it('a store error while reading the outbox is logged, nothing is sent, the retry sends it', async () => {
     const broker = await EmbeddedBroker.start();
     cleanups.push(() => broker.stop());
