@@ -84,7 +84,10 @@ export const SQL = {
       JOIN ack_events a ON a.seq = m.event_seq
     WHERE m.payment_id >= ? AND m.payment_id <= ? ORDER BY m.payment_id, a.seq`,
   // Payments with an event after seq ? (start-up checks only those against their events).
-  paymentsChangedAfter: `SELECT DISTINCT payment_id AS id FROM events WHERE seq > @a
+  // NOT INDEXED: with DISTINCT or UNION the planner preferred the covering index
+  // events_by_payment and scanned every event (33 ms of start-up with 100,000 stored); the
+  // events after the checkpoint are a range of the primary key. UNION already dedupes.
+  paymentsChangedAfter: `SELECT payment_id AS id FROM events NOT INDEXED WHERE seq > @a
     UNION SELECT payment_id FROM ack_event_members WHERE event_seq > @a`,
   // Never below a purged record's seq: the cloud sees seq only grow.
   // Batch records (migration 5) share the outbox's seq space: the cloud sees one order.
