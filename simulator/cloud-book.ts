@@ -325,6 +325,19 @@ export class CloudBook {
   }
 
   /**
+   * Applies several `up/records` messages in order, all their ledger writes in ONE commit (the
+   * cloud core's group commit, book-queue.ts). Returns each message's ack results, in order.
+   * @throws when the commit fails; then nothing of any message is booked.
+   */
+  applyMessages(
+    messages: readonly { deviceId: string; records: readonly UplinkRecord[] }[],
+  ): AckResult[][] {
+    return this.#ledger.transaction(() =>
+      messages.map((m) => m.records.map((r) => this.applyRecord(m.deviceId, r))),
+    );
+  }
+
+  /**
    * Applies one record of `up/records` once by its key and returns its ack result: a payment is
    * decided and booked, a void undoes a payment, a batch record is answered with the ledger's
    * totals for the batch. A resent key is answered `duplicate` with the original effect.

@@ -51,6 +51,7 @@ import {
   type CloudFaults,
   type TransportFaults,
 } from './cloud-core-options.js';
+import { BookQueue } from './book-queue.js';
 import { CloudBook } from './cloud-book.js';
 import { AmqpLink } from './cloud-amqp.js';
 import {
@@ -116,6 +117,11 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
   #devices = new Map<string, Map<string, Uint8Array>>();
   // The ledger logic (cloud-book.ts); its ledger is in a SQLite file when `ledgerFile` is given.
   #book: CloudBook;
+  #bookQueue = new BookQueue(
+    (requests) => this.#book.applyMessages(requests),
+    (error, messages) =>
+      this.#log.warn({ err: error, messages }, 'cloud core ledger commit failed; not answered'),
+  );
   #status = new Map<string, Status>();
   #faults: TransportFaults = { ...NO_TRANSPORT_FAULTS };
   #held = new Map<string, { acks: HeldAck[]; timer: TimerHandle | undefined }>();
@@ -395,17 +401,15 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
         : SETTLED;
     }
     this.#counters.batches += 1;
-    let results;
-    try {
-      results = this.#book.applyRecords(deviceId, batch.records);
-    } catch (error) {
-      // Nothing was booked (the ledger commit failed, e.g. SQLITE_BUSY between instances): not
-      // settled, so an AMQP delivery goes back to the queue; over MQTT the agent resends.
-      this.#log.warn({ err: error, deviceId }, 'cloud core ledger commit failed; not answered');
-      return Promise.resolve(false);
-    }
-    this.emit('batch', { deviceId, batch: batch.batch, results });
-    return this.#sendAcks(deviceId, { batch: batch.batch, results });
+    const id = batch.batch;
+    // Booked with the messages that arrived together, in one commit (book-queue.ts). When that
+    // commit fails (e.g. SQLITE_BUSY between instances), nothing was booked: not settled, so an
+    // AMQP delivery goes back to the queue; over MQTT the agent resends.
+    return this.#bookQueue.book({ deviceId, records: batch.records }).then((results) => {
+      if (results === undefined) return false;
+      this.emit('batch', { deviceId, batch: id, results });
+      return this.#sendAcks(deviceId, { batch: id, results });
+    });
   }
 
   #rejectMalformed(deviceId: string, payload: Buffer, error: AgentError): Promise<boolean> {
