@@ -73,9 +73,11 @@ function main(): void {
       frames += pages.length;
       const unique = [...new Set(pages)];
       distinct += unique.length;
-      const owner = side.prepare('SELECT name FROM dbstat WHERE pageno = ?').pluck();
+      const owner = side.prepare(
+        "SELECT name || CASE WHEN pagetype = 'internal' THEN ' (interior)' ELSE '' END FROM dbstat WHERE pageno = ?",
+      );
       for (const page of unique) {
-        const name = (owner.get(page) as string | undefined) ?? `(free/other ${page})`;
+        const name = (owner.pluck().get(page) as string | undefined) ?? '(freelist)';
         byTree.set(name, (byTree.get(name) ?? 0) + 1);
       }
     }
