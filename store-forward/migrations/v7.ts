@@ -20,6 +20,9 @@ import { ISO, type Migration } from './migration.js';
  *   delete an event a record still names, both through the `(payment_id, type)` index.
  *   `outbox_by_state` is `(state)`, which is `(state, seq)` with seq the rowid.
  * - `sealed_cards`: `WITHOUT ROWID`, keyed by `payment_id`: one b-tree instead of two.
+ * - `payments_by_created` goes: `payments_by_state_created` serves the list without a state too
+ *   (sql.ts `listPayments`: the newest page of each of the 12 states, merged; at most limit × 12
+ *   index entries read), so a payment's creation updates one created_at index, not two.
  *
  * Every trigger of the rebuilt tables is created again as it was (the latest version of each),
  * with the two conditions above added. `PRAGMA legacy_alter_table` is on for the drops and
@@ -101,6 +104,7 @@ PRAGMA legacy_alter_table = OFF;
 
 CREATE INDEX events_by_payment ON events (payment_id, seq);
 CREATE INDEX outbox_by_state ON outbox (state);
+DROP INDEX payments_by_created;
 
 CREATE TRIGGER events_link BEFORE INSERT ON events
 WHEN NEW.seq IS NOT coalesce((SELECT seq FROM chain_head WHERE id = 1), 0) + 1
