@@ -20,6 +20,10 @@ import { ISO, type Migration } from './migration.js';
  *   delete an event a record still names, both through the `(payment_id, type)` index.
  *   `outbox_by_state` is `(state)`, which is `(state, seq)` with seq the rowid.
  * - `sealed_cards`: `WITHOUT ROWID`, keyed by `payment_id`: one b-tree instead of two.
+ * - `outbox_counts` (a table of four rows, one more page per commit with an outbox record) becomes
+ *   four columns of the `chain_head` row, which every such commit writes anyway, and a view of
+ *   the same name and shape for the readers; `chain_head_forward_only` now watches `seq` and
+ *   `hash` only.
  * - `payments_by_created` goes: `payments_by_state_created` serves the list without a state too
  *   (sql.ts `listPayments`: the newest page of each of the 12 states, merged; at most limit × 12
  *   index entries read), so a payment's creation updates one created_at index, not two.
@@ -171,21 +175,69 @@ BEGIN
   SELECT RAISE(ABORT, 'outbox records are never deleted: a failed record goes to dead; only acked records of a purged payment go (POS215)');
 END;
 
+-- The queue's counts per state ride in the chain head's row (one page that every commit with an
+-- event writes anyway, instead of a table of their own); outbox_counts is a view of them.
+DROP TRIGGER chain_head_forward_only;
+ALTER TABLE chain_head ADD COLUMN outbox_pending INTEGER NOT NULL DEFAULT 0
+  CHECK (outbox_pending >= 0);
+ALTER TABLE chain_head ADD COLUMN outbox_in_flight INTEGER NOT NULL DEFAULT 0
+  CHECK (outbox_in_flight >= 0);
+ALTER TABLE chain_head ADD COLUMN outbox_acked INTEGER NOT NULL DEFAULT 0
+  CHECK (outbox_acked >= 0);
+ALTER TABLE chain_head ADD COLUMN outbox_dead INTEGER NOT NULL DEFAULT 0 CHECK (outbox_dead >= 0);
+UPDATE chain_head SET
+  outbox_pending = (SELECT count(*) FROM outbox WHERE state = 'pending'),
+  outbox_in_flight = (SELECT count(*) FROM outbox WHERE state = 'in_flight'),
+  outbox_acked = (SELECT count(*) FROM outbox WHERE state = 'acked'),
+  outbox_dead = (SELECT count(*) FROM outbox WHERE state = 'dead')
+WHERE id = 1;
+DROP TABLE outbox_counts;
+
+CREATE VIEW outbox_counts (state, n) AS
+  SELECT 'pending', coalesce((SELECT outbox_pending FROM chain_head WHERE id = 1), 0)
+  UNION ALL SELECT 'in_flight', coalesce((SELECT outbox_in_flight FROM chain_head WHERE id = 1), 0)
+  UNION ALL SELECT 'acked', coalesce((SELECT outbox_acked FROM chain_head WHERE id = 1), 0)
+  UNION ALL SELECT 'dead', coalesce((SELECT outbox_dead FROM chain_head WHERE id = 1), 0);
+
+-- Migration 1's rule for the head itself; the counts beside it move freely.
+CREATE TRIGGER chain_head_forward_only BEFORE UPDATE OF seq, hash ON chain_head
+WHEN NEW.seq IS NOT OLD.seq + 1
+BEGIN
+  SELECT RAISE(ABORT, 'chain_head only moves forward by one event (POS220)');
+END;
+
+-- Every outbox record comes after an event, so the head's row exists when these run.
 CREATE TRIGGER outbox_counts_insert AFTER INSERT ON outbox
 BEGIN
-  UPDATE outbox_counts SET n = n + 1 WHERE state = NEW.state;
+  UPDATE chain_head SET outbox_pending = outbox_pending + (NEW.state = 'pending'),
+    outbox_in_flight = outbox_in_flight + (NEW.state = 'in_flight'),
+    outbox_acked = outbox_acked + (NEW.state = 'acked'),
+    outbox_dead = outbox_dead + (NEW.state = 'dead')
+  WHERE id = 1;
 END;
 
 CREATE TRIGGER outbox_counts_update AFTER UPDATE OF state ON outbox
 WHEN OLD.state IS NOT NEW.state
 BEGIN
-  UPDATE outbox_counts SET n = n - 1 WHERE state = OLD.state;
-  UPDATE outbox_counts SET n = n + 1 WHERE state = NEW.state;
+  UPDATE chain_head SET outbox_pending = outbox_pending - (OLD.state = 'pending'),
+    outbox_in_flight = outbox_in_flight - (OLD.state = 'in_flight'),
+    outbox_acked = outbox_acked - (OLD.state = 'acked'),
+    outbox_dead = outbox_dead - (OLD.state = 'dead')
+  WHERE id = 1;
+  UPDATE chain_head SET outbox_pending = outbox_pending + (NEW.state = 'pending'),
+    outbox_in_flight = outbox_in_flight + (NEW.state = 'in_flight'),
+    outbox_acked = outbox_acked + (NEW.state = 'acked'),
+    outbox_dead = outbox_dead + (NEW.state = 'dead')
+  WHERE id = 1;
 END;
 
 CREATE TRIGGER outbox_counts_delete AFTER DELETE ON outbox
 BEGIN
-  UPDATE outbox_counts SET n = n - 1 WHERE state = OLD.state;
+  UPDATE chain_head SET outbox_pending = outbox_pending - (OLD.state = 'pending'),
+    outbox_in_flight = outbox_in_flight - (OLD.state = 'in_flight'),
+    outbox_acked = outbox_acked - (OLD.state = 'acked'),
+    outbox_dead = outbox_dead - (OLD.state = 'dead')
+  WHERE id = 1;
 END;
 
 CREATE TRIGGER sealed_cards_not_after_ack BEFORE INSERT ON sealed_cards

@@ -143,6 +143,18 @@ describe('migration 7: fewer b-trees per payment commit', () => {
       try {
         expect(raw.pragma('user_version', { simple: true })).toBe(7);
         expect(raw.pragma('foreign_key_check')).toEqual([]);
+        // The queue's counts, now columns of chain_head, agree with the rows (dead and pending
+        // records exist; the acked ones were purged) and moved with the new record.
+        const counted = raw
+          .prepare('SELECT state, count(*) AS n FROM outbox GROUP BY state ORDER BY state')
+          .all();
+        expect(counted.map((r) => (r as { state: string }).state)).toEqual(['dead', 'pending']);
+        expect(
+          raw.prepare('SELECT state, n FROM outbox_counts WHERE n > 0 ORDER BY state').all(),
+        ).toEqual(counted);
+        // The head still only moves forward; the counts beside it are not the head.
+        expect(() => raw.exec('UPDATE chain_head SET hash = zeroblob(32)')).toThrow(/POS220/);
+        expect(() => raw.exec('UPDATE chain_head SET seq = seq + 2')).toThrow(/POS220/);
         const last = raw.prepare('SELECT max(seq) AS s FROM outbox').get() as { s: number };
         const oldMax = Math.max(...(before.outbox as { seq: number }[]).map((r) => r.seq));
         expect(last.s).toBeGreaterThan(oldMax);
