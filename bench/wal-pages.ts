@@ -9,8 +9,8 @@
  *  npm run build && node dist/bench/wal-pages.js [offline|online] [samples] [backlog] [dir]
  * ```
  *
- * Prints one JSON line: frames per payment, distinct pages per payment, and pages per b-tree
- * (averaged over the samples). bench/ is a measurement tool outside the product layers
+ * Prints one JSON line: frames per payment (online: and of its first commit), distinct pages per
+ * payment, and pages per b-tree (averaged over the samples). bench/ is a measurement tool outside the product layers
  * (architecture.md §1); it imports `better-sqlite3` directly to read the WAL and `dbstat`.
  */
 import { readFileSync } from 'node:fs';
@@ -39,6 +39,8 @@ function main(): void {
   const dbPath = path.join(dir, `agent-${process.pid}.db`);
   const store = PaymentStore.open({ path: dbPath });
   let i = 0;
+  /** Runs between the online payment's two commits (the sample reads the first one's pages). */
+  let betweenCommits = (): void => {};
   const pay = (kind: 'offline' | 'online'): void => {
     const input = newPayment(i, tokens[i % tokens.length] as (typeof tokens)[number]);
     i += 1;
@@ -51,6 +53,7 @@ function main(): void {
     store.recordCardRead(payment.id, input.card, { sealed: input.sealed });
     if (kind === 'online') {
       store.recordStep(payment.id, 'authorization_requested');
+      betweenCommits();
       store.recordOnlineOutcome(payment.id, { outcome: 'approved', authCode: 'A1B2C3' });
     } else {
       store.storeOffline(payment.id, POLICY, { ambiguous: false });
@@ -66,6 +69,10 @@ function main(): void {
     const byTree = new Map<string, number>();
     let frames = 0;
     let distinct = 0;
+    let firstCommitFrames = 0;
+    betweenCommits = () => {
+      firstCommitFrames += walPageNumbers(`${dbPath}-wal`, pageSize).length;
+    };
     for (let k = 0; k < samples; k++) {
       side.pragma('wal_checkpoint(TRUNCATE)');
       pay(mode);
@@ -92,6 +99,8 @@ function main(): void {
         samples,
         backlog,
         framesPerPayment: frames / samples,
+        // Online: the frames of the first commit (authorization_requested) of the two.
+        ...(mode === 'online' ? { firstCommitFrames: firstCommitFrames / samples } : {}),
         pagesPerPayment: distinct / samples,
         perTree,
       }),
