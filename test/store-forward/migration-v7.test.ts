@@ -272,7 +272,7 @@ describe('migration 7: fewer b-trees per payment commit', () => {
       for (const [name, params] of Object.entries(named)) {
         const text = plan(name as keyof typeof SQL, params);
         // A full scan of a growing table, or a sort of its rows, would grow with the table.
-        expect(text, name).not.toMatch(/SCAN (payments|events|outbox|sealed_cards)\b(?! USING)/);
+        expect(text, name).not.toMatch(/SCAN (payments|events|outbox|sealed_cards)\b/);
         // A sort of one payment's few rows, or of the list's 12 per-state pages (≤ limit each),
         // is bounded; a sort of the queue or of a state's list would not be.
         if (!name.endsWith('OfPayment') && name !== 'listPayments') {
