@@ -97,7 +97,7 @@ export class PaymentQueries {
     const [createdAt, id] = parseCursor(filter.before);
     const rows = this.#k.read(() =>
       state === undefined
-        ? this.#k.stmts.listPayments.all(createdAt, id, limit)
+        ? this.#k.stmts.listPayments.all({ a: createdAt, b: id, n: limit })
         : this.#k.stmts.listPaymentsByState.all(state, createdAt, id, limit),
     ) as PaymentRow[];
     let payments = rows.map(toPayment);

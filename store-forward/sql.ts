@@ -7,6 +7,7 @@ import {
   FINAL_STATES,
   IN_PROGRESS_STATES,
   OFFLINE_OPEN_STATES,
+  PAYMENT_STATES,
   type PaymentState,
 } from './model.js';
 
@@ -21,14 +22,25 @@ function sqlStates(states: readonly PaymentState[]): string {
   return states.map((state) => `'${state}'`).join(', ');
 }
 
+/** One state's newest keys after the cursor (@a, @b), at most @n: a branch of `listPayments`. */
+function newestKeysOfState(state: PaymentState): string {
+  return `SELECT * FROM (SELECT created_at, id FROM payments WHERE state = '${state}'
+        AND (created_at, id) < (@a, @b) ORDER BY created_at DESC, id DESC LIMIT @n)`;
+}
+
 /** Every statement of the store, by name (prepared once per connection, {@link Statements}). */
 export const SQL = {
   paymentById: 'SELECT * FROM payments WHERE id = ?',
   paymentByKey: 'SELECT * FROM payments WHERE idempotency_key = ?',
-  // Newest first by index (payments_by_created / payments_by_state_created), keyset pagination:
-  // the page after (created_at, id) of the last payment of the previous page.
-  listPayments: `SELECT * FROM payments WHERE (created_at, id) < (?, ?)
-    ORDER BY created_at DESC, id DESC LIMIT ?`,
+  // Newest first by index (payments_by_state_created), keyset pagination: the page after
+  // (created_at, id) of the last payment of the previous page. Without a state: the newest page
+  // of each state (one index range each, covered: keys only), merged, then the page's rows; it
+  // reads at most limit × 12 index entries, whatever the table holds, and spares every commit
+  // that creates a payment a second created_at index (migration 7 drops payments_by_created).
+  listPayments: `SELECT p.* FROM (SELECT created_at, id FROM (
+      ${PAYMENT_STATES.map(newestKeysOfState).join('\n      UNION ALL ')})
+      ORDER BY created_at DESC, id DESC LIMIT @n) k
+    JOIN payments p ON p.id = k.id ORDER BY k.created_at DESC, k.id DESC`,
   listPaymentsByState: `SELECT * FROM payments WHERE state = ? AND (created_at, id) < (?, ?)
     ORDER BY state DESC, created_at DESC, id DESC LIMIT ?`,
   paymentsPage: 'SELECT * FROM payments WHERE id > ? ORDER BY id LIMIT ?',

@@ -3,7 +3,7 @@
  * (architecture.md §4 — "the schema is the most important code in the project: it must make invalid
  * states impossible").
  *
- * Rules for these files (one migration per file, v1.ts … v6.ts):
+ * Rules for these files (one migration per file, v1.ts … v7.ts):
  * - A migration, once released, never changes: fix forward with a new one. The SQL is literal
  *   text, not generated from the TypeScript constants, so editing `model.ts` cannot silently
  *   rewrite history; `test/store-forward/schema.test.ts` proves the two agree.
@@ -25,6 +25,7 @@ import { V3 } from './v3.js';
 import { V4 } from './v4.js';
 import { V5 } from './v5.js';
 import { V6 } from './v6.js';
+import { V7 } from './v7.js';
 
 export type { Migration } from './migration.js';
 
@@ -40,8 +41,10 @@ export type { Migration } from './migration.js';
  *     records for the cloud.
  * 6 — the offline exposure as a running total kept by triggers; the open offline approvals'
  *     partial index replaces `payments_by_approval`.
+ * 7 — fewer b-trees per payment commit: `events` without its hash index, `outbox` keyed by `seq`
+ *     without its event index, `sealed_cards` without rowid.
  */
-export const MIGRATIONS: readonly Migration[] = [V1, V2, V3, V4, V5, V6];
+export const MIGRATIONS: readonly Migration[] = [V1, V2, V3, V4, V5, V6, V7];
 
 /** The schema version of this agent: the highest migration version. */
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
