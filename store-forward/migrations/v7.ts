@@ -28,6 +28,11 @@ import { ISO, type Migration } from './migration.js';
  *   (sql.ts `listPayments`: the newest page of each of the 12 states, merged; at most limit × 12
  *   index entries read), so a payment's creation updates one created_at index, not two.
  *
+ * - `ack_event_members` gets an index on `event_seq`: start-up reads the payments an ack event
+ *   changed after the verified checkpoint (sql.ts `paymentsChangedAfter`), which scanned every
+ *   member row ever written without it. One more page per ack commit (of ~180 records), none
+ *   per payment.
+ *
  * Every trigger of the rebuilt tables is created again as it was (the latest version of each),
  * with the two conditions above added. `PRAGMA legacy_alter_table` is on for the drops and
  * renames only, so that triggers of other tables naming `outbox` or `events` (which exist again
@@ -252,6 +257,8 @@ CREATE TRIGGER sealed_cards_immutable BEFORE UPDATE ON sealed_cards
 BEGIN
   SELECT RAISE(ABORT, 'sealed_cards rows never change (POS212)');
 END;
+
+CREATE INDEX ack_event_members_by_event ON ack_event_members (event_seq);
 `;
 
 /** Migration 7: `PRAGMA user_version` 7. */

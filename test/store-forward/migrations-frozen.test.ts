@@ -36,6 +36,10 @@ const RELEASED: Record<number, [string, string]> = {
     'reconciliation: batches, batch events, exceptions',
     '406809b9f6d230944a35893cb56351e4ec60a8d26569609988796d4325ace387',
   ],
+  6: [
+    'offline exposure as a running total',
+    'cd4e5c870a79bfb934d314105d0e7265e2c773e54a952682b868dbb155ef086e',
+  ],
 };
 
 describe('released migrations are frozen', () => {
