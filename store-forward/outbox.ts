@@ -37,7 +37,7 @@ import {
   type UplinkRecord,
 } from './model.js';
 import { toOutboxRecord, type OutboxRow, type PendingRow } from './rows.js';
-import { SQL } from './sql.js';
+import { SQL, applyPaymentRowsSql, type AckPaymentColumn } from './sql.js';
 import { checkInteger, safeReason } from './validate.js';
 
 /** A dead record as `pos-agent queue` lists it. */
@@ -196,7 +196,12 @@ export class SqliteOutbox {
   applyAcks(results: readonly AckResult[], batches: readonly string[] = []): AppliedAck[] {
     const applied = this.#k.write(() =>
       applyAckSet(
-        { kernel: this.#k, ackTargets: this.#raw.ackTargets, kinds: this.#kinds },
+        {
+          kernel: this.#k,
+          ackTargets: this.#raw.ackTargets,
+          paymentUpdate: (columns) => this.#paymentUpdate(columns),
+          kinds: this.#kinds,
+        },
         results,
         batches,
       ),
@@ -204,6 +209,19 @@ export class SqliteOutbox {
     if (applied.some((a) => a.action === 'acked')) this.#sealedDeleted = true;
     return applied;
   }
+
+  /** The set-based payment UPDATE for `columns`, prepared once per column set (at most 64). */
+  #paymentUpdate(columns: readonly AckPaymentColumn[]): Database.Statement {
+    const name = columns.join(',');
+    let statement = this.#paymentUpdates.get(name);
+    if (statement === undefined) {
+      statement = this.#k.db.prepare(applyPaymentRowsSql(columns));
+      this.#paymentUpdates.set(name, statement);
+    }
+    return statement;
+  }
+
+  readonly #paymentUpdates = new Map<string, Database.Statement>();
 
   /**
    * True when acknowledgements deleted sealed card data since the last WAL checkpoint: the WAL
