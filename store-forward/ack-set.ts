@@ -6,7 +6,8 @@
  *  results ──ackTargets (one read: outbox row + the 6 payment fields an ack can change)
  *          ──fold each result in order (applyEvent on those fields)
  *          ──► ONE ack event (hash chain) + its members
- *          ──► DELETE sealed card data of the set ─► UPDATE outbox (acked) ─► UPDATE payments
+ *          ──► DELETE sealed card data of the set ─► UPDATE outbox (acked, one per status)
+ *          ──► UPDATE payments (only the columns the set changes; updated_at bound once)
  * ```
  *
  * Statements per message, not per record: the drain's cost per record is a few rows of SQLite

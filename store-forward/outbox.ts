@@ -13,7 +13,7 @@
  *   the records after the last `seq` it holds ({@link SqliteOutbox.nextPending}`(limit, afterSeq)`).
  * - An acknowledgement message is applied as a set ({@link SqliteOutbox.applyAcks}, the set logic
  *   in ack-set.ts): one hash-chained `ack_events` row with the cloud's results, one DELETE of the
- *   set's sealed card data, one UPDATE of the outbox, one UPDATE of the payments whose projection
+ *   set's sealed card data, one UPDATE of the outbox per ack status, one UPDATE of the payments whose projection
  *   changed, in one transaction (the outbox trigger would delete each acknowledged payment's
  *   sealed card data too) (PCI DSS 4.0.1 req. 3.3.1); the WAL frames that held
  *   it are truncated by the next {@link PaymentStore.maintenance} pass (at most a second later in
@@ -183,7 +183,8 @@ export class SqliteOutbox {
    * - `accepted`/`duplicate` → outbox `acked` (the trigger deletes the sealed card data), and the
    *   payment → `approved` (`cloud_approved`, `authCode`), `declined`/`reversed`
    *   (`cloud_declined`) or `confirmed`. All of them are recorded in ONE hash-chained ack event;
-   *   the outbox and the payments are updated by one statement each. A result the state machine
+   *   the outbox is updated by one statement per status (accepted, duplicate), the payments by
+   *   one statement that writes only the columns the set changes. A result the state machine
    *   cannot apply goes to `dead` with the reason instead — never lost silently.
    * - a key already `acked` (or already `dead`, for a rejection), or repeated within the set →
    *   `already`, nothing changes: a second acknowledgement is harmless.
