@@ -13,11 +13,11 @@
  *   the records after the last `seq` it holds ({@link SqliteOutbox.nextPending}`(limit, afterSeq)`).
  * - An acknowledgement message is applied as a set ({@link SqliteOutbox.applyAcks}, the set logic
  *   in ack-set.ts): one hash-chained `ack_events` row with the cloud's results, one DELETE of the
- *   set's sealed card data, one UPDATE of the outbox per ack status, one UPDATE of the payments whose projection
- *   changed, in one transaction (the outbox trigger would delete each acknowledged payment's
- *   sealed card data too) (PCI DSS 4.0.1 req. 3.3.1); the WAL frames that held
- *   it are truncated by the next {@link PaymentStore.maintenance} pass (at most a second later in
- *   the agent), not on the ack path.
+ *   set's sealed card data, one UPDATE of the outbox per ack status, one UPDATE of the payments
+ *   whose projection changed, in one transaction (the outbox trigger would delete each
+ *   acknowledged payment's sealed card data too) (PCI DSS 4.0.1 req. 3.3.1); the WAL frames that
+ *   held it are truncated by the next {@link PaymentStore.maintenance} pass (at most a second
+ *   later in the agent), not on the ack path.
  * - Records are validated once, when the lifecycle creates them; {@link SqliteOutbox.validatesRecords}
  *   tells the sync worker it need not check them again on every send.
  */
