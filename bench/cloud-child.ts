@@ -7,11 +7,13 @@
  * vaultSecretKey, openSealed, … } }` (keys base64; the fleet bench adds `devices`, `brokerUrls`,
  * `amqp` and `ledgerFile`), then `{ counters: true }`, then `{ stop: true }` (answered with the final counters). Keys travel over
  * IPC, never on the command line (where `/proc/<pid>/cmdline` would show them).
- * Child → parent: `{ started: true }`, `{ counters: CloudCoreCounters, cpuMs }` (`cpuMs`: this
- * process's CPU time, user + system, since it answered `started`, ms), `{ error: string }`.
+ * Child → parent: `{ started: true }`, `{ counters: CloudCoreCounters, cpuMs, loop }` (`cpuMs`:
+ * this process's CPU time, user + system, since it answered `started`, ms; `loop`: its event
+ * loop's busy and idle time since it started, ms), `{ error: string }`.
  */
 import { openSealedCard } from '../drivers/boundary/sealed-card.js';
 import { CloudCore, type CloudCoreCounters } from '../simulator/cloud-core.js';
+import type { LoopTime } from './drain.js';
 
 /** Messages between bench/drain.ts and this child. */
 export type CloudChildMessage =
@@ -38,7 +40,7 @@ export type CloudChildMessage =
   | { counters: true }
   | { stop: true }
   | { started: true }
-  | { counters: CloudCoreCounters; cpuMs: number }
+  | { counters: CloudCoreCounters; cpuMs: number; loop: LoopTime }
   | { error: string };
 
 const b64 = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'base64'));
@@ -47,6 +49,12 @@ const send = (message: CloudChildMessage): void => {
 };
 
 let core: CloudCore | undefined;
+
+/** This process's event loop time since it started, ms. */
+function loop(): LoopTime {
+  const { active, idle } = performance.eventLoopUtilization();
+  return { active, idle };
+}
 let cpu0 = process.cpuUsage();
 
 process.on('message', (message: CloudChildMessage) => {
@@ -76,14 +84,14 @@ process.on('message', (message: CloudChildMessage) => {
       } else if ('counters' in message && message.counters === true) {
         if (core !== undefined) {
           const cpu = process.cpuUsage(cpu0);
-          send({ counters: core.counters(), cpuMs: (cpu.user + cpu.system) / 1000 });
+          send({ counters: core.counters(), cpuMs: (cpu.user + cpu.system) / 1000, loop: loop() });
         }
       } else if ('stop' in message) {
         await core?.stop();
         // The final counters, read after the stop: records handled while it closed count too.
         if (core !== undefined) {
           const cpu = process.cpuUsage(cpu0);
-          send({ counters: core.counters(), cpuMs: (cpu.user + cpu.system) / 1000 });
+          send({ counters: core.counters(), cpuMs: (cpu.user + cpu.system) / 1000, loop: loop() });
         }
         process.disconnect();
       }

@@ -4,8 +4,9 @@
  * rounds of `npm run bench`: a tool for profiling the drain path and for reading the CPU it costs
  * per record, in this process (the agent) and in the cloud core's child. Not a bench target.
  *
- * Prints one line: payments, ms, payments/s, records per batch, and µs of CPU per record for
- * this process and for the cloud core.
+ * Prints one line: payments, ms, payments/s, records per batch, µs of CPU per record for this
+ * process and for the cloud core, and how busy each one's event loop was during the drain (near
+ * 100 %: that side bounds the drain; both well below: the drain waits on the round trip).
  *
  * Usage: `node dist/bench/drain-agent.js [records=20000] [broker=mosquitto|aedes]`
  * - `DRAIN_PROF=FILE` writes a V8 CPU profile of this process during the drain only (from
@@ -132,12 +133,14 @@ try {
     inspector.disconnect();
   }
   const us = (ms: number): string => ((ms * 1000) / records).toFixed(1);
+  const pct = (share: number): string => `${(share * 100).toFixed(0)} %`;
   console.log(
     `${broker.name}: ${run.payments} payments in ${run.ms.toFixed(0)} ms = ` +
       `${run.perSecond.toFixed(0)}/s, ${run.recordsPerBatch.toFixed(0)} records/batch, ` +
       `${run.resends} resends, ${run.ackCommits} ack commits; CPU µs per record: agent process ${us(run.processCpuMs)} ` +
       `(kernel ${us(run.processSystemMs)}), ` +
-      `cloud core ${us(run.cloudCpuMs)} (seeded in ${(seedMs / 1000).toFixed(1)} s)`,
+      `cloud core ${us(run.cloudCpuMs)}; event loop busy: agent ${pct(run.agentBusy)}, ` +
+      `cloud core ${pct(run.cloudBusy)} (seeded in ${(seedMs / 1000).toFixed(1)} s)`,
   );
 } finally {
   await broker.stop();

@@ -106,9 +106,12 @@ export async function drainTarget(
     const agentCpuUs = median(diagnostics.map((a) => perRecordUs(a.processCpuMs)));
     const cloudCpuUs = median(diagnostics.map((a) => perRecordUs(a.cloudCpuMs)));
     const cloudCpuFullUs = median(agents.map((a) => perRecordUs(a.cloudCpuMs)));
+    // Whose work bounds the drain: the share of the run each event loop was busy.
+    const agentBusy = median(diagnostics.map((a) => a.agentBusy));
+    const cloudBusy = median(diagnostics.map((a) => a.cloudBusy));
     rows.push([
       kind.name,
-      `running agent → cloud core (sealed data not opened; CPU/record: this process ${fmt(agentCpuUs, 0)} µs, cloud core ${fmt(cloudCpuUs, 0)} µs)`,
+      `running agent → cloud core (sealed data not opened; CPU/record: this process ${fmt(agentCpuUs, 0)} µs, cloud core ${fmt(cloudCpuUs, 0)} µs; event loop busy: agent ${fmt(agentBusy * 100, 0)} %, cloud core ${fmt(cloudBusy * 100, 0)} %)`,
       fmt(diag, 0),
       fmt(base, 0),
       fmt(v.ratio),
@@ -139,6 +142,8 @@ export async function drainTarget(
         processCpuUsPerRecord: agentCpuUs,
         cloudCpuUsPerRecord: cloudCpuUs,
         cloudCpuUsPerRecordFullPath: cloudCpuFullUs,
+        agentBusyShare: agentBusy,
+        cloudBusyShare: cloudBusy,
         bytes,
         recordsPerBatchMedian: perBatch,
         baselines,

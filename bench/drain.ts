@@ -35,10 +35,26 @@ import { PaymentStore } from '../store-forward/payment-store.js';
 import type { CloudChildMessage } from './cloud-child.js';
 import { copyDurably, type BenchKeys } from './fixtures.js';
 
+/** An event loop's busy (`active`) and `idle` time, ms, as `eventLoopUtilization()` counts them. */
+export interface LoopTime {
+  active: number;
+  idle: number;
+}
+
+/** Busy share (0–1) of an event loop between two readings. */
+export function busyShare(from: LoopTime, to: LoopTime): number {
+  const active = to.active - from.active;
+  const idle = to.idle - from.idle;
+  return active + idle > 0 ? active / (active + idle) : 0;
+}
+
 /** The cloud core simulator in a child process (bench/cloud-child.ts). */
 export interface CloudChild {
-  /** The core's counters and the child's CPU time (user + system) since it started, ms. */
-  counters(): Promise<{ counters: CloudCoreCounters; cpuMs: number }>;
+  /**
+   * The core's counters, the child's CPU time (user + system) since it started, ms, and its
+   * event loop's busy and idle time since it started, ms (`performance.eventLoopUtilization`).
+   */
+  counters(): Promise<{ counters: CloudCoreCounters; cpuMs: number; loop: LoopTime }>;
   /**
    * Stops the core and the child (SIGKILL after 15 s); resolves with the final counters, read
    * after the core stopped, or undefined when the child had already exited.
@@ -124,7 +140,7 @@ export async function startCloudChild(options: {
       const message = await answer;
       if (!('counters' in message) || message.counters === true)
         throw new Error('cloud core child answered something else than counters');
-      return { counters: message.counters, cpuMs: message.cpuMs };
+      return { counters: message.counters, cpuMs: message.cpuMs, loop: message.loop };
     },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null || !child.connected)
@@ -243,6 +259,14 @@ export interface AgentRun {
   processSystemMs: number;
   /** CPU time (user + system) of the cloud core simulator's child process during the run, ms. */
   cloudCpuMs: number;
+  /**
+   * Share of the drain's wall time the agent's event loop was busy running code (0–1, Node's
+   * `performance.eventLoopUtilization`): near 1, the drain is bound by the agent's own work
+   * (CPU, or fsync inside a commit); well below 1, the agent waits on the broker or the cloud.
+   */
+  agentBusy: number;
+  /** The same for the cloud core's child process (0–1). */
+  cloudBusy: number;
 }
 
 /**
@@ -347,10 +371,14 @@ async function drainThroughAgent(
       throw new Error('the agent was online before the clock started: raise reconnectPeriodMs');
     let t0 = 0;
     let cpu0 = process.cpuUsage();
+    let loop0 = performance.eventLoopUtilization();
+    let cloudLoop0: Promise<LoopTime> | undefined;
     agent.worker.on('state', (state) => {
       if (state === 'online' && t0 === 0) {
         t0 = performance.now();
         cpu0 = process.cpuUsage();
+        loop0 = performance.eventLoopUtilization();
+        cloudLoop0 = cloud.counters().then((c) => c.loop);
       }
     });
     agent.worker.on('acked', (results) => {
@@ -372,11 +400,12 @@ async function drainThroughAgent(
     await Promise.race([done, timeout]).finally(() => clearTimeout(timer));
     const t1 = performance.now();
     const cpu = process.cpuUsage(cpu0);
+    const loop = performance.eventLoopUtilization(loop0);
     const ms = t1 - t0;
     const stats = agent.store.queueStats();
     if (stats.acked !== payments || stats.depth !== 0 || stats.dead !== 0)
       throw new Error(`after the drain: ${JSON.stringify(stats)}, expected ${payments} acked`);
-    const { counters, cpuMs: cloudCpuMs } = await cloud.counters();
+    const { counters, cpuMs: cloudCpuMs, loop: cloudLoop } = await cloud.counters();
     if (counters.accepted !== payments)
       throw new Error(`cloud accepted ${counters.accepted}, expected ${payments}`);
     const w = agent.worker.stats();
@@ -393,6 +422,8 @@ async function drainThroughAgent(
       processCpuMs: (cpu.user + cpu.system) / 1000,
       processSystemMs: cpu.system / 1000,
       cloudCpuMs,
+      agentBusy: loop.utilization,
+      cloudBusy: cloudLoop0 === undefined ? 0 : busyShare(await cloudLoop0, cloudLoop),
     };
   } finally {
     await agent.stop();

@@ -393,10 +393,16 @@ export class CloudBook {
     return entry;
   }
 
-  /** The ledger faults that act on a payment record's arrival (after its ack is decided). */
+  /**
+   * The ledger faults that act on a payment record's arrival (after its ack is decided). The entry
+   * is written through again only when a fault changed it: the arrival booked it already (one
+   * ledger write per record, not two).
+   */
   #faultsOnRecord(entry: CloudRecordEntry, first: boolean): void {
     const f = this.#faults;
     if (entry.status !== 'accepted') return;
+    if (f.alterAmountMinor === 0 && !(first && f.declineAfterOffline > 0) && f.loseRecords <= 0)
+      return;
     if (f.alterAmountMinor !== 0) {
       entry.amountMinor = Math.max(1, entry.amountMinor + f.alterAmountMinor);
       f.alterAmountMinor = 0;

@@ -6,7 +6,8 @@
  *  results ──ackTargets (one read: outbox row + the 6 payment fields an ack can change)
  *          ──fold each result in order (applyEvent on those fields)
  *          ──► ONE ack event (hash chain) + its members
- *          ──► DELETE sealed card data of the set ─► UPDATE outbox (acked) ─► UPDATE payments
+ *          ──► DELETE sealed card data of the set ─► UPDATE outbox (acked, one per status)
+ *          ──► UPDATE payments (only the columns the set changes; updated_at bound once)
  * ```
  *
  * Statements per message, not per record: the drain's cost per record is a few rows of SQLite
@@ -16,11 +17,13 @@
 import type Database from 'better-sqlite3';
 import { isAgentError } from '../common/agent-error.js';
 import { storeError } from './errors.js';
+import { ackEventText, type AckEntryData, type TypedAckEntry } from './ack-event-text.js';
 import type { AckEntry, StoreKernel } from './kernel.js';
 import { toAgentError } from './kernel.js';
 import type { AckResult, AppliedAck, OutboxState, Payment, PaymentState } from './model.js';
 import { applyEvent } from './projection.js';
 import { toPayment, type PaymentRow } from './rows.js';
+import { ACK_PAYMENT_COLUMNS, type AckPaymentColumn } from './sql.js';
 import { safeReason } from './validate.js';
 
 /**
@@ -70,6 +73,8 @@ export interface AckSetDeps {
   kernel: StoreKernel;
   /** `SQL.ackTargets` prepared in raw mode (rows as arrays). */
   ackTargets: Database.Statement;
+  /** `applyPaymentRowsSql(columns)` prepared (sql.ts; the caller caches one per column set). */
+  paymentUpdate(columns: readonly AckPaymentColumn[]): Database.Statement;
   /** The other kinds of records in the outbox's seq space (issue 17); see `RecordKind`. */
   kinds: readonly {
     applyAcks(results: readonly AckResult[], at: string): Map<number, AppliedAck>;
@@ -102,17 +107,20 @@ export function applyAckSet(
       targets.set(row[T.key], row);
     }
   }
-  // Each payment as the results before it in this set leave it.
+  // Each payment as the results before it in this set leave it, and as its row now holds it.
   const folds = new Map<string, AckFold>();
+  const stored = new Map<string, AckFold>();
   const current = (row: TargetRow): AckFold => {
     const known = folds.get(row[T.paymentId]);
     if (known !== undefined) return known;
     const fold = foldOf(row);
     folds.set(row[T.paymentId], fold);
+    stored.set(row[T.paymentId], fold);
     return fold;
   };
-  const entries: AckEntry[] = [];
-  const acked: [key: string, status: string][] = [];
+  const entries: TypedAckEntry[] = [];
+  // The acknowledged keys by status (one UPDATE each).
+  const acked = new Map<'accepted' | 'duplicate', string[]>();
   // The payments of the acknowledged records: their rows change, their sealed card data goes.
   const changed = new Set<string>();
   // Each key's outbox state as the results before it in this set leave it: the set has the
@@ -151,10 +159,10 @@ export function applyAckSet(
     }
     const deadLetter = (reason: string, code: string | undefined): AppliedAck => {
       const full = fullPayment(k, paymentId, folds.get(paymentId));
-      folds.set(
-        paymentId,
-        deadLetterRecord(k, { key, payment_id: paymentId }, reason, at, code, full),
-      );
+      const written = deadLetterRecord(k, { key, payment_id: paymentId }, reason, at, code, full);
+      folds.set(paymentId, written);
+      // The dead_lettered event wrote the whole row: the set's UPDATE compares with this one.
+      stored.set(paymentId, written);
       keyState.set(key, 'dead');
       return { key, action: 'dead_lettered', paymentId, outboxState: 'dead', detail: reason };
     };
@@ -190,7 +198,9 @@ export function applyAckSet(
     keyState.set(key, 'acked');
     changed.add(paymentId);
     entries.push(entry);
-    acked.push([key, result.status]);
+    const sameStatus = acked.get(result.status);
+    if (sameStatus === undefined) acked.set(result.status, [key]);
+    else sameStatus.push(key);
     out[index] = {
       key,
       action: 'acked',
@@ -200,26 +210,60 @@ export function applyAckSet(
     };
   }
   if (entries.length > 0) {
-    k.appendAckEvent(at, { batches: [...batches], results: entries });
+    k.appendAckEvent(
+      at,
+      { batches: [...batches], results: entries },
+      ackEventText(batches, entries),
+    );
     k.stmts.deleteSealedOfPayments.run(JSON.stringify([...changed]));
-    k.stmts.ackKeys.run({ a: JSON.stringify(acked), b: at });
-    const rows: unknown[] = [];
-    for (const id of changed) {
-      const p = folds.get(id) as AckFold;
-      rows.push([
-        id,
-        p.state,
-        p.authCode ?? null,
-        p.declineCode ?? null,
-        p.reason ?? null,
-        p.updatedAt,
-        p.approval ?? null,
-      ]);
+    for (const [status, keys] of acked) {
+      k.stmts.ackKeys.run({ a: JSON.stringify(keys), s: status, b: at });
     }
-    k.stmts.applyPaymentRows.run({ a: JSON.stringify(rows) });
+    writePayments(deps, changed, folds, stored, at);
   }
   for (const kind of deps.kinds) kind.afterAcks(at);
   return out;
+}
+
+/** The value of each column of {@link ACK_PAYMENT_COLUMNS} in a fold. */
+const COLUMN_OF: Record<AckPaymentColumn, (p: AckFold) => string | null> = {
+  state: (p) => p.state,
+  auth_code: (p) => p.authCode ?? null,
+  decline_code: (p) => p.declineCode ?? null,
+  reason: (p) => p.reason ?? null,
+  approval: (p) => p.approval ?? null,
+  updated_at: (p) => p.updatedAt,
+};
+
+/**
+ * Writes the new projection of the `changed` payments with one set-based UPDATE that sets only
+ * the columns the set changed in at least one of them (the others keep their value in every
+ * row); `updated_at` is bound once as `at`, what `applyEvent` sets for every event.
+ */
+function writePayments(
+  deps: AckSetDeps,
+  changed: ReadonlySet<string>,
+  folds: ReadonlyMap<string, AckFold>,
+  stored: ReadonlyMap<string, AckFold>,
+  at: string,
+): void {
+  const columns = ACK_PAYMENT_COLUMNS.filter((column) => {
+    const value = COLUMN_OF[column];
+    for (const id of changed) {
+      const after = value(folds.get(id) as AckFold);
+      // updated_at: `@b` unless a fold left another time (applyEvent sets the event's).
+      if (after !== (column === 'updated_at' ? at : value(stored.get(id) as AckFold))) return true;
+    }
+    return false;
+  });
+  const rows: (string | null)[][] = [];
+  for (const id of changed) {
+    const p = folds.get(id) as AckFold;
+    const row: (string | null)[] = [id];
+    for (const column of columns) row.push(COLUMN_OF[column](p));
+    rows.push(row);
+  }
+  deps.paymentUpdate(columns).run({ a: JSON.stringify(rows), b: at });
 }
 
 /**
@@ -285,7 +329,7 @@ function fullPayment(k: StoreKernel, paymentId: string, fold: AckFold | undefine
  * The ack event entry of one accepted/duplicate result: which payment event it stands for and
  * that event's canonical data (exactly what the projection check folds again).
  */
-function ackEntry(row: TargetRow, result: AckResult): AckEntry {
+function ackEntry(row: TargetRow, result: AckResult): TypedAckEntry {
   const recordType = row[T.recordType];
   // A void record's acknowledgement changes no state: the payment is already declined or
   // canceled. What the cloud had done under the key is kept in the entry as the recorded
@@ -300,9 +344,8 @@ function ackEntry(row: TargetRow, result: AckResult): AckEntry {
           : 'confirmed';
   // Strings only, absent fields left out: what canonicalJson + JSON.parse made of it before,
   // without that round trip per record (the ack event's canonical text is made once, for the set).
-  const data: Record<string, string> = { key: row[T.key], record: recordType };
+  const data: AckEntryData = { key: row[T.key], record: recordType, status: result.status };
   if (recordType === 'void') data.cloudOutcome = result.outcome ?? 'none';
-  data.status = result.status;
   if (result.authCode !== undefined) data.authCode = result.authCode;
   if (result.declineCode !== undefined) data.declineCode = result.declineCode;
   if (result.reason !== undefined) data.reason = safeReason(result.reason);

@@ -215,10 +215,11 @@ export class StoreKernel {
    * member index, inside the caller's transaction. The payments rows are the caller's to update
    * (set-based) with what `applyEvent` makes of each entry.
    *
+   * @param dataText — `canonicalJson(data)` when the caller wrote it already (ack-set.ts writes
+   *   it directly for the whole message, store-forward/ack-event-text.ts).
    * @returns the event's seq.
    */
-  appendAckEvent(at: string, data: AckEventData): number {
-    const dataText = canonicalJson(data);
+  appendAckEvent(at: string, data: AckEventData, dataText = canonicalJson(data)): number {
     const { seq, prevHash } = this.#nextLink();
     this.stmts.insertAckEvent.run({
       seq,

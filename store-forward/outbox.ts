@@ -13,11 +13,11 @@
  *   the records after the last `seq` it holds ({@link SqliteOutbox.nextPending}`(limit, afterSeq)`).
  * - An acknowledgement message is applied as a set ({@link SqliteOutbox.applyAcks}, the set logic
  *   in ack-set.ts): one hash-chained `ack_events` row with the cloud's results, one DELETE of the
- *   set's sealed card data, one UPDATE of the outbox, one UPDATE of the payments whose projection
- *   changed, in one transaction (the outbox trigger would delete each acknowledged payment's
- *   sealed card data too) (PCI DSS 4.0.1 req. 3.3.1); the WAL frames that held
- *   it are truncated by the next {@link PaymentStore.maintenance} pass (at most a second later in
- *   the agent), not on the ack path.
+ *   set's sealed card data, one UPDATE of the outbox per ack status, one UPDATE of the payments
+ *   whose projection changed, in one transaction (the outbox trigger would delete each
+ *   acknowledged payment's sealed card data too) (PCI DSS 4.0.1 req. 3.3.1); the WAL frames that
+ *   held it are truncated by the next {@link PaymentStore.maintenance} pass (at most a second
+ *   later in the agent), not on the ack path.
  * - Records are validated once, when the lifecycle creates them; {@link SqliteOutbox.validatesRecords}
  *   tells the sync worker it need not check them again on every send.
  */
@@ -37,7 +37,7 @@ import {
   type UplinkRecord,
 } from './model.js';
 import { toOutboxRecord, type OutboxRow, type PendingRow } from './rows.js';
-import { SQL } from './sql.js';
+import { SQL, applyPaymentRowsSql, type AckPaymentColumn } from './sql.js';
 import { checkInteger, safeReason } from './validate.js';
 
 /** A dead record as `pos-agent queue` lists it. */
@@ -183,7 +183,8 @@ export class SqliteOutbox {
    * - `accepted`/`duplicate` → outbox `acked` (the trigger deletes the sealed card data), and the
    *   payment → `approved` (`cloud_approved`, `authCode`), `declined`/`reversed`
    *   (`cloud_declined`) or `confirmed`. All of them are recorded in ONE hash-chained ack event;
-   *   the outbox and the payments are updated by one statement each. A result the state machine
+   *   the outbox is updated by one statement per status (accepted, duplicate), the payments by
+   *   one statement that writes only the columns the set changes. A result the state machine
    *   cannot apply goes to `dead` with the reason instead — never lost silently.
    * - a key already `acked` (or already `dead`, for a rejection), or repeated within the set →
    *   `already`, nothing changes: a second acknowledgement is harmless.
@@ -196,7 +197,12 @@ export class SqliteOutbox {
   applyAcks(results: readonly AckResult[], batches: readonly string[] = []): AppliedAck[] {
     const applied = this.#k.write(() =>
       applyAckSet(
-        { kernel: this.#k, ackTargets: this.#raw.ackTargets, kinds: this.#kinds },
+        {
+          kernel: this.#k,
+          ackTargets: this.#raw.ackTargets,
+          paymentUpdate: (columns) => this.#paymentUpdate(columns),
+          kinds: this.#kinds,
+        },
         results,
         batches,
       ),
@@ -204,6 +210,19 @@ export class SqliteOutbox {
     if (applied.some((a) => a.action === 'acked')) this.#sealedDeleted = true;
     return applied;
   }
+
+  /** The set-based payment UPDATE for `columns`, prepared once per column set (at most 64). */
+  #paymentUpdate(columns: readonly AckPaymentColumn[]): Database.Statement {
+    const name = columns.join(',');
+    let statement = this.#paymentUpdates.get(name);
+    if (statement === undefined) {
+      statement = this.#k.db.prepare(applyPaymentRowsSql(columns));
+      this.#paymentUpdates.set(name, statement);
+    }
+    return statement;
+  }
+
+  readonly #paymentUpdates = new Map<string, Database.Statement>();
 
   /**
    * True when acknowledgements deleted sealed card data since the last WAL checkpoint: the WAL

@@ -98,4 +98,63 @@ describe('applyAcks as one set', () => {
     expect(store.checkProjection()).toEqual({ ok: true, payments: 60 });
     expect(store.verifyChain().ok).toBe(true);
   });
+
+  // Issue 9 (drain3): the outbox is updated by one statement per status, not per key with its
+  // status read from JSON; a mixed message must still store each key's own status.
+  it('accepted and duplicate results in one message: each outbox row keeps its own ack status', () => {
+    const { store, path } = setup();
+    for (let i = 0; i < 6; i++) store.createPayment(newPayment(`key-${i}`));
+    store.applyAcks(
+      [0, 1, 2, 3, 4, 5].map((i) => ({
+        key: `key-${i}`,
+        status: i % 3 === 0 ? ('duplicate' as const) : ('accepted' as const),
+      })),
+    );
+    const raw = rawConnection(path);
+    try {
+      const rows = raw.prepare('SELECT key, state, ack_status FROM outbox ORDER BY seq').all();
+      expect(rows).toEqual(
+        [0, 1, 2, 3, 4, 5].map((i) => ({
+          key: `key-${i}`,
+          state: 'acked',
+          ack_status: i % 3 === 0 ? 'duplicate' : 'accepted',
+        })),
+      );
+    } finally {
+      raw.close();
+    }
+    expect(store.checkProjection()).toEqual({ ok: true, payments: 6 });
+  });
+
+  // Issue 9 (drain3): the payments UPDATE writes only the columns the set changes. A payment the
+  // set leaves alone in a column (its reason, its decline code) keeps it, while another payment of
+  // the same set changes that column.
+  it('one payment declined and one approved in a message: each row as its own fold, nothing else touched', () => {
+    const { store, path } = setup();
+    const declined = store.createPayment(newPayment('key-d')).payment.id;
+    const approved = store.createPayment(newPayment('key-a')).payment.id;
+    const confirmed = store.createPayment(newPayment('key-c')).payment.id;
+    const before = store.getPayment(confirmed);
+    store.applyAcks([
+      { key: 'key-d', status: 'accepted', outcome: 'declined', declineCode: '51', reason: 'nsf' },
+      { key: 'key-a', status: 'accepted', outcome: 'approved', authCode: 'OK1' },
+      { key: 'key-c', status: 'accepted' },
+    ]);
+    expect(store.getPayment(declined)).toMatchObject({
+      state: 'declined',
+      declineCode: '51',
+      reason: 'nsf',
+    });
+    expect(store.getPayment(approved)).toMatchObject({ state: 'approved', authCode: 'OK1' });
+    expect(store.getPayment(approved)?.declineCode).toBeUndefined();
+    expect(store.getPayment(approved)?.reason).toBeUndefined();
+    const after = store.getPayment(confirmed);
+    expect(after?.state).toBe('confirmed');
+    expect(after?.authCode).toBeUndefined();
+    expect(after?.approval).toBe(before?.approval);
+    expect(after?.updatedAt).not.toBe(before?.updatedAt);
+    expect(count(path, 'SELECT count(*) AS n FROM sealed_cards')).toBe(0);
+    expect(store.checkProjection()).toEqual({ ok: true, payments: 3 });
+    expect(store.verifyChain().ok).toBe(true);
+  });
 });
