@@ -3,7 +3,7 @@
  * (sizes of the quick and full runs), the results collected for `--json`, and the printing helpers.
  */
 import os from 'node:os';
-import { parseArgs } from 'node:util';
+import { parseBenchArgs } from './args.js';
 import { fmt, type Verdict } from './stats.js';
 
 /** One target's outcome in the JSON output. */
@@ -20,16 +20,7 @@ export interface TargetResult {
 }
 
 /** The command line (see bench/run.ts for the options). */
-export const { values } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    json: { type: 'string' },
-    stored: { type: 'string' },
-    dir: { type: 'string' },
-    only: { type: 'string' },
-  },
-  strict: true,
-});
+export const { values, fleet } = parseBenchArgs(process.argv.slice(2));
 
 /** `--quick`: the smaller run (~1 minute). */
 export const quick = values.quick === true;

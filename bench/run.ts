@@ -52,6 +52,7 @@ import {
 import { benchMemory } from './memory.js';
 import {
   diskParent,
+  fleet,
   jsonPath,
   line,
   mark,
@@ -67,7 +68,7 @@ import { fmt, formatTable, median, verdict } from './stats.js';
 
 async function main(): Promise<void> {
   // `npm run bench -- fleet`: the fleet bench and fault run of issue 16 (bench/fleet.ts) only.
-  if (process.argv.slice(2).includes('fleet')) {
+  if (fleet) {
     const { runFleetBench } = await import('./fleet.js');
     await runFleetBench();
     return;
