@@ -20,7 +20,15 @@ export interface TargetResult {
 }
 
 /** The command line (see bench/run.ts for the options). */
-export const { values, fleet } = parseBenchArgs(process.argv.slice(2));
+export const { values, fleet } = ((): ReturnType<typeof parseBenchArgs> => {
+  try {
+    return parseBenchArgs(process.argv.slice(2));
+  } catch (error) {
+    // A wrong word or option: the sentence and exit 2, no stack trace.
+    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(2);
+  }
+})();
 
 /** `--quick`: the smaller run (~1 minute). */
 export const quick = values.quick === true;
