@@ -278,6 +278,7 @@ export async function runFleetBench(): Promise<void> {
 
     // 3. A node killed during a drain.
     fleet.resetSamples();
+    const before3 = fleet.figures();
     await cloud.stop();
     await sleep(Math.min(OUTAGE_S, 15) * 1000);
     const backlog3 = fleet.figures().backlog;
@@ -293,7 +294,8 @@ export async function runFleetBench(): Promise<void> {
     report(
       '3. node 2 killed during the drain',
       k,
-      `; backlog ${backlog3}, fleet back and drained ${drained3 ? 'in' : 'NOT within'} ${((Date.now() - t) / 1000).toFixed(1)} s; failover p50 ${k.failover.p50} ms p99 ${k.failover.p99} ms max ${k.failover.max} ms over ${k.failover.count} terminals`,
+      `; backlog ${backlog3}, fleet back and drained ${drained3 ? 'in' : 'NOT within'} ${((Date.now() - t) / 1000).toFixed(1)} s; failover p50 ${k.failover.p50} ms p99 ${k.failover.p99} ms max ${k.failover.max} ms over ${k.failover.count} terminals; ` +
+        `${k.publishes - before3.publishes} batch publishes, ${k.resends - before3.resends} of them resends`,
     );
     await cluster.startNode(2);
 
