@@ -11,6 +11,7 @@
  * this process's CPU time, user + system, since it answered `started`, ms; `loop`: its event
  * loop's busy and idle time since it started, ms), `{ error: string }`.
  */
+import type { AmqpLinkCounters } from '../simulator/cloud-amqp.js';
 import { openSealedCard } from '../drivers/boundary/sealed-card.js';
 import { CloudCore, type CloudCoreCounters } from '../simulator/cloud-core.js';
 import type { LoopTime } from './drain.js';
@@ -40,7 +41,13 @@ export type CloudChildMessage =
   | { counters: true }
   | { stop: true }
   | { started: true }
-  | { counters: CloudCoreCounters; cpuMs: number; loop: LoopTime }
+  | {
+      counters: CloudCoreCounters;
+      cpuMs: number;
+      loop: LoopTime;
+      /** The AMQP link's delivery counters (competing consumers on RabbitMQ), when in that mode. */
+      amqp?: AmqpLinkCounters | undefined;
+    }
   | { error: string };
 
 const b64 = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'base64'));
@@ -91,7 +98,12 @@ process.on('message', (message: CloudChildMessage) => {
         // The final counters, read after the stop: records handled while it closed count too.
         if (core !== undefined) {
           const cpu = process.cpuUsage(cpu0);
-          send({ counters: core.counters(), cpuMs: (cpu.user + cpu.system) / 1000, loop: loop() });
+          send({
+            counters: core.counters(),
+            cpuMs: (cpu.user + cpu.system) / 1000,
+            loop: loop(),
+            amqp: core.amqp?.counters,
+          });
         }
         process.disconnect();
       }

@@ -18,6 +18,7 @@
  * bench/ is a measurement tool outside the product layers (architecture.md §1); it imports `mqtt`
  * directly for the baseline.
  */
+import type { AmqpLinkCounters } from '../simulator/cloud-amqp.js';
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -59,7 +60,9 @@ export interface CloudChild {
    * Stops the core and the child (SIGKILL after 15 s); resolves with the final counters, read
    * after the core stopped, or undefined when the child had already exited.
    */
-  stop(): Promise<{ counters: CloudCoreCounters; cpuMs: number } | undefined>;
+  stop(): Promise<
+    { counters: CloudCoreCounters; cpuMs: number; amqp?: AmqpLinkCounters | undefined } | undefined
+  >;
 }
 
 /**
@@ -145,10 +148,12 @@ export async function startCloudChild(options: {
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null || !child.connected)
         return undefined;
-      let last: { counters: CloudCoreCounters; cpuMs: number } | undefined;
+      let last:
+        | { counters: CloudCoreCounters; cpuMs: number; amqp?: AmqpLinkCounters | undefined }
+        | undefined;
       child.on('message', (message: CloudChildMessage) => {
         if ('counters' in message && message.counters !== true)
-          last = { counters: message.counters, cpuMs: message.cpuMs };
+          last = { counters: message.counters, cpuMs: message.cpuMs, amqp: message.amqp };
       });
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       child.send({ stop: true } satisfies CloudChildMessage);

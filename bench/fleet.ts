@@ -106,6 +106,8 @@ class CloudSide {
   #accepted = 0;
   #duplicates = 0;
   #cpuMs = 0;
+  #redelivered = 0;
+  #requeued = 0;
   constructor(
     private readonly cluster: Cluster,
     private readonly ledgerFile: string,
@@ -164,14 +166,29 @@ class CloudSide {
       this.#accepted += last.counters.accepted;
       this.#duplicates += last.counters.duplicates;
       this.#cpuMs += last.cpuMs;
+      this.#redelivered += last.amqp?.redelivered ?? 0;
+      this.#requeued += last.amqp?.requeued ?? 0;
     }
   }
   /**
-   * Keys accepted (charged) over every instance that has stopped, duplicates answered, and the
-   * instances' CPU time (user + system), ms.
+   * Keys accepted (charged) over every instance that has stopped, duplicates answered, the
+   * instances' CPU time (user + system), ms, and their AMQP deliveries the broker redelivered
+   * (another instance had them unacknowledged) or they gave back (answer not published).
    */
-  totals(): { accepted: number; duplicates: number; cpuMs: number } {
-    return { accepted: this.#accepted, duplicates: this.#duplicates, cpuMs: this.#cpuMs };
+  totals(): {
+    accepted: number;
+    duplicates: number;
+    cpuMs: number;
+    redelivered: number;
+    requeued: number;
+  } {
+    return {
+      accepted: this.#accepted,
+      duplicates: this.#duplicates,
+      cpuMs: this.#cpuMs,
+      redelivered: this.#redelivered,
+      requeued: this.#requeued,
+    };
   }
   /** The keys booked in the shared ledger file. */
   ledgerKeys(): Set<string> {
@@ -329,7 +346,7 @@ export async function runFleetBench(): Promise<void> {
     );
     const answered = totals.accepted + totals.duplicates;
     line(
-      `cloud core: ${cloud.instances} instance(s) at a time, CPU ${(totals.cpuMs / 1000).toFixed(1)} s over ${answered} records answered = ${answered === 0 ? '-' : ((totals.cpuMs * 1000) / answered).toFixed(0)} µs per record (user + system, every instance)`,
+      `cloud core: ${cloud.instances} instance(s) at a time, CPU ${(totals.cpuMs / 1000).toFixed(1)} s over ${answered} records answered = ${answered === 0 ? '-' : ((totals.cpuMs * 1000) / answered).toFixed(0)} µs per record (user + system, every instance); AMQP deliveries redelivered ${totals.redelivered}, given back ${totals.requeued}`,
     );
     if (lost !== 0 || chargedTwice !== 0) process.exitCode = 1;
   } finally {
