@@ -40,6 +40,10 @@ const RELEASED: Record<number, [string, string]> = {
     'offline exposure as a running total',
     'cd4e5c870a79bfb934d314105d0e7265e2c773e54a952682b868dbb155ef086e',
   ],
+  7: [
+    'fewer b-trees per payment commit',
+    '14caacd878e6dd822b220c5a8b09be91bc8001665da1212558b0364f1dfc5a30',
+  ],
 };
 
 describe('released migrations are frozen', () => {
