@@ -321,7 +321,7 @@ export class CloudBook {
    * takes one fsync per message instead of one or two per record.
    */
   applyRecords(deviceId: string, records: readonly UplinkRecord[]): AckResult[] {
-    return this.#ledger.transaction(() => records.map((r) => this.applyRecord(deviceId, r)));
+    return this.applyMessages([{ deviceId, records }])[0] ?? [];
   }
 
   /**
