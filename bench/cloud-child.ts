@@ -47,8 +47,18 @@ export type CloudChildMessage =
       loop: LoopTime;
       /** The AMQP link's delivery counters (competing consumers on RabbitMQ), when in that mode. */
       amqp?: AmqpLinkCounters | undefined;
+      /** Why uplinks were left unsettled (CloudCore.unsettledReasons), with the final counters. */
+      unsettled?: Record<string, number>;
     }
   | { error: string };
+
+/** The final counters of a stopped child, as its parent keeps them (bench/drain.ts). */
+export interface CloudChildFinal {
+  counters: CloudCoreCounters;
+  cpuMs: number;
+  amqp?: AmqpLinkCounters | undefined;
+  unsettled?: Record<string, number> | undefined;
+}
 
 const b64 = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'base64'));
 const send = (message: CloudChildMessage): void => {
@@ -103,6 +113,7 @@ process.on('message', (message: CloudChildMessage) => {
             cpuMs: (cpu.user + cpu.system) / 1000,
             loop: loop(),
             amqp: core.amqp?.counters,
+            unsettled: core.unsettledReasons(),
           });
         }
         process.disconnect();

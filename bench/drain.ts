@@ -18,7 +18,6 @@
  * bench/ is a measurement tool outside the product layers (architecture.md §1); it imports `mqtt`
  * directly for the baseline.
  */
-import type { AmqpLinkCounters } from '../simulator/cloud-amqp.js';
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -33,7 +32,7 @@ import { RecordsBatchSchema } from '../cloud-sync/schemas.js';
 import type { CloudCoreCounters } from '../simulator/cloud-core.js';
 import { freePort } from '../simulator/free-port.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
-import type { CloudChildMessage } from './cloud-child.js';
+import type { CloudChildFinal, CloudChildMessage } from './cloud-child.js';
 import { copyDurably, type BenchKeys } from './fixtures.js';
 
 /** An event loop's busy (`active`) and `idle` time, ms, as `eventLoopUtilization()` counts them. */
@@ -60,9 +59,7 @@ export interface CloudChild {
    * Stops the core and the child (SIGKILL after 15 s); resolves with the final counters, read
    * after the core stopped, or undefined when the child had already exited.
    */
-  stop(): Promise<
-    { counters: CloudCoreCounters; cpuMs: number; amqp?: AmqpLinkCounters | undefined } | undefined
-  >;
+  stop(): Promise<CloudChildFinal | undefined>;
 }
 
 /**
@@ -148,12 +145,15 @@ export async function startCloudChild(options: {
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null || !child.connected)
         return undefined;
-      let last:
-        | { counters: CloudCoreCounters; cpuMs: number; amqp?: AmqpLinkCounters | undefined }
-        | undefined;
+      let last: CloudChildFinal | undefined;
       child.on('message', (message: CloudChildMessage) => {
         if ('counters' in message && message.counters !== true)
-          last = { counters: message.counters, cpuMs: message.cpuMs, amqp: message.amqp };
+          last = {
+            counters: message.counters,
+            cpuMs: message.cpuMs,
+            amqp: message.amqp,
+            unsettled: message.unsettled,
+          };
       });
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       child.send({ stop: true } satisfies CloudChildMessage);

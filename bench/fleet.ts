@@ -108,6 +108,7 @@ class CloudSide {
   #cpuMs = 0;
   #redelivered = 0;
   #requeued = 0;
+  #unsettled = new Map<string, number>();
   constructor(
     private readonly cluster: Cluster,
     private readonly ledgerFile: string,
@@ -168,7 +169,15 @@ class CloudSide {
       this.#cpuMs += last.cpuMs;
       this.#redelivered += last.amqp?.redelivered ?? 0;
       this.#requeued += last.amqp?.requeued ?? 0;
+      for (const [reason, n] of Object.entries(last.unsettled ?? {}))
+        this.#unsettled.set(reason, (this.#unsettled.get(reason) ?? 0) + n);
     }
+  }
+  /** Why the instances left uplinks unsettled, most frequent first: `reason × n` lines. */
+  unsettledReasons(): string[] {
+    return [...this.#unsettled]
+      .sort((a, b) => b[1] - a[1])
+      .map(([reason, n]) => `${reason} × ${n}`);
   }
   /**
    * Keys accepted (charged) over every instance that has stopped, duplicates answered, the
@@ -348,6 +357,7 @@ export async function runFleetBench(): Promise<void> {
     line(
       `cloud core: ${cloud.instances} instance(s) at a time, CPU ${(totals.cpuMs / 1000).toFixed(1)} s over ${answered} records answered = ${answered === 0 ? '-' : ((totals.cpuMs * 1000) / answered).toFixed(0)} µs per record (user + system, every instance); AMQP deliveries redelivered ${totals.redelivered}, given back ${totals.requeued}`,
     );
+    for (const reason of cloud.unsettledReasons().slice(0, 5)) line(`  left unsettled: ${reason}`);
     if (lost !== 0 || chargedTwice !== 0) process.exitCode = 1;
   } finally {
     await cloud?.stop().catch(() => undefined);

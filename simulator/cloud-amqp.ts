@@ -49,6 +49,11 @@ export const RETRIES_PER_NODE = 2;
 /** Unacknowledged deliveries per instance by default. */
 export const DEFAULT_PREFETCH = 16;
 
+/** The first give-back of a delivery that could not be settled waits this long, ms … */
+export const GIVE_BACK_INITIAL_MS = 100;
+/** … doubling with every unsettled delivery in a row, up to this, ms (with ±50 % jitter). */
+export const GIVE_BACK_MAX_MS = 5_000;
+
 /** The uplink tails of the wire contract (architecture.md §5), as routing-key words. */
 const UPLINK_TAILS = ['up.records', 'up.auth', 'status'] as const;
 
@@ -90,7 +95,10 @@ export interface AmqpLinkCounters {
   redelivered: number;
   /** Deliveries acknowledged (after the ledger commit and the answer's confirm). */
   acked: number;
-  /** Deliveries given back (`nack`, requeue) because an answer could not be published. */
+  /**
+   * Deliveries given back (`nack`, requeue) because their ledger commit failed or their answer
+   * could not be published (CloudCore.unsettledReasons says which), each after a backoff.
+   */
   requeued: number;
   /** Answers published and confirmed by the broker. */
   published: number;
@@ -131,6 +139,9 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
   #channel: ConfirmChannel | undefined;
   #ended = false;
   #lastError: Error | undefined;
+  /** Deliveries left unsettled in a row (reset by a settled one): the give-back backoff. */
+  #unsettledInRow = 0;
+  #giveBacks = new Set<NodeJS.Timeout>();
   #counters: AmqpLinkCounters = {
     deliveries: 0,
     redelivered: 0,
@@ -289,19 +300,45 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
     const handled =
       topic === undefined ? Promise.resolve(true) : this.#handler(topic, message.content);
     void handled.then((settled) => {
-      // The channel may have died meanwhile: then the broker has requeued the delivery already.
-      try {
-        if (settled) {
-          channel.ack(message);
-          this.#counters.acked += 1;
-        } else {
-          channel.nack(message, false, true);
-          this.#counters.requeued += 1;
-        }
-      } catch (error) {
-        this.#log.debug({ err: error }, 'cloud core AMQP ack on a closed channel');
+      if (settled) {
+        this.#unsettledInRow = 0;
+        this.#settle(channel, message, true);
+        return;
       }
+      // Given back after a backoff, not at once: a cause that lasts (a broker refusing the
+      // answer's publish while a node is down, a busy ledger) would otherwise turn the queue
+      // into a loop of redeliveries at full speed (issue 16, fleet run C: 253,676 give-backs).
+      // Meanwhile the delivery holds a prefetch slot, which slows this consumer down as well.
+      const delayMs = this.#giveBackDelayMs();
+      const timer = setTimeout(() => {
+        this.#giveBacks.delete(timer);
+        this.#settle(channel, message, false);
+      }, delayMs);
+      this.#giveBacks.add(timer);
     });
+  }
+
+  /** The backoff before the next give-back, ms: doubling per unsettled delivery in a row, jittered. */
+  #giveBackDelayMs(): number {
+    const base = Math.min(GIVE_BACK_MAX_MS, GIVE_BACK_INITIAL_MS * 2 ** this.#unsettledInRow);
+    this.#unsettledInRow = Math.min(this.#unsettledInRow + 1, 32);
+    return Math.round(base * (0.5 + Math.random()));
+  }
+
+  /** Acknowledges a delivery, or gives it back (requeue), on the channel it came on. */
+  #settle(channel: Channel, message: ConsumeMessage, settled: boolean): void {
+    // The channel may have died meanwhile: then the broker has requeued the delivery already.
+    try {
+      if (settled) {
+        channel.ack(message);
+        this.#counters.acked += 1;
+      } else {
+        channel.nack(message, false, true);
+        this.#counters.requeued += 1;
+      }
+    } catch (error) {
+      this.#log.debug({ err: error }, 'cloud core AMQP ack on a closed channel');
+    }
   }
 
   /** The URL of the node in use or being tried. */
@@ -372,6 +409,9 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
   async end(): Promise<void> {
     this.#ended = true;
     this.#channel = undefined;
+    // Deliveries waiting to be given back go back with the connection's close.
+    for (const timer of this.#giveBacks) clearTimeout(timer);
+    this.#giveBacks.clear();
     await this.#model?.close().catch(() => undefined);
   }
 

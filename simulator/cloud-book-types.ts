@@ -110,8 +110,13 @@ export interface CloudCoreCounters {
   acksSent: number;
   /** Ack messages dropped by the fault switch. */
   acksDropped: number;
-  /** Ack publishes that failed (not connected). */
+  /** Ack publishes that failed (not connected, or refused by the broker: a publisher-confirm nack). */
   acksFailed: number;
+  /**
+   * Uplink messages not booked because their ledger commit failed (the group commit of
+   * book-queue.ts: every message of the failed group counts). Not answered: given back / resent.
+   */
+  commitsFailed: number;
   /** Payloads refused (bad envelope, signature, unknown key, schema). */
   refused: number;
   /** New keys that arrived with a lower seq than one already seen from the device. */
@@ -135,6 +140,7 @@ export function zeroCounters(): CloudCoreCounters {
     acksSent: 0,
     acksDropped: 0,
     acksFailed: 0,
+    commitsFailed: 0,
     refused: 0,
     outOfOrder: 0,
     authRequests: 0,

@@ -99,6 +99,23 @@ export {
 /** An uplink settled at once (no answer to wait for). */
 const SETTLED = Promise.resolve(true);
 
+/** Distinct reasons kept by {@link CloudCore.unsettledReasons}; later ones count as `other`. */
+export const MAX_UNSETTLED_REASONS = 16;
+
+/**
+ * A failure as a short reason without per-message details: its code, and the message of its
+ * cause (the broker's or SQLite's words) rather than its own (which names the topic).
+ */
+function reasonOf(error: unknown): string {
+  if (isAgentError(error)) {
+    const cause = error.cause instanceof Error ? error.cause.message : undefined;
+    return `${error.code} ${cause ?? error.reason}`.slice(0, 160);
+  }
+  const code = (error as { code?: unknown } | null)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  return `${typeof code === 'string' ? `${code} ` : ''}${message}`.slice(0, 160);
+}
+
 interface HeldAck {
   topic: string;
   payload: Buffer;
@@ -119,9 +136,14 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
   #book: CloudBook;
   #bookQueue = new BookQueue(
     (requests) => this.#book.applyMessages(requests),
-    (error, messages) =>
-      this.#log.warn({ err: error, messages }, 'cloud core ledger commit failed; not answered'),
+    (error, messages) => {
+      this.#counters.commitsFailed += messages;
+      this.#unsettled(`ledger commit failed: ${reasonOf(error)}`, messages);
+      this.#log.warn({ err: error, messages }, 'cloud core ledger commit failed; not answered');
+    },
   );
+  /** Why uplinks were left unsettled (given back / resent), by reason; see unsettledReasons(). */
+  #unsettledReasons = new Map<string, number>();
   #status = new Map<string, Status>();
   #faults: TransportFaults = { ...NO_TRANSPORT_FAULTS };
   #held = new Map<string, { acks: HeldAck[]; timer: TimerHandle | undefined }>();
@@ -297,6 +319,23 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     return { ...this.#counters };
   }
 
+  /**
+   * Why uplinks were left unsettled since the start — an AMQP delivery given back, an MQTT sender
+   * left to resend — as `reason → messages` (at most {@link MAX_UNSETTLED_REASONS} reasons, the
+   * rest under `other`). Reasons: `ledger commit failed: …`, `answer not published: …`.
+   */
+  unsettledReasons(): Record<string, number> {
+    return Object.fromEntries(this.#unsettledReasons);
+  }
+
+  #unsettled(reason: string, messages = 1): void {
+    const key =
+      this.#unsettledReasons.has(reason) || this.#unsettledReasons.size < MAX_UNSETTLED_REASONS
+        ? reason
+        : 'other';
+    this.#unsettledReasons.set(key, (this.#unsettledReasons.get(key) ?? 0) + messages);
+  }
+
   /** The last verified status of a device. */
   deviceStatus(deviceId: string): Status | undefined {
     return this.#status.get(deviceId);
@@ -445,6 +484,8 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
       response = this.#book.authorize(deviceId, request);
     } catch (error) {
       // Nothing was booked (the ledger commit failed): not settled, as for records.
+      this.#counters.commitsFailed += 1;
+      this.#unsettled(`ledger commit failed: ${reasonOf(error)}`);
       this.#log.warn({ err: error, deviceId }, 'cloud core ledger commit failed; not answered');
       return Promise.resolve(false);
     }
@@ -458,7 +499,7 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
         )
         .then(
           () => ((this.#counters.authResponses += 1), true),
-          () => ((this.#counters.acksFailed += 1), false),
+          (error: unknown) => this.#notPublished(error),
         );
     return this.#later(send, this.#faults.authResponseDelayMs);
   }
@@ -497,6 +538,14 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
     for (const ack of held.acks.reverse()) void this.#deliver(ack).then(ack.done);
   }
 
+  /** An answer that could not be published: counted, its reason kept; `false` (not settled). */
+  #notPublished(error: unknown): false {
+    this.#counters.acksFailed += 1;
+    this.#unsettled(`answer not published: ${reasonOf(error)}`);
+    this.#log.warn({ err: error }, 'cloud core answer not published; the uplink is not settled');
+    return false;
+  }
+
   /** Publishes an ack (twice with `duplicateAcks`); true when every copy was published. */
   #deliver(ack: Omit<HeldAck, 'done'>): Promise<boolean> {
     const copies = this.#faults.duplicateAcks ? 2 : 1;
@@ -506,7 +555,7 @@ export class CloudCore extends EventEmitter<CloudCoreEvents> {
         sent.push(
           this.#session.publish(ack.topic, ack.payload, { qos: 1 }).then(
             () => ((this.#counters.acksSent += 1), true),
-            () => ((this.#counters.acksFailed += 1), false),
+            (error: unknown) => this.#notPublished(error),
           ),
         );
       }

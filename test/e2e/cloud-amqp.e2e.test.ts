@@ -25,6 +25,8 @@ import { parseConfig } from '../../agent/config.js';
 import { generateDevelopmentKeys } from '../../agent/keys.js';
 import { createLogger } from '../../agent/logger.js';
 import { openSealedCard } from '../../drivers/boundary/sealed-card.js';
+import amqp from 'amqplib';
+import { AmqpLink, MQTT_EXCHANGE } from '../../simulator/cloud-amqp.js';
 import { CloudCore } from '../../simulator/cloud-core.js';
 import { serveMock, type PadServer } from '../../simulator/pad-server.js';
 import {
@@ -361,6 +363,58 @@ describe.skipIf(!available)('cloud core instances as competing AMQP consumers (R
     }
     expect(resets).toBe(1);
     expect(uncaught).toEqual([]);
+  }, 60_000);
+
+  it('a delivery that cannot be settled is given back after a growing backoff, not in a loop', async () => {
+    // Regression (fleet run C, issue 16): a delivery whose answer could not be published was
+    // given back at once, redelivered at once, and so on: 253,676 give-backs in 10 minutes.
+    let settle = false;
+    const calls: number[] = [];
+    const link = new AmqpLink({
+      url: cluster.amqpUrls[2] ?? '',
+      queue: 'cloud-core-give-back',
+      prefetch: 4,
+      prefix: 'giveback/v1',
+      onUplink: () => {
+        calls.push(performance.now());
+        return Promise.resolve(settle);
+      },
+      logger: {
+        debug: () => undefined,
+        info: () => undefined,
+        warn: () => undefined,
+        error: () => undefined,
+      },
+    });
+    await link.start();
+    await link.whenConnected(20_000);
+    const publisher = await amqp.connect(cluster.amqpUrls[2] ?? '');
+    try {
+      const channel = await publisher.createConfirmChannel();
+      channel.publish(MQTT_EXCHANGE, 'giveback.v1.lane-9.up.records', Buffer.from('{}'));
+      await channel.waitForConfirms();
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      // Backoff 100, 200, 400, 800, 1600 ms (±50 %): a handful of deliveries in 3 s, where an
+      // immediate give-back makes hundreds.
+      expect(calls.length).toBeGreaterThanOrEqual(3);
+      expect(calls.length).toBeLessThanOrEqual(12);
+      const gaps = calls.slice(1).map((t, i) => t - (calls[i] ?? t));
+      expect(Math.max(...gaps)).toBeGreaterThan(300);
+      expect(link.counters.redelivered).toBe(calls.length - 1);
+      // Once it can be settled, it is acknowledged and not delivered again.
+      settle = true;
+      await until(() => link.counters.acked === 1, {
+        what: 'the delivery acked',
+        timeoutMs: 15_000,
+      });
+      const delivered = link.counters.deliveries;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(link.counters.deliveries).toBe(delivered);
+      expect(link.counters.requeued).toBe(delivered - 1);
+    } finally {
+      await publisher.close();
+      await link.end();
+    }
   }, 60_000);
 });
 
