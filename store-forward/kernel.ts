@@ -44,8 +44,8 @@ export interface AckEventData {
 
 /**
  * Committed write transactions after which {@link StoreKernel.checkpointIfDue} checkpoints: an
- * offline payment's commit writes ~25 WAL pages, so 32 of them are ~800 pages, about SQLite's
- * default auto-checkpoint of 1000 pages.
+ * offline payment's commit writes ~20 WAL pages since migration 7 (bench/wal-pages.ts), so 32 of
+ * them are ~640 pages, under SQLite's default auto-checkpoint of 1000 pages.
  */
 export const WAL_CHECKPOINT_WRITES = 32;
 
