@@ -123,7 +123,10 @@ export class CardInput extends EventEmitter<{ prompt: [prompt: CardInputPrompt] 
     readers: CardReader[],
     signal: AbortSignal | undefined,
   ): Promise<CardInputResult> {
-    const stop = new AbortController();
+    // Only readers take the stop signal: a read from the PIN pad alone creates none, and its
+    // abort() (a DOMException with its stack, ~10-20 µs here) stays off the path between the card and
+    // the payment's commit (issue 9 §2).
+    const stop = readers.length > 0 ? new AbortController() : undefined;
     let pending = readers.length + (pad === undefined ? 0 : 1);
     let padError: unknown;
     let timer: TimerHandle | undefined;
@@ -150,12 +153,13 @@ export class CardInput extends EventEmitter<{ prompt: [prompt: CardInputPrompt] 
           () => settle({ kind: 'timeout' }),
           request.timeoutSeconds * 1000,
         );
-      for (const reader of readers)
-        void reader.read(stop.signal).then((result) => {
-          // 'canceled' only comes from our own stop signal (or close): not a decision.
-          if (!result.ok && result.reason === 'canceled') oneDone();
-          else settle({ kind: 'result', source: reader.name, result });
-        });
+      if (stop !== undefined)
+        for (const reader of readers)
+          void reader.read(stop.signal).then((result) => {
+            // 'canceled' only comes from our own stop signal (or close): not a decision.
+            if (!result.ok && result.reason === 'canceled') oneDone();
+            else settle({ kind: 'result', source: reader.name, result });
+          });
       if (pad !== undefined)
         padRead = pad.readCard(request).then(
           (result) => settle({ kind: 'result', source: PIN_PAD_SOURCE, result }),
@@ -168,7 +172,7 @@ export class CardInput extends EventEmitter<{ prompt: [prompt: CardInputPrompt] 
 
     if (timer !== undefined) this.#clock.clearTimeout(timer);
     if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
-    stop.abort();
+    stop?.abort();
     const padWon = outcome.kind === 'result' && outcome.source === PIN_PAD_SOURCE;
     if (pad !== undefined && padRead !== undefined && !padWon && padError === undefined) {
       // Stop the pad's read (40 → 41); its pending readCard then ends as 'canceled'. A card the

@@ -126,7 +126,8 @@ export function benchEnqueue(options: {
       for (let k = 0; k < steps.length; k++) (steps[(i + k) % steps.length] as () => void)();
       // The agent's maintenance timer (agent/start-steps.ts, every second) between payments,
       // untimed like the event loop's turn it runs in: it checkpoints the WAL once enough commits
-      // piled up, so no payment's commit does (StoreKernel.checkpointIfDue).
+      // piled up, so no payment's commit does (StoreKernel.checkpointIfDue), and then starts the
+      // WAL over itself, so no payment's commit syncs a new WAL header (StoreKernel.restartWal).
       store.maintenance();
       if (i < warmup) {
         offline.pop();

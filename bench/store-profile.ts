@@ -9,7 +9,11 @@
  * ```
  *
  * Prints one JSON line: CPU µs per payment (user + system, process.cpuUsage), wall µs per
- * payment, WAL frames and bytes per payment and per bare row. `dir` defaults to a fresh temp
+ * payment, WAL frames and bytes per payment and per bare row; then `floor`: `n` rounds of
+ * (payment, bare row, bare row as big as the payment's commit) interleaved, p50 and p99 in µs —
+ * the bare row whose commit writes as many WAL frames as the payment's (one blob spilling into
+ * overflow pages) is the I/O part of the payment's ratio to the bare commit, with none of its
+ * CPU: what no code change short of fewer pages (a schema change) can take away. `dir` defaults to a fresh temp
  * directory (use /dev/shm to take fsync out of the wall time). `backlog` (default 0) stores that
  * many unsettled offline payments first, as an outage would. `online` times the online payment's
  * store work instead (authorization_requested, then the approval: two commits).
@@ -25,6 +29,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { PaymentStore } from '../store-forward/payment-store.js';
 import { POLICY } from './enqueue.js';
 import { makeCardTokens, makeKeys, newPayment, tempDir } from './fixtures.js';
+import { summarize } from './stats.js';
 
 /** WAL frames of one commit: the WAL is truncated first, then the commit, then its size read. */
 function walFrames(walPath: string, side: Database.Database, commit: () => void): number {
@@ -52,6 +57,15 @@ function main(): void {
   );
   const insert = bare.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
   const blob = randomBytes(256);
+  const bigPath = path.join(dir, `bare-frames-${process.pid}.db`);
+  const big = new Database(bigPath);
+  big.pragma('journal_mode = WAL');
+  big.pragma('synchronous = FULL');
+  big.exec(
+    'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, k TEXT NOT NULL UNIQUE, v BLOB NOT NULL) STRICT',
+  );
+  const insertBig = big.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
+  const bigSide = new Database(bigPath);
   let i = 0;
   const offline = (): void => {
     const input = newPayment(i, tokens[i % tokens.length] as (typeof tokens)[number]);
@@ -64,7 +78,6 @@ function main(): void {
     });
     store.recordCardRead(payment.id, input.card, { sealed: input.sealed });
     store.storeOffline(payment.id, POLICY, { ambiguous: false });
-    store.maintenance(); // the agent's timer between payments (bench/enqueue.ts does the same)
   };
   const online = (): void => {
     const input = newPayment(i, tokens[i % tokens.length] as (typeof tokens)[number]);
@@ -78,11 +91,18 @@ function main(): void {
     store.recordCardRead(payment.id, input.card, { sealed: input.sealed });
     store.recordStep(payment.id, 'authorization_requested');
     store.recordOnlineOutcome(payment.id, { outcome: 'approved', authCode: 'A1B2C3' });
+  };
+  const payment = mode === 'online' ? online : offline;
+  // The agent's timer between payments (bench/enqueue.ts does the same).
+  const measured = (): void => {
+    payment();
     store.maintenance();
   };
-  const measured = mode === 'online' ? online : offline;
   try {
-    for (let b = 0; b < backlog; b++) offline();
+    for (let b = 0; b < backlog; b++) {
+      offline();
+      store.maintenance();
+    }
     for (let w = 0; w < 200; w++) measured();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
@@ -104,12 +124,40 @@ function main(): void {
     let frames = 0;
     let bareFrames = 0;
     for (let k = 0; k < samples; k++) {
-      frames += walFrames(`${dbPath}-wal`, side, measured);
+      frames += walFrames(`${dbPath}-wal`, side, payment);
       bareFrames += walFrames(`${barePath}-wal`, bareSide, () => insert.run(uuidv7(), blob));
+    }
+    const pageSize = bare.pragma('page_size', { simple: true }) as number;
+    // One row whose blob fills (payment frames − 3) overflow pages (4 bytes of each hold the
+    // next page's number): with its table and index leaves and page 1 (the database grows), about
+    // as many frames as the payment.
+    const bigBlob = randomBytes(Math.max(0, Math.round(frames / samples) - 3) * (pageSize - 4));
+    let bigFrames = 0;
+    for (let k = 0; k < samples; k++) {
+      bigFrames += walFrames(`${bigPath}-wal`, bigSide, () => insertBig.run(uuidv7(), bigBlob));
     }
     side.close();
     bareSide.close();
-    const pageSize = bare.pragma('page_size', { simple: true }) as number;
+    bigSide.close();
+    const floor = { payment: [] as number[], bare: [] as number[], sameFrames: [] as number[] };
+    const timed = (into: number[], fn: () => void): void => {
+      const t = performance.now();
+      fn();
+      into.push((performance.now() - t) * 1000);
+    };
+    for (let k = 0; k < n; k++) {
+      timed(floor.payment, payment);
+      store.maintenance(); // untimed, as in bench/enqueue.ts
+      timed(floor.bare, () => insert.run(uuidv7(), blob));
+      timed(floor.sameFrames, () => insertBig.run(uuidv7(), bigBlob));
+      // The bare connections keep SQLite's auto-checkpoint; the big one checkpoints as the
+      // store's maintenance does, every 32 commits, so its WAL does not grow past the others'.
+      if (k % 32 === 31) big.pragma('wal_checkpoint(PASSIVE)');
+    }
+    const p = (samples: number[]): { p50: number; p99: number } => {
+      const s = summarize(samples);
+      return { p50: Math.round(s.p50), p99: Math.round(s.p99) };
+    };
     console.log(
       JSON.stringify({
         n,
@@ -128,11 +176,18 @@ function main(): void {
           walFrames: bareFrames / samples,
           walBytes: Math.round((bareFrames / samples) * (pageSize + 24)),
         },
+        floor: {
+          sameFramesWalFrames: bigFrames / samples,
+          paymentUs: p(floor.payment),
+          bareUs: p(floor.bare),
+          sameFramesUs: p(floor.sameFrames),
+        },
       }),
     );
   } finally {
     store.close();
     bare.close();
+    big.close();
   }
 }
 

@@ -47,7 +47,15 @@ function socketEndpoint(socket: net.Socket): ByteEndpoint {
   });
   return {
     send: (bytes) => {
-      if (!closed) socket.write(Buffer.from(bytes));
+      if (closed) return;
+      // What the pad sends in one turn (an ACK and the reply right behind it) leaves as one
+      // segment, as a UART delivers back-to-back bytes: one write per frame (TCP_NODELAY) woke
+      // the host once for the ACK and again for the reply — simulator pacing, not the protocol.
+      if (socket.writableCorked === 0) {
+        socket.cork();
+        process.nextTick(() => socket.uncork());
+      }
+      socket.write(Buffer.from(bytes));
     },
     onReceive: (listener) => socket.on('data', listener),
     onClose: (listener) => {

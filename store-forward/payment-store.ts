@@ -444,7 +444,9 @@ export class PaymentStore {
    * Housekeeping off the payment and ack paths, for a timer (the agent: every second): when acks
    * deleted sealed card data since the last pass, checkpoints and truncates the WAL so its frames
    * no longer hold it (PCI DSS 4.0.1 req. 3.3.1); otherwise checkpoints when enough commits piled
-   * up (`StoreKernel.checkpointIfDue`), so payments' commits never pay for a checkpoint.
+   * up (`StoreKernel.checkpointIfDue`), so payments' commits never pay for a checkpoint; after
+   * either, it starts the WAL over (`StoreKernel.restartWal`), so no payment's commit pays the
+   * second fsync of a WAL restart either.
    *
    * @returns whether a checkpoint ran.
    * @throws AgentError POS207 SQLite could not checkpoint (tried again at the next pass).
@@ -453,6 +455,8 @@ export class PaymentStore {
     if (!this.outbox.walHoldsDeletedCardData) return this.#k.checkpointIfDue();
     this.#k.checkpointWal();
     this.outbox.walCheckpointed();
+    // The truncated WAL starts over at the next write: this one, not a payment's (its header sync).
+    this.#k.restartWal();
     return true;
   }
 }
