@@ -32,6 +32,7 @@ import {
 import nacl from 'tweetnacl';
 import { z } from 'zod';
 import { syncError } from './errors.js';
+import { fastPathOf } from './fast-parse.js';
 
 /** Envelope format version. */
 export const ENVELOPE_VERSION = 1;
@@ -215,7 +216,7 @@ export function escapedJsonBytes(text: string): number {
  * Verifies and parses an envelope.
  *
  * Order: outer JSON and shape → key id lookup → Ed25519 verification over the body's UTF-8
- * bytes → JSON.parse(body) → `schema`.
+ * bytes → JSON.parse(body) → `schema` (or its fast path, fast-parse.ts, for the shapes it knows).
  *
  * @param payload — the MQTT payload (Buffer or text).
  * @param options.keys — the accepted public keys ({@link PublicKeyLookup}).
@@ -294,6 +295,9 @@ export function openEnvelope<S extends z.ZodType>(
       { cause, details: { kid } },
     );
   }
+  // The schema's fast path (fast-parse.ts) answers for the common shape, zod for the rest.
+  const fast = fastPathOf(schema)?.(value);
+  if (fast !== undefined) return fast as z.output<S>;
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw schemaError(parsed.error, `body signed by ${kid}`);
   return parsed.data;

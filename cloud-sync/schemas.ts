@@ -44,13 +44,16 @@ export {
 /** ISO 8601 UTC date-time text (`2026-11-21T09:54:21.000Z`; an offset is accepted). */
 export const IsoDateTimeSchema = z.iso.datetime({ offset: true });
 
+/** {@link IdempotencyKeySchema}'s rule: 1–255 visible ASCII characters. */
+export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7E]{1,255}$/;
+
 /**
  * An idempotency key: from the POS app's `Idempotency-Key` header or a UUIDv7 made by the agent
  * (architecture.md §4). 1–255 visible ASCII characters.
  */
 export const IdempotencyKeySchema = z
   .string()
-  .regex(/^[\x21-\x7E]{1,255}$/, 'idempotency key: 1–255 visible ASCII characters');
+  .regex(IDEMPOTENCY_KEY_PATTERN, 'idempotency key: 1–255 visible ASCII characters');
 
 /** Lower- or upper-case hex with an even number of digits. */
 const evenHex = (min: number, max: number): z.ZodString =>
@@ -238,10 +241,13 @@ export const UplinkRecordSchema = z.union([OutboxRecordSchema, BatchRecordSchema
 /** {@link UplinkRecordSchema}. */
 export type UplinkRecord = z.infer<typeof UplinkRecordSchema>;
 
+/** {@link BatchIdSchema}'s rule: 1–64 visible ASCII characters. */
+export const BATCH_ID_PATTERN = /^[\x21-\x7E]{1,64}$/;
+
 /** A batch id: a UUID (the agent makes UUIDv7) or any 1–64 visible ASCII characters. */
 export const BatchIdSchema = z
   .string()
-  .regex(/^[\x21-\x7E]{1,64}$/, 'batch id: 1–64 visible ASCII characters');
+  .regex(BATCH_ID_PATTERN, 'batch id: 1–64 visible ASCII characters');
 
 /** `up/records`: a batch of records in strictly increasing `seq` order (architecture.md §5). */
 export const RecordsBatchSchema = z
