@@ -2,6 +2,10 @@
  * Fast paths for the schemas parsed once per message on the drain (issue 9 §3): a plain check of
  * the common shape, tried by {@link openEnvelope} before the zod schema.
  *
+ * - `down/acks` ({@link fastAcks}): parsed by the agent, once per acknowledgement message.
+ * - `up/records` ({@link fastRecordsBatch}): parsed by the cloud core (the simulator, and the
+ *   drain bench's cloud child that shares the agent's two cores), once per batch of ~180 records.
+ *
  * Why: zod parses through code it generates at the first parse of a schema; V8 runs that code in
  * its interpreter until it has been called often enough, and zod allocates a result object per
  * field. A drain's first ~30 `down/acks` messages (~5,000 records) cost the agent ~18 µs of CPU
@@ -17,12 +21,20 @@
  * checks that against the schemas on generated and mutated messages.
  */
 import type { z } from 'zod';
+import { CARD_BRANDS, ENTRY_MODES, FIRST6_PATTERN, LAST4_PATTERN } from '../common/card.js';
 import {
   type Acks,
   AcksSchema,
   type AckResult,
   BATCH_ID_PATTERN,
+  CARD_TOKEN_PATTERN,
+  CHAIN_HASH_PATTERN,
+  CURRENCY_PATTERN,
   IDEMPOTENCY_KEY_PATTERN,
+  IsoDateTimeSchema,
+  type OutboxRecord,
+  type RecordsBatch,
+  RecordsBatchSchema,
 } from './schemas.js';
 
 /** A fast path: the schema's output for input it certainly accepts, otherwise `undefined`. */
@@ -86,7 +98,143 @@ export function fastAcks(value: unknown): Acks | undefined {
   return { batch, results: out };
 }
 
-const FAST_PATHS = new Map<z.ZodType, FastParse>([[AcksSchema, fastAcks]]);
+/** `IsoDateTimeSchema`'s own pattern (zod's `z.iso.datetime({ offset: true })`), when it has one. */
+const ISO_DATE_TIME: RegExp | undefined = IsoDateTimeSchema._zod.def.pattern;
+
+/**
+ * Canonical base64 (padding only at the end, length a multiple of 4): a subset of what
+ * `z.base64()` accepts (its charset and `atob`, which also takes other spellings).
+ */
+const CANONICAL_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+const BRANDS: ReadonlySet<unknown> = new Set(CARD_BRANDS);
+const MODES: ReadonlySet<unknown> = new Set(ENTRY_MODES);
+const BATCH_KEYS: ReadonlySet<string> = new Set(['batch', 'records']);
+const RECORD_KEYS: ReadonlySet<string> = new Set([
+  'key',
+  'seq',
+  'type',
+  'at',
+  'payment',
+  'card',
+  'sealed',
+  'chain',
+]);
+const PAYMENT_KEYS: ReadonlySet<string> = new Set([
+  'id',
+  'amountMinor',
+  'currency',
+  'reference',
+  'createdAt',
+]);
+const CARD_KEYS: ReadonlySet<string> = new Set([
+  'token',
+  'brand',
+  'first6',
+  'last4',
+  'expiryMonth',
+  'expiryYear',
+  'entryMode',
+  'cardholderName',
+]);
+
+/** Every own key of `value` is in `known` and none holds `undefined` (zod's business). */
+function onlyKnownKeys(value: Record<string, unknown>, known: ReadonlySet<string>): boolean {
+  for (const key in value) {
+    if (!known.has(key) || value[key] === undefined) return false;
+  }
+  return true;
+}
+
+function isText(value: unknown, min: number, max: number): value is string {
+  return typeof value === 'string' && value.length >= min && value.length <= max;
+}
+
+function isIntIn(value: unknown, min: number, max: number): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= min && (value as number) <= max;
+}
+
+function isDateTime(value: unknown): value is string {
+  return ISO_DATE_TIME !== undefined && typeof value === 'string' && ISO_DATE_TIME.test(value);
+}
+
+/** One payment or void record as `OutboxRecordSchema` returns it, or `undefined`. */
+function fastOutboxRecord(value: unknown): OutboxRecord | undefined {
+  if (!isPlainObject(value) || !onlyKnownKeys(value, RECORD_KEYS)) return undefined;
+  const { key, seq, type, at, payment, card, sealed, chain } = value;
+  if (typeof key !== 'string' || !IDEMPOTENCY_KEY_PATTERN.test(key)) return undefined;
+  if (!isIntIn(seq, 1, Number.MAX_SAFE_INTEGER) || (type !== 'payment' && type !== 'void')) {
+    return undefined;
+  }
+  if (!isDateTime(at) || typeof chain !== 'string' || !CHAIN_HASH_PATTERN.test(chain)) {
+    return undefined;
+  }
+  if (!isPlainObject(payment) || !onlyKnownKeys(payment, PAYMENT_KEYS)) return undefined;
+  const { id, amountMinor, currency, reference, createdAt } = payment;
+  if (!isText(id, 1, 64) || !isIntIn(amountMinor, 1, Number.MAX_SAFE_INTEGER)) return undefined;
+  if (typeof currency !== 'string' || !CURRENCY_PATTERN.test(currency)) return undefined;
+  if ((reference !== undefined && !isText(reference, 0, 128)) || !isDateTime(createdAt)) {
+    return undefined;
+  }
+  if (!isPlainObject(card) || !onlyKnownKeys(card, CARD_KEYS)) return undefined;
+  const { token, brand, first6, last4, expiryMonth, expiryYear, entryMode, cardholderName } = card;
+  if (typeof token !== 'string' || !CARD_TOKEN_PATTERN.test(token) || !BRANDS.has(brand)) {
+    return undefined;
+  }
+  if (typeof first6 !== 'string' || !FIRST6_PATTERN.test(first6)) return undefined;
+  if (typeof last4 !== 'string' || !LAST4_PATTERN.test(last4)) return undefined;
+  if (!isIntIn(expiryMonth, 1, 12) || !isIntIn(expiryYear, 2000, 2099)) return undefined;
+  if (!MODES.has(entryMode)) return undefined;
+  if (cardholderName !== undefined && !isText(cardholderName, 1, 26)) return undefined;
+  if (sealed !== undefined && !(isText(sealed, 96, 8192) && CANONICAL_BASE64.test(sealed))) {
+    return undefined;
+  }
+  // In the schemas' key order, as zod writes its output.
+  const paymentOut: OutboxRecord['payment'] =
+    reference === undefined
+      ? { id, amountMinor, currency, createdAt }
+      : { id, amountMinor, currency, reference, createdAt };
+  const cardOut: OutboxRecord['card'] = {
+    token,
+    brand: brand as OutboxRecord['card']['brand'],
+    first6,
+    last4,
+    expiryMonth,
+    expiryYear,
+    entryMode: entryMode as OutboxRecord['card']['entryMode'],
+  };
+  if (cardholderName !== undefined) cardOut.cardholderName = cardholderName;
+  return sealed === undefined
+    ? { key, seq, type, at, payment: paymentOut, card: cardOut, chain }
+    : { key, seq, type, at, payment: paymentOut, card: cardOut, sealed, chain };
+}
+
+/**
+ * `RecordsBatchSchema` for batches of payment and void records whose card data is sealed (every
+ * batch of a drain; batch records, SRED card data and PIN blocks go to zod): `{ batch, records }`
+ * with at least one record, `seq` strictly increasing, no unknown key anywhere (strict, like
+ * every uplink schema).
+ */
+export function fastRecordsBatch(value: unknown): RecordsBatch | undefined {
+  if (!isPlainObject(value) || !onlyKnownKeys(value, BATCH_KEYS)) return undefined;
+  const { batch, records } = value;
+  if (typeof batch !== 'string' || !BATCH_ID_PATTERN.test(batch)) return undefined;
+  if (!Array.isArray(records) || records.length === 0) return undefined;
+  const out: OutboxRecord[] = new Array<OutboxRecord>(records.length);
+  let lastSeq = 0;
+  for (let i = 0; i < records.length; i++) {
+    const record = fastOutboxRecord(records[i]);
+    if (record === undefined || record.seq <= lastSeq) return undefined;
+    lastSeq = record.seq;
+    out[i] = record;
+  }
+  return { batch, records: out };
+}
+
+const FAST_PATHS = new Map<z.ZodType, FastParse>([
+  [AcksSchema, fastAcks],
+  [RecordsBatchSchema, fastRecordsBatch],
+]);
 
 /** The fast path of `schema`, when it has one. */
 export function fastPathOf(schema: z.ZodType): FastParse | undefined {

@@ -68,6 +68,15 @@ export const KsnHexSchema = z
   .string()
   .regex(/^(?:[0-9A-Fa-f]{20}|[0-9A-Fa-f]{24})$/, 'KSN: 20 or 24 hex digits');
 
+/** An ISO 4217 alphabetic code: 3 upper-case letters. */
+export const CURRENCY_PATTERN = /^[A-Z]{3}$/;
+
+/** A card token: `tok_` + lower-case RFC 4648 base32. */
+export const CARD_TOKEN_PATTERN = /^tok_[a-z2-7]+$/;
+
+/** A SHA-256 as 43 characters of unpadded base64url (RFC 4648 §5): a record's `chain`. */
+export const CHAIN_HASH_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+
 /** Money: integer minor units of an ISO 4217 alpha currency (architecture.md §4; no floats). */
 export const PaymentSchema = z.strictObject({
   /** Payment id in the agent's store. */
@@ -75,7 +84,7 @@ export const PaymentSchema = z.strictObject({
   /** Integer minor units of `currency`, > 0. */
   amountMinor: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   /** ISO 4217 alphabetic code, e.g. `EUR`. */
-  currency: z.string().regex(/^[A-Z]{3}$/, 'ISO 4217 alpha code, 3 upper-case letters'),
+  currency: z.string().regex(CURRENCY_PATTERN, 'ISO 4217 alpha code, 3 upper-case letters'),
   /** The POS app's reference (order number), free text. */
   reference: z.string().max(128).optional(),
   /** When the payment was created, ISO 8601 UTC. */
@@ -94,7 +103,7 @@ export const EntryModeSchema = z.enum(ENTRY_MODES);
  */
 export const WireCardSchema = z.strictObject({
   /** `tok_` + RFC 4648 base32, lower case, no padding, of HMAC-SHA-256(tokenKey, PAN)[0..20). */
-  token: z.string().regex(/^tok_[a-z2-7]+$/, 'tok_ + lower-case base32'),
+  token: z.string().regex(CARD_TOKEN_PATTERN, 'tok_ + lower-case base32'),
   brand: CardBrandSchema,
   /** First 6 digits (BIN), PCI DSS 3.4.1 allows them to be shown. */
   first6: z.string().regex(FIRST6_PATTERN, '6 digits'),
@@ -155,7 +164,7 @@ export const OutboxRecordSchema = z.strictObject({
   sealed: SealedSchema.optional(),
   sred: SredSchema.optional(),
   pinBlock: PinBlockSchema.optional(),
-  chain: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'SHA-256 as 43 characters of unpadded base64url'),
+  chain: z.string().regex(CHAIN_HASH_PATTERN, 'SHA-256 as 43 characters of unpadded base64url'),
 });
 /** {@link OutboxRecordSchema}; the record type of {@link OutboxSource} (sync-worker.ts). */
 export type OutboxRecord = z.infer<typeof OutboxRecordSchema>;

@@ -2,8 +2,9 @@ import fc from 'fast-check';
 import nacl from 'tweetnacl';
 import { describe, expect, it } from 'vitest';
 import { keyId, openEnvelope, signBody } from '../../cloud-sync/envelope.js';
-import { fastAcks, fastPathOf } from '../../cloud-sync/fast-parse.js';
-import { AcksSchema } from '../../cloud-sync/schemas.js';
+import { fastAcks, fastPathOf, fastRecordsBatch } from '../../cloud-sync/fast-parse.js';
+import { AcksSchema, RecordsBatchSchema } from '../../cloud-sync/schemas.js';
+import { CARD_BRANDS, ENTRY_MODES } from '../../common/card.js';
 
 /** Values a field of an ack result may take on the wire, valid or not. */
 const anyValue = fc.oneof(
@@ -136,5 +137,186 @@ describe('fast-parse: the down/acks fast path (issue 9 §3)', () => {
       },
     );
     expect(() => openEnvelope(bad, { keys }, AcksSchema)).toThrow(/POS313/);
+  });
+});
+
+const chars = (alphabet: string, min: number, max: number) =>
+  fc.string({ unit: fc.constantFrom(...alphabet.split('')), minLength: min, maxLength: max });
+const isoAt = fc
+  .date({ min: new Date('1990-01-01T00:00:00Z'), max: new Date('2100-12-31T23:59:59Z') })
+  .filter((d) => !Number.isNaN(d.getTime()))
+  .map((d) => d.toISOString());
+
+/** A payment or void record the schema accepts, `seq` set by the batch. */
+const validRecord = fc.record(
+  {
+    key: visible,
+    type: fc.constantFrom('payment', 'void'),
+    at: isoAt,
+    payment: fc.record(
+      {
+        id: fc.string({ minLength: 1, maxLength: 64 }),
+        amountMinor: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+        currency: chars('ABCDEFGHIJKLMNOPQRSTUVWXYZ', 3, 3),
+        reference: fc.string({ maxLength: 128 }),
+        createdAt: isoAt,
+      },
+      { requiredKeys: ['id', 'amountMinor', 'currency', 'createdAt'] },
+    ),
+    card: fc.record(
+      {
+        token: chars('abcdefghijklmnopqrstuvwxyz234567', 1, 32).map((t) => `tok_${t}`),
+        brand: fc.constantFrom(...CARD_BRANDS),
+        first6: chars('0123456789', 6, 6),
+        last4: chars('0123456789', 4, 4),
+        expiryMonth: fc.integer({ min: 1, max: 12 }),
+        expiryYear: fc.integer({ min: 2000, max: 2099 }),
+        entryMode: fc.constantFrom(...ENTRY_MODES),
+        cardholderName: fc.string({ minLength: 1, maxLength: 26 }),
+      },
+      {
+        requiredKeys: [
+          'token',
+          'brand',
+          'first6',
+          'last4',
+          'expiryMonth',
+          'expiryYear',
+          'entryMode',
+        ],
+      },
+    ),
+    sealed: fc
+      .uint8Array({ minLength: 72, maxLength: 300 })
+      .map((b) => Buffer.from(b).toString('base64')),
+    chain: fc
+      .uint8Array({ minLength: 32, maxLength: 32 })
+      .map((b) => Buffer.from(b).toString('base64url')),
+  },
+  { requiredKeys: ['key', 'type', 'at', 'payment', 'card', 'chain'] },
+);
+
+const recordsBatch = (record: fc.Arbitrary<Record<string, unknown>>) =>
+  fc.tuple(visible, fc.array(record, { minLength: 1, maxLength: 4 })).map(([batch, records]) => ({
+    batch,
+    records: records.map((r, i) => ({ ...r, seq: i + 1 })),
+  }));
+
+/** Where a mutation lands: a record field, a payment or card field, or the batch itself. */
+const mutationPath = fc.constantFrom(
+  ['key'],
+  ['seq'],
+  ['type'],
+  ['at'],
+  ['sealed'],
+  ['chain'],
+  ['sred'],
+  ['pinBlock'],
+  ['batch'],
+  ['pan'],
+  ['payment'],
+  ['card'],
+  ['payment', 'id'],
+  ['payment', 'amountMinor'],
+  ['payment', 'currency'],
+  ['payment', 'reference'],
+  ['payment', 'createdAt'],
+  ['payment', 'extra'],
+  ['card', 'token'],
+  ['card', 'brand'],
+  ['card', 'first6'],
+  ['card', 'last4'],
+  ['card', 'expiryMonth'],
+  ['card', 'expiryYear'],
+  ['card', 'entryMode'],
+  ['card', 'cardholderName'],
+  ['card', 'pan'],
+);
+
+const mutatedBatch = fc
+  .tuple(
+    recordsBatch(validRecord),
+    fc.nat(),
+    mutationPath,
+    fc.oneof(
+      anyValue,
+      isoAt,
+      fc.integer({ min: -2, max: 2 }),
+      fc.double(),
+      // The schemas' edges: each limit and one past it.
+      fc.constantFrom(12, 13, 1999, 2000, 2099, 2100, 2 ** 53 - 1, 2 ** 53, -0, 0.5),
+      fc.constantFrom(0, 1, 25, 26, 27, 63, 64, 65, 95, 96, 128, 129).map((n) => 'x'.repeat(n)),
+      fc.constantFrom('tok_', 'tok_A', '12345', '123', 'eur', 'EURO', '2026-02-30T00:00:00Z'),
+    ),
+    fc.boolean(),
+  )
+  .map(([batch, at, path, value, remove]) => {
+    const records = batch.records.map((r) => structuredClone(r)) as Record<string, unknown>[];
+    const target = records[at % records.length] as Record<string, unknown>;
+    const [first, second] = path as [string, string | undefined];
+    const holder =
+      second === undefined ? target : (target[first] as Record<string, unknown> | undefined);
+    const field = second ?? first;
+    if (holder !== undefined && holder !== null && typeof holder === 'object') {
+      if (remove) delete holder[field];
+      else holder[field] = value;
+    }
+    return { ...batch, records };
+  });
+
+function recordsAgreeWithZod(value: unknown): boolean {
+  const fast = fastRecordsBatch(value);
+  if (fast === undefined) return true;
+  const zod = RecordsBatchSchema.safeParse(value);
+  return zod.success && JSON.stringify(fast) === JSON.stringify(zod.data);
+}
+
+describe('fast-parse: the up/records fast path (issue 9 §3)', () => {
+  it('answers for every batch of payment records the schema accepts, as zod does', () => {
+    fc.assert(
+      fc.property(recordsBatch(validRecord), (value) => {
+        const fast = fastRecordsBatch(value);
+        expect(fast).toBeDefined();
+        expect(JSON.stringify(fast)).toBe(JSON.stringify(RecordsBatchSchema.parse(value)));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('never answers for what the schema refuses, nor differently from it', () => {
+    fc.assert(fc.property(mutatedBatch, recordsAgreeWithZod), { numRuns: 3000 });
+    fc.assert(fc.property(fc.jsonValue(), recordsAgreeWithZod), { numRuns: 300 });
+  });
+
+  it('leaves out-of-order seq, empty batches, non-canonical base64 and unknown keys to zod', () => {
+    const [record] =
+      fc.sample(recordsBatch(validRecord), { numRuns: 1, seed: 9 })[0]?.records ?? [];
+    const ok = {
+      batch: 'b1',
+      records: [
+        { ...record, seq: 1 },
+        { ...record, seq: 2 },
+      ],
+    };
+    expect(fastRecordsBatch(ok)).toBeDefined();
+    expect(
+      fastRecordsBatch({
+        ...ok,
+        records: [
+          { ...record, seq: 2 },
+          { ...record, seq: 2 },
+        ],
+      }),
+    ).toBe(undefined);
+    expect(fastRecordsBatch({ ...ok, records: [] })).toBe(undefined);
+    expect(fastRecordsBatch({ ...ok, extra: 1 })).toBe(undefined);
+    expect(
+      fastRecordsBatch({ ...ok, records: [{ ...record, seq: 1, pan: '4111111111111111' }] }),
+    ).toBe(undefined);
+    expect(RecordsBatchSchema.safeParse({ ...ok, extra: 1 }).success).toBe(false);
+    const urlSafe = { ...ok, records: [{ ...record, seq: 1, sealed: `${'A'.repeat(97)}-==` }] };
+    expect(fastRecordsBatch(urlSafe)).toBe(undefined);
+    expect(RecordsBatchSchema.safeParse(urlSafe).success).toBe(false);
+    expect(fastPathOf(RecordsBatchSchema)).toBe(fastRecordsBatch);
   });
 });
