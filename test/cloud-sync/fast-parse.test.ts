@@ -2,8 +2,21 @@ import fc from 'fast-check';
 import nacl from 'tweetnacl';
 import { describe, expect, it } from 'vitest';
 import { keyId, openEnvelope, signBody } from '../../cloud-sync/envelope.js';
-import { fastAcks, fastPathOf, fastRecordsBatch } from '../../cloud-sync/fast-parse.js';
-import { AcksSchema, RecordsBatchSchema } from '../../cloud-sync/schemas.js';
+import {
+  CARD_KEYS,
+  PAYMENT_KEYS,
+  RECORD_KEYS,
+  fastAcks,
+  fastPathOf,
+  fastRecordsBatch,
+} from '../../cloud-sync/fast-parse.js';
+import {
+  AcksSchema,
+  OutboxRecordSchema,
+  PaymentSchema,
+  RecordsBatchSchema,
+  WireCardSchema,
+} from '../../cloud-sync/schemas.js';
 import { CARD_BRANDS, ENTRY_MODES } from '../../common/card.js';
 
 /** Values a field of an ack result may take on the wire, valid or not. */
@@ -272,6 +285,15 @@ function recordsAgreeWithZod(value: unknown): boolean {
 }
 
 describe('fast-parse: the up/records fast path (issue 9 §3)', () => {
+  it('knows the fields of the schemas as they are: a field added to them needs a look here first', () => {
+    const keys = (set: ReadonlySet<string>) => [...set].sort();
+    expect(keys(PAYMENT_KEYS)).toEqual(Object.keys(PaymentSchema.shape).sort());
+    expect(keys(CARD_KEYS)).toEqual(Object.keys(WireCardSchema.shape).sort());
+    expect([...keys(RECORD_KEYS), 'pinBlock', 'sred'].sort()).toEqual(
+      Object.keys(OutboxRecordSchema.shape).sort(),
+    );
+  });
+
   it('answers for every batch of payment records the schema accepts, as zod does', () => {
     fc.assert(
       fc.property(recordsBatch(validRecord), (value) => {
