@@ -32,7 +32,7 @@ import {
 import nacl from 'tweetnacl';
 import { z } from 'zod';
 import { syncError } from './errors.js';
-import { fastPathOf } from './fast-parse.js';
+import { fastEnvelope, fastPathOf } from './fast-parse.js';
 
 /** Envelope format version. */
 export const ENVELOPE_VERSION = 1;
@@ -251,7 +251,9 @@ export function openEnvelope<S extends z.ZodType>(
       { cause },
     );
   }
-  const envelope = EnvelopeSchema.safeParse(outer);
+  const fast = fastEnvelope(outer);
+  const envelope =
+    fast === undefined ? EnvelopeSchema.safeParse(outer) : { success: true as const, data: fast };
   if (!envelope.success) {
     throw syncError(
       'POS310',
@@ -296,8 +298,8 @@ export function openEnvelope<S extends z.ZodType>(
     );
   }
   // The schema's fast path (fast-parse.ts) answers for the common shape, zod for the rest.
-  const fast = fastPathOf(schema)?.(value);
-  if (fast !== undefined) return fast as z.output<S>;
+  const quick = fastPathOf(schema)?.(value);
+  if (quick !== undefined) return quick as z.output<S>;
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw schemaError(parsed.error, `body signed by ${kid}`);
   return parsed.data;

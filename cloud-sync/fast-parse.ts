@@ -3,6 +3,7 @@
  * the common shape, tried by {@link openEnvelope} before the zod schema.
  *
  * - `down/acks` ({@link fastAcks}): parsed by the agent, once per acknowledgement message.
+ * - the signed envelope around every message ({@link fastEnvelope}), on both sides.
  * - `up/records` ({@link fastRecordsBatch}): parsed by the cloud core (the simulator, and the
  *   drain bench's cloud child that shares the agent's two cores), once per batch of ~180 records.
  *
@@ -235,6 +236,28 @@ export function fastRecordsBatch(value: unknown): RecordsBatch | undefined {
     out[i] = record;
   }
   return { batch, records: out };
+}
+
+/** `EnvelopeSchema`'s key id rule (envelope.ts): 16 lower-case hex digits. */
+const KEY_ID = /^[0-9a-f]{16}$/;
+const ENVELOPE_KEYS: ReadonlySet<string> = new Set(['v', 'kid', 'body', 'sig']);
+
+/**
+ * `EnvelopeSchema` (envelope.ts, strict): `{ v: 1, kid, body, sig }` with a canonical base64
+ * signature of 88 characters. Parsed for every message, before the signature is checked.
+ */
+export function fastEnvelope(
+  value: unknown,
+): { v: 1; kid: string; body: string; sig: string } | undefined {
+  if (!isPlainObject(value) || !onlyKnownKeys(value, ENVELOPE_KEYS)) return undefined;
+  const { v, kid, body, sig } = value;
+  if (v !== 1 || typeof kid !== 'string' || !KEY_ID.test(kid) || typeof body !== 'string') {
+    return undefined;
+  }
+  if (typeof sig !== 'string' || sig.length !== 88 || !CANONICAL_BASE64.test(sig)) {
+    return undefined;
+  }
+  return { v, kid, body, sig };
 }
 
 const FAST_PATHS = new Map<z.ZodType, FastParse>([

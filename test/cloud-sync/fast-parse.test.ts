@@ -1,12 +1,13 @@
 import fc from 'fast-check';
 import nacl from 'tweetnacl';
 import { describe, expect, it } from 'vitest';
-import { keyId, openEnvelope, signBody } from '../../cloud-sync/envelope.js';
+import { EnvelopeSchema, keyId, openEnvelope, signBody } from '../../cloud-sync/envelope.js';
 import {
   CARD_KEYS,
   PAYMENT_KEYS,
   RECORD_KEYS,
   fastAcks,
+  fastEnvelope,
   fastPathOf,
   fastRecordsBatch,
 } from '../../cloud-sync/fast-parse.js';
@@ -340,5 +341,55 @@ describe('fast-parse: the up/records fast path (issue 9 §3)', () => {
     expect(fastRecordsBatch(urlSafe)).toBe(undefined);
     expect(RecordsBatchSchema.safeParse(urlSafe).success).toBe(false);
     expect(fastPathOf(RecordsBatchSchema)).toBe(fastRecordsBatch);
+  });
+});
+
+describe('fast-parse: the signed envelope (issue 9 §3)', () => {
+  const pair = nacl.sign.keyPair();
+  const signed = fc
+    .string()
+    .map(
+      (body) =>
+        JSON.parse(signBody(body, { secretKey: pair.secretKey }).toString('utf8')) as Record<
+          string,
+          unknown
+        >,
+    );
+
+  it('answers for every envelope signBody makes, as EnvelopeSchema does', () => {
+    fc.assert(
+      fc.property(signed, (envelope) => {
+        expect(fastEnvelope(envelope)).toEqual(EnvelopeSchema.parse(envelope));
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('never answers for what EnvelopeSchema refuses, nor differently from it', () => {
+    const mutated = fc
+      .tuple(
+        signed,
+        fc.constantFrom('v', 'kid', 'body', 'sig', 'extra'),
+        fc.oneof(
+          anyValue,
+          fc.constantFrom(1, 2, '1', 'A'.repeat(88), `${'A'.repeat(86)}==`, 'A'.repeat(87)),
+          fc.constantFrom('0123456789abcdef', '0123456789ABCDEF', '0123456789abcde'),
+        ),
+        fc.boolean(),
+      )
+      .map(([envelope, field, value, remove]) => {
+        const copy = { ...envelope };
+        if (remove) delete copy[field];
+        else copy[field] = value;
+        return copy;
+      });
+    const agrees = (value: unknown): boolean => {
+      const fast = fastEnvelope(value);
+      if (fast === undefined) return true;
+      const zod = EnvelopeSchema.safeParse(value);
+      return zod.success && JSON.stringify(fast) === JSON.stringify(zod.data);
+    };
+    fc.assert(fc.property(mutated, agrees), { numRuns: 1000 });
+    fc.assert(fc.property(fc.jsonValue(), agrees), { numRuns: 300 });
   });
 });
