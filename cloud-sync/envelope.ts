@@ -32,6 +32,7 @@ import {
 import nacl from 'tweetnacl';
 import { z } from 'zod';
 import { syncError } from './errors.js';
+import { fastEnvelope, fastPathOf } from './fast-parse.js';
 
 /** Envelope format version. */
 export const ENVELOPE_VERSION = 1;
@@ -215,7 +216,7 @@ export function escapedJsonBytes(text: string): number {
  * Verifies and parses an envelope.
  *
  * Order: outer JSON and shape → key id lookup → Ed25519 verification over the body's UTF-8
- * bytes → JSON.parse(body) → `schema`.
+ * bytes → JSON.parse(body) → `schema` (or its fast path, fast-parse.ts, for the shapes it knows).
  *
  * @param payload — the MQTT payload (Buffer or text).
  * @param options.keys — the accepted public keys ({@link PublicKeyLookup}).
@@ -250,7 +251,9 @@ export function openEnvelope<S extends z.ZodType>(
       { cause },
     );
   }
-  const envelope = EnvelopeSchema.safeParse(outer);
+  const fast = fastEnvelope(outer);
+  const envelope =
+    fast === undefined ? EnvelopeSchema.safeParse(outer) : { success: true as const, data: fast };
   if (!envelope.success) {
     throw syncError(
       'POS310',
@@ -294,6 +297,9 @@ export function openEnvelope<S extends z.ZodType>(
       { cause, details: { kid } },
     );
   }
+  // The schema's fast path (fast-parse.ts) answers for the common shape, zod for the rest.
+  const quick = fastPathOf(schema)?.(value);
+  if (quick !== undefined) return quick as z.output<S>;
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw schemaError(parsed.error, `body signed by ${kid}`);
   return parsed.data;

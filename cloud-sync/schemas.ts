@@ -44,13 +44,16 @@ export {
 /** ISO 8601 UTC date-time text (`2026-11-21T09:54:21.000Z`; an offset is accepted). */
 export const IsoDateTimeSchema = z.iso.datetime({ offset: true });
 
+/** {@link IdempotencyKeySchema}'s rule: 1–255 visible ASCII characters. */
+export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7E]{1,255}$/;
+
 /**
  * An idempotency key: from the POS app's `Idempotency-Key` header or a UUIDv7 made by the agent
  * (architecture.md §4). 1–255 visible ASCII characters.
  */
 export const IdempotencyKeySchema = z
   .string()
-  .regex(/^[\x21-\x7E]{1,255}$/, 'idempotency key: 1–255 visible ASCII characters');
+  .regex(IDEMPOTENCY_KEY_PATTERN, 'idempotency key: 1–255 visible ASCII characters');
 
 /** Lower- or upper-case hex with an even number of digits. */
 const evenHex = (min: number, max: number): z.ZodString =>
@@ -65,6 +68,15 @@ export const KsnHexSchema = z
   .string()
   .regex(/^(?:[0-9A-Fa-f]{20}|[0-9A-Fa-f]{24})$/, 'KSN: 20 or 24 hex digits');
 
+/** An ISO 4217 alphabetic code: 3 upper-case letters. */
+export const CURRENCY_PATTERN = /^[A-Z]{3}$/;
+
+/** A card token: `tok_` + lower-case RFC 4648 base32. */
+export const CARD_TOKEN_PATTERN = /^tok_[a-z2-7]+$/;
+
+/** A SHA-256 as 43 characters of unpadded base64url (RFC 4648 §5): a record's `chain`. */
+export const CHAIN_HASH_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+
 /** Money: integer minor units of an ISO 4217 alpha currency (architecture.md §4; no floats). */
 export const PaymentSchema = z.strictObject({
   /** Payment id in the agent's store. */
@@ -72,7 +84,7 @@ export const PaymentSchema = z.strictObject({
   /** Integer minor units of `currency`, > 0. */
   amountMinor: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   /** ISO 4217 alphabetic code, e.g. `EUR`. */
-  currency: z.string().regex(/^[A-Z]{3}$/, 'ISO 4217 alpha code, 3 upper-case letters'),
+  currency: z.string().regex(CURRENCY_PATTERN, 'ISO 4217 alpha code, 3 upper-case letters'),
   /** The POS app's reference (order number), free text. */
   reference: z.string().max(128).optional(),
   /** When the payment was created, ISO 8601 UTC. */
@@ -91,7 +103,7 @@ export const EntryModeSchema = z.enum(ENTRY_MODES);
  */
 export const WireCardSchema = z.strictObject({
   /** `tok_` + RFC 4648 base32, lower case, no padding, of HMAC-SHA-256(tokenKey, PAN)[0..20). */
-  token: z.string().regex(/^tok_[a-z2-7]+$/, 'tok_ + lower-case base32'),
+  token: z.string().regex(CARD_TOKEN_PATTERN, 'tok_ + lower-case base32'),
   brand: CardBrandSchema,
   /** First 6 digits (BIN), PCI DSS 3.4.1 allows them to be shown. */
   first6: z.string().regex(FIRST6_PATTERN, '6 digits'),
@@ -152,7 +164,7 @@ export const OutboxRecordSchema = z.strictObject({
   sealed: SealedSchema.optional(),
   sred: SredSchema.optional(),
   pinBlock: PinBlockSchema.optional(),
-  chain: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'SHA-256 as 43 characters of unpadded base64url'),
+  chain: z.string().regex(CHAIN_HASH_PATTERN, 'SHA-256 as 43 characters of unpadded base64url'),
 });
 /** {@link OutboxRecordSchema}; the record type of {@link OutboxSource} (sync-worker.ts). */
 export type OutboxRecord = z.infer<typeof OutboxRecordSchema>;
@@ -238,10 +250,13 @@ export const UplinkRecordSchema = z.union([OutboxRecordSchema, BatchRecordSchema
 /** {@link UplinkRecordSchema}. */
 export type UplinkRecord = z.infer<typeof UplinkRecordSchema>;
 
+/** {@link BatchIdSchema}'s rule: 1–64 visible ASCII characters. */
+export const BATCH_ID_PATTERN = /^[\x21-\x7E]{1,64}$/;
+
 /** A batch id: a UUID (the agent makes UUIDv7) or any 1–64 visible ASCII characters. */
 export const BatchIdSchema = z
   .string()
-  .regex(/^[\x21-\x7E]{1,64}$/, 'batch id: 1–64 visible ASCII characters');
+  .regex(BATCH_ID_PATTERN, 'batch id: 1–64 visible ASCII characters');
 
 /** `up/records`: a batch of records in strictly increasing `seq` order (architecture.md §5). */
 export const RecordsBatchSchema = z

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 /**
  * The hash chain and the projection check: tampering is done the way an attacker or a careless
  * script would, through a plain connection with the protecting trigger dropped.
@@ -84,6 +85,25 @@ describe('canonical encoding', () => {
       .update(Buffer.concat([Buffer.alloc(32), Buffer.from(text, 'utf8')]))
       .digest('hex');
     expect(eventHash(GENESIS_HASH, row).toString('hex')).toBe(expected);
+  });
+
+  it('hashes the UTF-8 bytes of canonicalRowBytes for any text, non-ASCII and lone surrogates too', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.nat(),
+        fc.string({ unit: 'binary' }),
+        fc.string({ unit: 'grapheme' }),
+        fc.string(),
+        (prev, seq, paymentId, type, data) => {
+          const row = { seq, paymentId, type, at: '2026-11-21T09:00:00.000Z', data };
+          const expected = createHash('sha256')
+            .update(Buffer.concat([prev, canonicalRowBytes(row)]))
+            .digest('hex');
+          expect(eventHash(prev, row).toString('hex')).toBe(expected);
+        },
+      ),
+    );
   });
 });
 
