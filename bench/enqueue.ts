@@ -20,13 +20,19 @@
  * bench/ is a measurement tool outside the product layers (architecture.md §1); it imports
  * `better-sqlite3` directly for the baseline.
  */
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { v7 as uuidv7 } from 'uuid';
+import type { NewPayment } from '../store-forward/model.js';
 import type { OfflinePolicy } from '../store-forward/offline-policy.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
-import { type BenchKeys, makeCardTokens, newPayment } from './fixtures.js';
+import {
+  BARE_ROW_BYTES,
+  type BareBaseline,
+  type BenchKeys,
+  makeCardTokens,
+  newPayment,
+  openBareBaseline,
+} from './fixtures.js';
 import { type Summary, summarize } from './stats.js';
 
 /** Result of the enqueue benchmark, durations in milliseconds. */
@@ -53,6 +59,38 @@ export const POLICY: OfflinePolicy = {
 };
 
 /**
+ * One payment through the PaymentService's store calls, as the agent makes them: start, card
+ * read, then stored offline (`force_offline`: one FULL commit) or authorization requested and
+ * approved (`prefer_online`: two). `betweenCommits` runs between the online payment's two
+ * commits (bench/wal-pages.ts reads the first one's pages there).
+ *
+ * @returns the payment's id.
+ * @throws AgentError from the store (a bug: every call here is valid).
+ */
+export function payThroughStore(
+  store: PaymentStore,
+  input: NewPayment,
+  mode: 'force_offline' | 'prefer_online',
+  options: { keyPrefix?: string; betweenCommits?: () => void } = {},
+): string {
+  const { payment } = store.startPayment({
+    idempotencyKey: `${options.keyPrefix ?? ''}${input.idempotencyKey}`,
+    amountMinor: input.amountMinor,
+    currency: input.currency,
+    offlineMode: mode,
+  });
+  store.recordCardRead(payment.id, input.card, { sealed: input.sealed });
+  if (mode === 'force_offline') {
+    store.storeOffline(payment.id, POLICY, { ambiguous: false });
+  } else {
+    store.recordStep(payment.id, 'authorization_requested');
+    options.betweenCommits?.();
+    store.recordOnlineOutcome(payment.id, { outcome: 'approved', authCode: 'A1B2C3' });
+  }
+  return payment.id;
+}
+
+/**
  * Runs `warmup + iterations` rounds of (offline payment, online payment, bare insert) in rotating
  * order and summarizes the measured rounds.
  *
@@ -68,54 +106,31 @@ export function benchEnqueue(options: {
   const { dir, iterations, warmup } = options;
   const tokens = makeCardTokens(options.keys, 16);
   const store = PaymentStore.open({ path: path.join(dir, 'agent.db') });
-  const bare = new Database(path.join(dir, 'bare.db'));
-  const bareRowBytes = 256;
+  let bare: BareBaseline | undefined;
   try {
-    bare.pragma('journal_mode = WAL');
-    bare.pragma('synchronous = FULL');
-    const journal = bare.pragma('journal_mode', { simple: true });
-    const sync = bare.pragma('synchronous', { simple: true });
-    if (journal !== 'wal' || sync !== 2)
-      throw new Error(`baseline pragmas did not take: journal_mode=${journal} synchronous=${sync}`);
-    bare.exec(
-      'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, k TEXT NOT NULL UNIQUE, v BLOB NOT NULL) STRICT',
-    );
-    const insert = bare.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
-    const blob = randomBytes(bareRowBytes);
+    bare = openBareBaseline(path.join(dir, 'bare.db'));
+    const baseline = bare;
 
     const offline: number[] = [];
     const online: number[] = [];
     const inserted: number[] = [];
     let i = 0;
-    const begin = (mode: 'force_offline' | 'prefer_online') => {
-      const input = newPayment(i, tokens[i % tokens.length] as (typeof tokens)[number]);
-      const { payment } = store.startPayment({
-        idempotencyKey: `${mode}-${input.idempotencyKey}`,
-        amountMinor: input.amountMinor,
-        currency: input.currency,
-        offlineMode: mode,
+    const timed = (fn: () => void): number => {
+      const t0 = performance.now();
+      fn();
+      return performance.now() - t0;
+    };
+    // Timed from the payment's input on (newPayment included), as the bare row's key is not.
+    const payment = (mode: 'force_offline' | 'prefer_online') => (): number =>
+      timed(() => {
+        const input = newPayment(i, tokens[i % tokens.length] as (typeof tokens)[number]);
+        payThroughStore(store, input, mode, { keyPrefix: `${mode}-` });
       });
-      store.recordCardRead(payment.id, input.card, { sealed: input.sealed });
-      return payment.id;
-    };
-    const offlinePayment = (): number => {
-      const t0 = performance.now();
-      const id = begin('force_offline');
-      store.storeOffline(id, POLICY, { ambiguous: false });
-      return performance.now() - t0;
-    };
-    const onlinePayment = (): number => {
-      const t0 = performance.now();
-      const id = begin('prefer_online');
-      store.recordStep(id, 'authorization_requested');
-      store.recordOnlineOutcome(id, { outcome: 'approved', authCode: 'A1B2C3' });
-      return performance.now() - t0;
-    };
+    const offlinePayment = payment('force_offline');
+    const onlinePayment = payment('prefer_online');
     const bareInsert = (): number => {
       const key = uuidv7();
-      const t0 = performance.now();
-      insert.run(key, blob);
-      return performance.now() - t0;
+      return timed(() => baseline.insert(key));
     };
     const steps = [
       (): void => void offline.push(offlinePayment()),
@@ -142,10 +157,10 @@ export function benchEnqueue(options: {
       offline: summarize(offline),
       online: summarize(online),
       bareInsert: summarize(inserted),
-      bareRowBytes,
+      bareRowBytes: BARE_ROW_BYTES,
     };
   } finally {
     store.close();
-    bare.close();
+    bare?.close();
   }
 }

@@ -18,6 +18,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import nacl from 'tweetnacl';
 import { v7 as uuidv7 } from 'uuid';
 import type { CardToken } from '../drivers/boundary/card-token.js';
@@ -71,6 +72,52 @@ export function newPayment(i: number, token: CardToken): NewPayment {
     reference: `bench-${i}`,
     card,
     sealed,
+  };
+}
+
+/** Bytes of the bare baseline's row blob. */
+export const BARE_ROW_BYTES = 256;
+
+/** The bare baseline of the store rows: one better-sqlite3 connection and its single-row commit. */
+export interface BareBaseline {
+  readonly db: Database.Database;
+  /**
+   * Commits one row: `key` (default a new UUIDv7) and `blob` (default {@link BARE_ROW_BYTES}
+   * random bytes).
+   */
+  insert(key?: string, blob?: Buffer): void;
+  close(): void;
+}
+
+/**
+ * Opens the bare baseline every store row compares with (architecture.md §9): a SQLite file at
+ * `file` in WAL mode with `synchronous=FULL`, one table `t (id, k UNIQUE, v BLOB)`, one row per
+ * autocommit — the library call a payment's commit is measured against.
+ *
+ * @throws Error when the pragmas did not take (then the ratios would compare unlike commits).
+ */
+export function openBareBaseline(file: string): BareBaseline {
+  const db = new Database(file);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    const journal = db.pragma('journal_mode', { simple: true });
+    const sync = db.pragma('synchronous', { simple: true });
+    if (journal !== 'wal' || sync !== 2)
+      throw new Error(`baseline pragmas did not take: journal_mode=${journal} synchronous=${sync}`);
+    db.exec(
+      'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, k TEXT NOT NULL UNIQUE, v BLOB NOT NULL) STRICT',
+    );
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  const statement = db.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
+  const row = randomBytes(BARE_ROW_BYTES);
+  return {
+    db,
+    insert: (key = uuidv7(), blob = row) => void statement.run(key, blob),
+    close: () => db.close(),
   };
 }
 

@@ -17,16 +17,15 @@
  *
  * bench/ is a measurement tool outside the product layers (architecture.md §1).
  */
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import Database from 'better-sqlite3';
 import { v7 as uuidv7 } from 'uuid';
 import { startAgent } from '../agent/agent.js';
 import { parseConfig } from '../agent/config.js';
 import { generateDevelopmentKeys } from '../agent/keys.js';
 import { createLogger } from '../agent/logger.js';
 import { startCloudChild } from './drain.js';
+import { type BareBaseline, openBareBaseline } from './fixtures.js';
 import type { ClientAnswer, ClientRequest } from './payment-http-client.js';
 import { type Summary, summarize } from './stats.js';
 
@@ -99,15 +98,10 @@ export async function benchPaymentHttp(options: {
     keys: terminal,
     logger: createLogger({ level: 'silent' }),
   });
-  const bare = new Database(path.join(dir, 'bare.db'));
+  let bare: BareBaseline | undefined;
   try {
-    bare.pragma('journal_mode = WAL');
-    bare.pragma('synchronous = FULL');
-    bare.exec(
-      'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, k TEXT NOT NULL UNIQUE, v BLOB NOT NULL) STRICT',
-    );
-    const insert = bare.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
-    const blob = randomBytes(256);
+    bare = openBareBaseline(path.join(dir, 'bare.db'));
+    const baseline = bare;
     const start = Date.now();
     while (!agent.worker.online) {
       if (Date.now() - start > 20_000) throw new Error('agent not online in 20 s');
@@ -137,7 +131,7 @@ export async function benchPaymentHttp(options: {
       async () => void online.push(await pay('prefer_online', 'approved')),
       async () => {
         const t0 = performance.now();
-        insert.run(uuidv7(), blob);
+        baseline.insert();
         inserted.push(performance.now() - t0);
       },
     ];
@@ -159,7 +153,7 @@ export async function benchPaymentHttp(options: {
       brokerName: options.brokerName,
     };
   } finally {
-    bare.close();
+    bare?.close();
     await agent.stop();
     await ask({ kind: 'stop' });
     await client.terminate();

@@ -25,10 +25,9 @@ import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { v7 as uuidv7 } from 'uuid';
 import { PaymentStore } from '../store-forward/payment-store.js';
-import { POLICY } from './enqueue.js';
-import { makeCardTokens, makeKeys, newPayment, tempDir } from './fixtures.js';
+import { payThroughStore } from './enqueue.js';
+import { makeCardTokens, makeKeys, newPayment, openBareBaseline, tempDir } from './fixtures.js';
 import { summarize } from './stats.js';
 
 /** WAL frames of one commit: the WAL is truncated first, then the commit, then its size read. */
@@ -49,49 +48,18 @@ function main(): void {
   const dbPath = path.join(dir, `agent-${process.pid}.db`);
   const barePath = path.join(dir, `bare-${process.pid}.db`);
   const store = PaymentStore.open({ path: dbPath });
-  const bare = new Database(barePath);
-  bare.pragma('journal_mode = WAL');
-  bare.pragma('synchronous = FULL');
-  bare.exec(
-    'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, k TEXT NOT NULL UNIQUE, v BLOB NOT NULL) STRICT',
-  );
-  const insert = bare.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
-  const blob = randomBytes(256);
+  const bare = openBareBaseline(barePath);
   const bigPath = path.join(dir, `bare-frames-${process.pid}.db`);
-  const big = new Database(bigPath);
-  big.pragma('journal_mode = WAL');
-  big.pragma('synchronous = FULL');
-  big.exec(
-    'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, k TEXT NOT NULL UNIQUE, v BLOB NOT NULL) STRICT',
-  );
-  const insertBig = big.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
+  const big = openBareBaseline(bigPath);
   const bigSide = new Database(bigPath);
   let i = 0;
-  const offline = (): void => {
+  const pay = (kind: 'force_offline' | 'prefer_online') => (): void => {
     const input = newPayment(i, tokens[i % tokens.length] as (typeof tokens)[number]);
     i += 1;
-    const { payment } = store.startPayment({
-      idempotencyKey: input.idempotencyKey,
-      amountMinor: input.amountMinor,
-      currency: input.currency,
-      offlineMode: 'force_offline',
-    });
-    store.recordCardRead(payment.id, input.card, { sealed: input.sealed });
-    store.storeOffline(payment.id, POLICY, { ambiguous: false });
+    payThroughStore(store, input, kind);
   };
-  const online = (): void => {
-    const input = newPayment(i, tokens[i % tokens.length] as (typeof tokens)[number]);
-    i += 1;
-    const { payment } = store.startPayment({
-      idempotencyKey: input.idempotencyKey,
-      amountMinor: input.amountMinor,
-      currency: input.currency,
-      offlineMode: 'prefer_online',
-    });
-    store.recordCardRead(payment.id, input.card, { sealed: input.sealed });
-    store.recordStep(payment.id, 'authorization_requested');
-    store.recordOnlineOutcome(payment.id, { outcome: 'approved', authCode: 'A1B2C3' });
-  };
+  const offline = pay('force_offline');
+  const online = pay('prefer_online');
   const payment = mode === 'online' ? online : offline;
   // The agent's timer between payments (bench/enqueue.ts does the same).
   const measured = (): void => {
@@ -113,7 +81,7 @@ function main(): void {
 
     const bareCpu0 = process.cpuUsage();
     const b0 = performance.now();
-    for (let k = 0; k < n; k++) insert.run(uuidv7(), blob);
+    for (let k = 0; k < n; k++) bare.insert();
     const bareWallUs = ((performance.now() - b0) * 1000) / n;
     const bareCpuD = process.cpuUsage(bareCpu0);
     const bareCpuUs = (bareCpuD.user + bareCpuD.system) / n;
@@ -125,16 +93,16 @@ function main(): void {
     let bareFrames = 0;
     for (let k = 0; k < samples; k++) {
       frames += walFrames(`${dbPath}-wal`, side, payment);
-      bareFrames += walFrames(`${barePath}-wal`, bareSide, () => insert.run(uuidv7(), blob));
+      bareFrames += walFrames(`${barePath}-wal`, bareSide, () => bare.insert());
     }
-    const pageSize = bare.pragma('page_size', { simple: true }) as number;
+    const pageSize = bare.db.pragma('page_size', { simple: true }) as number;
     // One row whose blob fills (payment frames − 3) overflow pages (4 bytes of each hold the
     // next page's number): with its table and index leaves and page 1 (the database grows), about
     // as many frames as the payment.
     const bigBlob = randomBytes(Math.max(0, Math.round(frames / samples) - 3) * (pageSize - 4));
     let bigFrames = 0;
     for (let k = 0; k < samples; k++) {
-      bigFrames += walFrames(`${bigPath}-wal`, bigSide, () => insertBig.run(uuidv7(), bigBlob));
+      bigFrames += walFrames(`${bigPath}-wal`, bigSide, () => big.insert(undefined, bigBlob));
     }
     side.close();
     bareSide.close();
@@ -148,11 +116,11 @@ function main(): void {
     for (let k = 0; k < n; k++) {
       timed(floor.payment, payment);
       store.maintenance(); // untimed, as in bench/enqueue.ts
-      timed(floor.bare, () => insert.run(uuidv7(), blob));
-      timed(floor.sameFrames, () => insertBig.run(uuidv7(), bigBlob));
+      timed(floor.bare, () => bare.insert());
+      timed(floor.sameFrames, () => big.insert(undefined, bigBlob));
       // The bare connections keep SQLite's auto-checkpoint; the big one checkpoints as the
       // store's maintenance does, every 32 commits, so its WAL does not grow past the others'.
-      if (k % 32 === 31) big.pragma('wal_checkpoint(PASSIVE)');
+      if (k % 32 === 31) big.db.pragma('wal_checkpoint(PASSIVE)');
     }
     const p = (samples: number[]): { p50: number; p99: number } => {
       const s = summarize(samples);

@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { PaymentStore } from '../store-forward/payment-store.js';
-import { POLICY } from './enqueue.js';
+import { payThroughStore } from './enqueue.js';
 import { makeCardTokens, makeKeys, newPayment, tempDir } from './fixtures.js';
 
 /** Page numbers of every frame in the WAL file at `walPath` (WAL header 32 bytes). */
@@ -44,20 +44,9 @@ function main(): void {
   const pay = (kind: 'offline' | 'online'): void => {
     const input = newPayment(i, tokens[i % tokens.length] as (typeof tokens)[number]);
     i += 1;
-    const { payment } = store.startPayment({
-      idempotencyKey: input.idempotencyKey,
-      amountMinor: input.amountMinor,
-      currency: input.currency,
-      offlineMode: kind === 'online' ? 'prefer_online' : 'force_offline',
+    payThroughStore(store, input, kind === 'online' ? 'prefer_online' : 'force_offline', {
+      betweenCommits: () => betweenCommits(),
     });
-    store.recordCardRead(payment.id, input.card, { sealed: input.sealed });
-    if (kind === 'online') {
-      store.recordStep(payment.id, 'authorization_requested');
-      betweenCommits();
-      store.recordOnlineOutcome(payment.id, { outcome: 'approved', authCode: 'A1B2C3' });
-    } else {
-      store.storeOffline(payment.id, POLICY, { ambiguous: false });
-    }
   };
   const side = new Database(dbPath);
   try {
