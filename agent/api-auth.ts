@@ -29,7 +29,7 @@
  *
  * Errors use the API's shape `{ error: { code, message } }`. The clock is injected.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, hash as sha, timingSafeEqual } from 'node:crypto';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { type AddressInfo, createConnection } from 'node:net';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -134,9 +134,9 @@ export function installApiAuth(app: ApiApp, options: ApiAuthOptions): ApiAuthGua
     if (config.public === true) return undefined;
     const source = peer ?? 'unix';
     const match = /^Bearer (.+)$/.exec(request.headers.authorization ?? '');
-    const given = createHash('sha256')
-      .update(match?.[1] ?? '')
-      .digest();
+    // One-shot SHA-256: no Hash object per request for the young-generation GC to finalize
+    // (store-forward/hash-chain.ts eventHash says what those cost).
+    const given = sha('sha256', match?.[1] ?? '', 'buffer');
     if (match !== null && timingSafeEqual(given, expected)) return undefined;
     const session =
       request.headers.authorization === undefined

@@ -21,6 +21,8 @@
  * `better-sqlite3` directly for the baseline.
  */
 import path from 'node:path';
+import { PerformanceObserver } from 'node:perf_hooks';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { v7 as uuidv7 } from 'uuid';
 import type { NewPayment } from '../store-forward/model.js';
 import type { OfflinePolicy } from '../store-forward/offline-policy.js';
@@ -33,7 +35,7 @@ import {
   newPayment,
   openBareBaseline,
 } from './fixtures.js';
-import { type Summary, summarize } from './stats.js';
+import { countOverlapping, type Span, type Summary, summarize } from './stats.js';
 
 /** Result of the enqueue benchmark, durations in milliseconds. */
 export interface EnqueueResult {
@@ -47,6 +49,30 @@ export interface EnqueueResult {
   bareInsert: Summary;
   /** Bytes of the baseline row's blob. */
   bareRowBytes: number;
+  /** The garbage collector's pauses during the measured rounds ({@link benchEnqueueObserved}). */
+  gc?: GcPauses;
+}
+
+/**
+ * The garbage collector's pauses (`PerformanceObserver` entries of type `gc`) while the measured
+ * rounds ran, and how many timed samples of each kind one of them fell into. A payment's store
+ * work allocates, so about one payment in a hundred meets a young-generation pause: right at the
+ * p99 the targets judge (issue 9), which is why the bench shows them.
+ */
+export interface GcPauses {
+  count: number;
+  /** Pause durations in ms. */
+  pauseP50: number;
+  pauseMax: number;
+  /** Timed samples a pause overlapped, per kind, of `iterations` each. */
+  during: { offline: number; online: number; bareInsert: number };
+}
+
+/** Start and end (performance.now()) of each measured sample, per kind. */
+interface Windows {
+  offline: Span[];
+  online: Span[];
+  bareInsert: Span[];
 }
 
 /** Caps no bench payment reaches: the policy is decided, never refused. */
@@ -102,6 +128,8 @@ export function benchEnqueue(options: {
   iterations: number;
   warmup: number;
   keys: BenchKeys;
+  /** Filled with each measured sample's span, when given. */
+  windows?: Windows;
 }): EnqueueResult {
   const { dir, iterations, warmup } = options;
   const tokens = makeCardTokens(options.keys, 16);
@@ -115,10 +143,14 @@ export function benchEnqueue(options: {
     const online: number[] = [];
     const inserted: number[] = [];
     let i = 0;
+    const spans: Windows = options.windows ?? { offline: [], online: [], bareInsert: [] };
+    let last: Span = { start: 0, end: 0 };
     const timed = (fn: () => void): number => {
       const t0 = performance.now();
       fn();
-      return performance.now() - t0;
+      const t1 = performance.now();
+      last = { start: t0, end: t1 };
+      return t1 - t0;
     };
     // Timed from the payment's input on (newPayment included), as the bare row's key is not.
     const payment = (mode: 'force_offline' | 'prefer_online') => (): number =>
@@ -133,9 +165,18 @@ export function benchEnqueue(options: {
       return timed(() => baseline.insert(key));
     };
     const steps = [
-      (): void => void offline.push(offlinePayment()),
-      (): void => void online.push(onlinePayment()),
-      (): void => void inserted.push(bareInsert()),
+      (): void => {
+        offline.push(offlinePayment());
+        if (i >= warmup) spans.offline.push(last);
+      },
+      (): void => {
+        online.push(onlinePayment());
+        if (i >= warmup) spans.online.push(last);
+      },
+      (): void => {
+        inserted.push(bareInsert());
+        if (i >= warmup) spans.bareInsert.push(last);
+      },
     ];
     for (; i < warmup + iterations; i++) {
       for (let k = 0; k < steps.length; k++) (steps[(i + k) % steps.length] as () => void)();
@@ -162,5 +203,49 @@ export function benchEnqueue(options: {
   } finally {
     store.close();
     bare?.close();
+  }
+}
+
+/**
+ * {@link benchEnqueue} with the garbage collector watched: its pauses while the rounds ran and the
+ * timed samples they overlapped (`gc` of the result). The observer's entries arrive after the
+ * synchronous rounds, on the next turns of the event loop.
+ *
+ * @throws as {@link benchEnqueue}.
+ */
+export async function benchEnqueueObserved(
+  options: Omit<Parameters<typeof benchEnqueue>[0], 'windows'>,
+): Promise<EnqueueResult> {
+  const pauses: Span[] = [];
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries())
+      pauses.push({ start: e.startTime, end: e.startTime + e.duration });
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  const windows: Windows = { offline: [], online: [], bareInsert: [] };
+  try {
+    const result = benchEnqueue({ ...options, windows });
+    await nextTurn();
+    await nextTurn();
+    const from = Math.min(
+      ...[windows.offline, windows.online, windows.bareInsert].map((w) => w[0]?.start ?? Infinity),
+    );
+    const measured = pauses.filter((p) => p.end > from);
+    const durations = measured.map((p) => p.end - p.start);
+    return {
+      ...result,
+      gc: {
+        count: measured.length,
+        pauseP50: durations.length === 0 ? 0 : summarize(durations).p50,
+        pauseMax: durations.length === 0 ? 0 : Math.max(...durations),
+        during: {
+          offline: countOverlapping(windows.offline, measured),
+          online: countOverlapping(windows.online, measured),
+          bareInsert: countOverlapping(windows.bareInsert, measured),
+        },
+      },
+    };
+  } finally {
+    observer.disconnect();
   }
 }

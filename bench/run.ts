@@ -35,7 +35,7 @@ import path from 'node:path';
 import { EmbeddedBroker } from '../simulator/broker.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
 import { awsTarget, drainTarget } from './drain-rows.js';
-import { benchEnqueue } from './enqueue.js';
+import { benchEnqueueObserved } from './enqueue.js';
 import { benchPaymentHttp } from './payment-http.js';
 import {
   type BenchBroker,
@@ -94,7 +94,7 @@ async function main(): Promise<void> {
   const work = tempDir('run', diskParent);
   const templates = templateDir(work);
   try {
-    if (only.has('1')) enqueueTarget(work, keys);
+    if (only.has('1')) await enqueueTarget(work, keys);
     if (only.has('2')) await drainTarget(work, templates, keys, tokens);
     if (only.has('3')) await memoryTarget(work, templates, tokens);
     if (only.has('4')) await awsTarget(work, templates, keys, tokens);
@@ -126,9 +126,14 @@ async function main(): Promise<void> {
   }
 }
 
-function enqueueTarget(work: string, keys: ReturnType<typeof makeKeys>): void {
+async function enqueueTarget(work: string, keys: ReturnType<typeof makeKeys>): Promise<void> {
   const dir = tempDir('enqueue', work);
-  const r = benchEnqueue({ dir, iterations: plan.enqueue, warmup: plan.warmup, keys });
+  const r = await benchEnqueueObserved({
+    dir,
+    iterations: plan.enqueue,
+    warmup: plan.warmup,
+    keys,
+  });
   const off = verdict(r.offline.p99, r.bareInsert.p99, { direction: 'at-most', limit: 1.5 });
   const on = verdict(r.online.p99, r.bareInsert.p99, { direction: 'at-most', limit: 2.5 });
   line();
@@ -162,6 +167,14 @@ function enqueueTarget(work: string, keys: ReturnType<typeof makeKeys>): void {
       ],
     ),
   );
+  if (r.gc !== undefined) {
+    const { count, pauseP50, pauseMax, during } = r.gc;
+    line(
+      `GC pauses while it ran: ${count} (p50 ${fmt(pauseP50, 2)} ms, max ${fmt(pauseMax, 2)} ms); ` +
+        `timed samples they fell into: offline ${during.offline}, online ${during.online}, ` +
+        `bare ${during.bareInsert} (of ${r.iterations} each; 1 % of them is the p99)`,
+    );
+  }
   line(`→ offline p99 ratio ${fmt(off.ratio)}×, target ${off.target}: ${mark(off)}`);
   line(`→ online p99 ratio ${fmt(on.ratio)}×, target ${on.target}: ${mark(on)}`);
   results.push({

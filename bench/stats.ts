@@ -53,6 +53,23 @@ export function summarize(samples: readonly number[]): Summary {
   };
 }
 
+/** A span of time, in the milliseconds of `performance.now()`: `[start, end)`. */
+export interface Span {
+  start: number;
+  end: number;
+}
+
+/**
+ * How many of `windows` (timed samples) overlap at least one of `pauses` (e.g. GC pauses from a
+ * `PerformanceObserver`, `start = startTime`, `end = startTime + duration`): the samples whose
+ * time a pause may have lengthened. Both in any order; a pause touching a window only at an end
+ * point does not count.
+ */
+export function countOverlapping(windows: readonly Span[], pauses: readonly Span[]): number {
+  // Plainly quadratic: a few thousand windows, a few hundred pauses.
+  return windows.filter((w) => pauses.some((p) => p.start < w.end && w.start < p.end)).length;
+}
+
 /** The median of a non-empty sample (nearest rank, like {@link percentile}). */
 export function median(samples: readonly number[]): number {
   return percentile(

@@ -4,7 +4,14 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { formatTable, median, percentile, summarize, verdict } from '../../bench/stats.js';
+import {
+  countOverlapping,
+  formatTable,
+  median,
+  percentile,
+  summarize,
+  verdict,
+} from '../../bench/stats.js';
 
 describe('percentile (nearest rank)', () => {
   it('takes the ceil(q·n)-th smallest sample, never an interpolation', () => {
@@ -91,5 +98,41 @@ describe('formatTable', () => {
       'createPayment  1.25  PASS',
       'bare           10.5  MISS',
     ]);
+  });
+});
+
+describe('countOverlapping', () => {
+  it('counts the windows a pause overlaps, touching ends excluded', () => {
+    const windows = [
+      { start: 0, end: 1 },
+      { start: 1, end: 2 },
+      { start: 2, end: 3 },
+      { start: 5, end: 6 },
+    ];
+    // [0.5, 1.5) overlaps the first two; [3, 5) touches the third and fourth only at their ends.
+    const pauses = [
+      { start: 3, end: 5 },
+      { start: 0.5, end: 1.5 },
+    ];
+    expect(countOverlapping(windows, pauses)).toBe(2);
+    expect(countOverlapping(windows, [])).toBe(0);
+    expect(countOverlapping([], pauses)).toBe(0);
+  });
+
+  it('equals a count over every millisecond of integer spans', () => {
+    const span = fc
+      .tuple(fc.integer({ min: 0, max: 50 }), fc.integer({ min: 1, max: 10 }))
+      .map(([start, length]) => ({ start, end: start + length }));
+    fc.assert(
+      fc.property(fc.array(span, { maxLength: 20 }), fc.array(span, { maxLength: 8 }), (ws, ps) => {
+        const busy = new Set<number>();
+        for (const p of ps) for (let t = p.start; t < p.end; t++) busy.add(t);
+        const expected = ws.filter((w) => {
+          for (let t = w.start; t < w.end; t++) if (busy.has(t)) return true;
+          return false;
+        }).length;
+        expect(countOverlapping(ws, ps)).toBe(expected);
+      }),
+    );
   });
 });

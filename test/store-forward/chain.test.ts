@@ -105,6 +105,39 @@ describe('canonical encoding', () => {
       ),
     );
   });
+
+  it('hashes rows of any length, across its reused buffer and past it, in any order', () => {
+    // eventHash writes the bytes into one reused 16 KiB buffer, or a buffer of their own when
+    // they may not fit (3 bytes per UTF-16 unit): lengths on both sides of the edge, 1- to
+    // 4-byte characters, a long row then a short one (nothing of the long one may stay).
+    const hashOf = (prev: Uint8Array, row: Parameters<typeof eventHash>[1]): string =>
+      createHash('sha256').update(prev).update(canonicalRowBytes(row)).digest('hex');
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.array(
+          fc.tuple(
+            fc.constantFrom('a', 'é', '€', '😀', '\ud800'),
+            fc.integer({ min: 0, max: 12_000 }),
+          ),
+          { minLength: 1, maxLength: 4 },
+        ),
+        (prev, parts) => {
+          for (const [unit, count] of parts) {
+            const row = {
+              seq: count + 1,
+              paymentId: 'pay_x',
+              type: 'approved',
+              at: 'at',
+              data: unit.repeat(count),
+            };
+            expect(eventHash(prev, row).toString('hex')).toBe(hashOf(prev, row));
+          }
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
 });
 
 describe('verifyChain', () => {
