@@ -184,15 +184,23 @@ export class StoreKernel {
    * hash chain — the same rows a run of {@link record} calls would leave, with one row write.
    * Runs inside the caller's transaction.
    *
-   * @param events — the payment's events, its creating event (`payment_started`) first.
+   * @param events — the payment's events, its creating event (`payment_started`) first. An
+   *   event with `text` (a draft's, payment-drafts.ts) is already canonical: `text` is
+   *   `canonicalJson(data)` and `data` is `JSON.parse(text)`, so neither is made again.
    * @throws AgentError POS212 the state machine refuses an event (nothing is written);
    *   POS213 a payment with this id or idempotency key exists already (the schema refuses it).
    */
-  recordNew(paymentId: string, events: readonly ProjectionEvent[]): Payment {
-    const texts = events.map((event) => canonicalJson(event.data));
+  recordNew(
+    paymentId: string,
+    events: readonly (ProjectionEvent & { readonly text?: string })[],
+  ): Payment {
+    const texts = events.map((event) => event.text ?? canonicalJson(event.data));
     let payment: Payment | undefined;
     events.forEach((event, i) => {
-      const data = JSON.parse(texts[i] as string) as Record<string, unknown>;
+      const data =
+        event.text !== undefined
+          ? event.data
+          : (JSON.parse(texts[i] as string) as Record<string, unknown>);
       payment = applyEvent(payment, { type: event.type, at: event.at, data });
     });
     if (payment === undefined) throw storeError('POS212', 'a payment needs at least one event');

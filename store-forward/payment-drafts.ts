@@ -20,6 +20,15 @@ import { canonicalJson } from './hash-chain.js';
 import type { Payment, SredData } from './model.js';
 import { applyEvent, type ProjectionEvent } from './projection.js';
 
+/**
+ * An event of a draft: `data` in canonical form (what `JSON.parse(text)` gives) and `text`, its
+ * canonical JSON (`canonicalJson(data)`), which the chain stores and hashes as it is
+ * (`StoreKernel.recordNew` takes it instead of encoding the data again).
+ */
+export interface DraftEvent extends ProjectionEvent {
+  readonly text: string;
+}
+
 /** What the cloud needs to authorize the card (architecture.md §2 step 4), kept with its draft. */
 export interface DraftSecret {
   /** base64 of the sealed card data (`nacl.box` to the vault key). */
@@ -32,8 +41,8 @@ export interface DraftSecret {
 export interface Draft {
   /** The payment as its events make it (state `awaiting_card`, `card_read` or `awaiting_pin`). */
   readonly payment: Payment;
-  /** Its events in order, `payment_started` first, `data` in canonical form. */
-  readonly events: readonly ProjectionEvent[];
+  /** Its events in order, `payment_started` first, `data` in canonical form with its text. */
+  readonly events: readonly DraftEvent[];
   /** The card's sealed or SRED data once read; written only if the decision keeps it. */
   readonly secret: DraftSecret | undefined;
   /** ISO 8601 UTC of the card read (the sealed row's `created_at`); undefined before it. */
@@ -111,8 +120,12 @@ export class PaymentDrafts {
   }
 }
 
-/** The event with `data` as the chain will hold it (undefined fields dropped, keys sorted). */
-function canonicalEvent(event: ProjectionEvent): ProjectionEvent {
-  const data = JSON.parse(canonicalJson(event.data)) as Record<string, unknown>;
-  return { type: event.type, at: event.at, data };
+/**
+ * The event with `data` as the chain will hold it (undefined fields dropped, keys sorted), and
+ * that data's canonical text.
+ */
+function canonicalEvent(event: ProjectionEvent): DraftEvent {
+  const text = canonicalJson(event.data);
+  const data = JSON.parse(text) as Record<string, unknown>;
+  return { type: event.type, at: event.at, data, text };
 }
