@@ -7,16 +7,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { canonicalJson, eventHash } from '../../store-forward/hash-chain.js';
-import type { OfflinePolicy } from '../../store-forward/offline-policy.js';
-import { freshStore, newPayment, rawConnection, sealedBlob } from './helpers.js';
-
-const POLICY: OfflinePolicy = {
-  perTransactionLimitMinor: { EUR: 100_000 },
-  totalLimitMinor: { EUR: 1_000_000 },
-  maxCount: 100,
-  forwardingDeadlineHours: 72,
-  warningBeforeDeadlineHours: 12,
-};
+import { ROOMY_POLICY, freshStore, newPayment, rawConnection, sealedBlob } from './helpers.js';
 
 let fx: ReturnType<typeof freshStore> | undefined;
 afterEach(() => {
@@ -54,11 +45,11 @@ describe('events of a drafted payment', () => {
     // Offline with a reference and a cardholder name; offline without either.
     const a = start('draft-a', 'force_offline', 'order 17');
     store.recordCardRead(a, newPayment('draft-a').card, { sealed: sealedBlob(1) });
-    store.storeOffline(a, POLICY, { ambiguous: false });
+    store.storeOffline(a, ROOMY_POLICY, { ambiguous: false });
     const bare = newPayment('draft-b').card;
     const b = start('draft-b', 'force_offline');
     store.recordCardRead(b, { ...bare, cardholderName: undefined }, { sealed: sealedBlob(2) });
-    store.storeOffline(b, POLICY, { ambiguous: false });
+    store.storeOffline(b, ROOMY_POLICY, { ambiguous: false });
     // Online: the draft is written with authorization_requested, the outcome after it.
     const c = start('draft-c', 'prefer_online', 'order 18');
     store.recordCardRead(c, newPayment('draft-c').card, { sealed: sealedBlob(3) });

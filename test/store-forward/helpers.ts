@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Clock } from '../../common/clock.js';
 import type { NewPayment } from '../../store-forward/model.js';
+import type { OfflinePolicy } from '../../store-forward/offline-policy.js';
 import { PaymentStore } from '../../store-forward/payment-store.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
@@ -84,6 +85,15 @@ export function tokenFor(seed: number): string {
   }
   return `tok_${text}`;
 }
+
+/** An offline policy no test payment of 1,500 EUR minor units reaches (100 of them at most). */
+export const ROOMY_POLICY: OfflinePolicy = {
+  perTransactionLimitMinor: { EUR: 100_000 },
+  totalLimitMinor: { EUR: 1_000_000 },
+  maxCount: 100,
+  forwardingDeadlineHours: 72,
+  warningBeforeDeadlineHours: 12,
+};
 
 /** A valid sealed blob: base64 of 72+ bytes (the store never opens it). */
 export function sealedBlob(seed = 1, bytes = 120): string {

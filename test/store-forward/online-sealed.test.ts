@@ -5,17 +5,15 @@
  * offline after an ambiguous attempt, with its stored record, which the cloud needs it for.
  */
 import { describe, expect, it } from 'vitest';
-import type { OfflinePolicy } from '../../store-forward/offline-policy.js';
 import { PaymentStore } from '../../store-forward/payment-store.js';
-import { freshStore, newPayment, rawConnection, sealedBlob, storeClock } from './helpers.js';
-
-const POLICY: OfflinePolicy = {
-  perTransactionLimitMinor: { EUR: 100_000 },
-  totalLimitMinor: { EUR: 1_000_000 },
-  maxCount: 100,
-  forwardingDeadlineHours: 72,
-  warningBeforeDeadlineHours: 12,
-};
+import {
+  ROOMY_POLICY,
+  freshStore,
+  newPayment,
+  rawConnection,
+  sealedBlob,
+  storeClock,
+} from './helpers.js';
 
 /** A payment with a sealed card, up to its authorization request (one commit). */
 function authorizing(store: PaymentStore, key: string, seed: number): string {
@@ -53,7 +51,7 @@ describe('sealed card data of an online authorization', () => {
       fx.store.recordCardRead(payment.id, newPayment('offline-control').card, {
         sealed: sealedBlob(3),
       });
-      fx.store.storeOffline(payment.id, POLICY, { ambiguous: false });
+      fx.store.storeOffline(payment.id, ROOMY_POLICY, { ambiguous: false });
       expect(sealedRows()).toBe(1);
       expect(fx.store.checkProjection().ok).toBe(true);
     } finally {
@@ -66,7 +64,7 @@ describe('sealed card data of an online authorization', () => {
     const fx = freshStore();
     try {
       const id = authorizing(fx.store, 'online-timeout', 4);
-      const { payment } = fx.store.storeOffline(id, POLICY, { ambiguous: true });
+      const { payment } = fx.store.storeOffline(id, ROOMY_POLICY, { ambiguous: true });
       expect(payment.state).toBe('stored');
       const [record] = fx.store.nextPending(10);
       expect(record?.key).toBe('online-timeout');
