@@ -15,11 +15,13 @@
  * | `pos_agent_cloud_commands_total` | counter | `result` = applied, failed |
  * | `pos_agent_cloud_commands_refused_total` | counter | `code` (POS31x, POS32x) |
  * | `pos_agent_api_auth_refused_total` | counter | `code` = POS401 (token), POS402 (slowed down), POS403 (address) |
+ * | `pos_agent_payment_stage_seconds` | histogram | `stage` = pad_display, card_read, pin_entry, authorization, store, total; `path` = online, offline (agent/payment-timings.ts) |
  *
  * No label ever carries card data: devices are named by their configured path.
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { AgentStatus } from './api.js';
+import type { PaymentStageTimings } from './payment-timings.js';
 import type { ReconciliationCounters } from './reconciliation.js';
 
 /** Where the metrics come from; each callback is called once per scrape. */
@@ -38,6 +40,11 @@ export interface MetricSources {
   now: () => number;
   /** Reconciliation counters (agent/reconciliation.ts, issue 17); absent: not exported. */
   reconciliation?: () => ReconciliationCounters;
+  /**
+   * The payment service's stage histogram (agent/payment-timings.ts), registered as it is: its
+   * owner observes, the scrape reads. Absent: not exported.
+   */
+  paymentStages?: PaymentStageTimings;
 }
 
 /**
@@ -249,6 +256,10 @@ export function createMetrics(sources: MetricSources): {
         for (const [code, n] of Object.entries(apiAuth())) setCounter(this, n, { code });
       },
     });
+  }
+
+  if (sources.paymentStages !== undefined) {
+    registry.registerMetric(sources.paymentStages.histogram);
   }
 
   return {

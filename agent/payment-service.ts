@@ -39,6 +39,7 @@ import type {
 } from '../store-forward/payment-store.js';
 import type { CardInput } from './card-input.js';
 import type { Logger } from './logger.js';
+import { PaymentStageTimings, type StageClock } from './payment-timings.js';
 import { authRequestFor, secretOf, storeCardOf } from './payment-card.js';
 import { answerRepeatedKey } from './payment-idempotency.js';
 import { padCardNotReadText, padResultText, terminalPrompt } from './payment-screens.js';
@@ -74,6 +75,9 @@ export class PaymentService extends EventEmitter {
   readonly #auth: AuthorizationSettings;
   readonly #now: () => number;
   readonly #cardInput: CardInput | undefined;
+  readonly #monotonicMs: () => number;
+  /** Where payments' time goes, by stage (agent/payment-timings.ts; `GET /metrics`). */
+  readonly stageTimings: PaymentStageTimings;
   #busy: { key: string; paymentId?: string } | null = null;
   /** Aborts the card read in progress (cancel, agent stop). */
   #cardRead: AbortController | undefined;
@@ -95,6 +99,10 @@ export class PaymentService extends EventEmitter {
    * @param deps.now — clock for prompt timestamps, epoch ms.
    * @param deps.cardInput — races the PIN pad's read against the card readers (agent/card-input.ts);
    *   absent: the PIN pad alone reads cards.
+   * @param deps.stageTimings — where stage durations are observed; absent: a new one
+   *   (`stageTimings`).
+   * @param deps.monotonicMs — monotonic clock for stage durations, ms (default
+   *   `performance.now`).
    */
   constructor(deps: {
     store: PaymentStore;
@@ -107,6 +115,8 @@ export class PaymentService extends EventEmitter {
     authorization: AuthorizationSettings;
     now?: () => number;
     cardInput?: CardInput;
+    stageTimings?: PaymentStageTimings;
+    monotonicMs?: () => number;
   }) {
     super();
     this.#store = deps.store;
@@ -120,6 +130,8 @@ export class PaymentService extends EventEmitter {
     this.#auth = deps.authorization;
     this.#now = deps.now ?? Date.now;
     this.#cardInput = deps.cardInput;
+    this.stageTimings = deps.stageTimings ?? new PaymentStageTimings();
+    this.#monotonicMs = deps.monotonicMs ?? (() => performance.now());
   }
 
   /** The offline policy in force. */
@@ -248,6 +260,7 @@ export class PaymentService extends EventEmitter {
   ): Promise<{ payment: Payment; created: boolean }> {
     const mode = request.offlineMode ?? 'prefer_online';
     const log = this.#logger.child({ idempotencyKey });
+    const clock = this.stageTimings.start(this.#monotonicMs);
     const started = this.#store.startPayment({
       idempotencyKey,
       amountMinor: request.amountMinor,
@@ -259,7 +272,7 @@ export class PaymentService extends EventEmitter {
     if (!started.created) return started;
     if (this.#busy !== null) this.#busy.paymentId = payment.id;
     try {
-      payment = await this.#flow(pad, request, payment, mode, log);
+      payment = await this.#flow(pad, request, payment, mode, log, clock);
     } catch (error) {
       const now = this.#store.getPayment(payment.id);
       // Canceled by the POS app meanwhile: that is the answer.
@@ -278,6 +291,7 @@ export class PaymentService extends EventEmitter {
       { paymentId: payment.id, state: payment.state, approval: payment.approval },
       payment.state === 'stored' ? 'payment stored' : `payment ${payment.state}`,
     );
+    clock.finish(this.stageTimings);
     // The outcome is committed: the POS app is answered now. The pad shows the result meanwhile;
     // its 51 (result shown, card removed) takes as long as the customer does, and the pad driver
     // serializes the next payment's operations behind it. The 50 frame goes out right after the
@@ -309,10 +323,13 @@ export class PaymentService extends EventEmitter {
     started: Payment,
     mode: OfflineMode,
     log: Logger,
+    clock: StageClock,
   ): Promise<Payment> {
     const id = started.id;
     this.#prompt('present_card', PROMPT_TEXTS.present_card, started);
-    await pad.display(formatAmount(request.amountMinor, request.currency), 'Insert or tap card');
+    await clock.time('pad_display', () =>
+      pad.display(formatAmount(request.amountMinor, request.currency), 'Insert or tap card'),
+    );
     const readRequest = {
       amountMinor: request.amountMinor,
       currency: request.currency,
@@ -324,10 +341,12 @@ export class PaymentService extends EventEmitter {
     if (this.#stopping) abort.abort();
     let read: Awaited<ReturnType<PinPad['readCard']>>;
     try {
-      read =
-        this.#cardInput !== undefined
-          ? await this.#cardInput.readCard(readRequest, abort.signal)
-          : await pad.readCard(readRequest);
+      const cardInput = this.#cardInput;
+      read = await clock.time('card_read', () =>
+        cardInput !== undefined
+          ? cardInput.readCard(readRequest, abort.signal)
+          : pad.readCard(readRequest),
+      );
     } finally {
       this.#cardRead = undefined;
     }
@@ -352,64 +371,75 @@ export class PaymentService extends EventEmitter {
     const needsPin = this.#auth.onlinePinEntryModes.includes(card.entryMode);
     const reachable = this.#online !== undefined && this.#online.online();
 
-    if (mode === 'force_offline' || !reachable) return this.#withoutCloud(id, mode, needsPin);
+    if (mode === 'force_offline' || !reachable) {
+      return clock.timeSync('store', () => this.#withoutCloud(id, mode, needsPin));
+    }
 
     let pinBlock: EncryptedPinBlock | undefined;
     if (needsPin) {
       payment = this.#store.recordStep(id, 'pin_requested');
       this.#prompt('enter_pin', PROMPT_TEXTS.enter_pin, payment);
-      const pin = await pad.requestPin({
-        amountMinor: request.amountMinor,
-        currency: request.currency,
-        timeoutSeconds: this.#auth.pinTimeoutSeconds,
-      });
+      const pin = await clock.time('pin_entry', () =>
+        pad.requestPin({
+          amountMinor: request.amountMinor,
+          currency: request.currency,
+          timeoutSeconds: this.#auth.pinTimeoutSeconds,
+        }),
+      );
       if (!pin.ok) {
-        return this.#declined(
-          this.#store.declineLocally(id, `pin_${pin.reason}`, `no PIN entered (${pin.reason})`, {
-            voidRecord: false,
-          }),
+        return clock.timeSync('store', () =>
+          this.#declined(
+            this.#store.declineLocally(id, `pin_${pin.reason}`, `no PIN entered (${pin.reason})`, {
+              voidRecord: false,
+            }),
+          ),
         );
       }
       pinBlock = pin.pinBlock;
     }
-    payment = this.#store.recordStep(id, 'authorization_requested');
+    payment = clock.timeSync('store', () => this.#store.recordStep(id, 'authorization_requested'));
     this.#prompt('authorizing', PROMPT_TEXTS.authorizing, payment);
     const authRequest = authRequestFor(payment, card, pinBlock);
     let response: AuthResponse;
     try {
-      response = await (this.#online as OnlineAuthorizer).authorize(authRequest, {
-        timeoutMs: this.#auth.timeoutMs,
-      });
+      const online = this.#online as OnlineAuthorizer;
+      response = await clock.time('authorization', () =>
+        online.authorize(authRequest, { timeoutMs: this.#auth.timeoutMs }),
+      );
     } catch (error) {
       if (isAgentError(error, 'POS325')) {
         // The link dropped between the check above and the publish: nothing was sent, so the
         // outcome is not ambiguous and no void record is needed.
         log.info({ code: error.code }, 'the link went down before the authorization was sent');
-        return this.#withoutCloud(id, mode, needsPin);
+        return clock.timeSync('store', () => this.#withoutCloud(id, mode, needsPin));
       }
       // Ambiguous: the request may have reached the cloud and been approved there. The same
       // idempotency key reaches the cloud later either way (the stored record or a void record),
       // and the cloud answers with its ORIGINAL outcome, so there is never a second charge.
       log.warn({ err: error }, 'online authorization has no answer; the outcome is unknown');
       if (mode === 'require_online' || needsPin) {
-        return this.#declined(
-          this.#store.declineLocally(
-            id,
-            'authorization_timeout',
-            `no answer from the cloud within ${this.#auth.timeoutMs} ms; a void record tells the cloud to undo any approval`,
-            { voidRecord: true },
+        return clock.timeSync('store', () =>
+          this.#declined(
+            this.#store.declineLocally(
+              id,
+              'authorization_timeout',
+              `no answer from the cloud within ${this.#auth.timeoutMs} ms; a void record tells the cloud to undo any approval`,
+              { voidRecord: true },
+            ),
           ),
         );
       }
-      return this.#offline(id, true);
+      return clock.timeSync('store', () => this.#offline(id, true));
     }
-    payment =
-      response.outcome === 'approved'
-        ? this.#store.recordOnlineOutcome(id, { outcome: 'approved', authCode: response.authCode })
+    const answer = response;
+    payment = clock.timeSync('store', () =>
+      answer.outcome === 'approved'
+        ? this.#store.recordOnlineOutcome(id, { outcome: 'approved', authCode: answer.authCode })
         : this.#store.recordOnlineOutcome(id, {
             outcome: 'declined',
-            declineCode: response.declineCode,
-          });
+            declineCode: answer.declineCode,
+          }),
+    );
     if (payment.state === 'approved') {
       this.#notifySync();
       this.#prompt('approved_online', PROMPT_TEXTS.approved_online, payment);

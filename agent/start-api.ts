@@ -87,6 +87,7 @@ export async function startApi(
     // Read at scrape time, when `api` (built just below) exists.
     apiAuth: () => api.apiAuth.counters(),
     now: () => clock.now(),
+    paymentStages: payments.stageTimings,
   });
   const faultMetrics = createFaultMetrics({
     link: () => sync.session.health(),

@@ -37,6 +37,36 @@ describe('GET /metrics', () => {
     expect(sweepForPans([{ source: '/metrics', content: text }])).toEqual([]);
   });
 
+  it('times each payment stage by path: the online payment above and an offline one', async () => {
+    const paid = await rig.pay('metrics-key-0003', {
+      amount: 700,
+      currency: 'EUR',
+      offline: 'force_offline',
+    });
+    expect(paid.status).toBe(201);
+    // Stored, then forwarded at once (the link is up): drained before the next test counts.
+    await rig.waitFor(() => rig.agent.store.queueStats().depth === 0);
+    const { text } = await rig.request('GET', '/metrics');
+    const count = (stage: string, path: string): number | undefined =>
+      sample(text, `pos_agent_payment_stage_seconds_count{stage="${stage}",path="${path}"}`);
+    const sum = (stage: string, path: string): number | undefined =>
+      sample(text, `pos_agent_payment_stage_seconds_sum{stage="${stage}",path="${path}"}`);
+    for (const stage of ['pad_display', 'card_read', 'authorization', 'store', 'total']) {
+      expect(count(stage, 'online'), stage).toBe(1);
+    }
+    for (const stage of ['pad_display', 'card_read', 'store', 'total']) {
+      expect(count(stage, 'offline'), stage).toBe(1);
+      expect(sum(stage, 'offline'), stage).toBeGreaterThan(0);
+    }
+    // No authorization was sent for the offline one; no card needed a PIN.
+    expect(count('authorization', 'offline')).toBeUndefined();
+    expect(count('pin_entry', 'online')).toBeUndefined();
+    // The stages are parts of the total.
+    const parts = ['pad_display', 'card_read', 'store'].map((s) => sum(s, 'offline') ?? 0);
+    expect(parts.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(sum('total', 'offline') ?? 0);
+    expect(text).toContain('# TYPE pos_agent_payment_stage_seconds histogram');
+  });
+
   it('counts the auth guard refusals by code', async () => {
     // Before: the unauthenticated request of the first test (missing token) counted once.
     const before = await rig.request('GET', '/metrics');
