@@ -26,8 +26,9 @@ import { generateDevelopmentKeys } from '../agent/keys.js';
 import { createLogger } from '../agent/logger.js';
 import { startCloudChild } from './drain.js';
 import { type BareBaseline, openBareBaseline } from './fixtures.js';
+import type { PaymentPath, PaymentStage, StageTotal } from '../agent/payment-timings.js';
 import type { ClientAnswer, ClientRequest } from './payment-http-client.js';
-import { type Summary, summarize } from './stats.js';
+import { fmt, type Summary, summarize } from './stats.js';
 
 /** Result of {@link benchPaymentHttp}, milliseconds. */
 export interface PaymentHttpResult {
@@ -36,6 +37,65 @@ export interface PaymentHttpResult {
   online: Summary;
   bareInsert: Summary;
   brokerName: string;
+  /**
+   * Mean ms per payment of each stage inside the agent over the measured rounds, by path, from
+   * the agent's own `pos_agent_payment_stage_seconds` (agent/payment-timings.ts): where the
+   * POST's time goes. `total` is the whole flow; the rest of a POST is HTTP and the POS app.
+   */
+  stages: Record<PaymentPath, Partial<Record<PaymentStage, number>>>;
+}
+
+/**
+ * Mean ms per payment of each (path, stage) between two readings of the stage histogram; a
+ * stage timed in only some payments (a PIN) is averaged over the payments of its path.
+ */
+export function stageMeans(
+  before: readonly StageTotal[],
+  after: readonly StageTotal[],
+): PaymentHttpResult['stages'] {
+  const key = (t: StageTotal): string => `${t.stage}/${t.path}`;
+  const earlier = new Map(before.map((t) => [key(t), t]));
+  const means: PaymentHttpResult['stages'] = { online: {}, offline: {} };
+  const payments = (path: PaymentPath): number => {
+    const total = after.find((t) => t.stage === 'total' && t.path === path);
+    return (total?.count ?? 0) - (earlier.get(`total/${path}`)?.count ?? 0);
+  };
+  for (const t of after) {
+    const n = payments(t.path);
+    if (n <= 0) continue;
+    const sum = t.sumSeconds - (earlier.get(key(t))?.sumSeconds ?? 0);
+    means[t.path][t.stage] = (sum * 1000) / n;
+  }
+  return means;
+}
+
+/**
+ * One line of where a POST's mean time goes, from the agent's stage histogram: each stage inside
+ * the agent, the rest of its flow, and what is outside it (HTTP and the POS app), with the bare
+ * commit's mean for scale. Milliseconds.
+ */
+export function stageBreakdown(
+  stages: Partial<Record<PaymentStage, number>>,
+  postMeanMs: number,
+  bareMeanMs: number,
+): string {
+  const names: [PaymentStage, string][] = [
+    ['pad_display', 'pad display'],
+    ['card_read', 'card read'],
+    ['pin_entry', 'PIN entry'],
+    ['authorization', 'authorization'],
+    ['store', 'store'],
+  ];
+  const flow = stages.total ?? 0;
+  const parts = names
+    .filter(([stage]) => stages[stage] !== undefined)
+    .map(([stage, label]) => `${label} ${fmt(stages[stage] ?? 0, 2)}`);
+  const inStages = names.reduce((sum, [stage]) => sum + (stages[stage] ?? 0), 0);
+  return (
+    `mean ${fmt(postMeanMs, 2)} ms = ${parts.join(' + ')} + rest of the flow ${fmt(flow - inStages, 2)}` +
+    ` + outside the flow (HTTP, POS app) ${fmt(postMeanMs - flow, 2)};` +
+    ` store = ${fmt((stages.store ?? 0) / bareMeanMs, 1)}× the bare commit's mean ${fmt(bareMeanMs, 2)}`
+  );
 }
 
 /**
@@ -136,7 +196,9 @@ export async function benchPaymentHttp(options: {
       },
     ];
     const total = options.warmup + options.iterations;
+    let stagesBefore: StageTotal[] = [];
     for (let i = 0; i < total; i++) {
+      if (i === options.warmup) stagesBefore = await agent.payments.stageTimings.totals();
       for (let k = 0; k < steps.length; k++)
         await (steps[(i + k) % steps.length] as () => Promise<void>)();
       if (i < options.warmup) {
@@ -151,6 +213,7 @@ export async function benchPaymentHttp(options: {
       online: summarize(online),
       bareInsert: summarize(inserted),
       brokerName: options.brokerName,
+      stages: stageMeans(stagesBefore, await agent.payments.stageTimings.totals()),
     };
   } finally {
     bare?.close();

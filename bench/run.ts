@@ -36,7 +36,7 @@ import { EmbeddedBroker } from '../simulator/broker.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
 import { awsTarget, drainTarget } from './drain-rows.js';
 import { benchEnqueueObserved } from './enqueue.js';
-import { benchPaymentHttp } from './payment-http.js';
+import { benchPaymentHttp, stageBreakdown } from './payment-http.js';
 import {
   type BenchBroker,
   makeCardTokens,
@@ -388,6 +388,12 @@ async function httpTarget(work: string): Promise<void> {
       ],
     ),
   );
+  for (const [label, path, sample] of [
+    ['offline', 'offline', r.offline],
+    ['online', 'online', r.online],
+  ] as const) {
+    line(`   ${label}: ${stageBreakdown(r.stages[path], sample.mean, r.bareInsert.mean)}`);
+  }
   line(
     `→ offline p50 ratio ${fmt(off.ratio)}× the bare commit, target ${off.target}: ${mark(off)}`,
   );
