@@ -10,7 +10,8 @@
  *    signed record; on aedes (in process) and on Mosquitto when installed (bench/drain.ts).
  * 3. Memory and start-up: rss and startAgent time of an agent holding N stored payments (default
  *    100,000, with the verified checkpoint a running terminal has) ≤ 1.2 × those of an idle one,
- *    broker down, each in a child with --expose-gc (bench/memory.ts).
+ *    broker down, each in a child with --expose-gc (bench/memory.ts); N/10 (10,000) is measured
+ *    and printed beside it.
  * 4. A 10,000-payment backlog under the aws-iot-core preset (100 publishes/s, 100 in flight,
  *    128 KiB) drains in ≤ 2 s.
  * 5. The first payment page and the queue stats with 100,000 stored ≤ 1.2 × with 1,000.
@@ -206,12 +207,19 @@ async function memoryTarget(
   templates: string,
   tokens: ReturnType<typeof makeCardTokens>,
 ): Promise<void> {
-  const templatePath = path.join(templates, 'memory.db');
-  const seedMs = seedStore(templatePath, stored, tokens);
+  // 0 / 10k / 100k (issue 9): the smaller backlog shows whether growth is flat on the way.
+  const sizes = [...new Set([Math.min(10_000, Math.floor(stored / 10)), stored])].filter(
+    (n) => n > 0,
+  );
+  let seedMs = 0;
+  const seeded = sizes.map((n) => {
+    const templatePath = path.join(templates, `memory-${n}.db`);
+    seedMs += seedStore(templatePath, n, tokens);
+    return { stored: n, path: templatePath };
+  });
   const r = await benchMemory({
     parentDir: work,
-    templatePath,
-    stored,
+    templates: seeded,
     rounds: plan.memoryRounds,
     settleMs,
   });
@@ -219,7 +227,7 @@ async function memoryTarget(
   line();
   line(
     `3. Memory flat in backlog size — agent processes (--expose-gc, after gc), broker down, ${settleMs} ms ` +
-      `after start; ${stored} payments seeded via createPayment in ${fmt(seedMs / 1000, 1)} s; ` +
+      `after start; ${sizes.join(' and ')} payments seeded via createPayment in ${fmt(seedMs / 1000, 1)} s; ` +
       `median of ${r.rounds} alternating round(s)`,
   );
   const row = (name: string, list: typeof r.idle): string[] => {
@@ -240,12 +248,21 @@ async function memoryTarget(
   line(
     formatTable(
       ['', 'rss MiB', 'heapUsed MiB', 'heapTotal MiB', 'external MiB', 'stored', 'startAgent ms'],
-      [row('idle agent', r.idle), row(`agent with ${stored} stored`, r.loaded)],
+      [
+        row('idle agent', r.idle),
+        ...r.levels.map((level) => row(`agent with ${level.stored} stored`, level.reports)),
+      ],
     ),
   );
+  const startIdle = median(r.idle.map((x) => x.startMs));
+  for (const level of r.levels.slice(0, -1)) {
+    line(
+      `   with ${level.stored} stored: rss ${fmt(median(level.reports.map((x) => x.rss)) / r.idleRss)}×, ` +
+        `start-up ${fmt(median(level.reports.map((x) => x.startMs)) / startIdle)}× (judged at ${stored} below)`,
+    );
+  }
   line(`→ rss ratio ${fmt(v.ratio)}×, target ${v.target}: ${mark(v)}`);
   const startLoaded = median(r.loaded.map((x) => x.startMs));
-  const startIdle = median(r.idle.map((x) => x.startMs));
   const s = verdict(startLoaded, startIdle, { direction: 'at-most', limit: 1.2 });
   line(
     `→ start-up ratio ${fmt(s.ratio)}× (startAgent with ${stored} stored and a verified checkpoint vs ` +
