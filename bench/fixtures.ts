@@ -14,6 +14,7 @@ import {
   fsyncSync,
   mkdtempSync,
   openSync,
+  readFileSync,
   rmSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -119,6 +120,22 @@ export function openBareBaseline(file: string): BareBaseline {
     insert: (key = uuidv7(), blob = row) => void statement.run(key, blob),
     close: () => db.close(),
   };
+}
+
+/**
+ * Page numbers of every frame in the WAL file at `walPath`, in file order: the page number is at
+ * byte 0 of each frame's 24-byte header, after the 32-byte WAL header (SQLite file format §4.1).
+ * Right after `wal_checkpoint(TRUNCATE)` and one commit, their count is that commit's WAL frames.
+ * A missing WAL counts as no frames.
+ */
+export function walPageNumbers(walPath: string, pageSize: number): number[] {
+  if (!existsSync(walPath)) return [];
+  const wal = readFileSync(walPath);
+  const pages: number[] = [];
+  for (let off = 32; off + 24 + pageSize <= wal.length; off += 24 + pageSize) {
+    pages.push(wal.readUInt32BE(off));
+  }
+  return pages;
 }
 
 /**

@@ -70,6 +70,17 @@ export function countOverlapping(windows: readonly Span[], pauses: readonly Span
   return windows.filter((w) => pauses.some((p) => p.start < w.end && w.start < p.end)).length;
 }
 
+/**
+ * The range of whole counts, for a report line: `"17"` when every value is the same, `"17–20"`
+ * (en dash, smallest to largest) otherwise, `"none"` for no values.
+ */
+export function spread(values: readonly number[]): string {
+  if (values.length === 0) return 'none';
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  return lo === hi ? String(lo) : `${lo}–${hi}`;
+}
+
 /** The median of a non-empty sample (nearest rank, like {@link percentile}). */
 export function median(samples: readonly number[]): number {
   return percentile(

@@ -13,22 +13,11 @@
  * payment, and pages per b-tree (averaged over the samples). bench/ is a measurement tool outside the product layers
  * (architecture.md §1); it imports `better-sqlite3` directly to read the WAL and `dbstat`.
  */
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { PaymentStore } from '../store-forward/payment-store.js';
 import { payThroughStore } from './enqueue.js';
-import { makeCardTokens, makeKeys, newPayment, tempDir } from './fixtures.js';
-
-/** Page numbers of every frame in the WAL file at `walPath` (WAL header 32 bytes). */
-function walPageNumbers(walPath: string, pageSize: number): number[] {
-  const wal = readFileSync(walPath);
-  const pages: number[] = [];
-  for (let off = 32; off + 24 + pageSize <= wal.length; off += 24 + pageSize) {
-    pages.push(wal.readUInt32BE(off));
-  }
-  return pages;
-}
+import { makeCardTokens, makeKeys, newPayment, tempDir, walPageNumbers } from './fixtures.js';
 
 function main(): void {
   const mode = process.argv[2] === 'online' ? 'online' : 'offline';

@@ -9,6 +9,7 @@ import {
   formatTable,
   median,
   percentile,
+  spread,
   summarize,
   verdict,
 } from '../../bench/stats.js';
@@ -134,5 +135,13 @@ describe('countOverlapping', () => {
         expect(countOverlapping(ws, ps)).toBe(expected);
       }),
     );
+  });
+});
+
+describe('spread', () => {
+  it('gives one number when all agree, smallest–largest otherwise, none for no values', () => {
+    expect(spread([19, 19, 19])).toBe('19');
+    expect(spread([20, 17, 19])).toBe('17–20');
+    expect(spread([])).toBe('none');
   });
 });
