@@ -30,7 +30,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { v7 as uuidv7 } from 'uuid';
@@ -43,10 +42,10 @@ import {
   type BenchKeys,
   makeCardTokens,
   newPayment,
+  commitFrameCounts,
   openBareBaseline,
-  walPageNumbers,
 } from './fixtures.js';
-import { countOverlapping, type Span, type Summary, summarize } from './stats.js';
+import { countOverlapping, median, type Span, type Summary, summarize } from './stats.js';
 
 /** Result of the enqueue benchmark, durations in milliseconds. */
 export interface EnqueueResult {
@@ -105,26 +104,9 @@ export const FRAMES_EVERY = 500;
 /** Commits of the same-frames file between its checkpoints (StoreKernel's WAL_CHECKPOINT_WRITES). */
 const SAME_FRAMES_CHECKPOINT_EVERY = 32;
 
-/**
- * WAL frames of one commit made by `commit` on the database at `file`: the WAL is checkpointed
- * and truncated through a second connection first, so what it holds after is that commit alone.
- * Median of 5.
- */
-function commitFrames(file: string, commit: () => void): number {
-  const side = new Database(file);
-  try {
-    const pageSize = side.pragma('page_size', { simple: true }) as number;
-    const counts: number[] = [];
-    for (let n = 0; n < 5; n++) {
-      side.pragma('wal_checkpoint(TRUNCATE)');
-      commit();
-      counts.push(walPageNumbers(`${file}-wal`, pageSize).length);
-    }
-    counts.sort((a, b) => a - b);
-    return counts[2] as number;
-  } finally {
-    side.close();
-  }
+/** WAL frames of one commit by `commit` on the database at `file`, median of 5 (fixtures.ts). */
+function frameMedian(file: string, commit: () => void): number {
+  return median(commitFrameCounts(file, commit, 5));
 }
 
 /** Caps no bench payment reaches: the policy is decided, never refused. */
@@ -202,7 +184,7 @@ export function benchEnqueue(options: {
     const frames: EnqueueResult['frames'] = [];
     // Sizes the same-frames blob to the offline commit as the store now writes it (untimed).
     const countFrames = (): void => {
-      const offlineFrames = commitFrames(storePath, () => {
+      const offlineFrames = frameMedian(storePath, () => {
         counted += 1;
         const input = newPayment(
           counted,
@@ -210,14 +192,14 @@ export function benchEnqueue(options: {
         );
         payThroughStore(store, input, 'force_offline', { keyPrefix: 'frames-' });
       });
-      const bareFrames = commitFrames(floorPath, () => sameFramesDb.insert());
+      const bareFrames = frameMedian(floorPath, () => sameFramesDb.insert());
       // 4 bytes of each overflow page hold the next page's number (SQLite file format §1.6). The
       // row's own leaf and its b-tree neighbours may add a frame: sized, counted, corrected.
       let overflowPages = Math.max(0, offlineFrames - bareFrames);
       let sized = 0;
       for (let tries = 0; tries < 3; tries++) {
         floorBlob = overflowPages === 0 ? undefined : randomBytes(overflowPages * (pageSize - 4));
-        sized = commitFrames(floorPath, () => sameFramesDb.insert(undefined, floorBlob));
+        sized = frameMedian(floorPath, () => sameFramesDb.insert(undefined, floorBlob));
         if (sized === offlineFrames) break;
         overflowPages = Math.max(0, overflowPages + offlineFrames - sized);
       }

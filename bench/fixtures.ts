@@ -139,6 +139,30 @@ export function walPageNumbers(walPath: string, pageSize: number): number[] {
 }
 
 /**
+ * WAL frames of `samples` single commits, each made by `commit` on the database at `file` after
+ * the WAL was checkpointed and truncated through a second connection
+ * (`wal_checkpoint(TRUNCATE)`), so that what the WAL holds after is that commit alone.
+ *
+ * @returns one frame count per sample, in order.
+ * @throws SqliteError when the file cannot be opened or checkpointed; what `commit` throws.
+ */
+export function commitFrameCounts(file: string, commit: () => void, samples: number): number[] {
+  const side = new Database(file);
+  try {
+    const pageSize = side.pragma('page_size', { simple: true }) as number;
+    const counts: number[] = [];
+    for (let n = 0; n < samples; n++) {
+      side.pragma('wal_checkpoint(TRUNCATE)');
+      commit();
+      counts.push(walPageNumbers(`${file}-wal`, pageSize).length);
+    }
+    return counts;
+  } finally {
+    side.close();
+  }
+}
+
+/**
  * Creates `count` payments through {@link PaymentStore.createPayment} in the database at
  * `dbPath` (one synchronous=FULL transaction each, exactly as the agent stores them) and closes
  * the store (which checkpoints the WAL into the main file, so the file alone can be copied).

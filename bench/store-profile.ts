@@ -18,26 +18,22 @@
  * many unsettled offline payments first, as an outage would. `online` times the online payment's
  * store work instead (authorization_requested, then the approval: two commits).
  *
- * bench/ is a measurement tool outside the product layers (architecture.md §1); it imports
- * `better-sqlite3` directly for the baseline and for reading the WAL.
+ * bench/ is a measurement tool outside the product layers (architecture.md §1); the baseline and
+ * the WAL counts come from bench/fixtures.ts.
  */
 import { randomBytes } from 'node:crypto';
-import { statSync } from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { PaymentStore } from '../store-forward/payment-store.js';
 import { payThroughStore } from './enqueue.js';
-import { makeCardTokens, makeKeys, newPayment, openBareBaseline, tempDir } from './fixtures.js';
+import {
+  commitFrameCounts,
+  makeCardTokens,
+  makeKeys,
+  newPayment,
+  openBareBaseline,
+  tempDir,
+} from './fixtures.js';
 import { summarize } from './stats.js';
-
-/** WAL frames of one commit: the WAL is truncated first, then the commit, then its size read. */
-function walFrames(walPath: string, side: Database.Database, commit: () => void): number {
-  side.pragma('wal_checkpoint(TRUNCATE)');
-  commit();
-  const bytes = statSync(walPath).size;
-  const pageSize = side.pragma('page_size', { simple: true }) as number;
-  return bytes === 0 ? 0 : (bytes - 32) / (pageSize + 24);
-}
 
 function main(): void {
   const n = Number(process.argv[2] ?? 2000);
@@ -51,7 +47,6 @@ function main(): void {
   const bare = openBareBaseline(barePath);
   const bigPath = path.join(dir, `bare-frames-${process.pid}.db`);
   const big = openBareBaseline(bigPath);
-  const bigSide = new Database(bigPath);
   let i = 0;
   const pay = (kind: 'force_offline' | 'prefer_online') => (): void => {
     const input = newPayment(i, tokens[i % tokens.length] as (typeof tokens)[number]);
@@ -86,27 +81,18 @@ function main(): void {
     const bareCpuD = process.cpuUsage(bareCpu0);
     const bareCpuUs = (bareCpuD.user + bareCpuD.system) / n;
 
-    const side = new Database(dbPath);
-    const bareSide = new Database(barePath);
     const samples = 20;
-    let frames = 0;
-    let bareFrames = 0;
-    for (let k = 0; k < samples; k++) {
-      frames += walFrames(`${dbPath}-wal`, side, payment);
-      bareFrames += walFrames(`${barePath}-wal`, bareSide, () => bare.insert());
-    }
+    const sum = (counts: number[]): number => counts.reduce((a, c) => a + c, 0);
+    const frames = sum(commitFrameCounts(dbPath, payment, samples));
+    const bareFrames = sum(commitFrameCounts(barePath, () => bare.insert(), samples));
     const pageSize = bare.db.pragma('page_size', { simple: true }) as number;
     // One row whose blob fills (payment frames − 3) overflow pages (4 bytes of each hold the
     // next page's number): with its table and index leaves and page 1 (the database grows), about
     // as many frames as the payment.
     const bigBlob = randomBytes(Math.max(0, Math.round(frames / samples) - 3) * (pageSize - 4));
-    let bigFrames = 0;
-    for (let k = 0; k < samples; k++) {
-      bigFrames += walFrames(`${bigPath}-wal`, bigSide, () => big.insert(undefined, bigBlob));
-    }
-    side.close();
-    bareSide.close();
-    bigSide.close();
+    const bigFrames = sum(
+      commitFrameCounts(bigPath, () => big.insert(undefined, bigBlob), samples),
+    );
     const floor = { payment: [] as number[], bare: [] as number[], sameFrames: [] as number[] };
     const timed = (into: number[], fn: () => void): void => {
       const t = performance.now();
