@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRig, type Rig } from '../e2e/payment-rig.js';
-import { sweepForPans } from '../helpers/leak-sweep.js';
+import { metricsTextToSweep, sweepForPans } from '../helpers/leak-sweep.js';
 
 /** The value of one sample line `name{labels} value` in Prometheus text, or undefined. */
 function sample(text: string, series: string): number | undefined {
@@ -34,7 +34,7 @@ describe('GET /metrics', () => {
     expect(sample(text, 'pos_agent_outbox_oldest_age_seconds')).toBe(0);
     expect(text).toMatch(/pos_agent_device_connected\{device="pinPad",path="mock:\/\/[^"]+"\} 1/);
     expect(sample(text, 'pos_agent_sync_publishes_total')).toBeGreaterThanOrEqual(1);
-    expect(sweepForPans([{ source: '/metrics', content: text }])).toEqual([]);
+    expect(sweepForPans(metricsTextToSweep('/metrics', text))).toEqual([]);
   });
 
   it('times each payment stage by path: the online payment above and an offline one', async () => {

@@ -87,3 +87,39 @@ describe('SQLite sweep', () => {
     }
   });
 });
+
+describe('metrics sweep (GET /metrics)', () => {
+  // The CI failure of stop 28: a histogram sum whose 19 fraction digits pass Luhn.
+  const chanceSum =
+    'pos_agent_payment_stage_seconds_sum{stage="store",path="offline"} 0.0003530443678222592';
+
+  it('does not read the fraction of a sample value as a PAN', async () => {
+    const { metricsTextToSweep } = await import('../helpers/leak-sweep.js');
+    expect(sweepForPans([{ source: '/metrics', content: chanceSum }])).toHaveLength(1);
+    expect(sweepForPans(metricsTextToSweep('/metrics', chanceSum))).toEqual([]);
+  });
+
+  it('still finds a PAN in a label, a comment, an integer value or a value that is not a number', async () => {
+    const { metricsTextToSweep } = await import('../helpers/leak-sweep.js');
+    const text = [
+      '# HELP pos_agent_x card 6011 0009 9013 9424',
+      'pos_agent_x{reference="ref 5555555555554444"} 1',
+      'pos_agent_y 4111111111111111',
+      'pos_agent_z{a="b"} 4111111111111111.25',
+      'pos_agent_w pan:6011000990139424',
+      chanceSum,
+    ].join('\n');
+    const leaks = sweepForPans(metricsTextToSweep('/metrics', text));
+    // A PAN of test-pans.ts is reported twice (exact and Luhn), any other once (Luhn).
+    expect(leaks.map((l) => l.source)).toEqual([
+      '/metrics line 1',
+      '/metrics line 2 series',
+      '/metrics line 2 series',
+      '/metrics line 3 value',
+      '/metrics line 3 value',
+      '/metrics line 4 value',
+      '/metrics line 4 value',
+      '/metrics line 5 value',
+    ]);
+  });
+});

@@ -116,6 +116,48 @@ export function sweepForPans(items: SweepItem[]): Leak[] {
   return leaks;
 }
 
+/** A sample value or timestamp; group 1 is the integer part. */
+const PROMETHEUS_NUMBER = /^[+-]?(?:([0-9]*)(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|Inf|NaN)$/;
+
+/**
+ * The text of a Prometheus exposition (`GET /metrics`) split for {@link sweepForPans}: every
+ * comment line and every sample's name and labels as they are, and of each sample value only its
+ * integer part (the digits before `.` or `e`).
+ *
+ * A sample value is a number the agent computed (Prometheus text format 0.0.4: `name{labels}
+ * value [timestamp]`), and a histogram sum in seconds prints as a double with up to 17
+ * significant digits, so its fraction is a run of 13–19 digits that passes Luhn about one time in
+ * ten (seen in CI: `…_sum{…} 0.0003530443678222592`). A PAN put in a label or written as an
+ * integer value is still found; a fraction's digits are not card data.
+ */
+export function metricsTextToSweep(source: string, text: string): SweepItem[] {
+  const items: SweepItem[] = [];
+  text.split('\n').forEach((line, i) => {
+    const label = `${source} line ${i + 1}`;
+    if (line.startsWith('#') || line.trim() === '') {
+      items.push({ source: label, content: line });
+      return;
+    }
+    // The value follows the last space outside the label braces (a label value may hold spaces).
+    const close = line.lastIndexOf('}');
+    const rest = line
+      .slice(close + 1)
+      .trim()
+      .split(/\s+/);
+    const series = close >= 0 ? line.slice(0, close + 1) : (rest.shift() ?? '');
+    items.push({ source: `${label} series`, content: series });
+    for (const token of rest) {
+      // A token that is not a number (the format allows none) is scanned whole.
+      const number = PROMETHEUS_NUMBER.exec(token);
+      items.push({
+        source: `${label} value`,
+        content: number === null ? token : (number[1] ?? ''),
+      });
+    }
+  });
+  return items;
+}
+
 /** A secret to look for: key bytes (found raw, as base64, base64url or hex) or a text token. */
 export interface SweepSecret {
   /** What it is, for the report (never the value). */
