@@ -2,7 +2,8 @@
  * Structured JSON logs (architecture.md §8) with pino. Correlation ids (`paymentId`, `idempotencyKey`)
  * go in the log object. The redaction guard rewrites every line on its way to the stream: a
  * Luhn-valid run of 13–19 digits becomes first 6 + `*` + last 4, so a PAN-shaped string in a log
- * line is impossible even if a bug put one into a message (PCI DSS 4.0.1 req. 3.4.1).
+ * line is impossible even if a bug put one into a message (PCI DSS 4.0.1 req. 3.4.1). A run in a
+ * bare number turns the number into a string, so that the line still parses as JSON.
  *
  * Where `pos-agent run` writes (issue 12), chosen by {@link chooseLogTarget}:
  *
@@ -21,7 +22,7 @@ import path from 'node:path';
 import { destination as pinoDestination, pino, stdTimeFunctions } from 'pino';
 import type { DestinationStream } from 'pino';
 import pinoRoll from 'pino-roll';
-import { redactPanShapedRuns } from '../common/luhn-scan.js';
+import { redactPanShapedRunsInJson } from '../common/luhn-scan.js';
 
 import type { Logger } from 'pino';
 export type { Logger };
@@ -32,7 +33,7 @@ function loggerOptions(level: string | undefined, name: string | undefined) {
     name: name ?? 'pos-agent',
     base: { pid: process.pid },
     timestamp: stdTimeFunctions.isoTime,
-    hooks: { streamWrite: redactPanShapedRuns },
+    hooks: { streamWrite: redactPanShapedRunsInJson },
   };
 }
 

@@ -248,3 +248,47 @@ export function redactPanShapedRuns(
   }
   return out + text.slice(at);
 }
+
+const JSON_NUMBER_CHAR = /[0-9.eE+-]/;
+
+/**
+ * {@link redactPanShapedRuns} for one line of JSON (a pino log line), keeping the line valid
+ * JSON: a PAN-shaped span inside a string is masked in place, as {@link redactPanShapedRuns}
+ * does; a span in a bare number (`{"n":4111…1111}`, or the 19 fraction digits of a double such
+ * as `0.0003530443678222592`, which pass Luhn one time in ten) turns the whole number into a
+ * string holding its masked digits (`{"n":"411111******1111"}`). Masking a bare number in place
+ * would write `*` into a number, and the line would no longer parse (RFC 8259 §6).
+ *
+ * Text that is not JSON is redacted all the same; only the quoting may then be off.
+ */
+export function redactPanShapedRunsInJson(line: string): string {
+  const spans = findPanShapedSpans(line);
+  if (spans.length === 0) return line;
+  let out = '';
+  let at = 0;
+  let inString = false;
+  let scanned = 0;
+  for (const span of spans) {
+    if (span.start < at) continue; // inside a number already quoted
+    // String state at span.start: walk the quotes (and escapes) between the last span and it.
+    for (; scanned < span.start; scanned++) {
+      const c = line.charCodeAt(scanned);
+      if (c === 0x5c && inString)
+        scanned++; // skip the escaped character
+      else if (c === 0x22) inString = !inString;
+    }
+    if (inString) {
+      out += line.slice(at, span.start) + maskPanDigits(span.digits);
+      at = span.end;
+      continue;
+    }
+    let start = span.start;
+    while (start > at && JSON_NUMBER_CHAR.test(line[start - 1] ?? '')) start--;
+    let end = span.end;
+    while (end < line.length && JSON_NUMBER_CHAR.test(line[end] ?? '')) end++;
+    out += `${line.slice(at, start)}"${redactPanShapedRuns(line.slice(start, end))}"`;
+    at = end;
+    scanned = end;
+  }
+  return out + line.slice(at);
+}

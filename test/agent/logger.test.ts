@@ -50,8 +50,11 @@ describe('createServiceLogger', () => {
       { env: { INVOCATION_ID: 'x' }, stdout: { write: (line: string) => void lines.push(line) } },
     );
     logger.info({ paymentId: 'pay_1' }, 'card 4111111111111111 read');
+    // A double whose 19 fraction digits pass Luhn: masked, and the line still parses.
+    logger.info({ waitSeconds: 0.0003530443678222592 }, 'timed');
     await close();
     expect(target.kind).toBe('journald');
+    expect(JSON.parse(lines[2] ?? '')).toMatchObject({ waitSeconds: '0.000353*********2592' });
     const parsed = lines.map((l) => JSON.parse(l) as { msg: string; paymentId?: string });
     expect(parsed[0]?.msg).toMatch(/journald.*INVOCATION_ID.*is not used/);
     expect(parsed[1]?.paymentId).toBe('pay_1');

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { findPanShapedRuns, luhnValidDigits, redactPanShapedRuns } from '../../common/luhn-scan.js';
+import {
+  findPanShapedRuns,
+  luhnValidDigits,
+  redactPanShapedRuns,
+  redactPanShapedRunsInJson,
+} from '../../common/luhn-scan.js';
 
 describe('luhn-scan', () => {
   it('accepts Luhn-valid numbers and refuses one changed digit', () => {
@@ -17,5 +22,29 @@ describe('luhn-scan', () => {
   it('redacts to first 6 and last 4', () => {
     expect(redactPanShapedRuns('pan=5555555555554444;')).toBe('pan=555555******4444;');
     expect(redactPanShapedRuns('amount=1234567890123')).toBe('amount=1234567890123');
+  });
+});
+
+describe('redactPanShapedRunsInJson (the log guard)', () => {
+  it('keeps a log line valid JSON when a bare number is PAN-shaped', () => {
+    // Before: `"ms":0.000353*********2592`, a line no log reader could parse.
+    const line =
+      '{"ms":0.0003530443678222592,"n":4111111111111111,"neg":-5555555555554444,"ok":12.5,' +
+      '"msg":"card 4111 1111 1111 1111 read, \\"quoted\\" 6011000990139424"}';
+    const out = redactPanShapedRunsInJson(line);
+    expect(JSON.parse(out)).toEqual({
+      ms: '0.000353*********2592',
+      n: '411111******1111',
+      neg: '-555555******4444',
+      ok: 12.5,
+      msg: 'card 411111******1111 read, "quoted" 601100******9424',
+    });
+    expect(findPanShapedRuns(out)).toEqual([]);
+  });
+
+  it('leaves a line without PAN-shaped runs as it is, and still redacts text that is not JSON', () => {
+    const clean = '{"level":30,"time":"2026-12-04T15:05:13.833Z","amount":1234567890123}';
+    expect(redactPanShapedRunsInJson(clean)).toBe(clean);
+    expect(findPanShapedRuns(redactPanShapedRunsInJson('plain 4111111111111111 text'))).toEqual([]);
   });
 });
