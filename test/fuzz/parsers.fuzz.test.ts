@@ -133,7 +133,15 @@ const boundary = new CardBoundary({
   allowCardholderName: true,
 });
 
-describe(`fuzz: ${RUNS} cases per parser`, { timeout: 0 }, () => {
+/**
+ * Per test: 5 ms a case, ~17× the slowest target's pace (envelope: 29 s for 100,000 cases), and at
+ * least 30 s. Not 0 (none): once, right after a chaos run, `npm run fuzz` sat idle for minutes
+ * with no test reported (not seen again in four runs); a bound turns such a stall into a failure
+ * that names the test.
+ */
+const TEST_TIMEOUT_MS = Math.max(30_000, RUNS * 5);
+
+describe(`fuzz: ${RUNS} cases per parser`, { timeout: TEST_TIMEOUT_MS }, () => {
   it('control: the card-data check fails on a PAN, spelled plainly or not', () => {
     expect(() => expectNoPan('x', 'reference 4111111111111111')).toThrow(/test PAN/);
     expect(() => expectNoPan('x', 'ref 5555-5555-5555-4444')).toThrow(/PAN-shaped/);
