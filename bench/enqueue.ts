@@ -28,7 +28,6 @@
  * bench/ is a measurement tool outside the product layers (architecture.md §1); it imports
  * `better-sqlite3` directly for the baseline.
  */
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -42,6 +41,7 @@ import {
   type BenchKeys,
   makeCardTokens,
   newPayment,
+  blobForFrames,
   commitFrameCounts,
   openBareBaseline,
 } from './fixtures.js';
@@ -103,11 +103,6 @@ export const FRAMES_EVERY = 500;
 
 /** Commits of the same-frames file between its checkpoints (StoreKernel's WAL_CHECKPOINT_WRITES). */
 const SAME_FRAMES_CHECKPOINT_EVERY = 32;
-
-/** WAL frames of one commit by `commit` on the database at `file`, median of 5 (fixtures.ts). */
-function frameMedian(file: string, commit: () => void): number {
-  return median(commitFrameCounts(file, commit, 5));
-}
 
 /** Caps no bench payment reaches: the policy is decided, never refused. */
 export const POLICY: OfflinePolicy = {
@@ -177,33 +172,24 @@ export function benchEnqueue(options: {
     const floorPath = path.join(dir, 'same-frames.db');
     floor = openBareBaseline(floorPath);
     const sameFramesDb = floor;
-    const pageSize = floor.db.pragma('page_size', { simple: true }) as number;
     let floorBlob: Buffer | undefined;
     let floorCommits = 0;
     let counted = 0;
     const frames: EnqueueResult['frames'] = [];
     // Sizes the same-frames blob to the offline commit as the store now writes it (untimed).
     const countFrames = (): void => {
-      const offlineFrames = frameMedian(storePath, () => {
+      const payOffline = (): void => {
         counted += 1;
         const input = newPayment(
           counted,
           tokens[counted % tokens.length] as (typeof tokens)[number],
         );
         payThroughStore(store, input, 'force_offline', { keyPrefix: 'frames-' });
-      });
-      const bareFrames = frameMedian(floorPath, () => sameFramesDb.insert());
-      // 4 bytes of each overflow page hold the next page's number (SQLite file format §1.6). The
-      // row's own leaf and its b-tree neighbours may add a frame: sized, counted, corrected.
-      let overflowPages = Math.max(0, offlineFrames - bareFrames);
-      let sized = 0;
-      for (let tries = 0; tries < 3; tries++) {
-        floorBlob = overflowPages === 0 ? undefined : randomBytes(overflowPages * (pageSize - 4));
-        sized = frameMedian(floorPath, () => sameFramesDb.insert(undefined, floorBlob));
-        if (sized === offlineFrames) break;
-        overflowPages = Math.max(0, overflowPages + offlineFrames - sized);
-      }
-      frames.push({ offline: offlineFrames, bare: bareFrames, sameFrames: sized });
+      };
+      const offlineFrames = median(commitFrameCounts(storePath, payOffline, 5));
+      const sized = blobForFrames(sameFramesDb, floorPath, offlineFrames);
+      floorBlob = sized.blob;
+      frames.push({ offline: offlineFrames, bare: sized.rowFrames, sameFrames: sized.frames });
     };
 
     const offline: number[] = [];

@@ -27,6 +27,7 @@ import type { NewPayment } from '../store-forward/model.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
 import { approvedCardTokens } from '../simulator/card-tokens.js';
 import { freePort } from '../simulator/free-port.js';
+import { median } from './stats.js';
 import {
   mosquittoAvailable,
   startMosquitto as startSimulatedMosquitto,
@@ -160,6 +161,40 @@ export function commitFrameCounts(file: string, commit: () => void, samples: num
   } finally {
     side.close();
   }
+}
+
+/**
+ * A blob for {@link BareBaseline.insert} on the bare file at `file` whose commit writes
+ * `targetFrames` WAL frames, as many as a payment's commit (bench/commit-floor.ts). It starts
+ * from the overflow pages the row lacks (4 bytes of each overflow page hold the next page's
+ * number: SQLite file format §1.6), then corrects by what it counted, up to 3 tries: the row's
+ * own leaf and its b-tree neighbours may add a frame. Counts are medians of 5 commits
+ * ({@link commitFrameCounts}).
+ *
+ * @returns the blob (undefined: the default row already writes enough), `frames` its commit
+ *   wrote at the last try (it may differ from `targetFrames` by a frame or two), and
+ *   `rowFrames` the default row's commit wrote.
+ * @throws SqliteError as {@link commitFrameCounts} does.
+ */
+export function blobForFrames(
+  baseline: BareBaseline,
+  file: string,
+  targetFrames: number,
+): { blob: Buffer | undefined; frames: number; rowFrames: number } {
+  const pageSize = baseline.db.pragma('page_size', { simple: true }) as number;
+  const frameMedian = (blob: Buffer | undefined): number =>
+    median(commitFrameCounts(file, () => baseline.insert(undefined, blob), 5));
+  const rowFrames = frameMedian(undefined);
+  let overflowPages = Math.max(0, targetFrames - rowFrames);
+  let blob: Buffer | undefined;
+  let frames = 0;
+  for (let tries = 0; tries < 3; tries++) {
+    blob = overflowPages === 0 ? undefined : randomBytes(overflowPages * (pageSize - 4));
+    frames = frameMedian(blob);
+    if (frames === targetFrames) break;
+    overflowPages = Math.max(0, overflowPages + targetFrames - frames);
+  }
+  return { blob, frames, rowFrames };
 }
 
 /**

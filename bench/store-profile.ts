@@ -21,11 +21,11 @@
  * bench/ is a measurement tool outside the product layers (architecture.md §1); the baseline and
  * the WAL counts come from bench/fixtures.ts.
  */
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { PaymentStore } from '../store-forward/payment-store.js';
 import { payThroughStore } from './enqueue.js';
 import {
+  blobForFrames,
   commitFrameCounts,
   makeCardTokens,
   makeKeys,
@@ -86,10 +86,8 @@ function main(): void {
     const frames = sum(commitFrameCounts(dbPath, payment, samples));
     const bareFrames = sum(commitFrameCounts(barePath, () => bare.insert(), samples));
     const pageSize = bare.db.pragma('page_size', { simple: true }) as number;
-    // One row whose blob fills (payment frames − 3) overflow pages (4 bytes of each hold the
-    // next page's number): with its table and index leaves and page 1 (the database grows), about
-    // as many frames as the payment.
-    const bigBlob = randomBytes(Math.max(0, Math.round(frames / samples) - 3) * (pageSize - 4));
+    // One row whose commit writes about as many WAL frames as the payment's (fixtures.ts).
+    const bigBlob = blobForFrames(big, bigPath, Math.round(frames / samples)).blob;
     const bigFrames = sum(
       commitFrameCounts(bigPath, () => big.insert(undefined, bigBlob), samples),
     );
