@@ -1,5 +1,8 @@
+import nacl from 'tweetnacl';
 import { describe, expect, it } from 'vitest';
-import { sweepForPans } from '../helpers/leak-sweep.js';
+import { keyId, signEnvelope } from '../../cloud-sync/envelope.js';
+import { findPanShapedRuns } from '../../common/luhn-scan.js';
+import { cutOpaqueHex, sqliteValuesToSweep, sweepForPans } from '../helpers/leak-sweep.js';
 
 describe('leak sweep', () => {
   it('finds a test PAN in binary content and a Luhn-valid run in text', () => {
@@ -121,5 +124,100 @@ describe('metrics sweep (GET /metrics)', () => {
       '/metrics line 4 value',
       '/metrics line 5 value',
     ]);
+  });
+});
+
+describe('opaque hex fields (key id, KSN, PIN block, SRED ciphertext)', () => {
+  // A real Ed25519 key whose key id (SHA-256 of the public key, 16 hex digits) happens to be 16
+  // decimal digits that pass Luhn, as the cloud core's random key did in one CI run (about 1 key
+  // in 2 000).
+  const seed = new Uint8Array(32);
+  new DataView(seed.buffer).setUint32(0, 7057);
+  const chanceKey = nacl.sign.keyPair.fromSeed(seed);
+
+  it('does not read a signed envelope’s key id as a PAN, and still finds one in its body', () => {
+    expect(keyId(chanceKey.publicKey)).toBe('6429750159360155');
+    const envelope = signEnvelope(
+      { batch: 'b1', results: [{ key: 'k1', status: 'accepted' }] },
+      { secretKey: chanceKey.secretKey },
+    );
+    // The raw scan finds the key id: this is the chance the sweep must tell apart.
+    expect(findPanShapedRuns(envelope.toString('latin1'), { asciiRunsOnly: true })).toEqual([
+      '6429750159360155',
+    ]);
+    expect(sweepForPans([{ source: 'mqtt down/acks', content: envelope }])).toEqual([]);
+
+    const leaky = signEnvelope(
+      { batch: 'b1', note: 'card 6011000990139424' },
+      { secretKey: chanceKey.secretKey },
+    );
+    expect(sweepForPans([{ source: 'mqtt down/acks', content: leaky }])).toEqual([
+      { source: 'mqtt down/acks', found: 'Luhn-valid run 601100…9424 (16 digits)' },
+    ]);
+  });
+
+  it('cuts out KSN, PIN block and SRED ciphertext inside an envelope body, in their schema’s shape only', () => {
+    const body = JSON.stringify({
+      pinBlock: { format: 0, ksnHex: 'FFFF9876543210E00001', pinBlockHex: '6429750159360155' },
+      sred: { ksnHex: 'FFFF9876543210E00002', ciphertextHex: 'AB6429750159360155CD' },
+    });
+    const text = JSON.stringify({ v: 1, kid: 'abcdef0123456789', body, sig: 'x' });
+    const parts = cutOpaqueHex('up/auth', text);
+    expect(parts.filter((p) => p.luhnScan === false).map((p) => p.content)).toEqual([
+      'abcdef0123456789',
+      'FFFF9876543210E00001',
+      '6429750159360155',
+      'FFFF9876543210E00002',
+      'AB6429750159360155CD',
+    ]);
+    expect(sweepForPans([{ source: 'up/auth', content: text }])).toEqual([]);
+
+    // Out of its schema's shape (17 digits) or in another field: scanned.
+    const odd = [
+      '{"pinBlockHex":"12345678901234569"}',
+      '{"kid":"64297501593601557"}',
+      '{"note":"6429750159360155"}',
+    ];
+    expect(cutOpaqueHex('x', odd[0] as string)).toHaveLength(1);
+    expect(sweepForPans(odd.map((content, i) => ({ source: `odd ${i}`, content })))).toEqual([
+      { source: 'odd 0', found: 'Luhn-valid run 123456…4569 (17 digits)' },
+      { source: 'odd 1', found: 'Luhn-valid run 642975…1557 (17 digits)' },
+      { source: 'odd 2', found: 'Luhn-valid run 642975…0155 (16 digits)' },
+    ]);
+  });
+
+  it('still finds a test PAN put in an opaque field', () => {
+    for (const content of [
+      '{"kid":"4111111111111111"}',
+      Buffer.from('{"v":1,"body":"{\\"sred\\":{\\"ciphertextHex\\":\\"005555555555554444\\"}}"}'),
+    ]) {
+      expect(sweepForPans([{ source: 's', content }]).map((l) => l.found)).toEqual([
+        expect.stringMatching(/^test PAN /),
+      ]);
+    }
+  });
+
+  it('does not Luhn-scan the SRED KSN and ciphertext columns of the store, but any other column', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const { default: Database } = await import('better-sqlite3');
+    const dir = mkdtempSync(path.join(tmpdir(), 'pos-sweep-'));
+    try {
+      const file = path.join(dir, 'x.db');
+      const db = new Database(file);
+      db.exec('CREATE TABLE sealed (sred_ksn TEXT, sred_ciphertext TEXT, note TEXT)');
+      db.prepare('INSERT INTO sealed VALUES (?, ?, ?)').run(
+        'FFFF9876543210E00001',
+        '6429750159360155',
+        '6429750159360155',
+      );
+      db.close();
+      expect(sweepForPans(sqliteValuesToSweep(file)).map((l) => l.source.split(' ')[1])).toEqual([
+        'sealed.note[0]',
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

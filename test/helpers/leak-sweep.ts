@@ -19,6 +19,54 @@ export interface Leak {
 export interface SweepItem {
   source: string;
   content: Buffer | string;
+  /**
+   * `false` for a value known to be a hash or a ciphertext in hex (set by {@link cutOpaqueHex}
+   * only): it is searched for the test PANs but not Luhn-scanned. Default: scanned.
+   */
+  luhnScan?: false;
+}
+
+/**
+ * JSON string fields whose value is a hash or a ciphertext in hex, with the lengths their schema
+ * allows (cloud-sync/envelope.ts, cloud-sync/schemas.ts). Random hex holds a run of 13–19
+ * decimal digits that passes Luhn now and then (a 16-digit key id: about 1 in 2 000; seen in CI:
+ * the cloud core's `kid` on every `down/acks` and `down/auth` envelope of one e2e run). Their
+ * digits are not card data: a key id is SHA-256 of a public key and a receiver refuses any
+ * other, and KSN, PIN block and SRED ciphertext come encrypted from the reader or PIN pad.
+ */
+const OPAQUE_HEX_FIELDS: Record<string, RegExp> = {
+  kid: /^[0-9a-f]{16}$/,
+  ksnHex: /^(?:[0-9A-Fa-f]{20}|[0-9A-Fa-f]{24})$/,
+  pinBlockHex: /^(?:[0-9A-Fa-f]{16}|[0-9A-Fa-f]{32})$/,
+  ciphertextHex: /^(?:[0-9A-Fa-f]{2})+$/,
+};
+
+/** `"name":"value"` in JSON text, or `\"name\":\"value\"` in JSON text held in a JSON string. */
+const OPAQUE_HEX_FIELD =
+  /(\\?")(kid|ksnHex|pinBlockHex|ciphertextHex)\1(\s*:\s*)\1([0-9A-Fa-f]+)\1/g;
+
+/**
+ * Splits JSON text (an MQTT envelope, whose body is JSON text in a string, or a stored JSON value)
+ * into the rest, with each {@link OPAQUE_HEX_FIELDS} value that has its schema's shape replaced
+ * by `opaque`, and one item per value cut out, marked `luhnScan: false`. A value of another
+ * shape stays in the rest and is scanned. The rest keeps the form it came in (bytes or text).
+ */
+export function cutOpaqueHex(source: string, content: Buffer | string): SweepItem[] {
+  const text = typeof content === 'string' ? content : content.toString('latin1');
+  const opaque: SweepItem[] = [];
+  const rest = text.replace(
+    OPAQUE_HEX_FIELD,
+    (whole, quote: string, name: string, colon: string, value: string) => {
+      if (!(OPAQUE_HEX_FIELDS[name]?.test(value) ?? false)) return whole;
+      opaque.push({ source: `${source} ${name} (opaque hex)`, content: value, luhnScan: false });
+      return `${quote}${name}${quote}${colon}${quote}opaque${quote}`;
+    },
+  );
+  if (opaque.length === 0) return [{ source, content }];
+  return [
+    { source, content: typeof content === 'string' ? rest : Buffer.from(rest, 'latin1') },
+    ...opaque,
+  ];
 }
 
 /** Reads the files that exist among `paths` (a database's `-wal` may be gone after a checkpoint). */
@@ -43,6 +91,12 @@ function isSqliteFile(item: SweepItem): boolean {
     item.source.endsWith('-shm')
   );
 }
+
+/** Columns that hold an {@link OPAQUE_HEX_FIELDS} value bare, by the field they hold. */
+const SQLITE_OPAQUE_HEX_COLUMNS: Record<string, string> = {
+  sred_ksn: 'ksnHex',
+  sred_ciphertext: 'ciphertextHex',
+};
 
 /**
  * Every text and blob value of every table of an SQLite database, one item per table and column
@@ -77,9 +131,16 @@ export function sqliteValuesToSweep(dbPath: string): SweepItem[] {
       }
       for (const [column, values] of columns) {
         // One item per value keeps two values from forming a run across their boundary.
-        values.forEach((content, i) =>
-          items.push({ source: `${dbPath} ${table}.${column}[${i}]`, content }),
-        );
+        values.forEach((content, i) => {
+          const source = `${dbPath} ${table}.${column}[${i}]`;
+          // The reader's SRED KSN and ciphertext are stored as bare hex (store-forward/rows.ts).
+          const field = SQLITE_OPAQUE_HEX_COLUMNS[column];
+          if (field !== undefined && OPAQUE_HEX_FIELDS[field]?.test(content) === true) {
+            items.push({ source: `${source} (opaque hex)`, content, luhnScan: false });
+          } else {
+            items.push({ source, content });
+          }
+        });
       }
     }
     return items;
@@ -94,7 +155,9 @@ export function sqliteValuesToSweep(dbPath: string): SweepItem[] {
  * otherwise bridge as separators); text content gets the normalizing scan (`common/luhn-scan.ts`).
  * UTF-16 or BCD encodings are out of scope because the agent writes neither. SQLite
  * files get the exact test-PAN search only (see {@link isSqliteFile}); their values get the Luhn
- * scan through {@link sqliteValuesToSweep}.
+ * scan through {@link sqliteValuesToSweep}. Hex hashes and ciphertexts in known JSON fields (a
+ * key id, a KSN, a PIN block, an SRED ciphertext: {@link cutOpaqueHex}) and items marked
+ * `luhnScan: false` get the exact test-PAN search only.
  */
 export function sweepForPans(items: SweepItem[]): Leak[] {
   const leaks: Leak[] = [];
@@ -104,13 +167,18 @@ export function sweepForPans(items: SweepItem[]): Leak[] {
     for (const pan of TEST_PANS) {
       if (text.includes(pan)) leaks.push({ source: item.source, found: `test PAN ${mask(pan)}` });
     }
-    if (isSqliteFile(item)) continue;
+    if (isSqliteFile(item) || item.luhnScan === false) continue;
     const asciiRunsOnly = typeof item.content !== 'string';
-    for (const run of findPanShapedRuns(text, { asciiRunsOnly })) {
-      leaks.push({
-        source: item.source,
-        found: `Luhn-valid run ${mask(run)} (${run.length} digits)`,
-      });
+    for (const part of cutOpaqueHex(item.source, item.content)) {
+      if (part.luhnScan === false) continue;
+      const partText =
+        typeof part.content === 'string' ? part.content : part.content.toString('latin1');
+      for (const run of findPanShapedRuns(partText, { asciiRunsOnly })) {
+        leaks.push({
+          source: item.source,
+          found: `Luhn-valid run ${mask(run)} (${run.length} digits)`,
+        });
+      }
     }
   }
   return leaks;
