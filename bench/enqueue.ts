@@ -35,6 +35,7 @@ import { v7 as uuidv7 } from 'uuid';
 import type { NewPayment } from '../store-forward/model.js';
 import type { OfflinePolicy } from '../store-forward/offline-policy.js';
 import { PaymentStore } from '../store-forward/payment-store.js';
+import { WAL_CHECKPOINT_WRITES, restartWalOf } from '../store-forward/kernel.js';
 import {
   BARE_ROW_BYTES,
   type BareBaseline,
@@ -100,9 +101,6 @@ interface Windows {
 
 /** Measured rounds between two countings of the offline commit's WAL frames. */
 export const FRAMES_EVERY = 500;
-
-/** Commits of the same-frames file between its checkpoints (StoreKernel's WAL_CHECKPOINT_WRITES). */
-const SAME_FRAMES_CHECKPOINT_EVERY = 32;
 
 /** Caps no bench payment reaches: the policy is decided, never refused. */
 export const POLICY: OfflinePolicy = {
@@ -249,13 +247,12 @@ export function benchEnqueue(options: {
       // piled up, so no payment's commit does (StoreKernel.checkpointIfDue), and then starts the
       // WAL over itself, so no payment's commit syncs a new WAL header (StoreKernel.restartWal).
       store.maintenance();
-      // The same-frames file gets the same maintenance: a checkpoint every 32 commits, then the
-      // WAL restarted by a write of its own (StoreKernel.restartWal), so no timed commit does it.
+      // The same-frames file gets the same maintenance: a checkpoint every WAL_CHECKPOINT_WRITES
+      // commits, then the WAL restarted by a write of its own, so no timed commit does either.
       floorCommits += 1;
-      if (floorCommits % SAME_FRAMES_CHECKPOINT_EVERY === 0) {
+      if (floorCommits % WAL_CHECKPOINT_WRITES === 0) {
         sameFramesDb.db.pragma('wal_checkpoint(PASSIVE)');
-        const version = sameFramesDb.db.pragma('user_version', { simple: true }) as number;
-        sameFramesDb.db.pragma(`user_version = ${version}`);
+        restartWalOf(sameFramesDb.db);
       }
       if (i < warmup) {
         offline.pop();

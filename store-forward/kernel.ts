@@ -50,6 +50,32 @@ export interface AckEventData {
 export const WAL_CHECKPOINT_WRITES = 32;
 
 /**
+ * Starts the WAL of `db` over, off the payment path (issue 9: the p99 of a payment's store work).
+ * After a checkpoint that copied every frame, the next write transaction rewrites the WAL from its
+ * start: it writes a new WAL header and, with `synchronous=FULL`, syncs that header before its
+ * own frames (SQLite wal.c `sqlite3WalFrames`: an out-of-order write after a WAL restart could
+ * corrupt the database, ticket ff5be73dee). That is a second fsync in one commit: with a
+ * checkpoint every {@link WAL_CHECKPOINT_WRITES} commits, one payment commit in 32 (the p97 and
+ * up of the store work) paid two. Run right after a checkpoint, this writes that transaction
+ * itself: the schema version as it is (`PRAGMA user_version`: page 1, no row, no trigger), so
+ * the next commit finds the WAL restarted and syncs once. The bench's same-frames floor
+ * (bench/enqueue.ts) gets the same treatment through it.
+ *
+ * Never throws: when it cannot write (a closed or read-only connection, another process holding
+ * the write lock, an I/O error), the next commit restarts the WAL as it did before, and reports
+ * its own error.
+ */
+export function restartWalOf(db: SqliteDatabase): void {
+  if (!db.open || db.readonly) return;
+  try {
+    const version = db.pragma('user_version', { simple: true }) as number;
+    db.pragma(`user_version = ${version}`);
+  } catch {
+    // See above: nothing depends on this write.
+  }
+}
+
+/**
  * `PRAGMA wal_autocheckpoint` of the store's connection, in pages (4 KiB each: 40 MiB). SQLite
  * checkpoints inside the commit that takes the WAL past it; maintenance checkpoints long before
  * (every second in the agent), so this only bounds the WAL of a store nobody maintains.
@@ -335,27 +361,11 @@ export class StoreKernel {
   }
 
   /**
-   * Starts the WAL over, off the payment path (issue 9: the p99 of a payment's store work). After
-   * a checkpoint that copied every frame, the next write transaction rewrites the WAL from its
-   * start: it writes a new WAL header and, with `synchronous=FULL`, syncs that header before its
-   * own frames (SQLite wal.c `sqlite3WalFrames`: an out-of-order write after a WAL restart could
-   * corrupt the database, ticket ff5be73dee). That is a second fsync in one commit: with a
-   * checkpoint every {@link WAL_CHECKPOINT_WRITES} commits, one payment commit in 32 (the p97 and
-   * up of the store work) paid two. Run right after a checkpoint, this writes that transaction
-   * itself: the schema version as it is (`PRAGMA user_version`: page 1, no row, no trigger), so
-   * the next payment's commit finds the WAL restarted and syncs once.
-   *
-   * Never throws: when it cannot write (another process holds the write lock, an I/O error), the
-   * next payment's commit restarts the WAL as it did before, and reports its own error.
+   * Starts the WAL over, off the payment path: {@link restartWalOf} on the store's connection.
+   * Never throws.
    */
   restartWal(): void {
-    if (!this.db.open || this.db.readonly) return;
-    try {
-      const version = this.db.pragma('user_version', { simple: true }) as number;
-      this.db.pragma(`user_version = ${version}`);
-    } catch {
-      // See above: nothing depends on this write.
-    }
+    restartWalOf(this.db);
   }
 
   #writesSinceCheckpoint = 0;
